@@ -1,0 +1,259 @@
+//! Registering and removing accounts: the steps shared by the HTTP API and the CLI.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::app::AppState;
+use crate::domain::{self, AccountId, Platform, UnixTime};
+use crate::store::{NewAccount, StoreError};
+
+/// A registration request as it arrives, before validation.
+#[derive(Debug)]
+pub struct RegistrationInput {
+    /// Platform name.
+    pub platform: String,
+    /// Platform account ID.
+    pub account_id: String,
+    /// Display name.
+    pub username: String,
+    /// Access token.
+    pub access_token: SecretString,
+    /// Refresh token, if any.
+    pub refresh_token: Option<SecretString>,
+    /// Access token expiry, RFC 3339.
+    pub expires_at: Option<String>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+}
+
+/// Why a registration was refused; each maps to a 400 or a 409.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    /// Bad input; `code` is the API error code.
+    #[error("{message}")]
+    Invalid {
+        /// API error code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The account is already registered in this workspace.
+    #[error("{0} account {1} is already registered in this workspace")]
+    Exists(Platform, String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> RegistrationError {
+    RegistrationError::Invalid {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Checks the shape of a token without ever echoing it.
+fn check_token(field: &str, code: &'static str, t: &SecretString) -> Result<(), RegistrationError> {
+    let s = t.expose_secret();
+    if s.is_empty() {
+        return Err(invalid(code, format!("{field} must not be empty.")));
+    }
+    if s.len() > 4096 {
+        return Err(invalid(
+            code,
+            format!("{field} is longer than 4096 characters."),
+        ));
+    }
+    if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            code,
+            format!(
+                "{field} must be printable ASCII without spaces (was it pasted with a line break?)."
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A validated registration.
+#[derive(Debug)]
+pub struct Registration {
+    /// Platform.
+    pub platform: Platform,
+    /// Account ID.
+    pub account_id: AccountId,
+    /// Display name.
+    pub username: String,
+    /// Access token.
+    pub access_token: SecretString,
+    /// Refresh token.
+    pub refresh_token: Option<SecretString>,
+    /// Access token expiry.
+    pub expires_at: Option<UnixTime>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+}
+
+impl RegistrationInput {
+    /// Validates every field, with a message that says what is expected.
+    pub fn validate(self) -> Result<Registration, RegistrationError> {
+        let platform: Platform = self
+            .platform
+            .parse()
+            .map_err(|e: domain::UnknownPlatform| invalid("unknown_platform", e.to_string()))?;
+        let account_id = AccountId::parse(platform, &self.account_id)
+            .map_err(|e| invalid("invalid_account_id", e.to_string()))?;
+        let username = self.username.trim().to_owned();
+        if username.is_empty()
+            || username.chars().count() > 256
+            || username.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                "invalid_username",
+                "username must be 1 to 256 characters without control characters.",
+            ));
+        }
+        check_token("accessToken", "invalid_access_token", &self.access_token)?;
+        if let Some(r) = &self.refresh_token {
+            check_token("refreshToken", "invalid_refresh_token", r)?;
+        }
+        let expires_at = self
+            .expires_at
+            .as_deref()
+            .map(domain::parse_rfc3339)
+            .transpose()
+            .map_err(|m| invalid("invalid_expires_at", format!("expiresAt: {m}")))?;
+        if self.scopes.len() > 100 {
+            return Err(invalid("invalid_scopes", "scopes: at most 100 entries."));
+        }
+        let mut scopes = Vec::with_capacity(self.scopes.len());
+        for s in self.scopes {
+            let s = s.trim().to_owned();
+            let ok = !s.is_empty()
+                && s.len() <= 128
+                && s.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-' | b'/')
+                });
+            if !ok {
+                return Err(invalid(
+                    "invalid_scopes",
+                    format!(
+                        "scope '{}' is not valid: use letters, digits, '.', '_', ':', '-' or '/'.",
+                        domain::truncate_for_message(&s)
+                    ),
+                ));
+            }
+            if !scopes.contains(&s) {
+                scopes.push(s);
+            }
+        }
+        Ok(Registration {
+            platform,
+            account_id,
+            username,
+            access_token: self.access_token,
+            refresh_token: self.refresh_token,
+            expires_at,
+            scopes,
+        })
+    }
+}
+
+/// What binds a sealed token to its account (the AEAD associated data).
+pub fn seal_context(workspace_id: i64, platform: Platform, account_id: &str) -> String {
+    format!("{workspace_id}/{platform}/{account_id}")
+}
+
+/// Seals the tokens and stores the account with `unknown` health. Returns the row ID.
+pub async fn register(
+    state: &AppState,
+    workspace_id: i64,
+    reg: &Registration,
+) -> Result<i64, RegistrationError> {
+    let ctx = seal_context(workspace_id, reg.platform, reg.account_id.as_str());
+    let new = NewAccount {
+        workspace_id,
+        platform: reg.platform,
+        account_id: reg.account_id.clone(),
+        username: reg.username.clone(),
+        access_token: state.sealer.seal(&ctx, &reg.access_token),
+        refresh_token: reg
+            .refresh_token
+            .as_ref()
+            .map(|t| state.sealer.seal(&ctx, t)),
+        token_expires_at: reg.expires_at,
+        scopes: reg.scopes.clone(),
+        connected_at: domain::now(),
+    };
+    match state.store.insert_account(&new).await {
+        Ok(id) => Ok(id),
+        Err(StoreError::Conflict) => Err(RegistrationError::Exists(
+            reg.platform,
+            reg.account_id.to_string(),
+        )),
+        Err(e) => Err(RegistrationError::Store(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> RegistrationInput {
+        RegistrationInput {
+            platform: "twitter".into(),
+            account_id: "1234567890".into(),
+            username: " @mybusiness ".into(),
+            access_token: SecretString::from("tok-1".to_owned()),
+            refresh_token: None,
+            expires_at: Some("2026-12-01T00:00:00Z".into()),
+            scopes: vec!["tweet.read".into(), "tweet.read".into()],
+        }
+    }
+
+    #[test]
+    fn valid_input_is_normalised() {
+        let r = input().validate().unwrap();
+        assert_eq!(r.username, "@mybusiness");
+        assert_eq!(r.scopes, vec!["tweet.read"]);
+        assert!(r.expires_at.is_some());
+    }
+
+    #[test]
+    fn token_errors_never_echo_the_token() {
+        let mut i = input();
+        i.access_token = SecretString::from("secret value\n".to_owned());
+        let e = i.validate().unwrap_err().to_string();
+        assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn each_field_is_checked() {
+        type Case = (fn(&mut RegistrationInput), &'static str);
+        let cases: Vec<Case> = vec![
+            (|i| i.platform = "myspace".into(), "unknown_platform"),
+            (|i| i.account_id = "abc".into(), "invalid_account_id"),
+            (|i| i.username = "  ".into(), "invalid_username"),
+            (
+                |i| i.access_token = SecretString::from(String::new()),
+                "invalid_access_token",
+            ),
+            (
+                |i| i.refresh_token = Some(SecretString::from("a b".to_owned())),
+                "invalid_refresh_token",
+            ),
+            (
+                |i| i.expires_at = Some("tomorrow".into()),
+                "invalid_expires_at",
+            ),
+            (|i| i.scopes = vec!["bad scope".into()], "invalid_scopes"),
+        ];
+        for (mutate, code) in cases {
+            let mut i = input();
+            mutate(&mut i);
+            match i.validate() {
+                Err(RegistrationError::Invalid { code: c, .. }) => assert_eq!(c, code),
+                other => panic!("expected {code}, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! `/v1/accounts`: list, health, details, register, check now, disconnect.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, Workspace};
+use crate::accounts::{self, RegistrationError, RegistrationInput};
+use crate::app::AppState;
+use crate::domain::{AccountId, Health, Platform, rfc3339};
+use crate::store::Account;
+
+/// The routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/accounts", get(list).post(register))
+        .route("/v1/accounts/health", get(health))
+        .route(
+            "/v1/accounts/{platform}/{account_id}",
+            get(details).delete(disconnect),
+        )
+}
+
+/// One entry of `GET /v1/accounts`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountSummary {
+    /// Platform, lower-case.
+    pub platform: Platform,
+    /// The platform's account ID.
+    pub account_id: String,
+    /// Display name.
+    pub username: String,
+    /// RFC 3339 UTC.
+    pub connected_at: String,
+}
+
+/// `GET /v1/accounts` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountList {
+    /// The accounts.
+    pub accounts: Vec<AccountSummary>,
+}
+
+/// One entry of `GET /v1/accounts/health`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountHealth {
+    /// Platform.
+    pub platform: Platform,
+    /// Account ID.
+    pub account_id: String,
+    /// Display name.
+    pub username: String,
+    /// `healthy`, `warning`, `unhealthy` or `unknown`.
+    pub health: Health,
+    /// Whether the token was valid at the last check; null before the first check.
+    pub token_valid: Option<bool>,
+    /// Permissions the token carries.
+    pub permissions: Vec<String>,
+    /// What to do, in sentences.
+    pub recommendations: Vec<String>,
+    /// Required permissions the token lacks.
+    pub missing_permissions: Vec<String>,
+    /// Access token expiry, RFC 3339 UTC; null when unknown or never.
+    pub token_expires_at: Option<String>,
+    /// Whether a person must reconnect the account.
+    pub needs_reconnect: bool,
+    /// Last check, RFC 3339 UTC; null if never checked.
+    pub last_checked_at: Option<String>,
+}
+
+/// Counts by health.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct HealthSummary {
+    /// All accounts listed.
+    pub total: usize,
+    /// Healthy ones.
+    pub healthy: usize,
+    /// Warnings.
+    pub warning: usize,
+    /// Unhealthy ones.
+    pub unhealthy: usize,
+    /// Unknown ones.
+    pub unknown: usize,
+}
+
+/// `GET /v1/accounts/health` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthList {
+    /// The accounts.
+    pub accounts: Vec<AccountHealth>,
+    /// Counts by health.
+    pub summary: HealthSummary,
+}
+
+/// One account's details.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountDetail {
+    /// Platform.
+    pub platform: Platform,
+    /// Account ID.
+    pub account_id: String,
+    /// Display name.
+    pub username: String,
+    /// RFC 3339 UTC.
+    pub connected_at: String,
+    /// Health.
+    pub health: Health,
+    /// Token validity at the last check.
+    pub token_valid: Option<bool>,
+    /// Permissions.
+    pub permissions: Vec<String>,
+    /// Recommendations.
+    pub recommendations: Vec<String>,
+    /// Missing required permissions.
+    pub missing_permissions: Vec<String>,
+    /// Token expiry.
+    pub token_expires_at: Option<String>,
+    /// Whether to reconnect.
+    pub needs_reconnect: bool,
+    /// Last check.
+    pub last_checked_at: Option<String>,
+    /// The last problem seen, if any.
+    pub last_error: Option<String>,
+}
+
+fn permissions_of(a: &Account) -> Vec<String> {
+    a.permissions.clone().unwrap_or_else(|| a.scopes.clone())
+}
+
+impl From<&Account> for AccountSummary {
+    fn from(a: &Account) -> Self {
+        AccountSummary {
+            platform: a.platform,
+            account_id: a.account_id.clone(),
+            username: a.username.clone(),
+            connected_at: rfc3339(a.connected_at),
+        }
+    }
+}
+
+impl From<&Account> for AccountHealth {
+    fn from(a: &Account) -> Self {
+        AccountHealth {
+            platform: a.platform,
+            account_id: a.account_id.clone(),
+            username: a.username.clone(),
+            health: a.health,
+            token_valid: a.token_valid,
+            permissions: permissions_of(a),
+            recommendations: a.recommendations.clone(),
+            missing_permissions: a.missing_permissions.clone(),
+            token_expires_at: a.token_expires_at.map(rfc3339),
+            needs_reconnect: a.needs_reconnect,
+            last_checked_at: a.last_checked_at.map(rfc3339),
+        }
+    }
+}
+
+impl From<&Account> for AccountDetail {
+    fn from(a: &Account) -> Self {
+        AccountDetail {
+            platform: a.platform,
+            account_id: a.account_id.clone(),
+            username: a.username.clone(),
+            connected_at: rfc3339(a.connected_at),
+            health: a.health,
+            token_valid: a.token_valid,
+            permissions: permissions_of(a),
+            recommendations: a.recommendations.clone(),
+            missing_permissions: a.missing_permissions.clone(),
+            token_expires_at: a.token_expires_at.map(rfc3339),
+            needs_reconnect: a.needs_reconnect,
+            last_checked_at: a.last_checked_at.map(rfc3339),
+            last_error: a.last_error.clone(),
+        }
+    }
+}
+
+/// Query of `GET /v1/accounts`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Only this platform, e.g. `instagram`.
+    pub platform: Option<String>,
+}
+
+/// Query of `GET /v1/accounts/health`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct HealthQuery {
+    /// Only this platform.
+    pub platform: Option<String>,
+    /// Only this health: `healthy`, `warning`, `unhealthy` or `unknown`.
+    pub health: Option<String>,
+}
+
+fn parse_platform(p: &str) -> Result<Platform, ApiError> {
+    p.parse().map_err(|e: crate::domain::UnknownPlatform| {
+        ApiError::bad_request("unknown_platform", e.to_string())
+    })
+}
+
+/// Validates the `{platform}/{accountId}` path.
+pub fn parse_target(platform: &str, account_id: &str) -> Result<(Platform, AccountId), ApiError> {
+    let p = parse_platform(platform)?;
+    let id = AccountId::parse(p, account_id)
+        .map_err(|e| ApiError::bad_request("invalid_account_id", e.to_string()))?;
+    Ok((p, id))
+}
+
+/// Loads an account of the caller's workspace, or 404.
+pub async fn load(
+    state: &AppState,
+    ws: Workspace,
+    platform: &str,
+    account_id: &str,
+) -> Result<Account, ApiError> {
+    let (p, id) = parse_target(platform, account_id)?;
+    state
+        .store
+        .get_account(ws.0, p, &id)
+        .await?
+        .ok_or_else(ApiError::account_not_found)
+}
+
+/// List connected accounts.
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", params(ListQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = AccountList),
+              (status = 400, description = "Unknown platform", body = super::error::ErrorBody),
+              (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    ws: Workspace,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<AccountList>, ApiError> {
+    let platform = q.platform.as_deref().map(parse_platform).transpose()?;
+    let rows = state.store.list_accounts(ws.0, platform, None).await?;
+    Ok(Json(AccountList {
+        accounts: rows.iter().map(AccountSummary::from).collect(),
+    }))
+}
+
+/// Health of the connected accounts, with counts.
+#[utoipa::path(get, path = "/v1/accounts/health", tag = "accounts", params(HealthQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = HealthList),
+              (status = 400, description = "Unknown platform or health", body = super::error::ErrorBody),
+              (status = 401, body = super::error::ErrorBody)))]
+pub async fn health(
+    State(state): State<AppState>,
+    ws: Workspace,
+    ApiQuery(q): ApiQuery<HealthQuery>,
+) -> Result<Json<HealthList>, ApiError> {
+    let platform = q.platform.as_deref().map(parse_platform).transpose()?;
+    let health = q
+        .health
+        .as_deref()
+        .map(|h| {
+            h.parse::<Health>()
+                .map_err(|e| ApiError::bad_request("unknown_health", e.to_string()))
+        })
+        .transpose()?;
+    let rows = state.store.list_accounts(ws.0, platform, health).await?;
+    let mut summary = HealthSummary {
+        total: rows.len(),
+        ..HealthSummary::default()
+    };
+    for a in &rows {
+        *match a.health {
+            Health::Healthy => &mut summary.healthy,
+            Health::Warning => &mut summary.warning,
+            Health::Unhealthy => &mut summary.unhealthy,
+            Health::Unknown => &mut summary.unknown,
+        } += 1;
+    }
+    Ok(Json(HealthList {
+        accounts: rows.iter().map(AccountHealth::from).collect(),
+        summary,
+    }))
+}
+
+/// One account's details.
+#[utoipa::path(get, path = "/v1/accounts/{platform}/{accountId}", tag = "accounts",
+    params(("platform" = String, Path), ("accountId" = String, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = AccountDetail),
+              (status = 400, body = super::error::ErrorBody),
+              (status = 401, body = super::error::ErrorBody),
+              (status = 404, body = super::error::ErrorBody)))]
+pub async fn details(
+    State(state): State<AppState>,
+    ws: Workspace,
+    ApiPath((platform, account_id)): ApiPath<(String, String)>,
+) -> Result<Json<AccountDetail>, ApiError> {
+    let a = load(&state, ws, &platform, &account_id).await?;
+    Ok(Json(AccountDetail::from(&a)))
+}
+
+/// `POST /v1/accounts` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterBody {
+    /// Platform.
+    pub platform: String,
+    /// Account ID in the platform's format.
+    pub account_id: String,
+    /// Display name.
+    pub username: String,
+    /// The OAuth access token (stored sealed; never shown again).
+    #[schema(value_type = String)]
+    pub access_token: SecretString,
+    /// The refresh token, when the platform issued one.
+    #[schema(value_type = Option<String>)]
+    pub refresh_token: Option<SecretString>,
+    /// Access token expiry, RFC 3339.
+    pub expires_at: Option<String>,
+    /// Scopes granted.
+    pub scopes: Option<Vec<String>>,
+}
+
+impl From<RegistrationError> for ApiError {
+    fn from(e: RegistrationError) -> Self {
+        match e {
+            RegistrationError::Invalid { code, message } => ApiError::bad_request(code, message),
+            e @ RegistrationError::Exists(..) => ApiError::conflict(
+                "account_exists",
+                format!("{e}. Delete it first to register it again."),
+            ),
+            RegistrationError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// Register an account connected elsewhere.
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = RegisterBody,
+    security(("api_key" = [])),
+    responses((status = 201, body = AccountDetail),
+              (status = 400, body = super::error::ErrorBody),
+              (status = 401, body = super::error::ErrorBody),
+              (status = 409, description = "Already registered", body = super::error::ErrorBody),
+              (status = 413, body = super::error::ErrorBody)))]
+pub async fn register(
+    State(state): State<AppState>,
+    ws: Workspace,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> Result<(StatusCode, Json<AccountDetail>), ApiError> {
+    let reg = RegistrationInput {
+        platform: body.platform,
+        account_id: body.account_id,
+        username: body.username,
+        access_token: body.access_token,
+        refresh_token: body.refresh_token,
+        expires_at: body.expires_at,
+        scopes: body.scopes.unwrap_or_default(),
+    }
+    .validate()?;
+    accounts::register(&state, ws.0, &reg).await?;
+    let a = state
+        .store
+        .get_account(ws.0, reg.platform, &reg.account_id)
+        .await?
+        .ok_or_else(ApiError::account_not_found)?;
+    Ok((StatusCode::CREATED, Json(AccountDetail::from(&a))))
+}
+
+/// `DELETE` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Deleted {
+    /// Always true: the stored credentials are gone.
+    pub deleted: bool,
+}
+
+/// Disconnect an account: delete its stored credentials.
+#[utoipa::path(delete, path = "/v1/accounts/{platform}/{accountId}", tag = "accounts",
+    params(("platform" = String, Path), ("accountId" = String, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = Deleted),
+              (status = 400, body = super::error::ErrorBody),
+              (status = 401, body = super::error::ErrorBody),
+              (status = 404, body = super::error::ErrorBody)))]
+pub async fn disconnect(
+    State(state): State<AppState>,
+    ws: Workspace,
+    ApiPath((platform, account_id)): ApiPath<(String, String)>,
+) -> Result<Json<Deleted>, ApiError> {
+    let a = load(&state, ws, &platform, &account_id).await?;
+    if !state.store.delete_account(a.id).await? {
+        return Err(ApiError::account_not_found());
+    }
+    tracing::info!(platform = %a.platform, account = %a.account_id, "account disconnected");
+    Ok(Json(Deleted { deleted: true }))
+}

@@ -1,0 +1,145 @@
+//! The HTTP API: routing, authentication, extractors that answer in the API's error format.
+
+pub mod accounts;
+pub mod error;
+pub mod openapi;
+
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+pub use error::ApiError;
+
+/// JSON body extractor whose rejections use [`ApiError`].
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// Query string extractor whose rejections use [`ApiError`].
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// Path extractor whose rejections use [`ApiError`].
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// The workspace a request acts for, from its `Authorization: Bearer sk_...` header.
+#[derive(Debug, Clone, Copy)]
+pub struct Workspace(pub i64);
+
+impl FromRequestParts<AppState> for Workspace {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_api_key",
+                "This route needs an API key: send the header Authorization: Bearer sk_...",
+            )
+        })?;
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "invalid_authorization",
+                    "The Authorization header must be of the form: Bearer sk_...",
+                )
+            })?;
+        match state.store.authenticate(key).await? {
+            Some(ws) => Ok(Workspace(ws)),
+            None => Err(ApiError::unauthorized(
+                "invalid_api_key",
+                "The API key is unknown or has been revoked. Create one with `socialsyncer keys create`.",
+            )),
+        }
+    }
+}
+
+/// `GET /healthz` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    /// `ok` or `degraded`.
+    pub status: String,
+    /// Whether the database answers.
+    pub database: bool,
+    /// Configuration problems found at run time (e.g. a platform rejecting the app credentials).
+    pub problems: Vec<String>,
+    /// The daemon version.
+    pub version: String,
+}
+
+/// The daemon's own liveness.
+#[utoipa::path(get, path = "/healthz", tag = "daemon",
+    responses((status = 200, description = "The daemon is up", body = Liveness),
+              (status = 503, description = "The database does not answer", body = Liveness)))]
+pub async fn healthz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl IntoResponse {
+    let database = state.store.ping().await;
+    let problems = Vec::new();
+    let status = if database && problems.is_empty() {
+        "ok"
+    } else {
+        "degraded"
+    };
+    let code = if database {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(Liveness {
+            status: status.into(),
+            database,
+            problems,
+            version: env!("CARGO_PKG_VERSION").into(),
+        }),
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "No such route. See GET /v1/openapi.json.",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This route does not take that method. See GET /v1/openapi.json.",
+    )
+}
+
+/// The whole router with its state.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.server.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/openapi.json", get(openapi::serve))
+        .merge(accounts::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
+        }))
+        .with_state(state)
+}

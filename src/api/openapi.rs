@@ -1,0 +1,45 @@
+//! `GET /v1/openapi.json`: the OpenAPI 3 description, generated from the handlers and types.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::accounts;
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "socialsyncer", description = "Health of connected social media accounts"),
+    paths(
+        accounts::list,
+        accounts::health,
+        accounts::details,
+        accounts::register,
+        accounts::disconnect,
+        super::healthz,
+    ),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("sk_...")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Serves the description.
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

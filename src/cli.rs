@@ -1,0 +1,253 @@
+//! The command line: `serve`, `migrate`, `keys`, `accounts import`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::accounts::{self, RegistrationInput};
+use crate::app::{self, AppState};
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
+use crate::domain::{self, WorkspaceName};
+use crate::{crypto, server, telemetry};
+
+/// socialsyncer: keeps watch over the OAuth tokens of connected social media accounts.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Config file [default: $SOCIALSYNCER_CONFIG, then config/socialsyncer.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: migrations, scheduler, HTTP listener (stops cleanly on SIGTERM/SIGINT).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+/// `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a workspace if needed and print a new API key (shown only this once).
+    Create {
+        /// Workspace name.
+        #[arg(long)]
+        workspace: String,
+    },
+    /// List keys by prefix (the keys themselves are never shown again).
+    List,
+    /// Revoke the key with this prefix (as shown by `keys list`).
+    Revoke {
+        /// Key prefix, e.g. sk_1a2b3c4d.
+        prefix: String,
+    },
+}
+
+/// `accounts` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Register an account; the access token is read from standard input.
+    Import {
+        /// Workspace (must exist: `keys create` makes it).
+        #[arg(long)]
+        workspace: String,
+        /// Platform: instagram, facebook, threads, tiktok or twitter.
+        #[arg(long)]
+        platform: String,
+        /// The platform's account ID.
+        #[arg(long)]
+        account_id: String,
+        /// Display name.
+        #[arg(long)]
+        username: String,
+        /// File holding the refresh token.
+        #[arg(long, value_name = "PATH")]
+        refresh_token_file: Option<PathBuf>,
+        /// Access token expiry, RFC 3339 (e.g. 2026-12-31T00:00:00Z).
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Granted scopes, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
+}
+
+/// Runs the CLI; the binary's whole `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (path, explicit) = match (&cli.config, std::env::var_os("SOCIALSYNCER_CONFIG")) {
+        (Some(p), _) => (p.clone(), true),
+        (None, Some(p)) => (PathBuf::from(p), true),
+        (None, None) => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+    };
+    let config = match Config::load(&path, explicit) {
+        Ok(c) => c,
+        Err(ConfigError(msg)) => {
+            eprintln!(
+                "socialsyncer: configuration error in {}: {msg}",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log.format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("socialsyncer: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("socialsyncer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command with a loaded config.
+pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve => {
+            let state = AppState::build(config).await?;
+            server::run(state).await?;
+        }
+        Command::Migrate => {
+            let store = app::open_store(&config).await?;
+            store.close().await;
+            eprintln!("migrations applied");
+        }
+        Command::Keys(k) => keys(k, &config).await?,
+        Command::Accounts(AccountsCommand::Import {
+            workspace,
+            platform,
+            account_id,
+            username,
+            refresh_token_file,
+            expires_at,
+            scopes,
+        }) => {
+            let ws: WorkspaceName = workspace.parse()?;
+            let access_token = read_token_from_stdin()?;
+            let refresh_token = refresh_token_file
+                .map(|p| {
+                    std::fs::read_to_string(&p)
+                        .with_context(|| {
+                            format!("Failed to read --refresh-token-file {}", p.display())
+                        })
+                        .map(|s| SecretString::from(s.trim().to_owned()))
+                })
+                .transpose()?;
+            let reg = RegistrationInput {
+                platform,
+                account_id,
+                username,
+                access_token,
+                refresh_token,
+                expires_at,
+                scopes,
+            }
+            .validate()?;
+            let state = AppState::build(config).await?;
+            let Some(ws_id) = state.store.workspace_id(ws.as_str()).await? else {
+                bail!(
+                    "workspace '{}' does not exist; create it with `socialsyncer keys create --workspace {}`",
+                    ws.as_str(),
+                    ws.as_str()
+                );
+            };
+            accounts::register(&state, ws_id, &reg).await?;
+            println!(
+                "registered {} account {} ({})",
+                reg.platform, reg.account_id, reg.username
+            );
+            state.store.close().await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_token_from_stdin() -> anyhow::Result<SecretString> {
+    let mut buf = String::new();
+    std::io::stdin()
+        .take(64 * 1024)
+        .read_to_string(&mut buf)
+        .context("Failed to read the access token from standard input")?;
+    let token = buf.trim().to_owned();
+    if token.is_empty() {
+        bail!(
+            "no access token on standard input; pipe it in, e.g. `socialsyncer accounts import ... < token.txt`"
+        );
+    }
+    Ok(SecretString::from(token))
+}
+
+async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
+    let store = app::open_store(config).await?;
+    match cmd {
+        KeysCommand::Create { workspace } => {
+            let ws: WorkspaceName = workspace.parse()?;
+            let now = domain::now();
+            let ws_id = store.ensure_workspace(ws.as_str(), now).await?;
+            let key = crypto::generate_api_key();
+            store
+                .insert_api_key(ws_id, &key.prefix, &key.hash, now)
+                .await?;
+            println!("{}", key.secret.expose_secret());
+            eprintln!(
+                "created key {} for workspace '{}'; it is shown only this once",
+                key.prefix,
+                ws.as_str()
+            );
+        }
+        KeysCommand::List => {
+            let keys = store.list_api_keys().await?;
+            println!(
+                "{:<12} {:<24} {:<21} STATUS",
+                "PREFIX", "WORKSPACE", "CREATED"
+            );
+            for k in keys {
+                let status = match k.revoked_at {
+                    Some(t) => format!("revoked {}", domain::rfc3339(t)),
+                    None => "active".into(),
+                };
+                println!(
+                    "{:<12} {:<24} {:<21} {status}",
+                    k.prefix,
+                    k.workspace,
+                    domain::rfc3339(k.created_at)
+                );
+            }
+        }
+        KeysCommand::Revoke { prefix } => {
+            let n = store.revoke_api_keys(prefix.trim(), domain::now()).await?;
+            if n == 0 {
+                bail!(
+                    "no active key has the prefix '{}'; `socialsyncer keys list` shows the prefixes",
+                    domain::truncate_for_message(&prefix)
+                );
+            }
+            eprintln!("revoked {n} key(s) with prefix {}", prefix.trim());
+        }
+    }
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,533 @@
+//! Typed configuration: the TOML file, `SOCIALSYNCER__SECTION__KEY` overrides, secrets from files.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+use crate::domain::Platform;
+
+/// The example configuration shipped in `config/socialsyncer.toml`, embedded in the binary.
+pub const EXAMPLE_CONFIG: &str = include_str!("../config/socialsyncer.toml");
+
+/// Where the config file is looked for when neither `--config` nor `$SOCIALSYNCER_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "config/socialsyncer.toml";
+
+/// A configuration problem, worded as one line that names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+/// A duration written as humantime text (`"7d"`, `"6h"`, `"30s"`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl fmt::Debug for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "'{s}' is not a duration ({e}); write e.g. \"30s\", \"6h\" or \"7d\""
+                ))
+            })
+    }
+}
+
+impl HumanDuration {
+    /// The duration in whole seconds, as stored timestamps use.
+    pub fn secs(self) -> i64 {
+        i64::try_from(self.0.as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[database]`
+    pub database: DatabaseConfig,
+    /// `[schedule]`
+    pub schedule: ScheduleConfig,
+    /// `[health]`
+    pub health: HealthConfig,
+    /// `[security]`
+    pub security: SecurityConfig,
+    /// `[email]`
+    pub email: EmailConfig,
+    /// `[http]`: the outbound client used for platforms.
+    pub http: HttpConfig,
+    /// `[log]`
+    pub log: LogConfig,
+    /// `[platforms.*]`
+    pub platforms: PlatformsConfig,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (relative paths are relative to the working directory).
+    pub url: String,
+    /// How long a write waits for a lock held by another connection or process.
+    pub busy_timeout: HumanDuration,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://state/socialsyncer.db".into(),
+            busy_timeout: HumanDuration(Duration::from_secs(10)),
+            max_connections: 8,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The SQLite file path named by the URL.
+    pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
+        let rest = self
+            .url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.url.strip_prefix("sqlite:"))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "database.url: '{}' is not supported; use sqlite://PATH (PostgreSQL is not supported yet)",
+                    self.url
+                ))
+            })?;
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() {
+            return Err(ConfigError(
+                "database.url: the SQLite file path is empty".into(),
+            ));
+        }
+        Ok(PathBuf::from(path))
+    }
+}
+
+/// `[schedule]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Six-field cron expression (with seconds) for the sweep tick; empty disables sweeps.
+    pub cron: String,
+    /// Checks in flight at once during a sweep.
+    pub concurrency: usize,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            cron: "0 */10 * * * *".into(),
+            concurrency: 64,
+        }
+    }
+}
+
+/// `[health]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// A token expiring within this window is a warning.
+    pub warn_before: HumanDuration,
+    /// The normal re-check period.
+    pub check_interval: HumanDuration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            warn_before: HumanDuration(Duration::from_secs(7 * 86_400)),
+            check_interval: HumanDuration(Duration::from_secs(6 * 3_600)),
+        }
+    }
+}
+
+/// `[security]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// File holding the 32-byte token sealing key; default `token.key` beside the database.
+    pub token_key_file: Option<PathBuf>,
+}
+
+/// `[email]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// `smtp://host:port`, `smtp://host:port?tls=required` (STARTTLS) or `smtps://host:port`.
+    pub smtp_url: Option<String>,
+    /// File holding `user:password` for SMTP authentication.
+    pub credentials_file: Option<PathBuf>,
+    /// Sender address.
+    pub from: Option<String>,
+    /// Recipients of every alert.
+    pub to: Vec<String>,
+}
+
+/// `[http]`: the one outbound HTTP client.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: HumanDuration,
+    /// Whole-request timeout (a platform call never takes longer).
+    pub request_timeout: HumanDuration,
+    /// Largest platform response body read, in bytes.
+    pub max_response_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            connect_timeout: HumanDuration(Duration::from_secs(5)),
+            request_timeout: HumanDuration(Duration::from_secs(15)),
+            max_response_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `compact` (default) or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Compact,
+        }
+    }
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One compact human-readable line per event.
+    Compact,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[platforms]`: one table per platform.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlatformsConfig {
+    /// `[platforms.instagram]`
+    pub instagram: PlatformConfig,
+    /// `[platforms.facebook]`
+    pub facebook: PlatformConfig,
+    /// `[platforms.threads]`
+    pub threads: PlatformConfig,
+    /// `[platforms.tiktok]`
+    pub tiktok: PlatformConfig,
+    /// `[platforms.twitter]`
+    pub twitter: PlatformConfig,
+}
+
+impl PlatformsConfig {
+    /// The table of one platform.
+    pub fn get(&self, p: Platform) -> &PlatformConfig {
+        match p {
+            Platform::Instagram => &self.instagram,
+            Platform::Facebook => &self.facebook,
+            Platform::Threads => &self.threads,
+            Platform::Tiktok => &self.tiktok,
+            Platform::Twitter => &self.twitter,
+        }
+    }
+}
+
+/// How Instagram accounts were connected, which decides the API used to check them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstagramLogin {
+    /// Facebook Login: Graph tokens, checked with `debug_token` on graph.facebook.com.
+    #[default]
+    Facebook,
+    /// Instagram Login: graph.instagram.com tokens, refreshable.
+    Instagram,
+}
+
+/// One platform's table. Keys a platform has no use for are ignored by its adapter.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlatformConfig {
+    /// API host, e.g. `https://graph.facebook.com`; tests point it at loopback.
+    pub base_url: Option<String>,
+    /// Graph API version path segment (facebook, instagram), e.g. `v23.0`.
+    pub api_version: Option<String>,
+    /// Instagram only: `facebook` (default) or `instagram`.
+    pub login: InstagramLogin,
+    /// Facebook app ID (facebook; instagram with Facebook Login uses facebook's).
+    pub app_id: Option<String>,
+    /// File holding the Facebook app secret.
+    pub app_secret_file: Option<PathBuf>,
+    /// TikTok client key.
+    pub client_key: Option<String>,
+    /// X (Twitter) OAuth 2.0 client ID.
+    pub client_id: Option<String>,
+    /// File holding the TikTok or X client secret (or the Instagram app secret).
+    pub client_secret_file: Option<PathBuf>,
+    /// Permissions an account needs for publishing; a missing one is a warning.
+    pub required_permissions: Option<Vec<String>>,
+}
+
+impl PlatformConfig {
+    /// The configured base URL or the platform's real host, without a trailing slash.
+    pub fn base_url(&self, p: Platform, login: InstagramLogin) -> String {
+        let default = match (p, login) {
+            (Platform::Instagram, InstagramLogin::Instagram) => "https://graph.instagram.com",
+            (Platform::Facebook | Platform::Instagram, _) => "https://graph.facebook.com",
+            (Platform::Threads, _) => "https://graph.threads.net",
+            (Platform::Tiktok, _) => "https://open.tiktokapis.com",
+            (Platform::Twitter, _) => "https://api.x.com",
+        };
+        self.base_url
+            .as_deref()
+            .unwrap_or(default)
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The Graph API version, default `v23.0`.
+    pub fn api_version(&self) -> &str {
+        self.api_version.as_deref().unwrap_or("v23.0")
+    }
+
+    /// The permissions required for publishing, configured or the platform's defaults.
+    pub fn required_permissions(&self, p: Platform, login: InstagramLogin) -> Vec<String> {
+        if let Some(r) = &self.required_permissions {
+            return r.clone();
+        }
+        let d: &[&str] = match (p, login) {
+            (Platform::Facebook, _) => &["pages_manage_posts", "pages_read_engagement"],
+            (Platform::Instagram, InstagramLogin::Facebook) => {
+                &["instagram_basic", "instagram_content_publish"]
+            }
+            (Platform::Instagram, InstagramLogin::Instagram) => &[
+                "instagram_business_basic",
+                "instagram_business_content_publish",
+            ],
+            (Platform::Threads, _) => &["threads_basic", "threads_content_publish"],
+            (Platform::Tiktok, _) => &["user.info.basic", "video.publish"],
+            (Platform::Twitter, _) => &["tweet.read", "tweet.write", "users.read"],
+        };
+        d.iter().map(|s| (*s).to_owned()).collect()
+    }
+}
+
+impl Config {
+    /// Loads the config: `path` (which must exist when `explicit`), then environment overrides.
+    /// A missing default file falls back to built-in defaults.
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        let mut fig = Figment::new();
+        if path.exists() {
+            fig = fig.merge(Toml::file(path));
+        } else if explicit {
+            return Err(ConfigError(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        Self::extract(fig)
+    }
+
+    /// Parses config from TOML text, then environment overrides (used by tests and `demo`).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::extract(Figment::new().merge(Toml::string(text)))
+    }
+
+    fn extract(fig: Figment) -> Result<Config, ConfigError> {
+        let fig = fig.merge(Env::prefixed("SOCIALSYNCER__").split("__"));
+        let config: Config = fig.extract().map_err(|e| {
+            let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            ConfigError(msgs.join("; ").replace('\n', " "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: addresses, URLs, cron, ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        SocketAddr::from_str(&self.server.listen).map_err(|_| {
+            ConfigError(format!(
+                "server.listen: '{}' is not an address like 127.0.0.1:8080",
+                self.server.listen
+            ))
+        })?;
+        self.database.sqlite_path()?;
+        if self.database.max_connections == 0 {
+            return Err(ConfigError(
+                "database.max_connections: must be at least 1".into(),
+            ));
+        }
+        if self.schedule.concurrency == 0 {
+            return Err(ConfigError(
+                "schedule.concurrency: must be at least 1".into(),
+            ));
+        }
+        if !self.schedule.cron.trim().is_empty() {
+            croner_check(&self.schedule.cron).map_err(|e| {
+                ConfigError(format!("schedule.cron: '{}': {e}", self.schedule.cron))
+            })?;
+        }
+        if self.health.check_interval.0 < Duration::from_secs(60) {
+            return Err(ConfigError(
+                "health.check_interval: must be at least 1m".into(),
+            ));
+        }
+        if self.http.request_timeout.0.is_zero() || self.http.connect_timeout.0.is_zero() {
+            return Err(ConfigError(
+                "http: timeouts must be greater than zero".into(),
+            ));
+        }
+        for p in Platform::ALL {
+            let pc = self.platforms.get(p);
+            if let Some(url) = &pc.base_url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(ConfigError(format!(
+                    "platforms.{p}.base_url: '{url}' must start with http:// or https://"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The token key file: configured, or `token.key` beside the database.
+    pub fn token_key_path(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(p) = &self.security.token_key_file {
+            return Ok(resolve_credential_path(p));
+        }
+        let db = self.database.sqlite_path()?;
+        Ok(db
+            .parent()
+            .map(|d| d.join("token.key"))
+            .unwrap_or_else(|| PathBuf::from("token.key")))
+    }
+}
+
+/// Validates a cron expression the way tokio-cron-scheduler will parse it.
+fn croner_check(expr: &str) -> Result<(), String> {
+    tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|e| format!("not a valid cron expression with seconds ({e})"))
+}
+
+/// Resolves a secret file path: a relative path is looked up in `$CREDENTIALS_DIRECTORY`
+/// (systemd `LoadCredential=`) when that is set.
+pub fn resolve_credential_path(p: &Path) -> PathBuf {
+    if p.is_relative()
+        && let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY")
+    {
+        let candidate = Path::new(&dir).join(p);
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    p.to_owned()
+}
+
+/// Reads a secret from a file named in the config under `key` (trailing newline trimmed).
+pub fn read_secret_file(key: &str, path: &Path) -> Result<SecretString, ConfigError> {
+    let path = resolve_credential_path(path);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ConfigError(format!("{key}: cannot read {}: {e}", path.display())))?;
+    let trimmed = text.trim_end_matches(['\n', '\r']);
+    if trimmed.is_empty() {
+        return Err(ConfigError(format!("{key}: {} is empty", path.display())));
+    }
+    Ok(SecretString::from(trimmed.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let c = Config::from_toml(EXAMPLE_CONFIG).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.health.warn_before.0, Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            c.database.sqlite_path().unwrap(),
+            PathBuf::from("state/socialsyncer.db")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::from_toml("[schedule]\nconcurrency = \"many\"").unwrap_err();
+        assert!(e.to_string().contains("concurrency"), "{e}");
+        let e = Config::from_toml("[server]\nlisten = \"nowhere\"").unwrap_err();
+        assert!(e.to_string().contains("server.listen"), "{e}");
+        let e = Config::from_toml("[health]\nwarn_before = \"soon\"").unwrap_err();
+        assert!(e.to_string().contains("warn_before"), "{e}");
+        let e = Config::from_toml("[server]\nlisten_on = \"x\"").unwrap_err();
+        assert!(e.to_string().contains("listen_on"), "{e}");
+        let e = Config::from_toml("[schedule]\ncron = \"every day\"").unwrap_err();
+        assert!(e.to_string().contains("schedule.cron"), "{e}");
+        let e = Config::from_toml("[database]\nurl = \"postgres://x\"").unwrap_err();
+        assert!(e.to_string().contains("database.url"), "{e}");
+        assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn platform_defaults() {
+        let c = Config::default();
+        assert_eq!(
+            c.platforms
+                .facebook
+                .base_url(Platform::Facebook, InstagramLogin::Facebook),
+            "https://graph.facebook.com"
+        );
+        assert!(
+            c.platforms
+                .instagram
+                .required_permissions(Platform::Instagram, InstagramLogin::Facebook)
+                .contains(&"instagram_content_publish".to_owned())
+        );
+    }
+}

@@ -1,0 +1,345 @@
+//! Validated domain types: platforms, account IDs, health states, workspace names and timestamps.
+//!
+//! Strings from the outside (HTTP, CLI) are parsed into these once, at the edge, so the rest
+//! of the code never re-checks them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// A social platform socialsyncer knows how to check.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// Instagram (Graph API, through Facebook Login or Instagram Login).
+    Instagram,
+    /// Facebook Pages (Graph API).
+    Facebook,
+    /// Threads (graph.threads.net).
+    Threads,
+    /// TikTok (open.tiktokapis.com v2).
+    Tiktok,
+    /// X, formerly Twitter (API v2).
+    Twitter,
+}
+
+impl Platform {
+    /// Every platform, in a stable order.
+    pub const ALL: [Platform; 5] = [
+        Platform::Instagram,
+        Platform::Facebook,
+        Platform::Threads,
+        Platform::Tiktok,
+        Platform::Twitter,
+    ];
+
+    /// The lower-case name used in URLs, JSON, config and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Instagram => "instagram",
+            Platform::Facebook => "facebook",
+            Platform::Threads => "threads",
+            Platform::Tiktok => "tiktok",
+            Platform::Twitter => "twitter",
+        }
+    }
+
+    /// The human name used in recommendations and emails.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Platform::Instagram => "Instagram",
+            Platform::Facebook => "Facebook",
+            Platform::Threads => "Threads",
+            Platform::Tiktok => "TikTok",
+            Platform::Twitter => "X (Twitter)",
+        }
+    }
+
+    /// What an account ID of this platform looks like, for error messages.
+    pub fn account_id_format(self) -> &'static str {
+        match self {
+            Platform::Instagram => "an Instagram user ID: digits only, e.g. 17841400123456789",
+            Platform::Facebook => "a Facebook Page ID: digits only, e.g. 111222333444555",
+            Platform::Threads => "a Threads user ID: digits only",
+            Platform::Tiktok => "a TikTok open ID: letters, digits, '-' and '_'",
+            Platform::Twitter => "a Twitter user ID: digits only, e.g. 1234567890",
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error for a string that names no known platform.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown platform '{0}': expected one of instagram, facebook, threads, tiktok, twitter")]
+pub struct UnknownPlatform(pub String);
+
+impl FromStr for Platform {
+    type Err = UnknownPlatform;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Platform::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownPlatform(truncate_for_message(s)))
+    }
+}
+
+/// A platform's account ID, validated against that platform's format.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(String);
+
+/// The error for an account ID that does not fit its platform's format.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid account ID '{id}' for {platform}: expected {}", platform.account_id_format())]
+pub struct InvalidAccountId {
+    /// The platform whose format was not met.
+    pub platform: Platform,
+    /// The offending value, shortened for display.
+    pub id: String,
+}
+
+/// The longest account ID accepted (Snowflakes are 20 digits; TikTok open IDs are UUID-like).
+const MAX_ACCOUNT_ID_LEN: usize = 128;
+
+impl AccountId {
+    /// Validates `id` against the format of `platform`.
+    pub fn parse(platform: Platform, id: &str) -> Result<Self, InvalidAccountId> {
+        let ok = !id.is_empty()
+            && id.len() <= MAX_ACCOUNT_ID_LEN
+            && match platform {
+                Platform::Tiktok => id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                _ => id.bytes().all(|b| b.is_ascii_digit()),
+            };
+        if ok {
+            Ok(AccountId(id.to_owned()))
+        } else {
+            Err(InvalidAccountId {
+                platform,
+                id: truncate_for_message(id),
+            })
+        }
+    }
+
+    /// The ID as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The health of one account, as served by the API and counted in metrics.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// The token works and carries every required permission.
+    Healthy,
+    /// The token works but needs attention soon (expiry, a missing permission, a failed refresh).
+    Warning,
+    /// The token is dead or cannot publish: the account must be reconnected.
+    Unhealthy,
+    /// Never checked, or the platform has not answered for too long.
+    Unknown,
+}
+
+impl Health {
+    /// Every state, in the order of the API summary.
+    pub const ALL: [Health; 4] = [
+        Health::Healthy,
+        Health::Warning,
+        Health::Unhealthy,
+        Health::Unknown,
+    ];
+
+    /// The lower-case name used in JSON, SQL and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Warning => "warning",
+            Health::Unhealthy => "unhealthy",
+            Health::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error for a string that names no health state.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown health '{0}': expected one of healthy, warning, unhealthy, unknown")]
+pub struct UnknownHealth(pub String);
+
+impl FromStr for Health {
+    type Err = UnknownHealth;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Health::ALL
+            .into_iter()
+            .find(|h| h.as_str() == s)
+            .ok_or_else(|| UnknownHealth(truncate_for_message(s)))
+    }
+}
+
+/// A workspace name: 1 to 64 characters of letters, digits, `.`, `_` and `-`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceName(String);
+
+/// The error for an invalid workspace name.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid workspace name '{0}': use 1 to 64 letters, digits, '.', '_' or '-'")]
+pub struct InvalidWorkspaceName(pub String);
+
+impl FromStr for WorkspaceName {
+    type Err = InvalidWorkspaceName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(WorkspaceName(s.to_owned()))
+        } else {
+            Err(InvalidWorkspaceName(truncate_for_message(s)))
+        }
+    }
+}
+
+impl WorkspaceName {
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Seconds since the Unix epoch, UTC: how every timestamp is stored.
+pub type UnixTime = i64;
+
+/// The current time in Unix seconds.
+pub fn now() -> UnixTime {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Formats Unix seconds as RFC 3339 UTC with a `Z` suffix, e.g. `2026-01-15T10:00:00Z`.
+pub fn rfc3339(t: UnixTime) -> String {
+    OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+}
+
+/// Parses an RFC 3339 timestamp (any offset) into Unix seconds.
+pub fn parse_rfc3339(s: &str) -> Result<UnixTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map(|d| d.unix_timestamp())
+        .map_err(|_| {
+            format!(
+                "'{}' is not an RFC 3339 timestamp such as 2026-01-15T10:00:00Z",
+                truncate_for_message(s)
+            )
+        })
+}
+
+/// Shortens user input before echoing it in an error message, so a huge value cannot
+/// flood a log line or a response.
+pub fn truncate_for_message(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.chars().count() <= MAX {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(MAX).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_round_trip() {
+        for p in Platform::ALL {
+            assert_eq!(p.as_str().parse::<Platform>().unwrap(), p);
+        }
+        assert!("Instagram".parse::<Platform>().is_err());
+        assert!("linkedin".parse::<Platform>().is_err());
+    }
+
+    #[test]
+    fn account_ids_follow_their_platform() {
+        assert!(AccountId::parse(Platform::Instagram, "17841400123456789").is_ok());
+        assert!(AccountId::parse(Platform::Twitter, "12a").is_err());
+        assert!(AccountId::parse(Platform::Facebook, "").is_err());
+        assert!(AccountId::parse(Platform::Tiktok, "723f24d7-e717_40f8").is_ok());
+        assert!(AccountId::parse(Platform::Tiktok, "a b").is_err());
+        assert!(AccountId::parse(Platform::Threads, &"1".repeat(129)).is_err());
+        let e = AccountId::parse(Platform::Twitter, "abc").unwrap_err();
+        assert!(e.to_string().contains("digits only"), "{e}");
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_z() {
+        assert_eq!(rfc3339(1_768_471_200), "2026-01-15T10:00:00Z");
+        assert_eq!(
+            parse_rfc3339("2026-01-15T11:00:00+01:00").unwrap(),
+            1_768_471_200
+        );
+        assert!(parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn long_input_is_shortened() {
+        let s = "x".repeat(1000);
+        assert!(truncate_for_message(&s).chars().count() <= 65);
+    }
+
+    #[test]
+    fn workspace_names() {
+        assert!("acme-prod".parse::<WorkspaceName>().is_ok());
+        assert!("".parse::<WorkspaceName>().is_err());
+        assert!("a b".parse::<WorkspaceName>().is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! socialsyncer: watches the OAuth tokens of connected social media accounts, records their
+//! health in SQLite, serves it over HTTP and warns people before a token dies.
+#![forbid(unsafe_code)]
+
+pub mod accounts; // registration steps shared by the API and the CLI
+pub mod api; // HTTP routes, authentication, error format
+pub mod app; // shared state and start-up
+pub mod cli; // command-line commands
+pub mod config; // typed configuration
+pub mod crypto; // API key hashing and token sealing
+pub mod domain; // validated domain types
+pub mod server; // the daemon's listener and shutdown
+pub mod store; // every SQL statement
+pub mod telemetry; // tracing setup

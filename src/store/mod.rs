@@ -1,0 +1,538 @@
+//! Every SQL statement of the project: workspaces, API keys, accounts, credentials, health.
+//!
+//! SQL is kept portable (`$N` placeholders, `RETURNING`, BIGINT Unix seconds) so that a
+//! PostgreSQL backend can reuse it.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
+
+use crate::crypto;
+use crate::domain::{AccountId, Health, Platform, UnixTime};
+
+/// Database errors the callers can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A row with the same unique key exists.
+    #[error("already exists")]
+    Conflict,
+    /// The row does not exist.
+    #[error("not found")]
+    NotFound,
+    /// Anything else from the database.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+fn conflict_or(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
+        _ => StoreError::Db(e),
+    }
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// An API key as listed: never the key itself.
+#[derive(Debug, Clone, FromRow)]
+pub struct ApiKeyInfo {
+    /// The first characters of the key.
+    pub prefix: String,
+    /// The workspace it belongs to.
+    pub workspace: String,
+    /// When it was created.
+    pub created_at: UnixTime,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// An account to register, with its tokens already sealed.
+#[derive(Debug)]
+pub struct NewAccount {
+    /// Owning workspace.
+    pub workspace_id: i64,
+    /// Platform.
+    pub platform: Platform,
+    /// Platform account ID.
+    pub account_id: AccountId,
+    /// Display name.
+    pub username: String,
+    /// Sealed access token.
+    pub access_token: Vec<u8>,
+    /// Sealed refresh token, when the platform issued one.
+    pub refresh_token: Option<Vec<u8>>,
+    /// Access token expiry.
+    pub token_expires_at: Option<UnixTime>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Registration time.
+    pub connected_at: UnixTime,
+}
+
+/// An account with its current health, as the API and the scheduler see it.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Internal row ID.
+    pub id: i64,
+    /// Owning workspace.
+    pub workspace_id: i64,
+    /// Platform.
+    pub platform: Platform,
+    /// Platform account ID.
+    pub account_id: String,
+    /// Display name.
+    pub username: String,
+    /// Registration time.
+    pub connected_at: UnixTime,
+    /// Scopes stored at registration or last refresh.
+    pub scopes: Vec<String>,
+    /// Access token expiry, when known.
+    pub token_expires_at: Option<UnixTime>,
+    /// Refresh token expiry, when known.
+    pub refresh_expires_at: Option<UnixTime>,
+    /// When the current access token was issued (registration or last refresh).
+    pub token_issued_at: UnixTime,
+    /// Current health.
+    pub health: Health,
+    /// Whether the last check found the token valid; `None` before the first check.
+    pub token_valid: Option<bool>,
+    /// Whether the account must be reconnected by a person.
+    pub needs_reconnect: bool,
+    /// Permissions found by the last check (`None` before the first check).
+    pub permissions: Option<Vec<String>>,
+    /// Required permissions the token lacks.
+    pub missing_permissions: Vec<String>,
+    /// What a person should do.
+    pub recommendations: Vec<String>,
+    /// Facebook data-access expiry.
+    pub data_access_expires_at: Option<UnixTime>,
+    /// The platform's user ID behind the token (Facebook revocation needs it).
+    pub platform_user_id: Option<String>,
+    /// The last error seen, in words safe to show.
+    pub last_error: Option<String>,
+    /// Last check attempt.
+    pub last_checked_at: Option<UnixTime>,
+    /// Last check that got an answer from the platform.
+    pub last_success_at: Option<UnixTime>,
+    /// Transient failures in a row.
+    pub consecutive_failures: i64,
+    /// When the scheduler checks it next.
+    pub next_check_at: UnixTime,
+}
+
+#[derive(FromRow)]
+struct AccountRow {
+    id: i64,
+    workspace_id: i64,
+    platform: String,
+    account_id: String,
+    username: String,
+    connected_at: i64,
+    scopes: String,
+    token_expires_at: Option<i64>,
+    refresh_expires_at: Option<i64>,
+    token_issued_at: i64,
+    health: String,
+    token_valid: Option<bool>,
+    needs_reconnect: bool,
+    permissions: Option<String>,
+    missing_permissions: String,
+    recommendations: String,
+    data_access_expires_at: Option<i64>,
+    platform_user_id: Option<String>,
+    last_error: Option<String>,
+    last_checked_at: Option<i64>,
+    last_success_at: Option<i64>,
+    consecutive_failures: i64,
+    next_check_at: i64,
+}
+
+fn json_list(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn to_json(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+impl TryFrom<AccountRow> for Account {
+    type Error = StoreError;
+
+    fn try_from(r: AccountRow) -> Result<Self, StoreError> {
+        let bad = |what: &str| {
+            StoreError::Db(sqlx::Error::Decode(
+                format!("bad {what} in accounts row {}", r.id).into(),
+            ))
+        };
+        Ok(Account {
+            platform: Platform::from_str(&r.platform).map_err(|_| bad("platform"))?,
+            health: Health::from_str(&r.health).map_err(|_| bad("health"))?,
+            id: r.id,
+            workspace_id: r.workspace_id,
+            scopes: json_list(&r.scopes),
+            permissions: r.permissions.as_deref().map(json_list),
+            missing_permissions: json_list(&r.missing_permissions),
+            recommendations: json_list(&r.recommendations),
+            account_id: r.account_id,
+            username: r.username,
+            connected_at: r.connected_at,
+            token_expires_at: r.token_expires_at,
+            refresh_expires_at: r.refresh_expires_at,
+            token_issued_at: r.token_issued_at,
+            token_valid: r.token_valid,
+            needs_reconnect: r.needs_reconnect,
+            data_access_expires_at: r.data_access_expires_at,
+            platform_user_id: r.platform_user_id,
+            last_error: r.last_error,
+            last_checked_at: r.last_checked_at,
+            last_success_at: r.last_success_at,
+            consecutive_failures: r.consecutive_failures,
+            next_check_at: r.next_check_at,
+        })
+    }
+}
+
+const ACCOUNT_SELECT: &str = "SELECT a.id, a.workspace_id, a.platform, a.account_id, a.username, \
+     a.connected_at, a.scopes, a.token_expires_at, a.refresh_expires_at, a.token_issued_at, \
+     h.health, h.token_valid, h.needs_reconnect, h.permissions, h.missing_permissions, \
+     h.recommendations, h.data_access_expires_at, h.platform_user_id, h.last_error, \
+     h.last_checked_at, h.last_success_at, h.consecutive_failures, h.next_check_at \
+     FROM accounts a JOIN account_health h ON h.account_ref = a.id";
+
+/// Sealed credentials of one account.
+#[derive(Debug, FromRow)]
+pub struct SealedCredentials {
+    /// Sealed access token.
+    pub access_token: Vec<u8>,
+    /// Sealed refresh token.
+    pub refresh_token: Option<Vec<u8>>,
+}
+
+/// The result of one check, to be written as the account's current health.
+#[derive(Debug, Clone)]
+pub struct HealthUpdate {
+    /// Internal account row ID.
+    pub account_ref: i64,
+    /// New health.
+    pub health: Health,
+    /// Token validity (`None`: unknown).
+    pub token_valid: Option<bool>,
+    /// Whether a person must reconnect.
+    pub needs_reconnect: bool,
+    /// Granted permissions (`None`: keep the last known).
+    pub permissions: Option<Vec<String>>,
+    /// Missing required permissions.
+    pub missing_permissions: Vec<String>,
+    /// Recommendations.
+    pub recommendations: Vec<String>,
+    /// Token expiry learnt from the platform (`None`: keep the stored one).
+    pub token_expires_at: Option<UnixTime>,
+    /// Data-access expiry learnt from the platform.
+    pub data_access_expires_at: Option<UnixTime>,
+    /// Platform user ID behind the token.
+    pub platform_user_id: Option<String>,
+    /// Error text safe to show, or `None`.
+    pub last_error: Option<String>,
+    /// When the check ran.
+    pub checked_at: UnixTime,
+    /// Whether the platform answered (not a transient failure).
+    pub answered: bool,
+    /// Next scheduled check.
+    pub next_check_at: UnixTime,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite file with WAL, `synchronous=NORMAL`, a busy
+    /// timeout and foreign keys on.
+    pub async fn open_sqlite(
+        path: &Path,
+        busy_timeout: Duration,
+        max_connections: u32,
+    ) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(busy_timeout)
+            .foreign_keys(true)
+            // Freed pages (deleted credentials) are overwritten, not left in the file.
+            .pragma("secure_delete", "ON");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(opts)
+            .await?;
+        Ok(Store { pool })
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    // ---- workspaces and keys ----
+
+    /// The ID of workspace `name`, creating it if needed.
+    pub async fn ensure_workspace(&self, name: &str, now: UnixTime) -> Result<i64, StoreError> {
+        sqlx::query("INSERT INTO workspaces (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        self.workspace_id(name).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// The ID of workspace `name`, if it exists.
+    pub async fn workspace_id(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM workspaces WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Stores a new key's prefix and hash.
+    pub async fn insert_api_key(
+        &self,
+        workspace_id: i64,
+        prefix: &str,
+        hash: &str,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO api_keys (workspace_id, prefix, key_hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(workspace_id)
+            .bind(prefix)
+            .bind(hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict_or)?;
+        Ok(())
+    }
+
+    /// Every key, newest first.
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT k.prefix, w.name AS workspace, k.created_at, k.revoked_at \
+             FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id ORDER BY k.created_at DESC, k.id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Revokes the active keys whose prefix is exactly `prefix`; returns how many.
+    pub async fn revoke_api_keys(&self, prefix: &str, now: UnixTime) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE prefix = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(prefix)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// The workspace of an active key, comparing hashes in constant time.
+    pub async fn authenticate(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        if !crypto::looks_like_api_key(key) {
+            return Ok(None);
+        }
+        let hash = crypto::hash_api_key(key);
+        let candidates: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT workspace_id, key_hash FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL",
+        )
+        .bind(&key[..crypto::KEY_PREFIX_LEN])
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found = None;
+        for (ws, stored) in candidates {
+            if crypto::hashes_equal(&stored, &hash) {
+                found = Some(ws);
+            }
+        }
+        Ok(found)
+    }
+
+    // ---- accounts ----
+
+    /// Registers an account with its sealed credentials and an `unknown` health row, in one
+    /// transaction. `StoreError::Conflict` if it exists in the workspace.
+    pub async fn insert_account(&self, a: &NewAccount) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO accounts (workspace_id, platform, account_id, username, connected_at, scopes, \
+             token_expires_at, token_issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(a.workspace_id)
+        .bind(a.platform.as_str())
+        .bind(a.account_id.as_str())
+        .bind(&a.username)
+        .bind(a.connected_at)
+        .bind(to_json(&a.scopes))
+        .bind(a.token_expires_at)
+        .bind(a.connected_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict_or)?;
+        sqlx::query("INSERT INTO credentials (account_ref, access_token, refresh_token, updated_at) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(&a.access_token)
+            .bind(&a.refresh_token)
+            .bind(a.connected_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO account_health (account_ref, next_check_at) VALUES ($1, $2)")
+            .bind(id)
+            .bind(a.connected_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The accounts of a workspace, optionally filtered, ordered by platform then ID.
+    pub async fn list_accounts(
+        &self,
+        workspace_id: i64,
+        platform: Option<Platform>,
+        health: Option<Health>,
+    ) -> Result<Vec<Account>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new(ACCOUNT_SELECT);
+        q.push(" WHERE a.workspace_id = ").push_bind(workspace_id);
+        if let Some(p) = platform {
+            q.push(" AND a.platform = ").push_bind(p.as_str());
+        }
+        if let Some(h) = health {
+            q.push(" AND h.health = ").push_bind(h.as_str());
+        }
+        q.push(" ORDER BY a.connected_at, a.id");
+        let rows: Vec<AccountRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(Account::try_from).collect()
+    }
+
+    /// Every account of every workspace, optionally of one platform (for `check`).
+    pub async fn all_accounts(
+        &self,
+        platform: Option<Platform>,
+    ) -> Result<Vec<Account>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new(ACCOUNT_SELECT);
+        if let Some(p) = platform {
+            q.push(" WHERE a.platform = ").push_bind(p.as_str());
+        }
+        q.push(" ORDER BY a.id");
+        let rows: Vec<AccountRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(Account::try_from).collect()
+    }
+
+    /// One account of a workspace.
+    pub async fn get_account(
+        &self,
+        workspace_id: i64,
+        platform: Platform,
+        account_id: &AccountId,
+    ) -> Result<Option<Account>, StoreError> {
+        let sql = format!(
+            "{ACCOUNT_SELECT} WHERE a.workspace_id = $1 AND a.platform = $2 AND a.account_id = $3"
+        );
+        let row: Option<AccountRow> = sqlx::query_as(&sql)
+            .bind(workspace_id)
+            .bind(platform.as_str())
+            .bind(account_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Account::try_from).transpose()
+    }
+
+    /// The sealed credentials of an account.
+    pub async fn credentials(&self, account_ref: i64) -> Result<SealedCredentials, StoreError> {
+        sqlx::query_as("SELECT access_token, refresh_token FROM credentials WHERE account_ref = $1")
+            .bind(account_ref)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Deletes an account and its credentials in one transaction; false if it did not exist.
+    pub async fn delete_account(&self, account_ref: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM credentials WHERE account_ref = $1")
+            .bind(account_ref)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM account_health WHERE account_ref = $1")
+            .bind(account_ref)
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM accounts WHERE id = $1")
+            .bind(account_ref)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Writes check results as the accounts' current health, all in one transaction.
+    pub async fn record_checks(&self, updates: &[HealthUpdate]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for u in updates {
+            sqlx::query(
+                "UPDATE account_health SET health = $1, token_valid = $2, needs_reconnect = $3, \
+                 permissions = COALESCE($4, permissions), missing_permissions = $5, recommendations = $6, \
+                 data_access_expires_at = COALESCE($7, data_access_expires_at), \
+                 platform_user_id = COALESCE($8, platform_user_id), last_error = $9, last_checked_at = $10, \
+                 last_success_at = CASE WHEN $11 THEN $10 ELSE last_success_at END, \
+                 consecutive_failures = CASE WHEN $11 THEN 0 ELSE consecutive_failures + 1 END, \
+                 next_check_at = $12 WHERE account_ref = $13",
+            )
+            .bind(u.health.as_str())
+            .bind(u.token_valid)
+            .bind(u.needs_reconnect)
+            .bind(u.permissions.as_deref().map(to_json))
+            .bind(to_json(&u.missing_permissions))
+            .bind(to_json(&u.recommendations))
+            .bind(u.data_access_expires_at)
+            .bind(&u.platform_user_id)
+            .bind(&u.last_error)
+            .bind(u.checked_at)
+            .bind(u.answered)
+            .bind(u.next_check_at)
+            .bind(u.account_ref)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(exp) = u.token_expires_at {
+                sqlx::query("UPDATE accounts SET token_expires_at = $1 WHERE id = $2")
+                    .bind(exp)
+                    .bind(u.account_ref)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

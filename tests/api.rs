@@ -1,0 +1,430 @@
+//! The HTTP API through real HTTP against the server on a random port with a fresh SQLite file.
+
+mod common;
+
+use common::{code, keys_of, spawn_app};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn list_shapes_filters_and_errors() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let (s, body) = app.get(&key, "/v1/accounts").await;
+    assert_eq!((s, body), (200, json!({"accounts": []})));
+
+    app.register(&key, "instagram", "17841400123456789", "ig-token")
+        .await;
+    app.register(&key, "twitter", "1234567890", "tw-token")
+        .await;
+    app.register(
+        &key,
+        "tiktok",
+        "723f24d7-e717-40f8-a2b6-cb8464cd23b4",
+        "tt-token",
+    )
+    .await;
+
+    let (s, body) = app.get(&key, "/v1/accounts").await;
+    assert_eq!(s, 200);
+    let accounts = body["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 3);
+    for a in accounts {
+        assert_eq!(
+            keys_of(a),
+            ["accountId", "connectedAt", "platform", "username"]
+        );
+        let at = a["connectedAt"].as_str().unwrap();
+        assert!(at.ends_with('Z') && at.len() == 20, "{at}");
+    }
+    assert_eq!(accounts[0]["platform"], "instagram");
+    assert_eq!(accounts[0]["accountId"], "17841400123456789");
+    assert_eq!(accounts[0]["username"], "user_17841400123456789");
+
+    let (s, body) = app.get(&key, "/v1/accounts?platform=twitter").await;
+    assert_eq!(s, 200);
+    assert_eq!(body["accounts"].as_array().unwrap().len(), 1);
+    assert_eq!(body["accounts"][0]["accountId"], "1234567890");
+
+    let (s, body) = app.get(&key, "/v1/accounts?platform=myspace").await;
+    assert_eq!((s, code(&body)), (400, "unknown_platform"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("instagram")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_of_unchecked_accounts_and_summary() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    app.register(&key, "facebook", "111222333444555", "fb-token")
+        .await;
+    let (s, body) = app
+        .post(
+            &key,
+            "/v1/accounts",
+            &json!({"platform":"twitter","accountId":"42","username":"@mybusiness","accessToken":"t",
+                    "expiresAt":"2030-01-01T01:00:00+01:00","scopes":["tweet.read","tweet.write"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(body["tokenExpiresAt"], "2030-01-01T00:00:00Z");
+
+    let (s, body) = app.get(&key, "/v1/accounts/health").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        body["summary"],
+        json!({"total":2,"healthy":0,"warning":0,"unhealthy":0,"unknown":2})
+    );
+    let tw = &body["accounts"][1];
+    assert_eq!(
+        keys_of(tw),
+        [
+            "accountId",
+            "health",
+            "lastCheckedAt",
+            "missingPermissions",
+            "needsReconnect",
+            "permissions",
+            "platform",
+            "recommendations",
+            "tokenExpiresAt",
+            "tokenValid",
+            "username"
+        ]
+    );
+    assert_eq!(tw["health"], "unknown");
+    assert_eq!(tw["tokenValid"], Value::Null);
+    assert_eq!(tw["lastCheckedAt"], Value::Null);
+    assert_eq!(tw["permissions"], json!(["tweet.read", "tweet.write"]));
+    assert_eq!(tw["needsReconnect"], false);
+
+    let (_, body) = app
+        .get(&key, "/v1/accounts/health?health=unknown&platform=facebook")
+        .await;
+    assert_eq!(body["summary"]["total"], 1);
+    let (_, body) = app.get(&key, "/v1/accounts/health?health=healthy").await;
+    assert_eq!(body["summary"]["total"], 0);
+    let (s, body) = app.get(&key, "/v1/accounts/health?health=great").await;
+    assert_eq!((s, code(&body)), (400, "unknown_health"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn details_validation_and_not_found() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    app.register(&key, "threads", "778899", "th-token").await;
+    let (s, body) = app.get(&key, "/v1/accounts/threads/778899").await;
+    assert_eq!(s, 200);
+    for k in [
+        "connectedAt",
+        "tokenExpiresAt",
+        "lastCheckedAt",
+        "missingPermissions",
+        "lastError",
+        "health",
+        "tokenValid",
+    ] {
+        assert!(body.get(k).is_some(), "missing {k}: {body}");
+    }
+    let (s, body) = app.get(&key, "/v1/accounts/threads/12").await;
+    assert_eq!((s, code(&body)), (404, "account_not_found"));
+    let (s, body) = app.get(&key, "/v1/accounts/threads/abc").await;
+    assert_eq!((s, code(&body)), (400, "invalid_account_id"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("digits only")
+    );
+    let (s, body) = app.get(&key, "/v1/accounts/tiktok/a%20b").await;
+    assert_eq!((s, code(&body)), (400, "invalid_account_id"));
+    let (s, body) = app.get(&key, "/v1/accounts/orkut/1").await;
+    assert_eq!((s, code(&body)), (400, "unknown_platform"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn registration_errors() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let good = json!({"platform":"instagram","accountId":"1","username":"a","accessToken":"tok"});
+    let (s, _) = app.post(&key, "/v1/accounts", &good).await;
+    assert_eq!(s, 201);
+    let (s, body) = app.post(&key, "/v1/accounts", &good).await;
+    assert_eq!((s, code(&body)), (409, "account_exists"));
+
+    let cases = [
+        (
+            json!({"platform":"orkut","accountId":"1","username":"a","accessToken":"t"}),
+            "unknown_platform",
+        ),
+        (
+            json!({"platform":"twitter","accountId":"x1","username":"a","accessToken":"t"}),
+            "invalid_account_id",
+        ),
+        (
+            json!({"platform":"twitter","accountId":"2","username":"","accessToken":"t"}),
+            "invalid_username",
+        ),
+        (
+            json!({"platform":"twitter","accountId":"2","username":"a","accessToken":""}),
+            "invalid_access_token",
+        ),
+        (
+            json!({"platform":"twitter","accountId":"2","username":"a","accessToken":"t","expiresAt":"soon"}),
+            "invalid_expires_at",
+        ),
+        (
+            json!({"platform":"twitter","accountId":"2","username":"a","accessToken":"t","scopes":["a b"]}),
+            "invalid_scopes",
+        ),
+        (
+            json!({"platform":"twitter","accountId":"2","username":"a"}),
+            "invalid_json",
+        ),
+        (
+            json!({"platform":"twitter","accountId":2,"username":"a","accessToken":"t"}),
+            "invalid_json",
+        ),
+        (
+            json!({"platform":"twitter","accountId":"2","username":"a","accessToken":"t","extra":1}),
+            "invalid_json",
+        ),
+    ];
+    for (body, want) in cases {
+        let (s, got) = app.post(&key, "/v1/accounts", &body).await;
+        assert_eq!((s, code(&got)), (400, want), "{body} -> {got}");
+    }
+
+    // Malformed JSON, a missing content type, and a body over the limit.
+    let r = app
+        .http
+        .post(app.url("/v1/accounts"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body("{\"platform\":")
+        .send()
+        .await
+        .unwrap();
+    let (s, body) = common::into_parts(r).await;
+    assert_eq!((s, code(&body)), (400, "invalid_json"));
+    let r = app
+        .http
+        .post(app.url("/v1/accounts"))
+        .bearer_auth(&key)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let (s, body) = common::into_parts(r).await;
+    assert_eq!((s, code(&body)), (400, "invalid_json"));
+    let huge = json!({"platform":"twitter","accountId":"3","username":"a","accessToken":"x".repeat(200_000)});
+    let (s, body) = app.post(&key, "/v1/accounts", &huge).await;
+    assert_eq!((s, code(&body)), (413, "body_too_large"));
+
+    // A token with white space is refused without the token in the answer.
+    let (s, body) = app
+        .post(&key, "/v1/accounts", &json!({"platform":"twitter","accountId":"4","username":"a","accessToken":"SECRET tok"}))
+        .await;
+    assert_eq!((s, code(&body)), (400, "invalid_access_token"));
+    assert!(!body.to_string().contains("SECRET"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn authentication() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let r = app.http.get(app.url("/v1/accounts")).send().await.unwrap();
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let (s, body) = common::into_parts(r).await;
+    assert_eq!((s, code(&body)), (401, "missing_api_key"));
+    let r = app
+        .http
+        .get(app.url("/v1/accounts"))
+        .header("authorization", "Basic abc")
+        .send()
+        .await
+        .unwrap();
+    let (s, body) = common::into_parts(r).await;
+    assert_eq!((s, code(&body)), (401, "invalid_authorization"));
+    for bad in [
+        "sk_nope",
+        &format!("{}0", &key[..key.len() - 1]),
+        &format!("sk_{}", "g".repeat(48)),
+    ] {
+        let (s, body) = app.get(bad, "/v1/accounts").await;
+        assert_eq!((s, code(&body)), (401, "invalid_api_key"), "{bad}");
+    }
+    // Every /v1 route needs the key.
+    for (method, path) in [
+        ("GET", "/v1/accounts/health"),
+        ("GET", "/v1/accounts/twitter/1"),
+        ("DELETE", "/v1/accounts/twitter/1"),
+        ("POST", "/v1/accounts"),
+    ] {
+        let r = app
+            .http
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{method} {path}");
+    }
+
+    // A revoked key stops working at once.
+    let (s, _) = app.get(&key, "/v1/accounts").await;
+    assert_eq!(s, 200);
+    let n = app
+        .state
+        .store
+        .revoke_api_keys(&key[..11], socialsyncer::domain::now())
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let (s, body) = app.get(&key, "/v1/accounts").await;
+    assert_eq!((s, code(&body)), (401, "invalid_api_key"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn workspaces_are_isolated() {
+    let app = spawn_app().await;
+    let a = app.key("alpha").await;
+    let b = app.key("beta").await;
+    app.register(&a, "facebook", "111", "tok-a").await;
+    // The same platform account may be registered in another workspace.
+    app.register(&b, "facebook", "111", "tok-b").await;
+    app.register(&b, "twitter", "222", "tok-b2").await;
+
+    let (_, body) = app.get(&a, "/v1/accounts").await;
+    assert_eq!(body["accounts"].as_array().unwrap().len(), 1);
+    let (_, body) = app.get(&a, "/v1/accounts/health").await;
+    assert_eq!(body["summary"]["total"], 1);
+
+    let (s1, other) = app.get(&a, "/v1/accounts/twitter/222").await;
+    let (s2, missing) = app.get(&a, "/v1/accounts/twitter/333").await;
+    assert_eq!((s1, s2), (404, 404));
+    assert_eq!(other, missing);
+    let (s, del_other) = app.delete(&a, "/v1/accounts/twitter/222").await;
+    assert_eq!(s, 404);
+    assert_eq!(del_other, missing);
+    let (s, _) = app.get(&b, "/v1/accounts/twitter/222").await;
+    assert_eq!(s, 200, "beta's account survived alpha's delete");
+
+    let (s, body) = app.delete(&a, "/v1/accounts/facebook/111").await;
+    assert_eq!((s, body), (200, json!({"deleted": true})));
+    let (s, _) = app.get(&a, "/v1/accounts/facebook/111").await;
+    assert_eq!(s, 404);
+    let (s, _) = app.get(&b, "/v1/accounts/facebook/111").await;
+    assert_eq!(s, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_sealed_in_the_database_file_and_deleted_with_the_account() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let token = "EAAGplaintext-access-token-0123456789";
+    let refresh = "plaintext-refresh-token-9876543210";
+    let (s, _) = app
+        .post(
+            &key,
+            "/v1/accounts",
+            &json!({"platform":"tiktok","accountId":"abc_1","username":"t","accessToken":token,"refreshToken":refresh}),
+        )
+        .await;
+    assert_eq!(s, 201);
+
+    // Read the file with a separate connection, as someone with the file would.
+    let db = app.dir.path().join("socialsyncer.db");
+    let url = format!("sqlite://{}", db.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (access, refresh_blob): (Vec<u8>, Option<Vec<u8>>) =
+        sqlx::query_as("SELECT access_token, refresh_token FROM credentials")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        access.len() > token.len(),
+        "sealed value carries nonce and tag"
+    );
+    let contains =
+        |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(!contains(&access, token));
+    assert!(!contains(refresh_blob.as_deref().unwrap(), refresh));
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key_hash FROM api_keys")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(!keys.contains(&key), "the key itself is not stored");
+    // Raw bytes of the database and its write-ahead log.
+    for f in ["socialsyncer.db", "socialsyncer.db-wal"] {
+        if let Ok(bytes) = std::fs::read(app.dir.path().join(f)) {
+            assert!(!contains(&bytes, token), "{f} holds the plaintext token");
+            assert!(
+                !contains(&bytes, refresh),
+                "{f} holds the plaintext refresh token"
+            );
+            assert!(!contains(&bytes, &key), "{f} holds the API key");
+        }
+    }
+
+    let (s, _) = app.delete(&key, "/v1/accounts/tiktok/abc_1").await;
+    assert_eq!(s, 200);
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    pool.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn daemon_routes_and_unknown_routes() {
+    let app = spawn_app().await;
+    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let (s, body) = common::into_parts(r).await;
+    assert_eq!(s, 200);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["database"], true);
+
+    let r = app
+        .http
+        .get(app.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    let (s, doc) = common::into_parts(r).await;
+    assert_eq!(s, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/v1/accounts",
+        "/v1/accounts/health",
+        "/v1/accounts/{platform}/{accountId}",
+        "/healthz",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
+    }
+    assert!(doc["paths"]["/v1/accounts"].get("post").is_some());
+    assert!(
+        doc["paths"]["/v1/accounts/{platform}/{accountId}"]
+            .get("delete")
+            .is_some()
+    );
+    assert!(doc["components"]["schemas"].get("HealthList").is_some());
+
+    let r = app.http.get(app.url("/v2/nothing")).send().await.unwrap();
+    let (s, body) = common::into_parts(r).await;
+    assert_eq!((s, code(&body)), (404, "not_found"));
+    let r = app.http.put(app.url("/v1/accounts")).send().await.unwrap();
+    let (s, body) = common::into_parts(r).await;
+    assert_eq!((s, code(&body)), (405, "method_not_allowed"));
+    app.stop().await;
+}

@@ -1,0 +1,158 @@
+//! Test support shared by the integration test binaries: a server on a random port with a
+//! fresh SQLite file.
+#![allow(dead_code)]
+
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use socialsyncer::app::AppState;
+use socialsyncer::config::Config;
+use socialsyncer::{crypto, domain, server};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A running server and what it was started with.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    pub dir: TempDir,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts the API on 127.0.0.1:0 with a new database in a temp folder; `extra` is appended
+/// to the generated TOML.
+pub async fn spawn_app_with(extra: &str) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[database]\nurl = \"sqlite://{}/socialsyncer.db\"\n{extra}",
+        dir.path().display()
+    );
+    let config = Config::from_toml(&toml).expect("test config");
+    let state = AppState::build(config).await.expect("app state");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(server::serve_http(
+        listener,
+        state.clone(),
+        shutdown.clone(),
+    ));
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        state,
+        dir,
+        shutdown,
+        handle: Some(handle),
+    }
+}
+
+/// [`spawn_app_with`] and no extra config.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with("").await
+}
+
+impl TestApp {
+    /// Creates a key for `workspace` (creating the workspace) and returns it.
+    pub async fn key(&self, workspace: &str) -> String {
+        let ws = self
+            .state
+            .store
+            .ensure_workspace(workspace, domain::now())
+            .await
+            .unwrap();
+        let k = crypto::generate_api_key();
+        self.state
+            .store
+            .insert_api_key(ws, &k.prefix, &k.hash, domain::now())
+            .await
+            .unwrap();
+        k.secret.expose_secret().to_owned()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        into_parts(r).await
+    }
+
+    pub async fn delete(&self, key: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .delete(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        into_parts(r).await
+    }
+
+    pub async fn post(&self, key: &str, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        into_parts(r).await
+    }
+
+    /// Registers an account through the API and asserts 201.
+    pub async fn register(&self, key: &str, platform: &str, id: &str, token: &str) -> Value {
+        let (status, body) = self
+            .post(
+                key,
+                "/v1/accounts",
+                &json!({"platform": platform, "accountId": id, "username": format!("user_{id}"), "accessToken": token}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+        self.state.store.close().await;
+    }
+}
+
+pub async fn into_parts(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+    };
+    (status, body)
+}
+
+/// The error code of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no code>")
+}
+
+/// The sorted keys of a JSON object.
+pub fn keys_of(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+    k.sort();
+    k
+}
