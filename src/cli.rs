@@ -166,13 +166,19 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 scopes,
             }
             .validate()?;
-            let state = AppState::build(config).await?;
-            let Some(ws_id) = state.store.workspace_id(ws.as_str()).await? else {
+            let store = app::open_store(&config).await?;
+            let Some(ws_id) = store.workspace_id(ws.as_str()).await? else {
                 bail!(
                     "workspace '{}' does not exist; create it with `socialsyncer keys create --workspace {}`",
                     ws.as_str(),
                     ws.as_str()
                 );
+            };
+            let sealer = app::load_sealer(&config)?;
+            let state = AppState {
+                store,
+                sealer,
+                config: std::sync::Arc::new(config),
             };
             accounts::register(&state, ws_id, &reg).await?;
             println!(

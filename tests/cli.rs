@@ -1,0 +1,351 @@
+//! The `socialsyncer` binary as a user runs it: config errors, keys, import, serve and SIGTERM.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_socialsyncer");
+
+/// A temp folder with a config whose database lives inside it.
+struct Env {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn env_with(extra: &str) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("socialsyncer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}/state/socialsyncer.db\"\n[log]\nformat = \"json\"\n{extra}",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    Env { dir, config }
+}
+
+impl Env {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--config").arg(&self.config).args(args);
+        c.env_remove("SOCIALSYNCER_CONFIG").env_remove("RUST_LOG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn create_key(&self, workspace: &str) -> String {
+        let out = self.run(&["keys", "create", "--workspace", workspace]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn config_errors_are_one_line_with_exit_code_2() {
+    let cases = [
+        ("[schedule]\nconcurrency = \"lots\"", "concurrency"),
+        ("[server]\nlisen = \"x\"", "lisen"),
+        ("[health]\nwarn_before = \"a week\"", "warn_before"),
+        ("this is not toml", "socialsyncer.toml"),
+    ];
+    for (body, needle) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("socialsyncer.toml");
+        std::fs::write(&path, body).unwrap();
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .arg("migrate")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{body}");
+        let err = text(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{needle} not in {err}");
+    }
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent/x.toml", "migrate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn environment_overrides_config_keys() {
+    let env = env_with("");
+    let out = env
+        .cmd(&["migrate"])
+        .env("SOCIALSYNCER__SERVER__LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("server.listen"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let other = env.dir.path().join("other.db");
+    let out = env
+        .cmd(&["keys", "create", "--workspace", "w"])
+        .env(
+            "SOCIALSYNCER__DATABASE__URL",
+            format!("sqlite://{}", other.display()),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(other.exists(), "the overridden database was used");
+    assert!(!env.dir.path().join("state/socialsyncer.db").exists());
+
+    // $SOCIALSYNCER_CONFIG names the file when --config is absent.
+    let out = Command::new(BIN)
+        .args(["keys", "list"])
+        .env("SOCIALSYNCER_CONFIG", &env.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(env.dir.path().join("state/socialsyncer.db").exists());
+}
+
+#[test]
+fn keys_create_list_revoke() {
+    let env = env_with("");
+    let key = env.create_key("acme");
+    assert!(key.starts_with("sk_") && key.len() == 51, "{key}");
+    let second = env.create_key("acme");
+    assert_ne!(key, second);
+
+    let out = env.run(&["keys", "list"]);
+    assert!(out.status.success());
+    let listing = text(&out.stdout);
+    assert!(listing.contains(&key[..11]) && listing.contains("acme") && listing.contains("active"));
+    assert!(
+        !listing.contains(&key),
+        "the key itself is never shown again"
+    );
+
+    let out = env.run(&["keys", "revoke", &key[..11]]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listing = text(&env.run(&["keys", "list"]).stdout);
+    assert!(listing.contains("revoked"));
+    let out = env.run(&["keys", "revoke", "sk_00000000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("keys list"));
+
+    let out = env.run(&["keys", "create", "--workspace", "bad name"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("workspace"));
+}
+
+#[test]
+fn import_reads_the_token_from_stdin_and_creates_the_key_file() {
+    let env = env_with("");
+    let args = [
+        "accounts",
+        "import",
+        "--workspace",
+        "acme",
+        "--platform",
+        "instagram",
+        "--account-id",
+        "1784",
+        "--username",
+        "mybusiness",
+        "--scopes",
+        "instagram_basic,instagram_content_publish",
+        "--expires-at",
+        "2030-01-01T00:00:00Z",
+    ];
+    let out = env.run_with_stdin(&args, "tok\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("keys create"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    env.create_key("acme");
+    let out = env.run_with_stdin(&args, "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("standard input"));
+
+    let out = env.run_with_stdin(&args, "IGQVJplaintext-token\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key_file = env.dir.path().join("state/token.key");
+    assert!(key_file.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert!(
+        text(&out.stderr).contains("token sealing key"),
+        "says it created the key"
+    );
+    let out = env.run_with_stdin(&args, "IGQVJplaintext-token\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("already registered"));
+
+    let mut bad = args.to_vec();
+    bad[7] = "17x";
+    let out = env.run_with_stdin(&bad, "tok");
+    assert!(text(&out.stderr).contains("digits only"));
+}
+
+/// A running `serve` whose stderr is collected.
+struct Daemon {
+    child: Child,
+    addr: String,
+    logs: mpsc::Receiver<String>,
+}
+
+fn start_daemon(env: &Env) -> Daemon {
+    let mut child = env
+        .cmd(&["serve"])
+        .env("RUST_LOG", "trace")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("daemon did not start: {seen:?}"));
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["message"] == "socialsyncer is serving"
+        {
+            let addr = v["listen"].as_str().unwrap().to_owned();
+            return Daemon {
+                child,
+                addr,
+                logs: rx,
+            };
+        }
+        seen.push(line);
+    }
+}
+
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let t = text(&out.stdout);
+    let (body, status) = t.rsplit_once('\n').unwrap();
+    (status.parse().unwrap_or(0), body.to_owned())
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn serve_answers_curl_and_stops_on_sigterm_without_logging_secrets() {
+    let env = env_with("");
+    let key = env.create_key("acme");
+    let out = env.run_with_stdin(
+        &[
+            "accounts",
+            "import",
+            "--workspace",
+            "acme",
+            "--platform",
+            "twitter",
+            "--account-id",
+            "42",
+            "--username",
+            "@acme",
+        ],
+        "imported-secret-token",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let mut d = start_daemon(&env);
+    let auth = format!("Authorization: Bearer {key}");
+    let (s, body) = curl(&["-H", &auth, &format!("http://{}/v1/accounts", d.addr)]);
+    assert_eq!(s, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["accounts"][0]["username"], "@acme");
+
+    let posted = "posted-secret-token-abcdef";
+    let (s, body) = curl(&[
+        "-H",
+        &auth,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &format!(
+            r#"{{"platform":"facebook","accountId":"7","username":"p","accessToken":"{posted}"}}"#
+        ),
+        &format!("http://{}/v1/accounts", d.addr),
+    ]);
+    assert_eq!(s, 201, "{body}");
+    let (s, _) = curl(&[
+        "-H",
+        "Authorization: Bearer sk_wrong",
+        &format!("http://{}/v1/accounts", d.addr),
+    ]);
+    assert_eq!(s, 401);
+
+    sigterm(&d.child);
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}");
+    let logs: Vec<String> = d.logs.try_iter().collect();
+    let all = logs.join("\n");
+    assert!(all.contains("stopped cleanly"), "{all}");
+    for secret in [posted, "imported-secret-token", key.as_str()] {
+        assert!(!all.contains(secret), "a secret reached the logs");
+    }
+    let _ = Path::new(&env.config);
+}
