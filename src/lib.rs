@@ -9,6 +9,7 @@ pub mod cli; // command-line commands
 pub mod config; // typed configuration
 pub mod crypto; // API key hashing and token sealing
 pub mod domain; // validated domain types
+pub mod platforms; // one adapter per platform behind one trait
 pub mod server; // the daemon's listener and shutdown
 pub mod store; // every SQL statement
 pub mod telemetry; // tracing setup

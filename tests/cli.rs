@@ -252,22 +252,32 @@ fn start_daemon(env: &Env) -> Daemon {
             }
         }
     });
+    // Owned by the guard from here on, so a failed start still reaps the process.
+    let mut d = Daemon {
+        child,
+        addr: String::new(),
+        logs: rx,
+    };
     let mut seen = Vec::new();
-    loop {
-        let line = rx
+    while d.addr.is_empty() {
+        let line = d
+            .logs
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("daemon did not start: {seen:?}"));
         if let Ok(v) = serde_json::from_str::<Value>(&line)
             && v["message"] == "socialsyncer is serving"
         {
-            let addr = v["listen"].as_str().unwrap().to_owned();
-            return Daemon {
-                child,
-                addr,
-                logs: rx,
-            };
+            d.addr = v["listen"].as_str().unwrap().to_owned();
         }
         seen.push(line);
+    }
+    d
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,542 @@
+//! Platform adapters: one file per platform behind [`PlatformApi`], plus the HTTP plumbing
+//! they share. Adapters map each platform's documented answers into [`CheckOutcome`],
+//! [`RefreshOutcome`] and [`RevokeOutcome`]; they never log or return a token.
+
+pub mod facebook;
+pub mod graph;
+pub mod instagram;
+pub mod threads;
+pub mod tiktok;
+pub mod twitter;
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use secrecy::SecretString;
+
+use crate::config::{Config, ConfigError, InstagramLogin, read_secret_file};
+use crate::domain::{Platform, UnixTime};
+
+/// What a check found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckOutcome {
+    /// The platform accepted the token.
+    Valid(ValidToken),
+    /// The platform says the token is dead.
+    Invalid {
+        /// Why, as far as the platform says.
+        reason: InvalidReason,
+        /// The platform's own words (no token in them), for `lastError`.
+        detail: String,
+    },
+    /// The token works but lacks a permission the check itself needs.
+    PermissionDenied {
+        /// The platform's own words.
+        detail: String,
+    },
+    /// No usable answer: keep the last known state and retry later.
+    Transient(Transient),
+    /// The daemon's own configuration is wrong (e.g. the platform rejected the app secret):
+    /// never the account's fault.
+    Misconfigured(String),
+}
+
+/// What a valid token carries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ValidToken {
+    /// Expiry as introspected from the platform; `None` when the platform does not say.
+    pub expires: Option<Expiry>,
+    /// Facebook's data-access expiry.
+    pub data_access_expires_at: Option<UnixTime>,
+    /// Permissions as introspected; `None` when the platform cannot tell (stored scopes apply).
+    pub permissions: Option<Vec<String>>,
+    /// The platform user ID behind the token.
+    pub user_id: Option<String>,
+    /// The username, when the platform returns one.
+    pub username: Option<String>,
+}
+
+/// A token's expiry as a platform reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Never expires (Graph `expires_at: 0`).
+    Never,
+    /// Expires at this time.
+    At(UnixTime),
+}
+
+/// Why a token is dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidReason {
+    /// Past its expiry.
+    Expired,
+    /// Revoked by the user or through the API.
+    Revoked,
+    /// The user removed the app.
+    AppRemoved,
+    /// The user changed their password.
+    PasswordChanged,
+    /// Facebook checkpoint: the user must log in on facebook.com.
+    Checkpointed,
+    /// The user has not confirmed their account.
+    UnconfirmedUser,
+    /// The user lost their role on the Page.
+    LostPageRole,
+    /// Invalid for another or unstated reason.
+    Invalid,
+}
+
+/// A failure that says nothing about the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transient {
+    /// What kind of failure.
+    pub kind: TransientKind,
+    /// When the platform says to come back (Unix seconds), if it says.
+    pub retry_at: Option<UnixTime>,
+    /// Words safe to show.
+    pub detail: String,
+}
+
+/// Kinds of transient failure, also the `transient_error` causes in logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransientKind {
+    /// No answer within the timeout.
+    Timeout,
+    /// Could not connect.
+    Unreachable,
+    /// Throttled by the platform.
+    RateLimited,
+    /// A 5xx or a documented temporary error.
+    ServerError,
+    /// An answer that is not what the platform documents.
+    Malformed,
+}
+
+impl Transient {
+    fn new(kind: TransientKind, detail: impl Into<String>) -> Self {
+        Transient {
+            kind,
+            retry_at: None,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// New tokens from a refresh.
+#[derive(Debug)]
+pub struct NewTokens {
+    /// The new access token.
+    pub access_token: SecretString,
+    /// The new refresh token, if the platform rotated it (never an empty one).
+    pub refresh_token: Option<SecretString>,
+    /// Access token expiry.
+    pub expires_at: Option<UnixTime>,
+    /// Refresh token expiry.
+    pub refresh_expires_at: Option<UnixTime>,
+    /// Scopes, if the platform returned them.
+    pub scopes: Option<Vec<String>>,
+}
+
+/// What a refresh did.
+#[derive(Debug)]
+pub enum RefreshOutcome {
+    /// New tokens: seal and commit them before anything else.
+    Refreshed(NewTokens),
+    /// The platform documents this answer as final: the account must be reconnected.
+    Fatal(String),
+    /// Try again later.
+    Transient(Transient),
+    /// This platform or account cannot be refreshed (no refresh token, not supported).
+    NotSupported(String),
+    /// The daemon's configuration is wrong (client credentials rejected or missing).
+    Misconfigured(String),
+}
+
+/// What a revoke did.
+#[derive(Debug, PartialEq)]
+pub enum RevokeOutcome {
+    /// The platform confirmed the token is revoked (or already dead).
+    Revoked,
+    /// The platform has no revoke API, or the daemon lacks what it needs to call it.
+    NotSupported(String),
+    /// The platform could not be reached or refused; the reason says which.
+    Failed(String),
+}
+
+/// What an adapter needs to know about the account it acts on.
+pub struct TokenContext<'a> {
+    /// The account ID as registered.
+    pub account_id: &'a str,
+    /// The access token.
+    pub access_token: &'a SecretString,
+    /// The refresh token, if stored.
+    pub refresh_token: Option<&'a SecretString>,
+    /// The platform user ID found by an earlier check (Facebook revocation needs it).
+    pub platform_user_id: Option<&'a str>,
+}
+
+/// The three operations every platform offers in its own way.
+pub trait PlatformApi {
+    /// Is the token valid, when does it expire, what does it carry.
+    fn check(&self, t: &TokenContext<'_>) -> impl Future<Output = CheckOutcome> + Send;
+    /// Renew the token where the platform allows it.
+    fn refresh(&self, t: &TokenContext<'_>) -> impl Future<Output = RefreshOutcome> + Send;
+    /// Revoke the token at the platform.
+    fn revoke(&self, t: &TokenContext<'_>) -> impl Future<Output = RevokeOutcome> + Send;
+}
+
+/// The shared HTTP client and response-size limit.
+#[derive(Clone, Debug)]
+pub struct Http {
+    client: reqwest::Client,
+    max_bytes: usize,
+}
+
+/// A platform's answer, read in full (up to the size limit).
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The body as JSON, or a `Malformed` transient naming the platform.
+    pub fn json(&self, platform: Platform) -> Result<serde_json::Value, Transient> {
+        serde_json::from_slice(&self.body).map_err(|_| {
+            Transient::new(
+                TransientKind::Malformed,
+                format!(
+                    "{} answered HTTP {} with a body that is not JSON",
+                    platform.display_name(),
+                    self.status
+                ),
+            )
+        })
+    }
+
+    /// When to come back, from `Retry-After` (seconds or HTTP date) or X's `x-rate-limit-reset`.
+    pub fn retry_at(&self, now: UnixTime) -> Option<UnixTime> {
+        let h = |name: &str| {
+            self.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        if let Some(v) = h("retry-after") {
+            if let Ok(secs) = v.parse::<i64>() {
+                return Some(now + secs.max(0));
+            }
+            if let Ok(t) = httpdate_parse(v) {
+                return Some(t);
+            }
+        }
+        h("x-rate-limit-reset").and_then(|v| v.parse::<i64>().ok())
+    }
+}
+
+fn httpdate_parse(v: &str) -> Result<UnixTime, ()> {
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(v, &fmt)
+        .map(|d| d.assume_utc().unix_timestamp())
+        .map_err(|_| ())
+}
+
+impl Http {
+    /// Builds the one client: rustls, timeouts from config, no redirects (a redirect could
+    /// carry a token to another host).
+    pub fn new(config: &Config) -> Result<Http, ConfigError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.http.connect_timeout.0)
+            .timeout(config.http.request_timeout.0)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("socialsyncer/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| ConfigError(format!("http: cannot build the HTTP client: {e}")))?;
+        Ok(Http {
+            client,
+            max_bytes: config.http.max_response_bytes,
+        })
+    }
+
+    /// The underlying client, for building requests.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends a request and reads the whole answer, bounded in size. Errors never carry the
+    /// URL (which may hold a token in its query).
+    pub async fn send(
+        &self,
+        platform: Platform,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Reply, Transient> {
+        let name = platform.display_name();
+        let classify = |e: reqwest::Error| {
+            let e = e.without_url();
+            if e.is_timeout() {
+                Transient::new(
+                    TransientKind::Timeout,
+                    format!("{name} did not answer in time"),
+                )
+            } else if e.is_connect() {
+                Transient::new(
+                    TransientKind::Unreachable,
+                    format!("{name} could not be reached"),
+                )
+            } else {
+                Transient::new(
+                    TransientKind::Unreachable,
+                    format!("{name} request failed: {e}"),
+                )
+            }
+        };
+        let mut resp = req.send().await.map_err(classify)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > self.max_bytes {
+                return Err(Transient::new(
+                    TransientKind::Malformed,
+                    format!("{name} sent an answer larger than {} bytes", self.max_bytes),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A transient failure for an HTTP status a platform answered without a usable body.
+pub fn status_transient(platform: Platform, reply: &Reply, now: UnixTime) -> Transient {
+    let name = platform.display_name();
+    let (kind, detail) = match reply.status {
+        429 => (
+            TransientKind::RateLimited,
+            format!("{name} is rate limiting requests (HTTP 429)"),
+        ),
+        s if s >= 500 => (
+            TransientKind::ServerError,
+            format!("{name} answered HTTP {s}"),
+        ),
+        s => (
+            TransientKind::Malformed,
+            format!("{name} answered HTTP {s} with an unexpected body"),
+        ),
+    };
+    Transient {
+        kind,
+        retry_at: reply.retry_at(now),
+        detail,
+    }
+}
+
+/// All adapters, built once from the config.
+#[derive(Debug)]
+pub struct Platforms {
+    facebook: facebook::Facebook,
+    instagram: instagram::Instagram,
+    threads: threads::Threads,
+    tiktok: tiktok::Tiktok,
+    twitter: twitter::Twitter,
+}
+
+impl Platforms {
+    /// Builds every adapter; reads the secret files the config names.
+    pub fn new(config: &Config, http: Http) -> Result<Platforms, ConfigError> {
+        let p = &config.platforms;
+        let secret = |key: &str, path: &Option<std::path::PathBuf>| {
+            path.as_deref()
+                .map(|f| read_secret_file(key, f))
+                .transpose()
+        };
+        let fb_secret = secret(
+            "platforms.facebook.app_secret_file",
+            &p.facebook.app_secret_file,
+        )?;
+        let fb_app = graph::AppCredentials::new(p.facebook.app_id.clone(), fb_secret);
+        let ig_login = p.instagram.login;
+        // Instagram with Facebook Login uses the Facebook app unless it names its own.
+        let ig_app = if p.instagram.app_id.is_some() || p.instagram.app_secret_file.is_some() {
+            graph::AppCredentials::new(
+                p.instagram.app_id.clone(),
+                secret(
+                    "platforms.instagram.app_secret_file",
+                    &p.instagram.app_secret_file,
+                )?,
+            )
+        } else {
+            fb_app.clone()
+        };
+        Ok(Platforms {
+            facebook: facebook::Facebook::new(
+                graph::Graph::new(
+                    http.clone(),
+                    Platform::Facebook,
+                    p.facebook
+                        .base_url(Platform::Facebook, InstagramLogin::Facebook),
+                    p.facebook.api_version().to_owned(),
+                ),
+                fb_app,
+            ),
+            instagram: instagram::Instagram::new(
+                graph::Graph::new(
+                    http.clone(),
+                    Platform::Instagram,
+                    p.instagram.base_url(Platform::Instagram, ig_login),
+                    p.instagram.api_version().to_owned(),
+                ),
+                ig_login,
+                ig_app,
+            ),
+            threads: threads::Threads::new(graph::Graph::new(
+                http.clone(),
+                Platform::Threads,
+                p.threads
+                    .base_url(Platform::Threads, InstagramLogin::Facebook),
+                "v1.0".to_owned(),
+            )),
+            tiktok: tiktok::Tiktok::new(
+                http.clone(),
+                p.tiktok
+                    .base_url(Platform::Tiktok, InstagramLogin::Facebook),
+                p.tiktok.client_key.clone(),
+                secret(
+                    "platforms.tiktok.client_secret_file",
+                    &p.tiktok.client_secret_file,
+                )?,
+            ),
+            twitter: twitter::Twitter::new(
+                http,
+                p.twitter
+                    .base_url(Platform::Twitter, InstagramLogin::Facebook),
+                p.twitter.client_id.clone(),
+                secret(
+                    "platforms.twitter.client_secret_file",
+                    &p.twitter.client_secret_file,
+                )?,
+            ),
+        })
+    }
+
+    /// Checks a token of `platform`.
+    pub async fn check(&self, platform: Platform, t: &TokenContext<'_>) -> CheckOutcome {
+        match platform {
+            Platform::Facebook => self.facebook.check(t).await,
+            Platform::Instagram => self.instagram.check(t).await,
+            Platform::Threads => self.threads.check(t).await,
+            Platform::Tiktok => self.tiktok.check(t).await,
+            Platform::Twitter => self.twitter.check(t).await,
+        }
+    }
+
+    /// Refreshes a token of `platform`.
+    pub async fn refresh(&self, platform: Platform, t: &TokenContext<'_>) -> RefreshOutcome {
+        match platform {
+            Platform::Facebook => self.facebook.refresh(t).await,
+            Platform::Instagram => self.instagram.refresh(t).await,
+            Platform::Threads => self.threads.refresh(t).await,
+            Platform::Tiktok => self.tiktok.refresh(t).await,
+            Platform::Twitter => self.twitter.refresh(t).await,
+        }
+    }
+
+    /// Revokes a token of `platform`.
+    pub async fn revoke(&self, platform: Platform, t: &TokenContext<'_>) -> RevokeOutcome {
+        match platform {
+            Platform::Facebook => self.facebook.revoke(t).await,
+            Platform::Instagram => self.instagram.revoke(t).await,
+            Platform::Threads => self.threads.revoke(t).await,
+            Platform::Tiktok => self.tiktok.revoke(t).await,
+            Platform::Twitter => self.twitter.revoke(t).await,
+        }
+    }
+
+    /// Whether accounts of `platform` can be refreshed at all with this configuration.
+    pub fn can_refresh(&self, platform: Platform) -> bool {
+        match platform {
+            Platform::Facebook => false,
+            Platform::Instagram => self.instagram.login() == InstagramLogin::Instagram,
+            Platform::Threads | Platform::Tiktok | Platform::Twitter => true,
+        }
+    }
+}
+
+/// Parses a scope list that may be an array or a comma/space-separated string.
+pub fn scope_list(v: &serde_json::Value) -> Option<Vec<String>> {
+    match v {
+        serde_json::Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        serde_json::Value::String(s) => Some(
+            s.split([',', ' '])
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", "120".parse().unwrap());
+        let r = Reply {
+            status: 429,
+            headers,
+            body: vec![],
+        };
+        assert_eq!(r.retry_at(1000), Some(1120));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        let r = Reply {
+            status: 503,
+            headers,
+            body: vec![],
+        };
+        assert_eq!(r.retry_at(0), Some(1_445_412_480));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-rate-limit-reset", "1700000000".parse().unwrap());
+        let r = Reply {
+            status: 429,
+            headers,
+            body: vec![],
+        };
+        assert_eq!(r.retry_at(0), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn scopes_from_arrays_and_strings() {
+        assert_eq!(
+            scope_list(&serde_json::json!("user.info.basic,video.publish")).unwrap(),
+            vec!["user.info.basic", "video.publish"]
+        );
+        assert_eq!(
+            scope_list(&serde_json::json!("tweet.read users.read"))
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(scope_list(&serde_json::json!(["a"])).unwrap(), vec!["a"]);
+    }
+}

@@ -1,0 +1,228 @@
+//! TikTok (open.tiktokapis.com v2): `/v2/user/info/` liveness, rotating refresh tokens,
+//! `/v2/oauth/revoke/`.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::{
+    CheckOutcome, Http, InvalidReason, NewTokens, PlatformApi, RefreshOutcome, RevokeOutcome,
+    TokenContext, Transient, TransientKind, ValidToken, scope_list, status_transient,
+};
+use crate::domain::{self, Platform};
+
+const P: Platform = Platform::Tiktok;
+
+/// The TikTok adapter.
+pub struct Tiktok {
+    http: Http,
+    base: String,
+    client_key: Option<String>,
+    client_secret: Option<SecretString>,
+}
+
+impl std::fmt::Debug for Tiktok {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tiktok")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tiktok {
+    /// From the host and the app's client key and secret.
+    pub fn new(
+        http: Http,
+        base: String,
+        client_key: Option<String>,
+        client_secret: Option<SecretString>,
+    ) -> Self {
+        Tiktok {
+            http,
+            base,
+            client_key,
+            client_secret,
+        }
+    }
+
+    fn client(&self) -> Option<(&str, &str)> {
+        Some((
+            self.client_key.as_deref()?,
+            self.client_secret.as_ref()?.expose_secret(),
+        ))
+    }
+}
+
+fn error_of(v: &Value) -> Option<(String, String)> {
+    let e = v.get("error")?;
+    // API errors: {"error":{"code":"...","message":"..."}}; OAuth errors: {"error":"...","error_description":"..."}.
+    if let Some(code) = e.get("code").and_then(Value::as_str) {
+        let msg = e.get("message").and_then(Value::as_str).unwrap_or_default();
+        return Some((code.to_owned(), domain::truncate_for_message(msg)));
+    }
+    let code = e.as_str()?;
+    let msg = v
+        .get("error_description")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Some((code.to_owned(), domain::truncate_for_message(msg)))
+}
+
+fn describe(code: &str, msg: &str) -> String {
+    if msg.is_empty() {
+        format!("TikTok error {code}")
+    } else {
+        format!("TikTok error {code}: {msg}")
+    }
+}
+
+impl PlatformApi for Tiktok {
+    async fn check(&self, t: &TokenContext<'_>) -> CheckOutcome {
+        let url = format!("{}/v2/user/info/", self.base);
+        let req = self
+            .http
+            .client()
+            .get(url)
+            .query(&[("fields", "open_id,union_id,display_name")])
+            .bearer_auth(t.access_token.expose_secret());
+        let now = domain::now();
+        let reply = match self.http.send(P, req).await {
+            Ok(r) => r,
+            Err(tr) => return CheckOutcome::Transient(tr),
+        };
+        let Some((code, msg)) = reply.json(P).ok().as_ref().and_then(error_of) else {
+            return CheckOutcome::Transient(status_transient(P, &reply, now));
+        };
+        let detail = describe(&code, &msg);
+        match code.as_str() {
+            "ok" if reply.status == 200 => {
+                let v = reply.json(P).unwrap_or_default();
+                let user = &v["data"]["user"];
+                match user.get("open_id").and_then(Value::as_str) {
+                    Some(id) => CheckOutcome::Valid(ValidToken {
+                        user_id: Some(id.to_owned()),
+                        username: user
+                            .get("display_name")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
+                        ..ValidToken::default()
+                    }),
+                    None => CheckOutcome::Transient(Transient::new(
+                        TransientKind::Malformed,
+                        "TikTok answered user info without an open_id",
+                    )),
+                }
+            }
+            "access_token_invalid" => CheckOutcome::Invalid {
+                reason: InvalidReason::Invalid,
+                detail,
+            },
+            "scope_not_authorized" | "scope_permission_missed" => {
+                CheckOutcome::PermissionDenied { detail }
+            }
+            "rate_limit_exceeded" => CheckOutcome::Transient(Transient {
+                kind: TransientKind::RateLimited,
+                retry_at: reply.retry_at(now),
+                detail,
+            }),
+            _ => CheckOutcome::Transient(Transient {
+                kind: if reply.status >= 500 || code == "internal_error" {
+                    TransientKind::ServerError
+                } else {
+                    TransientKind::Malformed
+                },
+                retry_at: reply.retry_at(now),
+                detail,
+            }),
+        }
+    }
+
+    async fn refresh(&self, t: &TokenContext<'_>) -> RefreshOutcome {
+        let Some(refresh) = t.refresh_token else {
+            return RefreshOutcome::NotSupported(
+                "no refresh token is stored for this account".into(),
+            );
+        };
+        let Some((key, secret)) = self.client() else {
+            return RefreshOutcome::Misconfigured(
+                "TikTok refresh needs platforms.tiktok.client_key and client_secret_file".into(),
+            );
+        };
+        let url = format!("{}/v2/oauth/token/", self.base);
+        let req = self.http.client().post(url).form(&[
+            ("client_key", key),
+            ("client_secret", secret),
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.expose_secret()),
+        ]);
+        let now = domain::now();
+        let reply = match self.http.send(P, req).await {
+            Ok(r) => r,
+            Err(tr) => return RefreshOutcome::Transient(tr),
+        };
+        let v = reply.json(P).ok();
+        if reply.status == 200
+            && let Some(v) = &v
+            && let Some(access) = v
+                .get("access_token")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        {
+            let secs = |k: &str| v.get(k).and_then(Value::as_i64).map(|s| now + s);
+            return RefreshOutcome::Refreshed(NewTokens {
+                access_token: SecretString::from(access.to_owned()),
+                refresh_token: v
+                    .get("refresh_token")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| SecretString::from(s.to_owned())),
+                expires_at: secs("expires_in"),
+                refresh_expires_at: secs("refresh_expires_in"),
+                scopes: v.get("scope").and_then(scope_list),
+            });
+        }
+        match v.as_ref().and_then(error_of) {
+            Some((code, msg)) if code == "invalid_grant" => {
+                RefreshOutcome::Fatal(describe(&code, &msg))
+            }
+            Some((code, msg)) if code == "invalid_client" || code == "unauthorized_client" => {
+                RefreshOutcome::Misconfigured(format!(
+                    "TikTok rejected the client credentials ({}): check platforms.tiktok.client_key and client_secret_file",
+                    describe(&code, &msg)
+                ))
+            }
+            Some((code, msg)) if code != "ok" => RefreshOutcome::Transient(Transient {
+                kind: TransientKind::ServerError,
+                retry_at: reply.retry_at(now),
+                detail: describe(&code, &msg),
+            }),
+            _ => RefreshOutcome::Transient(status_transient(P, &reply, now)),
+        }
+    }
+
+    async fn revoke(&self, t: &TokenContext<'_>) -> RevokeOutcome {
+        let Some((key, secret)) = self.client() else {
+            return RevokeOutcome::NotSupported(
+                "TikTok revocation needs platforms.tiktok.client_key and client_secret_file".into(),
+            );
+        };
+        let url = format!("{}/v2/oauth/revoke/", self.base);
+        let req = self.http.client().post(url).form(&[
+            ("client_key", key),
+            ("client_secret", secret),
+            ("token", t.access_token.expose_secret()),
+        ]);
+        match self.http.send(P, req).await {
+            Err(tr) => RevokeOutcome::Failed(tr.detail),
+            Ok(reply) => {
+                let err = reply.json(P).ok().as_ref().and_then(error_of);
+                match err {
+                    Some((code, msg)) if code != "ok" => {
+                        RevokeOutcome::Failed(describe(&code, &msg))
+                    }
+                    _ if reply.status == 200 => RevokeOutcome::Revoked,
+                    _ => RevokeOutcome::Failed(status_transient(P, &reply, domain::now()).detail),
+                }
+            }
+        }
+    }
+}
