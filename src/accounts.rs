@@ -4,7 +4,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::app::AppState;
 use crate::domain::{self, AccountId, Platform, UnixTime};
-use crate::store::{NewAccount, StoreError};
+use crate::platforms::{RevokeOutcome, TokenContext};
+use crate::store::{Account, NewAccount, StoreError};
 
 /// A registration request as it arrives, before validation.
 #[derive(Debug)]
@@ -192,6 +193,44 @@ pub async fn register(
         )),
         Err(e) => Err(RegistrationError::Store(e)),
     }
+}
+
+/// Revokes the account's token at its platform, then deletes the account and its
+/// credentials whatever the platform said. Returns what the revocation did.
+pub async fn disconnect(state: &AppState, account: &Account) -> Result<RevokeOutcome, StoreError> {
+    let sealed = state.store.credentials(account.id).await?;
+    let ctx = seal_context(account.workspace_id, account.platform, &account.account_id);
+    let revoke = match state.sealer.open(&ctx, &sealed.access_token) {
+        Ok(access) => {
+            let refresh = sealed
+                .refresh_token
+                .as_deref()
+                .and_then(|r| state.sealer.open(&ctx, r).ok());
+            let t = TokenContext {
+                account_id: &account.account_id,
+                access_token: &access,
+                refresh_token: refresh.as_ref(),
+                platform_user_id: account.platform_user_id.as_deref(),
+            };
+            state.platforms.revoke(account.platform, &t).await
+        }
+        Err(_) => RevokeOutcome::Failed(
+            "the stored token cannot be opened with the current token key".into(),
+        ),
+    };
+    state.store.delete_account(account.id).await?;
+    match &revoke {
+        RevokeOutcome::Revoked => {
+            tracing::info!(platform = %account.platform, account = %account.account_id, "token revoked and account deleted")
+        }
+        RevokeOutcome::NotSupported(r) | RevokeOutcome::Failed(r) => tracing::warn!(
+            platform = %account.platform,
+            account = %account.account_id,
+            reason = %r,
+            "account deleted; the token was not revoked at the platform"
+        ),
+    }
+    Ok(revoke)
 }
 
 #[cfg(test)]

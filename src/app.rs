@@ -1,11 +1,14 @@
 //! The shared application state and the start-up steps that build it.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
 use crate::config::Config;
 use crate::crypto::Sealer;
+use crate::domain::Platform;
+use crate::platforms::{CheckOutcome, Http, Platforms};
 use crate::store::Store;
 
 /// Everything the API handlers and background jobs share. Cheap to clone.
@@ -17,6 +20,39 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Seals and opens platform tokens.
     pub sealer: Sealer,
+    /// The platform adapters (sharing one HTTP client).
+    pub platforms: Arc<Platforms>,
+    /// Configuration problems seen at run time, shown by `/healthz`.
+    pub problems: Arc<Problems>,
+}
+
+/// The daemon's own configuration problems, by platform (e.g. an app secret the platform
+/// rejects). They are never blamed on an account.
+#[derive(Debug, Default)]
+pub struct Problems {
+    by_platform: Mutex<BTreeMap<Platform, String>>,
+}
+
+impl Problems {
+    /// Records what a check says about the configuration of `platform`.
+    pub fn observe(&self, platform: Platform, outcome: &CheckOutcome) {
+        let mut m = self.by_platform.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            CheckOutcome::Misconfigured(msg) => {
+                m.insert(platform, msg.clone());
+            }
+            CheckOutcome::Transient(_) => {}
+            _ => {
+                m.remove(&platform);
+            }
+        }
+    }
+
+    /// The current problems, as `platform: message` lines.
+    pub fn list(&self) -> Vec<String> {
+        let m = self.by_platform.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(p, msg)| format!("{p}: {msg}")).collect()
+    }
 }
 
 /// Opens the database named by the config and applies pending migrations.
@@ -51,14 +87,23 @@ pub fn load_sealer(config: &Config) -> anyhow::Result<Sealer> {
 }
 
 impl AppState {
-    /// Opens the store (with migrations) and the sealer: everything `serve` needs.
-    pub async fn build(config: Config) -> anyhow::Result<AppState> {
-        let store = open_store(&config).await?;
-        let sealer = load_sealer(&config)?;
+    /// Assembles the state from an open store and sealer; builds the HTTP client and adapters.
+    pub fn new(config: Config, store: Store, sealer: Sealer) -> anyhow::Result<AppState> {
+        let http = Http::new(&config)?;
+        let platforms = Platforms::new(&config, http)?;
         Ok(AppState {
             store,
             config: Arc::new(config),
             sealer,
+            platforms: Arc::new(platforms),
+            problems: Arc::new(Problems::default()),
         })
+    }
+
+    /// Opens the store (with migrations) and the sealer: everything `serve` needs.
+    pub async fn build(config: Config) -> anyhow::Result<AppState> {
+        let store = open_store(&config).await?;
+        let sealer = load_sealer(&config)?;
+        AppState::new(config, store, sealer)
     }
 }

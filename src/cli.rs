@@ -175,11 +175,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 );
             };
             let sealer = app::load_sealer(&config)?;
-            let state = AppState {
-                store,
-                sealer,
-                config: std::sync::Arc::new(config),
-            };
+            let state = AppState::new(config, store, sealer)?;
             accounts::register(&state, ws_id, &reg).await?;
             println!(
                 "registered {} account {} ({})",

@@ -169,6 +169,8 @@ pub struct HealthConfig {
     pub warn_before: HumanDuration,
     /// The normal re-check period.
     pub check_interval: HumanDuration,
+    /// Without an answer from the platform for this long, an account's health is `unknown`.
+    pub stale_after: HumanDuration,
 }
 
 impl Default for HealthConfig {
@@ -176,6 +178,7 @@ impl Default for HealthConfig {
         HealthConfig {
             warn_before: HumanDuration(Duration::from_secs(7 * 86_400)),
             check_interval: HumanDuration(Duration::from_secs(6 * 3_600)),
+            stale_after: HumanDuration(Duration::from_secs(24 * 3_600)),
         }
     }
 }

@@ -5,11 +5,14 @@
 pub mod accounts; // registration steps shared by the API and the CLI
 pub mod api; // HTTP routes, authentication, error format
 pub mod app; // shared state and start-up
+pub mod checks; // one check of one account, and many in parallel
 pub mod cli; // command-line commands
 pub mod config; // typed configuration
 pub mod crypto; // API key hashing and token sealing
 pub mod domain; // validated domain types
+pub mod health; // pure health assessment
 pub mod platforms; // one adapter per platform behind one trait
 pub mod server; // the daemon's listener and shutdown
+pub mod simulator; // simulated platforms on loopback for tests, demo and benchmarks
 pub mod store; // every SQL statement
 pub mod telemetry; // tracing setup

@@ -4,6 +4,8 @@ mod common;
 
 use common::{code, keys_of, spawn_app};
 use serde_json::{Value, json};
+use socialsyncer::domain::Platform;
+use socialsyncer::simulator::Behavior;
 
 #[tokio::test]
 async fn list_shapes_filters_and_errors() {
@@ -60,6 +62,11 @@ async fn list_shapes_filters_and_errors() {
 async fn health_of_unchecked_accounts_and_summary() {
     let app = spawn_app().await;
     let key = app.key("acme").await;
+    // Platforms that are down at registration leave the accounts unchecked.
+    app.sim
+        .set_platform_behavior(Platform::Facebook, Behavior::ServerError);
+    app.sim
+        .set_platform_behavior(Platform::Twitter, Behavior::ServerError);
     app.register(&key, "facebook", "111222333444555", "fb-token")
         .await;
     let (s, body) = app
@@ -97,8 +104,18 @@ async fn health_of_unchecked_accounts_and_summary() {
         ]
     );
     assert_eq!(tw["health"], "unknown");
+    assert!(
+        tw["recommendations"][0]
+            .as_str()
+            .unwrap()
+            .contains("could not be reached"),
+        "{tw}"
+    );
     assert_eq!(tw["tokenValid"], Value::Null);
-    assert_eq!(tw["lastCheckedAt"], Value::Null);
+    assert!(
+        tw["lastCheckedAt"].is_string(),
+        "the failed attempt is recorded"
+    );
     assert_eq!(tw["permissions"], json!(["tweet.read", "tweet.write"]));
     assert_eq!(tw["needsReconnect"], false);
 
@@ -318,7 +335,7 @@ async fn workspaces_are_isolated() {
     assert_eq!(s, 200, "beta's account survived alpha's delete");
 
     let (s, body) = app.delete(&a, "/v1/accounts/facebook/111").await;
-    assert_eq!((s, body), (200, json!({"deleted": true})));
+    assert_eq!((s, body["deleted"].clone()), (200, json!(true)));
     let (s, _) = app.get(&a, "/v1/accounts/facebook/111").await;
     assert_eq!(s, 404);
     let (s, _) = app.get(&b, "/v1/accounts/facebook/111").await;

@@ -7,27 +7,40 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
+use socialsyncer::domain::Platform;
+use socialsyncer::simulator::{Simulator, TokenSpec};
 
 const BIN: &str = env!("CARGO_BIN_EXE_socialsyncer");
 
-/// A temp folder with a config whose database lives inside it.
+/// A temp folder with a config whose database lives inside it, and simulated platforms
+/// (so nothing ever reaches a real platform).
 struct Env {
     dir: tempfile::TempDir,
     config: PathBuf,
+    sim: Simulator,
+    rt: tokio::runtime::Runtime,
 }
 
 fn env_with(extra: &str) -> Env {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt.block_on(Simulator::start()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("socialsyncer.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}/state/socialsyncer.db\"\n[log]\nformat = \"json\"\n{extra}",
-            dir.path().display()
+            "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}/state/socialsyncer.db\"\n[log]\nformat = \"json\"\n{}{extra}",
+            dir.path().display(),
+            sim.config_toml(dir.path()).unwrap()
         ),
     )
     .unwrap();
-    Env { dir, config }
+    Env {
+        dir,
+        config,
+        sim,
+        rt,
+    }
 }
 
 impl Env {
@@ -320,6 +333,13 @@ fn serve_answers_curl_and_stops_on_sigterm_without_logging_secrets() {
         "imported-secret-token",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let posted = env
+        .sim
+        .issue(
+            Platform::Facebook,
+            TokenSpec::valid(Platform::Facebook, "7"),
+        )
+        .access_token;
 
     let mut d = start_daemon(&env);
     let auth = format!("Authorization: Bearer {key}");
@@ -328,7 +348,6 @@ fn serve_answers_curl_and_stops_on_sigterm_without_logging_secrets() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["accounts"][0]["username"], "@acme");
 
-    let posted = "posted-secret-token-abcdef";
     let (s, body) = curl(&[
         "-H",
         &auth,
@@ -354,8 +373,8 @@ fn serve_answers_curl_and_stops_on_sigterm_without_logging_secrets() {
     let logs: Vec<String> = d.logs.try_iter().collect();
     let all = logs.join("\n");
     assert!(all.contains("stopped cleanly"), "{all}");
-    for secret in [posted, "imported-secret-token", key.as_str()] {
+    for secret in [posted.as_str(), "imported-secret-token", key.as_str()] {
         assert!(!all.contains(secret), "a secret reached the logs");
     }
-    let _ = Path::new(&env.config);
+    let _ = (Path::new(&env.config), &env.rt);
 }

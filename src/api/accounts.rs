@@ -4,7 +4,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -12,7 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, Workspace};
 use crate::accounts::{self, RegistrationError, RegistrationInput};
 use crate::app::AppState;
+use crate::checks;
 use crate::domain::{AccountId, Health, Platform, rfc3339};
+use crate::platforms::{CheckOutcome, RevokeOutcome, TransientKind};
 use crate::store::Account;
 
 /// The routes of this resource.
@@ -23,6 +25,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/v1/accounts/{platform}/{account_id}",
             get(details).delete(disconnect),
+        )
+        .route(
+            "/v1/accounts/{platform}/{account_id}/check",
+            post(check_now),
         )
 }
 
@@ -361,13 +367,66 @@ pub async fn register(
         scopes: body.scopes.unwrap_or_default(),
     }
     .validate()?;
-    accounts::register(&state, ws.0, &reg).await?;
+    let id = accounts::register(&state, ws.0, &reg).await?;
     let a = state
         .store
-        .get_account(ws.0, reg.platform, &reg.account_id)
+        .account_by_ref(id)
         .await?
         .ok_or_else(ApiError::account_not_found)?;
+    // A platform that is down does not refuse the registration: the health stays unknown.
+    let (a, _) = checks::check_and_record(&state, a).await?;
     Ok((StatusCode::CREATED, Json(AccountDetail::from(&a))))
+}
+
+/// Check one account now and answer its fresh health.
+#[utoipa::path(post, path = "/v1/accounts/{platform}/{accountId}/check", tag = "accounts",
+    params(("platform" = String, Path), ("accountId" = String, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, description = "The fresh health", body = AccountDetail),
+              (status = 400, body = super::error::ErrorBody),
+              (status = 401, body = super::error::ErrorBody),
+              (status = 404, body = super::error::ErrorBody),
+              (status = 502, description = "The platform answered garbage", body = super::error::ErrorBody),
+              (status = 503, description = "The platform could not be reached or is rate limiting", body = super::error::ErrorBody)))]
+pub async fn check_now(
+    State(state): State<AppState>,
+    ws: Workspace,
+    ApiPath((platform, account_id)): ApiPath<(String, String)>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let a = load(&state, ws, &platform, &account_id).await?;
+    let (fresh, outcome) = checks::check_and_record(&state, a).await?;
+    match outcome {
+        CheckOutcome::Transient(t) => {
+            let status = if t.kind == TransientKind::Malformed {
+                StatusCode::BAD_GATEWAY
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let mut resp = ApiError::upstream(
+                status,
+                format!(
+                    "{}; the last known health is kept. Try again later.",
+                    t.detail
+                ),
+            )
+            .into_response();
+            if let Some(at) = t.retry_at {
+                let secs = (at - crate::domain::now()).max(1);
+                if let Ok(v) = secs.to_string().parse() {
+                    resp.headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, v);
+                }
+            }
+            Ok(resp)
+        }
+        CheckOutcome::Misconfigured(m) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "daemon_misconfigured",
+            format!("The account could not be checked because of the daemon's configuration: {m}"),
+        )),
+        _ => Ok(Json(AccountDetail::from(&fresh)).into_response()),
+    }
 }
 
 /// `DELETE` answer.
@@ -375,13 +434,18 @@ pub async fn register(
 pub struct Deleted {
     /// Always true: the stored credentials are gone.
     pub deleted: bool,
+    /// Whether the platform confirmed the token is revoked.
+    pub revoked: bool,
+    /// Why the token was not revoked, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
-/// Disconnect an account: delete its stored credentials.
+/// Disconnect an account: revoke its token at the platform, then delete its credentials.
 #[utoipa::path(delete, path = "/v1/accounts/{platform}/{accountId}", tag = "accounts",
     params(("platform" = String, Path), ("accountId" = String, Path)),
     security(("api_key" = [])),
-    responses((status = 200, body = Deleted),
+    responses((status = 200, description = "Deleted; `revoked` says whether the platform revoked the token", body = Deleted),
               (status = 400, body = super::error::ErrorBody),
               (status = 401, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody)))]
@@ -391,9 +455,14 @@ pub async fn disconnect(
     ApiPath((platform, account_id)): ApiPath<(String, String)>,
 ) -> Result<Json<Deleted>, ApiError> {
     let a = load(&state, ws, &platform, &account_id).await?;
-    if !state.store.delete_account(a.id).await? {
-        return Err(ApiError::account_not_found());
-    }
-    tracing::info!(platform = %a.platform, account = %a.account_id, "account disconnected");
-    Ok(Json(Deleted { deleted: true }))
+    let outcome = accounts::disconnect(&state, &a).await?;
+    let (revoked, reason) = match outcome {
+        RevokeOutcome::Revoked => (true, None),
+        RevokeOutcome::NotSupported(r) | RevokeOutcome::Failed(r) => (false, Some(r)),
+    };
+    Ok(Json(Deleted {
+        deleted: true,
+        revoked,
+        reason,
+    }))
 }

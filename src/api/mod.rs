@@ -90,7 +90,7 @@ pub async fn healthz(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> impl IntoResponse {
     let database = state.store.ping().await;
-    let problems = Vec::new();
+    let problems = state.problems.list();
     let status = if database && problems.is_empty() {
         "ok"
     } else {

@@ -15,6 +15,7 @@ use super::accounts;
         accounts::health,
         accounts::details,
         accounts::register,
+        accounts::check_now,
         accounts::disconnect,
         super::healthz,
     ),

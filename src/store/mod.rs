@@ -229,13 +229,13 @@ pub struct HealthUpdate {
     pub token_valid: Option<bool>,
     /// Whether a person must reconnect.
     pub needs_reconnect: bool,
-    /// Granted permissions (`None`: keep the last known).
+    /// Known permissions (`None`: never known).
     pub permissions: Option<Vec<String>>,
     /// Missing required permissions.
     pub missing_permissions: Vec<String>,
     /// Recommendations.
     pub recommendations: Vec<String>,
-    /// Token expiry learnt from the platform (`None`: keep the stored one).
+    /// Access token expiry (`None`: never or unknown).
     pub token_expires_at: Option<UnixTime>,
     /// Data-access expiry learnt from the platform.
     pub data_access_expires_at: Option<UnixTime>,
@@ -502,9 +502,8 @@ impl Store {
         for u in updates {
             sqlx::query(
                 "UPDATE account_health SET health = $1, token_valid = $2, needs_reconnect = $3, \
-                 permissions = COALESCE($4, permissions), missing_permissions = $5, recommendations = $6, \
-                 data_access_expires_at = COALESCE($7, data_access_expires_at), \
-                 platform_user_id = COALESCE($8, platform_user_id), last_error = $9, last_checked_at = $10, \
+                 permissions = $4, missing_permissions = $5, recommendations = $6, \
+                 data_access_expires_at = $7, platform_user_id = $8, last_error = $9, last_checked_at = $10, \
                  last_success_at = CASE WHEN $11 THEN $10 ELSE last_success_at END, \
                  consecutive_failures = CASE WHEN $11 THEN 0 ELSE consecutive_failures + 1 END, \
                  next_check_at = $12 WHERE account_ref = $13",
@@ -524,15 +523,23 @@ impl Store {
             .bind(u.account_ref)
             .execute(&mut *tx)
             .await?;
-            if let Some(exp) = u.token_expires_at {
-                sqlx::query("UPDATE accounts SET token_expires_at = $1 WHERE id = $2")
-                    .bind(exp)
-                    .bind(u.account_ref)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            sqlx::query("UPDATE accounts SET token_expires_at = $1 WHERE id = $2")
+                .bind(u.token_expires_at)
+                .bind(u.account_ref)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// One account by row ID.
+    pub async fn account_by_ref(&self, account_ref: i64) -> Result<Option<Account>, StoreError> {
+        let sql = format!("{ACCOUNT_SELECT} WHERE a.id = $1");
+        let row: Option<AccountRow> = sqlx::query_as(&sql)
+            .bind(account_ref)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Account::try_from).transpose()
     }
 }

@@ -6,6 +6,8 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use socialsyncer::app::AppState;
 use socialsyncer::config::Config;
+use socialsyncer::domain::Platform;
+use socialsyncer::simulator::{Issued, Simulator, TokenSpec};
 use socialsyncer::{crypto, domain, server};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -17,6 +19,7 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub state: AppState,
+    pub sim: Simulator,
     pub dir: TempDir,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
@@ -26,9 +29,11 @@ pub struct TestApp {
 /// to the generated TOML.
 pub async fn spawn_app_with(extra: &str) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start().await.unwrap();
     let toml = format!(
-        "[database]\nurl = \"sqlite://{}/socialsyncer.db\"\n{extra}",
-        dir.path().display()
+        "[http]\nrequest_timeout = \"2s\"\n[database]\nurl = \"sqlite://{}/socialsyncer.db\"\n{}{extra}",
+        dir.path().display(),
+        sim.config_toml(dir.path()).unwrap()
     );
     let config = Config::from_toml(&toml).expect("test config");
     let state = AppState::build(config).await.expect("app state");
@@ -44,6 +49,7 @@ pub async fn spawn_app_with(extra: &str) -> TestApp {
         base,
         http: reqwest::Client::new(),
         state,
+        sim,
         dir,
         shutdown,
         handle: Some(handle),
@@ -122,6 +128,37 @@ impl TestApp {
             .await;
         assert_eq!(status, 201, "{body}");
         body
+    }
+
+    /// Issues a token at the simulated platform and registers it; returns the tokens and the
+    /// 201 body.
+    pub async fn connect(
+        &self,
+        key: &str,
+        platform: Platform,
+        id: &str,
+        spec: TokenSpec,
+    ) -> (Issued, Value) {
+        let issued = self.sim.issue(
+            platform,
+            TokenSpec {
+                user_id: id.to_owned(),
+                ..spec
+            },
+        );
+        let mut body = json!({"platform": platform.as_str(), "accountId": id, "username": format!("user_{id}"),
+            "accessToken": issued.access_token});
+        if let Some(r) = &issued.refresh_token {
+            body["refreshToken"] = json!(r);
+        }
+        if let Some(e) = issued.expires_at {
+            body["expiresAt"] = json!(domain::rfc3339(e));
+        }
+        let scopes = self.sim.token(&issued.access_token).unwrap().scopes;
+        body["scopes"] = json!(scopes);
+        let (status, resp) = self.post(key, "/v1/accounts", &body).await;
+        assert_eq!(status, 201, "{resp}");
+        (issued, resp)
     }
 
     /// Stops the server and waits for it.

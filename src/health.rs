@@ -1,0 +1,760 @@
+//! Pure health assessment: from a check outcome, the account's last known state and the
+//! policy, decide the health, recommendations and the next check time. No I/O.
+
+use crate::domain::{Health, UnixTime, rfc3339};
+use crate::platforms::{CheckOutcome, Expiry, InvalidReason, Transient, ValidToken};
+use crate::store::Account;
+
+const HOUR: i64 = 3_600;
+const DAY: i64 = 86_400;
+
+/// What the assessment depends on besides the outcome.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Warn when a token expires within this many seconds.
+    pub warn_before: i64,
+    /// Permissions needed for publishing.
+    pub required_permissions: Vec<String>,
+    /// The access token is renewed automatically before it expires, so its own expiry is
+    /// no reason to warn (the refresh token's is).
+    pub auto_refresh: bool,
+    /// After this many seconds without an answer from the platform, the health is `unknown`.
+    pub stale_after: i64,
+}
+
+/// The new state of an account after a check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    /// Health.
+    pub health: Health,
+    /// Token validity (`None`: never known).
+    pub token_valid: Option<bool>,
+    /// A person must reconnect the account.
+    pub needs_reconnect: bool,
+    /// Known permissions (`None`: never known).
+    pub permissions: Option<Vec<String>>,
+    /// Required permissions that are missing.
+    pub missing_permissions: Vec<String>,
+    /// Sentences saying what to do.
+    pub recommendations: Vec<String>,
+    /// Access token expiry to store.
+    pub token_expires_at: Option<UnixTime>,
+    /// Data-access expiry to store.
+    pub data_access_expires_at: Option<UnixTime>,
+    /// Platform user ID to store.
+    pub platform_user_id: Option<String>,
+    /// The problem seen, in words safe to show.
+    pub last_error: Option<String>,
+    /// Whether the platform gave a usable answer.
+    pub answered: bool,
+}
+
+/// "in 3 days", "in 5 hours", "in less than an hour".
+pub fn time_left(secs: i64) -> String {
+    if secs >= DAY {
+        let d = secs / DAY;
+        format!("in {d} day{}", if d == 1 { "" } else { "s" })
+    } else if secs >= HOUR {
+        let h = secs / HOUR;
+        format!("in {h} hour{}", if h == 1 { "" } else { "s" })
+    } else {
+        "in less than an hour".to_owned()
+    }
+}
+
+fn date(t: UnixTime) -> String {
+    rfc3339(t).replace('T', " ").replace('Z', " UTC")
+}
+
+/// Assesses `outcome` for `account` at `now`.
+pub fn assess(
+    outcome: &CheckOutcome,
+    account: &Account,
+    policy: &Policy,
+    now: UnixTime,
+) -> Assessment {
+    match outcome {
+        CheckOutcome::Valid(v) => assess_valid(v, account, policy, now),
+        CheckOutcome::Invalid { reason, detail } => assess_invalid(*reason, detail, account, now),
+        CheckOutcome::PermissionDenied { detail } => {
+            let permissions = account
+                .permissions
+                .clone()
+                .unwrap_or_else(|| account.scopes.clone());
+            let missing = missing(&policy.required_permissions, &permissions);
+            Assessment {
+                health: Health::Unhealthy,
+                token_valid: Some(true),
+                needs_reconnect: true,
+                missing_permissions: missing,
+                permissions: Some(permissions),
+                recommendations: vec![format!(
+                    "{} refused access for lack of permission: reconnect the account and grant the required permissions.",
+                    account.platform.display_name()
+                )],
+                token_expires_at: account.token_expires_at,
+                data_access_expires_at: account.data_access_expires_at,
+                platform_user_id: account.platform_user_id.clone(),
+                last_error: Some(detail.clone()),
+                answered: true,
+            }
+        }
+        CheckOutcome::Transient(t) => assess_unanswered(&t.detail, Some(t), account, policy, now),
+        CheckOutcome::Misconfigured(m) => assess_unanswered(m, None, account, policy, now),
+    }
+}
+
+fn missing(required: &[String], granted: &[String]) -> Vec<String> {
+    required
+        .iter()
+        .filter(|r| !granted.contains(r))
+        .cloned()
+        .collect()
+}
+
+fn assess_valid(v: &ValidToken, account: &Account, policy: &Policy, now: UnixTime) -> Assessment {
+    let introspected_expiry = v.expires.is_some();
+    let token_expires_at = match v.expires {
+        Some(Expiry::Never) => None,
+        Some(Expiry::At(t)) => Some(t),
+        None => account.token_expires_at,
+    };
+    let data_access_expires_at = v.data_access_expires_at.or(account.data_access_expires_at);
+    let permissions = v
+        .permissions
+        .clone()
+        .unwrap_or_else(|| account.scopes.clone());
+    // Without introspection and without stored scopes nothing can be said about permissions.
+    let missing_permissions = if v.permissions.is_some() || !account.scopes.is_empty() {
+        missing(&policy.required_permissions, &permissions)
+    } else {
+        Vec::new()
+    };
+
+    let mut health = Health::Healthy;
+    let mut needs_reconnect = false;
+    let mut token_valid = true;
+    let mut recs = Vec::new();
+    let worsen = |h: Health, health: &mut Health| {
+        if h > *health {
+            *health = h;
+        }
+    };
+
+    for p in &missing_permissions {
+        recs.push(format!("Missing permission {p}: reconnect and grant it."));
+        worsen(Health::Unhealthy, &mut health);
+        needs_reconnect = true;
+    }
+
+    if let Some(exp) = token_expires_at {
+        let left = exp - now;
+        if left <= 0 && introspected_expiry {
+            // The platform itself reports the expiry: the token is dead.
+            recs.push(format!(
+                "Token expired on {}: reconnect the account.",
+                date(exp)
+            ));
+            worsen(Health::Unhealthy, &mut health);
+            needs_reconnect = true;
+            token_valid = false;
+        } else if left > 0 && left <= policy.warn_before && !policy.auto_refresh {
+            recs.push(format!(
+                "Token expires {}. Consider reconnecting.",
+                time_left(left)
+            ));
+            worsen(Health::Warning, &mut health);
+        }
+    }
+    if let Some(exp) = account.refresh_expires_at {
+        let left = exp - now;
+        if left <= 0 {
+            recs.push(format!(
+                "Refresh token expired on {}: reconnect the account.",
+                date(exp)
+            ));
+            worsen(Health::Unhealthy, &mut health);
+            needs_reconnect = true;
+        } else if left <= policy.warn_before {
+            recs.push(format!(
+                "Refresh token expires {}: reconnect the account before then.",
+                time_left(left)
+            ));
+            worsen(Health::Warning, &mut health);
+        }
+    }
+    if let Some(exp) = data_access_expires_at {
+        let left = exp - now;
+        if left <= 0 {
+            recs.push("Data access has expired: the account owner must log in to the app again (reconnect).".into());
+            worsen(Health::Unhealthy, &mut health);
+            needs_reconnect = true;
+        } else if left <= policy.warn_before {
+            recs.push(format!(
+                "Data access expires {}: the account owner must log in to the app again before then.",
+                time_left(left)
+            ));
+            worsen(Health::Warning, &mut health);
+        }
+    }
+
+    Assessment {
+        health,
+        token_valid: Some(token_valid),
+        needs_reconnect,
+        permissions: Some(permissions),
+        missing_permissions,
+        recommendations: recs,
+        token_expires_at,
+        data_access_expires_at,
+        platform_user_id: v
+            .user_id
+            .clone()
+            .or_else(|| account.platform_user_id.clone()),
+        last_error: None,
+        answered: true,
+    }
+}
+
+fn assess_invalid(
+    reason: InvalidReason,
+    detail: &str,
+    account: &Account,
+    now: UnixTime,
+) -> Assessment {
+    let reason = match reason {
+        InvalidReason::Invalid if account.token_expires_at.is_some_and(|t| t <= now) => {
+            InvalidReason::Expired
+        }
+        r => r,
+    };
+    let (rec, needs_reconnect) = match reason {
+        InvalidReason::Expired => (
+            match account.token_expires_at.filter(|t| *t <= now) {
+                Some(t) => format!("Token expired on {}: reconnect the account.", date(t)),
+                None => "Token has expired: reconnect the account.".to_owned(),
+            },
+            true,
+        ),
+        InvalidReason::Revoked => ("Token was revoked by the user: reconnect the account.".to_owned(), true),
+        InvalidReason::AppRemoved => ("The user removed the app, which revoked the token: reconnect the account.".to_owned(), true),
+        InvalidReason::PasswordChanged => (
+            "The user changed their password, which invalidated the token: reconnect the account.".to_owned(),
+            true,
+        ),
+        InvalidReason::Checkpointed => (
+            "The user must log in at facebook.com to clear a security checkpoint, then reconnect the account.".to_owned(),
+            false,
+        ),
+        InvalidReason::UnconfirmedUser => (
+            "The user must confirm their Facebook account, then reconnect the account.".to_owned(),
+            false,
+        ),
+        InvalidReason::LostPageRole => (
+            "The user lost their role on the Page: restore the role, then reconnect the account.".to_owned(),
+            false,
+        ),
+        InvalidReason::Invalid => (
+            "Token is no longer valid (expired or revoked): reconnect the account.".to_owned(),
+            true,
+        ),
+    };
+    Assessment {
+        health: Health::Unhealthy,
+        token_valid: Some(false),
+        needs_reconnect,
+        permissions: account.permissions.clone(),
+        missing_permissions: Vec::new(),
+        recommendations: vec![rec],
+        token_expires_at: account.token_expires_at,
+        data_access_expires_at: account.data_access_expires_at,
+        platform_user_id: account.platform_user_id.clone(),
+        last_error: Some(detail.to_owned()),
+        answered: true,
+    }
+}
+
+/// No usable answer: keep what is known (recomputing countdowns from stored expiries), or
+/// fall back to `unknown` once the last answer is older than the staleness limit.
+fn assess_unanswered(
+    detail: &str,
+    t: Option<&Transient>,
+    account: &Account,
+    policy: &Policy,
+    now: UnixTime,
+) -> Assessment {
+    let name = account.platform.display_name();
+    let mut a = if account.token_valid == Some(true) {
+        assess_valid(&ValidToken::default(), account, policy, now)
+    } else {
+        Assessment {
+            health: account.health,
+            token_valid: account.token_valid,
+            needs_reconnect: account.needs_reconnect,
+            permissions: account.permissions.clone(),
+            missing_permissions: account.missing_permissions.clone(),
+            recommendations: account.recommendations.clone(),
+            token_expires_at: account.token_expires_at,
+            data_access_expires_at: account.data_access_expires_at,
+            platform_user_id: account.platform_user_id.clone(),
+            last_error: None,
+            answered: false,
+        }
+    };
+    // `assess_valid` re-derives permissions from stored scopes; keep the last introspected ones.
+    a.permissions = account.permissions.clone().or(a.permissions);
+    a.answered = false;
+    a.last_error = Some(detail.to_owned());
+    let stale = match account.last_success_at {
+        Some(t) => now - t > policy.stale_after,
+        None => true,
+    };
+    if stale {
+        a.health = Health::Unknown;
+        a.token_valid = account
+            .token_valid
+            .filter(|_| account.last_success_at.is_some());
+        a.recommendations = vec![match (account.last_success_at, t) {
+            (Some(since), _) => format!(
+                "{name} has not answered since {}; socialsyncer keeps retrying ({detail}).",
+                date(since)
+            ),
+            (None, Some(_)) => format!(
+                "{name} could not be reached to check this account yet ({detail}); socialsyncer will retry."
+            ),
+            (None, None) => format!(
+                "This account cannot be checked until the daemon's configuration is fixed: {detail}."
+            ),
+        }];
+    }
+    a
+}
+
+/// When to check an account next: the normal interval, shorter as an expiry nears,
+/// exponential backoff after failures (honouring the platform's retry time), with jitter
+/// (`jitter` in `[0, 1)`) so accounts spread out instead of hitting a platform together.
+pub fn next_check_at(
+    outcome: &CheckOutcome,
+    a: &Assessment,
+    consecutive_failures: i64,
+    check_interval: i64,
+    now: UnixTime,
+    jitter: f64,
+) -> UnixTime {
+    let spread = |secs: i64| -> i64 {
+        // +-10% around the target, never below a minute.
+        let j = (secs as f64 * 0.2 * (jitter - 0.5)) as i64;
+        (secs + j).max(60)
+    };
+    match outcome {
+        CheckOutcome::Transient(_) | CheckOutcome::Misconfigured(_) => {
+            let retry_at = match outcome {
+                CheckOutcome::Transient(Transient { retry_at, .. }) => *retry_at,
+                _ => None,
+            };
+            let exp = consecutive_failures.clamp(0, 20) as u32;
+            let backoff = 60i64
+                .saturating_mul(1i64 << exp.min(16))
+                .min(check_interval);
+            let at = now + spread(backoff);
+            retry_at.map_or(at, |r| at.max(r))
+        }
+        _ => {
+            let mut interval = check_interval;
+            let nearest = [a.token_expires_at, a.data_access_expires_at]
+                .into_iter()
+                .flatten()
+                .filter(|t| *t > now)
+                .min();
+            if a.health != Health::Unhealthy
+                && let Some(exp) = nearest
+            {
+                let left = exp - now;
+                if left <= HOUR {
+                    interval = interval.min(10 * 60);
+                } else if left <= DAY {
+                    interval = interval.min(HOUR);
+                } else if left <= 7 * DAY {
+                    interval = interval.min(DAY);
+                }
+            }
+            now + spread(interval)
+        }
+    }
+}
+
+/// The `outcome` label of `socialsyncer_checks_total`.
+pub fn outcome_label(o: &CheckOutcome) -> &'static str {
+    match o {
+        CheckOutcome::Valid(_) => "ok",
+        CheckOutcome::Invalid { .. } | CheckOutcome::PermissionDenied { .. } => "invalid",
+        CheckOutcome::Transient(_) | CheckOutcome::Misconfigured(_) => "transient_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Platform;
+    use crate::platforms::TransientKind;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn account() -> Account {
+        Account {
+            id: 1,
+            workspace_id: 1,
+            platform: Platform::Instagram,
+            account_id: "1".into(),
+            username: "u".into(),
+            connected_at: NOW - DAY,
+            scopes: vec![],
+            token_expires_at: None,
+            refresh_expires_at: None,
+            token_issued_at: NOW - DAY,
+            health: Health::Unknown,
+            token_valid: None,
+            needs_reconnect: false,
+            permissions: None,
+            missing_permissions: vec![],
+            recommendations: vec![],
+            data_access_expires_at: None,
+            platform_user_id: None,
+            last_error: None,
+            last_checked_at: None,
+            last_success_at: None,
+            consecutive_failures: 0,
+            next_check_at: NOW,
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            warn_before: 7 * DAY,
+            required_permissions: vec![
+                "instagram_basic".into(),
+                "instagram_content_publish".into(),
+            ],
+            auto_refresh: false,
+            stale_after: DAY,
+        }
+    }
+
+    fn valid(expires: Option<Expiry>, perms: &[&str]) -> CheckOutcome {
+        CheckOutcome::Valid(ValidToken {
+            expires,
+            permissions: Some(perms.iter().map(|s| (*s).to_owned()).collect()),
+            user_id: Some("99".into()),
+            ..ValidToken::default()
+        })
+    }
+
+    const ALL: &[&str] = &["instagram_basic", "instagram_content_publish"];
+
+    #[test]
+    fn healthy_when_valid_with_all_permissions() {
+        let a = assess(&valid(Some(Expiry::Never), ALL), &account(), &policy(), NOW);
+        assert_eq!(a.health, Health::Healthy);
+        assert_eq!(a.token_valid, Some(true));
+        assert!(a.recommendations.is_empty());
+        assert_eq!(a.token_expires_at, None);
+        assert_eq!(a.platform_user_id.as_deref(), Some("99"));
+        assert!(a.answered);
+    }
+
+    #[test]
+    fn warning_window_boundaries() {
+        let p = policy();
+        let at = |left: i64| {
+            assess(
+                &valid(Some(Expiry::At(NOW + left)), ALL),
+                &account(),
+                &p,
+                NOW,
+            )
+        };
+        assert_eq!(at(7 * DAY + 1).health, Health::Healthy);
+        let edge = at(7 * DAY);
+        assert_eq!(edge.health, Health::Warning);
+        assert_eq!(
+            edge.recommendations,
+            vec!["Token expires in 7 days. Consider reconnecting."]
+        );
+        assert_eq!(
+            at(3 * DAY + 5).recommendations,
+            vec!["Token expires in 3 days. Consider reconnecting."]
+        );
+        assert_eq!(
+            at(DAY).recommendations,
+            vec!["Token expires in 1 day. Consider reconnecting."]
+        );
+        assert_eq!(
+            at(5 * HOUR).recommendations,
+            vec!["Token expires in 5 hours. Consider reconnecting."]
+        );
+        assert_eq!(
+            at(60).recommendations,
+            vec!["Token expires in less than an hour. Consider reconnecting."]
+        );
+        let gone = at(0);
+        assert_eq!(gone.health, Health::Unhealthy);
+        assert_eq!(gone.token_valid, Some(false));
+        assert!(gone.needs_reconnect);
+        assert!(gone.recommendations[0].starts_with("Token expired on"));
+    }
+
+    #[test]
+    fn stored_expiry_counts_for_platforms_without_introspection() {
+        let mut acc = account();
+        acc.token_expires_at = Some(NOW + 3 * DAY);
+        let o = CheckOutcome::Valid(ValidToken::default());
+        let a = assess(&o, &acc, &policy(), NOW);
+        assert_eq!(a.health, Health::Warning);
+        // A live answer beats a stale stored expiry.
+        acc.token_expires_at = Some(NOW - 10);
+        assert_eq!(assess(&o, &acc, &policy(), NOW).health, Health::Healthy);
+        // Auto-refreshed tokens do not warn about their own expiry.
+        acc.token_expires_at = Some(NOW + HOUR);
+        let p = Policy {
+            auto_refresh: true,
+            ..policy()
+        };
+        assert_eq!(assess(&o, &acc, &p, NOW).health, Health::Healthy);
+    }
+
+    #[test]
+    fn missing_permissions_are_unhealthy() {
+        let a = assess(
+            &valid(Some(Expiry::Never), &["instagram_basic"]),
+            &account(),
+            &policy(),
+            NOW,
+        );
+        assert_eq!(a.health, Health::Unhealthy);
+        assert_eq!(a.token_valid, Some(true));
+        assert!(a.needs_reconnect);
+        assert_eq!(a.missing_permissions, vec!["instagram_content_publish"]);
+        assert_eq!(
+            a.recommendations,
+            vec!["Missing permission instagram_content_publish: reconnect and grant it."]
+        );
+        // Stored scopes count when the platform cannot introspect; none stored means unknown.
+        let mut acc = account();
+        let o = CheckOutcome::Valid(ValidToken::default());
+        assert_eq!(assess(&o, &acc, &policy(), NOW).health, Health::Healthy);
+        acc.scopes = vec!["instagram_basic".into()];
+        assert_eq!(
+            assess(&o, &acc, &policy(), NOW).missing_permissions,
+            vec!["instagram_content_publish"]
+        );
+    }
+
+    #[test]
+    fn data_access_and_refresh_expiry() {
+        let o = CheckOutcome::Valid(ValidToken {
+            expires: Some(Expiry::Never),
+            data_access_expires_at: Some(NOW + 2 * DAY),
+            permissions: Some(ALL.iter().map(|s| (*s).to_owned()).collect()),
+            ..ValidToken::default()
+        });
+        let a = assess(&o, &account(), &policy(), NOW);
+        assert_eq!(a.health, Health::Warning);
+        assert!(a.recommendations[0].starts_with("Data access expires in 2 days"));
+        let o2 = CheckOutcome::Valid(ValidToken {
+            data_access_expires_at: Some(NOW - 1),
+            ..match o {
+                CheckOutcome::Valid(v) => v,
+                _ => unreachable!(),
+            }
+        });
+        assert_eq!(
+            assess(&o2, &account(), &policy(), NOW).health,
+            Health::Unhealthy
+        );
+        let mut acc = account();
+        acc.refresh_expires_at = Some(NOW + 2 * DAY);
+        let a = assess(
+            &CheckOutcome::Valid(ValidToken::default()),
+            &acc,
+            &policy(),
+            NOW,
+        );
+        assert_eq!(a.health, Health::Warning);
+        assert!(a.recommendations[0].starts_with("Refresh token expires in 2 days"));
+        acc.refresh_expires_at = Some(NOW);
+        assert_eq!(
+            assess(
+                &CheckOutcome::Valid(ValidToken::default()),
+                &acc,
+                &policy(),
+                NOW
+            )
+            .health,
+            Health::Unhealthy
+        );
+    }
+
+    #[test]
+    fn invalid_reasons_have_their_own_advice() {
+        let cases = [
+            (
+                InvalidReason::Revoked,
+                "Token was revoked by the user: reconnect the account.",
+                true,
+            ),
+            (
+                InvalidReason::PasswordChanged,
+                "changed their password",
+                true,
+            ),
+            (InvalidReason::AppRemoved, "removed the app", true),
+            (InvalidReason::Checkpointed, "checkpoint", false),
+            (InvalidReason::UnconfirmedUser, "confirm", false),
+            (InvalidReason::LostPageRole, "role on the Page", false),
+            (InvalidReason::Expired, "Token has expired", true),
+            (InvalidReason::Invalid, "no longer valid", true),
+        ];
+        for (reason, text, reconnect) in cases {
+            let o = CheckOutcome::Invalid {
+                reason,
+                detail: "d".into(),
+            };
+            let a = assess(&o, &account(), &policy(), NOW);
+            assert_eq!(a.health, Health::Unhealthy);
+            assert_eq!(a.token_valid, Some(false));
+            assert_eq!(a.needs_reconnect, reconnect, "{reason:?}");
+            assert!(
+                a.recommendations[0].contains(text),
+                "{reason:?}: {:?}",
+                a.recommendations
+            );
+            assert_eq!(a.last_error.as_deref(), Some("d"));
+        }
+        // An unexplained rejection after the stored expiry is an expiry.
+        let mut acc = account();
+        acc.token_expires_at = Some(NOW - DAY);
+        let o = CheckOutcome::Invalid {
+            reason: InvalidReason::Invalid,
+            detail: "401".into(),
+        };
+        assert!(
+            assess(&o, &acc, &policy(), NOW).recommendations[0].starts_with("Token expired on")
+        );
+    }
+
+    #[test]
+    fn permission_denied_is_unhealthy_but_valid() {
+        let o = CheckOutcome::PermissionDenied {
+            detail: "403".into(),
+        };
+        let a = assess(&o, &account(), &policy(), NOW);
+        assert_eq!(
+            (a.health, a.token_valid, a.needs_reconnect),
+            (Health::Unhealthy, Some(true), true)
+        );
+    }
+
+    fn transient() -> CheckOutcome {
+        CheckOutcome::Transient(Transient {
+            kind: TransientKind::Timeout,
+            retry_at: None,
+            detail: "Instagram did not answer in time".into(),
+        })
+    }
+
+    #[test]
+    fn transient_failures_keep_the_last_known_state() {
+        let mut acc = account();
+        acc.health = Health::Healthy;
+        acc.token_valid = Some(true);
+        acc.permissions = Some(ALL.iter().map(|s| (*s).to_owned()).collect());
+        acc.last_success_at = Some(NOW - HOUR);
+        let a = assess(&transient(), &acc, &policy(), NOW);
+        assert_eq!(a.health, Health::Healthy);
+        assert_eq!(a.token_valid, Some(true));
+        assert!(!a.answered);
+        assert_eq!(
+            a.last_error.as_deref(),
+            Some("Instagram did not answer in time")
+        );
+        // An unhealthy account stays unhealthy.
+        acc.health = Health::Unhealthy;
+        acc.token_valid = Some(false);
+        acc.recommendations = vec!["Token was revoked by the user: reconnect the account.".into()];
+        let a = assess(&transient(), &acc, &policy(), NOW);
+        assert_eq!(a.health, Health::Unhealthy);
+        assert_eq!(a.recommendations, acc.recommendations);
+        // The countdown moves on even while the platform is silent.
+        let mut acc = account();
+        acc.token_valid = Some(true);
+        acc.health = Health::Healthy;
+        acc.last_success_at = Some(NOW - HOUR);
+        acc.token_expires_at = Some(NOW + 2 * DAY);
+        assert_eq!(
+            assess(&transient(), &acc, &policy(), NOW).health,
+            Health::Warning
+        );
+    }
+
+    #[test]
+    fn staleness_turns_into_unknown() {
+        let mut acc = account();
+        acc.health = Health::Healthy;
+        acc.token_valid = Some(true);
+        acc.last_success_at = Some(NOW - 2 * DAY);
+        let a = assess(&transient(), &acc, &policy(), NOW);
+        assert_eq!(a.health, Health::Unknown);
+        assert!(
+            a.recommendations[0].starts_with("Instagram has not answered since"),
+            "{:?}",
+            a.recommendations
+        );
+        // Never answered at all.
+        let a = assess(&transient(), &account(), &policy(), NOW);
+        assert_eq!(a.health, Health::Unknown);
+        assert_eq!(a.token_valid, None);
+        let a = assess(
+            &CheckOutcome::Misconfigured("bad app secret".into()),
+            &account(),
+            &policy(),
+            NOW,
+        );
+        assert_eq!(a.health, Health::Unknown);
+        assert!(a.recommendations[0].contains("configuration"));
+    }
+
+    #[test]
+    fn next_check_adapts() {
+        let ok = assess(&valid(Some(Expiry::Never), ALL), &account(), &policy(), NOW);
+        let interval = 6 * HOUR;
+        let t = next_check_at(&valid(Some(Expiry::Never), ALL), &ok, 0, interval, NOW, 0.5);
+        assert_eq!(t, NOW + interval);
+        let lo = next_check_at(&valid(None, ALL), &ok, 0, interval, NOW, 0.0);
+        let hi = next_check_at(&valid(None, ALL), &ok, 0, interval, NOW, 0.999);
+        assert!(lo >= NOW + interval * 9 / 10 && hi <= NOW + interval * 11 / 10 && lo < hi);
+        let mut soon = ok.clone();
+        soon.token_expires_at = Some(NOW + 3 * HOUR);
+        assert_eq!(
+            next_check_at(&valid(None, ALL), &soon, 0, interval, NOW, 0.5),
+            NOW + HOUR
+        );
+        soon.token_expires_at = Some(NOW + 3 * DAY);
+        assert_eq!(
+            next_check_at(&valid(None, ALL), &soon, 0, 2 * DAY, NOW, 0.5),
+            NOW + DAY
+        );
+        // Backoff doubles and is capped by the interval; a retry time is honoured.
+        let b = |n| next_check_at(&transient(), &ok, n, interval, NOW, 0.5) - NOW;
+        assert_eq!((b(0), b(1), b(2)), (60, 120, 240));
+        assert_eq!(b(30), interval);
+        let limited = CheckOutcome::Transient(Transient {
+            kind: TransientKind::RateLimited,
+            retry_at: Some(NOW + 900),
+            detail: String::new(),
+        });
+        assert_eq!(
+            next_check_at(&limited, &ok, 0, interval, NOW, 0.5),
+            NOW + 900
+        );
+    }
+}

@@ -1,0 +1,894 @@
+//! Simulated platforms on loopback: the documented endpoints and answer shapes of Facebook,
+//! Instagram, Threads, TikTok and X, with tokens held in controllable states. Used by the
+//! tests, `socialsyncer demo` and the benchmarks; never by a production daemon.
+//!
+//! Each platform is served under its own path prefix (`/facebook`, `/instagram`, ...), so one
+//! listener stands in for five hosts: point `platforms.P.base_url` at [`Simulator::base_url`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use rand::RngCore;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{self, Platform, UnixTime};
+
+/// The Facebook app the simulator accepts in `debug_token`.
+pub const APP_ID: &str = "1234567890";
+/// Its secret.
+pub const APP_SECRET: &str = "sim-app-secret";
+/// The TikTok client key the simulator accepts.
+pub const TIKTOK_CLIENT_KEY: &str = "simclientkey";
+/// Its secret.
+pub const TIKTOK_CLIENT_SECRET: &str = "sim-tiktok-secret";
+/// The X OAuth 2.0 client ID the simulator accepts.
+pub const TWITTER_CLIENT_ID: &str = "sim-client-id";
+/// Its secret.
+pub const TWITTER_CLIENT_SECRET: &str = "sim-twitter-secret";
+
+/// What a token is, at the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    /// Works (unless past its expiry).
+    Valid,
+    /// Revoked (Graph subcode 458: the user removed the app).
+    Revoked,
+    /// Invalidated by a password change (Graph subcode 460).
+    PasswordChanged,
+    /// Facebook checkpoint (subcode 459).
+    Checkpointed,
+    /// The user lost their Page role (subcode 492).
+    LostPageRole,
+}
+
+/// How the platform answers requests for a token (or for every token of a platform).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behavior {
+    /// As documented.
+    Normal,
+    /// The platform's own rate-limit answer (codes and headers).
+    RateLimited,
+    /// HTTP 500/503.
+    ServerError,
+    /// HTTP 200 with a body that is not JSON.
+    Malformed,
+    /// Ten megabytes of garbage.
+    Huge,
+    /// Never answers (within an hour).
+    Hang,
+}
+
+/// One token held by the simulator.
+#[derive(Debug, Clone)]
+pub struct SimToken {
+    /// Platform.
+    pub platform: Platform,
+    /// User ID behind the token.
+    pub user_id: String,
+    /// Username.
+    pub username: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Expiry; `None` never expires.
+    pub expires_at: Option<UnixTime>,
+    /// Facebook data-access expiry.
+    pub data_access_expires_at: Option<UnixTime>,
+    /// When it was issued.
+    pub issued_at: UnixTime,
+    /// State.
+    pub state: TokenState,
+    /// Per-token answer behaviour.
+    pub behavior: Behavior,
+}
+
+/// What to issue.
+#[derive(Debug, Clone)]
+pub struct TokenSpec {
+    /// User ID (the account ID for Threads, TikTok, X and Instagram Login).
+    pub user_id: String,
+    /// Username.
+    pub username: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Seconds until expiry; `None` never expires.
+    pub expires_in: Option<i64>,
+    /// Seconds until data access expires (Facebook).
+    pub data_access_expires_in: Option<i64>,
+    /// How long ago it was issued.
+    pub issued_ago: i64,
+    /// State.
+    pub state: TokenState,
+    /// Answer behaviour.
+    pub behavior: Behavior,
+    /// Whether to issue a refresh token too (TikTok, X).
+    pub with_refresh: bool,
+}
+
+impl TokenSpec {
+    /// A valid token for `user_id` with the platform's publishing scopes, expiring in 60 days.
+    pub fn valid(platform: Platform, user_id: &str) -> TokenSpec {
+        TokenSpec {
+            user_id: user_id.to_owned(),
+            username: format!("user{user_id}"),
+            scopes: default_scopes(platform),
+            expires_in: Some(60 * 86_400),
+            data_access_expires_in: if matches!(platform, Platform::Facebook | Platform::Instagram)
+            {
+                Some(90 * 86_400)
+            } else {
+                None
+            },
+            issued_ago: 2 * 86_400,
+            state: TokenState::Valid,
+            behavior: Behavior::Normal,
+            with_refresh: matches!(platform, Platform::Tiktok | Platform::Twitter),
+        }
+    }
+}
+
+/// The scopes a publishing app asks for on each platform.
+pub fn default_scopes(p: Platform) -> Vec<String> {
+    let s: &[&str] = match p {
+        Platform::Facebook => &[
+            "pages_show_list",
+            "pages_manage_posts",
+            "pages_read_engagement",
+        ],
+        Platform::Instagram => &[
+            "instagram_basic",
+            "instagram_content_publish",
+            "pages_show_list",
+        ],
+        Platform::Threads => &["threads_basic", "threads_content_publish"],
+        Platform::Tiktok => &["user.info.basic", "video.publish"],
+        Platform::Twitter => &["tweet.read", "tweet.write", "users.read", "offline.access"],
+    };
+    s.iter().map(|x| (*x).to_owned()).collect()
+}
+
+/// Tokens issued by [`Simulator::issue`].
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token, if one was issued.
+    pub refresh_token: Option<String>,
+    /// Access token expiry.
+    pub expires_at: Option<UnixTime>,
+}
+
+#[derive(Default)]
+struct Inner {
+    tokens: HashMap<String, SimToken>,
+    /// refresh token -> access token it was issued with
+    refresh: HashMap<String, String>,
+    modes: HashMap<Platform, Behavior>,
+    latency: HashMap<Platform, Duration>,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    calls: [AtomicU64; 5],
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn idx(p: Platform) -> usize {
+    Platform::ALL.iter().position(|x| *x == p).unwrap_or(0)
+}
+
+/// A running simulator.
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn random_token(prefix: &str) -> String {
+    let mut b = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut b);
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    )
+}
+
+fn token_prefix(p: Platform) -> &'static str {
+    match p {
+        Platform::Facebook => "EAAG",
+        Platform::Instagram => "IGQV",
+        Platform::Threads => "THQV",
+        Platform::Tiktok => "act.",
+        Platform::Twitter => "tw-",
+    }
+}
+
+impl Simulator {
+    /// Starts on `127.0.0.1:0`.
+    pub async fn start() -> std::io::Result<Simulator> {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts on `addr`.
+    pub async fn start_on(addr: &str) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            calls: Default::default(),
+        });
+        let shutdown = CancellationToken::new();
+        let app = router(shared.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+        Ok(Simulator {
+            addr,
+            shared,
+            shutdown,
+        })
+    }
+
+    /// The base URL to configure for `p`.
+    pub fn base_url(&self, p: Platform) -> String {
+        format!("http://{}/{}", self.addr, p.as_str())
+    }
+
+    /// The `[platforms.*]` config for a daemon using this simulator; secrets are written as
+    /// files into `secrets_dir`.
+    pub fn config_toml(&self, secrets_dir: &std::path::Path) -> std::io::Result<String> {
+        let write = |name: &str, value: &str| -> std::io::Result<String> {
+            let path = secrets_dir.join(name);
+            std::fs::write(&path, value)?;
+            Ok(path.display().to_string().replace('\\', "/"))
+        };
+        let fb = write("facebook_app_secret", APP_SECRET)?;
+        let tt = write("tiktok_client_secret", TIKTOK_CLIENT_SECRET)?;
+        let tw = write("twitter_client_secret", TWITTER_CLIENT_SECRET)?;
+        Ok(format!(
+            "[platforms.facebook]\nbase_url = \"{}\"\napp_id = \"{APP_ID}\"\napp_secret_file = \"{fb}\"\n\
+             [platforms.instagram]\nbase_url = \"{}\"\n\
+             [platforms.threads]\nbase_url = \"{}\"\n\
+             [platforms.tiktok]\nbase_url = \"{}\"\nclient_key = \"{TIKTOK_CLIENT_KEY}\"\nclient_secret_file = \"{tt}\"\n\
+             [platforms.twitter]\nbase_url = \"{}\"\nclient_id = \"{TWITTER_CLIENT_ID}\"\nclient_secret_file = \"{tw}\"\n",
+            self.base_url(Platform::Facebook),
+            self.base_url(Platform::Instagram),
+            self.base_url(Platform::Threads),
+            self.base_url(Platform::Tiktok),
+            self.base_url(Platform::Twitter),
+        ))
+    }
+
+    /// Issues a token.
+    pub fn issue(&self, platform: Platform, spec: TokenSpec) -> Issued {
+        let now = domain::now();
+        let access = random_token(token_prefix(platform));
+        let expires_at = spec.expires_in.map(|s| now + s);
+        let t = SimToken {
+            platform,
+            user_id: spec.user_id,
+            username: spec.username,
+            scopes: spec.scopes,
+            expires_at,
+            data_access_expires_at: spec.data_access_expires_in.map(|s| now + s),
+            issued_at: now - spec.issued_ago,
+            state: spec.state,
+            behavior: spec.behavior,
+        };
+        let mut g = self.shared.lock();
+        g.tokens.insert(access.clone(), t);
+        let refresh_token = spec.with_refresh.then(|| {
+            let r = random_token("rt-");
+            g.refresh.insert(r.clone(), access.clone());
+            r
+        });
+        Issued {
+            access_token: access,
+            refresh_token,
+            expires_at,
+        }
+    }
+
+    /// Changes a token in place.
+    pub fn update(&self, token: &str, f: impl FnOnce(&mut SimToken)) {
+        if let Some(t) = self.shared.lock().tokens.get_mut(token) {
+            f(t);
+        }
+    }
+
+    /// A token's current record.
+    pub fn token(&self, token: &str) -> Option<SimToken> {
+        self.shared.lock().tokens.get(token).cloned()
+    }
+
+    /// Whether a refresh token is still accepted.
+    pub fn refresh_token_live(&self, token: &str) -> bool {
+        self.shared.lock().refresh.contains_key(token)
+    }
+
+    /// Makes every request to `p` behave as `b` (e.g. the whole platform is down).
+    pub fn set_platform_behavior(&self, p: Platform, b: Behavior) {
+        self.shared.lock().modes.insert(p, b);
+    }
+
+    /// Adds a fixed latency to every answer of `p`.
+    pub fn set_latency(&self, p: Platform, d: Duration) {
+        self.shared.lock().latency.insert(p, d);
+    }
+
+    /// Requests served for `p` so far.
+    pub fn calls(&self, p: Platform) -> u64 {
+        self.shared.calls[idx(p)].load(Ordering::Relaxed)
+    }
+}
+
+type S = State<Arc<Shared>>;
+
+fn router(shared: Arc<Shared>) -> Router {
+    let graph = |p: Platform| {
+        Router::new()
+            .route(
+                "/{ver}/debug_token",
+                get(move |s: S, q| debug_token(s, p, q)),
+            )
+            .route("/{ver}/me", get(move |s: S, q| graph_me(s, p, q)))
+            .route(
+                "/{ver}/{user}/permissions",
+                delete(move |s: S, path, q| graph_revoke(s, p, path, q)),
+            )
+            .route(
+                "/refresh_access_token",
+                get(move |s: S, q| graph_refresh(s, p, q)),
+            )
+    };
+    Router::new()
+        .nest("/facebook", graph(Platform::Facebook))
+        .nest("/instagram", graph(Platform::Instagram))
+        .nest("/threads", graph(Platform::Threads))
+        .route("/tiktok/v2/user/info/", get(tiktok_user_info))
+        .route("/tiktok/v2/oauth/token/", post(tiktok_token))
+        .route("/tiktok/v2/oauth/revoke/", post(tiktok_revoke))
+        .route("/twitter/2/users/me", get(twitter_me))
+        .route("/twitter/2/oauth2/token", post(twitter_token))
+        .route("/twitter/2/oauth2/revoke", post(twitter_revoke))
+        .with_state(shared)
+}
+
+type Q = Query<HashMap<String, String>>;
+
+/// Counts the call, waits the platform's latency, and answers for an unusual behaviour
+/// (of the platform, or of the token) instead of the documented path.
+async fn preflight(s: &Shared, p: Platform, token: Option<&str>) -> Option<Response> {
+    s.calls[idx(p)].fetch_add(1, Ordering::Relaxed);
+    let (latency, mode, tb) = {
+        let g = s.lock();
+        let tb = token.and_then(|t| g.tokens.get(t)).map(|t| t.behavior);
+        (g.latency.get(&p).copied(), g.modes.get(&p).copied(), tb)
+    };
+    if let Some(d) = latency {
+        tokio::time::sleep(d).await;
+    }
+    let behavior = match (mode, tb) {
+        (Some(m), _) if m != Behavior::Normal => m,
+        (_, Some(b)) => b,
+        _ => Behavior::Normal,
+    };
+    match behavior {
+        Behavior::Normal => None,
+        Behavior::RateLimited => Some(rate_limited(p)),
+        Behavior::ServerError => Some(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "text/html")],
+                "<html><body>503 Service Temporarily Unavailable</body></html>",
+            )
+                .into_response(),
+        ),
+        Behavior::Malformed => Some(
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                "{\"data\": {\"is_valid\": tr",
+            )
+                .into_response(),
+        ),
+        Behavior::Huge => Some((StatusCode::OK, vec![b'x'; 10 * 1024 * 1024]).into_response()),
+        Behavior::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Some(StatusCode::GATEWAY_TIMEOUT.into_response())
+        }
+    }
+}
+
+fn rate_limited(p: Platform) -> Response {
+    let now = domain::now();
+    match p {
+        Platform::Facebook | Platform::Instagram => {
+            let code = if p == Platform::Facebook { 80001 } else { 80002 };
+            let kind = if p == Platform::Facebook { "pages" } else { "instagram" };
+            let buc = json!({"1234": [{"type": kind, "call_count": 100, "total_cputime": 20,
+                "total_time": 20, "estimated_time_to_regain_access": 2}]});
+            (
+                StatusCode::BAD_REQUEST,
+                [("x-business-use-case-usage", buc.to_string())],
+                Json(json!({"error": {"message": "There have been too many calls.", "type": "OAuthException",
+                    "code": code, "fbtrace_id": "AbCdEf"}})),
+            )
+                .into_response()
+        }
+        Platform::Threads => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"message": "Application request limit reached", "type": "OAuthException",
+                "code": 4, "fbtrace_id": "AbCdEf"}})),
+        )
+            .into_response(),
+        Platform::Tiktok => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"data": {}, "error": {"code": "rate_limit_exceeded",
+                "message": "API rate limit exceeded.", "log_id": "20261127sim"}})),
+        )
+            .into_response(),
+        Platform::Twitter => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                ("x-rate-limit-limit", "75".to_owned()),
+                ("x-rate-limit-remaining", "0".to_owned()),
+                ("x-rate-limit-reset", (now + 120).to_string()),
+            ],
+            Json(json!({"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank",
+                "status": 429})),
+        )
+            .into_response(),
+    }
+}
+
+fn graph_error(status: StatusCode, code: i64, subcode: Option<i64>, message: &str) -> Response {
+    let mut e =
+        json!({"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbCdEf"});
+    if let Some(s) = subcode {
+        e["error_subcode"] = json!(s);
+    }
+    (status, Json(json!({ "error": e }))).into_response()
+}
+
+/// The Graph (code, subcode, message) for a token that does not work, or `None` if it does.
+fn graph_failure(t: Option<&SimToken>, now: UnixTime) -> Option<(i64, Option<i64>, &'static str)> {
+    let Some(t) = t else {
+        return Some((
+            190,
+            None,
+            "Invalid OAuth access token - Cannot parse access token",
+        ));
+    };
+    match t.state {
+        TokenState::Revoked => Some((
+            190,
+            Some(458),
+            "Error validating access token: The user has not authorized application.",
+        )),
+        TokenState::PasswordChanged => Some((
+            190,
+            Some(460),
+            "Error validating access token: The session has been invalidated because the user changed their password.",
+        )),
+        TokenState::Checkpointed => Some((
+            190,
+            Some(459),
+            "Error validating access token: You cannot access the app till you log in to www.facebook.com and follow the instructions given.",
+        )),
+        TokenState::LostPageRole => Some((
+            190,
+            Some(492),
+            "Error validating access token: The user does not have a role on the Page.",
+        )),
+        TokenState::Valid if t.expires_at.is_some_and(|e| e <= now) => Some((
+            190,
+            Some(463),
+            "Error validating access token: Session has expired.",
+        )),
+        TokenState::Valid => None,
+    }
+}
+
+async fn debug_token(State(s): S, p: Platform, Query(q): Q) -> Response {
+    let input = q.get("input_token").cloned().unwrap_or_default();
+    if let Some(r) = preflight(&s, p, Some(&input)).await {
+        return r;
+    }
+    if q.get("access_token").map(String::as_str) != Some(&format!("{APP_ID}|{APP_SECRET}")) {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            190,
+            None,
+            "Invalid OAuth access token signature.",
+        );
+    }
+    let now = domain::now();
+    let g = s.lock();
+    let t = g.tokens.get(&input).filter(|t| t.platform == p);
+    let mut data =
+        json!({"app_id": APP_ID, "type": "PAGE", "application": "socialsyncer simulator"});
+    if let Some(t) = t {
+        data["user_id"] = json!(t.user_id);
+        data["issued_at"] = json!(t.issued_at);
+        data["expires_at"] = json!(t.expires_at.unwrap_or(0));
+        data["data_access_expires_at"] = json!(t.data_access_expires_at.unwrap_or(0));
+        data["scopes"] = json!(t.scopes);
+    }
+    match graph_failure(t, now) {
+        None => data["is_valid"] = json!(true),
+        Some((code, subcode, message)) => {
+            data["is_valid"] = json!(false);
+            let mut e = json!({"code": code, "message": message});
+            if let Some(sc) = subcode {
+                e["subcode"] = json!(sc);
+            }
+            data["error"] = e;
+        }
+    }
+    Json(json!({ "data": data })).into_response()
+}
+
+async fn graph_me(State(s): S, p: Platform, Query(q): Q) -> Response {
+    let token = q.get("access_token").cloned().unwrap_or_default();
+    if let Some(r) = preflight(&s, p, Some(&token)).await {
+        return r;
+    }
+    let g = s.lock();
+    let t = g.tokens.get(&token).filter(|t| t.platform == p);
+    if let Some((code, sub, msg)) = graph_failure(t, domain::now()) {
+        return graph_error(StatusCode::BAD_REQUEST, code, sub, msg);
+    }
+    let t = t.expect("checked above");
+    let fields = q.get("fields").map(String::as_str).unwrap_or("id");
+    let mut out = serde_json::Map::new();
+    for f in fields.split(',') {
+        match f {
+            "id" | "user_id" => {
+                out.insert(f.to_owned(), json!(t.user_id));
+            }
+            "username" => {
+                out.insert(f.to_owned(), json!(t.username));
+            }
+            _ => {}
+        }
+    }
+    out.entry("id").or_insert_with(|| json!(t.user_id));
+    Json(Value::Object(out)).into_response()
+}
+
+async fn graph_refresh(State(s): S, p: Platform, Query(q): Q) -> Response {
+    let token = q.get("access_token").cloned().unwrap_or_default();
+    if let Some(r) = preflight(&s, p, Some(&token)).await {
+        return r;
+    }
+    let want = match p {
+        Platform::Instagram => "ig_refresh_token",
+        _ => "th_refresh_token",
+    };
+    if q.get("grant_type").map(String::as_str) != Some(want) {
+        return graph_error(StatusCode::BAD_REQUEST, 100, None, "Unsupported grant_type");
+    }
+    let now = domain::now();
+    let mut g = s.lock();
+    let t = g.tokens.get(&token).filter(|t| t.platform == p).cloned();
+    if let Some((code, sub, msg)) = graph_failure(t.as_ref(), now) {
+        return graph_error(StatusCode::BAD_REQUEST, code, sub, msg);
+    }
+    let t = t.expect("checked above");
+    if now - t.issued_at < 86_400 {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            None,
+            "The access token must be at least 24 hours old to be refreshed.",
+        );
+    }
+    let fresh = random_token(token_prefix(p));
+    let expires_in = 60 * 86_400;
+    g.tokens.insert(
+        fresh.clone(),
+        SimToken {
+            expires_at: Some(now + expires_in),
+            issued_at: now,
+            ..t
+        },
+    );
+    Json(json!({"access_token": fresh, "token_type": "bearer", "expires_in": expires_in}))
+        .into_response()
+}
+
+async fn graph_revoke(
+    State(s): S,
+    p: Platform,
+    Path((_ver, user)): Path<(String, String)>,
+    Query(q): Q,
+) -> Response {
+    let token = q.get("access_token").cloned().unwrap_or_default();
+    if let Some(r) = preflight(&s, p, Some(&token)).await {
+        return r;
+    }
+    let mut g = s.lock();
+    let t = g.tokens.get(&token).filter(|t| t.platform == p);
+    if let Some((code, sub, msg)) = graph_failure(t, domain::now()) {
+        return graph_error(StatusCode::BAD_REQUEST, code, sub, msg);
+    }
+    if t.is_some_and(|t| t.user_id != user) {
+        return graph_error(StatusCode::BAD_REQUEST, 200, None, "Permissions error");
+    }
+    for t in g
+        .tokens
+        .values_mut()
+        .filter(|t| t.platform == p && t.user_id == user)
+    {
+        t.state = TokenState::Revoked;
+    }
+    Json(json!({"success": true})).into_response()
+}
+
+fn bearer(h: &HeaderMap) -> String {
+    h.get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn live<'a>(g: &'a Inner, p: Platform, token: &str, now: UnixTime) -> Option<&'a SimToken> {
+    g.tokens.get(token).filter(|t| {
+        t.platform == p && t.state == TokenState::Valid && t.expires_at.is_none_or(|e| e > now)
+    })
+}
+
+fn tiktok_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"data": {}, "error": {"code": code, "message": message, "log_id": "20261127sim"}}))).into_response()
+}
+
+async fn tiktok_user_info(State(s): S, h: HeaderMap, Query(q): Q) -> Response {
+    let token = bearer(&h);
+    if let Some(r) = preflight(&s, Platform::Tiktok, Some(&token)).await {
+        return r;
+    }
+    let g = s.lock();
+    let Some(t) = live(&g, Platform::Tiktok, &token, domain::now()) else {
+        return tiktok_error(
+            StatusCode::UNAUTHORIZED,
+            "access_token_invalid",
+            "The access token is invalid or not found in the request.",
+        );
+    };
+    if !t.scopes.iter().any(|s| s == "user.info.basic") {
+        return tiktok_error(
+            StatusCode::UNAUTHORIZED,
+            "scope_not_authorized",
+            "The user did not authorize the scope required for completing this request.",
+        );
+    }
+    let mut user = serde_json::Map::new();
+    for f in q
+        .get("fields")
+        .map(String::as_str)
+        .unwrap_or_default()
+        .split(',')
+    {
+        match f {
+            "open_id" => user.insert(f.into(), json!(t.user_id)),
+            "union_id" => user.insert(f.into(), json!(format!("u-{}", t.user_id))),
+            "display_name" => user.insert(f.into(), json!(t.username)),
+            _ => None,
+        };
+    }
+    Json(json!({"data": {"user": user}, "error": {"code": "ok", "message": "", "log_id": "20261127sim"}})).into_response()
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": error, "error_description": description, "log_id": "20261127sim"})),
+    )
+        .into_response()
+}
+
+/// Rotates a refresh token: the old one stops working, a new pair is issued.
+fn rotate(
+    g: &mut Inner,
+    p: Platform,
+    refresh: &str,
+    access_ttl: i64,
+) -> Option<(String, String, SimToken)> {
+    let old_access = g.refresh.remove(refresh)?;
+    let t = g
+        .tokens
+        .get(&old_access)
+        .filter(|t| t.platform == p && t.state == TokenState::Valid)?
+        .clone();
+    let now = domain::now();
+    let access = random_token(token_prefix(p));
+    let new_refresh = random_token("rt-");
+    g.tokens.insert(
+        access.clone(),
+        SimToken {
+            expires_at: Some(now + access_ttl),
+            issued_at: now,
+            ..t.clone()
+        },
+    );
+    g.refresh.insert(new_refresh.clone(), access.clone());
+    Some((access, new_refresh, t))
+}
+
+async fn tiktok_token(State(s): S, Form(f): Form<HashMap<String, String>>) -> Response {
+    if let Some(r) = preflight(&s, Platform::Tiktok, None).await {
+        return r;
+    }
+    if f.get("client_key").map(String::as_str) != Some(TIKTOK_CLIENT_KEY)
+        || f.get("client_secret").map(String::as_str) != Some(TIKTOK_CLIENT_SECRET)
+    {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Client key or secret is incorrect.",
+        );
+    }
+    if f.get("grant_type").map(String::as_str) != Some("refresh_token") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Unsupported grant_type.",
+        );
+    }
+    let refresh = f.get("refresh_token").cloned().unwrap_or_default();
+    let mut g = s.lock();
+    match rotate(&mut g, Platform::Tiktok, &refresh, 86_400) {
+        Some((access, new_refresh, t)) => Json(json!({
+            "access_token": access, "expires_in": 86_400, "open_id": t.user_id,
+            "refresh_expires_in": 31_536_000, "refresh_token": new_refresh,
+            "scope": t.scopes.join(","), "token_type": "Bearer"
+        }))
+        .into_response(),
+        None => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Refresh token is invalid or expired.",
+        ),
+    }
+}
+
+async fn tiktok_revoke(State(s): S, Form(f): Form<HashMap<String, String>>) -> Response {
+    let token = f.get("token").cloned().unwrap_or_default();
+    if let Some(r) = preflight(&s, Platform::Tiktok, Some(&token)).await {
+        return r;
+    }
+    if f.get("client_key").map(String::as_str) != Some(TIKTOK_CLIENT_KEY)
+        || f.get("client_secret").map(String::as_str) != Some(TIKTOK_CLIENT_SECRET)
+    {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Client key or secret is incorrect.",
+        );
+    }
+    let mut g = s.lock();
+    if let Some(t) = g.tokens.get_mut(&token) {
+        t.state = TokenState::Revoked;
+    }
+    g.refresh.retain(|_, a| *a != token);
+    Json(json!({})).into_response()
+}
+
+fn twitter_client_ok(h: &HeaderMap) -> bool {
+    let want = base64::engine::general_purpose::STANDARD
+        .encode(format!("{TWITTER_CLIENT_ID}:{TWITTER_CLIENT_SECRET}"));
+    h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&format!("Basic {want}"))
+}
+
+async fn twitter_me(State(s): S, h: HeaderMap) -> Response {
+    let token = bearer(&h);
+    if let Some(r) = preflight(&s, Platform::Twitter, Some(&token)).await {
+        return r;
+    }
+    let g = s.lock();
+    let Some(t) = live(&g, Platform::Twitter, &token, domain::now()) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"})),
+        )
+            .into_response();
+    };
+    if !t.scopes.iter().any(|s| s == "users.read") {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"title": "Forbidden", "type": "https://api.x.com/2/problems/client-forbidden",
+                "status": 403, "detail": "Missing the users.read scope."})),
+        )
+            .into_response();
+    }
+    Json(json!({"data": {"id": t.user_id, "name": t.username, "username": t.username}}))
+        .into_response()
+}
+
+async fn twitter_token(
+    State(s): S,
+    h: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = preflight(&s, Platform::Twitter, None).await {
+        return r;
+    }
+    if !twitter_client_ok(&h) {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized_client",
+            "Missing valid authorization header",
+        );
+    }
+    if f.get("grant_type").map(String::as_str) != Some("refresh_token") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Value passed for the grant type was invalid.",
+        );
+    }
+    let refresh = f.get("refresh_token").cloned().unwrap_or_default();
+    let mut g = s.lock();
+    match rotate(&mut g, Platform::Twitter, &refresh, 7_200) {
+        Some((access, new_refresh, t)) => Json(json!({
+            "token_type": "bearer", "expires_in": 7_200, "access_token": access,
+            "scope": t.scopes.join(" "), "refresh_token": new_refresh
+        }))
+        .into_response(),
+        None => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Value passed for the token was invalid.",
+        ),
+    }
+}
+
+async fn twitter_revoke(
+    State(s): S,
+    h: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let token = f.get("token").cloned().unwrap_or_default();
+    if let Some(r) = preflight(&s, Platform::Twitter, Some(&token)).await {
+        return r;
+    }
+    if !twitter_client_ok(&h) {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized_client",
+            "Missing valid authorization header",
+        );
+    }
+    let mut g = s.lock();
+    if let Some(t) = g.tokens.get_mut(&token) {
+        t.state = TokenState::Revoked;
+    }
+    g.refresh.retain(|r, a| *a != token && *r != token);
+    Json(json!({"revoked": true})).into_response()
+}
