@@ -12,7 +12,8 @@ use crate::accounts::{self, RegistrationInput};
 use crate::app::{self, AppState};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use crate::domain::{self, WorkspaceName};
-use crate::{crypto, server, telemetry};
+use crate::domain::{Health, Platform};
+use crate::{checks, crypto, demo, server, telemetry};
 
 /// socialsyncer: keeps watch over the OAuth tokens of connected social media accounts.
 #[derive(Debug, Parser)]
@@ -39,6 +40,18 @@ pub enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Check every account now, print a table, exit 1 if any account is unhealthy.
+    Check {
+        /// Only this platform.
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Start simulated platforms and a daemon with sample accounts; print a key and URLs.
+    Demo {
+        /// Address to serve on [default: 127.0.0.1:8080]
+        #[arg(long)]
+        listen: Option<String>,
+    },
 }
 
 /// `keys` subcommands.
@@ -136,6 +149,8 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             eprintln!("migrations applied");
         }
         Command::Keys(k) => keys(k, &config).await?,
+        Command::Check { platform } => return check(config, platform).await,
+        Command::Demo { listen } => demo::run(listen).await?,
         Command::Accounts(AccountsCommand::Import {
             workspace,
             platform,
@@ -252,4 +267,77 @@ async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let platform: Option<Platform> = platform.as_deref().map(str::parse).transpose()?;
+    let state = AppState::build(config).await?;
+    let accounts = state.store.all_accounts(platform).await?;
+    let total = accounts.len();
+    let progress = std::io::stderr().is_terminal() && total > 50;
+    let mut done = 0usize;
+    let started = std::time::Instant::now();
+    let mut last_print = started;
+    let checked = checks::check_all(&state, accounts, state.config.schedule.concurrency, |_| {
+        done += 1;
+        if progress && (last_print.elapsed().as_millis() >= 250 || done == total) {
+            last_print = std::time::Instant::now();
+            eprint!(
+                "\rchecked {done}/{total} accounts ({:.0}s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    })
+    .await?;
+    if progress {
+        eprintln!();
+    }
+    for chunk in checked.chunks(500) {
+        let updates: Vec<_> = chunk.iter().map(|c| c.update.clone()).collect();
+        state.store.record_checks(&updates).await?;
+    }
+    let mut rows: Vec<_> = checked.iter().collect();
+    rows.sort_by(|a, b| {
+        (a.account.platform, &a.account.account_id)
+            .cmp(&(b.account.platform, &b.account.account_id))
+    });
+    println!(
+        "{:<10} {:<38} {:<24} {:<10} {:<21} RECOMMENDATION",
+        "PLATFORM", "ACCOUNT", "USERNAME", "HEALTH", "EXPIRES"
+    );
+    let mut unhealthy = 0;
+    for c in &rows {
+        let u = &c.update;
+        if u.health == Health::Unhealthy {
+            unhealthy += 1;
+        }
+        let expires = u
+            .token_expires_at
+            .map(domain::rfc3339)
+            .unwrap_or_else(|| "-".into());
+        let rec = u.recommendations.first().cloned().unwrap_or_default();
+        println!(
+            "{:<10} {:<38} {:<24} {:<10} {:<21} {rec}",
+            c.account.platform.as_str(),
+            c.account.account_id,
+            domain::truncate_for_message(&c.account.username)
+                .chars()
+                .take(24)
+                .collect::<String>(),
+            u.health.as_str(),
+            expires
+        );
+    }
+    eprintln!(
+        "{} account(s) checked in {:.1}s, {unhealthy} unhealthy",
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+    state.store.close().await;
+    Ok(if unhealthy > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -237,7 +237,7 @@ fn assess_invalid(
             true,
         ),
         InvalidReason::Revoked => ("Token was revoked by the user: reconnect the account.".to_owned(), true),
-        InvalidReason::AppRemoved => ("The user removed the app, which revoked the token: reconnect the account.".to_owned(), true),
+        InvalidReason::AppRemoved => ("Token was revoked by the user, who removed the app: reconnect the account.".to_owned(), true),
         InvalidReason::PasswordChanged => (
             "The user changed their password, which invalidated the token: reconnect the account.".to_owned(),
             true,
@@ -607,7 +607,11 @@ mod tests {
                 "changed their password",
                 true,
             ),
-            (InvalidReason::AppRemoved, "removed the app", true),
+            (
+                InvalidReason::AppRemoved,
+                "revoked by the user, who removed the app",
+                true,
+            ),
             (InvalidReason::Checkpointed, "checkpoint", false),
             (InvalidReason::UnconfirmedUser, "confirm", false),
             (InvalidReason::LostPageRole, "role on the Page", false),

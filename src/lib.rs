@@ -9,6 +9,7 @@ pub mod checks; // one check of one account, and many in parallel
 pub mod cli; // command-line commands
 pub mod config; // typed configuration
 pub mod crypto; // API key hashing and token sealing
+pub mod demo; // `socialsyncer demo`: simulated platforms and sample accounts
 pub mod domain; // validated domain types
 pub mod health; // pure health assessment
 pub mod platforms; // one adapter per platform behind one trait

@@ -42,13 +42,23 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Binds `server.listen`.
+pub async fn bind(state: &AppState) -> anyhow::Result<TcpListener> {
+    let addr = &state.config.server.listen;
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("Failed to listen on {addr} (server.listen)"))
+}
+
 /// `serve`: binds the listener (after migrations, done by [`AppState::build`]) and runs until
 /// a signal arrives.
 pub async fn run(state: AppState) -> anyhow::Result<()> {
-    let addr = state.config.server.listen.clone();
-    let listener = TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("Failed to listen on {addr} (server.listen)"))?;
+    let listener = bind(&state).await?;
+    run_on(listener, state).await
+}
+
+/// Serves on `listener` until SIGTERM or SIGINT, then stops cleanly.
+pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, "socialsyncer is serving");
     let shutdown = CancellationToken::new();
     let signal_token = shutdown.clone();

@@ -378,3 +378,109 @@ fn serve_answers_curl_and_stops_on_sigterm_without_logging_secrets() {
     }
     let _ = (Path::new(&env.config), &env.rt);
 }
+
+#[test]
+fn check_prints_a_table_and_fails_on_unhealthy_accounts() {
+    let env = env_with("");
+    env.create_key("acme");
+    let import = |p: Platform, id: &str, token: &str| {
+        let out = env.run_with_stdin(
+            &[
+                "accounts",
+                "import",
+                "--workspace",
+                "acme",
+                "--platform",
+                p.as_str(),
+                "--account-id",
+                id,
+                "--username",
+                "u",
+            ],
+            token,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    let good = env
+        .sim
+        .issue(Platform::Threads, TokenSpec::valid(Platform::Threads, "11"));
+    import(Platform::Threads, "11", &good.access_token);
+    let dead = env.sim.issue(
+        Platform::Twitter,
+        TokenSpec {
+            state: socialsyncer::simulator::TokenState::Revoked,
+            ..TokenSpec::valid(Platform::Twitter, "22")
+        },
+    );
+    import(Platform::Twitter, "22", &dead.access_token);
+
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.starts_with("PLATFORM"), "{table}");
+    let threads = table.lines().find(|l| l.starts_with("threads")).unwrap();
+    assert!(threads.contains(" healthy "), "{threads}");
+    let twitter = table.lines().find(|l| l.starts_with("twitter")).unwrap();
+    assert!(
+        twitter.contains("unhealthy") && twitter.contains("reconnect"),
+        "{twitter}"
+    );
+    assert!(text(&out.stderr).contains("2 account(s) checked"));
+
+    let out = env.run(&["check", "--platform", "threads"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 2);
+    let out = env.run(&["check", "--platform", "myspace"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("unknown platform"));
+}
+
+#[test]
+fn demo_serves_sample_accounts() {
+    let env = env_with("");
+    let mut child = env
+        .cmd(&["demo", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut d = Daemon {
+        child,
+        addr: String::new(),
+        logs: mpsc::channel().1,
+    };
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    let first = lines.next().expect("demo prints where it runs");
+    d.addr = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_owned();
+    let key = lines
+        .find_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("sk_"))
+                .map(str::to_owned)
+        })
+        .expect("demo prints a key");
+    let (s, body) = curl(&[
+        "-H",
+        &format!("Authorization: Bearer {key}"),
+        &format!("http://{}/v1/accounts/health", d.addr),
+    ]);
+    assert_eq!(s, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let summary = &v["summary"];
+    assert_eq!(summary["total"], 12, "{summary}");
+    for h in ["healthy", "warning", "unhealthy", "unknown"] {
+        assert!(
+            summary[h].as_u64().unwrap() > 0,
+            "the demo shows every state: {summary}"
+        );
+    }
+    sigterm(&d.child);
+    assert!(d.child.wait().unwrap().success());
+}

@@ -28,6 +28,11 @@ pub struct TestApp {
 /// Starts the API on 127.0.0.1:0 with a new database in a temp folder; `extra` is appended
 /// to the generated TOML.
 pub async fn spawn_app_with(extra: &str) -> TestApp {
+    spawn_app_cfg(extra, |_| {}).await
+}
+
+/// As [`spawn_app_with`], then `tweak` edits the parsed config before the app starts.
+pub async fn spawn_app_cfg(extra: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start().await.unwrap();
     let toml = format!(
@@ -35,7 +40,8 @@ pub async fn spawn_app_with(extra: &str) -> TestApp {
         dir.path().display(),
         sim.config_toml(dir.path()).unwrap()
     );
-    let config = Config::from_toml(&toml).expect("test config");
+    let mut config = Config::from_toml(&toml).expect("test config");
+    tweak(&mut config);
     let state = AppState::build(config).await.expect("app state");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -1,0 +1,172 @@
+//! `socialsyncer demo`: simulated platforms, a throwaway database with a dozen sample
+//! accounts in varied states, and the daemon serving them.
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::accounts::{self, RegistrationInput};
+use crate::app::AppState;
+use crate::config::Config;
+use crate::domain::{self, Platform};
+use crate::simulator::{Behavior, Simulator, TokenSpec, TokenState};
+use crate::{checks, crypto, server};
+
+const DAY: i64 = 86_400;
+
+struct Sample {
+    platform: Platform,
+    id: &'static str,
+    username: &'static str,
+    tweak: fn(&mut TokenSpec),
+}
+
+fn samples() -> Vec<Sample> {
+    let s = |platform, id, username, tweak| Sample {
+        platform,
+        id,
+        username,
+        tweak,
+    };
+    vec![
+        s(
+            Platform::Instagram,
+            "17841400123456789",
+            "mybusiness",
+            |_| {},
+        ),
+        s(
+            Platform::Instagram,
+            "17841400123456790",
+            "mybusiness.eu",
+            |t| {
+                t.scopes = vec!["instagram_basic".into(), "pages_show_list".into()];
+            },
+        ),
+        s(
+            Platform::Facebook,
+            "111222333444555",
+            "My Business Page",
+            |t| t.expires_in = None,
+        ),
+        s(
+            Platform::Facebook,
+            "111222333444556",
+            "My Other Page",
+            |t| {
+                t.state = TokenState::PasswordChanged;
+            },
+        ),
+        s(
+            Platform::Facebook,
+            "111222333444557",
+            "Seasonal Page",
+            |t| {
+                t.expires_in = None;
+                t.data_access_expires_in = Some(5 * DAY + 3_600);
+            },
+        ),
+        s(Platform::Threads, "25123456789012345", "mybusiness", |t| {
+            t.expires_in = Some(3 * DAY + 3_600);
+        }),
+        s(
+            Platform::Threads,
+            "25123456789012346",
+            "mybusiness.news",
+            |_| {},
+        ),
+        s(
+            Platform::Tiktok,
+            "723f24d7-e717-40f8-a2b6-cb8464cd23b4",
+            "mybusiness",
+            |_| {},
+        ),
+        s(
+            Platform::Tiktok,
+            "9b2e6c1a-40f8-4e71-a2b6-0c8464cd23b5",
+            "mybusiness.shop",
+            |t| {
+                t.state = TokenState::Revoked;
+            },
+        ),
+        s(Platform::Twitter, "1234567890", "@mybusiness", |t| {
+            t.expires_in = Some(3 * DAY + 3_600);
+            t.with_refresh = false;
+        }),
+        s(Platform::Twitter, "1234567891", "@mybusiness_help", |_| {}),
+        s(Platform::Twitter, "1234567892", "@mybiz_promo", |t| {
+            t.behavior = Behavior::RateLimited
+        }),
+    ]
+}
+
+/// Runs the demo until SIGINT/SIGTERM. `listen` overrides `server.listen`.
+pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
+    let sim = Simulator::start()
+        .await
+        .context("Failed to start the simulated platforms")?;
+    let dir = tempfile::Builder::new()
+        .prefix("socialsyncer-demo-")
+        .tempdir()
+        .context("Failed to create a folder for the demo database")?;
+    let toml = format!(
+        "[server]\nlisten = \"{}\"\n[database]\nurl = \"sqlite://{}/demo.db\"\n[schedule]\ncron = \"*/30 * * * * *\"\n{}",
+        listen.as_deref().unwrap_or("127.0.0.1:8080"),
+        dir.path().display(),
+        sim.config_toml(dir.path())?
+    );
+    let config = Config::from_toml(&toml)?;
+    let state = AppState::build(config).await?;
+
+    let now = domain::now();
+    let ws = state.store.ensure_workspace("demo", now).await?;
+    let key = crypto::generate_api_key();
+    state
+        .store
+        .insert_api_key(ws, &key.prefix, &key.hash, now)
+        .await?;
+    for s in samples() {
+        let mut spec = TokenSpec::valid(s.platform, s.id);
+        spec.username = s.username.to_owned();
+        (s.tweak)(&mut spec);
+        let scopes = spec.scopes.clone();
+        let issued = sim.issue(s.platform, spec);
+        let reg = RegistrationInput {
+            platform: s.platform.as_str().to_owned(),
+            account_id: s.id.to_owned(),
+            username: s.username.to_owned(),
+            access_token: SecretString::from(issued.access_token),
+            refresh_token: issued.refresh_token.map(SecretString::from),
+            expires_at: issued.expires_at.map(domain::rfc3339),
+            scopes,
+        }
+        .validate()?;
+        accounts::register(&state, ws, &reg).await?;
+    }
+    let all = state.store.all_accounts(None).await?;
+    let checked = checks::check_all(&state, all, state.config.schedule.concurrency, |_| {}).await?;
+    let updates: Vec<_> = checked.into_iter().map(|c| c.update).collect();
+    state.store.record_checks(&updates).await?;
+
+    let listener = server::bind(&state).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let k = key.secret.expose_secret();
+    println!(
+        "socialsyncer demo is running on {base} with simulated platforms and 12 sample accounts.\n\
+         Database: {}/demo.db (deleted on exit). Stop with Ctrl-C.\n\n\
+         API key (workspace \"demo\"): {k}\n\n\
+         Try:\n\
+         \x20 curl -H 'Authorization: Bearer {k}' {base}/v1/accounts\n\
+         \x20 curl -H 'Authorization: Bearer {k}' {base}/v1/accounts/health\n\
+         \x20 curl -H 'Authorization: Bearer {k}' '{base}/v1/accounts/health?health=unhealthy'\n\
+         \x20 curl -H 'Authorization: Bearer {k}' {base}/v1/accounts/twitter/1234567890\n\
+         \x20 curl -X POST -H 'Authorization: Bearer {k}' {base}/v1/accounts/instagram/17841400123456789/check\n\
+         \x20 curl -X DELETE -H 'Authorization: Bearer {k}' {base}/v1/accounts/tiktok/723f24d7-e717-40f8-a2b6-cb8464cd23b4\n\
+         \x20 curl {base}/healthz\n\
+         \x20 curl {base}/v1/openapi.json\n",
+        dir.path().display()
+    );
+    server::run_on(listener, state).await?;
+    drop(sim);
+    dir.close().context("Failed to remove the demo folder")?;
+    Ok(())
+}
