@@ -1,19 +1,21 @@
-//! One check of one account: open its tokens, ask the platform, assess, and build the
-//! health update. Used by the API's "check now", the `check` command and the scheduler.
+//! One check of one account: open its tokens, refresh them when due (committing the new
+//! ones before anything else), ask the platform, assess, and build the health update. Used
+//! by the API's "check now", the `check` command and the scheduler.
 
 use std::sync::Arc;
 
 use rand::Rng;
+use secrecy::SecretString;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::accounts::seal_context;
 use crate::app::AppState;
-use crate::domain::{self, Platform};
-use crate::health::{self, Policy};
-use crate::platforms::{CheckOutcome, TokenContext};
-use crate::store::{Account, HealthUpdate, StoreError};
+use crate::domain::{self, Platform, UnixTime};
+use crate::health::{self, Policy, Timing};
+use crate::platforms::{CheckOutcome, RefreshOutcome, TokenContext};
+use crate::store::{Account, HealthUpdate, StoreError, TokenReplacement};
 
 /// A finished check, not yet written.
 #[derive(Debug)]
@@ -24,6 +26,34 @@ pub struct Checked {
     pub outcome: CheckOutcome,
     /// What to write.
     pub update: HealthUpdate,
+}
+
+/// Whether accounts of `platform` get their tokens refreshed automatically.
+fn auto_refresh(state: &AppState, platform: Platform) -> bool {
+    state.platforms.can_refresh(platform) && state.config.platforms.get(platform).auto_refresh()
+}
+
+/// Whether this account's tokens are renewed automatically (for TikTok and X that needs a
+/// stored refresh token; Instagram Login and Threads refresh the access token itself).
+fn refreshes(state: &AppState, a: &Account, has_refresh_token: bool) -> bool {
+    auto_refresh(state, a.platform)
+        && (has_refresh_token || matches!(a.platform, Platform::Instagram | Platform::Threads))
+}
+
+/// When the access token enters its refresh window.
+fn refresh_at(state: &AppState, a: &Account) -> Option<UnixTime> {
+    let exp = a.token_expires_at?;
+    let mut at = exp
+        - state
+            .config
+            .platforms
+            .get(a.platform)
+            .refresh_before(a.platform);
+    // Long-lived Graph tokens can be refreshed only once they are a day old.
+    if matches!(a.platform, Platform::Instagram | Platform::Threads) {
+        at = at.max(a.token_issued_at + 86_400);
+    }
+    Some(at)
 }
 
 /// The assessment policy for accounts of `platform`.
@@ -38,71 +68,268 @@ pub fn policy(state: &AppState, platform: Platform) -> Policy {
     }
 }
 
-/// Checks one account against its platform; writes nothing.
+struct Tokens {
+    access: SecretString,
+    refresh: Option<SecretString>,
+}
+
+async fn open_tokens(state: &AppState, a: &Account) -> Result<Option<Tokens>, StoreError> {
+    let sealed = state.store.credentials(a.id).await?;
+    let ctx = seal_context(a.workspace_id, a.platform, &a.account_id);
+    let opened = state
+        .sealer
+        .open(&ctx, &sealed.access_token)
+        .and_then(|access| {
+            let refresh = sealed
+                .refresh_token
+                .as_deref()
+                .map(|r| state.sealer.open(&ctx, r))
+                .transpose()?;
+            Ok(Tokens { access, refresh })
+        });
+    Ok(opened.ok())
+}
+
+/// What an attempted refresh came to.
+enum Refresh {
+    /// New tokens, already committed.
+    Done(Tokens),
+    /// The platform refused for good: reconnect.
+    Fatal(String),
+    /// Retry later.
+    Failed(String),
+    /// Nothing to do.
+    Skipped,
+}
+
+/// Refreshes at the platform, then seals and commits the new tokens before returning. If the
+/// commit fails the refresh is not reported done (the error is returned): nothing else may
+/// act on tokens that are not durable.
+async fn refresh_and_commit(
+    state: &AppState,
+    a: &Account,
+    tokens: &Tokens,
+) -> Result<Refresh, StoreError> {
+    let t = TokenContext {
+        account_id: &a.account_id,
+        access_token: &tokens.access,
+        refresh_token: tokens.refresh.as_ref(),
+        platform_user_id: a.platform_user_id.as_deref(),
+    };
+    match state.platforms.refresh(a.platform, &t).await {
+        RefreshOutcome::Refreshed(n) => {
+            let ctx = seal_context(a.workspace_id, a.platform, &a.account_id);
+            let replacement = TokenReplacement {
+                account_ref: a.id,
+                access_token: state.sealer.seal(&ctx, &n.access_token),
+                refresh_token: n.refresh_token.as_ref().map(|r| state.sealer.seal(&ctx, r)),
+                expires_at: n.expires_at,
+                refresh_expires_at: n.refresh_expires_at,
+                scopes: n.scopes,
+                at: domain::now(),
+                health: a.health,
+            };
+            if let Err(e) = state.store.replace_tokens(&replacement).await {
+                tracing::error!(error = %e, "the platform issued new tokens but they could not be stored");
+                return Err(e);
+            }
+            tracing::info!("token refreshed");
+            Ok(Refresh::Done(Tokens {
+                access: n.access_token,
+                // A platform that did not rotate keeps the stored refresh token valid.
+                refresh: n.refresh_token.or_else(|| tokens.refresh.clone()),
+            }))
+        }
+        RefreshOutcome::Fatal(d) => Ok(Refresh::Fatal(d)),
+        RefreshOutcome::Transient(t) => Ok(Refresh::Failed(t.detail)),
+        RefreshOutcome::Misconfigured(m) => {
+            tracing::error!(problem = %m, "configuration problem");
+            Ok(Refresh::Failed(m))
+        }
+        RefreshOutcome::NotSupported(_) => Ok(Refresh::Skipped),
+    }
+}
+
+async fn ask(state: &AppState, a: &Account, tokens: &Tokens) -> CheckOutcome {
+    let t = TokenContext {
+        account_id: &a.account_id,
+        access_token: &tokens.access,
+        refresh_token: tokens.refresh.as_ref(),
+        platform_user_id: a.platform_user_id.as_deref(),
+    };
+    state.platforms.check(a.platform, &t).await
+}
+
+/// Checks one account against its platform, refreshing its tokens first when they are in
+/// their refresh window (or were just rejected and a refresh token is stored). New tokens
+/// are committed at once; the health update is returned, not written.
 pub async fn check(state: &AppState, account: Account) -> Result<Checked, StoreError> {
     let span =
         tracing::info_span!("check", platform = %account.platform, account = %account.account_id);
     async move {
-        let sealed = state.store.credentials(account.id).await?;
-        let ctx = seal_context(account.workspace_id, account.platform, &account.account_id);
-        let opened = state.sealer.open(&ctx, &sealed.access_token).and_then(|access| {
-            let refresh = sealed.refresh_token.as_deref().map(|r| state.sealer.open(&ctx, r)).transpose()?;
-            Ok((access, refresh))
-        });
-        let outcome = match &opened {
-            Ok((access, refresh)) => {
-                let t = TokenContext {
-                    account_id: &account.account_id,
-                    access_token: access,
-                    refresh_token: refresh.as_ref(),
-                    platform_user_id: account.platform_user_id.as_deref(),
-                };
-                state.platforms.check(account.platform, &t).await
-            }
-            Err(_) => CheckOutcome::Misconfigured(
+        let Some(mut tokens) = open_tokens(state, &account).await? else {
+            let o = CheckOutcome::Misconfigured(
                 "the stored token cannot be opened with the current token key (security.token_key_file)".into(),
-            ),
+            );
+            return Ok(assess(state, account.clone(), &account, o, None, false));
         };
-        state.problems.observe(account.platform, &outcome);
         let now = domain::now();
-        let a = health::assess(&outcome, &account, &policy(state, account.platform), now);
-        let failures = if a.answered { 0 } else { account.consecutive_failures };
-        let next = health::next_check_at(
-            &outcome,
-            &a,
-            failures,
-            state.config.health.check_interval.secs(),
-            now,
-            rand::thread_rng().r#gen::<f64>(),
-        );
-        tracing::debug!(outcome = health::outcome_label(&outcome), health = %a.health, "checked");
-        if let CheckOutcome::Misconfigured(m) = &outcome {
-            tracing::error!(problem = %m, "configuration problem");
+        let refreshable = refreshes(state, &account, tokens.refresh.is_some());
+        let mut refreshed = false;
+        let mut refresh_error = None;
+        let mut fatal = None;
+        if refreshable && refresh_at(state, &account).is_some_and(|at| at <= now) {
+            match refresh_and_commit(state, &account, &tokens).await? {
+                Refresh::Done(t) => {
+                    tokens = t;
+                    refreshed = true;
+                }
+                Refresh::Fatal(d) => fatal = Some(d),
+                Refresh::Failed(d) => refresh_error = Some(d),
+                Refresh::Skipped => {}
+            }
         }
-        let update = HealthUpdate {
-            account_ref: account.id,
-            health: a.health,
-            token_valid: a.token_valid,
-            needs_reconnect: a.needs_reconnect,
-            permissions: a.permissions,
-            missing_permissions: a.missing_permissions,
-            recommendations: a.recommendations,
-            token_expires_at: a.token_expires_at,
-            data_access_expires_at: a.data_access_expires_at,
-            platform_user_id: a.platform_user_id,
-            last_error: a.last_error,
-            checked_at: now,
-            answered: a.answered,
-            next_check_at: next,
+        let mut outcome = match &fatal {
+            Some(d) => CheckOutcome::Invalid {
+                reason: crate::platforms::InvalidReason::Revoked,
+                detail: format!("the platform refused to refresh the token: {d}"),
+            },
+            None => ask(state, &account, &tokens).await,
         };
-        Ok(Checked {
-            account,
-            outcome,
-            update,
-        })
+        // A rejected access token with a stored refresh token: refresh once, then decide.
+        if matches!(outcome, CheckOutcome::Invalid { .. })
+            && fatal.is_none()
+            && !refreshed
+            && refresh_error.is_none()
+            && refreshable
+            && tokens.refresh.is_some()
+        {
+            match refresh_and_commit(state, &account, &tokens).await? {
+                Refresh::Done(t) => {
+                    tokens = t;
+                    refreshed = true;
+                    outcome = ask(state, &account, &tokens).await;
+                }
+                Refresh::Fatal(d) => {
+                    if let CheckOutcome::Invalid { detail, .. } = &mut outcome {
+                        *detail = format!("{detail}; refreshing failed too: {d}");
+                    }
+                }
+                Refresh::Failed(d) => refresh_error = Some(d),
+                Refresh::Skipped => {}
+            }
+        }
+        if let Some(e) = &refresh_error {
+            tracing::warn!(error = %e, "automatic refresh failed; will retry");
+            state
+                .store
+                .record_refresh_failure(account.id, domain::now(), account.health, e)
+                .await?;
+        }
+        // After a refresh the stored expiry and scopes changed: assess against them.
+        let current = if refreshed {
+            state.store.account_by_ref(account.id).await?.ok_or(StoreError::NotFound)?
+        } else {
+            account.clone()
+        };
+        Ok(assess(state, account, &current, outcome, refresh_error, refreshable))
     }
     .instrument(span)
     .await
+}
+
+/// Assesses an outcome into a health update for `current` (the account as stored now;
+/// `before` is as it was when the check started).
+fn assess(
+    state: &AppState,
+    before: Account,
+    current: &Account,
+    outcome: CheckOutcome,
+    refresh_error: Option<String>,
+    refreshable: bool,
+) -> Checked {
+    state.problems.observe(current.platform, &outcome);
+    if let CheckOutcome::Misconfigured(m) = &outcome {
+        tracing::error!(problem = %m, "configuration problem");
+    }
+    let now = domain::now();
+    let mut p = policy(state, current.platform);
+    p.auto_refresh = refreshable && refresh_error.is_none();
+    let a = health::assess(&outcome, current, &p, now, refresh_error.as_deref());
+    let refresh_failures = if refresh_error.is_some() {
+        current.refresh_failures + 1
+    } else if refreshable {
+        current.refresh_failures.min(0)
+    } else {
+        0
+    };
+    let timing = Timing {
+        check_interval: state.config.health.check_interval.secs(),
+        failures: if a.answered {
+            0
+        } else {
+            current.consecutive_failures
+        },
+        refresh_failures,
+        refresh_at: if refreshable {
+            // The window as it will be once this update is stored.
+            refresh_at(
+                state,
+                &Account {
+                    token_expires_at: a.token_expires_at,
+                    ..current.clone()
+                },
+            )
+        } else {
+            None
+        },
+    };
+    let next = health::next_check_at(&outcome, &a, timing, now, rand::thread_rng().r#gen::<f64>());
+    tracing::debug!(outcome = health::outcome_label(&outcome), health = %a.health, "checked");
+    let update = HealthUpdate {
+        account_ref: current.id,
+        health: a.health,
+        token_valid: a.token_valid,
+        needs_reconnect: a.needs_reconnect,
+        permissions: a.permissions,
+        missing_permissions: a.missing_permissions,
+        recommendations: a.recommendations,
+        token_expires_at: a.token_expires_at,
+        data_access_expires_at: a.data_access_expires_at,
+        platform_user_id: a.platform_user_id,
+        last_error: a.last_error,
+        checked_at: now,
+        answered: a.answered,
+        next_check_at: next,
+        outcome: health::outcome_label(&outcome),
+        previous_health: before.health,
+        previous_token_expires_at: current.token_expires_at,
+        refresh_failures,
+        last_refresh_error: refresh_error,
+    };
+    Checked {
+        account: before,
+        outcome,
+        update,
+    }
+}
+
+/// The result of not asking the platform at all (it told us to wait until `retry_at`).
+pub fn deferred(state: &AppState, account: Account, retry_at: UnixTime, detail: String) -> Checked {
+    let outcome = CheckOutcome::Transient(crate::platforms::Transient {
+        kind: crate::platforms::TransientKind::RateLimited,
+        retry_at: Some(retry_at),
+        detail,
+    });
+    let current = account.clone();
+    assess(
+        state,
+        account,
+        &current,
+        outcome,
+        current.last_refresh_error.clone(),
+        false,
+    )
 }
 
 /// Checks one account and writes the result at once; returns the fresh account.

@@ -150,6 +150,10 @@ pub struct ScheduleConfig {
     pub cron: String,
     /// Checks in flight at once during a sweep.
     pub concurrency: usize,
+    /// Due accounts read from the database at a time.
+    pub batch_size: usize,
+    /// On shutdown, how long in-flight checks may take to finish and be written.
+    pub shutdown_timeout: HumanDuration,
 }
 
 impl Default for ScheduleConfig {
@@ -157,6 +161,8 @@ impl Default for ScheduleConfig {
         ScheduleConfig {
             cron: "0 */10 * * * *".into(),
             concurrency: 64,
+            batch_size: 1000,
+            shutdown_timeout: HumanDuration(Duration::from_secs(30)),
         }
     }
 }
@@ -171,6 +177,8 @@ pub struct HealthConfig {
     pub check_interval: HumanDuration,
     /// Without an answer from the platform for this long, an account's health is `unknown`.
     pub stale_after: HumanDuration,
+    /// History rows older than this are pruned.
+    pub history_retention: HumanDuration,
 }
 
 impl Default for HealthConfig {
@@ -179,6 +187,7 @@ impl Default for HealthConfig {
             warn_before: HumanDuration(Duration::from_secs(7 * 86_400)),
             check_interval: HumanDuration(Duration::from_secs(6 * 3_600)),
             stale_after: HumanDuration(Duration::from_secs(24 * 3_600)),
+            history_retention: HumanDuration(Duration::from_secs(30 * 86_400)),
         }
     }
 }
@@ -313,8 +322,14 @@ pub struct PlatformConfig {
     pub client_id: Option<String>,
     /// File holding the TikTok or X client secret (or the Instagram app secret).
     pub client_secret_file: Option<PathBuf>,
-    /// Permissions an account needs for publishing; a missing one is a warning.
+    /// Permissions an account needs for publishing; a missing one makes it unhealthy.
     pub required_permissions: Option<Vec<String>>,
+    /// Checks per second sent to this platform during sweeps; 0 means no limit.
+    pub rate_limit: Option<f64>,
+    /// Refresh tokens automatically where the platform allows it (default true).
+    pub auto_refresh: Option<bool>,
+    /// How long before the access token expires it is refreshed.
+    pub refresh_before: Option<HumanDuration>,
 }
 
 impl PlatformConfig {
@@ -332,6 +347,33 @@ impl PlatformConfig {
             .unwrap_or(default)
             .trim_end_matches('/')
             .to_owned()
+    }
+
+    /// Checks per second during sweeps, under each platform's published limits
+    /// (TikTok's user info allows 600 a minute per app). `None`: unlimited.
+    pub fn rate_limit(&self, p: Platform) -> Option<f64> {
+        let r = self.rate_limit.unwrap_or(match p {
+            Platform::Tiktok => 8.0,
+            _ => 20.0,
+        });
+        (r > 0.0).then_some(r)
+    }
+
+    /// Whether automatic refresh is on.
+    pub fn auto_refresh(&self) -> bool {
+        self.auto_refresh.unwrap_or(true)
+    }
+
+    /// The refresh window: 14 days for 60-day Instagram and Threads tokens, an hour for
+    /// TikTok and 45 minutes for X, whose access tokens live 2 hours.
+    pub fn refresh_before(&self, p: Platform) -> i64 {
+        self.refresh_before
+            .map(HumanDuration::secs)
+            .unwrap_or(match p {
+                Platform::Tiktok => 3_600,
+                Platform::Twitter => 45 * 60,
+                _ => 14 * 86_400,
+            })
     }
 
     /// The Graph API version, default `v23.0`.
@@ -428,6 +470,11 @@ impl Config {
         }
         for p in Platform::ALL {
             let pc = self.platforms.get(p);
+            if pc.rate_limit.is_some_and(|r| !r.is_finite() || r < 0.0) {
+                return Err(ConfigError(format!(
+                    "platforms.{p}.rate_limit: must be a number of checks per second, 0 for no limit"
+                )));
+            }
             if let Some(url) = &pc.base_url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
             {

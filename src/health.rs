@@ -66,8 +66,39 @@ fn date(t: UnixTime) -> String {
     rfc3339(t).replace('T', " ").replace('Z', " UTC")
 }
 
-/// Assesses `outcome` for `account` at `now`.
+/// Assesses `outcome` for `account` at `now`. `refresh_error` says why an automatic refresh
+/// just failed (without the platform calling it final), if it did.
 pub fn assess(
+    outcome: &CheckOutcome,
+    account: &Account,
+    policy: &Policy,
+    now: UnixTime,
+    refresh_error: Option<&str>,
+) -> Assessment {
+    let mut a = assess_outcome(outcome, account, policy, now);
+    if let Some(e) = refresh_error {
+        let rec = format!("Automatic token refresh failed ({e}); socialsyncer will retry.");
+        match outcome {
+            // The token was rejected, but the refresh that could replace it was not refused:
+            // not yet a reason to reconnect.
+            CheckOutcome::Invalid { .. } => {
+                a.health = Health::Warning;
+                a.needs_reconnect = false;
+                a.recommendations = vec![rec];
+            }
+            _ if a.answered => {
+                if a.health < Health::Warning {
+                    a.health = Health::Warning;
+                }
+                a.recommendations.insert(0, rec);
+            }
+            _ => {}
+        }
+    }
+    a
+}
+
+fn assess_outcome(
     outcome: &CheckOutcome,
     account: &Account,
     policy: &Policy,
@@ -330,14 +361,32 @@ fn assess_unanswered(
     a
 }
 
-/// When to check an account next: the normal interval, shorter as an expiry nears,
-/// exponential backoff after failures (honouring the platform's retry time), with jitter
-/// (`jitter` in `[0, 1)`) so accounts spread out instead of hitting a platform together.
+/// What decides when an account is checked next.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// The normal re-check period.
+    pub check_interval: i64,
+    /// Transient check failures in a row before this check.
+    pub failures: i64,
+    /// Failed refreshes in a row, including this check's (0: the refresh did not fail).
+    pub refresh_failures: i64,
+    /// When the access token enters its refresh window, if it is refreshed automatically.
+    pub refresh_at: Option<UnixTime>,
+}
+
+fn backoff(failures: i64, cap: i64) -> i64 {
+    let exp = failures.clamp(0, 16) as u32;
+    60i64.saturating_mul(1i64 << exp).min(cap)
+}
+
+/// When to check an account next: the normal interval, shorter as an expiry nears, at the
+/// start of the refresh window, exponential backoff after failures (honouring the
+/// platform's retry time), with jitter (`jitter` in `[0, 1)`) so accounts spread out
+/// instead of hitting a platform in the same second.
 pub fn next_check_at(
     outcome: &CheckOutcome,
     a: &Assessment,
-    consecutive_failures: i64,
-    check_interval: i64,
+    t: Timing,
     now: UnixTime,
     jitter: f64,
 ) -> UnixTime {
@@ -346,40 +395,40 @@ pub fn next_check_at(
         let j = (secs as f64 * 0.2 * (jitter - 0.5)) as i64;
         (secs + j).max(60)
     };
-    match outcome {
-        CheckOutcome::Transient(_) | CheckOutcome::Misconfigured(_) => {
-            let retry_at = match outcome {
-                CheckOutcome::Transient(Transient { retry_at, .. }) => *retry_at,
-                _ => None,
-            };
-            let exp = consecutive_failures.clamp(0, 20) as u32;
-            let backoff = 60i64
-                .saturating_mul(1i64 << exp.min(16))
-                .min(check_interval);
-            let at = now + spread(backoff);
-            retry_at.map_or(at, |r| at.max(r))
+    if let CheckOutcome::Transient(_) | CheckOutcome::Misconfigured(_) = outcome {
+        let retry_at = match outcome {
+            CheckOutcome::Transient(Transient { retry_at, .. }) => *retry_at,
+            _ => None,
+        };
+        let at = now + spread(backoff(t.failures, t.check_interval));
+        return retry_at.map_or(at, |r| at.max(r));
+    }
+    if t.refresh_failures > 0 {
+        return now + spread(backoff(t.refresh_failures - 1, t.check_interval));
+    }
+    let mut interval = t.check_interval;
+    let nearest = [a.token_expires_at, a.data_access_expires_at]
+        .into_iter()
+        .flatten()
+        .filter(|e| *e > now)
+        .min();
+    if a.health != Health::Unhealthy
+        && let Some(exp) = nearest
+    {
+        let left = exp - now;
+        if left <= HOUR {
+            interval = interval.min(10 * 60);
+        } else if left <= DAY {
+            interval = interval.min(HOUR);
+        } else if left <= 7 * DAY {
+            interval = interval.min(DAY);
         }
-        _ => {
-            let mut interval = check_interval;
-            let nearest = [a.token_expires_at, a.data_access_expires_at]
-                .into_iter()
-                .flatten()
-                .filter(|t| *t > now)
-                .min();
-            if a.health != Health::Unhealthy
-                && let Some(exp) = nearest
-            {
-                let left = exp - now;
-                if left <= HOUR {
-                    interval = interval.min(10 * 60);
-                } else if left <= DAY {
-                    interval = interval.min(HOUR);
-                } else if left <= 7 * DAY {
-                    interval = interval.min(DAY);
-                }
-            }
-            now + spread(interval)
-        }
+    }
+    let next = now + spread(interval);
+    match t.refresh_at {
+        // Refresh windows are not jittered later: a late refresh may be a lost token.
+        Some(r) if a.health != Health::Unhealthy && r < next => r.max(now + 60),
+        _ => next,
     }
 }
 
@@ -425,6 +474,8 @@ mod tests {
             last_success_at: None,
             consecutive_failures: 0,
             next_check_at: NOW,
+            refresh_failures: 0,
+            last_refresh_error: None,
         }
     }
 
@@ -453,7 +504,13 @@ mod tests {
 
     #[test]
     fn healthy_when_valid_with_all_permissions() {
-        let a = assess(&valid(Some(Expiry::Never), ALL), &account(), &policy(), NOW);
+        let a = assess(
+            &valid(Some(Expiry::Never), ALL),
+            &account(),
+            &policy(),
+            NOW,
+            None,
+        );
         assert_eq!(a.health, Health::Healthy);
         assert_eq!(a.token_valid, Some(true));
         assert!(a.recommendations.is_empty());
@@ -471,6 +528,7 @@ mod tests {
                 &account(),
                 &p,
                 NOW,
+                None,
             )
         };
         assert_eq!(at(7 * DAY + 1).health, Health::Healthy);
@@ -508,18 +566,21 @@ mod tests {
         let mut acc = account();
         acc.token_expires_at = Some(NOW + 3 * DAY);
         let o = CheckOutcome::Valid(ValidToken::default());
-        let a = assess(&o, &acc, &policy(), NOW);
+        let a = assess(&o, &acc, &policy(), NOW, None);
         assert_eq!(a.health, Health::Warning);
         // A live answer beats a stale stored expiry.
         acc.token_expires_at = Some(NOW - 10);
-        assert_eq!(assess(&o, &acc, &policy(), NOW).health, Health::Healthy);
+        assert_eq!(
+            assess(&o, &acc, &policy(), NOW, None).health,
+            Health::Healthy
+        );
         // Auto-refreshed tokens do not warn about their own expiry.
         acc.token_expires_at = Some(NOW + HOUR);
         let p = Policy {
             auto_refresh: true,
             ..policy()
         };
-        assert_eq!(assess(&o, &acc, &p, NOW).health, Health::Healthy);
+        assert_eq!(assess(&o, &acc, &p, NOW, None).health, Health::Healthy);
     }
 
     #[test]
@@ -529,6 +590,7 @@ mod tests {
             &account(),
             &policy(),
             NOW,
+            None,
         );
         assert_eq!(a.health, Health::Unhealthy);
         assert_eq!(a.token_valid, Some(true));
@@ -541,10 +603,13 @@ mod tests {
         // Stored scopes count when the platform cannot introspect; none stored means unknown.
         let mut acc = account();
         let o = CheckOutcome::Valid(ValidToken::default());
-        assert_eq!(assess(&o, &acc, &policy(), NOW).health, Health::Healthy);
+        assert_eq!(
+            assess(&o, &acc, &policy(), NOW, None).health,
+            Health::Healthy
+        );
         acc.scopes = vec!["instagram_basic".into()];
         assert_eq!(
-            assess(&o, &acc, &policy(), NOW).missing_permissions,
+            assess(&o, &acc, &policy(), NOW, None).missing_permissions,
             vec!["instagram_content_publish"]
         );
     }
@@ -557,7 +622,7 @@ mod tests {
             permissions: Some(ALL.iter().map(|s| (*s).to_owned()).collect()),
             ..ValidToken::default()
         });
-        let a = assess(&o, &account(), &policy(), NOW);
+        let a = assess(&o, &account(), &policy(), NOW, None);
         assert_eq!(a.health, Health::Warning);
         assert!(a.recommendations[0].starts_with("Data access expires in 2 days"));
         let o2 = CheckOutcome::Valid(ValidToken {
@@ -568,7 +633,7 @@ mod tests {
             }
         });
         assert_eq!(
-            assess(&o2, &account(), &policy(), NOW).health,
+            assess(&o2, &account(), &policy(), NOW, None).health,
             Health::Unhealthy
         );
         let mut acc = account();
@@ -578,6 +643,7 @@ mod tests {
             &acc,
             &policy(),
             NOW,
+            None,
         );
         assert_eq!(a.health, Health::Warning);
         assert!(a.recommendations[0].starts_with("Refresh token expires in 2 days"));
@@ -587,7 +653,8 @@ mod tests {
                 &CheckOutcome::Valid(ValidToken::default()),
                 &acc,
                 &policy(),
-                NOW
+                NOW,
+                None
             )
             .health,
             Health::Unhealthy
@@ -623,7 +690,7 @@ mod tests {
                 reason,
                 detail: "d".into(),
             };
-            let a = assess(&o, &account(), &policy(), NOW);
+            let a = assess(&o, &account(), &policy(), NOW, None);
             assert_eq!(a.health, Health::Unhealthy);
             assert_eq!(a.token_valid, Some(false));
             assert_eq!(a.needs_reconnect, reconnect, "{reason:?}");
@@ -642,7 +709,8 @@ mod tests {
             detail: "401".into(),
         };
         assert!(
-            assess(&o, &acc, &policy(), NOW).recommendations[0].starts_with("Token expired on")
+            assess(&o, &acc, &policy(), NOW, None).recommendations[0]
+                .starts_with("Token expired on")
         );
     }
 
@@ -651,7 +719,7 @@ mod tests {
         let o = CheckOutcome::PermissionDenied {
             detail: "403".into(),
         };
-        let a = assess(&o, &account(), &policy(), NOW);
+        let a = assess(&o, &account(), &policy(), NOW, None);
         assert_eq!(
             (a.health, a.token_valid, a.needs_reconnect),
             (Health::Unhealthy, Some(true), true)
@@ -673,7 +741,7 @@ mod tests {
         acc.token_valid = Some(true);
         acc.permissions = Some(ALL.iter().map(|s| (*s).to_owned()).collect());
         acc.last_success_at = Some(NOW - HOUR);
-        let a = assess(&transient(), &acc, &policy(), NOW);
+        let a = assess(&transient(), &acc, &policy(), NOW, None);
         assert_eq!(a.health, Health::Healthy);
         assert_eq!(a.token_valid, Some(true));
         assert!(!a.answered);
@@ -685,7 +753,7 @@ mod tests {
         acc.health = Health::Unhealthy;
         acc.token_valid = Some(false);
         acc.recommendations = vec!["Token was revoked by the user: reconnect the account.".into()];
-        let a = assess(&transient(), &acc, &policy(), NOW);
+        let a = assess(&transient(), &acc, &policy(), NOW, None);
         assert_eq!(a.health, Health::Unhealthy);
         assert_eq!(a.recommendations, acc.recommendations);
         // The countdown moves on even while the platform is silent.
@@ -695,7 +763,7 @@ mod tests {
         acc.last_success_at = Some(NOW - HOUR);
         acc.token_expires_at = Some(NOW + 2 * DAY);
         assert_eq!(
-            assess(&transient(), &acc, &policy(), NOW).health,
+            assess(&transient(), &acc, &policy(), NOW, None).health,
             Health::Warning
         );
     }
@@ -706,7 +774,7 @@ mod tests {
         acc.health = Health::Healthy;
         acc.token_valid = Some(true);
         acc.last_success_at = Some(NOW - 2 * DAY);
-        let a = assess(&transient(), &acc, &policy(), NOW);
+        let a = assess(&transient(), &acc, &policy(), NOW, None);
         assert_eq!(a.health, Health::Unknown);
         assert!(
             a.recommendations[0].starts_with("Instagram has not answered since"),
@@ -714,7 +782,7 @@ mod tests {
             a.recommendations
         );
         // Never answered at all.
-        let a = assess(&transient(), &account(), &policy(), NOW);
+        let a = assess(&transient(), &account(), &policy(), NOW, None);
         assert_eq!(a.health, Health::Unknown);
         assert_eq!(a.token_valid, None);
         let a = assess(
@@ -722,33 +790,47 @@ mod tests {
             &account(),
             &policy(),
             NOW,
+            None,
         );
         assert_eq!(a.health, Health::Unknown);
         assert!(a.recommendations[0].contains("configuration"));
     }
 
+    fn timing(failures: i64) -> Timing {
+        Timing {
+            check_interval: 6 * HOUR,
+            failures,
+            refresh_failures: 0,
+            refresh_at: None,
+        }
+    }
+
     #[test]
     fn next_check_adapts() {
-        let ok = assess(&valid(Some(Expiry::Never), ALL), &account(), &policy(), NOW);
+        let ok = assess(
+            &valid(Some(Expiry::Never), ALL),
+            &account(),
+            &policy(),
+            NOW,
+            None,
+        );
         let interval = 6 * HOUR;
-        let t = next_check_at(&valid(Some(Expiry::Never), ALL), &ok, 0, interval, NOW, 0.5);
-        assert_eq!(t, NOW + interval);
-        let lo = next_check_at(&valid(None, ALL), &ok, 0, interval, NOW, 0.0);
-        let hi = next_check_at(&valid(None, ALL), &ok, 0, interval, NOW, 0.999);
+        let v = valid(None, ALL);
+        assert_eq!(next_check_at(&v, &ok, timing(0), NOW, 0.5), NOW + interval);
+        let lo = next_check_at(&v, &ok, timing(0), NOW, 0.0);
+        let hi = next_check_at(&v, &ok, timing(0), NOW, 0.999);
         assert!(lo >= NOW + interval * 9 / 10 && hi <= NOW + interval * 11 / 10 && lo < hi);
         let mut soon = ok.clone();
         soon.token_expires_at = Some(NOW + 3 * HOUR);
-        assert_eq!(
-            next_check_at(&valid(None, ALL), &soon, 0, interval, NOW, 0.5),
-            NOW + HOUR
-        );
+        assert_eq!(next_check_at(&v, &soon, timing(0), NOW, 0.5), NOW + HOUR);
         soon.token_expires_at = Some(NOW + 3 * DAY);
-        assert_eq!(
-            next_check_at(&valid(None, ALL), &soon, 0, 2 * DAY, NOW, 0.5),
-            NOW + DAY
-        );
+        let t = Timing {
+            check_interval: 2 * DAY,
+            ..timing(0)
+        };
+        assert_eq!(next_check_at(&v, &soon, t, NOW, 0.5), NOW + DAY);
         // Backoff doubles and is capped by the interval; a retry time is honoured.
-        let b = |n| next_check_at(&transient(), &ok, n, interval, NOW, 0.5) - NOW;
+        let b = |n| next_check_at(&transient(), &ok, timing(n), NOW, 0.5) - NOW;
         assert_eq!((b(0), b(1), b(2)), (60, 120, 240));
         assert_eq!(b(30), interval);
         let limited = CheckOutcome::Transient(Transient {
@@ -756,9 +838,45 @@ mod tests {
             retry_at: Some(NOW + 900),
             detail: String::new(),
         });
-        assert_eq!(
-            next_check_at(&limited, &ok, 0, interval, NOW, 0.5),
-            NOW + 900
+        assert_eq!(next_check_at(&limited, &ok, timing(0), NOW, 0.5), NOW + 900);
+        // The refresh window pulls the next check in; failed refreshes back off.
+        let t = Timing {
+            refresh_at: Some(NOW + 600),
+            ..timing(0)
+        };
+        assert_eq!(next_check_at(&v, &ok, t, NOW, 0.5), NOW + 600);
+        let t = Timing {
+            refresh_at: Some(NOW - 600),
+            ..timing(0)
+        };
+        assert_eq!(next_check_at(&v, &ok, t, NOW, 0.5), NOW + 60);
+        let t = Timing {
+            refresh_failures: 3,
+            ..timing(0)
+        };
+        assert_eq!(next_check_at(&v, &ok, t, NOW, 0.5), NOW + 240);
+    }
+
+    #[test]
+    fn failed_refreshes_warn_but_do_not_demand_a_reconnect() {
+        let o = valid(Some(Expiry::Never), ALL);
+        let a = assess(&o, &account(), &policy(), NOW, Some("X answered HTTP 503"));
+        assert_eq!(a.health, Health::Warning);
+        assert!(
+            a.recommendations[0]
+                .starts_with("Automatic token refresh failed (X answered HTTP 503)")
         );
+        let rejected = CheckOutcome::Invalid {
+            reason: InvalidReason::Invalid,
+            detail: "401".into(),
+        };
+        let a = assess(&rejected, &account(), &policy(), NOW, Some("timeout"));
+        assert_eq!(
+            (a.health, a.needs_reconnect, a.token_valid),
+            (Health::Warning, false, Some(false))
+        );
+        // Without a refresh failure the same rejection is final.
+        let a = assess(&rejected, &account(), &policy(), NOW, None);
+        assert_eq!((a.health, a.needs_reconnect), (Health::Unhealthy, true));
     }
 }

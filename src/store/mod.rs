@@ -128,6 +128,10 @@ pub struct Account {
     pub consecutive_failures: i64,
     /// When the scheduler checks it next.
     pub next_check_at: UnixTime,
+    /// Failed automatic refreshes in a row.
+    pub refresh_failures: i64,
+    /// Why the last automatic refresh failed, while it keeps failing.
+    pub last_refresh_error: Option<String>,
 }
 
 #[derive(FromRow)]
@@ -155,6 +159,8 @@ struct AccountRow {
     last_success_at: Option<i64>,
     consecutive_failures: i64,
     next_check_at: i64,
+    refresh_failures: i64,
+    last_refresh_error: Option<String>,
 }
 
 fn json_list(s: &str) -> Vec<String> {
@@ -198,6 +204,8 @@ impl TryFrom<AccountRow> for Account {
             last_success_at: r.last_success_at,
             consecutive_failures: r.consecutive_failures,
             next_check_at: r.next_check_at,
+            refresh_failures: r.refresh_failures,
+            last_refresh_error: r.last_refresh_error,
         })
     }
 }
@@ -206,7 +214,8 @@ const ACCOUNT_SELECT: &str = "SELECT a.id, a.workspace_id, a.platform, a.account
      a.connected_at, a.scopes, a.token_expires_at, a.refresh_expires_at, a.token_issued_at, \
      h.health, h.token_valid, h.needs_reconnect, h.permissions, h.missing_permissions, \
      h.recommendations, h.data_access_expires_at, h.platform_user_id, h.last_error, \
-     h.last_checked_at, h.last_success_at, h.consecutive_failures, h.next_check_at \
+     h.last_checked_at, h.last_success_at, h.consecutive_failures, h.next_check_at, \
+     h.refresh_failures, h.last_refresh_error \
      FROM accounts a JOIN account_health h ON h.account_ref = a.id";
 
 /// Sealed credentials of one account.
@@ -249,6 +258,54 @@ pub struct HealthUpdate {
     pub answered: bool,
     /// Next scheduled check.
     pub next_check_at: UnixTime,
+    /// The `outcome` label of the check (`ok`, `invalid`, `transient_error`).
+    pub outcome: &'static str,
+    /// The health before this check (history marks changes).
+    pub previous_health: Health,
+    /// The access token expiry before this check (the row is only touched when it changes).
+    pub previous_token_expires_at: Option<UnixTime>,
+    /// Failed automatic refreshes in a row, after this check.
+    pub refresh_failures: i64,
+    /// Why the last automatic refresh failed, while it keeps failing.
+    pub last_refresh_error: Option<String>,
+}
+
+/// New tokens from a refresh, sealed, replacing the stored ones.
+#[derive(Debug)]
+pub struct TokenReplacement {
+    /// Internal account row ID.
+    pub account_ref: i64,
+    /// Sealed new access token.
+    pub access_token: Vec<u8>,
+    /// Sealed new refresh token; `None` keeps the stored one (never replaced by nothing).
+    pub refresh_token: Option<Vec<u8>>,
+    /// New access token expiry (`None`: unknown, keep the stored one).
+    pub expires_at: Option<UnixTime>,
+    /// New refresh token expiry (`None`: keep).
+    pub refresh_expires_at: Option<UnixTime>,
+    /// New scopes (`None`: keep).
+    pub scopes: Option<Vec<String>>,
+    /// When the refresh happened.
+    pub at: UnixTime,
+    /// The account's health, for the history row.
+    pub health: Health,
+}
+
+/// One row of an account's history.
+#[derive(Debug, Clone, FromRow)]
+pub struct HistoryEntry {
+    /// When.
+    pub at: UnixTime,
+    /// `check`, `refresh` or `refresh_failed`.
+    pub event: String,
+    /// For checks: `ok`, `invalid` or `transient_error`.
+    pub outcome: Option<String>,
+    /// Health after the event.
+    pub health: String,
+    /// Whether the health changed.
+    pub changed: bool,
+    /// What happened, in words safe to show.
+    pub detail: Option<String>,
 }
 
 impl Store {
@@ -384,33 +441,7 @@ impl Store {
     /// transaction. `StoreError::Conflict` if it exists in the workspace.
     pub async fn insert_account(&self, a: &NewAccount) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO accounts (workspace_id, platform, account_id, username, connected_at, scopes, \
-             token_expires_at, token_issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-        )
-        .bind(a.workspace_id)
-        .bind(a.platform.as_str())
-        .bind(a.account_id.as_str())
-        .bind(&a.username)
-        .bind(a.connected_at)
-        .bind(to_json(&a.scopes))
-        .bind(a.token_expires_at)
-        .bind(a.connected_at)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(conflict_or)?;
-        sqlx::query("INSERT INTO credentials (account_ref, access_token, refresh_token, updated_at) VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(&a.access_token)
-            .bind(&a.refresh_token)
-            .bind(a.connected_at)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO account_health (account_ref, next_check_at) VALUES ($1, $2)")
-            .bind(id)
-            .bind(a.connected_at)
-            .execute(&mut *tx)
-            .await?;
+        let id = insert_account_rows(&mut tx, a).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -496,7 +527,8 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Writes check results as the accounts' current health, all in one transaction.
+    /// Writes check results as the accounts' current health, with their history rows, all in
+    /// one transaction.
     pub async fn record_checks(&self, updates: &[HealthUpdate]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for u in updates {
@@ -506,7 +538,7 @@ impl Store {
                  data_access_expires_at = $7, platform_user_id = $8, last_error = $9, last_checked_at = $10, \
                  last_success_at = CASE WHEN $11 THEN $10 ELSE last_success_at END, \
                  consecutive_failures = CASE WHEN $11 THEN 0 ELSE consecutive_failures + 1 END, \
-                 next_check_at = $12 WHERE account_ref = $13",
+                 next_check_at = $12, refresh_failures = $13, last_refresh_error = $14 WHERE account_ref = $15",
             )
             .bind(u.health.as_str())
             .bind(u.token_valid)
@@ -520,17 +552,159 @@ impl Store {
             .bind(u.checked_at)
             .bind(u.answered)
             .bind(u.next_check_at)
+            .bind(u.refresh_failures)
+            .bind(&u.last_refresh_error)
             .bind(u.account_ref)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE accounts SET token_expires_at = $1 WHERE id = $2")
-                .bind(u.token_expires_at)
-                .bind(u.account_ref)
-                .execute(&mut *tx)
-                .await?;
+            if u.token_expires_at != u.previous_token_expires_at {
+                sqlx::query("UPDATE accounts SET token_expires_at = $1 WHERE id = $2")
+                    .bind(u.token_expires_at)
+                    .bind(u.account_ref)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        // History rows go in as multi-row inserts: far fewer statements for a large sweep.
+        for chunk in updates.chunks(1000) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO health_history (account_ref, at, event, outcome, health, changed, detail) ",
+            );
+            q.push_values(chunk, |mut b, u| {
+                b.push_bind(u.account_ref)
+                    .push_bind(u.checked_at)
+                    .push_bind("check")
+                    .push_bind(u.outcome)
+                    .push_bind(u.health.as_str())
+                    .push_bind(u.health != u.previous_health)
+                    .push_bind(&u.last_error);
+            });
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Replaces an account's tokens after a refresh and records it, in one transaction. Once
+    /// this returns, the new tokens are durable; before, nothing may report the refresh.
+    pub async fn replace_tokens(&self, r: &TokenReplacement) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE credentials SET access_token = $1, refresh_token = COALESCE($2, refresh_token), updated_at = $3 \
+             WHERE account_ref = $4",
+        )
+        .bind(&r.access_token)
+        .bind(&r.refresh_token)
+        .bind(r.at)
+        .bind(r.account_ref)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query(
+            "UPDATE accounts SET token_expires_at = COALESCE($1, token_expires_at), \
+             refresh_expires_at = COALESCE($2, refresh_expires_at), token_issued_at = $3, \
+             scopes = COALESCE($4, scopes) WHERE id = $5",
+        )
+        .bind(r.expires_at)
+        .bind(r.refresh_expires_at)
+        .bind(r.at)
+        .bind(r.scopes.as_deref().map(to_json))
+        .bind(r.account_ref)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE account_health SET refresh_failures = 0, last_refresh_error = NULL WHERE account_ref = $1",
+        )
+        .bind(r.account_ref)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO health_history (account_ref, at, event, outcome, health, changed, detail) \
+             VALUES ($1, $2, 'refresh', NULL, $3, FALSE, $4)",
+        )
+        .bind(r.account_ref)
+        .bind(r.at)
+        .bind(r.health.as_str())
+        .bind(
+            r.expires_at
+                .map(|t| format!("new token expires {}", crate::domain::rfc3339(t))),
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a failed automatic refresh in the history.
+    pub async fn record_refresh_failure(
+        &self,
+        account_ref: i64,
+        at: UnixTime,
+        health: Health,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO health_history (account_ref, at, event, outcome, health, changed, detail) \
+             VALUES ($1, $2, 'refresh_failed', NULL, $3, FALSE, $4)",
+        )
+        .bind(account_ref)
+        .bind(at)
+        .bind(health.as_str())
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// An account's history, newest first.
+    pub async fn history(
+        &self,
+        account_ref: i64,
+        limit: i64,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT at, event, outcome, health, changed, detail FROM health_history \
+             WHERE account_ref = $1 ORDER BY at DESC, id DESC LIMIT $2",
+        )
+        .bind(account_ref)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Deletes history older than `before`; returns how many rows.
+    pub async fn prune_history(&self, before: UnixTime) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM health_history WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Accounts due for a check at `due_by`, oldest first, after `cursor` (the
+    /// `(next_check_at, id)` of the last one seen), at most `limit`.
+    pub async fn due_accounts(
+        &self,
+        due_by: UnixTime,
+        cursor: Option<(UnixTime, i64)>,
+        limit: i64,
+    ) -> Result<Vec<Account>, StoreError> {
+        let (t, id) = cursor.unwrap_or((i64::MIN, i64::MIN));
+        let sql = format!(
+            "{ACCOUNT_SELECT} WHERE h.next_check_at <= $1 AND (h.next_check_at > $2 OR (h.next_check_at = $2 AND a.id > $3)) \
+             ORDER BY h.next_check_at, a.id LIMIT $4"
+        );
+        let rows: Vec<AccountRow> = sqlx::query_as(&sql)
+            .bind(due_by)
+            .bind(t)
+            .bind(id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(Account::try_from).collect()
     }
 
     /// One account by row ID.
@@ -542,4 +716,49 @@ impl Store {
             .await?;
         row.map(Account::try_from).transpose()
     }
+
+    /// Registers many accounts in one transaction (benchmarks and imports).
+    pub async fn insert_accounts(&self, accounts: &[NewAccount]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for a in accounts {
+            insert_account_rows(&mut tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The three rows of a new account: the account, its credentials, its `unknown` health.
+async fn insert_account_rows(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    a: &NewAccount,
+) -> Result<i64, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO accounts (workspace_id, platform, account_id, username, connected_at, scopes, \
+         token_expires_at, token_issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(a.workspace_id)
+    .bind(a.platform.as_str())
+    .bind(a.account_id.as_str())
+    .bind(&a.username)
+    .bind(a.connected_at)
+    .bind(to_json(&a.scopes))
+    .bind(a.token_expires_at)
+    .bind(a.connected_at)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(conflict_or)?;
+    sqlx::query("INSERT INTO credentials (account_ref, access_token, refresh_token, updated_at) VALUES ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(&a.access_token)
+        .bind(&a.refresh_token)
+        .bind(a.connected_at)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("INSERT INTO account_health (account_ref, next_check_at) VALUES ($1, $2)")
+        .bind(id)
+        .bind(a.connected_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(id)
 }
