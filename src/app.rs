@@ -8,7 +8,9 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::crypto::Sealer;
 use crate::domain::Platform;
+use crate::metrics::Metrics;
 use crate::platforms::{CheckOutcome, Http, Platforms};
+use crate::scheduler::Gates;
 use crate::store::Store;
 
 /// Everything the API handlers and background jobs share. Cheap to clone.
@@ -24,6 +26,10 @@ pub struct AppState {
     pub platforms: Arc<Platforms>,
     /// Configuration problems seen at run time, shown by `/healthz`.
     pub problems: Arc<Problems>,
+    /// Per-platform pacing for sweeps.
+    pub gates: Arc<Gates>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The daemon's own configuration problems, by platform (e.g. an app secret the platform
@@ -93,10 +99,12 @@ impl AppState {
         let platforms = Platforms::new(&config, http)?;
         Ok(AppState {
             store,
+            gates: Arc::new(Gates::new(&config)),
             config: Arc::new(config),
             sealer,
             platforms: Arc::new(platforms),
             problems: Arc::new(Problems::default()),
+            metrics: Arc::new(Metrics::new()),
         })
     }
 

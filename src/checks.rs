@@ -26,6 +26,8 @@ pub struct Checked {
     pub outcome: CheckOutcome,
     /// What to write.
     pub update: HealthUpdate,
+    /// The platform was not asked: it had told us to wait.
+    pub deferred: bool,
 }
 
 /// Whether accounts of `platform` get their tokens refreshed automatically.
@@ -256,13 +258,9 @@ fn assess(
     let mut p = policy(state, current.platform);
     p.auto_refresh = refreshable && refresh_error.is_none();
     let a = health::assess(&outcome, current, &p, now, refresh_error.as_deref());
-    let refresh_failures = if refresh_error.is_some() {
-        current.refresh_failures + 1
-    } else if refreshable {
-        current.refresh_failures.min(0)
-    } else {
-        0
-    };
+    // Counted while refreshes keep failing; a successful refresh resets it in the store
+    // (and `current` is then re-read).
+    let refresh_failures = current.refresh_failures + i64::from(refresh_error.is_some());
     let timing = Timing {
         check_interval: state.config.health.check_interval.secs(),
         failures: if a.answered {
@@ -270,7 +268,11 @@ fn assess(
         } else {
             current.consecutive_failures
         },
-        refresh_failures,
+        refresh_failures: if refresh_error.is_some() {
+            refresh_failures
+        } else {
+            0
+        },
         refresh_at: if refreshable {
             // The window as it will be once this update is stored.
             refresh_at(
@@ -305,12 +307,13 @@ fn assess(
         previous_health: before.health,
         previous_token_expires_at: current.token_expires_at,
         refresh_failures,
-        last_refresh_error: refresh_error,
+        last_refresh_error: refresh_error.or_else(|| current.last_refresh_error.clone()),
     };
     Checked {
         account: before,
         outcome,
         update,
+        deferred: false,
     }
 }
 

@@ -12,7 +12,9 @@ pub mod crypto; // API key hashing and token sealing
 pub mod demo; // `socialsyncer demo`: simulated platforms and sample accounts
 pub mod domain; // validated domain types
 pub mod health; // pure health assessment
+pub mod metrics; // Prometheus metrics
 pub mod platforms; // one adapter per platform behind one trait
+pub mod scheduler; // cron-driven sweeps with bounded concurrency
 pub mod server; // the daemon's listener and shutdown
 pub mod simulator; // simulated platforms on loopback for tests, demo and benchmarks
 pub mod store; // every SQL statement

@@ -3,9 +3,11 @@
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::api;
 use crate::app::AppState;
+use crate::scheduler;
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then drains open requests.
 pub async fn serve_http(
@@ -57,18 +59,35 @@ pub async fn run(state: AppState) -> anyhow::Result<()> {
     run_on(listener, state).await
 }
 
-/// Serves on `listener` until SIGTERM or SIGINT, then stops cleanly.
+/// Serves on `listener` and runs the sweeps until SIGTERM or SIGINT, then stops cleanly:
+/// no new requests or sweeps, open requests drained, the sweep in progress finishes its
+/// checks and writes (bounded by `schedule.shutdown_timeout`), the pool closes.
 pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()> {
-    tracing::info!(listen = %listener.local_addr()?, "socialsyncer is serving");
     let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    state
+        .metrics
+        .set_last_sweep(state.store.last_check_at().await?);
+    let mut sched = scheduler::start(state.clone(), shutdown.clone(), tracker.clone()).await?;
+    tracing::info!(listen = %listener.local_addr()?, "socialsyncer is serving");
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutdown requested; finishing open requests");
+        tracing::info!("shutdown requested; finishing open requests and the sweep in progress");
         signal_token.cancel();
     });
     let store = state.store.clone();
-    serve_http(listener, state, shutdown).await?;
+    let limit = state.config.schedule.shutdown_timeout.0;
+    serve_http(listener, state, shutdown.clone()).await?;
+    if let Some(s) = sched.as_mut()
+        && let Err(e) = s.shutdown().await
+    {
+        tracing::warn!(error = %e, "scheduler did not shut down cleanly");
+    }
+    tracker.close();
+    if tokio::time::timeout(limit, tracker.wait()).await.is_err() {
+        tracing::warn!(timeout = ?limit, "the sweep in progress did not finish in time");
+    }
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())

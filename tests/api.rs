@@ -272,7 +272,12 @@ async fn authentication() {
     assert_eq!((s, code(&body)), (401, "invalid_authorization"));
     for bad in [
         "sk_nope",
-        &format!("{}0", &key[..key.len() - 1]),
+        // The real key with its last digit changed.
+        &format!(
+            "{}{}",
+            &key[..key.len() - 1],
+            if key.ends_with('0') { '1' } else { '0' }
+        ),
         &format!("sk_{}", "g".repeat(48)),
     ] {
         let (s, body) = app.get(bad, "/v1/accounts").await;

@@ -226,7 +226,12 @@ async fn instagram_login_threads_tiktok_twitter_states() {
     // Without automatic refresh, so expiries show as they are (refresh has its own tests).
     let app = spawn_app_cfg("", |c| {
         c.platforms.instagram.login = InstagramLogin::Instagram;
-        for p in [&mut c.platforms.instagram, &mut c.platforms.threads, &mut c.platforms.tiktok, &mut c.platforms.twitter] {
+        for p in [
+            &mut c.platforms.instagram,
+            &mut c.platforms.threads,
+            &mut c.platforms.tiktok,
+            &mut c.platforms.twitter,
+        ] {
             p.auto_refresh = Some(false);
         }
     })

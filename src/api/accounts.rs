@@ -466,3 +466,73 @@ pub async fn disconnect(
         reason,
     }))
 }
+
+/// Query of the history route.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct HistoryQuery {
+    /// How many entries, newest first (1 to 1000, default 100).
+    pub limit: Option<i64>,
+}
+
+/// One history entry.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryItem {
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// `check`, `refresh` or `refresh_failed`.
+    pub event: String,
+    /// For checks: `ok`, `invalid` or `transient_error`.
+    pub outcome: Option<String>,
+    /// Health after the event.
+    pub health: Health,
+    /// Whether the health changed with this event.
+    pub changed: bool,
+    /// What happened.
+    pub detail: Option<String>,
+}
+
+/// `GET .../history` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryList {
+    /// Entries, newest first.
+    pub history: Vec<HistoryItem>,
+}
+
+/// When did this account break? Checks, refreshes and health changes, newest first.
+#[utoipa::path(get, path = "/v1/accounts/{platform}/{accountId}/history", tag = "accounts",
+    params(("platform" = String, Path), ("accountId" = String, Path), HistoryQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = HistoryList),
+              (status = 400, body = super::error::ErrorBody),
+              (status = 401, body = super::error::ErrorBody),
+              (status = 404, body = super::error::ErrorBody)))]
+pub async fn history(
+    State(state): State<AppState>,
+    ws: Workspace,
+    ApiPath((platform, account_id)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Json<HistoryList>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 1000.",
+        ));
+    }
+    let a = load(&state, ws, &platform, &account_id).await?;
+    let rows = state.store.history(a.id, limit).await?;
+    Ok(Json(HistoryList {
+        history: rows
+            .into_iter()
+            .map(|r| HistoryItem {
+                at: rfc3339(r.at),
+                event: r.event,
+                outcome: r.outcome,
+                health: r.health.parse().unwrap_or(Health::Unknown),
+                changed: r.changed,
+                detail: r.detail,
+            })
+            .collect(),
+    }))
+}

@@ -112,6 +112,23 @@ pub async fn healthz(
     )
 }
 
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "daemon",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
+pub async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<axum::response::Response, ApiError> {
+    let text = state.metrics.render(&state.store).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -133,6 +150,7 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.server.max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi::serve))
         .merge(accounts::router())
         .fallback(not_found)

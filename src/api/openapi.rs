@@ -16,8 +16,10 @@ use super::accounts;
         accounts::details,
         accounts::register,
         accounts::check_now,
+        accounts::history,
         accounts::disconnect,
         super::healthz,
+        super::metrics,
     ),
     modifiers(&BearerAuth),
 )]

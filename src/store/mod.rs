@@ -707,6 +707,45 @@ impl Store {
         rows.into_iter().map(Account::try_from).collect()
     }
 
+    /// Accounts by platform and health, for the `socialsyncer_accounts` gauge.
+    pub async fn health_counts(&self) -> Result<Vec<(Platform, Health, i64)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT a.platform, h.health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id \
+             GROUP BY a.platform, h.health",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(p, h, n)| Some((p.parse().ok()?, h.parse().ok()?, n)))
+            .collect())
+    }
+
+    /// `(platform, account_id, workspace, token_expires_at)` of every account with a known expiry.
+    pub async fn token_expiries(
+        &self,
+    ) -> Result<Vec<(Platform, String, String, UnixTime)>, StoreError> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT a.platform, a.account_id, w.name, a.token_expires_at FROM accounts a \
+             JOIN workspaces w ON w.id = a.workspace_id WHERE a.token_expires_at IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(p, id, ws, t)| Some((p.parse().ok()?, id, ws, t)))
+            .collect())
+    }
+
+    /// When the last check of any account ran (the last sweep, after a restart).
+    pub async fn last_check_at(&self) -> Result<Option<UnixTime>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT MAX(last_checked_at) FROM account_health")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// One account by row ID.
     pub async fn account_by_ref(&self, account_ref: i64) -> Result<Option<Account>, StoreError> {
         let sql = format!("{ACCOUNT_SELECT} WHERE a.id = $1");

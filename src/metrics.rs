@@ -1,0 +1,190 @@
+//! Prometheus metrics in a private registry, with the names and labels fixed by the design.
+//! Gauges are recomputed from the store before each scrape, so they are right after a restart.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::domain::{Health, Platform, UnixTime};
+use crate::health::outcome_label;
+use crate::platforms::CheckOutcome;
+use crate::store::{Store, StoreError};
+
+/// Every metric of the daemon.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    accounts: IntGaugeVec,
+    token_expiry: GaugeVec,
+    checks: IntCounterVec,
+    check_duration: HistogramVec,
+    alerts_sent: IntCounterVec,
+    alert_failures: IntCounterVec,
+    last_sweep: Gauge,
+}
+
+impl Metrics {
+    /// Registers every metric (and the process collector on Linux).
+    pub fn new() -> Metrics {
+        let registry =
+            Registry::new_custom(Some("socialsyncer".into()), None).expect("valid prefix");
+        let accounts = IntGaugeVec::new(
+            Opts::new("accounts", "Connected accounts by platform and health"),
+            &["platform", "health"],
+        )
+        .expect("valid metric");
+        let token_expiry = GaugeVec::new(
+            Opts::new(
+                "token_expiry_timestamp_seconds",
+                "When each account's access token expires (Unix time)",
+            ),
+            &["platform", "account_id", "workspace"],
+        )
+        .expect("valid metric");
+        let checks = IntCounterVec::new(
+            Opts::new("checks_total", "Token checks by platform and outcome"),
+            &["platform", "outcome"],
+        )
+        .expect("valid metric");
+        let check_duration = HistogramVec::new(
+            HistogramOpts::new("check_duration_seconds", "Duration of one token check").buckets(
+                vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            ),
+            &["platform"],
+        )
+        .expect("valid metric");
+        let alerts_sent = IntCounterVec::new(
+            Opts::new("alerts_sent_total", "Alert emails sent, by kind"),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let alert_failures = IntCounterVec::new(
+            Opts::new(
+                "alert_failures_total",
+                "Failed alert delivery attempts, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let last_sweep = Gauge::new(
+            "last_sweep_timestamp_seconds",
+            "When the last sweep finished (Unix time)",
+        )
+        .expect("valid metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new("build_info", "Always 1; the version label says which build"),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for c in [
+            Box::new(accounts.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(token_expiry.clone()),
+            Box::new(checks.clone()),
+            Box::new(check_duration.clone()),
+            Box::new(alerts_sent.clone()),
+            Box::new(alert_failures.clone()),
+            Box::new(last_sweep.clone()),
+            Box::new(build_info),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        #[cfg(target_os = "linux")]
+        {
+            // Process metrics keep their standard names (process_*), outside our prefix.
+            let _ = prometheus::default_registry().register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ));
+        }
+        for p in Platform::ALL {
+            for o in ["ok", "invalid", "transient_error"] {
+                checks.with_label_values(&[p.as_str(), o]);
+            }
+            check_duration.with_label_values(&[p.as_str()]);
+        }
+        Metrics {
+            registry,
+            accounts,
+            token_expiry,
+            checks,
+            check_duration,
+            alerts_sent,
+            alert_failures,
+            last_sweep,
+        }
+    }
+
+    /// Counts one check and its duration.
+    pub fn observe_check(&self, platform: Platform, outcome: &CheckOutcome, took: Duration) {
+        self.checks
+            .with_label_values(&[platform.as_str(), outcome_label(outcome)])
+            .inc();
+        self.check_duration
+            .with_label_values(&[platform.as_str()])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records the end of a sweep.
+    pub fn sweep_finished(&self, at: UnixTime) {
+        self.last_sweep.set(at as f64);
+    }
+
+    /// Sets the sweep time read from the store at start-up.
+    pub fn set_last_sweep(&self, at: Option<UnixTime>) {
+        if let Some(t) = at {
+            self.last_sweep.set(t as f64);
+        }
+    }
+
+    /// Counts an alert email sent.
+    pub fn alert_sent(&self, kind: &str) {
+        self.alerts_sent.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts a failed alert delivery attempt.
+    pub fn alert_failed(&self, kind: &str) {
+        self.alert_failures.with_label_values(&[kind]).inc();
+    }
+
+    /// Prometheus text exposition, with the gauges recomputed from the store.
+    pub async fn render(&self, store: &Store) -> Result<String, StoreError> {
+        let counts = store.health_counts().await?;
+        self.accounts.reset();
+        for p in Platform::ALL {
+            for h in Health::ALL {
+                self.accounts
+                    .with_label_values(&[p.as_str(), h.as_str()])
+                    .set(0);
+            }
+        }
+        for (p, h, n) in counts {
+            self.accounts
+                .with_label_values(&[p.as_str(), h.as_str()])
+                .set(n);
+        }
+        self.token_expiry.reset();
+        for (p, id, ws, exp) in store.token_expiries().await? {
+            self.token_expiry
+                .with_label_values(&[p.as_str(), &id, &ws])
+                .set(exp as f64);
+        }
+        let mut families = self.registry.gather();
+        families.extend(prometheus::default_registry().gather());
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&families, &mut out)
+            .map_err(|e| StoreError::Db(sqlx::Error::Protocol(e.to_string())))?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
