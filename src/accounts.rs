@@ -59,17 +59,12 @@ fn check_token(field: &str, code: &'static str, t: &SecretString) -> Result<(), 
         return Err(invalid(code, format!("{field} must not be empty.")));
     }
     if s.len() > 4096 {
-        return Err(invalid(
-            code,
-            format!("{field} is longer than 4096 characters."),
-        ));
+        return Err(invalid(code, format!("{field} is longer than 4096 characters.")));
     }
     if !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(invalid(
             code,
-            format!(
-                "{field} must be printable ASCII without spaces (was it pasted with a line break?)."
-            ),
+            format!("{field} must be printable ASCII without spaces (was it pasted with a line break?)."),
         ));
     }
     Ok(())
@@ -101,13 +96,10 @@ impl RegistrationInput {
             .platform
             .parse()
             .map_err(|e: domain::UnknownPlatform| invalid("unknown_platform", e.to_string()))?;
-        let account_id = AccountId::parse(platform, &self.account_id)
-            .map_err(|e| invalid("invalid_account_id", e.to_string()))?;
+        let account_id =
+            AccountId::parse(platform, &self.account_id).map_err(|e| invalid("invalid_account_id", e.to_string()))?;
         let username = self.username.trim().to_owned();
-        if username.is_empty()
-            || username.chars().count() > 256
-            || username.chars().any(char::is_control)
-        {
+        if username.is_empty() || username.chars().count() > 256 || username.chars().any(char::is_control) {
             return Err(invalid(
                 "invalid_username",
                 "username must be 1 to 256 characters without control characters.",
@@ -131,9 +123,8 @@ impl RegistrationInput {
             let s = s.trim().to_owned();
             let ok = !s.is_empty()
                 && s.len() <= 128
-                && s.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-' | b'/')
-                });
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-' | b'/'));
             if !ok {
                 return Err(invalid(
                     "invalid_scopes",
@@ -165,11 +156,7 @@ pub fn seal_context(workspace_id: i64, platform: Platform, account_id: &str) -> 
 }
 
 /// Seals the tokens and stores the account with `unknown` health. Returns the row ID.
-pub async fn register(
-    state: &AppState,
-    workspace_id: i64,
-    reg: &Registration,
-) -> Result<i64, RegistrationError> {
+pub async fn register(state: &AppState, workspace_id: i64, reg: &Registration) -> Result<i64, RegistrationError> {
     let ctx = seal_context(workspace_id, reg.platform, reg.account_id.as_str());
     let new = NewAccount {
         workspace_id,
@@ -177,20 +164,14 @@ pub async fn register(
         account_id: reg.account_id.clone(),
         username: reg.username.clone(),
         access_token: state.sealer.seal(&ctx, &reg.access_token),
-        refresh_token: reg
-            .refresh_token
-            .as_ref()
-            .map(|t| state.sealer.seal(&ctx, t)),
+        refresh_token: reg.refresh_token.as_ref().map(|t| state.sealer.seal(&ctx, t)),
         token_expires_at: reg.expires_at,
         scopes: reg.scopes.clone(),
         connected_at: domain::now(),
     };
     match state.store.insert_account(&new).await {
         Ok(id) => Ok(id),
-        Err(StoreError::Conflict) => Err(RegistrationError::Exists(
-            reg.platform,
-            reg.account_id.to_string(),
-        )),
+        Err(StoreError::Conflict) => Err(RegistrationError::Exists(reg.platform, reg.account_id.to_string())),
         Err(e) => Err(RegistrationError::Store(e)),
     }
 }
@@ -214,9 +195,7 @@ pub async fn disconnect(state: &AppState, account: &Account) -> Result<RevokeOut
             };
             state.platforms.revoke(account.platform, &t).await
         }
-        Err(_) => RevokeOutcome::Failed(
-            "the stored token cannot be opened with the current token key".into(),
-        ),
+        Err(_) => RevokeOutcome::Failed("the stored token cannot be opened with the current token key".into()),
     };
     state.store.delete_account(account.id).await?;
     match &revoke {
@@ -280,10 +259,7 @@ mod tests {
                 |i| i.refresh_token = Some(SecretString::from("a b".to_owned())),
                 "invalid_refresh_token",
             ),
-            (
-                |i| i.expires_at = Some("tomorrow".into()),
-                "invalid_expires_at",
-            ),
+            (|i| i.expires_at = Some("tomorrow".into()), "invalid_expires_at"),
             (|i| i.scopes = vec!["bad scope".into()], "invalid_scopes"),
         ];
         for (mutate, code) in cases {

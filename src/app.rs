@@ -64,13 +64,9 @@ impl Problems {
 /// Opens the database named by the config and applies pending migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let path = config.database.sqlite_path()?;
-    let store = Store::open_sqlite(
-        &path,
-        config.database.busy_timeout.0,
-        config.database.max_connections,
-    )
-    .await
-    .with_context(|| format!("Failed to open the database {}", path.display()))?;
+    let store = Store::open_sqlite(&path, config.database.busy_timeout.0, config.database.max_connections)
+        .await
+        .with_context(|| format!("Failed to open the database {}", path.display()))?;
     store
         .migrate()
         .await
@@ -84,8 +80,7 @@ pub fn load_sealer(config: &Config) -> anyhow::Result<Sealer> {
     if config.security.token_key_file.is_some() {
         return Sealer::load(&path).context("Failed to load security.token_key_file");
     }
-    let (sealer, created) =
-        Sealer::load_or_create(&path).context("Failed to load or create the token key")?;
+    let (sealer, created) = Sealer::load_or_create(&path).context("Failed to load or create the token key")?;
     if created {
         tracing::warn!(path = %path.display(), "created a new token sealing key; back it up with the database");
     }

@@ -45,12 +45,7 @@ fn refreshes(state: &AppState, a: &Account, has_refresh_token: bool) -> bool {
 /// When the access token enters its refresh window.
 fn refresh_at(state: &AppState, a: &Account) -> Option<UnixTime> {
     let exp = a.token_expires_at?;
-    let mut at = exp
-        - state
-            .config
-            .platforms
-            .get(a.platform)
-            .refresh_before(a.platform);
+    let mut at = exp - state.config.platforms.get(a.platform).refresh_before(a.platform);
     // Long-lived Graph tokens can be refreshed only once they are a day old.
     if matches!(a.platform, Platform::Instagram | Platform::Threads) {
         at = at.max(a.token_issued_at + 86_400);
@@ -78,17 +73,14 @@ struct Tokens {
 async fn open_tokens(state: &AppState, a: &Account) -> Result<Option<Tokens>, StoreError> {
     let sealed = state.store.credentials(a.id).await?;
     let ctx = seal_context(a.workspace_id, a.platform, &a.account_id);
-    let opened = state
-        .sealer
-        .open(&ctx, &sealed.access_token)
-        .and_then(|access| {
-            let refresh = sealed
-                .refresh_token
-                .as_deref()
-                .map(|r| state.sealer.open(&ctx, r))
-                .transpose()?;
-            Ok(Tokens { access, refresh })
-        });
+    let opened = state.sealer.open(&ctx, &sealed.access_token).and_then(|access| {
+        let refresh = sealed
+            .refresh_token
+            .as_deref()
+            .map(|r| state.sealer.open(&ctx, r))
+            .transpose()?;
+        Ok(Tokens { access, refresh })
+    });
     Ok(opened.ok())
 }
 
@@ -107,11 +99,7 @@ enum Refresh {
 /// Refreshes at the platform, then seals and commits the new tokens before returning. If the
 /// commit fails the refresh is not reported done (the error is returned): nothing else may
 /// act on tokens that are not durable.
-async fn refresh_and_commit(
-    state: &AppState,
-    a: &Account,
-    tokens: &Tokens,
-) -> Result<Refresh, StoreError> {
+async fn refresh_and_commit(state: &AppState, a: &Account, tokens: &Tokens) -> Result<Refresh, StoreError> {
     let t = TokenContext {
         account_id: &a.account_id,
         access_token: &tokens.access,
@@ -166,8 +154,7 @@ async fn ask(state: &AppState, a: &Account, tokens: &Tokens) -> CheckOutcome {
 /// their refresh window (or were just rejected and a refresh token is stored). New tokens
 /// are committed at once; the health update is returned, not written.
 pub async fn check(state: &AppState, account: Account) -> Result<Checked, StoreError> {
-    let span =
-        tracing::info_span!("check", platform = %account.platform, account = %account.account_id);
+    let span = tracing::info_span!("check", platform = %account.platform, account = %account.account_id);
     async move {
         let Some(mut tokens) = open_tokens(state, &account).await? else {
             let o = CheckOutcome::Misconfigured(
@@ -230,7 +217,11 @@ pub async fn check(state: &AppState, account: Account) -> Result<Checked, StoreE
         }
         // After a refresh the stored expiry and scopes changed: assess against them.
         let current = if refreshed {
-            state.store.account_by_ref(account.id).await?.ok_or(StoreError::NotFound)?
+            state
+                .store
+                .account_by_ref(account.id)
+                .await?
+                .ok_or(StoreError::NotFound)?
         } else {
             account.clone()
         };
@@ -263,16 +254,8 @@ fn assess(
     let refresh_failures = current.refresh_failures + i64::from(refresh_error.is_some());
     let timing = Timing {
         check_interval: state.config.health.check_interval.secs(),
-        failures: if a.answered {
-            0
-        } else {
-            current.consecutive_failures
-        },
-        refresh_failures: if refresh_error.is_some() {
-            refresh_failures
-        } else {
-            0
-        },
+        failures: if a.answered { 0 } else { current.consecutive_failures },
+        refresh_failures: if refresh_error.is_some() { refresh_failures } else { 0 },
         refresh_at: if refreshable {
             // The window as it will be once this update is stored.
             refresh_at(
@@ -325,32 +308,17 @@ pub fn deferred(state: &AppState, account: Account, retry_at: UnixTime, detail: 
         detail,
     });
     let current = account.clone();
-    assess(
-        state,
-        account,
-        &current,
-        outcome,
-        current.last_refresh_error.clone(),
-        false,
-    )
+    let mut c = assess(state, account, &current, outcome, None, false);
+    c.deferred = true;
+    c
 }
 
 /// Checks one account and writes the result at once; returns the fresh account.
-pub async fn check_and_record(
-    state: &AppState,
-    account: Account,
-) -> Result<(Account, CheckOutcome), StoreError> {
+pub async fn check_and_record(state: &AppState, account: Account) -> Result<(Account, CheckOutcome), StoreError> {
     let id = account.id;
     let c = check(state, account).await?;
-    state
-        .store
-        .record_checks(std::slice::from_ref(&c.update))
-        .await?;
-    let fresh = state
-        .store
-        .account_by_ref(id)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+    state.store.record_checks(std::slice::from_ref(&c.update)).await?;
+    let fresh = state.store.account_by_ref(id).await?.ok_or(StoreError::NotFound)?;
     Ok((fresh, c.outcome))
 }
 

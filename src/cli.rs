@@ -112,10 +112,7 @@ pub fn main() -> ExitCode {
     let config = match Config::load(&path, explicit) {
         Ok(c) => c,
         Err(ConfigError(msg)) => {
-            eprintln!(
-                "socialsyncer: configuration error in {}: {msg}",
-                path.display()
-            );
+            eprintln!("socialsyncer: configuration error in {}: {msg}", path.display());
             return ExitCode::from(2);
         }
     };
@@ -165,9 +162,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             let refresh_token = refresh_token_file
                 .map(|p| {
                     std::fs::read_to_string(&p)
-                        .with_context(|| {
-                            format!("Failed to read --refresh-token-file {}", p.display())
-                        })
+                        .with_context(|| format!("Failed to read --refresh-token-file {}", p.display()))
                         .map(|s| SecretString::from(s.trim().to_owned()))
                 })
                 .transpose()?;
@@ -210,9 +205,7 @@ fn read_token_from_stdin() -> anyhow::Result<SecretString> {
         .context("Failed to read the access token from standard input")?;
     let token = buf.trim().to_owned();
     if token.is_empty() {
-        bail!(
-            "no access token on standard input; pipe it in, e.g. `socialsyncer accounts import ... < token.txt`"
-        );
+        bail!("no access token on standard input; pipe it in, e.g. `socialsyncer accounts import ... < token.txt`");
     }
     Ok(SecretString::from(token))
 }
@@ -225,9 +218,7 @@ async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
             let now = domain::now();
             let ws_id = store.ensure_workspace(ws.as_str(), now).await?;
             let key = crypto::generate_api_key();
-            store
-                .insert_api_key(ws_id, &key.prefix, &key.hash, now)
-                .await?;
+            store.insert_api_key(ws_id, &key.prefix, &key.hash, now).await?;
             println!("{}", key.secret.expose_secret());
             eprintln!(
                 "created key {} for workspace '{}'; it is shown only this once",
@@ -237,10 +228,7 @@ async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
         }
         KeysCommand::List => {
             let keys = store.list_api_keys().await?;
-            println!(
-                "{:<12} {:<24} {:<21} STATUS",
-                "PREFIX", "WORKSPACE", "CREATED"
-            );
+            println!("{:<12} {:<24} {:<21} STATUS", "PREFIX", "WORKSPACE", "CREATED");
             for k in keys {
                 let status = match k.revoked_at {
                     Some(t) => format!("revoked {}", domain::rfc3339(t)),
@@ -298,10 +286,7 @@ async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitC
         state.store.record_checks(&updates).await?;
     }
     let mut rows: Vec<_> = checked.iter().collect();
-    rows.sort_by(|a, b| {
-        (a.account.platform, &a.account.account_id)
-            .cmp(&(b.account.platform, &b.account.account_id))
-    });
+    rows.sort_by(|a, b| (a.account.platform, &a.account.account_id).cmp(&(b.account.platform, &b.account.account_id)));
     println!(
         "{:<10} {:<38} {:<24} {:<10} {:<21} RECOMMENDATION",
         "PLATFORM", "ACCOUNT", "USERNAME", "HEALTH", "EXPIRES"
@@ -312,10 +297,7 @@ async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitC
         if u.health == Health::Unhealthy {
             unhealthy += 1;
         }
-        let expires = u
-            .token_expires_at
-            .map(domain::rfc3339)
-            .unwrap_or_else(|| "-".into());
+        let expires = u.token_expires_at.map(domain::rfc3339).unwrap_or_else(|| "-".into());
         let rec = u.recommendations.first().cloned().unwrap_or_default();
         println!(
             "{:<10} {:<38} {:<24} {:<10} {:<21} {rec}",

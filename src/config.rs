@@ -37,13 +37,11 @@ impl fmt::Debug for HumanDuration {
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map(HumanDuration)
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "'{s}' is not a duration ({e}); write e.g. \"30s\", \"6h\" or \"7d\""
-                ))
-            })
+        humantime::parse_duration(&s).map(HumanDuration).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "'{s}' is not a duration ({e}); write e.g. \"30s\", \"6h\" or \"7d\""
+            ))
+        })
     }
 }
 
@@ -134,9 +132,7 @@ impl DatabaseConfig {
             })?;
         let path = rest.split('?').next().unwrap_or_default();
         if path.is_empty() {
-            return Err(ConfigError(
-                "database.url: the SQLite file path is empty".into(),
-            ));
+            return Err(ConfigError("database.url: the SQLite file path is empty".into()));
         }
         Ok(PathBuf::from(path))
     }
@@ -367,13 +363,11 @@ impl PlatformConfig {
     /// The refresh window: 14 days for 60-day Instagram and Threads tokens, an hour for
     /// TikTok and 45 minutes for X, whose access tokens live 2 hours.
     pub fn refresh_before(&self, p: Platform) -> i64 {
-        self.refresh_before
-            .map(HumanDuration::secs)
-            .unwrap_or(match p {
-                Platform::Tiktok => 3_600,
-                Platform::Twitter => 45 * 60,
-                _ => 14 * 86_400,
-            })
+        self.refresh_before.map(HumanDuration::secs).unwrap_or(match p {
+            Platform::Tiktok => 3_600,
+            Platform::Twitter => 45 * 60,
+            _ => 14 * 86_400,
+        })
     }
 
     /// The Graph API version, default `v23.0`.
@@ -388,13 +382,10 @@ impl PlatformConfig {
         }
         let d: &[&str] = match (p, login) {
             (Platform::Facebook, _) => &["pages_manage_posts", "pages_read_engagement"],
-            (Platform::Instagram, InstagramLogin::Facebook) => {
-                &["instagram_basic", "instagram_content_publish"]
+            (Platform::Instagram, InstagramLogin::Facebook) => &["instagram_basic", "instagram_content_publish"],
+            (Platform::Instagram, InstagramLogin::Instagram) => {
+                &["instagram_business_basic", "instagram_business_content_publish"]
             }
-            (Platform::Instagram, InstagramLogin::Instagram) => &[
-                "instagram_business_basic",
-                "instagram_business_content_publish",
-            ],
             (Platform::Threads, _) => &["threads_basic", "threads_content_publish"],
             (Platform::Tiktok, _) => &["user.info.basic", "video.publish"],
             (Platform::Twitter, _) => &["tweet.read", "tweet.write", "users.read"],
@@ -411,10 +402,7 @@ impl Config {
         if path.exists() {
             fig = fig.merge(Toml::file(path));
         } else if explicit {
-            return Err(ConfigError(format!(
-                "config file {} does not exist",
-                path.display()
-            )));
+            return Err(ConfigError(format!("config file {} does not exist", path.display())));
         }
         Self::extract(fig)
     }
@@ -444,29 +432,20 @@ impl Config {
         })?;
         self.database.sqlite_path()?;
         if self.database.max_connections == 0 {
-            return Err(ConfigError(
-                "database.max_connections: must be at least 1".into(),
-            ));
+            return Err(ConfigError("database.max_connections: must be at least 1".into()));
         }
         if self.schedule.concurrency == 0 {
-            return Err(ConfigError(
-                "schedule.concurrency: must be at least 1".into(),
-            ));
+            return Err(ConfigError("schedule.concurrency: must be at least 1".into()));
         }
         if !self.schedule.cron.trim().is_empty() {
-            croner_check(&self.schedule.cron).map_err(|e| {
-                ConfigError(format!("schedule.cron: '{}': {e}", self.schedule.cron))
-            })?;
+            croner_check(&self.schedule.cron)
+                .map_err(|e| ConfigError(format!("schedule.cron: '{}': {e}", self.schedule.cron)))?;
         }
         if self.health.check_interval.0 < Duration::from_secs(60) {
-            return Err(ConfigError(
-                "health.check_interval: must be at least 1m".into(),
-            ));
+            return Err(ConfigError("health.check_interval: must be at least 1m".into()));
         }
         if self.http.request_timeout.0.is_zero() || self.http.connect_timeout.0.is_zero() {
-            return Err(ConfigError(
-                "http: timeouts must be greater than zero".into(),
-            ));
+            return Err(ConfigError("http: timeouts must be greater than zero".into()));
         }
         for p in Platform::ALL {
             let pc = self.platforms.get(p);

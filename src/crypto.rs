@@ -160,9 +160,7 @@ impl Sealer {
         if sealed.len() < 1 + NONCE_LEN || sealed[0] != SEAL_VERSION {
             return Err(CryptoError::Open);
         }
-        let nonce_bytes: [u8; NONCE_LEN] = sealed[1..1 + NONCE_LEN]
-            .try_into()
-            .map_err(|_| CryptoError::Open)?;
+        let nonce_bytes: [u8; NONCE_LEN] = sealed[1..1 + NONCE_LEN].try_into().map_err(|_| CryptoError::Open)?;
         let nonce = Nonce::from(nonce_bytes);
         let plain = self
             .cipher
@@ -211,16 +209,9 @@ mod tests {
         let secret = SecretString::from("EAAB-token".to_owned());
         let sealed = s.seal("instagram/1", &secret);
         assert!(!sealed.windows(10).any(|w| w == b"EAAB-token"));
-        assert_eq!(
-            s.open("instagram/1", &sealed).unwrap().expose_secret(),
-            "EAAB-token"
-        );
+        assert_eq!(s.open("instagram/1", &sealed).unwrap().expose_secret(), "EAAB-token");
         assert!(s.open("instagram/2", &sealed).is_err());
-        assert!(
-            Sealer::from_key(&[8u8; 32])
-                .open("instagram/1", &sealed)
-                .is_err()
-        );
+        assert!(Sealer::from_key(&[8u8; 32]).open("instagram/1", &sealed).is_err());
         assert!(s.open("instagram/1", &sealed[..5]).is_err());
     }
 
@@ -233,10 +224,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let (b, created) = Sealer::load_or_create(&path).unwrap();
         assert!(!created);

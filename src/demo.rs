@@ -28,52 +28,24 @@ fn samples() -> Vec<Sample> {
         tweak,
     };
     vec![
-        s(
-            Platform::Instagram,
-            "17841400123456789",
-            "mybusiness",
-            |_| {},
-        ),
-        s(
-            Platform::Instagram,
-            "17841400123456790",
-            "mybusiness.eu",
-            |t| {
-                t.scopes = vec!["instagram_basic".into(), "pages_show_list".into()];
-            },
-        ),
-        s(
-            Platform::Facebook,
-            "111222333444555",
-            "My Business Page",
-            |t| t.expires_in = None,
-        ),
-        s(
-            Platform::Facebook,
-            "111222333444556",
-            "My Other Page",
-            |t| {
-                t.state = TokenState::PasswordChanged;
-            },
-        ),
-        s(
-            Platform::Facebook,
-            "111222333444557",
-            "Seasonal Page",
-            |t| {
-                t.expires_in = None;
-                t.data_access_expires_in = Some(5 * DAY + 3_600);
-            },
-        ),
+        s(Platform::Instagram, "17841400123456789", "mybusiness", |_| {}),
+        s(Platform::Instagram, "17841400123456790", "mybusiness.eu", |t| {
+            t.scopes = vec!["instagram_basic".into(), "pages_show_list".into()];
+        }),
+        s(Platform::Facebook, "111222333444555", "My Business Page", |t| {
+            t.expires_in = None
+        }),
+        s(Platform::Facebook, "111222333444556", "My Other Page", |t| {
+            t.state = TokenState::PasswordChanged;
+        }),
+        s(Platform::Facebook, "111222333444557", "Seasonal Page", |t| {
+            t.expires_in = None;
+            t.data_access_expires_in = Some(5 * DAY + 3_600);
+        }),
         s(Platform::Threads, "25123456789012345", "mybusiness", |t| {
             t.expires_in = Some(3 * DAY + 3_600);
         }),
-        s(
-            Platform::Threads,
-            "25123456789012346",
-            "mybusiness.news",
-            |_| {},
-        ),
+        s(Platform::Threads, "25123456789012346", "mybusiness.news", |_| {}),
         s(
             Platform::Tiktok,
             "723f24d7-e717-40f8-a2b6-cb8464cd23b4",
@@ -120,10 +92,7 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
     let now = domain::now();
     let ws = state.store.ensure_workspace("demo", now).await?;
     let key = crypto::generate_api_key();
-    state
-        .store
-        .insert_api_key(ws, &key.prefix, &key.hash, now)
-        .await?;
+    state.store.insert_api_key(ws, &key.prefix, &key.hash, now).await?;
     for s in samples() {
         let mut spec = TokenSpec::valid(s.platform, s.id);
         spec.username = s.username.to_owned();

@@ -11,19 +11,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// A social platform socialsyncer knows how to check.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
     /// Instagram (Graph API, through Facebook Login or Instagram Login).
@@ -127,9 +115,7 @@ impl AccountId {
         let ok = !id.is_empty()
             && id.len() <= MAX_ACCOUNT_ID_LEN
             && match platform {
-                Platform::Tiktok => id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                Platform::Tiktok => id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
                 _ => id.bytes().all(|b| b.is_ascii_digit()),
             };
         if ok {
@@ -155,19 +141,7 @@ impl fmt::Display for AccountId {
 }
 
 /// The health of one account, as served by the API and counted in metrics.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     /// The token works and carries every required permission.
@@ -182,12 +156,7 @@ pub enum Health {
 
 impl Health {
     /// Every state, in the order of the API summary.
-    pub const ALL: [Health; 4] = [
-        Health::Healthy,
-        Health::Warning,
-        Health::Unhealthy,
-        Health::Unknown,
-    ];
+    pub const ALL: [Health; 4] = [Health::Healthy, Health::Warning, Health::Unhealthy, Health::Unknown];
 
     /// The lower-case name used in JSON, SQL and metrics.
     pub fn as_str(self) -> &'static str {
@@ -323,10 +292,7 @@ mod tests {
     #[test]
     fn timestamps_are_utc_with_z() {
         assert_eq!(rfc3339(1_768_471_200), "2026-01-15T10:00:00Z");
-        assert_eq!(
-            parse_rfc3339("2026-01-15T11:00:00+01:00").unwrap(),
-            1_768_471_200
-        );
+        assert_eq!(parse_rfc3339("2026-01-15T11:00:00+01:00").unwrap(), 1_768_471_200);
         assert!(parse_rfc3339("yesterday").is_err());
     }
 

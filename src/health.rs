@@ -79,13 +79,9 @@ pub fn assess(
     if let Some(e) = refresh_error {
         let rec = format!("Automatic token refresh failed ({e}); socialsyncer will retry.");
         match outcome {
-            // The token was rejected, but the refresh that could replace it was not refused:
-            // not yet a reason to reconnect.
-            CheckOutcome::Invalid { .. } => {
-                a.health = Health::Warning;
-                a.needs_reconnect = false;
-                a.recommendations = vec![rec];
-            }
+            // The token was rejected and could not be refreshed: the account needs a
+            // reconnect, though the refresh keeps being retried in case it recovers.
+            CheckOutcome::Invalid { .. } => a.recommendations.push(rec),
             _ if a.answered => {
                 if a.health < Health::Warning {
                     a.health = Health::Warning;
@@ -98,20 +94,12 @@ pub fn assess(
     a
 }
 
-fn assess_outcome(
-    outcome: &CheckOutcome,
-    account: &Account,
-    policy: &Policy,
-    now: UnixTime,
-) -> Assessment {
+fn assess_outcome(outcome: &CheckOutcome, account: &Account, policy: &Policy, now: UnixTime) -> Assessment {
     match outcome {
         CheckOutcome::Valid(v) => assess_valid(v, account, policy, now),
         CheckOutcome::Invalid { reason, detail } => assess_invalid(*reason, detail, account, now),
         CheckOutcome::PermissionDenied { detail } => {
-            let permissions = account
-                .permissions
-                .clone()
-                .unwrap_or_else(|| account.scopes.clone());
+            let permissions = account.permissions.clone().unwrap_or_else(|| account.scopes.clone());
             let missing = missing(&policy.required_permissions, &permissions);
             Assessment {
                 health: Health::Unhealthy,
@@ -136,11 +124,7 @@ fn assess_outcome(
 }
 
 fn missing(required: &[String], granted: &[String]) -> Vec<String> {
-    required
-        .iter()
-        .filter(|r| !granted.contains(r))
-        .cloned()
-        .collect()
+    required.iter().filter(|r| !granted.contains(r)).cloned().collect()
 }
 
 fn assess_valid(v: &ValidToken, account: &Account, policy: &Policy, now: UnixTime) -> Assessment {
@@ -151,10 +135,7 @@ fn assess_valid(v: &ValidToken, account: &Account, policy: &Policy, now: UnixTim
         None => account.token_expires_at,
     };
     let data_access_expires_at = v.data_access_expires_at.or(account.data_access_expires_at);
-    let permissions = v
-        .permissions
-        .clone()
-        .unwrap_or_else(|| account.scopes.clone());
+    let permissions = v.permissions.clone().unwrap_or_else(|| account.scopes.clone());
     // Without introspection and without stored scopes nothing can be said about permissions.
     let missing_permissions = if v.permissions.is_some() || !account.scopes.is_empty() {
         missing(&policy.required_permissions, &permissions)
@@ -182,18 +163,12 @@ fn assess_valid(v: &ValidToken, account: &Account, policy: &Policy, now: UnixTim
         let left = exp - now;
         if left <= 0 && introspected_expiry {
             // The platform itself reports the expiry: the token is dead.
-            recs.push(format!(
-                "Token expired on {}: reconnect the account.",
-                date(exp)
-            ));
+            recs.push(format!("Token expired on {}: reconnect the account.", date(exp)));
             worsen(Health::Unhealthy, &mut health);
             needs_reconnect = true;
             token_valid = false;
         } else if left > 0 && left <= policy.warn_before && !policy.auto_refresh {
-            recs.push(format!(
-                "Token expires {}. Consider reconnecting.",
-                time_left(left)
-            ));
+            recs.push(format!("Token expires {}. Consider reconnecting.", time_left(left)));
             worsen(Health::Warning, &mut health);
         }
     }
@@ -238,25 +213,15 @@ fn assess_valid(v: &ValidToken, account: &Account, policy: &Policy, now: UnixTim
         recommendations: recs,
         token_expires_at,
         data_access_expires_at,
-        platform_user_id: v
-            .user_id
-            .clone()
-            .or_else(|| account.platform_user_id.clone()),
+        platform_user_id: v.user_id.clone().or_else(|| account.platform_user_id.clone()),
         last_error: None,
         answered: true,
     }
 }
 
-fn assess_invalid(
-    reason: InvalidReason,
-    detail: &str,
-    account: &Account,
-    now: UnixTime,
-) -> Assessment {
+fn assess_invalid(reason: InvalidReason, detail: &str, account: &Account, now: UnixTime) -> Assessment {
     let reason = match reason {
-        InvalidReason::Invalid if account.token_expires_at.is_some_and(|t| t <= now) => {
-            InvalidReason::Expired
-        }
+        InvalidReason::Invalid if account.token_expires_at.is_some_and(|t| t <= now) => InvalidReason::Expired,
         r => r,
     };
     let (rec, needs_reconnect) = match reason {
@@ -268,13 +233,17 @@ fn assess_invalid(
             true,
         ),
         InvalidReason::Revoked => ("Token was revoked by the user: reconnect the account.".to_owned(), true),
-        InvalidReason::AppRemoved => ("Token was revoked by the user, who removed the app: reconnect the account.".to_owned(), true),
+        InvalidReason::AppRemoved => (
+            "Token was revoked by the user, who removed the app: reconnect the account.".to_owned(),
+            true,
+        ),
         InvalidReason::PasswordChanged => (
             "The user changed their password, which invalidated the token: reconnect the account.".to_owned(),
             true,
         ),
         InvalidReason::Checkpointed => (
-            "The user must log in at facebook.com to clear a security checkpoint, then reconnect the account.".to_owned(),
+            "The user must log in at facebook.com to clear a security checkpoint, then reconnect the account."
+                .to_owned(),
             false,
         ),
         InvalidReason::UnconfirmedUser => (
@@ -342,20 +311,18 @@ fn assess_unanswered(
     };
     if stale {
         a.health = Health::Unknown;
-        a.token_valid = account
-            .token_valid
-            .filter(|_| account.last_success_at.is_some());
+        a.token_valid = account.token_valid.filter(|_| account.last_success_at.is_some());
         a.recommendations = vec![match (account.last_success_at, t) {
             (Some(since), _) => format!(
                 "{name} has not answered since {}; socialsyncer keeps retrying ({detail}).",
                 date(since)
             ),
-            (None, Some(_)) => format!(
-                "{name} could not be reached to check this account yet ({detail}); socialsyncer will retry."
-            ),
-            (None, None) => format!(
-                "This account cannot be checked until the daemon's configuration is fixed: {detail}."
-            ),
+            (None, Some(_)) => {
+                format!("{name} could not be reached to check this account yet ({detail}); socialsyncer will retry.")
+            }
+            (None, None) => {
+                format!("This account cannot be checked until the daemon's configuration is fixed: {detail}.")
+            }
         }];
     }
     a
@@ -383,13 +350,7 @@ fn backoff(failures: i64, cap: i64) -> i64 {
 /// start of the refresh window, exponential backoff after failures (honouring the
 /// platform's retry time), with jitter (`jitter` in `[0, 1)`) so accounts spread out
 /// instead of hitting a platform in the same second.
-pub fn next_check_at(
-    outcome: &CheckOutcome,
-    a: &Assessment,
-    t: Timing,
-    now: UnixTime,
-    jitter: f64,
-) -> UnixTime {
+pub fn next_check_at(outcome: &CheckOutcome, a: &Assessment, t: Timing, now: UnixTime, jitter: f64) -> UnixTime {
     let spread = |secs: i64| -> i64 {
         // +-10% around the target, never below a minute.
         let j = (secs as f64 * 0.2 * (jitter - 0.5)) as i64;
@@ -482,10 +443,7 @@ mod tests {
     fn policy() -> Policy {
         Policy {
             warn_before: 7 * DAY,
-            required_permissions: vec![
-                "instagram_basic".into(),
-                "instagram_content_publish".into(),
-            ],
+            required_permissions: vec!["instagram_basic".into(), "instagram_content_publish".into()],
             auto_refresh: false,
             stale_after: DAY,
         }
@@ -504,13 +462,7 @@ mod tests {
 
     #[test]
     fn healthy_when_valid_with_all_permissions() {
-        let a = assess(
-            &valid(Some(Expiry::Never), ALL),
-            &account(),
-            &policy(),
-            NOW,
-            None,
-        );
+        let a = assess(&valid(Some(Expiry::Never), ALL), &account(), &policy(), NOW, None);
         assert_eq!(a.health, Health::Healthy);
         assert_eq!(a.token_valid, Some(true));
         assert!(a.recommendations.is_empty());
@@ -522,15 +474,7 @@ mod tests {
     #[test]
     fn warning_window_boundaries() {
         let p = policy();
-        let at = |left: i64| {
-            assess(
-                &valid(Some(Expiry::At(NOW + left)), ALL),
-                &account(),
-                &p,
-                NOW,
-                None,
-            )
-        };
+        let at = |left: i64| assess(&valid(Some(Expiry::At(NOW + left)), ALL), &account(), &p, NOW, None);
         assert_eq!(at(7 * DAY + 1).health, Health::Healthy);
         let edge = at(7 * DAY);
         assert_eq!(edge.health, Health::Warning);
@@ -570,10 +514,7 @@ mod tests {
         assert_eq!(a.health, Health::Warning);
         // A live answer beats a stale stored expiry.
         acc.token_expires_at = Some(NOW - 10);
-        assert_eq!(
-            assess(&o, &acc, &policy(), NOW, None).health,
-            Health::Healthy
-        );
+        assert_eq!(assess(&o, &acc, &policy(), NOW, None).health, Health::Healthy);
         // Auto-refreshed tokens do not warn about their own expiry.
         acc.token_expires_at = Some(NOW + HOUR);
         let p = Policy {
@@ -603,10 +544,7 @@ mod tests {
         // Stored scopes count when the platform cannot introspect; none stored means unknown.
         let mut acc = account();
         let o = CheckOutcome::Valid(ValidToken::default());
-        assert_eq!(
-            assess(&o, &acc, &policy(), NOW, None).health,
-            Health::Healthy
-        );
+        assert_eq!(assess(&o, &acc, &policy(), NOW, None).health, Health::Healthy);
         acc.scopes = vec!["instagram_basic".into()];
         assert_eq!(
             assess(&o, &acc, &policy(), NOW, None).missing_permissions,
@@ -632,31 +570,15 @@ mod tests {
                 _ => unreachable!(),
             }
         });
-        assert_eq!(
-            assess(&o2, &account(), &policy(), NOW, None).health,
-            Health::Unhealthy
-        );
+        assert_eq!(assess(&o2, &account(), &policy(), NOW, None).health, Health::Unhealthy);
         let mut acc = account();
         acc.refresh_expires_at = Some(NOW + 2 * DAY);
-        let a = assess(
-            &CheckOutcome::Valid(ValidToken::default()),
-            &acc,
-            &policy(),
-            NOW,
-            None,
-        );
+        let a = assess(&CheckOutcome::Valid(ValidToken::default()), &acc, &policy(), NOW, None);
         assert_eq!(a.health, Health::Warning);
         assert!(a.recommendations[0].starts_with("Refresh token expires in 2 days"));
         acc.refresh_expires_at = Some(NOW);
         assert_eq!(
-            assess(
-                &CheckOutcome::Valid(ValidToken::default()),
-                &acc,
-                &policy(),
-                NOW,
-                None
-            )
-            .health,
+            assess(&CheckOutcome::Valid(ValidToken::default()), &acc, &policy(), NOW, None).health,
             Health::Unhealthy
         );
     }
@@ -669,11 +591,7 @@ mod tests {
                 "Token was revoked by the user: reconnect the account.",
                 true,
             ),
-            (
-                InvalidReason::PasswordChanged,
-                "changed their password",
-                true,
-            ),
+            (InvalidReason::PasswordChanged, "changed their password", true),
             (
                 InvalidReason::AppRemoved,
                 "revoked by the user, who removed the app",
@@ -708,17 +626,12 @@ mod tests {
             reason: InvalidReason::Invalid,
             detail: "401".into(),
         };
-        assert!(
-            assess(&o, &acc, &policy(), NOW, None).recommendations[0]
-                .starts_with("Token expired on")
-        );
+        assert!(assess(&o, &acc, &policy(), NOW, None).recommendations[0].starts_with("Token expired on"));
     }
 
     #[test]
     fn permission_denied_is_unhealthy_but_valid() {
-        let o = CheckOutcome::PermissionDenied {
-            detail: "403".into(),
-        };
+        let o = CheckOutcome::PermissionDenied { detail: "403".into() };
         let a = assess(&o, &account(), &policy(), NOW, None);
         assert_eq!(
             (a.health, a.token_valid, a.needs_reconnect),
@@ -745,10 +658,7 @@ mod tests {
         assert_eq!(a.health, Health::Healthy);
         assert_eq!(a.token_valid, Some(true));
         assert!(!a.answered);
-        assert_eq!(
-            a.last_error.as_deref(),
-            Some("Instagram did not answer in time")
-        );
+        assert_eq!(a.last_error.as_deref(), Some("Instagram did not answer in time"));
         // An unhealthy account stays unhealthy.
         acc.health = Health::Unhealthy;
         acc.token_valid = Some(false);
@@ -762,10 +672,7 @@ mod tests {
         acc.health = Health::Healthy;
         acc.last_success_at = Some(NOW - HOUR);
         acc.token_expires_at = Some(NOW + 2 * DAY);
-        assert_eq!(
-            assess(&transient(), &acc, &policy(), NOW, None).health,
-            Health::Warning
-        );
+        assert_eq!(assess(&transient(), &acc, &policy(), NOW, None).health, Health::Warning);
     }
 
     #[test]
@@ -807,13 +714,7 @@ mod tests {
 
     #[test]
     fn next_check_adapts() {
-        let ok = assess(
-            &valid(Some(Expiry::Never), ALL),
-            &account(),
-            &policy(),
-            NOW,
-            None,
-        );
+        let ok = assess(&valid(Some(Expiry::Never), ALL), &account(), &policy(), NOW, None);
         let interval = 6 * HOUR;
         let v = valid(None, ALL);
         assert_eq!(next_check_at(&v, &ok, timing(0), NOW, 0.5), NOW + interval);
@@ -858,14 +759,12 @@ mod tests {
     }
 
     #[test]
-    fn failed_refreshes_warn_but_do_not_demand_a_reconnect() {
+    fn failed_refreshes_warn_until_the_token_is_rejected() {
         let o = valid(Some(Expiry::Never), ALL);
         let a = assess(&o, &account(), &policy(), NOW, Some("X answered HTTP 503"));
-        assert_eq!(a.health, Health::Warning);
-        assert!(
-            a.recommendations[0]
-                .starts_with("Automatic token refresh failed (X answered HTTP 503)")
-        );
+        assert_eq!((a.health, a.needs_reconnect), (Health::Warning, false));
+        assert!(a.recommendations[0].starts_with("Automatic token refresh failed (X answered HTTP 503)"));
+        // A 401 from the identity endpoint after a failed refresh: reconnect.
         let rejected = CheckOutcome::Invalid {
             reason: InvalidReason::Invalid,
             detail: "401".into(),
@@ -873,10 +772,8 @@ mod tests {
         let a = assess(&rejected, &account(), &policy(), NOW, Some("timeout"));
         assert_eq!(
             (a.health, a.needs_reconnect, a.token_valid),
-            (Health::Warning, false, Some(false))
+            (Health::Unhealthy, true, Some(false))
         );
-        // Without a refresh failure the same rejection is final.
-        let a = assess(&rejected, &account(), &policy(), NOW, None);
-        assert_eq!((a.health, a.needs_reconnect), (Health::Unhealthy, true));
+        assert!(a.recommendations[1].contains("will retry"));
     }
 }

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::domain::{Health, Platform, UnixTime};
@@ -29,8 +28,7 @@ pub struct Metrics {
 impl Metrics {
     /// Registers every metric (and the process collector on Linux).
     pub fn new() -> Metrics {
-        let registry =
-            Registry::new_custom(Some("socialsyncer".into()), None).expect("valid prefix");
+        let registry = Registry::new_custom(Some("socialsyncer".into()), None).expect("valid prefix");
         let accounts = IntGaugeVec::new(
             Opts::new("accounts", "Connected accounts by platform and health"),
             &["platform", "health"],
@@ -50,22 +48,15 @@ impl Metrics {
         )
         .expect("valid metric");
         let check_duration = HistogramVec::new(
-            HistogramOpts::new("check_duration_seconds", "Duration of one token check").buckets(
-                vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
-            ),
+            HistogramOpts::new("check_duration_seconds", "Duration of one token check")
+                .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["platform"],
         )
         .expect("valid metric");
-        let alerts_sent = IntCounterVec::new(
-            Opts::new("alerts_sent_total", "Alert emails sent, by kind"),
-            &["kind"],
-        )
-        .expect("valid metric");
+        let alerts_sent = IntCounterVec::new(Opts::new("alerts_sent_total", "Alert emails sent, by kind"), &["kind"])
+            .expect("valid metric");
         let alert_failures = IntCounterVec::new(
-            Opts::new(
-                "alert_failures_total",
-                "Failed alert delivery attempts, by kind",
-            ),
+            Opts::new("alert_failures_total", "Failed alert delivery attempts, by kind"),
             &["kind"],
         )
         .expect("valid metric");
@@ -79,9 +70,7 @@ impl Metrics {
             &["version"],
         )
         .expect("valid metric");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for c in [
             Box::new(accounts.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(token_expiry.clone()),
@@ -97,9 +86,8 @@ impl Metrics {
         #[cfg(target_os = "linux")]
         {
             // Process metrics keep their standard names (process_*), outside our prefix.
-            let _ = prometheus::default_registry().register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ));
+            let _ = prometheus::default_registry()
+                .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
         }
         for p in Platform::ALL {
             for o in ["ok", "invalid", "transient_error"] {
@@ -157,15 +145,11 @@ impl Metrics {
         self.accounts.reset();
         for p in Platform::ALL {
             for h in Health::ALL {
-                self.accounts
-                    .with_label_values(&[p.as_str(), h.as_str()])
-                    .set(0);
+                self.accounts.with_label_values(&[p.as_str(), h.as_str()]).set(0);
             }
         }
         for (p, h, n) in counts {
-            self.accounts
-                .with_label_values(&[p.as_str(), h.as_str()])
-                .set(n);
+            self.accounts.with_label_values(&[p.as_str(), h.as_str()]).set(n);
         }
         self.token_expiry.reset();
         for (p, id, ws, exp) in store.token_expiries().await? {

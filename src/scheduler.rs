@@ -109,10 +109,7 @@ pub struct SweepReport {
 
 /// Runs one sweep over the accounts due now. Stops taking new accounts when `cancel` fires;
 /// checks in flight finish and every result is written before this returns.
-pub async fn sweep(
-    state: &AppState,
-    cancel: &CancellationToken,
-) -> Result<SweepReport, StoreError> {
+pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<SweepReport, StoreError> {
     let started = Instant::now();
     let due_by = domain::now();
     let cfg = &state.config.schedule;
@@ -124,11 +121,7 @@ pub async fn sweep(
     let mut cursor = None;
     let mut failure = None;
     'pages: while !cancel.is_cancelled() {
-        let page = match state
-            .store
-            .due_accounts(due_by, cursor, cfg.batch_size as i64)
-            .await
-        {
+        let page = match state.store.due_accounts(due_by, cursor, cfg.batch_size as i64).await {
             Ok(p) => p,
             Err(e) => {
                 failure = Some(e);
@@ -144,26 +137,24 @@ pub async fn sweep(
             if cancel.is_cancelled() {
                 break 'pages;
             }
-            let (state, tx, permits, cancel) =
-                (state.clone(), tx.clone(), permits.clone(), cancel.clone());
+            let (state, tx, permits, cancel) = (state.clone(), tx.clone(), permits.clone(), cancel.clone());
             set.spawn(async move {
                 let gate = state.gates.get(account.platform);
+                gate.pace().await;
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                if cancel.is_cancelled() {
+                    return;
+                }
+                // Checked after waiting: the platform may have asked to back off meanwhile.
                 if let Some(until) = gate.blocked(domain::now()) {
                     let detail = format!(
                         "{} asked to wait until {}",
                         account.platform.display_name(),
                         domain::rfc3339(until)
                     );
-                    let _ = tx
-                        .send(checks::deferred(&state, account, until, detail))
-                        .await;
-                    return;
-                }
-                gate.pace().await;
-                let Ok(_permit) = permits.acquire_owned().await else {
-                    return;
-                };
-                if cancel.is_cancelled() {
+                    let _ = tx.send(checks::deferred(&state, account, until, detail)).await;
                     return;
                 }
                 match checks::check(&state, account).await {
@@ -199,10 +190,7 @@ pub async fn sweep(
 }
 
 /// Collects results and writes them in batches; counts outcomes.
-async fn write_results(
-    state: AppState,
-    mut rx: mpsc::Receiver<Checked>,
-) -> Result<SweepReport, StoreError> {
+async fn write_results(state: AppState, mut rx: mpsc::Receiver<Checked>) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
     let mut buf = Vec::with_capacity(WRITE_BATCH);
     let mut first_error = None;
@@ -233,9 +221,7 @@ async fn write_results(
                 match &c.outcome {
                     _ if c.deferred => report.deferred += 1,
                     CheckOutcome::Valid(_) => report.ok += 1,
-                    CheckOutcome::Invalid { .. } | CheckOutcome::PermissionDenied { .. } => {
-                        report.invalid += 1
-                    }
+                    CheckOutcome::Invalid { .. } | CheckOutcome::PermissionDenied { .. } => report.invalid += 1,
                     _ => report.transient += 1,
                 }
                 buf.push(c.update);
@@ -268,8 +254,7 @@ pub async fn start(
     }
     let busy = Arc::new(Mutex::new(()));
     let job = Job::new_async(cron.as_str(), move |_, _| {
-        let (state, cancel, tracker, busy) =
-            (state.clone(), cancel.clone(), tracker.clone(), busy.clone());
+        let (state, cancel, tracker, busy) = (state.clone(), cancel.clone(), tracker.clone(), busy.clone());
         Box::pin(async move {
             // A tick while the last sweep still runs does not start a second one.
             let Ok(_guard) = busy.try_lock() else {

@@ -10,11 +10,7 @@ use crate::app::AppState;
 use crate::scheduler;
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then drains open requests.
-pub async fn serve_http(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn serve_http(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
     let app = api::router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -65,9 +61,7 @@ pub async fn run(state: AppState) -> anyhow::Result<()> {
 pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    state
-        .metrics
-        .set_last_sweep(state.store.last_check_at().await?);
+    state.metrics.set_last_sweep(state.store.last_check_at().await?);
     let mut sched = scheduler::start(state.clone(), shutdown.clone(), tracker.clone()).await?;
     tracing::info!(listen = %listener.local_addr()?, "socialsyncer is serving");
     let signal_token = shutdown.clone();

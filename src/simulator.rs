@@ -123,8 +123,7 @@ impl TokenSpec {
             username: format!("user{user_id}"),
             scopes: default_scopes(platform),
             expires_in: Some(60 * 86_400),
-            data_access_expires_in: if matches!(platform, Platform::Facebook | Platform::Instagram)
-            {
+            data_access_expires_in: if matches!(platform, Platform::Facebook | Platform::Instagram) {
                 Some(90 * 86_400)
             } else {
                 None
@@ -140,16 +139,8 @@ impl TokenSpec {
 /// The scopes a publishing app asks for on each platform.
 pub fn default_scopes(p: Platform) -> Vec<String> {
     let s: &[&str] = match p {
-        Platform::Facebook => &[
-            "pages_show_list",
-            "pages_manage_posts",
-            "pages_read_engagement",
-        ],
-        Platform::Instagram => &[
-            "instagram_basic",
-            "instagram_content_publish",
-            "pages_show_list",
-        ],
+        Platform::Facebook => &["pages_show_list", "pages_manage_posts", "pages_read_engagement"],
+        Platform::Instagram => &["instagram_basic", "instagram_content_publish", "pages_show_list"],
         Platform::Threads => &["threads_basic", "threads_content_publish"],
         Platform::Tiktok => &["user.info.basic", "video.publish"],
         Platform::Twitter => &["tweet.read", "tweet.write", "users.read", "offline.access"],
@@ -208,10 +199,7 @@ impl Drop for Simulator {
 fn random_token(prefix: &str) -> String {
     let mut b = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut b);
-    format!(
-        "{prefix}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-    )
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
 }
 
 fn token_prefix(p: Platform) -> &'static str {
@@ -246,11 +234,7 @@ impl Simulator {
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
         });
-        Ok(Simulator {
-            addr,
-            shared,
-            shutdown,
-        })
+        Ok(Simulator { addr, shared, shutdown })
     }
 
     /// The base URL to configure for `p`.
@@ -330,6 +314,11 @@ impl Simulator {
         self.shared.lock().refresh.contains_key(token)
     }
 
+    /// Makes a refresh token unusable (as if it expired or was used elsewhere).
+    pub fn invalidate_refresh_token(&self, token: &str) {
+        self.shared.lock().refresh.remove(token);
+    }
+
     /// Makes every request to `p` behave as `b` (e.g. the whole platform is down).
     pub fn set_platform_behavior(&self, p: Platform, b: Behavior) {
         self.shared.lock().modes.insert(p, b);
@@ -351,19 +340,13 @@ type S = State<Arc<Shared>>;
 fn router(shared: Arc<Shared>) -> Router {
     let graph = |p: Platform| {
         Router::new()
-            .route(
-                "/{ver}/debug_token",
-                get(move |s: S, q| debug_token(s, p, q)),
-            )
+            .route("/{ver}/debug_token", get(move |s: S, q| debug_token(s, p, q)))
             .route("/{ver}/me", get(move |s: S, q| graph_me(s, p, q)))
             .route(
                 "/{ver}/{user}/permissions",
                 delete(move |s: S, path, q| graph_revoke(s, p, path, q)),
             )
-            .route(
-                "/refresh_access_token",
-                get(move |s: S, q| graph_refresh(s, p, q)),
-            )
+            .route("/refresh_access_token", get(move |s: S, q| graph_refresh(s, p, q)))
     };
     Router::new()
         .nest("/facebook", graph(Platform::Facebook))
@@ -435,15 +418,19 @@ fn rate_limited(p: Platform) -> Response {
             (
                 StatusCode::BAD_REQUEST,
                 [("x-business-use-case-usage", buc.to_string())],
-                Json(json!({"error": {"message": "There have been too many calls.", "type": "OAuthException",
-                    "code": code, "fbtrace_id": "AbCdEf"}})),
+                Json(
+                    json!({"error": {"message": "There have been too many calls.", "type": "OAuthException",
+                    "code": code, "fbtrace_id": "AbCdEf"}}),
+                ),
             )
                 .into_response()
         }
         Platform::Threads => (
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": {"message": "Application request limit reached", "type": "OAuthException",
-                "code": 4, "fbtrace_id": "AbCdEf"}})),
+            Json(
+                json!({"error": {"message": "Application request limit reached", "type": "OAuthException",
+                "code": 4, "fbtrace_id": "AbCdEf"}}),
+            ),
         )
             .into_response(),
         Platform::Tiktok => (
@@ -459,16 +446,17 @@ fn rate_limited(p: Platform) -> Response {
                 ("x-rate-limit-remaining", "0".to_owned()),
                 ("x-rate-limit-reset", (now + 120).to_string()),
             ],
-            Json(json!({"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank",
-                "status": 429})),
+            Json(
+                json!({"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank",
+                "status": 429}),
+            ),
         )
             .into_response(),
     }
 }
 
 fn graph_error(status: StatusCode, code: i64, subcode: Option<i64>, message: &str) -> Response {
-    let mut e =
-        json!({"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbCdEf"});
+    let mut e = json!({"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbCdEf"});
     if let Some(s) = subcode {
         e["error_subcode"] = json!(s);
     }
@@ -478,11 +466,7 @@ fn graph_error(status: StatusCode, code: i64, subcode: Option<i64>, message: &st
 /// The Graph (code, subcode, message) for a token that does not work, or `None` if it does.
 fn graph_failure(t: Option<&SimToken>, now: UnixTime) -> Option<(i64, Option<i64>, &'static str)> {
     let Some(t) = t else {
-        return Some((
-            190,
-            None,
-            "Invalid OAuth access token - Cannot parse access token",
-        ));
+        return Some((190, None, "Invalid OAuth access token - Cannot parse access token"));
     };
     match t.state {
         TokenState::Revoked => Some((
@@ -505,11 +489,9 @@ fn graph_failure(t: Option<&SimToken>, now: UnixTime) -> Option<(i64, Option<i64
             Some(492),
             "Error validating access token: The user does not have a role on the Page.",
         )),
-        TokenState::Valid if t.expires_at.is_some_and(|e| e <= now) => Some((
-            190,
-            Some(463),
-            "Error validating access token: Session has expired.",
-        )),
+        TokenState::Valid if t.expires_at.is_some_and(|e| e <= now) => {
+            Some((190, Some(463), "Error validating access token: Session has expired."))
+        }
         TokenState::Valid => None,
     }
 }
@@ -530,8 +512,7 @@ async fn debug_token(State(s): S, p: Platform, Query(q): Q) -> Response {
     let now = domain::now();
     let g = s.lock();
     let t = g.tokens.get(&input).filter(|t| t.platform == p);
-    let mut data =
-        json!({"app_id": APP_ID, "type": "PAGE", "application": "socialsyncer simulator"});
+    let mut data = json!({"app_id": APP_ID, "type": "PAGE", "application": "socialsyncer simulator"});
     if let Some(t) = t {
         data["user_id"] = json!(t.user_id);
         data["issued_at"] = json!(t.issued_at);
@@ -618,16 +599,10 @@ async fn graph_refresh(State(s): S, p: Platform, Query(q): Q) -> Response {
             ..t
         },
     );
-    Json(json!({"access_token": fresh, "token_type": "bearer", "expires_in": expires_in}))
-        .into_response()
+    Json(json!({"access_token": fresh, "token_type": "bearer", "expires_in": expires_in})).into_response()
 }
 
-async fn graph_revoke(
-    State(s): S,
-    p: Platform,
-    Path((_ver, user)): Path<(String, String)>,
-    Query(q): Q,
-) -> Response {
+async fn graph_revoke(State(s): S, p: Platform, Path((_ver, user)): Path<(String, String)>, Query(q): Q) -> Response {
     let token = q.get("access_token").cloned().unwrap_or_default();
     if let Some(r) = preflight(&s, p, Some(&token)).await {
         return r;
@@ -640,11 +615,7 @@ async fn graph_revoke(
     if t.is_some_and(|t| t.user_id != user) {
         return graph_error(StatusCode::BAD_REQUEST, 200, None, "Permissions error");
     }
-    for t in g
-        .tokens
-        .values_mut()
-        .filter(|t| t.platform == p && t.user_id == user)
-    {
+    for t in g.tokens.values_mut().filter(|t| t.platform == p && t.user_id == user) {
         t.state = TokenState::Revoked;
     }
     Json(json!({"success": true})).into_response()
@@ -659,13 +630,17 @@ fn bearer(h: &HeaderMap) -> String {
 }
 
 fn live<'a>(g: &'a Inner, p: Platform, token: &str, now: UnixTime) -> Option<&'a SimToken> {
-    g.tokens.get(token).filter(|t| {
-        t.platform == p && t.state == TokenState::Valid && t.expires_at.is_none_or(|e| e > now)
-    })
+    g.tokens
+        .get(token)
+        .filter(|t| t.platform == p && t.state == TokenState::Valid && t.expires_at.is_none_or(|e| e > now))
 }
 
 fn tiktok_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"data": {}, "error": {"code": code, "message": message, "log_id": "20261127sim"}}))).into_response()
+    (
+        status,
+        Json(json!({"data": {}, "error": {"code": code, "message": message, "log_id": "20261127sim"}})),
+    )
+        .into_response()
 }
 
 async fn tiktok_user_info(State(s): S, h: HeaderMap, Query(q): Q) -> Response {
@@ -689,12 +664,7 @@ async fn tiktok_user_info(State(s): S, h: HeaderMap, Query(q): Q) -> Response {
         );
     }
     let mut user = serde_json::Map::new();
-    for f in q
-        .get("fields")
-        .map(String::as_str)
-        .unwrap_or_default()
-        .split(',')
-    {
+    for f in q.get("fields").map(String::as_str).unwrap_or_default().split(',') {
         match f {
             "open_id" => user.insert(f.into(), json!(t.user_id)),
             "union_id" => user.insert(f.into(), json!(format!("u-{}", t.user_id))),
@@ -702,7 +672,8 @@ async fn tiktok_user_info(State(s): S, h: HeaderMap, Query(q): Q) -> Response {
             _ => None,
         };
     }
-    Json(json!({"data": {"user": user}, "error": {"code": "ok", "message": "", "log_id": "20261127sim"}})).into_response()
+    Json(json!({"data": {"user": user}, "error": {"code": "ok", "message": "", "log_id": "20261127sim"}}))
+        .into_response()
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -714,12 +685,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 }
 
 /// Rotates a refresh token: the old one stops working, a new pair is issued.
-fn rotate(
-    g: &mut Inner,
-    p: Platform,
-    refresh: &str,
-    access_ttl: i64,
-) -> Option<(String, String, SimToken)> {
+fn rotate(g: &mut Inner, p: Platform, refresh: &str, access_ttl: i64) -> Option<(String, String, SimToken)> {
     let old_access = g.refresh.remove(refresh)?;
     let t = g
         .tokens
@@ -755,11 +721,7 @@ async fn tiktok_token(State(s): S, Form(f): Form<HashMap<String, String>>) -> Re
         );
     }
     if f.get("grant_type").map(String::as_str) != Some("refresh_token") {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Unsupported grant_type.",
-        );
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Unsupported grant_type.");
     }
     let refresh = f.get("refresh_token").cloned().unwrap_or_default();
     let mut g = s.lock();
@@ -801,8 +763,7 @@ async fn tiktok_revoke(State(s): S, Form(f): Form<HashMap<String, String>>) -> R
 }
 
 fn twitter_client_ok(h: &HeaderMap) -> bool {
-    let want = base64::engine::general_purpose::STANDARD
-        .encode(format!("{TWITTER_CLIENT_ID}:{TWITTER_CLIENT_SECRET}"));
+    let want = base64::engine::general_purpose::STANDARD.encode(format!("{TWITTER_CLIENT_ID}:{TWITTER_CLIENT_SECRET}"));
     h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&format!("Basic {want}"))
 }
 
@@ -822,20 +783,17 @@ async fn twitter_me(State(s): S, h: HeaderMap) -> Response {
     if !t.scopes.iter().any(|s| s == "users.read") {
         return (
             StatusCode::FORBIDDEN,
-            Json(json!({"title": "Forbidden", "type": "https://api.x.com/2/problems/client-forbidden",
-                "status": 403, "detail": "Missing the users.read scope."})),
+            Json(
+                json!({"title": "Forbidden", "type": "https://api.x.com/2/problems/client-forbidden",
+                "status": 403, "detail": "Missing the users.read scope."}),
+            ),
         )
             .into_response();
     }
-    Json(json!({"data": {"id": t.user_id, "name": t.username, "username": t.username}}))
-        .into_response()
+    Json(json!({"data": {"id": t.user_id, "name": t.username, "username": t.username}})).into_response()
 }
 
-async fn twitter_token(
-    State(s): S,
-    h: HeaderMap,
-    Form(f): Form<HashMap<String, String>>,
-) -> Response {
+async fn twitter_token(State(s): S, h: HeaderMap, Form(f): Form<HashMap<String, String>>) -> Response {
     if let Some(r) = preflight(&s, Platform::Twitter, None).await {
         return r;
     }
@@ -869,11 +827,7 @@ async fn twitter_token(
     }
 }
 
-async fn twitter_revoke(
-    State(s): S,
-    h: HeaderMap,
-    Form(f): Form<HashMap<String, String>>,
-) -> Response {
+async fn twitter_revoke(State(s): S, h: HeaderMap, Form(f): Form<HashMap<String, String>>) -> Response {
     let token = f.get("token").cloned().unwrap_or_default();
     if let Some(r) = preflight(&s, Platform::Twitter, Some(&token)).await {
         return r;

@@ -14,27 +14,17 @@ async fn list_shapes_filters_and_errors() {
     let (s, body) = app.get(&key, "/v1/accounts").await;
     assert_eq!((s, body), (200, json!({"accounts": []})));
 
-    app.register(&key, "instagram", "17841400123456789", "ig-token")
+    app.register(&key, "instagram", "17841400123456789", "ig-token").await;
+    app.register(&key, "twitter", "1234567890", "tw-token").await;
+    app.register(&key, "tiktok", "723f24d7-e717-40f8-a2b6-cb8464cd23b4", "tt-token")
         .await;
-    app.register(&key, "twitter", "1234567890", "tw-token")
-        .await;
-    app.register(
-        &key,
-        "tiktok",
-        "723f24d7-e717-40f8-a2b6-cb8464cd23b4",
-        "tt-token",
-    )
-    .await;
 
     let (s, body) = app.get(&key, "/v1/accounts").await;
     assert_eq!(s, 200);
     let accounts = body["accounts"].as_array().unwrap();
     assert_eq!(accounts.len(), 3);
     for a in accounts {
-        assert_eq!(
-            keys_of(a),
-            ["accountId", "connectedAt", "platform", "username"]
-        );
+        assert_eq!(keys_of(a), ["accountId", "connectedAt", "platform", "username"]);
         let at = a["connectedAt"].as_str().unwrap();
         assert!(at.ends_with('Z') && at.len() == 20, "{at}");
     }
@@ -49,12 +39,7 @@ async fn list_shapes_filters_and_errors() {
 
     let (s, body) = app.get(&key, "/v1/accounts?platform=myspace").await;
     assert_eq!((s, code(&body)), (400, "unknown_platform"));
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("instagram")
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("instagram"));
     app.stop().await;
 }
 
@@ -63,12 +48,9 @@ async fn health_of_unchecked_accounts_and_summary() {
     let app = spawn_app().await;
     let key = app.key("acme").await;
     // Platforms that are down at registration leave the accounts unchecked.
-    app.sim
-        .set_platform_behavior(Platform::Facebook, Behavior::ServerError);
-    app.sim
-        .set_platform_behavior(Platform::Twitter, Behavior::ServerError);
-    app.register(&key, "facebook", "111222333444555", "fb-token")
-        .await;
+    app.sim.set_platform_behavior(Platform::Facebook, Behavior::ServerError);
+    app.sim.set_platform_behavior(Platform::Twitter, Behavior::ServerError);
+    app.register(&key, "facebook", "111222333444555", "fb-token").await;
     let (s, body) = app
         .post(
             &key,
@@ -112,10 +94,7 @@ async fn health_of_unchecked_accounts_and_summary() {
         "{tw}"
     );
     assert_eq!(tw["tokenValid"], Value::Null);
-    assert!(
-        tw["lastCheckedAt"].is_string(),
-        "the failed attempt is recorded"
-    );
+    assert!(tw["lastCheckedAt"].is_string(), "the failed attempt is recorded");
     assert_eq!(tw["permissions"], json!(["tweet.read", "tweet.write"]));
     assert_eq!(tw["needsReconnect"], false);
 
@@ -152,12 +131,7 @@ async fn details_validation_and_not_found() {
     assert_eq!((s, code(&body)), (404, "account_not_found"));
     let (s, body) = app.get(&key, "/v1/accounts/threads/abc").await;
     assert_eq!((s, code(&body)), (400, "invalid_account_id"));
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("digits only")
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("digits only"));
     let (s, body) = app.get(&key, "/v1/accounts/tiktok/a%20b").await;
     assert_eq!((s, code(&body)), (400, "invalid_account_id"));
     let (s, body) = app.get(&key, "/v1/accounts/orkut/1").await;
@@ -246,7 +220,11 @@ async fn registration_errors() {
 
     // A token with white space is refused without the token in the answer.
     let (s, body) = app
-        .post(&key, "/v1/accounts", &json!({"platform":"twitter","accountId":"4","username":"a","accessToken":"SECRET tok"}))
+        .post(
+            &key,
+            "/v1/accounts",
+            &json!({"platform":"twitter","accountId":"4","username":"a","accessToken":"SECRET tok"}),
+        )
         .await;
     assert_eq!((s, code(&body)), (400, "invalid_access_token"));
     assert!(!body.to_string().contains("SECRET"));
@@ -372,12 +350,8 @@ async fn tokens_are_sealed_in_the_database_file_and_deleted_with_the_account() {
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert!(
-        access.len() > token.len(),
-        "sealed value carries nonce and tag"
-    );
-    let contains =
-        |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(access.len() > token.len(), "sealed value carries nonce and tag");
+    let contains = |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
     assert!(!contains(&access, token));
     assert!(!contains(refresh_blob.as_deref().unwrap(), refresh));
     let keys: Vec<String> = sqlx::query_scalar("SELECT key_hash FROM api_keys")
@@ -389,10 +363,7 @@ async fn tokens_are_sealed_in_the_database_file_and_deleted_with_the_account() {
     for f in ["socialsyncer.db", "socialsyncer.db-wal"] {
         if let Ok(bytes) = std::fs::read(app.dir.path().join(f)) {
             assert!(!contains(&bytes, token), "{f} holds the plaintext token");
-            assert!(
-                !contains(&bytes, refresh),
-                "{f} holds the plaintext refresh token"
-            );
+            assert!(!contains(&bytes, refresh), "{f} holds the plaintext refresh token");
             assert!(!contains(&bytes, &key), "{f} holds the API key");
         }
     }
@@ -417,12 +388,7 @@ async fn daemon_routes_and_unknown_routes() {
     assert_eq!(body["status"], "ok");
     assert_eq!(body["database"], true);
 
-    let r = app
-        .http
-        .get(app.url("/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.get(app.url("/v1/openapi.json")).send().await.unwrap();
     let (s, doc) = common::into_parts(r).await;
     assert_eq!(s, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));

@@ -35,12 +35,7 @@ fn env_with(extra: &str) -> Env {
         ),
     )
     .unwrap();
-    Env {
-        dir,
-        config,
-        sim,
-        rt,
-    }
+    Env { dir, config, sim, rt }
 }
 
 impl Env {
@@ -63,12 +58,7 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         child.wait_with_output().unwrap()
     }
 
@@ -123,19 +113,12 @@ fn environment_overrides_config_keys() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("server.listen"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("server.listen"), "{}", text(&out.stderr));
 
     let other = env.dir.path().join("other.db");
     let out = env
         .cmd(&["keys", "create", "--workspace", "w"])
-        .env(
-            "SOCIALSYNCER__DATABASE__URL",
-            format!("sqlite://{}", other.display()),
-        )
+        .env("SOCIALSYNCER__DATABASE__URL", format!("sqlite://{}", other.display()))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -164,10 +147,7 @@ fn keys_create_list_revoke() {
     assert!(out.status.success());
     let listing = text(&out.stdout);
     assert!(listing.contains(&key[..11]) && listing.contains("acme") && listing.contains("active"));
-    assert!(
-        !listing.contains(&key),
-        "the key itself is never shown again"
-    );
+    assert!(!listing.contains(&key), "the key itself is never shown again");
 
     let out = env.run(&["keys", "revoke", &key[..11]]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -203,11 +183,7 @@ fn import_reads_the_token_from_stdin_and_creates_the_key_file() {
     ];
     let out = env.run_with_stdin(&args, "tok\n");
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("keys create"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("keys create"), "{}", text(&out.stderr));
 
     env.create_key("acme");
     let out = env.run_with_stdin(&args, "");
@@ -335,10 +311,7 @@ fn serve_answers_curl_and_stops_on_sigterm_without_logging_secrets() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let posted = env
         .sim
-        .issue(
-            Platform::Facebook,
-            TokenSpec::valid(Platform::Facebook, "7"),
-        )
+        .issue(Platform::Facebook, TokenSpec::valid(Platform::Facebook, "7"))
         .access_token;
 
     let mut d = start_daemon(&env);
@@ -354,9 +327,7 @@ fn serve_answers_curl_and_stops_on_sigterm_without_logging_secrets() {
         "-H",
         "content-type: application/json",
         "-d",
-        &format!(
-            r#"{{"platform":"facebook","accountId":"7","username":"p","accessToken":"{posted}"}}"#
-        ),
+        &format!(r#"{{"platform":"facebook","accountId":"7","username":"p","accessToken":"{posted}"}}"#),
         &format!("http://{}/v1/accounts", d.addr),
     ]);
     assert_eq!(s, 201, "{body}");
@@ -460,11 +431,7 @@ fn demo_serves_sample_accounts() {
         .trim_start_matches("http://")
         .to_owned();
     let key = lines
-        .find_map(|l| {
-            l.split_whitespace()
-                .find(|w| w.starts_with("sk_"))
-                .map(str::to_owned)
-        })
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("sk_")).map(str::to_owned))
         .expect("demo prints a key");
     let (s, body) = curl(&[
         "-H",

@@ -136,19 +136,11 @@ async fn facebook_states() {
     assert!(recs(&v).contains("role on the Page"));
     assert_eq!(v["needsReconnect"], false);
 
-    let scopes = vec![
-        "pages_show_list".to_owned(),
-        "pages_read_engagement".to_owned(),
-    ];
-    let (_, v) = app
-        .connect(&key, fb, "106", TokenSpec { scopes, ..spec(fb) })
-        .await;
+    let scopes = vec!["pages_show_list".to_owned(), "pages_read_engagement".to_owned()];
+    let (_, v) = app.connect(&key, fb, "106", TokenSpec { scopes, ..spec(fb) }).await;
     assert_eq!(v["health"], "unhealthy");
     assert_eq!(v["tokenValid"], true);
-    assert_eq!(
-        v["missingPermissions"],
-        serde_json::json!(["pages_manage_posts"])
-    );
+    assert_eq!(v["missingPermissions"], serde_json::json!(["pages_manage_posts"]));
     assert_eq!(
         v["recommendations"][0],
         "Missing permission pages_manage_posts: reconnect and grant it."
@@ -331,12 +323,7 @@ async fn instagram_login_threads_tiktok_twitter_states() {
         (Some("unhealthy"), Some(true)),
         "{v}"
     );
-    assert!(
-        v["lastError"]
-            .as_str()
-            .unwrap()
-            .contains("scope_not_authorized")
-    );
+    assert!(v["lastError"].as_str().unwrap().contains("scope_not_authorized"));
     let (_, v) = app
         .connect(
             &key,
@@ -388,11 +375,7 @@ async fn transient_failures_never_flip_a_healthy_account() {
                 .await
                 .unwrap();
             assert_eq!(r.status().as_u16(), status, "{p} {b:?}");
-            assert_eq!(
-                r.headers().contains_key("retry-after"),
-                want_retry,
-                "{p} {b:?}"
-            );
+            assert_eq!(r.headers().contains_key("retry-after"), want_retry, "{p} {b:?}");
             let (_, body) = common::into_parts(r).await;
             assert_eq!(code(&body), "platform_unavailable");
             let v = details(&app, &key, p, &id).await;
@@ -400,8 +383,7 @@ async fn transient_failures_never_flip_a_healthy_account() {
             assert_eq!(v["tokenValid"], true);
             assert!(v["lastError"].is_string());
         }
-        app.sim
-            .update(&issued.access_token, |t| t.behavior = Behavior::Normal);
+        app.sim.update(&issued.access_token, |t| t.behavior = Behavior::Normal);
         let (s, v) = check_now(&app, &key, p, &id).await;
         assert_eq!((s, v["lastError"].clone()), (200, Value::Null), "{p}");
     }
@@ -415,12 +397,9 @@ async fn a_hanging_platform_is_bounded_by_the_timeout() {
     })
     .await;
     let key = app.key("acme").await;
-    let (_, v) = app
-        .connect(&key, Platform::Twitter, "9", spec(Platform::Twitter))
-        .await;
+    let (_, v) = app.connect(&key, Platform::Twitter, "9", spec(Platform::Twitter)).await;
     assert_eq!(v["health"], "healthy");
-    app.sim
-        .set_platform_behavior(Platform::Twitter, Behavior::Hang);
+    app.sim.set_platform_behavior(Platform::Twitter, Behavior::Hang);
     let started = Instant::now();
     let (s, body) = check_now(&app, &key, Platform::Twitter, "9").await;
     assert_eq!((s, code(&body)), (503, "platform_unavailable"));
@@ -437,10 +416,7 @@ async fn a_hanging_platform_is_bounded_by_the_timeout() {
         .connect(&key, Platform::Twitter, "10", spec(Platform::Twitter))
         .await;
     assert_eq!(v["health"], "unknown");
-    assert_eq!(
-        details(&app, &key, Platform::Twitter, "9").await["health"],
-        "healthy"
-    );
+    assert_eq!(details(&app, &key, Platform::Twitter, "9").await["health"], "healthy");
     app.stop().await;
 }
 
@@ -461,10 +437,7 @@ async fn a_wrong_app_secret_is_a_configuration_error_not_a_dead_token() {
     let r = app.http.get(app.url("/healthz")).send().await.unwrap();
     let (_, h) = common::into_parts(r).await;
     assert_eq!(h["status"], "degraded");
-    assert!(
-        h["problems"][0].as_str().unwrap().starts_with("facebook:"),
-        "{h}"
-    );
+    assert!(h["problems"][0].as_str().unwrap().starts_with("facebook:"), "{h}");
     app.stop().await;
 
     // A secret the platform rejects (Graph code 190 about the app token).
@@ -482,23 +455,16 @@ async fn a_wrong_app_secret_is_a_configuration_error_not_a_dead_token() {
     );
     std::fs::write(other.path().join("facebook_app_secret"), "wrong-secret").unwrap();
     let config = socialsyncer::config::Config::from_toml(&toml).unwrap();
-    let state =
-        socialsyncer::app::AppState::new(config, app.state.store.clone(), app.state.sealer.clone())
-            .unwrap();
+    let state = socialsyncer::app::AppState::new(config, app.state.store.clone(), app.state.sealer.clone()).unwrap();
     let acc = state
         .store
         .all_accounts(Some(Platform::Facebook))
         .await
         .unwrap()
         .remove(0);
-    let (fresh, outcome) = socialsyncer::checks::check_and_record(&state, acc)
-        .await
-        .unwrap();
+    let (fresh, outcome) = socialsyncer::checks::check_and_record(&state, acc).await.unwrap();
     assert!(
-        matches!(
-            outcome,
-            socialsyncer::platforms::CheckOutcome::Misconfigured(_)
-        ),
+        matches!(outcome, socialsyncer::platforms::CheckOutcome::Misconfigured(_)),
         "{outcome:?}"
     );
     assert_eq!(
@@ -536,8 +502,7 @@ async fn delete_revokes_at_the_platform_first() {
         );
     }
     // Threads has no revoke API.
-    app.connect(&key, Platform::Threads, "4", spec(Platform::Threads))
-        .await;
+    app.connect(&key, Platform::Threads, "4", spec(Platform::Threads)).await;
     let (_, v) = app.delete(&key, "/v1/accounts/threads/4").await;
     assert_eq!(
         (v["deleted"].as_bool(), v["revoked"].as_bool()),
@@ -545,10 +510,8 @@ async fn delete_revokes_at_the_platform_first() {
     );
     assert!(v["reason"].as_str().unwrap().contains("no API to revoke"));
     // A platform that is down: credentials are deleted anyway, and the answer says so.
-    app.connect(&key, Platform::Twitter, "5", spec(Platform::Twitter))
-        .await;
-    app.sim
-        .set_platform_behavior(Platform::Twitter, Behavior::ServerError);
+    app.connect(&key, Platform::Twitter, "5", spec(Platform::Twitter)).await;
+    app.sim.set_platform_behavior(Platform::Twitter, Behavior::ServerError);
     let (_, v) = app.delete(&key, "/v1/accounts/twitter/5").await;
     assert_eq!(
         (v["deleted"].as_bool(), v["revoked"].as_bool()),
@@ -562,10 +525,7 @@ async fn delete_revokes_at_the_platform_first() {
 
 #[tokio::test]
 async fn adapters_refresh_and_rotate() {
-    let app = spawn_app_cfg("", |c| {
-        c.platforms.instagram.login = InstagramLogin::Instagram
-    })
-    .await;
+    let app = spawn_app_cfg("", |c| c.platforms.instagram.login = InstagramLogin::Instagram).await;
     let platforms = &app.state.platforms;
     for p in [
         Platform::Tiktok,
@@ -590,10 +550,7 @@ async fn adapters_refresh_and_rotate() {
                 if let Some(old) = &issued.refresh_token {
                     let new = n.refresh_token.expect("rotated");
                     assert_ne!(new.expose_secret(), old);
-                    assert!(
-                        !app.sim.refresh_token_live(old),
-                        "{p}: the old refresh token is dead"
-                    );
+                    assert!(!app.sim.refresh_token_live(old), "{p}: the old refresh token is dead");
                     assert!(app.sim.refresh_token_live(new.expose_secret()));
                 }
             }

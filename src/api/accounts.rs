@@ -22,14 +22,9 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/accounts", get(list).post(register))
         .route("/v1/accounts/health", get(health))
-        .route(
-            "/v1/accounts/{platform}/{account_id}",
-            get(details).delete(disconnect),
-        )
-        .route(
-            "/v1/accounts/{platform}/{account_id}/check",
-            post(check_now),
-        )
+        .route("/v1/accounts/{platform}/{account_id}", get(details).delete(disconnect))
+        .route("/v1/accounts/{platform}/{account_id}/check", post(check_now))
+        .route("/v1/accounts/{platform}/{account_id}/history", get(history))
 }
 
 /// One entry of `GET /v1/accounts`.
@@ -207,26 +202,19 @@ pub struct HealthQuery {
 }
 
 fn parse_platform(p: &str) -> Result<Platform, ApiError> {
-    p.parse().map_err(|e: crate::domain::UnknownPlatform| {
-        ApiError::bad_request("unknown_platform", e.to_string())
-    })
+    p.parse()
+        .map_err(|e: crate::domain::UnknownPlatform| ApiError::bad_request("unknown_platform", e.to_string()))
 }
 
 /// Validates the `{platform}/{accountId}` path.
 pub fn parse_target(platform: &str, account_id: &str) -> Result<(Platform, AccountId), ApiError> {
     let p = parse_platform(platform)?;
-    let id = AccountId::parse(p, account_id)
-        .map_err(|e| ApiError::bad_request("invalid_account_id", e.to_string()))?;
+    let id = AccountId::parse(p, account_id).map_err(|e| ApiError::bad_request("invalid_account_id", e.to_string()))?;
     Ok((p, id))
 }
 
 /// Loads an account of the caller's workspace, or 404.
-pub async fn load(
-    state: &AppState,
-    ws: Workspace,
-    platform: &str,
-    account_id: &str,
-) -> Result<Account, ApiError> {
+pub async fn load(state: &AppState, ws: Workspace, platform: &str, account_id: &str) -> Result<Account, ApiError> {
     let (p, id) = parse_target(platform, account_id)?;
     state
         .store
@@ -335,10 +323,9 @@ impl From<RegistrationError> for ApiError {
     fn from(e: RegistrationError) -> Self {
         match e {
             RegistrationError::Invalid { code, message } => ApiError::bad_request(code, message),
-            e @ RegistrationError::Exists(..) => ApiError::conflict(
-                "account_exists",
-                format!("{e}. Delete it first to register it again."),
-            ),
+            e @ RegistrationError::Exists(..) => {
+                ApiError::conflict("account_exists", format!("{e}. Delete it first to register it again."))
+            }
             RegistrationError::Store(e) => e.into(),
         }
     }
@@ -405,17 +392,13 @@ pub async fn check_now(
             };
             let mut resp = ApiError::upstream(
                 status,
-                format!(
-                    "{}; the last known health is kept. Try again later.",
-                    t.detail
-                ),
+                format!("{}; the last known health is kept. Try again later.", t.detail),
             )
             .into_response();
             if let Some(at) = t.retry_at {
                 let secs = (at - crate::domain::now()).max(1);
                 if let Ok(v) = secs.to_string().parse() {
-                    resp.headers_mut()
-                        .insert(axum::http::header::RETRY_AFTER, v);
+                    resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
                 }
             }
             Ok(resp)

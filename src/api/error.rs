@@ -67,10 +67,7 @@ impl ApiError {
     /// 500: logs the cause chain and answers a generic message.
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         let err = err.into();
-        tracing::error!(
-            error = format!("{err:#}"),
-            "internal error while answering a request"
-        );
+        tracing::error!(error = format!("{err:#}"), "internal error while answering a request");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
@@ -103,10 +100,8 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
         resp
     }
@@ -156,10 +151,7 @@ impl From<QueryRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
-        ApiError::bad_request(
-            "invalid_path",
-            format!("Invalid path: {}", shorten(&r.body_text())),
-        )
+        ApiError::bad_request("invalid_path", format!("Invalid path: {}", shorten(&r.body_text())))
     }
 }
 

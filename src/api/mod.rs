@@ -48,10 +48,7 @@ impl FromRequestParts<AppState> for Workspace {
         let key = value
             .to_str()
             .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or_else(|| {
                 ApiError::unauthorized(
@@ -86,9 +83,7 @@ pub struct Liveness {
 #[utoipa::path(get, path = "/healthz", tag = "daemon",
     responses((status = 200, description = "The daemon is up", body = Liveness),
               (status = 503, description = "The database does not answer", body = Liveness)))]
-pub async fn healthz(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> impl IntoResponse {
+pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     let database = state.store.ping().await;
     let problems = state.problems.list();
     let status = if database && problems.is_empty() {
@@ -120,10 +115,7 @@ pub async fn metrics(
 ) -> Result<axum::response::Response, ApiError> {
     let text = state.metrics.render(&state.store).await?;
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,
     )
         .into_response())

@@ -19,11 +19,7 @@ impl Facebook {
 
 /// Revocation for Graph tokens checked by `debug_token`: `DELETE /{user_id}/permissions`, with
 /// the user ID from an earlier check or from a fresh `debug_token`.
-pub(super) async fn revoke_graph(
-    graph: &Graph,
-    app: &AppCredentials,
-    t: &TokenContext<'_>,
-) -> RevokeOutcome {
+pub(super) async fn revoke_graph(graph: &Graph, app: &AppCredentials, t: &TokenContext<'_>) -> RevokeOutcome {
     let user_id = match t.platform_user_id {
         Some(u) => u.to_owned(),
         None => match graph.debug_token(app, t).await {

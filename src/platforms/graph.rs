@@ -5,8 +5,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::{
-    CheckOutcome, Expiry, Http, InvalidReason, NewTokens, RefreshOutcome, Reply, RevokeOutcome,
-    TokenContext, Transient, TransientKind, ValidToken, scope_list, status_transient,
+    CheckOutcome, Expiry, Http, InvalidReason, NewTokens, RefreshOutcome, Reply, RevokeOutcome, TokenContext,
+    Transient, TransientKind, ValidToken, scope_list, status_transient,
 };
 use crate::domain::{self, Platform, UnixTime};
 
@@ -66,20 +66,13 @@ impl GraphError {
     /// Reads an error object (`{code, error_subcode|subcode, message}`).
     pub fn from_value(v: &Value) -> Option<GraphError> {
         let code = as_i64(v.get("code")?)?;
-        let subcode = v
-            .get("error_subcode")
-            .or_else(|| v.get("subcode"))
-            .and_then(as_i64);
+        let subcode = v.get("error_subcode").or_else(|| v.get("subcode")).and_then(as_i64);
         let message = v
             .get("message")
             .and_then(Value::as_str)
             .map(domain::truncate_for_message)
             .unwrap_or_default();
-        Some(GraphError {
-            code,
-            subcode,
-            message,
-        })
+        Some(GraphError { code, subcode, message })
     }
 
     fn describe(&self, platform: Platform) -> String {
@@ -87,20 +80,14 @@ impl GraphError {
         if self.message.is_empty() {
             format!("{} error {}{sub}", platform.display_name(), self.code)
         } else {
-            format!(
-                "{} error {}{sub}: {}",
-                platform.display_name(),
-                self.code,
-                self.message
-            )
+            format!("{} error {}{sub}: {}", platform.display_name(), self.code, self.message)
         }
     }
 }
 
 /// Graph numbers arrive as numbers or as numeric strings.
 fn as_i64(v: &Value) -> Option<i64> {
-    v.as_i64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 fn as_id(v: &Value) -> Option<String> {
@@ -127,11 +114,7 @@ pub fn invalid_reason(subcode: Option<i64>) -> InvalidReason {
 
 /// Minutes until a Business Use Case throttle lifts, from `X-Business-Use-Case-Usage`.
 fn buc_retry_at(reply: &Reply, now: UnixTime) -> Option<UnixTime> {
-    let raw = reply
-        .headers
-        .get("x-business-use-case-usage")?
-        .to_str()
-        .ok()?;
+    let raw = reply.headers.get("x-business-use-case-usage")?.to_str().ok()?;
     let v: Value = serde_json::from_str(raw).ok()?;
     let minutes = v
         .as_object()?
@@ -166,9 +149,7 @@ pub fn classify(
             platform.display_name(),
             platform.as_str()
         )),
-        3 => CheckOutcome::Misconfigured(format!(
-            "the app lacks a capability this call needs ({detail})"
-        )),
+        3 => CheckOutcome::Misconfigured(format!("the app lacks a capability this call needs ({detail})")),
         190 | 102 => CheckOutcome::Invalid {
             reason: invalid_reason(e.subcode),
             detail,
@@ -240,10 +221,11 @@ impl Graph {
     pub async fn me(&self, t: &TokenContext<'_>, fields: &str, id_field: &str) -> CheckOutcome {
         let p = self.platform;
         let url = format!("{}/{}/me", self.base, self.version);
-        let req = self.http.client().get(url).query(&[
-            ("fields", fields),
-            ("access_token", t.access_token.expose_secret()),
-        ]);
+        let req = self
+            .http
+            .client()
+            .get(url)
+            .query(&[("fields", fields), ("access_token", t.access_token.expose_secret())]);
         let now = domain::now();
         let reply = match self.http.send(p, req).await {
             Ok(r) => r,
@@ -274,11 +256,7 @@ impl Graph {
 
     /// `GET {base}/refresh_access_token?grant_type=G&access_token=T` (Instagram Login,
     /// Threads): a new long-lived token.
-    pub async fn refresh_long_lived(
-        &self,
-        grant_type: &str,
-        t: &TokenContext<'_>,
-    ) -> RefreshOutcome {
+    pub async fn refresh_long_lived(&self, grant_type: &str, t: &TokenContext<'_>) -> RefreshOutcome {
         let p = self.platform;
         let url = format!("{}/refresh_access_token", self.base);
         let req = self.http.client().get(url).query(&[
@@ -293,10 +271,7 @@ impl Graph {
         let v = reply.json(p);
         if reply.status == 200
             && let Ok(v) = &v
-            && let Some(token) = v
-                .get("access_token")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
+            && let Some(token) = v.get("access_token").and_then(Value::as_str).filter(|s| !s.is_empty())
         {
             return RefreshOutcome::Refreshed(NewTokens {
                 access_token: SecretString::from(token.to_owned()),
@@ -344,10 +319,7 @@ impl Graph {
             return if ok {
                 RevokeOutcome::Revoked
             } else {
-                RevokeOutcome::Failed(format!(
-                    "{} did not confirm the revocation",
-                    p.display_name()
-                ))
+                RevokeOutcome::Failed(format!("{} did not confirm the revocation", p.display_name()))
             };
         }
         match failed(p, &reply, now, false) {
@@ -357,9 +329,7 @@ impl Graph {
             CheckOutcome::PermissionDenied { detail } | CheckOutcome::Misconfigured(detail) => {
                 RevokeOutcome::Failed(detail)
             }
-            CheckOutcome::Valid(_) => {
-                RevokeOutcome::Failed(format!("{} refused the revocation", p.display_name()))
-            }
+            CheckOutcome::Valid(_) => RevokeOutcome::Failed(format!("{} refused the revocation", p.display_name())),
         }
     }
 }
@@ -385,9 +355,7 @@ pub fn parse_debug_token(p: Platform, v: &Value, now: UnixTime) -> CheckOutcome 
                 190 | 102 => invalid_reason(e.subcode),
                 _ => InvalidReason::Invalid,
             };
-            let reason = if reason == InvalidReason::Invalid
-                && expires_at.is_some_and(|t| t > 0 && t <= now)
-            {
+            let reason = if reason == InvalidReason::Invalid && expires_at.is_some_and(|t| t > 0 && t <= now) {
                 InvalidReason::Expired
             } else {
                 reason
@@ -410,10 +378,7 @@ pub fn parse_debug_token(p: Platform, v: &Value, now: UnixTime) -> CheckOutcome 
     let permissions = data.get("scopes").and_then(scope_list).unwrap_or_default();
     CheckOutcome::Valid(ValidToken {
         expires: expires_at.map(|t| if t == 0 { Expiry::Never } else { Expiry::At(t) }),
-        data_access_expires_at: data
-            .get("data_access_expires_at")
-            .and_then(as_i64)
-            .filter(|t| *t > 0),
+        data_access_expires_at: data.get("data_access_expires_at").and_then(as_i64).filter(|t| *t > 0),
         permissions: Some(permissions),
         user_id: data.get("user_id").and_then(as_id),
         username: None,
@@ -449,8 +414,7 @@ mod tests {
             (492, InvalidReason::LostPageRole),
             (459, InvalidReason::Checkpointed),
         ] {
-            let v =
-                json!({"data":{"is_valid":false,"error":{"code":190,"subcode":sub,"message":"m"}}});
+            let v = json!({"data":{"is_valid":false,"error":{"code":190,"subcode":sub,"message":"m"}}});
             match parse_debug_token(Platform::Facebook, &v, 0) {
                 CheckOutcome::Invalid { reason: r, .. } => assert_eq!(r, reason),
                 o => panic!("{o:?}"),

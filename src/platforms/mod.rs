@@ -219,12 +219,7 @@ impl Reply {
 
     /// When to come back, from `Retry-After` (seconds or HTTP date) or X's `x-rate-limit-reset`.
     pub fn retry_at(&self, now: UnixTime) -> Option<UnixTime> {
-        let h = |name: &str| {
-            self.headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-        };
+        let h = |name: &str| self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
         if let Some(v) = h("retry-after") {
             if let Ok(secs) = v.parse::<i64>() {
                 return Some(now + secs.max(0));
@@ -271,29 +266,16 @@ impl Http {
 
     /// Sends a request and reads the whole answer, bounded in size. Errors never carry the
     /// URL (which may hold a token in its query).
-    pub async fn send(
-        &self,
-        platform: Platform,
-        req: reqwest::RequestBuilder,
-    ) -> Result<Reply, Transient> {
+    pub async fn send(&self, platform: Platform, req: reqwest::RequestBuilder) -> Result<Reply, Transient> {
         let name = platform.display_name();
         let classify = |e: reqwest::Error| {
             let e = e.without_url();
             if e.is_timeout() {
-                Transient::new(
-                    TransientKind::Timeout,
-                    format!("{name} did not answer in time"),
-                )
+                Transient::new(TransientKind::Timeout, format!("{name} did not answer in time"))
             } else if e.is_connect() {
-                Transient::new(
-                    TransientKind::Unreachable,
-                    format!("{name} could not be reached"),
-                )
+                Transient::new(TransientKind::Unreachable, format!("{name} could not be reached"))
             } else {
-                Transient::new(
-                    TransientKind::Unreachable,
-                    format!("{name} request failed: {e}"),
-                )
+                Transient::new(TransientKind::Unreachable, format!("{name} request failed: {e}"))
             }
         };
         let mut resp = req.send().await.map_err(classify)?;
@@ -309,11 +291,7 @@ impl Http {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        Ok(Reply { status, headers, body })
     }
 }
 
@@ -325,10 +303,7 @@ pub fn status_transient(platform: Platform, reply: &Reply, now: UnixTime) -> Tra
             TransientKind::RateLimited,
             format!("{name} is rate limiting requests (HTTP 429)"),
         ),
-        s if s >= 500 => (
-            TransientKind::ServerError,
-            format!("{name} answered HTTP {s}"),
-        ),
+        s if s >= 500 => (TransientKind::ServerError, format!("{name} answered HTTP {s}")),
         s => (
             TransientKind::Malformed,
             format!("{name} answered HTTP {s} with an unexpected body"),
@@ -356,24 +331,16 @@ impl Platforms {
     pub fn new(config: &Config, http: Http) -> Result<Platforms, ConfigError> {
         let p = &config.platforms;
         let secret = |key: &str, path: &Option<std::path::PathBuf>| {
-            path.as_deref()
-                .map(|f| read_secret_file(key, f))
-                .transpose()
+            path.as_deref().map(|f| read_secret_file(key, f)).transpose()
         };
-        let fb_secret = secret(
-            "platforms.facebook.app_secret_file",
-            &p.facebook.app_secret_file,
-        )?;
+        let fb_secret = secret("platforms.facebook.app_secret_file", &p.facebook.app_secret_file)?;
         let fb_app = graph::AppCredentials::new(p.facebook.app_id.clone(), fb_secret);
         let ig_login = p.instagram.login;
         // Instagram with Facebook Login uses the Facebook app unless it names its own.
         let ig_app = if p.instagram.app_id.is_some() || p.instagram.app_secret_file.is_some() {
             graph::AppCredentials::new(
                 p.instagram.app_id.clone(),
-                secret(
-                    "platforms.instagram.app_secret_file",
-                    &p.instagram.app_secret_file,
-                )?,
+                secret("platforms.instagram.app_secret_file", &p.instagram.app_secret_file)?,
             )
         } else {
             fb_app.clone()
@@ -383,8 +350,7 @@ impl Platforms {
                 graph::Graph::new(
                     http.clone(),
                     Platform::Facebook,
-                    p.facebook
-                        .base_url(Platform::Facebook, InstagramLogin::Facebook),
+                    p.facebook.base_url(Platform::Facebook, InstagramLogin::Facebook),
                     p.facebook.api_version().to_owned(),
                 ),
                 fb_app,
@@ -402,29 +368,20 @@ impl Platforms {
             threads: threads::Threads::new(graph::Graph::new(
                 http.clone(),
                 Platform::Threads,
-                p.threads
-                    .base_url(Platform::Threads, InstagramLogin::Facebook),
+                p.threads.base_url(Platform::Threads, InstagramLogin::Facebook),
                 "v1.0".to_owned(),
             )),
             tiktok: tiktok::Tiktok::new(
                 http.clone(),
-                p.tiktok
-                    .base_url(Platform::Tiktok, InstagramLogin::Facebook),
+                p.tiktok.base_url(Platform::Tiktok, InstagramLogin::Facebook),
                 p.tiktok.client_key.clone(),
-                secret(
-                    "platforms.tiktok.client_secret_file",
-                    &p.tiktok.client_secret_file,
-                )?,
+                secret("platforms.tiktok.client_secret_file", &p.tiktok.client_secret_file)?,
             ),
             twitter: twitter::Twitter::new(
                 http,
-                p.twitter
-                    .base_url(Platform::Twitter, InstagramLogin::Facebook),
+                p.twitter.base_url(Platform::Twitter, InstagramLogin::Facebook),
                 p.twitter.client_id.clone(),
-                secret(
-                    "platforms.twitter.client_secret_file",
-                    &p.twitter.client_secret_file,
-                )?,
+                secret("platforms.twitter.client_secret_file", &p.twitter.client_secret_file)?,
             ),
         })
     }
@@ -475,11 +432,7 @@ impl Platforms {
 /// Parses a scope list that may be an array or a comma/space-separated string.
 pub fn scope_list(v: &serde_json::Value) -> Option<Vec<String>> {
     match v {
-        serde_json::Value::Array(a) => Some(
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect(),
-        ),
+        serde_json::Value::Array(a) => Some(a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()),
         serde_json::Value::String(s) => Some(
             s.split([',', ' '])
                 .filter(|x| !x.is_empty())
@@ -505,10 +458,7 @@ mod tests {
         };
         assert_eq!(r.retry_at(1000), Some(1120));
         let mut headers = HeaderMap::new();
-        headers.insert(
-            "retry-after",
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-        );
+        headers.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
         let r = Reply {
             status: 503,
             headers,
@@ -532,9 +482,7 @@ mod tests {
             vec!["user.info.basic", "video.publish"]
         );
         assert_eq!(
-            scope_list(&serde_json::json!("tweet.read users.read"))
-                .unwrap()
-                .len(),
+            scope_list(&serde_json::json!("tweet.read users.read")).unwrap().len(),
             2
         );
         assert_eq!(scope_list(&serde_json::json!(["a"])).unwrap(), vec!["a"]);

@@ -5,8 +5,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::{
-    CheckOutcome, Http, InvalidReason, NewTokens, PlatformApi, RefreshOutcome, RevokeOutcome,
-    TokenContext, Transient, TransientKind, ValidToken, scope_list, status_transient,
+    CheckOutcome, Http, InvalidReason, NewTokens, PlatformApi, RefreshOutcome, RevokeOutcome, TokenContext, Transient,
+    TransientKind, ValidToken, scope_list, status_transient,
 };
 use crate::domain::{self, Platform};
 
@@ -30,12 +30,7 @@ impl std::fmt::Debug for Tiktok {
 
 impl Tiktok {
     /// From the host and the app's client key and secret.
-    pub fn new(
-        http: Http,
-        base: String,
-        client_key: Option<String>,
-        client_secret: Option<SecretString>,
-    ) -> Self {
+    pub fn new(http: Http, base: String, client_key: Option<String>, client_secret: Option<SecretString>) -> Self {
         Tiktok {
             http,
             base,
@@ -60,10 +55,7 @@ fn error_of(v: &Value) -> Option<(String, String)> {
         return Some((code.to_owned(), domain::truncate_for_message(msg)));
     }
     let code = e.as_str()?;
-    let msg = v
-        .get("error_description")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let msg = v.get("error_description").and_then(Value::as_str).unwrap_or_default();
     Some((code.to_owned(), domain::truncate_for_message(msg)))
 }
 
@@ -100,10 +92,7 @@ impl PlatformApi for Tiktok {
                 match user.get("open_id").and_then(Value::as_str) {
                     Some(id) => CheckOutcome::Valid(ValidToken {
                         user_id: Some(id.to_owned()),
-                        username: user
-                            .get("display_name")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned),
+                        username: user.get("display_name").and_then(Value::as_str).map(str::to_owned),
                         ..ValidToken::default()
                     }),
                     None => CheckOutcome::Transient(Transient::new(
@@ -116,9 +105,7 @@ impl PlatformApi for Tiktok {
                 reason: InvalidReason::Invalid,
                 detail,
             },
-            "scope_not_authorized" | "scope_permission_missed" => {
-                CheckOutcome::PermissionDenied { detail }
-            }
+            "scope_not_authorized" | "scope_permission_missed" => CheckOutcome::PermissionDenied { detail },
             "rate_limit_exceeded" => CheckOutcome::Transient(Transient {
                 kind: TransientKind::RateLimited,
                 retry_at: reply.retry_at(now),
@@ -138,9 +125,7 @@ impl PlatformApi for Tiktok {
 
     async fn refresh(&self, t: &TokenContext<'_>) -> RefreshOutcome {
         let Some(refresh) = t.refresh_token else {
-            return RefreshOutcome::NotSupported(
-                "no refresh token is stored for this account".into(),
-            );
+            return RefreshOutcome::NotSupported("no refresh token is stored for this account".into());
         };
         let Some((key, secret)) = self.client() else {
             return RefreshOutcome::Misconfigured(
@@ -162,10 +147,7 @@ impl PlatformApi for Tiktok {
         let v = reply.json(P).ok();
         if reply.status == 200
             && let Some(v) = &v
-            && let Some(access) = v
-                .get("access_token")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
+            && let Some(access) = v.get("access_token").and_then(Value::as_str).filter(|s| !s.is_empty())
         {
             let secs = |k: &str| v.get(k).and_then(Value::as_i64).map(|s| now + s);
             return RefreshOutcome::Refreshed(NewTokens {
@@ -181,9 +163,7 @@ impl PlatformApi for Tiktok {
             });
         }
         match v.as_ref().and_then(error_of) {
-            Some((code, msg)) if code == "invalid_grant" => {
-                RefreshOutcome::Fatal(describe(&code, &msg))
-            }
+            Some((code, msg)) if code == "invalid_grant" => RefreshOutcome::Fatal(describe(&code, &msg)),
             Some((code, msg)) if code == "invalid_client" || code == "unauthorized_client" => {
                 RefreshOutcome::Misconfigured(format!(
                     "TikTok rejected the client credentials ({}): check platforms.tiktok.client_key and client_secret_file",
@@ -216,9 +196,7 @@ impl PlatformApi for Tiktok {
             Ok(reply) => {
                 let err = reply.json(P).ok().as_ref().and_then(error_of);
                 match err {
-                    Some((code, msg)) if code != "ok" => {
-                        RevokeOutcome::Failed(describe(&code, &msg))
-                    }
+                    Some((code, msg)) if code != "ok" => RevokeOutcome::Failed(describe(&code, &msg)),
                     _ if reply.status == 200 => RevokeOutcome::Revoked,
                     _ => RevokeOutcome::Failed(status_transient(P, &reply, domain::now()).detail),
                 }

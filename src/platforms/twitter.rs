@@ -4,9 +4,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::{
-    CheckOutcome, Http, InvalidReason, NewTokens, PlatformApi, RefreshOutcome, Reply,
-    RevokeOutcome, TokenContext, Transient, TransientKind, ValidToken, scope_list,
-    status_transient,
+    CheckOutcome, Http, InvalidReason, NewTokens, PlatformApi, RefreshOutcome, Reply, RevokeOutcome, TokenContext,
+    Transient, TransientKind, ValidToken, scope_list, status_transient,
 };
 use crate::domain::{self, Platform};
 
@@ -48,12 +47,7 @@ fn problem(reply: &Reply) -> String {
 
 impl Twitter {
     /// From the host and the OAuth 2.0 client ID and (for confidential clients) secret.
-    pub fn new(
-        http: Http,
-        base: String,
-        client_id: Option<String>,
-        client_secret: Option<SecretString>,
-    ) -> Self {
+    pub fn new(http: Http, base: String, client_id: Option<String>, client_secret: Option<SecretString>) -> Self {
         Twitter {
             http,
             base,
@@ -63,11 +57,7 @@ impl Twitter {
     }
 
     /// Confidential clients authenticate with Basic auth; public clients send `client_id`.
-    fn authed(
-        &self,
-        req: reqwest::RequestBuilder,
-        form: &mut Vec<(&'static str, String)>,
-    ) -> reqwest::RequestBuilder {
+    fn authed(&self, req: reqwest::RequestBuilder, form: &mut Vec<(&'static str, String)>) -> reqwest::RequestBuilder {
         match (&self.client_id, &self.client_secret) {
             (Some(id), Some(secret)) => req.basic_auth(id, Some(secret.expose_secret())),
             (Some(id), None) => {
@@ -82,11 +72,7 @@ impl Twitter {
 impl PlatformApi for Twitter {
     async fn check(&self, t: &TokenContext<'_>) -> CheckOutcome {
         let url = format!("{}/2/users/me", self.base);
-        let req = self
-            .http
-            .client()
-            .get(url)
-            .bearer_auth(t.access_token.expose_secret());
+        let req = self.http.client().get(url).bearer_auth(t.access_token.expose_secret());
         let now = domain::now();
         let reply = match self.http.send(P, req).await {
             Ok(r) => r,
@@ -102,10 +88,7 @@ impl PlatformApi for Twitter {
                 match data.get("id").and_then(Value::as_str) {
                     Some(id) => CheckOutcome::Valid(ValidToken {
                         user_id: Some(id.to_owned()),
-                        username: data
-                            .get("username")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned),
+                        username: data.get("username").and_then(Value::as_str).map(str::to_owned),
                         ..ValidToken::default()
                     }),
                     None => CheckOutcome::Transient(Transient::new(
@@ -132,18 +115,14 @@ impl PlatformApi for Twitter {
             );
         };
         if self.client_id.is_none() {
-            return RefreshOutcome::Misconfigured(
-                "X refresh needs platforms.twitter.client_id".into(),
-            );
+            return RefreshOutcome::Misconfigured("X refresh needs platforms.twitter.client_id".into());
         }
         let mut form = vec![
             ("grant_type", "refresh_token".to_owned()),
             ("refresh_token", refresh.expose_secret().to_owned()),
         ];
         let req = self.authed(
-            self.http
-                .client()
-                .post(format!("{}/2/oauth2/token", self.base)),
+            self.http.client().post(format!("{}/2/oauth2/token", self.base)),
             &mut form,
         );
         let now = domain::now();
@@ -154,10 +133,7 @@ impl PlatformApi for Twitter {
         let v = reply.json(P).ok();
         if reply.status == 200
             && let Some(v) = &v
-            && let Some(access) = v
-                .get("access_token")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
+            && let Some(access) = v.get("access_token").and_then(Value::as_str).filter(|s| !s.is_empty())
         {
             return RefreshOutcome::Refreshed(NewTokens {
                 access_token: SecretString::from(access.to_owned()),
@@ -178,34 +154,25 @@ impl PlatformApi for Twitter {
             .unwrap_or_default();
         match (reply.status, code) {
             (_, "invalid_grant") => RefreshOutcome::Fatal(problem(&reply)),
-            (401, _) | (_, "invalid_client" | "unauthorized_client") => {
-                RefreshOutcome::Misconfigured(format!(
-                    "X rejected the client credentials ({}): check platforms.twitter.client_id and client_secret_file",
-                    problem(&reply)
-                ))
-            }
-            (400, _) => RefreshOutcome::Transient(Transient::new(
-                TransientKind::ServerError,
-                problem(&reply),
+            (401, _) | (_, "invalid_client" | "unauthorized_client") => RefreshOutcome::Misconfigured(format!(
+                "X rejected the client credentials ({}): check platforms.twitter.client_id and client_secret_file",
+                problem(&reply)
             )),
+            (400, _) => RefreshOutcome::Transient(Transient::new(TransientKind::ServerError, problem(&reply))),
             _ => RefreshOutcome::Transient(status_transient(P, &reply, now)),
         }
     }
 
     async fn revoke(&self, t: &TokenContext<'_>) -> RevokeOutcome {
         if self.client_id.is_none() {
-            return RevokeOutcome::NotSupported(
-                "X revocation needs platforms.twitter.client_id".into(),
-            );
+            return RevokeOutcome::NotSupported("X revocation needs platforms.twitter.client_id".into());
         }
         let mut form = vec![
             ("token", t.access_token.expose_secret().to_owned()),
             ("token_type_hint", "access_token".to_owned()),
         ];
         let req = self.authed(
-            self.http
-                .client()
-                .post(format!("{}/2/oauth2/revoke", self.base)),
+            self.http.client().post(format!("{}/2/oauth2/revoke", self.base)),
             &mut form,
         );
         match self.http.send(P, req.form(&form)).await {

@@ -311,11 +311,7 @@ pub struct HistoryEntry {
 impl Store {
     /// Opens (creating if needed) the SQLite file with WAL, `synchronous=NORMAL`, a busy
     /// timeout and foreign keys on.
-    pub async fn open_sqlite(
-        path: &Path,
-        busy_timeout: Duration,
-        max_connections: u32,
-    ) -> Result<Store, StoreError> {
+    pub async fn open_sqlite(path: &Path, busy_timeout: Duration, max_connections: u32) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
         }
@@ -365,12 +361,10 @@ impl Store {
 
     /// The ID of workspace `name`, if it exists.
     pub async fn workspace_id(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM workspaces WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT id FROM workspaces WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Stores a new key's prefix and hash.
@@ -404,13 +398,11 @@ impl Store {
 
     /// Revokes the active keys whose prefix is exactly `prefix`; returns how many.
     pub async fn revoke_api_keys(&self, prefix: &str, now: UnixTime) -> Result<u64, StoreError> {
-        let r = sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1 WHERE prefix = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(prefix)
-        .execute(&self.pool)
-        .await?;
+        let r = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE prefix = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(prefix)
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected())
     }
 
@@ -420,12 +412,11 @@ impl Store {
             return Ok(None);
         }
         let hash = crypto::hash_api_key(key);
-        let candidates: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT workspace_id, key_hash FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL",
-        )
-        .bind(&key[..crypto::KEY_PREFIX_LEN])
-        .fetch_all(&self.pool)
-        .await?;
+        let candidates: Vec<(i64, String)> =
+            sqlx::query_as("SELECT workspace_id, key_hash FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL")
+                .bind(&key[..crypto::KEY_PREFIX_LEN])
+                .fetch_all(&self.pool)
+                .await?;
         let mut found = None;
         for (ws, stored) in candidates {
             if crypto::hashes_equal(&stored, &hash) {
@@ -467,10 +458,7 @@ impl Store {
     }
 
     /// Every account of every workspace, optionally of one platform (for `check`).
-    pub async fn all_accounts(
-        &self,
-        platform: Option<Platform>,
-    ) -> Result<Vec<Account>, StoreError> {
+    pub async fn all_accounts(&self, platform: Option<Platform>) -> Result<Vec<Account>, StoreError> {
         let mut q = QueryBuilder::<Sqlite>::new(ACCOUNT_SELECT);
         if let Some(p) = platform {
             q.push(" WHERE a.platform = ").push_bind(p.as_str());
@@ -487,9 +475,7 @@ impl Store {
         platform: Platform,
         account_id: &AccountId,
     ) -> Result<Option<Account>, StoreError> {
-        let sql = format!(
-            "{ACCOUNT_SELECT} WHERE a.workspace_id = $1 AND a.platform = $2 AND a.account_id = $3"
-        );
+        let sql = format!("{ACCOUNT_SELECT} WHERE a.workspace_id = $1 AND a.platform = $2 AND a.account_id = $3");
         let row: Option<AccountRow> = sqlx::query_as(&sql)
             .bind(workspace_id)
             .bind(platform.as_str())
@@ -615,12 +601,10 @@ impl Store {
         .bind(r.account_ref)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE account_health SET refresh_failures = 0, last_refresh_error = NULL WHERE account_ref = $1",
-        )
-        .bind(r.account_ref)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE account_health SET refresh_failures = 0, last_refresh_error = NULL WHERE account_ref = $1")
+            .bind(r.account_ref)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO health_history (account_ref, at, event, outcome, health, changed, detail) \
              VALUES ($1, $2, 'refresh', NULL, $3, FALSE, $4)",
@@ -660,11 +644,7 @@ impl Store {
     }
 
     /// An account's history, newest first.
-    pub async fn history(
-        &self,
-        account_ref: i64,
-        limit: i64,
-    ) -> Result<Vec<HistoryEntry>, StoreError> {
+    pub async fn history(&self, account_ref: i64, limit: i64) -> Result<Vec<HistoryEntry>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT at, event, outcome, health, changed, detail FROM health_history \
              WHERE account_ref = $1 ORDER BY at DESC, id DESC LIMIT $2",
@@ -722,9 +702,7 @@ impl Store {
     }
 
     /// `(platform, account_id, workspace, token_expires_at)` of every account with a known expiry.
-    pub async fn token_expiries(
-        &self,
-    ) -> Result<Vec<(Platform, String, String, UnixTime)>, StoreError> {
+    pub async fn token_expiries(&self) -> Result<Vec<(Platform, String, String, UnixTime)>, StoreError> {
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT a.platform, a.account_id, w.name, a.token_expires_at FROM accounts a \
              JOIN workspaces w ON w.id = a.workspace_id WHERE a.token_expires_at IS NOT NULL",
@@ -739,11 +717,9 @@ impl Store {
 
     /// When the last check of any account ran (the last sweep, after a restart).
     pub async fn last_check_at(&self) -> Result<Option<UnixTime>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT MAX(last_checked_at) FROM account_health")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT MAX(last_checked_at) FROM account_health")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// One account by row ID.
@@ -768,10 +744,7 @@ impl Store {
 }
 
 /// The three rows of a new account: the account, its credentials, its `unknown` health.
-async fn insert_account_rows(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    a: &NewAccount,
-) -> Result<i64, StoreError> {
+async fn insert_account_rows(tx: &mut sqlx::Transaction<'_, Sqlite>, a: &NewAccount) -> Result<i64, StoreError> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO accounts (workspace_id, platform, account_id, username, connected_at, scopes, \
          token_expires_at, token_issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -787,13 +760,15 @@ async fn insert_account_rows(
     .fetch_one(&mut **tx)
     .await
     .map_err(conflict_or)?;
-    sqlx::query("INSERT INTO credentials (account_ref, access_token, refresh_token, updated_at) VALUES ($1, $2, $3, $4)")
-        .bind(id)
-        .bind(&a.access_token)
-        .bind(&a.refresh_token)
-        .bind(a.connected_at)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO credentials (account_ref, access_token, refresh_token, updated_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(&a.access_token)
+    .bind(&a.refresh_token)
+    .bind(a.connected_at)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query("INSERT INTO account_health (account_ref, next_check_at) VALUES ($1, $2)")
         .bind(id)
         .bind(a.connected_at)

@@ -46,11 +46,7 @@ pub async fn spawn_app_cfg(extra: &str, tweak: impl FnOnce(&mut Config)) -> Test
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(server::serve_http(
-        listener,
-        state.clone(),
-        shutdown.clone(),
-    ));
+    let handle = tokio::spawn(server::serve_http(listener, state.clone(), shutdown.clone()));
     TestApp {
         base,
         http: reqwest::Client::new(),
@@ -90,24 +86,12 @@ impl TestApp {
     }
 
     pub async fn get(&self, key: &str, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
+        let r = self.http.get(self.url(path)).bearer_auth(key).send().await.unwrap();
         into_parts(r).await
     }
 
     pub async fn delete(&self, key: &str, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .delete(self.url(path))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
+        let r = self.http.delete(self.url(path)).bearer_auth(key).send().await.unwrap();
         into_parts(r).await
     }
 
@@ -138,13 +122,7 @@ impl TestApp {
 
     /// Issues a token at the simulated platform and registers it; returns the tokens and the
     /// 201 body.
-    pub async fn connect(
-        &self,
-        key: &str,
-        platform: Platform,
-        id: &str,
-        spec: TokenSpec,
-    ) -> (Issued, Value) {
+    pub async fn connect(&self, key: &str, platform: Platform, id: &str, spec: TokenSpec) -> (Issued, Value) {
         let issued = self.sim.issue(
             platform,
             TokenSpec {

@@ -1,0 +1,503 @@
+//! Sweeps, scheduling, rate limits and automatic refresh, against the simulated platforms
+//! and a real SQLite file.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, spawn_app, spawn_app_cfg};
+use secrecy::ExposeSecret;
+use socialsyncer::accounts::seal_context;
+use socialsyncer::domain::{self, Health, Platform};
+use socialsyncer::scheduler;
+use socialsyncer::simulator::{Behavior, Issued, TokenSpec};
+use sqlx::SqlitePool;
+use tokio_util::sync::CancellationToken;
+
+async fn pool(app: &TestApp) -> SqlitePool {
+    SqlitePool::connect(&format!("sqlite://{}/socialsyncer.db", app.dir.path().display()))
+        .await
+        .unwrap()
+}
+
+/// Makes accounts due now (their registration check scheduled them hours ahead).
+async fn make_due(db: &SqlitePool, platform: Option<Platform>) {
+    sqlx::query(
+        "UPDATE account_health SET next_check_at = $1 WHERE account_ref IN \
+         (SELECT id FROM accounts WHERE $2 IS NULL OR platform = $2)",
+    )
+    .bind(domain::now() - 1)
+    .bind(platform.map(|p| p.as_str()))
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+async fn last_checked(db: &SqlitePool, id: &str) -> Option<i64> {
+    sqlx::query_scalar(
+        "SELECT h.last_checked_at FROM account_health h JOIN accounts a ON a.id = h.account_ref WHERE a.account_id = $1",
+    )
+    .bind(id)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+async fn sweep(app: &TestApp) -> scheduler::SweepReport {
+    scheduler::sweep(&app.state, &CancellationToken::new()).await.unwrap()
+}
+
+fn spec(p: Platform) -> TokenSpec {
+    TokenSpec::valid(p, "0")
+}
+
+#[tokio::test]
+async fn only_due_accounts_are_checked_and_results_are_batched() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let db = pool(&app).await;
+    for i in 0..30 {
+        app.connect(
+            &key,
+            Platform::Threads,
+            &format!("{}", 1000 + i),
+            spec(Platform::Threads),
+        )
+        .await;
+    }
+    app.connect(&key, Platform::Facebook, "42", spec(Platform::Facebook))
+        .await;
+    let fb_before = last_checked(&db, "42").await;
+    make_due(&db, Some(Platform::Threads)).await;
+    let calls = app.sim.calls(Platform::Threads);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let r = sweep(&app).await;
+    assert_eq!((r.checked, r.ok, r.invalid, r.transient), (30, 30, 0, 0), "{r:?}");
+    assert_eq!(app.sim.calls(Platform::Threads) - calls, 30);
+    assert_eq!(
+        last_checked(&db, "42").await,
+        fb_before,
+        "the account that was not due was left alone"
+    );
+    let history: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM health_history WHERE event = 'check'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        history,
+        31 + 30,
+        "one row per check: registration checks plus the sweep"
+    );
+    // Nothing is due any more: the next check is computed, hours ahead.
+    let r = sweep(&app).await;
+    assert_eq!(r.checked, 0);
+    let soonest: i64 = sqlx::query_scalar("SELECT MIN(next_check_at) FROM account_health")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(soonest > domain::now() + 3600);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_cron_job_runs_sweeps() {
+    let app = spawn_app_cfg("", |c| c.schedule.cron = "* * * * * *".into()).await;
+    let key = app.key("acme").await;
+    let db = pool(&app).await;
+    app.connect(&key, Platform::Twitter, "7", spec(Platform::Twitter)).await;
+    let before = last_checked(&db, "7").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    make_due(&db, None).await;
+    let cancel = CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let mut sched = scheduler::start(app.state.clone(), cancel.clone(), tracker.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut checked = false;
+    for _ in 0..100 {
+        if last_checked(&db, "7").await.unwrap() > before {
+            checked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(checked, "a tick checked the due account");
+    cancel.cancel();
+    sched.shutdown().await.unwrap();
+    tracker.close();
+    tracker.wait().await;
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("socialsyncer_last_sweep_timestamp_seconds"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_rate_limited_platform_slows_only_its_own_accounts() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let db = pool(&app).await;
+    for i in 0..10 {
+        app.connect(
+            &key,
+            Platform::Twitter,
+            &format!("{}", 100 + i),
+            spec(Platform::Twitter),
+        )
+        .await;
+        app.connect(
+            &key,
+            Platform::Facebook,
+            &format!("{}", 200 + i),
+            spec(Platform::Facebook),
+        )
+        .await;
+    }
+    make_due(&db, None).await;
+    app.sim.set_platform_behavior(Platform::Twitter, Behavior::RateLimited);
+    let tw_calls = app.sim.calls(Platform::Twitter);
+    let fb_calls = app.sim.calls(Platform::Facebook);
+
+    let r = sweep(&app).await;
+    assert_eq!(r.checked, 20);
+    assert_eq!(r.ok, 10, "every Facebook account was checked: {r:?}");
+    assert_eq!(app.sim.calls(Platform::Facebook) - fb_calls, 10);
+    let tw = app.sim.calls(Platform::Twitter) - tw_calls;
+    assert!(
+        tw < 10,
+        "after X said 429, the rest of its accounts waited ({tw} calls)"
+    );
+    assert!(r.deferred > 0, "{r:?}");
+    // Every X account keeps its health and waits until X's reset time (now + 120 s).
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT h.health, h.next_check_at FROM account_health h JOIN accounts a ON a.id = h.account_ref \
+         WHERE a.platform = 'twitter'",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    for (health, next) in rows {
+        assert_eq!(health, "healthy");
+        assert!(next >= domain::now() + 100, "honours x-rate-limit-reset");
+    }
+    assert_eq!(sweep(&app).await.checked, 0, "nothing is due again before the reset");
+    app.stop().await;
+}
+
+/// The stored tokens of an account, opened.
+async fn stored_tokens(app: &TestApp, platform: Platform, id: &str) -> (String, Option<String>) {
+    let acc = app
+        .state
+        .store
+        .all_accounts(Some(platform))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.account_id == id)
+        .unwrap();
+    let sealed = app.state.store.credentials(acc.id).await.unwrap();
+    let ctx = seal_context(acc.workspace_id, platform, id);
+    let access = app
+        .state
+        .sealer
+        .open(&ctx, &sealed.access_token)
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    let refresh = sealed
+        .refresh_token
+        .map(|r| app.state.sealer.open(&ctx, &r).unwrap().expose_secret().to_owned());
+    (access, refresh)
+}
+
+async fn events(db: &SqlitePool, event: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM health_history WHERE event = $1")
+        .bind(event)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tokens_in_their_refresh_window_are_rotated_and_the_old_ones_forgotten() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let db = pool(&app).await;
+    let mut issued: Vec<(Platform, &str, Issued)> = Vec::new();
+    // X and TikTok: within their window (45 min, 1 h). Threads: 10 days left, 2 days old.
+    for (p, id, left) in [
+        (Platform::Twitter, "1", 600),
+        (Platform::Tiktok, "tt1", 1200),
+        (Platform::Threads, "3", 10 * 86_400),
+    ] {
+        let (i, v) = app
+            .connect(
+                &key,
+                p,
+                id,
+                TokenSpec {
+                    expires_in: Some(left),
+                    ..spec(p)
+                },
+            )
+            .await;
+        assert_eq!(
+            v["health"], "healthy",
+            "auto-refreshed tokens do not warn about their own expiry: {v}"
+        );
+        issued.push((p, id, i));
+    }
+    // Registration checked them once: X and TikTok were refreshed then. Threads tokens can
+    // only be refreshed once a day old, and the daemon counts from registration.
+    sqlx::query("UPDATE accounts SET token_issued_at = token_issued_at - 2 * 86400")
+        .execute(&db)
+        .await
+        .unwrap();
+    make_due(&db, Some(Platform::Threads)).await;
+    let r = sweep(&app).await;
+    assert_eq!((r.checked, r.ok), (1, 1));
+    for (p, id, i) in &issued {
+        let (access, refresh) = stored_tokens(&app, *p, id).await;
+        assert_ne!(
+            &access, &i.access_token,
+            "{p}: registration's check refreshed in the window"
+        );
+        if let Some(old) = &i.refresh_token {
+            let new = refresh.expect("refresh token kept");
+            assert_ne!(&new, old, "{p}: rotated");
+            assert!(
+                !app.sim.refresh_token_live(old),
+                "{p}: the old refresh token is dead at the platform"
+            );
+            assert!(app.sim.refresh_token_live(&new));
+        }
+        let (s, v) = app.get(&key, &format!("/v1/accounts/{p}/{id}")).await;
+        assert_eq!(s, 200);
+        assert_eq!(v["health"], "healthy", "{p}: {v}");
+        let exp = domain::parse_rfc3339(v["tokenExpiresAt"].as_str().unwrap()).unwrap();
+        assert!(exp > domain::now() + 3600, "{p}: the new expiry is stored");
+        let (_, h) = app.get(&key, &format!("/v1/accounts/{p}/{id}/history")).await;
+        assert!(
+            h["history"].as_array().unwrap().iter().any(|e| e["event"] == "refresh"),
+            "{p}: {h}"
+        );
+    }
+    assert_eq!(events(&db, "refresh").await, 3);
+    // The plaintext of the new tokens is not in the database file either.
+    let (access, _) = stored_tokens(&app, Platform::Twitter, "1").await;
+    let bytes = std::fs::read(app.dir.path().join("socialsyncer.db")).unwrap();
+    assert!(!bytes.windows(access.len()).any(|w| w == access.as_bytes()));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_rejected_token_is_refreshed_before_anyone_is_told_to_reconnect() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let (i, v) = app.connect(&key, Platform::Twitter, "5", spec(Platform::Twitter)).await;
+    assert_eq!(v["health"], "healthy");
+    // X revokes the access token (2 h tokens simply expire); the refresh token still works.
+    app.sim
+        .update(&i.access_token, |t| t.expires_at = Some(domain::now() - 1));
+    let (s, v) = app
+        .post(&key, "/v1/accounts/twitter/5/check", &serde_json::Value::Null)
+        .await;
+    assert_eq!((s, v["health"].as_str()), (200, Some("healthy")), "{v}");
+    let (access, _) = stored_tokens(&app, Platform::Twitter, "5").await;
+    assert_ne!(access, i.access_token);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn failed_refreshes_back_off_and_only_fatal_answers_demand_a_reconnect() {
+    let app = spawn_app_cfg("", |c| c.platforms.threads.auto_refresh = Some(false)).await;
+    let key = app.key("acme").await;
+    let db = pool(&app).await;
+    // X answers invalid_request for a dead refresh token: retried, never "reconnect" on its own.
+    let tw = app.sim.issue(
+        Platform::Twitter,
+        TokenSpec {
+            user_id: "8".into(),
+            expires_in: Some(7200),
+            ..spec(Platform::Twitter)
+        },
+    );
+    app.sim.invalidate_refresh_token(tw.refresh_token.as_deref().unwrap());
+    // TikTok answers invalid_grant: final.
+    let tt = app.sim.issue(
+        Platform::Tiktok,
+        TokenSpec {
+            user_id: "tt8".into(),
+            expires_in: Some(7200),
+            ..spec(Platform::Tiktok)
+        },
+    );
+    app.sim.invalidate_refresh_token(tt.refresh_token.as_deref().unwrap());
+    for (p, id, i) in [(Platform::Twitter, "8", &tw), (Platform::Tiktok, "tt8", &tt)] {
+        let body = serde_json::json!({"platform": p.as_str(), "accountId": id, "username": "u",
+            "accessToken": i.access_token, "refreshToken": i.refresh_token,
+            "expiresAt": domain::rfc3339(domain::now() + 600), "scopes": socialsyncer::simulator::default_scopes(p)});
+        let (s, _) = app.post(&key, "/v1/accounts", &body).await;
+        assert_eq!(s, 201);
+    }
+    let (_, v) = app.get(&key, "/v1/accounts/twitter/8").await;
+    assert_eq!(v["health"], "warning", "{v}");
+    assert_eq!(v["needsReconnect"], false);
+    assert!(
+        v["recommendations"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("Automatic token refresh failed"),
+        "{v}"
+    );
+    let (_, refresh) = stored_tokens(&app, Platform::Twitter, "8").await;
+    assert_eq!(
+        refresh.as_deref(),
+        tw.refresh_token.as_deref(),
+        "the stored refresh token is not overwritten"
+    );
+    let (failures, next): (i64, i64) = sqlx::query_as(
+        "SELECT h.refresh_failures, h.next_check_at FROM account_health h JOIN accounts a ON a.id = h.account_ref \
+         WHERE a.account_id = '8'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(failures, 1);
+    assert!(
+        next <= domain::now() + 120,
+        "a failed refresh is retried soon, with backoff"
+    );
+    assert_eq!(events(&db, "refresh_failed").await, 1);
+
+    let (_, v) = app.get(&key, "/v1/accounts/tiktok/tt8").await;
+    assert_eq!(
+        (v["health"].as_str(), v["needsReconnect"].as_bool()),
+        (Some("unhealthy"), Some(true)),
+        "{v}"
+    );
+    assert!(v["lastError"].as_str().unwrap().contains("invalid_grant"));
+
+    // Once the access token is rejected too, the 401 after a failed refresh is final.
+    app.sim
+        .update(&tw.access_token, |t| t.expires_at = Some(domain::now() - 1));
+    let (_, v) = app
+        .post(&key, "/v1/accounts/twitter/8/check", &serde_json::Value::Null)
+        .await;
+    assert_eq!(
+        (v["health"].as_str(), v["needsReconnect"].as_bool()),
+        (Some("unhealthy"), Some(true)),
+        "{v}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn new_tokens_are_committed_before_the_refresh_is_reported() {
+    let app = spawn_app_cfg("", |c| {
+        c.database.busy_timeout = socialsyncer::config::HumanDuration(Duration::from_millis(200));
+    })
+    .await;
+    let key = app.key("acme").await;
+    let db = pool(&app).await;
+    let (i, _) = app
+        .connect(
+            &key,
+            Platform::Tiktok,
+            "lock1",
+            TokenSpec {
+                expires_in: Some(7 * 86_400),
+                ..spec(Platform::Tiktok)
+            },
+        )
+        .await;
+    // Move the token into its refresh window, then hold the database's write lock.
+    sqlx::query("UPDATE accounts SET token_expires_at = $1")
+        .bind(domain::now() + 600)
+        .execute(&db)
+        .await
+        .unwrap();
+    let acc = app
+        .state
+        .store
+        .all_accounts(Some(Platform::Tiktok))
+        .await
+        .unwrap()
+        .remove(0);
+    let mut lock = db.acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *lock).await.unwrap();
+
+    let result = socialsyncer::checks::check(&app.state, acc).await;
+    assert!(
+        result.is_err(),
+        "the commit failed, so the check does not report a refresh"
+    );
+    assert!(
+        !app.sim.refresh_token_live(i.refresh_token.as_deref().unwrap()),
+        "the platform did rotate"
+    );
+    sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+    drop(lock);
+    assert_eq!(
+        events(&db, "refresh").await,
+        0,
+        "no refresh is recorded that was not committed"
+    );
+    let (access, refresh) = stored_tokens(&app, Platform::Tiktok, "lock1").await;
+    assert_eq!(
+        (access.as_str(), refresh.as_deref()),
+        (i.access_token.as_str(), i.refresh_token.as_deref())
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn silence_turns_into_unknown_after_the_staleness_limit_and_history_is_pruned() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let db = pool(&app).await;
+    app.connect(&key, Platform::Tiktok, "quiet", spec(Platform::Tiktok))
+        .await;
+    sqlx::query("UPDATE account_health SET last_success_at = $1")
+        .bind(domain::now() - 2 * 86_400)
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO health_history (account_ref, at, event, health, changed) SELECT id, 1000, 'check', 'healthy', FALSE FROM accounts")
+        .execute(&db)
+        .await
+        .unwrap();
+    make_due(&db, None).await;
+    app.sim.set_platform_behavior(Platform::Tiktok, Behavior::ServerError);
+    let r = sweep(&app).await;
+    assert_eq!((r.checked, r.transient), (1, 1));
+    assert!(r.pruned >= 1, "rows past the retention are pruned");
+    let (_, v) = app.get(&key, "/v1/accounts/tiktok/quiet").await;
+    assert_eq!(v["health"], "unknown");
+    assert!(
+        v["recommendations"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("TikTok has not answered since"),
+        "{v}"
+    );
+    let (_, h) = app.get(&key, "/v1/accounts/tiktok/quiet/history?limit=1").await;
+    let e = &h["history"][0];
+    assert_eq!(
+        (e["event"].as_str(), e["outcome"].as_str(), e["changed"].as_bool()),
+        (Some("check"), Some("transient_error"), Some(true))
+    );
+    let (s, _) = app.get(&key, "/v1/accounts/tiktok/quiet/history?limit=0").await;
+    assert_eq!(s, 400);
+    assert_eq!(Health::Unknown.as_str(), "unknown");
+    app.stop().await;
+}
