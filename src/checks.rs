@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::domain::{self, Platform, UnixTime};
 use crate::health::{self, Policy, Timing};
 use crate::platforms::{CheckOutcome, RefreshOutcome, TokenContext};
-use crate::store::{Account, HealthUpdate, StoreError, TokenReplacement};
+use crate::store::{Account, HealthUpdate, SealedCredentials, StoreError, TokenReplacement};
 
 /// A finished check, not yet written.
 #[derive(Debug)]
@@ -70,8 +70,15 @@ struct Tokens {
     refresh: Option<SecretString>,
 }
 
-async fn open_tokens(state: &AppState, a: &Account) -> Result<Option<Tokens>, StoreError> {
-    let sealed = state.store.credentials(a.id).await?;
+async fn open_tokens(
+    state: &AppState,
+    a: &Account,
+    prefetched: Option<SealedCredentials>,
+) -> Result<Option<Tokens>, StoreError> {
+    let sealed = match prefetched {
+        Some(s) => s,
+        None => state.store.credentials(a.id).await?,
+    };
     let ctx = seal_context(a.workspace_id, a.platform, &a.account_id);
     let opened = state.sealer.open(&ctx, &sealed.access_token).and_then(|access| {
         let refresh = sealed
@@ -154,9 +161,31 @@ async fn ask(state: &AppState, a: &Account, tokens: &Tokens) -> CheckOutcome {
 /// their refresh window (or were just rejected and a refresh token is stored). New tokens
 /// are committed at once; the health update is returned, not written.
 pub async fn check(state: &AppState, account: Account) -> Result<Checked, StoreError> {
+    check_with(state, account, None).await
+}
+
+/// As [`check`], with the sealed credentials already read (sweeps read them with the page).
+/// Counts the check and its duration in the metrics.
+pub async fn check_with(
+    state: &AppState,
+    account: Account,
+    credentials: Option<SealedCredentials>,
+) -> Result<Checked, StoreError> {
+    let started = std::time::Instant::now();
+    let platform = account.platform;
+    let c = check_inner(state, account, credentials).await?;
+    state.metrics.observe_check(platform, &c.outcome, started.elapsed());
+    Ok(c)
+}
+
+async fn check_inner(
+    state: &AppState,
+    account: Account,
+    credentials: Option<SealedCredentials>,
+) -> Result<Checked, StoreError> {
     let span = tracing::info_span!("check", platform = %account.platform, account = %account.account_id);
     async move {
-        let Some(mut tokens) = open_tokens(state, &account).await? else {
+        let Some(mut tokens) = open_tokens(state, &account, credentials).await? else {
             let o = CheckOutcome::Misconfigured(
                 "the stored token cannot be opened with the current token key (security.token_key_file)".into(),
             );

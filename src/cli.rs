@@ -13,7 +13,7 @@ use crate::app::{self, AppState};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use crate::domain::{self, WorkspaceName};
 use crate::domain::{Health, Platform};
-use crate::{checks, crypto, demo, server, telemetry};
+use crate::{bench, checks, crypto, demo, server, telemetry};
 
 /// socialsyncer: keeps watch over the OAuth tokens of connected social media accounts.
 #[derive(Debug, Parser)]
@@ -46,11 +46,31 @@ pub enum Command {
         #[arg(long)]
         platform: Option<String>,
     },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Start simulated platforms and a daemon with sample accounts; print a key and URLs.
     Demo {
         /// Address to serve on [default: 127.0.0.1:8080]
         #[arg(long)]
         listen: Option<String>,
+    },
+}
+
+/// `bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// One sweep of N accounts on simulated platforms with latency L and concurrency C.
+    Sweep {
+        /// Accounts N.
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        /// Latency L of every simulated answer, in milliseconds.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+        /// Concurrency C.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
     },
 }
 
@@ -148,6 +168,21 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Keys(k) => keys(k, &config).await?,
         Command::Check { platform } => return check(config, platform).await,
         Command::Demo { listen } => demo::run(listen).await?,
+        Command::Bench(BenchCommand::Sweep {
+            accounts,
+            latency_ms,
+            concurrency,
+        }) => {
+            if accounts == 0 || concurrency == 0 || latency_ms == 0 {
+                bail!("--accounts, --latency-ms and --concurrency must be at least 1");
+            }
+            bench::sweep(bench::SweepBench {
+                accounts,
+                latency: std::time::Duration::from_millis(latency_ms),
+                concurrency,
+            })
+            .await?
+        }
         Command::Accounts(AccountsCommand::Import {
             workspace,
             platform,

@@ -5,6 +5,7 @@
 pub mod accounts; // registration steps shared by the API and the CLI
 pub mod api; // HTTP routes, authentication, error format
 pub mod app; // shared state and start-up
+pub mod bench; // `socialsyncer bench sweep`
 pub mod checks; // one check of one account, and many in parallel
 pub mod cli; // command-line commands
 pub mod config; // typed configuration

@@ -128,9 +128,9 @@ pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<Sweep
                 break;
             }
         };
-        let Some(last) = page.last() else { break };
+        let Some((last, _)) = page.last() else { break };
         cursor = Some((last.next_check_at, last.id));
-        for account in page {
+        for (account, credentials) in page {
             while set.len() >= max_in_flight {
                 set.join_next().await;
             }
@@ -157,7 +157,7 @@ pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<Sweep
                     let _ = tx.send(checks::deferred(&state, account, until, detail)).await;
                     return;
                 }
-                match checks::check(&state, account).await {
+                match checks::check_with(&state, account, Some(credentials)).await {
                     Ok(c) => {
                         if let CheckOutcome::Transient(Transient {
                             kind: TransientKind::RateLimited,

@@ -163,6 +163,9 @@ struct AccountRow {
     last_refresh_error: Option<String>,
 }
 
+/// Rows per multi-row UPDATE (15 parameters each, under SQLite's 32,766 limit).
+const UPDATE_CHUNK: usize = 1000;
+
 fn json_list(s: &str) -> Vec<String> {
     serde_json::from_str(s).unwrap_or_default()
 }
@@ -218,8 +221,16 @@ const ACCOUNT_SELECT: &str = "SELECT a.id, a.workspace_id, a.platform, a.account
      h.refresh_failures, h.last_refresh_error \
      FROM accounts a JOIN account_health h ON h.account_ref = a.id";
 
+#[derive(FromRow)]
+struct DueRow {
+    #[sqlx(flatten)]
+    account: AccountRow,
+    #[sqlx(flatten)]
+    credentials: SealedCredentials,
+}
+
 /// Sealed credentials of one account.
-#[derive(Debug, FromRow)]
+#[derive(Debug, Clone, FromRow)]
 pub struct SealedCredentials {
     /// Sealed access token.
     pub access_token: Vec<u8>,
@@ -517,39 +528,45 @@ impl Store {
     /// one transaction.
     pub async fn record_checks(&self, updates: &[HealthUpdate]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for u in updates {
-            sqlx::query(
-                "UPDATE account_health SET health = $1, token_valid = $2, needs_reconnect = $3, \
-                 permissions = $4, missing_permissions = $5, recommendations = $6, \
-                 data_access_expires_at = $7, platform_user_id = $8, last_error = $9, last_checked_at = $10, \
-                 last_success_at = CASE WHEN $11 THEN $10 ELSE last_success_at END, \
-                 consecutive_failures = CASE WHEN $11 THEN 0 ELSE consecutive_failures + 1 END, \
-                 next_check_at = $12, refresh_failures = $13, last_refresh_error = $14 WHERE account_ref = $15",
-            )
-            .bind(u.health.as_str())
-            .bind(u.token_valid)
-            .bind(u.needs_reconnect)
-            .bind(u.permissions.as_deref().map(to_json))
-            .bind(to_json(&u.missing_permissions))
-            .bind(to_json(&u.recommendations))
-            .bind(u.data_access_expires_at)
-            .bind(&u.platform_user_id)
-            .bind(&u.last_error)
-            .bind(u.checked_at)
-            .bind(u.answered)
-            .bind(u.next_check_at)
-            .bind(u.refresh_failures)
-            .bind(&u.last_refresh_error)
-            .bind(u.account_ref)
-            .execute(&mut *tx)
-            .await?;
-            if u.token_expires_at != u.previous_token_expires_at {
-                sqlx::query("UPDATE accounts SET token_expires_at = $1 WHERE id = $2")
-                    .bind(u.token_expires_at)
-                    .bind(u.account_ref)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+        // One multi-row UPDATE ... FROM (VALUES ...) per chunk instead of a statement per
+        // account: a sweep's results land in a few statements. VALUES columns are named
+        // column1..columnN in both SQLite and PostgreSQL.
+        for chunk in updates.chunks(UPDATE_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "UPDATE account_health SET health = v.column2, token_valid = v.column3, needs_reconnect = v.column4, \
+                 permissions = v.column5, missing_permissions = v.column6, recommendations = v.column7, \
+                 data_access_expires_at = v.column8, platform_user_id = v.column9, last_error = v.column10, \
+                 last_checked_at = v.column11, \
+                 last_success_at = CASE WHEN v.column12 THEN v.column11 ELSE account_health.last_success_at END, \
+                 consecutive_failures = CASE WHEN v.column12 THEN 0 ELSE account_health.consecutive_failures + 1 END, \
+                 next_check_at = v.column13, refresh_failures = v.column14, last_refresh_error = v.column15 FROM (",
+            );
+            q.push_values(chunk, |mut b, u| {
+                b.push_bind(u.account_ref)
+                    .push_bind(u.health.as_str())
+                    .push_bind(u.token_valid)
+                    .push_bind(u.needs_reconnect)
+                    .push_bind(u.permissions.as_deref().map(to_json))
+                    .push_bind(to_json(&u.missing_permissions))
+                    .push_bind(to_json(&u.recommendations))
+                    .push_bind(u.data_access_expires_at)
+                    .push_bind(&u.platform_user_id)
+                    .push_bind(&u.last_error)
+                    .push_bind(u.checked_at)
+                    .push_bind(u.answered)
+                    .push_bind(u.next_check_at)
+                    .push_bind(u.refresh_failures)
+                    .push_bind(&u.last_refresh_error);
+            });
+            q.push(") AS v WHERE account_health.account_ref = v.column1");
+            q.build().execute(&mut *tx).await?;
+        }
+        for u in updates.iter().filter(|u| u.token_expires_at != u.previous_token_expires_at) {
+            sqlx::query("UPDATE accounts SET token_expires_at = $1 WHERE id = $2")
+                .bind(u.token_expires_at)
+                .bind(u.account_ref)
+                .execute(&mut *tx)
+                .await?;
         }
         // History rows go in as multi-row inserts: far fewer statements for a large sweep.
         for chunk in updates.chunks(1000) {
@@ -664,27 +681,35 @@ impl Store {
             .rows_affected())
     }
 
-    /// Accounts due for a check at `due_by`, oldest first, after `cursor` (the
-    /// `(next_check_at, id)` of the last one seen), at most `limit`.
+    /// Accounts due for a check at `due_by`, with their sealed credentials (saving a query
+    /// per account), oldest first, after `cursor` (the `(next_check_at, id)` of the last one
+    /// seen), at most `limit`.
     pub async fn due_accounts(
         &self,
         due_by: UnixTime,
         cursor: Option<(UnixTime, i64)>,
         limit: i64,
-    ) -> Result<Vec<Account>, StoreError> {
+    ) -> Result<Vec<(Account, SealedCredentials)>, StoreError> {
         let (t, id) = cursor.unwrap_or((i64::MIN, i64::MIN));
+        let select = ACCOUNT_SELECT.replacen(
+            " FROM accounts a",
+            ", c.access_token, c.refresh_token FROM accounts a JOIN credentials c ON c.account_ref = a.id",
+            1,
+        );
         let sql = format!(
-            "{ACCOUNT_SELECT} WHERE h.next_check_at <= $1 AND (h.next_check_at > $2 OR (h.next_check_at = $2 AND a.id > $3)) \
+            "{select} WHERE h.next_check_at <= $1 AND (h.next_check_at > $2 OR (h.next_check_at = $2 AND a.id > $3)) \
              ORDER BY h.next_check_at, a.id LIMIT $4"
         );
-        let rows: Vec<AccountRow> = sqlx::query_as(&sql)
+        let rows: Vec<DueRow> = sqlx::query_as(&sql)
             .bind(due_by)
             .bind(t)
             .bind(id)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.into_iter().map(Account::try_from).collect()
+        rows.into_iter()
+            .map(|r| Ok((Account::try_from(r.account)?, r.credentials)))
+            .collect()
     }
 
     /// Accounts by platform and health, for the `socialsyncer_accounts` gauge.
