@@ -1,5 +1,6 @@
 -- Workspaces, API keys, accounts, their sealed credentials and current health.
--- Timestamps are Unix seconds (BIGINT) so the schema reads the same on PostgreSQL.
+-- Timestamps are Unix seconds (BIGINT) so the schema reads the same on PostgreSQL. Keys are
+-- INTEGER PRIMARY KEY, SQLite's rowid alias: lookups by account skip a separate index.
 
 CREATE TABLE workspaces (
     id          INTEGER PRIMARY KEY,
@@ -36,7 +37,7 @@ CREATE INDEX accounts_by_platform ON accounts(platform);
 
 -- AES-256-GCM sealed tokens, in their own table so deleting credentials is one statement.
 CREATE TABLE credentials (
-    account_ref    BIGINT  PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    account_ref    INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
     access_token   BLOB    NOT NULL,
     refresh_token  BLOB,
     updated_at     BIGINT  NOT NULL
@@ -44,7 +45,7 @@ CREATE TABLE credentials (
 
 -- The latest assessment of each account.
 CREATE TABLE account_health (
-    account_ref             BIGINT  PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    account_ref             INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
     health                  TEXT    NOT NULL DEFAULT 'unknown',
     token_valid             BOOLEAN,
     needs_reconnect         BOOLEAN NOT NULL DEFAULT FALSE,

@@ -10,9 +10,9 @@ use crate::accounts::seal_context;
 use crate::app::AppState;
 use crate::config::Config;
 use crate::domain::{self, AccountId, Health, Platform};
+use crate::scheduler;
 use crate::simulator::{Simulator, TokenSpec};
 use crate::store::{HealthUpdate, NewAccount};
-use crate::scheduler;
 
 /// Parameters of the sweep benchmark.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +69,11 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(10_000);
     for i in 0..b.accounts {
         let p = Platform::ALL[i % Platform::ALL.len()];
-        let id = if p == Platform::Tiktok { format!("open-{i}") } else { format!("{}", 10_000_000 + i) };
+        let id = if p == Platform::Tiktok {
+            format!("open-{i}")
+        } else {
+            format!("{}", 10_000_000 + i)
+        };
         let issued = sim.issue(p, TokenSpec::valid(p, &id));
         let ctx = seal_context(ws, p, &id);
         batch.push(NewAccount {
@@ -125,7 +129,10 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
     state.store.record_checks(&updates).await?;
     let bulk = t.elapsed().as_secs_f64();
 
-    println!("sweep benchmark ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "sweep benchmark ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!("  accounts N          {}", b.accounts);
     println!("  latency L           {} ms", b.latency.as_millis());
     println!("  concurrency C       {}", b.concurrency);
@@ -142,7 +149,11 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
         report.write_time.as_secs_f64(),
         report.checked
     );
-    println!("  bulk write          {:.3} s for {} results in one transaction", bulk, updates.len());
+    println!(
+        "  bulk write          {:.3} s for {} results in one transaction",
+        bulk,
+        updates.len()
+    );
     if let Some(m) = peak_rss_mib() {
         println!("  peak memory         {m:.0} MiB (VmHWM, simulator included)");
     }

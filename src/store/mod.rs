@@ -334,7 +334,10 @@ impl Store {
             .busy_timeout(busy_timeout)
             .foreign_keys(true)
             // Freed pages (deleted credentials) are overwritten, not left in the file.
-            .pragma("secure_delete", "ON");
+            .pragma("secure_delete", "ON")
+            // A sweep touches every row: keep the working set in memory (32 MiB per connection).
+            .pragma("cache_size", "-32768")
+            .pragma("temp_store", "MEMORY");
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .connect_with(opts)
@@ -561,7 +564,10 @@ impl Store {
             q.push(") AS v WHERE account_health.account_ref = v.column1");
             q.build().execute(&mut *tx).await?;
         }
-        for u in updates.iter().filter(|u| u.token_expires_at != u.previous_token_expires_at) {
+        for u in updates
+            .iter()
+            .filter(|u| u.token_expires_at != u.previous_token_expires_at)
+        {
             sqlx::query("UPDATE accounts SET token_expires_at = $1 WHERE id = $2")
                 .bind(u.token_expires_at)
                 .bind(u.account_ref)
