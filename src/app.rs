@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
+use crate::alerts::email::Mailer;
 use crate::config::Config;
 use crate::crypto::Sealer;
 use crate::domain::Platform;
@@ -30,6 +31,10 @@ pub struct AppState {
     pub gates: Arc<Gates>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The SMTP sender, when `email.smtp_url` is set.
+    pub mailer: Option<Arc<Mailer>>,
+    /// Wakes the alert delivery task (after a sweep).
+    pub alerts_due: Arc<tokio::sync::Notify>,
 }
 
 /// The daemon's own configuration problems, by platform (e.g. an app secret the platform
@@ -92,6 +97,7 @@ impl AppState {
     pub fn new(config: Config, store: Store, sealer: Sealer) -> anyhow::Result<AppState> {
         let http = Http::new(&config)?;
         let platforms = Platforms::new(&config, http)?;
+        let mailer = Mailer::from_config(&config)?.map(Arc::new);
         Ok(AppState {
             store,
             gates: Arc::new(Gates::new(&config)),
@@ -100,6 +106,8 @@ impl AppState {
             platforms: Arc::new(platforms),
             problems: Arc::new(Problems::default()),
             metrics: Arc::new(Metrics::new()),
+            mailer,
+            alerts_due: Arc::new(tokio::sync::Notify::new()),
         })
     }
 

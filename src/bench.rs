@@ -123,6 +123,9 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
             previous_token_expires_at: a.token_expires_at,
             refresh_failures: 0,
             last_refresh_error: None,
+            alerts: vec![],
+            open_alerts: vec![],
+            alert_episode: 0,
         })
         .collect();
     let t = Instant::now();

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::accounts::seal_context;
+use crate::alerts::{self, AlertPolicy};
 use crate::app::AppState;
 use crate::domain::{self, Platform, UnixTime};
 use crate::health::{self, Policy, Timing};
@@ -51,6 +52,21 @@ fn refresh_at(state: &AppState, a: &Account) -> Option<UnixTime> {
         at = at.max(a.token_issued_at + 86_400);
     }
     Some(at)
+}
+
+fn alert_policy(state: &AppState, auto_refresh: bool) -> AlertPolicy {
+    let c = &state.config.alerts;
+    let mut thresholds: Vec<(i64, String)> = c
+        .expiry_thresholds
+        .iter()
+        .map(|d| (d.secs(), humantime::format_duration(d.0).to_string().replace(' ', "")))
+        .collect();
+    thresholds.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+    AlertPolicy {
+        thresholds,
+        unreachable_after: c.unreachable_after,
+        auto_refresh,
+    }
 }
 
 /// The assessment policy for accounts of `platform`.
@@ -299,6 +315,14 @@ fn assess(
         },
     };
     let next = health::next_check_at(&outcome, &a, timing, now, rand::thread_rng().r#gen::<f64>());
+    let derived = alerts::derive(
+        current,
+        &outcome,
+        &a,
+        refresh_error.as_deref(),
+        &alert_policy(state, p.auto_refresh),
+        now,
+    );
     tracing::debug!(outcome = health::outcome_label(&outcome), health = %a.health, "checked");
     let update = HealthUpdate {
         account_ref: current.id,
@@ -320,6 +344,9 @@ fn assess(
         previous_token_expires_at: current.token_expires_at,
         refresh_failures,
         last_refresh_error: refresh_error.or_else(|| current.last_refresh_error.clone()),
+        alerts: derived.alerts,
+        open_alerts: derived.open,
+        alert_episode: derived.episode,
     };
     Checked {
         account: before,

@@ -68,6 +68,8 @@ pub struct Config {
     pub security: SecurityConfig,
     /// `[email]`
     pub email: EmailConfig,
+    /// `[alerts]`
+    pub alerts: AlertsConfig,
     /// `[http]`: the outbound client used for platforms.
     pub http: HttpConfig,
     /// `[log]`
@@ -208,6 +210,31 @@ pub struct EmailConfig {
     pub from: Option<String>,
     /// Recipients of every alert.
     pub to: Vec<String>,
+}
+
+/// `[alerts]`: which events send email, and how often the outbox is delivered.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// A token expiring within each of these raises one alert (per token).
+    pub expiry_thresholds: Vec<HumanDuration>,
+    /// Failed checks in a row (past the staleness limit) before "platform unreachable".
+    pub unreachable_after: i64,
+    /// How often pending alerts are delivered (and failed ones retried).
+    pub delivery_interval: HumanDuration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            expiry_thresholds: [7, 3, 1]
+                .into_iter()
+                .map(|d| HumanDuration(Duration::from_secs(d * 86_400)))
+                .collect(),
+            unreachable_after: 3,
+            delivery_interval: HumanDuration(Duration::from_secs(15)),
+        }
+    }
 }
 
 /// `[http]`: the one outbound HTTP client.
@@ -440,6 +467,19 @@ impl Config {
         if !self.schedule.cron.trim().is_empty() {
             croner_check(&self.schedule.cron)
                 .map_err(|e| ConfigError(format!("schedule.cron: '{}': {e}", self.schedule.cron)))?;
+        }
+        if self.alerts.unreachable_after < 1 {
+            return Err(ConfigError("alerts.unreachable_after: must be at least 1".into()));
+        }
+        if self.alerts.delivery_interval.0 < Duration::from_secs(1) {
+            return Err(ConfigError("alerts.delivery_interval: must be at least 1s".into()));
+        }
+        if let Some(url) = &self.email.smtp_url
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            return Err(ConfigError(format!(
+                "email.smtp_url: '{url}' must start with smtp:// (plain or STARTTLS with ?tls=required) or smtps://"
+            )));
         }
         if self.health.check_interval.0 < Duration::from_secs(60) {
             return Err(ConfigError("health.check_interval: must be at least 1m".into()));

@@ -437,6 +437,8 @@ mod tests {
             next_check_at: NOW,
             refresh_failures: 0,
             last_refresh_error: None,
+            open_alerts: vec![],
+            alert_episode: 0,
         }
     }
 

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts; // registration steps shared by the API and the CLI
+pub mod alerts; // alert events and their email delivery
 pub mod api; // HTTP routes, authentication, error format
 pub mod app; // shared state and start-up
 pub mod bench; // `socialsyncer bench sweep`

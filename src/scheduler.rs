@@ -186,6 +186,7 @@ pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<Sweep
     report.pruned = state.store.prune_history(cutoff).await?;
     report.duration = started.elapsed();
     state.metrics.sweep_finished(domain::now());
+    state.alerts_due.notify_one();
     Ok(report)
 }
 

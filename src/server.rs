@@ -7,7 +7,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api;
 use crate::app::AppState;
-use crate::scheduler;
+use crate::{alerts, scheduler};
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then drains open requests.
 pub async fn serve_http(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -63,6 +63,7 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
     let tracker = TaskTracker::new();
     state.metrics.set_last_sweep(state.store.last_check_at().await?);
     let mut sched = scheduler::start(state.clone(), shutdown.clone(), tracker.clone()).await?;
+    let delivery = tokio::spawn(alerts::email::run(state.clone(), shutdown.clone()));
     tracing::info!(listen = %listener.local_addr()?, "socialsyncer is serving");
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
@@ -82,6 +83,7 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
     if tokio::time::timeout(limit, tracker.wait()).await.is_err() {
         tracing::warn!(timeout = ?limit, "the sweep in progress did not finish in time");
     }
+    let _ = delivery.await;
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())

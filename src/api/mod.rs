@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod error;
+pub mod notifications;
 pub mod openapi;
 
 use axum::extract::{FromRequest, FromRequestParts};
@@ -145,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi::serve))
         .merge(accounts::router())
+        .merge(notifications::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))

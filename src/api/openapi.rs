@@ -19,6 +19,8 @@ use super::accounts;
         accounts::history,
         accounts::disconnect,
         super::healthz,
+        super::notifications::show,
+        super::notifications::replace,
         super::metrics,
     ),
     modifiers(&BearerAuth),

@@ -132,6 +132,10 @@ pub struct Account {
     pub refresh_failures: i64,
     /// Why the last automatic refresh failed, while it keeps failing.
     pub last_refresh_error: Option<String>,
+    /// Problem kinds alerted in the current episode.
+    pub open_alerts: Vec<String>,
+    /// Alert episode (a recovery starts the next).
+    pub alert_episode: i64,
 }
 
 #[derive(FromRow)]
@@ -161,9 +165,11 @@ struct AccountRow {
     next_check_at: i64,
     refresh_failures: i64,
     last_refresh_error: Option<String>,
+    open_alerts: String,
+    alert_episode: i64,
 }
 
-/// Rows per multi-row UPDATE (15 parameters each, under SQLite's 32,766 limit).
+/// Rows per multi-row UPDATE (17 parameters each, under SQLite's 32,766 limit).
 const UPDATE_CHUNK: usize = 1000;
 
 fn json_list(s: &str) -> Vec<String> {
@@ -209,6 +215,8 @@ impl TryFrom<AccountRow> for Account {
             next_check_at: r.next_check_at,
             refresh_failures: r.refresh_failures,
             last_refresh_error: r.last_refresh_error,
+            open_alerts: json_list(&r.open_alerts),
+            alert_episode: r.alert_episode,
         })
     }
 }
@@ -218,7 +226,7 @@ const ACCOUNT_SELECT: &str = "SELECT a.id, a.workspace_id, a.platform, a.account
      h.health, h.token_valid, h.needs_reconnect, h.permissions, h.missing_permissions, \
      h.recommendations, h.data_access_expires_at, h.platform_user_id, h.last_error, \
      h.last_checked_at, h.last_success_at, h.consecutive_failures, h.next_check_at, \
-     h.refresh_failures, h.last_refresh_error \
+     h.refresh_failures, h.last_refresh_error, h.open_alerts, h.alert_episode \
      FROM accounts a JOIN account_health h ON h.account_ref = a.id";
 
 #[derive(FromRow)]
@@ -279,6 +287,66 @@ pub struct HealthUpdate {
     pub refresh_failures: i64,
     /// Why the last automatic refresh failed, while it keeps failing.
     pub last_refresh_error: Option<String>,
+    /// Alert events this check raised (stored in the same transaction).
+    pub alerts: Vec<NewAlert>,
+    /// Problem kinds alerted in the current episode, after this check.
+    pub open_alerts: Vec<String>,
+    /// Alert episode after this check.
+    pub alert_episode: i64,
+}
+
+/// An alert event to put in the outbox.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    /// Workspace to notify.
+    pub workspace_id: i64,
+    /// The account concerned.
+    pub account_ref: i64,
+    /// Unique per account, token, episode and kind.
+    pub dedup_key: String,
+    /// `expiring_7d`, `token_invalid`, `recovered`, ...
+    pub kind: String,
+    /// How bad.
+    pub severity: Health,
+    /// Platform.
+    pub platform: Platform,
+    /// Account ID.
+    pub account_id: String,
+    /// Display name.
+    pub username: String,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do.
+    pub action: String,
+    /// When it was raised.
+    pub created_at: UnixTime,
+}
+
+/// An alert waiting in the outbox.
+#[derive(Debug, Clone, FromRow)]
+pub struct PendingAlert {
+    /// Outbox row.
+    pub id: i64,
+    /// Workspace to notify.
+    pub workspace_id: i64,
+    /// Workspace name.
+    pub workspace: String,
+    /// Kind.
+    pub kind: String,
+    /// Severity (a health state).
+    pub severity: String,
+    /// Platform.
+    pub platform: String,
+    /// Account ID.
+    pub account_id: String,
+    /// Display name.
+    pub username: String,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do.
+    pub action: String,
+    /// Failed attempts so far.
+    pub attempts: i64,
 }
 
 /// New tokens from a refresh, sealed, replacing the stored ones.
@@ -542,7 +610,8 @@ impl Store {
                  last_checked_at = v.column11, \
                  last_success_at = CASE WHEN v.column12 THEN v.column11 ELSE account_health.last_success_at END, \
                  consecutive_failures = CASE WHEN v.column12 THEN 0 ELSE account_health.consecutive_failures + 1 END, \
-                 next_check_at = v.column13, refresh_failures = v.column14, last_refresh_error = v.column15 FROM (",
+                 next_check_at = v.column13, refresh_failures = v.column14, last_refresh_error = v.column15, \
+                 open_alerts = v.column16, alert_episode = v.column17 FROM (",
             );
             q.push_values(chunk, |mut b, u| {
                 b.push_bind(u.account_ref)
@@ -559,7 +628,9 @@ impl Store {
                     .push_bind(u.answered)
                     .push_bind(u.next_check_at)
                     .push_bind(u.refresh_failures)
-                    .push_bind(&u.last_refresh_error);
+                    .push_bind(&u.last_refresh_error)
+                    .push_bind(to_json(&u.open_alerts))
+                    .push_bind(u.alert_episode);
             });
             q.push(") AS v WHERE account_health.account_ref = v.column1");
             q.build().execute(&mut *tx).await?;
@@ -573,6 +644,27 @@ impl Store {
                 .bind(u.account_ref)
                 .execute(&mut *tx)
                 .await?;
+        }
+        // The alerts these changes raised, in the same transaction; a key seen before is skipped.
+        for a in updates.iter().flat_map(|u| &u.alerts) {
+            sqlx::query(
+                "INSERT INTO alert_outbox (workspace_id, account_ref, dedup_key, kind, severity, platform, account_id, \
+                 username, problem, action, created_at, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT (dedup_key) DO NOTHING",
+            )
+            .bind(a.workspace_id)
+            .bind(a.account_ref)
+            .bind(&a.dedup_key)
+            .bind(&a.kind)
+            .bind(a.severity.as_str())
+            .bind(a.platform.as_str())
+            .bind(&a.account_id)
+            .bind(&a.username)
+            .bind(&a.problem)
+            .bind(&a.action)
+            .bind(a.created_at)
+            .execute(&mut *tx)
+            .await?;
         }
         // History rows go in as multi-row inserts: far fewer statements for a large sweep.
         for chunk in updates.chunks(1000) {
@@ -751,6 +843,90 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT MAX(last_checked_at) FROM account_health")
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    /// Alerts due for delivery, by workspace then age.
+    pub async fn pending_alerts(&self, now: UnixTime, limit: i64) -> Result<Vec<PendingAlert>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT o.id, o.workspace_id, w.name AS workspace, o.kind, o.severity, o.platform, o.account_id, \
+             o.username, o.problem, o.action, o.attempts FROM alert_outbox o JOIN workspaces w ON w.id = o.workspace_id \
+             WHERE o.sent_at IS NULL AND o.next_attempt_at <= $1 ORDER BY o.workspace_id, o.id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Marks alerts delivered (`note` says why when they were not sent, e.g. no recipients).
+    pub async fn mark_alerts_sent(&self, ids: &[i64], now: UnixTime, note: Option<&str>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query("UPDATE alert_outbox SET sent_at = $1, last_error = $2 WHERE id = $3")
+                .bind(now)
+                .bind(note)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a failed delivery attempt and when to try again.
+    pub async fn mark_alerts_failed(&self, ids: &[i64], error: &str, retry_at: UnixTime) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE alert_outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3",
+            )
+            .bind(error)
+            .bind(retry_at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Alerts not yet delivered (for metrics and tests).
+    pub async fn undelivered_alerts(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM alert_outbox WHERE sent_at IS NULL")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// A workspace's own alert recipients.
+    pub async fn recipients(&self, workspace_id: i64) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT email FROM workspace_recipients WHERE workspace_id = $1 ORDER BY email")
+                .bind(workspace_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Replaces a workspace's alert recipients.
+    pub async fn set_recipients(&self, workspace_id: i64, emails: &[String]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM workspace_recipients WHERE workspace_id = $1")
+            .bind(workspace_id)
+            .execute(&mut *tx)
+            .await?;
+        for e in emails {
+            sqlx::query(
+                "INSERT INTO workspace_recipients (workspace_id, email) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(workspace_id)
+            .bind(e)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// One account by row ID.

@@ -1,0 +1,175 @@
+//! Alerts: which events a health change raises (pure), and their delivery by email.
+
+pub mod email;
+
+use crate::domain::{Health, UnixTime};
+use crate::health::Assessment;
+use crate::platforms::{CheckOutcome, InvalidReason};
+use crate::store::{Account, NewAlert};
+
+/// What decides the alerts besides the assessment.
+#[derive(Debug, Clone)]
+pub struct AlertPolicy {
+    /// Expiry thresholds in seconds, each with its label (`7d`), widest first.
+    pub thresholds: Vec<(i64, String)>,
+    /// Failed checks in a row before "platform unreachable" is sent.
+    pub unreachable_after: i64,
+    /// The access token is renewed automatically (its expiry raises no alert).
+    pub auto_refresh: bool,
+}
+
+/// The events of one check and the account's alert state after it.
+#[derive(Debug, Default)]
+pub struct Derived {
+    /// New events (deduplicated by key when stored).
+    pub alerts: Vec<NewAlert>,
+    /// Problem kinds alerted in the current episode.
+    pub open: Vec<String>,
+    /// The episode number (a recovery starts the next one).
+    pub episode: i64,
+}
+
+/// Derives the alert events raised by assessment `a` of `account` (as it was before).
+/// Each problem fires once per account, token and episode; "recovered" closes the episode.
+pub fn derive(
+    account: &Account,
+    outcome: &CheckOutcome,
+    a: &Assessment,
+    refresh_error: Option<&str>,
+    policy: &AlertPolicy,
+    now: UnixTime,
+) -> Derived {
+    let mut open = account.open_alerts.clone();
+    let mut episode = account.alert_episode;
+    let mut alerts = Vec::new();
+    let first_rec = a.recommendations.first().cloned().unwrap_or_default();
+    let mut raise = |kind: String, severity: Health, problem: String, action: String, open: &mut Vec<String>| {
+        if open.contains(&kind) {
+            return;
+        }
+        alerts.push(NewAlert {
+            workspace_id: account.workspace_id,
+            account_ref: account.id,
+            dedup_key: format!("{}:{}:{}:{kind}", account.id, account.token_issued_at, episode),
+            kind: kind.clone(),
+            severity,
+            platform: account.platform,
+            account_id: account.account_id.clone(),
+            username: account.username.clone(),
+            problem,
+            action,
+            created_at: now,
+        });
+        open.push(kind);
+    };
+
+    if a.answered && a.health == Health::Healthy {
+        if !open.is_empty() {
+            raise(
+                "recovered".into(),
+                Health::Healthy,
+                "The account is healthy again.".into(),
+                "Nothing to do.".into(),
+                &mut Vec::new(),
+            );
+            open.clear();
+            episode += 1;
+        }
+        return Derived { alerts, open, episode };
+    }
+
+    match outcome {
+        CheckOutcome::Invalid { reason, .. } => {
+            let expired = *reason == InvalidReason::Expired || account.token_expires_at.is_some_and(|t| t <= now);
+            let kind = if expired { "token_expired" } else { "token_invalid" };
+            let problem = if expired {
+                "The token has expired."
+            } else {
+                "The token no longer works."
+            };
+            raise(kind.into(), a.health, problem.into(), first_rec.clone(), &mut open);
+        }
+        CheckOutcome::PermissionDenied { .. } => {
+            raise(
+                "permissions_missing".into(),
+                a.health,
+                "The platform refused access for lack of permission.".into(),
+                first_rec.clone(),
+                &mut open,
+            );
+        }
+        CheckOutcome::Valid(_) => {
+            if !a.missing_permissions.is_empty() {
+                raise(
+                    "permissions_missing".into(),
+                    a.health,
+                    format!("Missing permissions: {}.", a.missing_permissions.join(", ")),
+                    "Reconnect the account and grant them.".into(),
+                    &mut open,
+                );
+            }
+            if let Some(exp) = a.token_expires_at.filter(|_| !policy.auto_refresh) {
+                let left = exp - now;
+                if left <= 0 {
+                    raise(
+                        "token_expired".into(),
+                        a.health,
+                        "The token has expired.".into(),
+                        "Reconnect the account.".into(),
+                        &mut open,
+                    );
+                } else if let Some((_, label)) = policy
+                    .thresholds
+                    .iter()
+                    .filter(|(t, _)| left <= *t)
+                    .min_by_key(|(t, _)| *t)
+                {
+                    // The tightest threshold crossed; the wider ones count as sent.
+                    let rec = a
+                        .recommendations
+                        .iter()
+                        .find(|r| r.starts_with("Token expires"))
+                        .cloned()
+                        .unwrap_or_else(|| format!("Token expires {}.", crate::health::time_left(left)));
+                    raise(
+                        format!("expiring_{label}"),
+                        a.health,
+                        rec,
+                        "Reconnect the account before it expires.".into(),
+                        &mut open,
+                    );
+                    for (t, l) in &policy.thresholds {
+                        let k = format!("expiring_{l}");
+                        if left <= *t && !open.contains(&k) {
+                            open.push(k);
+                        }
+                    }
+                }
+            }
+            if let Some(e) = refresh_error {
+                raise(
+                    "refresh_failed".into(),
+                    a.health,
+                    format!("Automatic token refresh failed: {e}."),
+                    "socialsyncer retries; reconnect the account if it keeps failing.".into(),
+                    &mut open,
+                );
+            }
+        }
+        CheckOutcome::Transient(_) | CheckOutcome::Misconfigured(_) => {
+            if a.health == Health::Unknown && account.consecutive_failures + 1 >= policy.unreachable_after {
+                raise(
+                    "platform_unreachable".into(),
+                    Health::Unknown,
+                    first_rec.clone(),
+                    format!(
+                        "Check {}'s status; socialsyncer keeps retrying.",
+                        account.platform.display_name()
+                    ),
+                    &mut open,
+                );
+            }
+        }
+    }
+    Derived { alerts, open, episode }
+}
