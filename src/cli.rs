@@ -49,6 +49,13 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Re-seal every stored token under a new key (stop the daemon first), then point
+    /// security.token_key_file at the new key.
+    RotateTokenKey {
+        /// The new key: 32 raw bytes or 64 hex digits (e.g. `head -c 32 /dev/urandom > new.key`).
+        #[arg(long, value_name = "PATH")]
+        new_key_file: PathBuf,
+    },
     /// Start simulated platforms and a daemon with sample accounts; print a key and URLs.
     Demo {
         /// Address to serve on [default: 127.0.0.1:8080]
@@ -168,6 +175,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Keys(k) => keys(k, &config).await?,
         Command::Check { platform } => return check(config, platform).await,
         Command::Demo { listen } => demo::run(listen).await?,
+        Command::RotateTokenKey { new_key_file } => rotate_token_key(&config, &new_key_file).await?,
         Command::Bench(BenchCommand::Sweep {
             accounts,
             latency_ms,
@@ -357,4 +365,46 @@ async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitC
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn rotate_token_key(config: &Config, new_key_file: &std::path::Path) -> anyhow::Result<()> {
+    let new = crate::crypto::Sealer::load(new_key_file).context("Failed to load --new-key-file")?;
+    let old_path = config.token_key_path()?;
+    if old_path.exists() && std::fs::canonicalize(&old_path).ok() == std::fs::canonicalize(new_key_file).ok() {
+        bail!(
+            "--new-key-file is the key in use ({}); create a new one first",
+            old_path.display()
+        );
+    }
+    let store = app::open_store(config).await?;
+    let old = app::load_sealer(config)?;
+    let rows = store.all_sealed().await?;
+    let mut resealed = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let platform: Platform = r.platform.parse()?;
+        let ctx = accounts::seal_context(r.workspace_id, platform, &r.account_id);
+        let access = old.open(&ctx, &r.access_token).with_context(|| {
+            format!(
+                "{} account {} does not open with the current key",
+                r.platform, r.account_id
+            )
+        })?;
+        let refresh = r
+            .refresh_token
+            .as_deref()
+            .map(|t| old.open(&ctx, t))
+            .transpose()
+            .with_context(|| format!("{} account {}: refresh token", r.platform, r.account_id))?;
+        resealed.push((r.id, new.seal(&ctx, &access), refresh.map(|t| new.seal(&ctx, &t))));
+    }
+    store.reseal(&resealed, domain::now()).await?;
+    store.close().await;
+    eprintln!(
+        "re-sealed the tokens of {} account(s) under {}; now set security.token_key_file to it \
+         (or put it in place of {}) before starting the daemon",
+        rows.len(),
+        new_key_file.display(),
+        old_path.display()
+    );
+    Ok(())
 }

@@ -20,4 +20,5 @@ pub mod scheduler; // cron-driven sweeps with bounded concurrency
 pub mod server; // the daemon's listener and shutdown
 pub mod simulator; // simulated platforms on loopback for tests, demo and benchmarks
 pub mod store; // every SQL statement
+pub mod systemd; // READY, WATCHDOG and STOPPING notifications
 pub mod telemetry; // tracing setup

@@ -7,7 +7,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api;
 use crate::app::AppState;
-use crate::{alerts, scheduler};
+use crate::{alerts, scheduler, systemd};
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then drains open requests.
 pub async fn serve_http(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -65,10 +65,13 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
     let mut sched = scheduler::start(state.clone(), shutdown.clone(), tracker.clone()).await?;
     let delivery = tokio::spawn(alerts::email::run(state.clone(), shutdown.clone()));
     tracing::info!(listen = %listener.local_addr()?, "socialsyncer is serving");
+    systemd::ready();
+    systemd::spawn_watchdog(state.clone(), shutdown.clone());
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutdown requested; finishing open requests and the sweep in progress");
+        systemd::stopping();
         signal_token.cancel();
     });
     let store = state.store.clone();

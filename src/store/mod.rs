@@ -237,6 +237,26 @@ struct DueRow {
     credentials: SealedCredentials,
 }
 
+/// Re-sealed credentials: account row, access token, refresh token.
+pub type Resealed = (i64, Vec<u8>, Option<Vec<u8>>);
+
+/// One account's sealed credentials and what binds them, for re-sealing.
+#[derive(Debug, FromRow)]
+pub struct SealedRow {
+    /// Account row.
+    pub id: i64,
+    /// Workspace.
+    pub workspace_id: i64,
+    /// Platform name.
+    pub platform: String,
+    /// Account ID.
+    pub account_id: String,
+    /// Sealed access token.
+    pub access_token: Vec<u8>,
+    /// Sealed refresh token.
+    pub refresh_token: Option<Vec<u8>>,
+}
+
 /// Sealed credentials of one account.
 #[derive(Debug, Clone, FromRow)]
 pub struct SealedCredentials {
@@ -922,6 +942,35 @@ impl Store {
             )
             .bind(workspace_id)
             .bind(e)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every account's sealed credentials with what binds them: `(row, workspace, platform,
+    /// account ID, access, refresh)`.
+    pub async fn all_sealed(&self) -> Result<Vec<SealedRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT a.id, a.workspace_id, a.platform, a.account_id, c.access_token, c.refresh_token \
+             FROM accounts a JOIN credentials c ON c.account_ref = a.id ORDER BY a.id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Replaces sealed credentials (after re-sealing under a new key), all in one transaction.
+    pub async fn reseal(&self, rows: &[Resealed], now: UnixTime) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (id, access, refresh) in rows {
+            sqlx::query(
+                "UPDATE credentials SET access_token = $1, refresh_token = $2, updated_at = $3 WHERE account_ref = $4",
+            )
+            .bind(access)
+            .bind(refresh)
+            .bind(now)
+            .bind(id)
             .execute(&mut *tx)
             .await?;
         }

@@ -1,0 +1,47 @@
+//! systemd integration: READY=1 once migrations ran and the listener is up, WATCHDOG=1 while
+//! the runtime and the database answer, STOPPING=1 on shutdown. No-ops outside systemd.
+
+use sd_notify::NotifyState;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+
+fn notify(state: NotifyState<'_>) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some()
+        && let Err(e) = sd_notify::notify(&[state])
+    {
+        tracing::warn!(error = %e, "could not notify systemd");
+    }
+}
+
+/// Tells systemd the service is ready.
+pub fn ready() {
+    notify(NotifyState::Ready);
+}
+
+/// Tells systemd the service is stopping.
+pub fn stopping() {
+    notify(NotifyState::Stopping);
+}
+
+/// Pings the watchdog at half its interval while the database answers, so a hung runtime or
+/// a dead database gets the service restarted. Does nothing without `WatchdogSec=`.
+pub fn spawn_watchdog(state: AppState, cancel: CancellationToken) {
+    let Some(interval) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let every = interval / 2;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+            if state.store.ping().await {
+                notify(NotifyState::Watchdog);
+            } else {
+                tracing::error!("database does not answer; withholding the watchdog ping");
+            }
+        }
+    });
+}

@@ -1,0 +1,242 @@
+//! Faults: kill -9 in the middle of a sweep, a database locked by another process, a state
+//! directory that cannot be written, and key rotation — through the real binary and file.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use socialsyncer::accounts::seal_context;
+use socialsyncer::app::AppState;
+use socialsyncer::config::Config;
+use socialsyncer::domain::{self, AccountId, Platform};
+use socialsyncer::simulator::{Simulator, TokenSpec};
+use socialsyncer::store::NewAccount;
+use sqlx::SqlitePool;
+
+const BIN: &str = env!("CARGO_BIN_EXE_socialsyncer");
+
+/// Writes a config into `dir` whose platforms are `sim`, and fills its database with `n`
+/// accounts, all due.
+async fn prepared(dir: &std::path::Path, sim: &Simulator, n: usize, threads: &str) -> std::path::PathBuf {
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}/state/db.sqlite\"\n\
+         [schedule]\ncron = \"* * * * * *\"\nconcurrency = 50\nbatch_size = 100\n{}",
+        dir.display(),
+        sim.config_toml(dir)
+            .unwrap()
+            .replace("[platforms.threads]\n", &format!("[platforms.threads]\n{threads}"))
+    );
+    let path = dir.join("socialsyncer.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let state = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    let ws = state.store.ensure_workspace("acme", domain::now()).await.unwrap();
+    let accounts: Vec<NewAccount> = (0..n)
+        .map(|i| {
+            let id = format!("{}", 5_000 + i);
+            let issued = sim.issue(Platform::Threads, TokenSpec::valid(Platform::Threads, &id));
+            NewAccount {
+                workspace_id: ws,
+                platform: Platform::Threads,
+                account_id: AccountId::parse(Platform::Threads, &id).unwrap(),
+                username: format!("u{i}"),
+                access_token: state.sealer.seal(
+                    &seal_context(ws, Platform::Threads, &id),
+                    &SecretString::from(issued.access_token),
+                ),
+                refresh_token: None,
+                token_expires_at: issued.expires_at,
+                scopes: socialsyncer::simulator::default_scopes(Platform::Threads),
+                connected_at: domain::now() - 60,
+            }
+        })
+        .collect();
+    state.store.insert_accounts(&accounts).await.unwrap();
+    state.store.close().await;
+    path
+}
+
+async fn count(db: &SqlitePool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db).await.unwrap()
+}
+
+async fn wait_for(db: &SqlitePool, sql: &str, at_least: i64, limit: Duration) -> i64 {
+    let started = Instant::now();
+    loop {
+        let n = count(db, sql).await;
+        if n >= at_least || started.elapsed() > limit {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const CHECKED: &str = "SELECT COUNT(*) FROM account_health WHERE last_checked_at IS NOT NULL";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_sweep_loses_nothing_committed_and_the_next_start_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start().await.unwrap();
+    sim.set_latency(Platform::Threads, Duration::from_millis(20));
+    let n = 3000;
+    let config = prepared(dir.path(), &sim, n, "rate_limit = 0\n").await;
+    let start = || {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let db = SqlitePool::connect(&format!("sqlite://{}/state/db.sqlite", dir.path().display()))
+        .await
+        .unwrap();
+
+    let mut child = start();
+    // Some results are committed, but the sweep is far from done (3000 x 20 ms / 50 = 1.2 s).
+    let seen = wait_for(&db, CHECKED, 200, Duration::from_secs(30)).await;
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    assert!(seen >= 200, "the daemon committed results before the kill ({seen})");
+    let after_kill = count(&db, CHECKED).await;
+    assert!(after_kill >= seen, "nothing committed was lost ({after_kill} < {seen})");
+    assert!(after_kill < n as i64, "the kill landed mid-sweep ({after_kill} of {n})");
+    let ok: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(ok, "ok");
+    let history = count(&db, "SELECT COUNT(*) FROM health_history").await;
+    assert!(history >= after_kill, "every committed health row has its history row");
+
+    // The next start picks up where the last one stopped.
+    let mut child = start();
+    let done = wait_for(&db, CHECKED, n as i64, Duration::from_secs(60)).await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(done, n as i64, "every account was checked after the restart");
+    assert!(status.success(), "SIGTERM stops cleanly: {status:?}");
+    let healthy = count(&db, "SELECT COUNT(*) FROM account_health WHERE health = 'healthy'").await;
+    assert_eq!(healthy, n as i64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_locked_by_another_process_delays_writes_without_losing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let n = 300;
+    let config = prepared(dir.path(), &sim, n, "").await;
+    let db_path = dir.path().join("state/db.sqlite");
+    // Another process holds the write lock for 3 s.
+    let mut locker = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys, time\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN IMMEDIATE')\nprint('locked', flush=True)\ntime.sleep(3)\nc.execute('ROLLBACK')\n",
+        )
+        .arg(&db_path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(locker.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "locked");
+    }
+    let toml = std::fs::read_to_string(&config).unwrap();
+    let state = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    let started = Instant::now();
+    let report = socialsyncer::scheduler::sweep(&state, &tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.checked, n);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the writes waited for the lock"
+    );
+    locker.wait().unwrap();
+    let db = SqlitePool::connect(&format!("sqlite://{}", db_path.display()))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db, CHECKED).await,
+        n as i64,
+        "every result was written once the lock was gone"
+    );
+}
+
+#[test]
+fn an_unwritable_state_directory_is_a_clear_error_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // The state "directory" is a file: nothing can be created in it (root included).
+    std::fs::write(dir.path().join("state"), "not a directory").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite://{}/state/db.sqlite\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Failed to open the database") && err.contains("state/db.sqlite"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_token_key_reseals_every_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let config = prepared(dir.path(), &sim, 5, "").await;
+    let new_key = dir.path().join("new.key");
+    std::fs::write(&new_key, [9u8; 32]).unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["rotate-token-key", "--new-key-file"])
+        .arg(&new_key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("5 account(s)"));
+    // With the new key every token opens and checks fine; with the old one none does.
+    let toml = std::fs::read_to_string(&config).unwrap()
+        + &format!("[security]\ntoken_key_file = \"{}\"\n", new_key.display());
+    let state = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    for a in state.store.all_accounts(None).await.unwrap() {
+        let (fresh, _) = socialsyncer::checks::check_and_record(&state, a).await.unwrap();
+        assert_eq!(fresh.health, domain::Health::Healthy);
+    }
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["rotate-token-key", "--new-key-file"])
+        .arg(&new_key)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the old key no longer opens the tokens");
+}
