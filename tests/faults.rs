@@ -240,3 +240,43 @@ async fn rotate_token_key_reseals_every_token() {
         .unwrap();
     assert!(!out.status.success(), "the old key no longer opens the tokens");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_hears_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let config = prepared(dir.path(), &sim, 1, "").await;
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .env_remove("WATCHDOG_PID")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut recv = || {
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).trim().to_owned()
+    };
+    assert_eq!(recv(), "READY=1");
+    assert_eq!(recv(), "WATCHDOG=1", "pings at half of WatchdogSec");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let m = recv();
+        if m == "STOPPING=1" {
+            break;
+        }
+        seen.push(m);
+        assert!(seen.len() < 10, "no STOPPING=1: {seen:?}");
+    }
+    assert!(child.wait().unwrap().success());
+}
