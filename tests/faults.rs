@@ -268,7 +268,10 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
     };
     assert_eq!(recv(), "READY=1");
     assert_eq!(recv(), "WATCHDOG=1", "pings at half of WatchdogSec");
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let mut seen = Vec::new();
     loop {
         let m = recv();
