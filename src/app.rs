@@ -35,6 +35,8 @@ pub struct AppState {
     pub mailer: Option<Arc<Mailer>>,
     /// Wakes the alert delivery task (after a sweep).
     pub alerts_due: Arc<tokio::sync::Notify>,
+    /// Expiry alert thresholds with their labels, computed once.
+    pub alert_thresholds: Arc<Vec<(i64, String)>>,
 }
 
 /// The daemon's own configuration problems, by platform (e.g. an app secret the platform
@@ -98,6 +100,7 @@ impl AppState {
         let http = Http::new(&config)?;
         let platforms = Platforms::new(&config, http)?;
         let mailer = Mailer::from_config(&config)?.map(Arc::new);
+        let alert_thresholds = Arc::new(crate::alerts::thresholds(&config.alerts));
         Ok(AppState {
             store,
             gates: Arc::new(Gates::new(&config)),
@@ -108,6 +111,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             mailer,
             alerts_due: Arc::new(tokio::sync::Notify::new()),
+            alert_thresholds,
         })
     }
 

@@ -55,16 +55,9 @@ fn refresh_at(state: &AppState, a: &Account) -> Option<UnixTime> {
 }
 
 fn alert_policy(state: &AppState, auto_refresh: bool) -> AlertPolicy {
-    let c = &state.config.alerts;
-    let mut thresholds: Vec<(i64, String)> = c
-        .expiry_thresholds
-        .iter()
-        .map(|d| (d.secs(), humantime::format_duration(d.0).to_string().replace(' ', "")))
-        .collect();
-    thresholds.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
     AlertPolicy {
-        thresholds,
-        unreachable_after: c.unreachable_after,
+        thresholds: state.alert_thresholds.clone(),
+        unreachable_after: state.config.alerts.unreachable_after,
         auto_refresh,
     }
 }

@@ -261,7 +261,7 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut recv = || {
+    let recv = || {
         let mut buf = [0u8; 256];
         let n = sock.recv(&mut buf).expect("a notification");
         String::from_utf8_lossy(&buf[..n]).trim().to_owned()

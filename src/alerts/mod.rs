@@ -10,12 +10,23 @@ use crate::store::{Account, NewAlert};
 /// What decides the alerts besides the assessment.
 #[derive(Debug, Clone)]
 pub struct AlertPolicy {
-    /// Expiry thresholds in seconds, each with its label (`7d`), widest first.
-    pub thresholds: Vec<(i64, String)>,
+    /// Expiry thresholds in seconds, each with its label (`7days`), widest first.
+    pub thresholds: std::sync::Arc<Vec<(i64, String)>>,
     /// Failed checks in a row before "platform unreachable" is sent.
     pub unreachable_after: i64,
     /// The access token is renewed automatically (its expiry raises no alert).
     pub auto_refresh: bool,
+}
+
+/// The configured expiry thresholds with their labels (`7days`), widest first.
+pub fn thresholds(config: &crate::config::AlertsConfig) -> Vec<(i64, String)> {
+    let mut t: Vec<(i64, String)> = config
+        .expiry_thresholds
+        .iter()
+        .map(|d| (d.secs(), humantime::format_duration(d.0).to_string().replace(' ', "")))
+        .collect();
+    t.sort_by_key(|(secs, _)| std::cmp::Reverse(*secs));
+    t
 }
 
 /// The events of one check and the account's alert state after it.
@@ -138,7 +149,7 @@ pub fn derive(
                         "Reconnect the account before it expires.".into(),
                         &mut open,
                     );
-                    for (t, l) in &policy.thresholds {
+                    for (t, l) in policy.thresholds.iter() {
                         let k = format!("expiring_{l}");
                         if left <= *t && !open.contains(&k) {
                             open.push(k);
