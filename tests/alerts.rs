@@ -4,13 +4,12 @@ mod common;
 #[path = "common/smtp.rs"]
 mod smtp;
 
-use common::{TestApp, spawn_app_cfg};
+use common::{TestApp, make_due, spawn_app_cfg};
 use smtp::SmtpServer;
 use socialsyncer::alerts::email::{DeliveryReport, deliver};
 use socialsyncer::app::AppState;
 use socialsyncer::domain::{self, Platform};
 use socialsyncer::simulator::{Behavior, TokenSpec, TokenState};
-use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
 const DAY: i64 = 86_400;
@@ -26,20 +25,6 @@ async fn app_with_smtp(smtp: &SmtpServer) -> TestApp {
     .await
 }
 
-async fn pool(app: &TestApp) -> SqlitePool {
-    SqlitePool::connect(&format!("sqlite://{}/socialsyncer.db", app.dir.path().display()))
-        .await
-        .unwrap()
-}
-
-async fn make_due(db: &SqlitePool) {
-    sqlx::query("UPDATE account_health SET next_check_at = $1")
-        .bind(domain::now() - 1)
-        .execute(db)
-        .await
-        .unwrap();
-}
-
 fn spec(p: Platform) -> TokenSpec {
     TokenSpec::valid(p, "0")
 }
@@ -48,7 +33,7 @@ fn spec(p: Platform) -> TokenSpec {
 async fn one_grouped_email_per_workspace_no_repeats_after_restart_and_a_recovery_email() {
     let smtp = SmtpServer::start().await;
     let app = app_with_smtp(&smtp).await;
-    let db = pool(&app).await;
+    let db = app.db().await;
     let a = app.key("acme").await;
     let b = app.key("globex").await;
     let (s, v) = app
@@ -151,7 +136,7 @@ async fn one_grouped_email_per_workspace_no_repeats_after_restart_and_a_recovery
     ))
     .unwrap();
     let restarted = AppState::build(config).await.unwrap();
-    make_due(&db).await;
+    make_due(&db, None).await;
     let r = socialsyncer::scheduler::sweep(&restarted, &CancellationToken::new())
         .await
         .unwrap();
@@ -182,7 +167,7 @@ async fn an_smtp_outage_delays_alerts_without_losing_them() {
     let smtp = SmtpServer::start().await;
     smtp.set_up(false);
     let app = app_with_smtp(&smtp).await;
-    let db = pool(&app).await;
+    let db = app.db().await;
     let key = app.key("acme").await;
     app.connect(
         &key,
@@ -230,15 +215,7 @@ async fn an_smtp_outage_delays_alerts_without_losing_them() {
             .unwrap();
     }
     assert_eq!(app.state.store.undelivered_alerts().await.unwrap(), 2);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("socialsyncer_alert_failures_total{kind=\"token_invalid\"} 6"),
         "{metrics}"
@@ -258,15 +235,7 @@ async fn an_smtp_outage_delays_alerts_without_losing_them() {
     let mail = &smtp.mails()[0];
     assert!(mail.text().contains("user_1") && mail.text().contains("user_2"));
     assert_eq!(mail.from, "<alerts@example.com>");
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("socialsyncer_alerts_sent_total{kind=\"token_invalid\"} 2"),
         "{metrics}"
@@ -278,7 +247,7 @@ async fn an_smtp_outage_delays_alerts_without_losing_them() {
 async fn unreachable_alerts_wait_for_several_failures_and_thresholds_fire_once() {
     let smtp = SmtpServer::start().await;
     let app = app_with_smtp(&smtp).await;
-    let db = pool(&app).await;
+    let db = app.db().await;
     let key = app.key("acme").await;
     app.connect(&key, Platform::Tiktok, "quiet", spec(Platform::Tiktok))
         .await;
@@ -295,7 +264,7 @@ async fn unreachable_alerts_wait_for_several_failures_and_thresholds_fire_once()
             .unwrap()
     };
     for sweep in 1..=4 {
-        make_due(&db).await;
+        make_due(&db, None).await;
         socialsyncer::scheduler::sweep(&app.state, &CancellationToken::new())
             .await
             .unwrap();
@@ -320,7 +289,7 @@ async fn unreachable_alerts_wait_for_several_failures_and_thresholds_fire_once()
             .unwrap()
     };
     assert_eq!(kinds().await, ["expiring_7days"]);
-    make_due(&db).await;
+    make_due(&db, None).await;
     socialsyncer::scheduler::sweep(&app.state, &CancellationToken::new())
         .await
         .unwrap();

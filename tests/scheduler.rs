@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, spawn_app, spawn_app_cfg};
+use common::{TestApp, make_due, spawn_app, spawn_app_cfg};
 use secrecy::ExposeSecret;
 use socialsyncer::accounts::seal_context;
 use socialsyncer::domain::{self, Health, Platform};
@@ -13,25 +13,6 @@ use socialsyncer::scheduler;
 use socialsyncer::simulator::{Behavior, Issued, TokenSpec};
 use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
-
-async fn pool(app: &TestApp) -> SqlitePool {
-    SqlitePool::connect(&format!("sqlite://{}/socialsyncer.db", app.dir.path().display()))
-        .await
-        .unwrap()
-}
-
-/// Makes accounts due now (their registration check scheduled them hours ahead).
-async fn make_due(db: &SqlitePool, platform: Option<Platform>) {
-    sqlx::query(
-        "UPDATE account_health SET next_check_at = $1 WHERE account_ref IN \
-         (SELECT id FROM accounts WHERE $2 IS NULL OR platform = $2)",
-    )
-    .bind(domain::now() - 1)
-    .bind(platform.map(|p| p.as_str()))
-    .execute(db)
-    .await
-    .unwrap();
-}
 
 async fn last_checked(db: &SqlitePool, id: &str) -> Option<i64> {
     sqlx::query_scalar(
@@ -55,7 +36,7 @@ fn spec(p: Platform) -> TokenSpec {
 async fn only_due_accounts_are_checked_and_results_are_batched() {
     let app = spawn_app().await;
     let key = app.key("acme").await;
-    let db = pool(&app).await;
+    let db = app.db().await;
     for i in 0..30 {
         app.connect(
             &key,
@@ -104,7 +85,7 @@ async fn only_due_accounts_are_checked_and_results_are_batched() {
 async fn the_cron_job_runs_sweeps() {
     let app = spawn_app_cfg("", |c| c.schedule.cron = "* * * * * *".into()).await;
     let key = app.key("acme").await;
-    let db = pool(&app).await;
+    let db = app.db().await;
     app.connect(&key, Platform::Twitter, "7", spec(Platform::Twitter)).await;
     let before = last_checked(&db, "7").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -128,15 +109,7 @@ async fn the_cron_job_runs_sweeps() {
     sched.shutdown().await.unwrap();
     tracker.close();
     tracker.wait().await;
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("socialsyncer_last_sweep_timestamp_seconds"));
     app.stop().await;
 }
@@ -145,7 +118,7 @@ async fn the_cron_job_runs_sweeps() {
 async fn a_rate_limited_platform_slows_only_its_own_accounts() {
     let app = spawn_app().await;
     let key = app.key("acme").await;
-    let db = pool(&app).await;
+    let db = app.db().await;
     for i in 0..10 {
         app.connect(
             &key,
@@ -231,7 +204,7 @@ async fn events(db: &SqlitePool, event: &str) -> i64 {
 async fn tokens_in_their_refresh_window_are_rotated_and_the_old_ones_forgotten() {
     let app = spawn_app().await;
     let key = app.key("acme").await;
-    let db = pool(&app).await;
+    let db = app.db().await;
     let mut issued: Vec<(Platform, &str, Issued)> = Vec::new();
     // X and TikTok: within their window (45 min, 1 h). Threads: 10 days left, 2 days old.
     for (p, id, left) in [
@@ -321,7 +294,7 @@ async fn a_rejected_token_is_refreshed_before_anyone_is_told_to_reconnect() {
 async fn failed_refreshes_back_off_and_only_fatal_answers_demand_a_reconnect() {
     let app = spawn_app_cfg("", |c| c.platforms.threads.auto_refresh = Some(false)).await;
     let key = app.key("acme").await;
-    let db = pool(&app).await;
+    let db = app.db().await;
     // X answers invalid_request for a dead refresh token: retried, never "reconnect" on its own.
     let tw = app.sim.issue(
         Platform::Twitter,
@@ -408,7 +381,7 @@ async fn new_tokens_are_committed_before_the_refresh_is_reported() {
     })
     .await;
     let key = app.key("acme").await;
-    let db = pool(&app).await;
+    let db = app.db().await;
     let (i, _) = app
         .connect(
             &key,
@@ -464,7 +437,7 @@ async fn new_tokens_are_committed_before_the_refresh_is_reported() {
 async fn silence_turns_into_unknown_after_the_staleness_limit_and_history_is_pruned() {
     let app = spawn_app().await;
     let key = app.key("acme").await;
-    let db = pool(&app).await;
+    let db = app.db().await;
     app.connect(&key, Platform::Tiktok, "quiet", spec(Platform::Tiktok))
         .await;
     sqlx::query("UPDATE account_health SET last_success_at = $1")

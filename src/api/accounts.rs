@@ -100,34 +100,15 @@ pub struct HealthList {
     pub summary: HealthSummary,
 }
 
-/// One account's details.
+/// One account's details: its health entry plus when it was connected and its last error.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountDetail {
-    /// Platform.
-    pub platform: Platform,
-    /// Account ID.
-    pub account_id: String,
-    /// Display name.
-    pub username: String,
+    /// The fields of the health list.
+    #[serde(flatten)]
+    pub account: AccountHealth,
     /// RFC 3339 UTC.
     pub connected_at: String,
-    /// Health.
-    pub health: Health,
-    /// Token validity at the last check.
-    pub token_valid: Option<bool>,
-    /// Permissions.
-    pub permissions: Vec<String>,
-    /// Recommendations.
-    pub recommendations: Vec<String>,
-    /// Missing required permissions.
-    pub missing_permissions: Vec<String>,
-    /// Token expiry.
-    pub token_expires_at: Option<String>,
-    /// Whether to reconnect.
-    pub needs_reconnect: bool,
-    /// Last check.
-    pub last_checked_at: Option<String>,
     /// The last problem seen, if any.
     pub last_error: Option<String>,
 }
@@ -168,18 +149,8 @@ impl From<&Account> for AccountHealth {
 impl From<&Account> for AccountDetail {
     fn from(a: &Account) -> Self {
         AccountDetail {
-            platform: a.platform,
-            account_id: a.account_id.clone(),
-            username: a.username.clone(),
+            account: AccountHealth::from(a),
             connected_at: rfc3339(a.connected_at),
-            health: a.health,
-            token_valid: a.token_valid,
-            permissions: permissions_of(a),
-            recommendations: a.recommendations.clone(),
-            missing_permissions: a.missing_permissions.clone(),
-            token_expires_at: a.token_expires_at.map(rfc3339),
-            needs_reconnect: a.needs_reconnect,
-            last_checked_at: a.last_checked_at.map(rfc3339),
             last_error: a.last_error.clone(),
         }
     }

@@ -145,6 +145,25 @@ impl TestApp {
         (issued, resp)
     }
 
+    /// The Prometheus text the server serves.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// A separate connection to the app's database file.
+    pub async fn db(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&format!("sqlite://{}/socialsyncer.db", self.dir.path().display()))
+            .await
+            .unwrap()
+    }
+
     /// Stops the server and waits for it.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
@@ -176,4 +195,17 @@ pub fn keys_of(v: &Value) -> Vec<String> {
     let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
     k.sort();
     k
+}
+
+/// Makes accounts (of one platform, or all) due now: registration checks schedule them hours ahead.
+pub async fn make_due(db: &sqlx::SqlitePool, platform: Option<Platform>) {
+    sqlx::query(
+        "UPDATE account_health SET next_check_at = $1 WHERE account_ref IN \
+         (SELECT id FROM accounts WHERE $2 IS NULL OR platform = $2)",
+    )
+    .bind(domain::now() - 1)
+    .bind(platform.map(|p| p.as_str()))
+    .execute(db)
+    .await
+    .unwrap();
 }
