@@ -8,7 +8,6 @@ use rand::Rng;
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tracing::Instrument;
 
 use crate::accounts::seal_context;
 use crate::alerts::{self, AlertPolicy};
@@ -136,10 +135,15 @@ async fn refresh_and_commit(state: &AppState, a: &Account, tokens: &Tokens) -> R
                 health: a.health,
             };
             if let Err(e) = state.store.replace_tokens(&replacement).await {
-                tracing::error!(error = %e, "the platform issued new tokens but they could not be stored");
+                tracing::error!(
+                    platform = %a.platform,
+                    account = %a.account_id,
+                    error = %e,
+                    "the platform issued new tokens but they could not be stored"
+                );
                 return Err(e);
             }
-            tracing::info!("token refreshed");
+            tracing::info!(platform = %a.platform, account = %a.account_id, "token refreshed");
             Ok(Refresh::Done(Tokens {
                 access: n.access_token,
                 // A platform that did not rotate keeps the stored refresh token valid.
@@ -149,7 +153,7 @@ async fn refresh_and_commit(state: &AppState, a: &Account, tokens: &Tokens) -> R
         RefreshOutcome::Fatal(d) => Ok(Refresh::Fatal(d)),
         RefreshOutcome::Transient(t) => Ok(Refresh::Failed(t.detail)),
         RefreshOutcome::Misconfigured(m) => {
-            tracing::error!(problem = %m, "configuration problem");
+            tracing::error!(platform = %a.platform, account = %a.account_id, problem = %m, "configuration problem");
             Ok(Refresh::Failed(m))
         }
         RefreshOutcome::NotSupported(_) => Ok(Refresh::Skipped),
@@ -192,8 +196,8 @@ async fn check_inner(
     account: Account,
     credentials: Option<SealedCredentials>,
 ) -> Result<Checked, StoreError> {
-    let span = tracing::info_span!("check", platform = %account.platform, account = %account.account_id);
-    async move {
+    // No span per check (a sweep makes thousands): the events below name the account.
+    {
         let Some(mut tokens) = open_tokens(state, &account, credentials).await? else {
             let o = CheckOutcome::Misconfigured(
                 "the stored token cannot be opened with the current token key (security.token_key_file)".into(),
@@ -247,7 +251,12 @@ async fn check_inner(
             }
         }
         if let Some(e) = &refresh_error {
-            tracing::warn!(error = %e, "automatic refresh failed; will retry");
+            tracing::warn!(
+                platform = %account.platform,
+                account = %account.account_id,
+                error = %e,
+                "automatic refresh failed; will retry"
+            );
             state
                 .store
                 .record_refresh_failure(account.id, domain::now(), account.health, e)
@@ -265,8 +274,6 @@ async fn check_inner(
         };
         Ok(assess(state, account, &current, outcome, refresh_error, refreshable))
     }
-    .instrument(span)
-    .await
 }
 
 /// Assesses an outcome into a health update for `current` (the account as stored now;
@@ -281,7 +288,7 @@ fn assess(
 ) -> Checked {
     state.problems.observe(current.platform, &outcome);
     if let CheckOutcome::Misconfigured(m) = &outcome {
-        tracing::error!(problem = %m, "configuration problem");
+        tracing::error!(platform = %current.platform, account = %current.account_id, problem = %m, "configuration problem");
     }
     let now = domain::now();
     let mut p = policy(state, current.platform);
@@ -316,7 +323,13 @@ fn assess(
         &alert_policy(state, p.auto_refresh),
         now,
     );
-    tracing::debug!(outcome = health::outcome_label(&outcome), health = %a.health, "checked");
+    tracing::debug!(
+        platform = %current.platform,
+        account = %current.account_id,
+        outcome = health::outcome_label(&outcome),
+        health = %a.health,
+        "checked"
+    );
     let update = HealthUpdate {
         account_ref: current.id,
         health: a.health,
@@ -340,6 +353,11 @@ fn assess(
         alerts: derived.alerts,
         open_alerts: derived.open,
         alert_episode: derived.episode,
+        unchanged: false,
+    };
+    let update = HealthUpdate {
+        unchanged: update.same_content(current),
+        ..update
     };
     Checked {
         account: before,

@@ -117,6 +117,20 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Checks timed so far and their total duration in seconds, over every platform.
+    pub fn check_time_totals(&self) -> (u64, f64) {
+        use prometheus::core::Collector;
+        let mut totals = (0, 0.0);
+        for family in self.check_duration.collect() {
+            for m in family.get_metric() {
+                let h = m.get_histogram();
+                totals.0 += h.get_sample_count();
+                totals.1 += h.get_sample_sum();
+            }
+        }
+        totals
+    }
+
     /// Records the end of a sweep.
     pub fn sweep_finished(&self, at: UnixTime) {
         self.last_sweep.set(at as f64);

@@ -20,6 +20,8 @@ use crate::store::StoreError;
 
 /// Results written per transaction.
 const WRITE_BATCH: usize = 1000;
+/// Accounts in a lane's first page: small, so that checks start without waiting for a large read.
+const FIRST_PAGE: i64 = 256;
 /// Longest a result waits in the write buffer.
 const WRITE_EVERY: Duration = Duration::from_millis(200);
 
@@ -109,73 +111,42 @@ pub struct SweepReport {
 
 /// Runs one sweep over the accounts due now. Stops taking new accounts when `cancel` fires;
 /// checks in flight finish and every result is written before this returns.
+///
+/// Each platform is a lane of its own: it pages through its due accounts, waits for its pace
+/// and then for one of the `schedule.concurrency` permits, and only then starts the check, so
+/// a paced or throttled platform never holds up the others and no more than `concurrency`
+/// checks exist at once.
 pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<SweepReport, StoreError> {
     let started = Instant::now();
     let due_by = domain::now();
     let cfg = &state.config.schedule;
-    let (tx, rx) = mpsc::channel::<Checked>(cfg.concurrency * 2 + 16);
+    let (tx, rx) = mpsc::channel::<Checked>(cfg.concurrency + WRITE_BATCH);
     let writer = tokio::spawn(write_results(state.clone(), rx));
     let permits = Arc::new(Semaphore::new(cfg.concurrency));
-    let max_in_flight = (cfg.batch_size * 2).max(cfg.concurrency * 2);
-    let mut set: JoinSet<()> = JoinSet::new();
-    let mut cursor = None;
-    let mut failure = None;
-    'pages: while !cancel.is_cancelled() {
-        let page = match state.store.due_accounts(due_by, cursor, cfg.batch_size as i64).await {
-            Ok(p) => p,
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
+    let checks = TaskTracker::new();
+    let mut lanes = JoinSet::new();
+    for platform in Platform::ALL {
+        let lane = Lane {
+            state: state.clone(),
+            platform,
+            due_by,
+            permits: permits.clone(),
+            checks: checks.clone(),
+            tx: tx.clone(),
+            cancel: cancel.clone(),
         };
-        let Some((last, _)) = page.last() else { break };
-        cursor = Some((last.next_check_at, last.id));
-        for (account, credentials) in page {
-            while set.len() >= max_in_flight {
-                set.join_next().await;
-            }
-            if cancel.is_cancelled() {
-                break 'pages;
-            }
-            let (state, tx, permits, cancel) = (state.clone(), tx.clone(), permits.clone(), cancel.clone());
-            set.spawn(async move {
-                let gate = state.gates.get(account.platform);
-                gate.pace().await;
-                let Ok(_permit) = permits.acquire_owned().await else {
-                    return;
-                };
-                if cancel.is_cancelled() {
-                    return;
-                }
-                // Checked after waiting: the platform may have asked to back off meanwhile.
-                if let Some(until) = gate.blocked(domain::now()) {
-                    let detail = format!(
-                        "{} asked to wait until {}",
-                        account.platform.display_name(),
-                        domain::rfc3339(until)
-                    );
-                    let _ = tx.send(checks::deferred(&state, account, until, detail)).await;
-                    return;
-                }
-                match checks::check_with(&state, account, Some(credentials)).await {
-                    Ok(c) => {
-                        if let CheckOutcome::Transient(Transient {
-                            kind: TransientKind::RateLimited,
-                            retry_at: Some(t),
-                            ..
-                        }) = &c.outcome
-                        {
-                            gate.block_until(*t);
-                        }
-                        let _ = tx.send(c).await;
-                    }
-                    Err(e) => tracing::error!(error = %e, "a check could not be completed"),
-                }
-            });
+        lanes.spawn(lane.run());
+    }
+    drop(tx);
+    let mut failure = None;
+    while let Some(done) = lanes.join_next().await {
+        let result = done.unwrap_or_else(|e| Err(StoreError::Db(sqlx::Error::Protocol(e.to_string()))));
+        if let Err(e) = result {
+            failure.get_or_insert(e);
         }
     }
-    while set.join_next().await.is_some() {}
-    drop(tx);
+    checks.close();
+    checks.wait().await;
     let mut report = writer
         .await
         .unwrap_or_else(|e| Err(StoreError::Db(sqlx::Error::Protocol(e.to_string()))))?;
@@ -190,30 +161,109 @@ pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<Sweep
     Ok(report)
 }
 
-/// Collects results and writes them in batches; counts outcomes.
+/// One platform's part of a sweep.
+struct Lane {
+    state: AppState,
+    platform: Platform,
+    due_by: UnixTime,
+    permits: Arc<Semaphore>,
+    checks: TaskTracker,
+    tx: mpsc::Sender<Checked>,
+    cancel: CancellationToken,
+}
+
+impl Lane {
+    async fn run(self) -> Result<(), StoreError> {
+        let gate = self.state.gates.get(self.platform);
+        let (pages_tx, mut pages) = mpsc::channel(1);
+        let reader = tokio::spawn(read_pages(self.state.clone(), self.platform, self.due_by, pages_tx));
+        while let Some(page) = pages.recv().await {
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            for (account, credentials) in page {
+                let permit = tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => return Ok(()),
+                    permit = async {
+                        gate.pace().await;
+                        self.permits.clone().acquire_owned().await
+                    } => permit,
+                };
+                let Ok(permit) = permit else { return Ok(()) };
+                // Checked after waiting: the platform may have asked to back off meanwhile.
+                if let Some(until) = gate.blocked(domain::now()) {
+                    drop(permit);
+                    let detail = format!(
+                        "{} asked to wait until {}",
+                        account.platform.display_name(),
+                        domain::rfc3339(until)
+                    );
+                    let _ = self
+                        .tx
+                        .send(checks::deferred(&self.state, account, until, detail))
+                        .await;
+                    continue;
+                }
+                let (state, tx) = (self.state.clone(), self.tx.clone());
+                self.checks.spawn(async move {
+                    match checks::check_with(&state, account, Some(credentials)).await {
+                        Ok(c) => {
+                            if let CheckOutcome::Transient(Transient {
+                                kind: TransientKind::RateLimited,
+                                retry_at: Some(t),
+                                ..
+                            }) = &c.outcome
+                            {
+                                state.gates.get(c.account.platform).block_until(*t);
+                            }
+                            // The permit is held until the writer has the result: a slow
+                            // database slows the sweep instead of piling up results.
+                            let _ = tx.send(c).await;
+                        }
+                        Err(e) => tracing::error!(error = %e, "a check could not be completed"),
+                    }
+                    drop(permit);
+                });
+            }
+        }
+        drop(pages);
+        reader
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Db(sqlx::Error::Protocol(e.to_string()))))
+    }
+}
+
+/// Reads `platform`'s due accounts page by page, one page ahead of the lane. The first pages
+/// are small so that checks start at once; later ones grow to `schedule.batch_size`.
+async fn read_pages(
+    state: AppState,
+    platform: Platform,
+    due_by: UnixTime,
+    pages: mpsc::Sender<Vec<(crate::store::Account, crate::store::SealedCredentials)>>,
+) -> Result<(), StoreError> {
+    let batch = state.config.schedule.batch_size.max(1) as i64;
+    let mut limit = FIRST_PAGE.min(batch);
+    let mut cursor = None;
+    loop {
+        let page = state.store.due_accounts(platform, due_by, cursor, limit).await?;
+        let Some((last, _)) = page.last() else { return Ok(()) };
+        cursor = Some((last.next_check_at, last.id));
+        let full = page.len() as i64 == limit;
+        if pages.send(page).await.is_err() || !full {
+            return Ok(());
+        }
+        limit = (limit * 4).min(batch);
+    }
+}
+
+/// Collects results and hands them to [`flush_batches`] a batch at a time (while one batch
+/// is written the next one fills); counts outcomes.
 async fn write_results(state: AppState, mut rx: mpsc::Receiver<Checked>) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
+    let (batches, batch_rx) = mpsc::channel(1);
+    let flusher = tokio::spawn(flush_batches(state, batch_rx));
     let mut buf = Vec::with_capacity(WRITE_BATCH);
-    let mut first_error = None;
-    let mut flush = async |buf: &mut Vec<crate::store::HealthUpdate>, report: &mut SweepReport| {
-        if buf.is_empty() {
-            return;
-        }
-        let t = Instant::now();
-        // A locked database delays the write (busy timeout), a failed one is retried once
-        // before the batch is given up: its accounts stay due and are checked again.
-        let mut result = state.store.record_checks(buf).await;
-        if result.is_err() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            result = state.store.record_checks(buf).await;
-        }
-        report.write_time += t.elapsed();
-        if let Err(e) = result {
-            tracing::error!(error = %e, accounts = buf.len(), "could not write check results");
-            first_error.get_or_insert(e);
-        }
-        buf.clear();
-    };
     loop {
         let next = tokio::time::timeout(WRITE_EVERY, rx.recv()).await;
         match next {
@@ -227,18 +277,54 @@ async fn write_results(state: AppState, mut rx: mpsc::Receiver<Checked>) -> Resu
                 }
                 buf.push(c.update);
                 if buf.len() >= WRITE_BATCH {
-                    flush(&mut buf, &mut report).await;
+                    let full = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_BATCH));
+                    let _ = batches.send(full).await;
                 }
             }
             Ok(None) => break,
-            Err(_) => flush(&mut buf, &mut report).await,
+            Err(_) if !buf.is_empty() => {
+                let _ = batches.send(std::mem::take(&mut buf)).await;
+            }
+            Err(_) => {}
         }
     }
-    flush(&mut buf, &mut report).await;
+    if !buf.is_empty() {
+        let _ = batches.send(buf).await;
+    }
+    drop(batches);
+    let (write_time, first_error) = flusher
+        .await
+        .map_err(|e| StoreError::Db(sqlx::Error::Protocol(e.to_string())))?;
+    report.write_time = write_time;
     match first_error {
         Some(e) => Err(e),
         None => Ok(report),
     }
+}
+
+/// Writes batches of results, each in one transaction. A locked database delays the write
+/// (busy timeout); a failed one is retried once before the batch is given up: its accounts
+/// stay due and are checked again. Returns the time spent writing and the first error.
+async fn flush_batches(
+    state: AppState,
+    mut batches: mpsc::Receiver<Vec<crate::store::HealthUpdate>>,
+) -> (Duration, Option<StoreError>) {
+    let mut write_time = Duration::ZERO;
+    let mut first_error = None;
+    while let Some(batch) = batches.recv().await {
+        let t = Instant::now();
+        let mut result = state.store.record_checks(&batch).await;
+        if result.is_err() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            result = state.store.record_checks(&batch).await;
+        }
+        write_time += t.elapsed();
+        if let Err(e) = result {
+            tracing::error!(error = %e, accounts = batch.len(), "could not write check results");
+            first_error.get_or_insert(e);
+        }
+    }
+    (write_time, first_error)
 }
 
 /// Runs sweeps on the cron schedule until shutdown. `tracker` lets shutdown wait for a sweep

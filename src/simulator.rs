@@ -230,11 +230,44 @@ impl Simulator {
         let app = router(shared.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
+            // No Nagle delay: an answer goes out at once, as a platform's would.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
         });
         Ok(Simulator { addr, shared, shutdown })
+    }
+
+    /// Starts on `127.0.0.1:0` in a thread of its own with a single-threaded runtime, as a
+    /// platform would be: apart from the daemon's runtime. The thread ends when the simulator
+    /// is dropped.
+    pub fn start_in_thread() -> std::io::Result<Simulator> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new().name("simulator".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match Simulator::start().await {
+                    Ok(sim) => {
+                        let stop = sim.shutdown.clone();
+                        let _ = tx.send(Ok(sim));
+                        stop.cancelled().await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })?;
+        rx.recv().map_err(std::io::Error::other)?
     }
 
     /// The base URL to configure for `p`.

@@ -49,6 +49,7 @@ async fn only_due_accounts_are_checked_and_results_are_batched() {
     app.connect(&key, Platform::Facebook, "42", spec(Platform::Facebook))
         .await;
     let fb_before = last_checked(&db, "42").await;
+    let threads_before = last_checked(&db, "1000").await.unwrap();
     make_due(&db, Some(Platform::Threads)).await;
     let calls = app.sim.calls(Platform::Threads);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -61,6 +62,14 @@ async fn only_due_accounts_are_checked_and_results_are_batched() {
         fb_before,
         "the account that was not due was left alone"
     );
+    // The sweep's results repeat the registration's assessment: only the bookkeeping is
+    // written (the unchanged fast path), and it is written.
+    assert!(last_checked(&db, "1000").await.unwrap() > threads_before);
+    let healthy: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM account_health WHERE health = 'healthy'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(healthy, 31);
     let history: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM health_history WHERE event = 'check'")
         .fetch_one(&db)
         .await

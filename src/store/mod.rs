@@ -313,6 +313,30 @@ pub struct HealthUpdate {
     pub open_alerts: Vec<String>,
     /// Alert episode after this check.
     pub alert_episode: i64,
+    /// Everything but the check's time and the next check's is as stored: only those are
+    /// written (see [`HealthUpdate::same_content`]).
+    pub unchanged: bool,
+}
+
+impl HealthUpdate {
+    /// Whether this update stores the same assessment `a` already holds (the common case in
+    /// a sweep: a healthy account stays healthy). Such an update writes only the check's
+    /// bookkeeping (checked at, success or failure, next check) and its history row.
+    pub fn same_content(&self, a: &Account) -> bool {
+        self.health == a.health
+            && self.token_valid == a.token_valid
+            && self.needs_reconnect == a.needs_reconnect
+            && self.permissions == a.permissions
+            && self.missing_permissions == a.missing_permissions
+            && self.recommendations == a.recommendations
+            && self.data_access_expires_at == a.data_access_expires_at
+            && self.platform_user_id == a.platform_user_id
+            && self.last_error == a.last_error
+            && self.refresh_failures == a.refresh_failures
+            && self.last_refresh_error == a.last_refresh_error
+            && self.open_alerts == a.open_alerts
+            && self.alert_episode == a.alert_episode
+    }
 }
 
 /// An alert event to put in the outbox.
@@ -425,7 +449,10 @@ impl Store {
             .pragma("secure_delete", "ON")
             // A sweep touches every row: keep the working set in memory (32 MiB per connection).
             .pragma("cache_size", "-32768")
-            .pragma("temp_store", "MEMORY");
+            .pragma("temp_store", "MEMORY")
+            // Rows cross from SQLite's thread in larger runs: a sweep's page of due accounts
+            // (thousands of rows) then costs a few thread wake-ups instead of one per 50 rows.
+            .row_buffer_size(1024);
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .connect_with(opts)
@@ -621,8 +648,26 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // One multi-row UPDATE ... FROM (VALUES ...) per chunk instead of a statement per
         // account: a sweep's results land in a few statements. VALUES columns are named
-        // column1..columnN in both SQLite and PostgreSQL.
-        for chunk in updates.chunks(UPDATE_CHUNK) {
+        // column1..columnN in both SQLite and PostgreSQL. Unchanged assessments write only
+        // four columns.
+        let (same, changed): (Vec<&HealthUpdate>, Vec<&HealthUpdate>) = updates.iter().partition(|u| u.unchanged);
+        for chunk in same.chunks(UPDATE_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "UPDATE account_health SET last_checked_at = v.column2, \
+                 last_success_at = CASE WHEN v.column3 THEN v.column2 ELSE account_health.last_success_at END, \
+                 consecutive_failures = CASE WHEN v.column3 THEN 0 ELSE account_health.consecutive_failures + 1 END, \
+                 next_check_at = v.column4 FROM (",
+            );
+            q.push_values(chunk, |mut b, u| {
+                b.push_bind(u.account_ref)
+                    .push_bind(u.checked_at)
+                    .push_bind(u.answered)
+                    .push_bind(u.next_check_at);
+            });
+            q.push(") AS v WHERE account_health.account_ref = v.column1");
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in changed.chunks(UPDATE_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "UPDATE account_health SET health = v.column2, token_valid = v.column3, needs_reconnect = v.column4, \
                  permissions = v.column5, missing_permissions = v.column6, recommendations = v.column7, \
@@ -790,6 +835,15 @@ impl Store {
         .await?)
     }
 
+    /// Makes every account due at `at` (benchmarks: a second sweep over the same accounts).
+    pub async fn reschedule_all(&self, at: UnixTime) -> Result<(), StoreError> {
+        sqlx::query("UPDATE account_health SET next_check_at = $1")
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Deletes history older than `before`; returns how many rows.
     pub async fn prune_history(&self, before: UnixTime) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM health_history WHERE at < $1")
@@ -799,11 +853,12 @@ impl Store {
             .rows_affected())
     }
 
-    /// Accounts due for a check at `due_by`, with their sealed credentials (saving a query
-    /// per account), oldest first, after `cursor` (the `(next_check_at, id)` of the last one
-    /// seen), at most `limit`.
+    /// `platform`'s accounts due for a check at `due_by`, with their sealed credentials
+    /// (saving a query per account), oldest first, after `cursor` (the `(next_check_at, id)`
+    /// of the last one seen), at most `limit`.
     pub async fn due_accounts(
         &self,
+        platform: Platform,
         due_by: UnixTime,
         cursor: Option<(UnixTime, i64)>,
         limit: i64,
@@ -815,10 +870,11 @@ impl Store {
             1,
         );
         let sql = format!(
-            "{select} WHERE h.next_check_at <= $1 AND (h.next_check_at > $2 OR (h.next_check_at = $2 AND a.id > $3)) \
-             ORDER BY h.next_check_at, a.id LIMIT $4"
+            "{select} WHERE h.platform = $1 AND h.next_check_at <= $2 AND (h.next_check_at, h.account_ref) > ($3, $4) \
+             ORDER BY h.next_check_at, h.account_ref LIMIT $5"
         );
         let rows: Vec<DueRow> = sqlx::query_as(&sql)
+            .bind(platform.as_str())
             .bind(due_by)
             .bind(t)
             .bind(id)
@@ -1025,8 +1081,9 @@ async fn insert_account_rows(tx: &mut sqlx::Transaction<'_, Sqlite>, a: &NewAcco
     .bind(a.connected_at)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("INSERT INTO account_health (account_ref, next_check_at) VALUES ($1, $2)")
+    sqlx::query("INSERT INTO account_health (account_ref, platform, next_check_at) VALUES ($1, $2, $3)")
         .bind(id)
+        .bind(a.platform.as_str())
         .bind(a.connected_at)
         .execute(&mut **tx)
         .await?;
