@@ -10,6 +10,7 @@ use crate::accounts::seal_context;
 use crate::app::AppState;
 use crate::config::Config;
 use crate::domain::{self, AccountId, Health, Platform};
+use crate::platforms::TokenContext;
 use crate::scheduler;
 use crate::simulator::{Simulator, TokenSpec};
 use crate::store::{HealthUpdate, NewAccount};
@@ -79,6 +80,7 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
     let setup = Instant::now();
     let now = domain::now();
     let mut batch = Vec::with_capacity(10_000);
+    let mut tokens = Vec::with_capacity(b.accounts);
     for i in 0..b.accounts {
         let p = Platform::ALL[i % Platform::ALL.len()];
         let id = if p == Platform::Tiktok {
@@ -88,12 +90,15 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
         };
         let issued = sim.issue(p, TokenSpec::valid(p, &id));
         let ctx = seal_context(ws, p, &id);
+        tokens.push((p, id.clone(), SecretString::from(issued.access_token.clone())));
         batch.push(NewAccount {
             workspace_id: ws,
             platform: p,
             account_id: AccountId::parse(p, &id).context("generated ID")?,
             username: format!("bench{i}"),
-            access_token: state.sealer.seal(&ctx, &SecretString::from(issued.access_token)),
+            access_token: state
+                .sealer
+                .seal(&ctx, &SecretString::from(issued.access_token.clone())),
             refresh_token: None,
             token_expires_at: issued.expires_at,
             scopes: crate::simulator::default_scopes(p),
@@ -164,6 +169,18 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
         );
     }
 
+    // The floor: the same checks straight through the platform adapters, nothing read,
+    // assessed or stored. What the sweep adds on this machine is the difference.
+    let floor = {
+        let (state, tokens) = (state.clone(), std::sync::Arc::new(tokens));
+        tokio::spawn(async move { adapter_floor(&state, tokens, b.concurrency).await }).await??
+    };
+    println!(
+        "  adapter floor       {:.3} s, ratio {:.3} (the same checks through the adapters alone: no database, no assessment)",
+        floor.as_secs_f64(),
+        floor.as_secs_f64() / bound
+    );
+
     // Bulk writes of N results in one transaction each: once with every assessment changed
     // (all columns written), once unchanged (the steady state).
     let accounts = state.store.all_accounts(None).await?;
@@ -225,4 +242,34 @@ fn bulk_update(a: &crate::store::Account, unchanged: bool) -> HealthUpdate {
         u.last_error = Some("bench: a changed assessment".into());
     }
     u
+}
+
+/// Checks every token through the platform adapters with `concurrency` in flight, and nothing
+/// else; returns the wall time.
+async fn adapter_floor(
+    state: &AppState,
+    tokens: std::sync::Arc<Vec<(Platform, String, SecretString)>>,
+    concurrency: usize,
+) -> anyhow::Result<Duration> {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let tracker = tokio_util::task::TaskTracker::new();
+    let started = Instant::now();
+    for i in 0..tokens.len() {
+        let permit = permits.clone().acquire_owned().await?;
+        let (state, tokens) = (state.clone(), tokens.clone());
+        tracker.spawn(async move {
+            let (platform, account_id, token) = &tokens[i];
+            let t = TokenContext {
+                account_id,
+                access_token: token,
+                refresh_token: None,
+                platform_user_id: None,
+            };
+            let _ = state.platforms.check(*platform, &t).await;
+            drop(permit);
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+    Ok(started.elapsed())
 }
