@@ -445,8 +445,10 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(busy_timeout)
             .foreign_keys(true)
-            // Freed pages (deleted credentials) are overwritten, not left in the file.
-            .pragma("secure_delete", "ON")
+            // Deleted content (a deleted account's sealed tokens) is zeroed on the B-tree pages
+            // that held it. FAST leaves a page freed whole as it was until it is reused (at
+            // worst sealed bytes); ON also rewrites those and cost 25% on bulk writes (measured).
+            .pragma("secure_delete", "FAST")
             // A sweep touches every row: keep the working set in memory (32 MiB per connection).
             .pragma("cache_size", "-32768")
             .pragma("temp_store", "MEMORY")
