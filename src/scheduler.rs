@@ -140,16 +140,14 @@ pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<Sweep
     drop(tx);
     let mut failure = None;
     while let Some(done) = lanes.join_next().await {
-        let result = done.unwrap_or_else(|e| Err(StoreError::Db(sqlx::Error::Protocol(e.to_string()))));
+        let result = done.unwrap_or_else(|e| Err(task_failed(e)));
         if let Err(e) = result {
             failure.get_or_insert(e);
         }
     }
     checks.close();
     checks.wait().await;
-    let mut report = writer
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Db(sqlx::Error::Protocol(e.to_string()))))?;
+    let mut report = writer.await.unwrap_or_else(|e| Err(task_failed(e)))?;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -159,6 +157,11 @@ pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<Sweep
     state.metrics.sweep_finished(domain::now());
     state.alerts_due.notify_one();
     Ok(report)
+}
+
+/// A sweep task that panicked or was cancelled, as the store error the sweep reports.
+fn task_failed(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Db(sqlx::Error::Protocol(e.to_string()))
 }
 
 /// One platform's part of a sweep.
@@ -228,9 +231,7 @@ impl Lane {
             }
         }
         drop(pages);
-        reader
-            .await
-            .unwrap_or_else(|e| Err(StoreError::Db(sqlx::Error::Protocol(e.to_string()))))
+        reader.await.unwrap_or_else(|e| Err(task_failed(e)))
     }
 }
 
@@ -292,9 +293,7 @@ async fn write_results(state: AppState, mut rx: mpsc::Receiver<Checked>) -> Resu
         let _ = batches.send(buf).await;
     }
     drop(batches);
-    let (write_time, first_error) = flusher
-        .await
-        .map_err(|e| StoreError::Db(sqlx::Error::Protocol(e.to_string())))?;
+    let (write_time, first_error) = flusher.await.map_err(task_failed)?;
     report.write_time = write_time;
     match first_error {
         Some(e) => Err(e),
