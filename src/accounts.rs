@@ -178,6 +178,12 @@ pub async fn register(state: &AppState, workspace_id: i64, reg: &Registration) -
 
 /// Revokes the account's token at its platform, then deletes the account and its
 /// credentials whatever the platform said. Returns what the revocation did.
+///
+/// A Meta grant (Facebook, Instagram through Facebook Login) belongs to the person who
+/// granted it, and revoking it removes the app for every Page and Instagram account that
+/// person connected: it is revoked only when no other stored account, in any workspace,
+/// shares that person's Meta user ID; otherwise the account is deleted locally and the
+/// answer says why the grant was kept.
 pub async fn disconnect(state: &AppState, account: &Account) -> Result<RevokeOutcome, StoreError> {
     let sealed = state.store.credentials(account.id).await?;
     let ctx = seal_context(account.workspace_id, account.platform, &account.account_id);
@@ -187,13 +193,37 @@ pub async fn disconnect(state: &AppState, account: &Account) -> Result<RevokeOut
                 .refresh_token
                 .as_deref()
                 .and_then(|r| state.sealer.open(&ctx, r).ok());
-            let t = TokenContext {
+            let mut t = TokenContext {
                 account_id: &account.account_id,
                 access_token: &access,
                 refresh_token: refresh.as_ref(),
                 platform_user_id: account.platform_user_id.as_deref(),
+                expires_at: account.token_expires_at,
             };
-            state.platforms.revoke(account.platform, &t).await
+            if state.platforms.shares_meta_grant(account.platform) {
+                match state.platforms.meta_user(account.platform, &t).await {
+                    Ok(user) => {
+                        let platforms: Vec<Platform> = Platform::ALL
+                            .into_iter()
+                            .filter(|p| state.platforms.shares_meta_grant(*p))
+                            .collect();
+                        let shared = state.store.accounts_sharing_user(&user, &platforms, account.id).await?;
+                        if shared > 0 {
+                            RevokeOutcome::NotSupported(format!(
+                                "the grant is shared with {shared} other connected account{}",
+                                if shared == 1 { "" } else { "s" }
+                            ))
+                        } else {
+                            let user = user.clone();
+                            t.platform_user_id = Some(&user);
+                            state.platforms.revoke(account.platform, &t).await
+                        }
+                    }
+                    Err(outcome) => outcome,
+                }
+            } else {
+                state.platforms.revoke(account.platform, &t).await
+            }
         }
         Err(_) => RevokeOutcome::Failed("the stored token cannot be opened with the current token key".into()),
     };

@@ -39,24 +39,44 @@ pub struct AppState {
     pub alert_thresholds: Arc<Vec<(i64, String)>>,
 }
 
-/// The daemon's own configuration problems, by platform (e.g. an app secret the platform
-/// rejects). They are never blamed on an account.
+/// Where a configuration problem was seen: a platform's checks, or its token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Area {
+    /// Checks (e.g. the app secret `debug_token` rejects, an X app refusal).
+    Check,
+    /// Refreshes (e.g. a TikTok or X client secret the token endpoint rejects).
+    Refresh,
+}
+
+/// The daemon's own configuration problems, by platform and area (e.g. an app secret the
+/// platform rejects). They are never blamed on an account: `/healthz` reports them, a log
+/// line names them, and `socialsyncer_configuration_problems` counts them.
 #[derive(Debug, Default)]
 pub struct Problems {
-    by_platform: Mutex<BTreeMap<Platform, String>>,
+    by_platform: Mutex<BTreeMap<(Platform, Area), String>>,
 }
 
 impl Problems {
-    /// Records what a check says about the configuration of `platform`.
+    /// Records what a check says about the configuration of `platform`'s checks.
     pub fn observe(&self, platform: Platform, outcome: &CheckOutcome) {
-        let mut m = self.by_platform.lock().unwrap_or_else(|e| e.into_inner());
         match outcome {
-            CheckOutcome::Misconfigured(msg) => {
-                m.insert(platform, msg.clone());
+            CheckOutcome::Misconfigured(msg) if !msg.starts_with("the token could not be refreshed") => {
+                self.set(platform, Area::Check, Some(msg.clone()));
             }
-            CheckOutcome::Transient(_) => {}
-            _ => {
-                m.remove(&platform);
+            CheckOutcome::Misconfigured(_) | CheckOutcome::Transient(_) | CheckOutcome::OtherApp(_) => {}
+            _ => self.set(platform, Area::Check, None),
+        }
+    }
+
+    /// Sets or clears the problem of one platform and area.
+    pub fn set(&self, platform: Platform, area: Area, problem: Option<String>) {
+        let mut m = self.by_platform.lock().unwrap_or_else(|e| e.into_inner());
+        match problem {
+            Some(p) => {
+                m.insert((platform, area), p);
+            }
+            None => {
+                m.remove(&(platform, area));
             }
         }
     }
@@ -64,7 +84,16 @@ impl Problems {
     /// The current problems, as `platform: message` lines.
     pub fn list(&self) -> Vec<String> {
         let m = self.by_platform.lock().unwrap_or_else(|e| e.into_inner());
-        m.iter().map(|(p, msg)| format!("{p}: {msg}")).collect()
+        m.iter().map(|((p, _), msg)| format!("{p}: {msg}")).collect()
+    }
+
+    /// How many problems each platform has now (every platform listed).
+    pub fn counts(&self) -> Vec<(Platform, usize)> {
+        let m = self.by_platform.lock().unwrap_or_else(|e| e.into_inner());
+        Platform::ALL
+            .into_iter()
+            .map(|p| (p, m.keys().filter(|(q, _)| *q == p).count()))
+            .collect()
     }
 }
 

@@ -235,6 +235,7 @@ fn bulk_update(a: &crate::store::Account, unchanged: bool) -> HealthUpdate {
         open_alerts: a.open_alerts.clone(),
         alert_episode: a.alert_episode,
         unchanged,
+        deferred: false,
     };
     if !unchanged {
         u.health = Health::Warning;
@@ -264,6 +265,7 @@ async fn adapter_floor(
                 access_token: token,
                 refresh_token: None,
                 platform_user_id: None,
+                expires_at: None,
             };
             let _ = state.platforms.check(*platform, &t).await;
             drop(permit);

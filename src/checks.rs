@@ -11,11 +11,16 @@ use tokio::task::JoinSet;
 
 use crate::accounts::seal_context;
 use crate::alerts::{self, AlertPolicy};
-use crate::app::AppState;
+use crate::app::{AppState, Area};
 use crate::domain::{self, Platform, UnixTime};
 use crate::health::{self, Policy, Timing};
-use crate::platforms::{CheckOutcome, RefreshOutcome, TokenContext};
+use crate::platforms::{
+    CheckOutcome, InvalidReason, RefreshOutcome, ThrottleScope, TokenContext, Transient, TransientKind,
+};
 use crate::store::{Account, HealthUpdate, SealedCredentials, StoreError, TokenReplacement};
+
+/// How long to wait after a throttle answer that names no time.
+pub const DEFAULT_THROTTLE_WAIT: i64 = 60;
 
 /// A finished check, not yet written.
 #[derive(Debug)]
@@ -78,6 +83,15 @@ struct Tokens {
     refresh: Option<SecretString>,
 }
 
+impl Tokens {
+    /// Whether these are the same tokens (the stored ones changed when they differ).
+    fn same_as(&self, other: &Tokens) -> bool {
+        use secrecy::ExposeSecret;
+        let r = |t: &Tokens| t.refresh.as_ref().map(|r| r.expose_secret().to_owned());
+        self.access.expose_secret() == other.access.expose_secret() && r(self) == r(other)
+    }
+}
+
 async fn open_tokens(
     state: &AppState,
     a: &Account,
@@ -101,27 +115,90 @@ async fn open_tokens(
 
 /// What an attempted refresh came to.
 enum Refresh {
-    /// New tokens, already committed.
+    /// New tokens, already committed (by this refresh or by another refresher meanwhile).
     Done(Tokens),
-    /// The platform refused for good: reconnect.
+    /// The platform refused the refresh token for good: reconnect.
     Fatal(String),
     /// Retry later.
     Failed(String),
-    /// Nothing to do.
+    /// The platform is throttling: the whole check is deferred.
+    Throttled(Transient),
+    /// The daemon's own configuration is wrong: never the account's fault.
+    Misconfigured(String),
+    /// Nothing to do (not supported, or another refresher still holds the lease).
     Skipped,
 }
 
-/// Refreshes at the platform, then seals and commits the new tokens before returning. If the
-/// commit fails the refresh is not reported done (the error is returned): nothing else may
-/// act on tokens that are not durable.
-async fn refresh_and_commit(state: &AppState, a: &Account, tokens: &Tokens) -> Result<Refresh, StoreError> {
-    let t = TokenContext {
+fn context<'a>(a: &'a Account, tokens: &'a Tokens) -> TokenContext<'a> {
+    TokenContext {
         account_id: &a.account_id,
         access_token: &tokens.access,
         refresh_token: tokens.refresh.as_ref(),
         platform_user_id: a.platform_user_id.as_deref(),
+        expires_at: a.token_expires_at,
+    }
+}
+
+/// How long a refresh lease lasts: longer than the slowest token-endpoint call, so that
+/// it never runs out under a live holder, yet frees an account whose holder crashed.
+fn lease_ttl(state: &AppState) -> i64 {
+    let token_timeout = state
+        .config
+        .http
+        .token_request_timeout
+        .0
+        .max(state.config.http.request_timeout.0);
+    i64::try_from(token_timeout.as_secs()).unwrap_or(600).saturating_add(30)
+}
+
+/// Refreshes the account's tokens under its refresh lease, then seals and commits the new
+/// ones before returning.
+///
+/// TikTok and X rotate refresh tokens on every use: two refreshers racing with the same
+/// refresh token burn it (the loser's `invalid_grant` would mark a healthy account for
+/// reconnection). So a refresh takes a lease stored in the database (it holds across the
+/// daemon, a `check` process and several daemons; it expires if its holder crashes); a
+/// second refresher waits for it, then re-reads the stored tokens and uses those if they
+/// changed instead of refreshing again. If the commit fails the refresh is not reported
+/// done (the error is returned): nothing else may act on tokens that are not durable.
+async fn refresh_and_commit(state: &AppState, a: &Account, tokens: &Tokens) -> Result<Refresh, StoreError> {
+    let holder = {
+        let mut b = [0u8; 12];
+        rand::thread_rng().fill(&mut b);
+        hex::encode(b)
     };
-    match state.platforms.refresh(a.platform, &t).await {
+    let ttl = lease_ttl(state);
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(ttl.unsigned_abs());
+    let mut waited = false;
+    while !state.store.try_refresh_lease(a.id, &holder, domain::now(), ttl).await? {
+        if std::time::Instant::now() >= give_up {
+            tracing::warn!(platform = %a.platform, account = %a.account_id, "another refresh of this account is still running; not refreshing");
+            return Ok(Refresh::Skipped);
+        }
+        waited = true;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let result = refresh_leased(state, a, tokens, waited).await;
+    if let Err(e) = state.store.release_refresh_lease(a.id, &holder).await {
+        // The lease expires on its own.
+        tracing::warn!(platform = %a.platform, account = %a.account_id, error = %e, "could not release the refresh lease");
+    }
+    result
+}
+
+/// The refresh itself, with the lease held.
+async fn refresh_leased(state: &AppState, a: &Account, tokens: &Tokens, waited: bool) -> Result<Refresh, StoreError> {
+    // Another refresher may have committed new tokens since ours were read.
+    let Some(stored) = open_tokens(state, a, None).await? else {
+        return Ok(Refresh::Failed(
+            "the stored token cannot be opened with the current token key".into(),
+        ));
+    };
+    if !stored.same_as(tokens) {
+        tracing::debug!(platform = %a.platform, account = %a.account_id, waited, "tokens were refreshed meanwhile");
+        return Ok(Refresh::Done(stored));
+    }
+    match state.platforms.refresh(a.platform, &context(a, &stored)).await {
         RefreshOutcome::Refreshed(n) => {
             let ctx = seal_context(a.workspace_id, a.platform, &a.account_id);
             let replacement = TokenReplacement {
@@ -143,31 +220,49 @@ async fn refresh_and_commit(state: &AppState, a: &Account, tokens: &Tokens) -> R
                 );
                 return Err(e);
             }
+            state.problems.set(a.platform, Area::Refresh, None);
             tracing::info!(platform = %a.platform, account = %a.account_id, "token refreshed");
             Ok(Refresh::Done(Tokens {
                 access: n.access_token,
                 // A platform that did not rotate keeps the stored refresh token valid.
-                refresh: n.refresh_token.or_else(|| tokens.refresh.clone()),
+                refresh: n.refresh_token.or_else(|| stored.refresh.clone()),
             }))
         }
-        RefreshOutcome::Fatal(d) => Ok(Refresh::Fatal(d)),
+        RefreshOutcome::Fatal(d) => {
+            // Before calling it final: if the stored tokens changed, someone else refreshed
+            // (outside the lease, e.g. an older binary) and the account is fine.
+            match open_tokens(state, a, None).await? {
+                Some(now_stored) if !now_stored.same_as(&stored) => Ok(Refresh::Done(now_stored)),
+                _ => Ok(Refresh::Fatal(d)),
+            }
+        }
+        RefreshOutcome::Transient(t) if t.is_throttle() => Ok(Refresh::Throttled(t)),
         RefreshOutcome::Transient(t) => Ok(Refresh::Failed(t.detail)),
         RefreshOutcome::Misconfigured(m) => {
             tracing::error!(platform = %a.platform, account = %a.account_id, problem = %m, "configuration problem");
-            Ok(Refresh::Failed(m))
+            state.problems.set(a.platform, Area::Refresh, Some(m.clone()));
+            Ok(Refresh::Misconfigured(m))
         }
         RefreshOutcome::NotSupported(_) => Ok(Refresh::Skipped),
     }
 }
 
 async fn ask(state: &AppState, a: &Account, tokens: &Tokens) -> CheckOutcome {
-    let t = TokenContext {
-        account_id: &a.account_id,
-        access_token: &tokens.access,
-        refresh_token: tokens.refresh.as_ref(),
-        platform_user_id: a.platform_user_id.as_deref(),
-    };
-    state.platforms.check(a.platform, &t).await
+    let outcome = state.platforms.check(a.platform, &context(a, tokens)).await;
+    // The token must belong to the account it is registered as.
+    if let CheckOutcome::Valid(v) = &outcome
+        && let Some(owner) = &v.owner_id
+        && owner != &a.account_id
+    {
+        return CheckOutcome::Invalid {
+            reason: InvalidReason::WrongAccount,
+            detail: format!(
+                "This token belongs to another account (ID {})",
+                domain::truncate_for_message(owner)
+            ),
+        };
+    }
+    outcome
 }
 
 /// Checks one account against its platform, refreshing its tokens first when they are in
@@ -197,83 +292,112 @@ async fn check_inner(
     credentials: Option<SealedCredentials>,
 ) -> Result<Checked, StoreError> {
     // No span per check (a sweep makes thousands): the events below name the account.
-    {
-        let Some(mut tokens) = open_tokens(state, &account, credentials).await? else {
-            let o = CheckOutcome::Misconfigured(
-                "the stored token cannot be opened with the current token key (security.token_key_file)".into(),
-            );
-            return Ok(assess(state, account.clone(), &account, o, None, false));
-        };
-        let now = domain::now();
-        let refreshable = refreshes(state, &account, tokens.refresh.is_some());
-        let mut refreshed = false;
-        let mut refresh_error = None;
-        let mut fatal = None;
-        if refreshable && refresh_at(state, &account).is_some_and(|at| at <= now) {
-            match refresh_and_commit(state, &account, &tokens).await? {
-                Refresh::Done(t) => {
-                    tokens = t;
-                    refreshed = true;
-                }
-                Refresh::Fatal(d) => fatal = Some(d),
-                Refresh::Failed(d) => refresh_error = Some(d),
-                Refresh::Skipped => {}
+    let Some(mut tokens) = open_tokens(state, &account, credentials).await? else {
+        let o = CheckOutcome::Misconfigured(
+            "the stored token cannot be opened with the current token key (security.token_key_file)".into(),
+        );
+        return Ok(assess(state, account.clone(), &account, o, None, false));
+    };
+    let now = domain::now();
+    let refreshable = refreshes(state, &account, tokens.refresh.is_some());
+    let mut refreshed = false;
+    let mut refresh_error = None;
+    let mut fatal = None;
+    let mut misconfigured = None;
+    let mut tried_refresh = false;
+    if refreshable && refresh_at(state, &account).is_some_and(|at| at <= now) {
+        tried_refresh = true;
+        match refresh_and_commit(state, &account, &tokens).await? {
+            Refresh::Done(t) => {
+                tokens = t;
+                refreshed = true;
             }
-        }
-        let mut outcome = match &fatal {
-            Some(d) => CheckOutcome::Invalid {
-                reason: crate::platforms::InvalidReason::Revoked,
-                detail: format!("the platform refused to refresh the token: {d}"),
-            },
-            None => ask(state, &account, &tokens).await,
-        };
-        // A rejected access token with a stored refresh token: refresh once, then decide.
-        if matches!(outcome, CheckOutcome::Invalid { .. })
-            && fatal.is_none()
-            && !refreshed
-            && refresh_error.is_none()
-            && refreshable
-            && tokens.refresh.is_some()
-        {
-            match refresh_and_commit(state, &account, &tokens).await? {
-                Refresh::Done(t) => {
-                    tokens = t;
-                    refreshed = true;
-                    outcome = ask(state, &account, &tokens).await;
-                }
-                Refresh::Fatal(d) => {
-                    if let CheckOutcome::Invalid { detail, .. } = &mut outcome {
-                        *detail = format!("{detail}; refreshing failed too: {d}");
-                    }
-                }
-                Refresh::Failed(d) => refresh_error = Some(d),
-                Refresh::Skipped => {}
+            Refresh::Fatal(d) => fatal = Some(d),
+            Refresh::Failed(d) => refresh_error = Some(d),
+            Refresh::Throttled(t) => {
+                return Ok(assess(
+                    state,
+                    account.clone(),
+                    &account,
+                    CheckOutcome::Transient(t),
+                    None,
+                    refreshable,
+                ));
             }
+            Refresh::Misconfigured(m) => misconfigured = Some(m),
+            Refresh::Skipped => {}
         }
-        if let Some(e) = &refresh_error {
-            tracing::warn!(
-                platform = %account.platform,
-                account = %account.account_id,
-                error = %e,
-                "automatic refresh failed; will retry"
-            );
-            state
-                .store
-                .record_refresh_failure(account.id, domain::now(), account.health, e)
-                .await?;
-        }
-        // After a refresh the stored expiry and scopes changed: assess against them.
-        let current = if refreshed {
-            state
-                .store
-                .account_by_ref(account.id)
-                .await?
-                .ok_or(StoreError::NotFound)?
-        } else {
-            account.clone()
-        };
-        Ok(assess(state, account, &current, outcome, refresh_error, refreshable))
     }
+    let mut outcome = match &fatal {
+        Some(d) => CheckOutcome::Invalid {
+            reason: InvalidReason::RefreshRejected,
+            detail: format!("the refresh token was rejected: {d}"),
+        },
+        None => ask(state, &account, &tokens).await,
+    };
+    // A rejected access token with a stored refresh token: refresh once, then decide.
+    if let CheckOutcome::Invalid { reason, .. } = &outcome
+        && *reason != InvalidReason::WrongAccount
+        && !tried_refresh
+        && refreshable
+        && tokens.refresh.is_some()
+    {
+        match refresh_and_commit(state, &account, &tokens).await? {
+            Refresh::Done(t) => {
+                tokens = t;
+                refreshed = true;
+                outcome = ask(state, &account, &tokens).await;
+            }
+            Refresh::Fatal(d) => {
+                if let CheckOutcome::Invalid { detail, .. } = &mut outcome {
+                    *detail = format!("{detail}; the refresh token was rejected too: {d}");
+                }
+            }
+            Refresh::Failed(d) => refresh_error = Some(d),
+            Refresh::Throttled(t) => {
+                return Ok(assess(
+                    state,
+                    account.clone(),
+                    &account,
+                    CheckOutcome::Transient(t),
+                    None,
+                    refreshable,
+                ));
+            }
+            Refresh::Misconfigured(m) => misconfigured = Some(m),
+            Refresh::Skipped => {}
+        }
+    }
+    // The refresh failed for the daemon's own configuration: an access token that expired
+    // meanwhile is the daemon's problem too, not the account's.
+    if let Some(m) = misconfigured
+        && matches!(outcome, CheckOutcome::Invalid { .. })
+    {
+        outcome = CheckOutcome::Misconfigured(format!("the token could not be refreshed: {m}"));
+    }
+    if let Some(e) = &refresh_error {
+        tracing::warn!(
+            platform = %account.platform,
+            account = %account.account_id,
+            error = %e,
+            "automatic refresh failed; will retry"
+        );
+        state
+            .store
+            .record_refresh_failure(account.id, domain::now(), account.health, e)
+            .await?;
+    }
+    // After a refresh the stored expiry and scopes changed: assess against them.
+    let current = if refreshed {
+        state
+            .store
+            .account_by_ref(account.id)
+            .await?
+            .ok_or(StoreError::NotFound)?
+    } else {
+        account.clone()
+    };
+    Ok(assess(state, account, &current, outcome, refresh_error, refreshable))
 }
 
 /// Assesses an outcome into a health update for `current` (the account as stored now;
@@ -291,6 +415,19 @@ fn assess(
         tracing::error!(platform = %current.platform, account = %current.account_id, problem = %m, "configuration problem");
     }
     let now = domain::now();
+    // A throttle is a deferral, not a failure: the account keeps its assessment, its
+    // failure count and its backoff; only the next check moves to when the platform allows.
+    if let CheckOutcome::Transient(t) = &outcome
+        && t.is_throttle()
+    {
+        let retry_at = t.retry_at.unwrap_or(now + DEFAULT_THROTTLE_WAIT).max(now + 1);
+        return Checked {
+            update: HealthUpdate::deferral(current, now, retry_at),
+            account: before,
+            outcome,
+            deferred: true,
+        };
+    }
     let mut p = policy(state, current.platform);
     p.auto_refresh = refreshable && refresh_error.is_none();
     let a = health::assess(&outcome, current, &p, now, refresh_error.as_deref());
@@ -354,6 +491,7 @@ fn assess(
         open_alerts: derived.open,
         alert_episode: derived.episode,
         unchanged: false,
+        deferred: false,
     };
     let update = HealthUpdate {
         unchanged: update.same_content(current),
@@ -367,17 +505,21 @@ fn assess(
     }
 }
 
-/// The result of not asking the platform at all (it told us to wait until `retry_at`).
-pub fn deferred(state: &AppState, account: Account, retry_at: UnixTime, detail: String) -> Checked {
-    let outcome = CheckOutcome::Transient(crate::platforms::Transient {
-        kind: crate::platforms::TransientKind::RateLimited,
+/// The result of not asking the platform at all (it told us to wait until `retry_at`):
+/// the account keeps everything but its next check time.
+pub fn deferred(account: Account, retry_at: UnixTime, detail: String) -> Checked {
+    let outcome = CheckOutcome::Transient(Transient {
+        kind: TransientKind::RateLimited,
         retry_at: Some(retry_at),
         detail,
+        scope: ThrottleScope::App,
     });
-    let current = account.clone();
-    let mut c = assess(state, account, &current, outcome, None, false);
-    c.deferred = true;
-    c
+    Checked {
+        update: HealthUpdate::deferral(&account, domain::now(), retry_at),
+        account,
+        outcome,
+        deferred: true,
+    }
 }
 
 /// Checks one account and writes the result at once; returns the fresh account.

@@ -243,8 +243,11 @@ impl Default for AlertsConfig {
 pub struct HttpConfig {
     /// TCP + TLS connect timeout.
     pub connect_timeout: HumanDuration,
-    /// Whole-request timeout (a platform call never takes longer).
+    /// Whole-request timeout of a check (a check never takes longer).
     pub request_timeout: HumanDuration,
+    /// Whole-request timeout of a token-endpoint call (refresh, revoke): longer, because a
+    /// refresh answer lost after the platform rotated the refresh token is a lost token.
+    pub token_request_timeout: HumanDuration,
     /// Largest platform response body read, in bytes.
     pub max_response_bytes: usize,
 }
@@ -254,6 +257,7 @@ impl Default for HttpConfig {
         HttpConfig {
             connect_timeout: HumanDuration(Duration::from_secs(5)),
             request_timeout: HumanDuration(Duration::from_secs(15)),
+            token_request_timeout: HumanDuration(Duration::from_secs(60)),
             max_response_bytes: 1024 * 1024,
         }
     }
@@ -353,6 +357,9 @@ pub struct PlatformConfig {
     pub auto_refresh: Option<bool>,
     /// How long before the access token expires it is refreshed.
     pub refresh_before: Option<HumanDuration>,
+    /// Graph platforms (facebook, instagram, threads): how long to stop calling the platform
+    /// once `X-App-Usage` reports the app's shared quota above 90 % (default 10 minutes).
+    pub app_usage_pause: Option<HumanDuration>,
 }
 
 impl PlatformConfig {
@@ -380,6 +387,11 @@ impl PlatformConfig {
             _ => 20.0,
         });
         (r > 0.0).then_some(r)
+    }
+
+    /// The pause after `X-App-Usage` above 90 %, in seconds.
+    pub fn app_usage_pause(&self) -> i64 {
+        self.app_usage_pause.map(HumanDuration::secs).unwrap_or(600)
     }
 
     /// Whether automatic refresh is on.

@@ -120,11 +120,49 @@ fn assess_outcome(outcome: &CheckOutcome, account: &Account, policy: &Policy, no
         }
         CheckOutcome::Transient(t) => assess_unanswered(&t.detail, Some(t), account, policy, now),
         CheckOutcome::Misconfigured(m) => assess_unanswered(m, None, account, policy, now),
+        CheckOutcome::OtherApp(detail) => Assessment {
+            health: Health::Unknown,
+            token_valid: None,
+            needs_reconnect: false,
+            permissions: account.permissions.clone(),
+            missing_permissions: Vec::new(),
+            recommendations: vec![format!(
+                "This account was connected through another Meta app than the one socialsyncer checks with \
+                 (platforms.{}.app_id): reconnect it through the configured app, or configure socialsyncer with \
+                 the app it was connected through.",
+                if account.platform == crate::domain::Platform::Instagram {
+                    "instagram"
+                } else {
+                    "facebook"
+                }
+            )],
+            token_expires_at: account.token_expires_at,
+            data_access_expires_at: account.data_access_expires_at,
+            platform_user_id: account.platform_user_id.clone(),
+            last_error: Some(detail.clone()),
+            answered: true,
+        },
+    }
+}
+
+/// A permission name as one spelling: Instagram Login renamed its scopes in January 2025
+/// (`business_basic` became `instagram_business_basic`, and so on); both are the same.
+fn canonical_permission(p: &str) -> std::borrow::Cow<'_, str> {
+    match p.strip_prefix("business_") {
+        Some(rest) => std::borrow::Cow::Owned(format!("instagram_business_{rest}")),
+        None => std::borrow::Cow::Borrowed(p),
     }
 }
 
 fn missing(required: &[String], granted: &[String]) -> Vec<String> {
-    required.iter().filter(|r| !granted.contains(r)).cloned().collect()
+    required
+        .iter()
+        .filter(|r| {
+            let r = canonical_permission(r);
+            !granted.iter().any(|g| canonical_permission(g) == r)
+        })
+        .cloned()
+        .collect()
 }
 
 fn assess_valid(v: &ValidToken, account: &Account, policy: &Policy, now: UnixTime) -> Assessment {
@@ -233,6 +271,12 @@ fn assess_invalid(reason: InvalidReason, detail: &str, account: &Account, now: U
             true,
         ),
         InvalidReason::Revoked => ("Token was revoked by the user: reconnect the account.".to_owned(), true),
+        InvalidReason::RefreshRejected => (
+            "The platform rejected the refresh token, so the token cannot be renewed: reconnect the account."
+                .to_owned(),
+            true,
+        ),
+        InvalidReason::WrongAccount => (format!("{detail}: reconnect the right account."), true),
         InvalidReason::AppRemoved => (
             "Token was revoked by the user, who removed the app: reconnect the account.".to_owned(),
             true,
@@ -398,7 +442,7 @@ pub fn outcome_label(o: &CheckOutcome) -> &'static str {
     match o {
         CheckOutcome::Valid(_) => "ok",
         CheckOutcome::Invalid { .. } | CheckOutcome::PermissionDenied { .. } => "invalid",
-        CheckOutcome::Transient(_) | CheckOutcome::Misconfigured(_) => "transient_error",
+        CheckOutcome::Transient(_) | CheckOutcome::Misconfigured(_) | CheckOutcome::OtherApp(_) => "transient_error",
     }
 }
 
@@ -646,6 +690,7 @@ mod tests {
             kind: TransientKind::Timeout,
             retry_at: None,
             detail: "Instagram did not answer in time".into(),
+            scope: crate::platforms::ThrottleScope::App,
         })
     }
 
@@ -740,6 +785,7 @@ mod tests {
             kind: TransientKind::RateLimited,
             retry_at: Some(NOW + 900),
             detail: String::new(),
+            scope: crate::platforms::ThrottleScope::App,
         });
         assert_eq!(next_check_at(&limited, &ok, timing(0), NOW, 0.5), NOW + 900);
         // The refresh window pulls the next check in; failed refreshes back off.

@@ -18,6 +18,8 @@ pub struct Metrics {
     registry: Registry,
     accounts: IntGaugeVec,
     token_expiry: GaugeVec,
+    data_access_expiry: GaugeVec,
+    configuration_problems: IntGaugeVec,
     checks: IntCounterVec,
     check_duration: HistogramVec,
     alerts_sent: IntCounterVec,
@@ -40,6 +42,22 @@ impl Metrics {
                 "When each account's access token expires (Unix time)",
             ),
             &["platform", "account_id", "workspace"],
+        )
+        .expect("valid metric");
+        let data_access_expiry = GaugeVec::new(
+            Opts::new(
+                "data_access_expiry_timestamp_seconds",
+                "When each Facebook account's data access expires (Unix time); the owner must log in to the app before then",
+            ),
+            &["platform", "account_id", "workspace"],
+        )
+        .expect("valid metric");
+        let configuration_problems = IntGaugeVec::new(
+            Opts::new(
+                "configuration_problems",
+                "Problems with the daemon's own configuration seen at run time, by platform (see /healthz)",
+            ),
+            &["platform"],
         )
         .expect("valid metric");
         let checks = IntCounterVec::new(
@@ -74,6 +92,8 @@ impl Metrics {
         for c in [
             Box::new(accounts.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(token_expiry.clone()),
+            Box::new(data_access_expiry.clone()),
+            Box::new(configuration_problems.clone()),
             Box::new(checks.clone()),
             Box::new(check_duration.clone()),
             Box::new(alerts_sent.clone()),
@@ -90,6 +110,7 @@ impl Metrics {
                 .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
         }
         for p in Platform::ALL {
+            configuration_problems.with_label_values(&[p.as_str()]).set(0);
             for o in ["ok", "invalid", "transient_error"] {
                 checks.with_label_values(&[p.as_str(), o]);
             }
@@ -99,6 +120,8 @@ impl Metrics {
             registry,
             accounts,
             token_expiry,
+            data_access_expiry,
+            configuration_problems,
             checks,
             check_duration,
             alerts_sent,
@@ -148,6 +171,15 @@ impl Metrics {
         self.alerts_sent.with_label_values(&[kind]).inc();
     }
 
+    /// Sets the number of configuration problems per platform.
+    pub fn set_configuration_problems(&self, counts: &[(Platform, usize)]) {
+        for (p, n) in counts {
+            self.configuration_problems
+                .with_label_values(&[p.as_str()])
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Counts a failed alert delivery attempt.
     pub fn alert_failed(&self, kind: &str) {
         self.alert_failures.with_label_values(&[kind]).inc();
@@ -168,6 +200,12 @@ impl Metrics {
         self.token_expiry.reset();
         for (p, id, ws, exp) in store.token_expiries().await? {
             self.token_expiry
+                .with_label_values(&[p.as_str(), &id, &ws])
+                .set(exp as f64);
+        }
+        self.data_access_expiry.reset();
+        for (p, id, ws, exp) in store.data_access_expiries().await? {
+            self.data_access_expiry
                 .with_label_values(&[p.as_str(), &id, &ws])
                 .set(exp as f64);
         }

@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::app::AppState;
 use crate::checks::{self, Checked};
 use crate::domain::{self, Platform, UnixTime};
-use crate::platforms::{CheckOutcome, Transient, TransientKind};
+use crate::platforms::{CheckOutcome, ThrottleScope, Transient, TransientKind};
 use crate::store::StoreError;
 
 /// Results written per transaction.
@@ -202,23 +202,24 @@ impl Lane {
                         account.platform.display_name(),
                         domain::rfc3339(until)
                     );
-                    let _ = self
-                        .tx
-                        .send(checks::deferred(&self.state, account, until, detail))
-                        .await;
+                    let _ = self.tx.send(checks::deferred(account, until, detail)).await;
                     continue;
                 }
                 let (state, tx) = (self.state.clone(), self.tx.clone());
                 self.checks.spawn(async move {
                     match checks::check_with(&state, account, Some(credentials)).await {
                         Ok(c) => {
+                            // Only an app-wide throttle holds the lane; a throttle of one
+                            // token or Page defers that account alone.
                             if let CheckOutcome::Transient(Transient {
                                 kind: TransientKind::RateLimited,
-                                retry_at: Some(t),
+                                retry_at,
+                                scope: ThrottleScope::App,
                                 ..
                             }) = &c.outcome
                             {
-                                state.gates.get(c.account.platform).block_until(*t);
+                                let until = retry_at.unwrap_or(domain::now() + checks::DEFAULT_THROTTLE_WAIT);
+                                state.gates.get(c.account.platform).block_until(until);
                             }
                             // The permit is held until the writer has the result: a slow
                             // database slows the sweep instead of piling up results.

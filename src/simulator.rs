@@ -67,6 +67,13 @@ pub enum Behavior {
     Huge,
     /// Never answers (within an hour).
     Hang,
+    /// X: 403 `client-forbidden`, the app lacks access to the endpoint (other platforms:
+    /// their app-level refusal where they have one, else as `ServerError`).
+    AppForbidden,
+    /// X: 402, the app's credits are exhausted.
+    CreditsExhausted,
+    /// X: 429 `usage-capped`, the app's monthly cap.
+    UsageCapped,
 }
 
 /// One token held by the simulator.
@@ -90,6 +97,12 @@ pub struct SimToken {
     pub state: TokenState,
     /// Per-token answer behaviour.
     pub behavior: Behavior,
+    /// Graph Page tokens: the person who granted the token (`debug_token` `user_id`), shared
+    /// by every Page and Instagram account they connected; the Page is `user_id` here and
+    /// `profile_id` in `debug_token`. `None`: the token is a user token.
+    pub admin_id: Option<String>,
+    /// The Meta app the token was issued to, when not the simulator's own [`APP_ID`].
+    pub app_id: Option<String>,
 }
 
 /// What to issue.
@@ -113,7 +126,22 @@ pub struct TokenSpec {
     pub behavior: Behavior,
     /// Whether to issue a refresh token too (TikTok, X).
     pub with_refresh: bool,
+    /// Graph Page tokens: the person who granted them (see [`SimToken::admin_id`]).
+    pub admin_id: Option<String>,
+    /// Issue the token to another Meta app (its ID) instead of [`APP_ID`].
+    pub app_id: Option<String>,
 }
+
+/// The Meta user who, by default, granted every simulated Page token: one agency admin
+/// connecting many Pages, as a real publishing product sees it.
+pub const DEFAULT_PAGE_ADMIN: &str = "1000000000000001";
+
+/// TikTok access-token lifetime ("Manage user access tokens": 2 hours).
+pub const TIKTOK_ACCESS_TTL: i64 = 2 * 3_600;
+/// TikTok refresh-token lifetime (180 days).
+pub const TIKTOK_REFRESH_TTL: i64 = 180 * 86_400;
+/// X access-token lifetime (2 hours).
+pub const TWITTER_ACCESS_TTL: i64 = 2 * 3_600;
 
 impl TokenSpec {
     /// A valid token for `user_id` with the platform's publishing scopes, expiring in 60 days.
@@ -132,6 +160,9 @@ impl TokenSpec {
             state: TokenState::Valid,
             behavior: Behavior::Normal,
             with_refresh: matches!(platform, Platform::Tiktok | Platform::Twitter),
+            admin_id: matches!(platform, Platform::Facebook | Platform::Instagram)
+                .then(|| DEFAULT_PAGE_ADMIN.to_owned()),
+            app_id: None,
         }
     }
 }
@@ -166,11 +197,45 @@ struct Inner {
     refresh: HashMap<String, String>,
     modes: HashMap<Platform, Behavior>,
     latency: HashMap<Platform, Duration>,
+    /// Platform-wide answer tweaks (absurd numbers, quota headers).
+    tweaks: HashMap<Platform, Tweaks>,
+}
+
+/// Numbers a platform puts in its answers, overridable to test absurd values.
+#[derive(Debug, Clone, Default)]
+pub struct Tweaks {
+    /// `Retry-After` on throttle answers (raw header text).
+    pub retry_after: Option<String>,
+    /// X `x-rate-limit-reset` on throttle answers (raw header text).
+    pub rate_limit_reset: Option<String>,
+    /// Graph `estimated_time_to_regain_access` (minutes) in `X-Business-Use-Case-Usage`.
+    pub regain_minutes: Option<i64>,
+    /// `expires_in` of refresh answers.
+    pub expires_in: Option<i64>,
+    /// `refresh_expires_in` of TikTok refresh answers.
+    pub refresh_expires_in: Option<i64>,
+    /// Graph `X-App-Usage` percentage (all three measures) on every answer.
+    pub app_usage: Option<i64>,
+    /// The token endpoint (refresh) answers 503 while checks work.
+    pub token_endpoint_down: bool,
+}
+
+fn token_endpoint_down(s: &Shared, p: Platform) -> Option<Response> {
+    s.lock().tweaks.get(&p).is_some_and(|t| t.token_endpoint_down).then(|| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body>503 Service Temporarily Unavailable</body></html>",
+        )
+            .into_response()
+    })
 }
 
 struct Shared {
     inner: Mutex<Inner>,
     calls: [AtomicU64; 5],
+    /// Refreshes that issued new tokens.
+    refreshes: [AtomicU64; 5],
 }
 
 impl Shared {
@@ -225,6 +290,7 @@ impl Simulator {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
             calls: Default::default(),
+            refreshes: Default::default(),
         });
         let shutdown = CancellationToken::new();
         let app = router(shared.clone());
@@ -315,6 +381,8 @@ impl Simulator {
             issued_at: now - spec.issued_ago,
             state: spec.state,
             behavior: spec.behavior,
+            admin_id: spec.admin_id,
+            app_id: spec.app_id,
         };
         let mut g = self.shared.lock();
         g.tokens.insert(access.clone(), t);
@@ -362,6 +430,16 @@ impl Simulator {
         self.shared.lock().latency.insert(p, d);
     }
 
+    /// Sets the answer tweaks of `p`.
+    pub fn set_tweaks(&self, p: Platform, t: Tweaks) {
+        self.shared.lock().tweaks.insert(p, t);
+    }
+
+    /// Refreshes of `p` that issued new tokens so far.
+    pub fn refreshes(&self, p: Platform) -> u64 {
+        self.shared.refreshes[idx(p)].load(Ordering::Relaxed)
+    }
+
     /// Requests served for `p` so far.
     pub fn calls(&self, p: Platform) -> u64 {
         self.shared.calls[idx(p)].load(Ordering::Relaxed)
@@ -391,7 +469,29 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/twitter/2/users/me", get(twitter_me))
         .route("/twitter/2/oauth2/token", post(twitter_token))
         .route("/twitter/2/oauth2/revoke", post(twitter_revoke))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), app_usage_header))
         .with_state(shared)
+}
+
+/// Graph answers carry the app's quota usage in `X-App-Usage` ("Rate limiting").
+async fn app_usage_header(State(s): S, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let platform = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .and_then(|p| p.parse::<Platform>().ok());
+    let mut response = next.run(req).await;
+    let usage = platform.and_then(|p| s.lock().tweaks.get(&p).and_then(|t| t.app_usage));
+    if let Some(u) = usage
+        && let Ok(v) = json!({"call_count": u, "total_cputime": u, "total_time": u})
+            .to_string()
+            .parse()
+    {
+        response.headers_mut().insert("x-app-usage", v);
+    }
+    response
 }
 
 type Q = Query<HashMap<String, String>>;
@@ -413,9 +513,49 @@ async fn preflight(s: &Shared, p: Platform, token: Option<&str>) -> Option<Respo
         (_, Some(b)) => b,
         _ => Behavior::Normal,
     };
+    let tweaks = s.lock().tweaks.get(&p).cloned().unwrap_or_default();
     match behavior {
         Behavior::Normal => None,
-        Behavior::RateLimited => Some(rate_limited(p)),
+        Behavior::RateLimited => Some(rate_limited(p, &tweaks)),
+        Behavior::AppForbidden | Behavior::CreditsExhausted | Behavior::UsageCapped if p == Platform::Twitter => {
+            let (status, title, kind, detail) = match behavior {
+                Behavior::AppForbidden => (
+                    StatusCode::FORBIDDEN,
+                    "Client Forbidden",
+                    "client-forbidden",
+                    "When authenticating requests to the Twitter API v2 endpoints, you must use keys and tokens \
+                     from a Twitter developer App that is attached to a Project.",
+                ),
+                Behavior::CreditsExhausted => (
+                    StatusCode::PAYMENT_REQUIRED,
+                    "CreditsDepleted",
+                    "credits",
+                    "Your enrolled account does not have any credits to fulfill this request.",
+                ),
+                _ => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "UsageCapExceeded",
+                    "usage-capped",
+                    "Usage cap exceeded: Monthly product cap",
+                ),
+            };
+            Some(
+                (
+                    status,
+                    Json(json!({"title": title, "detail": detail, "status": status.as_u16(),
+                        "type": format!("https://api.x.com/2/problems/{kind}")})),
+                )
+                    .into_response(),
+            )
+        }
+        Behavior::AppForbidden | Behavior::CreditsExhausted | Behavior::UsageCapped => Some(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "text/html")],
+                "<html><body>503 Service Temporarily Unavailable</body></html>",
+            )
+                .into_response(),
+        ),
         Behavior::ServerError => Some(
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -440,14 +580,22 @@ async fn preflight(s: &Shared, p: Platform, token: Option<&str>) -> Option<Respo
     }
 }
 
-fn rate_limited(p: Platform) -> Response {
+fn rate_limited(p: Platform, tweaks: &Tweaks) -> Response {
     let now = domain::now();
+    let mut response = rate_limited_answer(p, tweaks, now);
+    if let Some(v) = tweaks.retry_after.as_deref().and_then(|v| v.parse().ok()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+fn rate_limited_answer(p: Platform, tweaks: &Tweaks, now: UnixTime) -> Response {
     match p {
         Platform::Facebook | Platform::Instagram => {
             let code = if p == Platform::Facebook { 80001 } else { 80002 };
             let kind = if p == Platform::Facebook { "pages" } else { "instagram" };
             let buc = json!({"1234": [{"type": kind, "call_count": 100, "total_cputime": 20,
-                "total_time": 20, "estimated_time_to_regain_access": 2}]});
+                "total_time": 20, "estimated_time_to_regain_access": tweaks.regain_minutes.unwrap_or(2)}]});
             (
                 StatusCode::BAD_REQUEST,
                 [("x-business-use-case-usage", buc.to_string())],
@@ -477,7 +625,13 @@ fn rate_limited(p: Platform) -> Response {
             [
                 ("x-rate-limit-limit", "75".to_owned()),
                 ("x-rate-limit-remaining", "0".to_owned()),
-                ("x-rate-limit-reset", (now + 120).to_string()),
+                (
+                    "x-rate-limit-reset",
+                    tweaks
+                        .rate_limit_reset
+                        .clone()
+                        .unwrap_or_else(|| (now + 120).to_string()),
+                ),
             ],
             Json(
                 json!({"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank",
@@ -545,9 +699,27 @@ async fn debug_token(State(s): S, p: Platform, Query(q): Q) -> Response {
     let now = domain::now();
     let g = s.lock();
     let t = g.tokens.get(&input).filter(|t| t.platform == p);
-    let mut data = json!({"app_id": APP_ID, "type": "PAGE", "application": "socialsyncer simulator"});
+    if t.is_some_and(|t| t.app_id.is_some()) {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            None,
+            "(#100) The App_id in the input_token did not match the Viewing App",
+        );
+    }
+    let mut data = json!({"app_id": APP_ID, "type": "USER", "application": "socialsyncer simulator"});
     if let Some(t) = t {
-        data["user_id"] = json!(t.user_id);
+        // A Page token names the person who granted it in user_id and the Page in profile_id.
+        match &t.admin_id {
+            Some(admin) => {
+                data["type"] = json!("PAGE");
+                data["user_id"] = json!(admin);
+                if p == Platform::Facebook {
+                    data["profile_id"] = json!(t.user_id);
+                }
+            }
+            None => data["user_id"] = json!(t.user_id),
+        }
         data["issued_at"] = json!(t.issued_at);
         data["expires_at"] = json!(t.expires_at.unwrap_or(0));
         data["data_access_expires_at"] = json!(t.data_access_expires_at.unwrap_or(0));
@@ -574,6 +746,15 @@ async fn graph_me(State(s): S, p: Platform, Query(q): Q) -> Response {
     }
     let g = s.lock();
     let t = g.tokens.get(&token).filter(|t| t.platform == p);
+    // Instagram Login and Threads answer /me with a revoked token as 100/33.
+    if matches!(p, Platform::Threads | Platform::Instagram) && t.is_some_and(|t| t.state == TokenState::Revoked) {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            Some(33),
+            "Unsupported get request. Object with ID 'me' does not exist, cannot be loaded due to missing permissions, or does not support this operation.",
+        );
+    }
     if let Some((code, sub, msg)) = graph_failure(t, domain::now()) {
         return graph_error(StatusCode::BAD_REQUEST, code, sub, msg);
     }
@@ -623,11 +804,12 @@ async fn graph_refresh(State(s): S, p: Platform, Query(q): Q) -> Response {
         );
     }
     let fresh = random_token(token_prefix(p));
-    let expires_in = 60 * 86_400;
+    let expires_in = g.tweaks.get(&p).and_then(|t| t.expires_in).unwrap_or(60 * 86_400);
+    s.refreshes[idx(p)].fetch_add(1, Ordering::Relaxed);
     g.tokens.insert(
         fresh.clone(),
         SimToken {
-            expires_at: Some(now + expires_in),
+            expires_at: Some(now.saturating_add(expires_in)),
             issued_at: now,
             ..t
         },
@@ -635,20 +817,38 @@ async fn graph_refresh(State(s): S, p: Platform, Query(q): Q) -> Response {
     Json(json!({"access_token": fresh, "token_type": "bearer", "expires_in": expires_in})).into_response()
 }
 
+/// `DELETE /{user-id}/permissions`: takes a user token of that person or the app token
+/// (`APP_ID|APP_SECRET`), and removes the app for the person: every Page and Instagram token
+/// they granted dies with it. A Page token is refused, as Graph does.
 async fn graph_revoke(State(s): S, p: Platform, Path((_ver, user)): Path<(String, String)>, Query(q): Q) -> Response {
     let token = q.get("access_token").cloned().unwrap_or_default();
     if let Some(r) = preflight(&s, p, Some(&token)).await {
         return r;
     }
     let mut g = s.lock();
-    let t = g.tokens.get(&token).filter(|t| t.platform == p);
-    if let Some((code, sub, msg)) = graph_failure(t, domain::now()) {
-        return graph_error(StatusCode::BAD_REQUEST, code, sub, msg);
+    let app_token = token == format!("{APP_ID}|{APP_SECRET}");
+    if !app_token {
+        let t = g.tokens.get(&token).filter(|t| t.platform == p);
+        if let Some((code, sub, msg)) = graph_failure(t, domain::now()) {
+            return graph_error(StatusCode::BAD_REQUEST, code, sub, msg);
+        }
+        let t = t.expect("checked above");
+        if t.admin_id.is_some() {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                200,
+                None,
+                "(#200) A user access token or an app access token is required to remove permissions.",
+            );
+        }
+        if t.user_id != user {
+            return graph_error(StatusCode::BAD_REQUEST, 200, None, "Permissions error");
+        }
     }
-    if t.is_some_and(|t| t.user_id != user) {
-        return graph_error(StatusCode::BAD_REQUEST, 200, None, "Permissions error");
-    }
-    for t in g.tokens.values_mut().filter(|t| t.platform == p && t.user_id == user) {
+    for t in g.tokens.values_mut().filter(|t| {
+        matches!(t.platform, Platform::Facebook | Platform::Instagram)
+            && (t.admin_id.as_deref() == Some(user.as_str()) || (t.admin_id.is_none() && t.user_id == user))
+    }) {
         t.state = TokenState::Revoked;
     }
     Json(json!({"success": true})).into_response()
@@ -731,7 +931,7 @@ fn rotate(g: &mut Inner, p: Platform, refresh: &str, access_ttl: i64) -> Option<
     g.tokens.insert(
         access.clone(),
         SimToken {
-            expires_at: Some(now + access_ttl),
+            expires_at: Some(now.saturating_add(access_ttl)),
             issued_at: now,
             ..t.clone()
         },
@@ -742,6 +942,9 @@ fn rotate(g: &mut Inner, p: Platform, refresh: &str, access_ttl: i64) -> Option<
 
 async fn tiktok_token(State(s): S, Form(f): Form<HashMap<String, String>>) -> Response {
     if let Some(r) = preflight(&s, Platform::Tiktok, None).await {
+        return r;
+    }
+    if let Some(r) = token_endpoint_down(&s, Platform::Tiktok) {
         return r;
     }
     if f.get("client_key").map(String::as_str) != Some(TIKTOK_CLIENT_KEY)
@@ -758,13 +961,19 @@ async fn tiktok_token(State(s): S, Form(f): Form<HashMap<String, String>>) -> Re
     }
     let refresh = f.get("refresh_token").cloned().unwrap_or_default();
     let mut g = s.lock();
-    match rotate(&mut g, Platform::Tiktok, &refresh, 86_400) {
-        Some((access, new_refresh, t)) => Json(json!({
-            "access_token": access, "expires_in": 86_400, "open_id": t.user_id,
-            "refresh_expires_in": 31_536_000, "refresh_token": new_refresh,
-            "scope": t.scopes.join(","), "token_type": "Bearer"
-        }))
-        .into_response(),
+    let tweaks = g.tweaks.get(&Platform::Tiktok).cloned().unwrap_or_default();
+    let expires_in = tweaks.expires_in.unwrap_or(TIKTOK_ACCESS_TTL);
+    let refresh_expires_in = tweaks.refresh_expires_in.unwrap_or(TIKTOK_REFRESH_TTL);
+    match rotate(&mut g, Platform::Tiktok, &refresh, expires_in) {
+        Some((access, new_refresh, t)) => {
+            s.refreshes[idx(Platform::Tiktok)].fetch_add(1, Ordering::Relaxed);
+            Json(json!({
+                "access_token": access, "expires_in": expires_in, "open_id": t.user_id,
+                "refresh_expires_in": refresh_expires_in, "refresh_token": new_refresh,
+                "scope": t.scopes.join(","), "token_type": "Bearer"
+            }))
+            .into_response()
+        }
         None => oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_grant",
@@ -788,16 +997,32 @@ async fn tiktok_revoke(State(s): S, Form(f): Form<HashMap<String, String>>) -> R
         );
     }
     let mut g = s.lock();
+    // Revocation takes a live access token.
+    if live(&g, Platform::Tiktok, &token, domain::now()).is_none() {
+        return tiktok_error(
+            StatusCode::UNAUTHORIZED,
+            "access_token_invalid",
+            "The access token is invalid or not found in the request.",
+        );
+    }
     if let Some(t) = g.tokens.get_mut(&token) {
         t.state = TokenState::Revoked;
     }
     g.refresh.retain(|_, a| *a != token);
-    Json(json!({})).into_response()
+    Json(json!({"data": {}, "error": {"code": "ok", "message": "", "log_id": "20261127sim"}})).into_response()
 }
 
-fn twitter_client_ok(h: &HeaderMap) -> bool {
-    let want = base64::engine::general_purpose::STANDARD.encode(format!("{TWITTER_CLIENT_ID}:{TWITTER_CLIENT_SECRET}"));
-    h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&format!("Basic {want}"))
+/// A confidential client authenticates with Basic auth; a public client (no secret) sends
+/// its `client_id` in the body and no Authorization header.
+fn twitter_client_ok(h: &HeaderMap, f: &HashMap<String, String>) -> bool {
+    match h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        Some(auth) => {
+            let want = base64::engine::general_purpose::STANDARD
+                .encode(format!("{TWITTER_CLIENT_ID}:{TWITTER_CLIENT_SECRET}"));
+            auth == format!("Basic {want}")
+        }
+        None => f.get("client_id").map(String::as_str) == Some(TWITTER_CLIENT_ID),
+    }
 }
 
 async fn twitter_me(State(s): S, h: HeaderMap) -> Response {
@@ -817,8 +1042,8 @@ async fn twitter_me(State(s): S, h: HeaderMap) -> Response {
         return (
             StatusCode::FORBIDDEN,
             Json(
-                json!({"title": "Forbidden", "type": "https://api.x.com/2/problems/client-forbidden",
-                "status": 403, "detail": "Missing the users.read scope."}),
+                json!({"title": "Forbidden", "type": "about:blank",
+                "status": 403, "detail": "You are not permitted to perform this action: the token lacks the users.read scope."}),
             ),
         )
             .into_response();
@@ -830,7 +1055,10 @@ async fn twitter_token(State(s): S, h: HeaderMap, Form(f): Form<HashMap<String, 
     if let Some(r) = preflight(&s, Platform::Twitter, None).await {
         return r;
     }
-    if !twitter_client_ok(&h) {
+    if let Some(r) = token_endpoint_down(&s, Platform::Twitter) {
+        return r;
+    }
+    if !twitter_client_ok(&h, &f) {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized_client",
@@ -846,12 +1074,20 @@ async fn twitter_token(State(s): S, h: HeaderMap, Form(f): Form<HashMap<String, 
     }
     let refresh = f.get("refresh_token").cloned().unwrap_or_default();
     let mut g = s.lock();
-    match rotate(&mut g, Platform::Twitter, &refresh, 7_200) {
-        Some((access, new_refresh, t)) => Json(json!({
-            "token_type": "bearer", "expires_in": 7_200, "access_token": access,
-            "scope": t.scopes.join(" "), "refresh_token": new_refresh
-        }))
-        .into_response(),
+    let expires_in = g
+        .tweaks
+        .get(&Platform::Twitter)
+        .and_then(|t| t.expires_in)
+        .unwrap_or(TWITTER_ACCESS_TTL);
+    match rotate(&mut g, Platform::Twitter, &refresh, expires_in) {
+        Some((access, new_refresh, t)) => {
+            s.refreshes[idx(Platform::Twitter)].fetch_add(1, Ordering::Relaxed);
+            Json(json!({
+                "token_type": "bearer", "expires_in": expires_in, "access_token": access,
+                "scope": t.scopes.join(" "), "refresh_token": new_refresh
+            }))
+            .into_response()
+        }
         None => oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -865,7 +1101,7 @@ async fn twitter_revoke(State(s): S, h: HeaderMap, Form(f): Form<HashMap<String,
     if let Some(r) = preflight(&s, Platform::Twitter, Some(&token)).await {
         return r;
     }
-    if !twitter_client_ok(&h) {
+    if !twitter_client_ok(&h, &f) {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized_client",

@@ -73,6 +73,7 @@ async fn health_of_unchecked_accounts_and_summary() {
         keys_of(tw),
         [
             "accountId",
+            "dataAccessExpiresAt",
             "health",
             "lastCheckedAt",
             "missingPermissions",

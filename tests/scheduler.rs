@@ -128,14 +128,10 @@ async fn a_rate_limited_platform_slows_only_its_own_accounts() {
     let app = spawn_app().await;
     let key = app.key("acme").await;
     let db = app.db().await;
+    let mut tw = Vec::new();
     for i in 0..10 {
-        app.connect(
-            &key,
-            Platform::Twitter,
-            &format!("{}", 100 + i),
-            spec(Platform::Twitter),
-        )
-        .await;
+        app.connect(&key, Platform::Tiktok, &format!("tt{i}"), spec(Platform::Tiktok))
+            .await;
         app.connect(
             &key,
             Platform::Facebook,
@@ -143,33 +139,61 @@ async fn a_rate_limited_platform_slows_only_its_own_accounts() {
             spec(Platform::Facebook),
         )
         .await;
+        tw.push(
+            app.connect(
+                &key,
+                Platform::Twitter,
+                &format!("{}", 300 + i),
+                spec(Platform::Twitter),
+            )
+            .await
+            .0,
+        );
     }
     make_due(&db, None).await;
-    app.sim.set_platform_behavior(Platform::Twitter, Behavior::RateLimited);
-    let tw_calls = app.sim.calls(Platform::Twitter);
+    // TikTok's limits are per app: the whole lane waits. X's /2/users/me limit is per user
+    // token: only that account waits.
+    app.sim.set_platform_behavior(Platform::Tiktok, Behavior::RateLimited);
+    app.sim
+        .update(&tw[0].access_token, |t| t.behavior = Behavior::RateLimited);
+    let tt_calls = app.sim.calls(Platform::Tiktok);
     let fb_calls = app.sim.calls(Platform::Facebook);
+    let tw_calls = app.sim.calls(Platform::Twitter);
 
     let r = sweep(&app).await;
-    assert_eq!(r.checked, 20);
-    assert_eq!(r.ok, 10, "every Facebook account was checked: {r:?}");
-    assert_eq!(app.sim.calls(Platform::Facebook) - fb_calls, 10);
-    let tw = app.sim.calls(Platform::Twitter) - tw_calls;
-    assert!(
-        tw < 10,
-        "after X said 429, the rest of its accounts waited ({tw} calls)"
+    assert_eq!(r.checked, 30);
+    assert_eq!(
+        r.ok, 19,
+        "every Facebook account and 9 of 10 X accounts were checked: {r:?}"
     );
-    assert!(r.deferred > 0, "{r:?}");
-    // Every X account keeps its health and waits until X's reset time (now + 120 s).
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT h.health, h.next_check_at FROM account_health h JOIN accounts a ON a.id = h.account_ref \
-         WHERE a.platform = 'twitter'",
+    assert_eq!(app.sim.calls(Platform::Facebook) - fb_calls, 10);
+    assert_eq!(
+        app.sim.calls(Platform::Twitter) - tw_calls,
+        10,
+        "one throttled X user does not hold up the other X accounts"
+    );
+    let tt = app.sim.calls(Platform::Tiktok) - tt_calls;
+    assert!(
+        tt < 10,
+        "after TikTok said 429, the rest of its accounts waited ({tt} calls)"
+    );
+    assert_eq!(r.deferred, 11, "10 TikTok accounts and one X account wait: {r:?}");
+    // Every throttled account keeps its health and failure count, and waits.
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT a.account_id, h.health, h.consecutive_failures, h.next_check_at FROM account_health h \
+         JOIN accounts a ON a.id = h.account_ref WHERE a.platform = 'tiktok' OR a.account_id = '300'",
     )
     .fetch_all(&db)
     .await
     .unwrap();
-    for (health, next) in rows {
-        assert_eq!(health, "healthy");
-        assert!(next >= domain::now() + 100, "honours x-rate-limit-reset");
+    assert_eq!(rows.len(), 11);
+    for (id, health, failures, next) in rows {
+        assert_eq!(
+            (health.as_str(), failures),
+            ("healthy", 0),
+            "{id}: a deferral is not a failure"
+        );
+        assert!(next >= domain::now() + 50, "{id} waits");
     }
     assert_eq!(sweep(&app).await.checked, 0, "nothing is due again before the reset");
     app.stop().await;
@@ -304,7 +328,14 @@ async fn failed_refreshes_back_off_and_only_fatal_answers_demand_a_reconnect() {
     let app = spawn_app_cfg("", |c| c.platforms.threads.auto_refresh = Some(false)).await;
     let key = app.key("acme").await;
     let db = app.db().await;
-    // X answers invalid_request for a dead refresh token: retried, never "reconnect" on its own.
+    // X's token endpoint fails (503): retried with backoff, never "reconnect" on its own.
+    app.sim.set_tweaks(
+        Platform::Twitter,
+        socialsyncer::simulator::Tweaks {
+            token_endpoint_down: true,
+            ..Default::default()
+        },
+    );
     let tw = app.sim.issue(
         Platform::Twitter,
         TokenSpec {
@@ -313,7 +344,6 @@ async fn failed_refreshes_back_off_and_only_fatal_answers_demand_a_reconnect() {
             ..spec(Platform::Twitter)
         },
     );
-    app.sim.invalidate_refresh_token(tw.refresh_token.as_deref().unwrap());
     // TikTok answers invalid_grant: final.
     let tt = app.sim.issue(
         Platform::Tiktok,
@@ -368,8 +398,18 @@ async fn failed_refreshes_back_off_and_only_fatal_answers_demand_a_reconnect() {
         "{v}"
     );
     assert!(v["lastError"].as_str().unwrap().contains("invalid_grant"));
+    assert!(
+        v["recommendations"][0]
+            .as_str()
+            .unwrap()
+            .contains("rejected the refresh token"),
+        "{v}"
+    );
 
-    // Once the access token is rejected too, the 401 after a failed refresh is final.
+    // X answers a dead refresh token with 400 invalid_request "Value passed for the token
+    // was invalid": final too, once the stored tokens show nobody else refreshed.
+    app.sim.set_tweaks(Platform::Twitter, Default::default());
+    app.sim.invalidate_refresh_token(tw.refresh_token.as_deref().unwrap());
     app.sim
         .update(&tw.access_token, |t| t.expires_at = Some(domain::now() - 1));
     let (_, v) = app
@@ -415,8 +455,11 @@ async fn new_tokens_are_committed_before_the_refresh_is_reported() {
         .await
         .unwrap()
         .remove(0);
-    let mut lock = db.acquire().await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *lock).await.unwrap();
+    // The commit of the new tokens fails (as on a full disk) after the platform rotated.
+    sqlx::query("CREATE TRIGGER fail_commit BEFORE UPDATE ON credentials BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        .execute(&db)
+        .await
+        .unwrap();
 
     let result = socialsyncer::checks::check(&app.state, acc).await;
     assert!(
@@ -427,8 +470,7 @@ async fn new_tokens_are_committed_before_the_refresh_is_reported() {
         !app.sim.refresh_token_live(i.refresh_token.as_deref().unwrap()),
         "the platform did rotate"
     );
-    sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
-    drop(lock);
+    sqlx::query("DROP TRIGGER fail_commit").execute(&db).await.unwrap();
     assert_eq!(
         events(&db, "refresh").await,
         0,

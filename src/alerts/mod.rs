@@ -157,6 +157,43 @@ pub fn derive(
                     }
                 }
             }
+            // Facebook's data access (90 days after the person last used the app) ends
+            // publishing as surely as an expired token, refreshed or not.
+            if let Some(exp) = a.data_access_expires_at {
+                let left = exp - now;
+                if left <= 0 {
+                    raise(
+                        "data_access_expired".into(),
+                        a.health,
+                        "Data access for the app has expired.".into(),
+                        "The account owner must log in to the app again (reconnect the account).".into(),
+                        &mut open,
+                    );
+                } else if let Some((_, label)) = policy
+                    .thresholds
+                    .iter()
+                    .filter(|(t, _)| left <= *t)
+                    .min_by_key(|(t, _)| *t)
+                {
+                    raise(
+                        format!("data_access_expiring_{label}"),
+                        a.health,
+                        format!(
+                            "Data access for the app expires {}, on {}.",
+                            crate::health::time_left(left),
+                            crate::domain::rfc3339(exp).replace('T', " ").replace('Z', " UTC")
+                        ),
+                        "The account owner must log in to the app again before then (reconnect the account).".into(),
+                        &mut open,
+                    );
+                    for (t, l) in policy.thresholds.iter() {
+                        let k = format!("data_access_expiring_{l}");
+                        if left <= *t && !open.contains(&k) {
+                            open.push(k);
+                        }
+                    }
+                }
+            }
             if let Some(e) = refresh_error {
                 raise(
                     "refresh_failed".into(),
@@ -167,7 +204,10 @@ pub fn derive(
                 );
             }
         }
-        CheckOutcome::Transient(_) | CheckOutcome::Misconfigured(_) => {
+        // The daemon's own configuration (or an account connected through another app) is
+        // never a customer's alert: /healthz, the log and the metrics say it.
+        CheckOutcome::Misconfigured(_) | CheckOutcome::OtherApp(_) => {}
+        CheckOutcome::Transient(_) => {
             if a.health == Health::Unknown && account.consecutive_failures + 1 >= policy.unreachable_after {
                 raise(
                     "platform_unreachable".into(),

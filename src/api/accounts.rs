@@ -70,6 +70,9 @@ pub struct AccountHealth {
     pub missing_permissions: Vec<String>,
     /// Access token expiry, RFC 3339 UTC; null when unknown or never.
     pub token_expires_at: Option<String>,
+    /// Facebook only: when the app's data access ends unless the account owner logs in to
+    /// the app again, RFC 3339 UTC; null when the platform has none or it is not known yet.
+    pub data_access_expires_at: Option<String>,
     /// Whether a person must reconnect the account.
     pub needs_reconnect: bool,
     /// Last check, RFC 3339 UTC; null if never checked.
@@ -140,6 +143,7 @@ impl From<&Account> for AccountHealth {
             recommendations: a.recommendations.clone(),
             missing_permissions: a.missing_permissions.clone(),
             token_expires_at: a.token_expires_at.map(rfc3339),
+            data_access_expires_at: a.data_access_expires_at.map(rfc3339),
             needs_reconnect: a.needs_reconnect,
             last_checked_at: a.last_checked_at.map(rfc3339),
         }

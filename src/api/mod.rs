@@ -114,6 +114,7 @@ pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>
 pub async fn metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<axum::response::Response, ApiError> {
+    state.metrics.set_configuration_problems(&state.problems.counts());
     let text = state.metrics.render(&state.store).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

@@ -1,7 +1,7 @@
 //! Facebook Pages: `debug_token` checks, no refresh, de-authorisation through `/permissions`.
 
 use super::graph::{AppCredentials, Graph};
-use super::{CheckOutcome, PlatformApi, RefreshOutcome, RevokeOutcome, TokenContext};
+use super::{CheckOutcome, InvalidReason, PlatformApi, RefreshOutcome, RevokeOutcome, TokenContext};
 
 /// The Facebook adapter.
 #[derive(Debug)]
@@ -15,32 +15,53 @@ impl Facebook {
     pub fn new(graph: Graph, app: AppCredentials) -> Self {
         Facebook { graph, app }
     }
+
+    /// The Meta user whose grant a revocation would remove.
+    pub async fn meta_user(&self, t: &TokenContext<'_>) -> Result<String, RevokeOutcome> {
+        meta_user(&self.graph, &self.app, t).await
+    }
 }
 
-/// Revocation for Graph tokens checked by `debug_token`: `DELETE /{user_id}/permissions`, with
-/// the user ID from an earlier check or from a fresh `debug_token`.
+/// The Meta user behind a Graph token: the one an earlier check stored, or a fresh
+/// `debug_token`'s `user_id` (for a Page token, the person who granted it).
+pub(super) async fn meta_user(
+    graph: &Graph,
+    app: &AppCredentials,
+    t: &TokenContext<'_>,
+) -> Result<String, RevokeOutcome> {
+    if let Some(u) = t.platform_user_id {
+        return Ok(u.to_owned());
+    }
+    match graph.debug_token(app, t).await {
+        CheckOutcome::Valid(v) => v.user_id.ok_or_else(|| {
+            RevokeOutcome::Failed(format!(
+                "{} did not say which user the token belongs to",
+                graph.platform().display_name()
+            ))
+        }),
+        // The person removed the app: the grant is already gone.
+        CheckOutcome::Invalid {
+            reason: InvalidReason::AppRemoved,
+            ..
+        } => Err(RevokeOutcome::Revoked),
+        CheckOutcome::Invalid { detail, .. } => Err(RevokeOutcome::Failed(format!(
+            "the token no longer works and {} did not say whose grant it was ({detail})",
+            graph.platform().display_name()
+        ))),
+        CheckOutcome::Transient(tr) => Err(RevokeOutcome::Failed(tr.detail)),
+        CheckOutcome::PermissionDenied { detail }
+        | CheckOutcome::Misconfigured(detail)
+        | CheckOutcome::OtherApp(detail) => Err(RevokeOutcome::Failed(detail)),
+    }
+}
+
+/// Revocation for Graph tokens checked by `debug_token`: `DELETE /{user_id}/permissions`
+/// with the app token. The caller has made sure no other connected account shares the grant.
 pub(super) async fn revoke_graph(graph: &Graph, app: &AppCredentials, t: &TokenContext<'_>) -> RevokeOutcome {
-    let user_id = match t.platform_user_id {
-        Some(u) => u.to_owned(),
-        None => match graph.debug_token(app, t).await {
-            CheckOutcome::Valid(v) => match v.user_id {
-                Some(u) => u,
-                None => {
-                    return RevokeOutcome::Failed(format!(
-                        "{} did not say which user the token belongs to",
-                        graph.platform().display_name()
-                    ));
-                }
-            },
-            // A dead token has nothing left to revoke.
-            CheckOutcome::Invalid { .. } => return RevokeOutcome::Revoked,
-            CheckOutcome::Transient(tr) => return RevokeOutcome::Failed(tr.detail),
-            CheckOutcome::PermissionDenied { detail } | CheckOutcome::Misconfigured(detail) => {
-                return RevokeOutcome::Failed(detail);
-            }
-        },
-    };
-    graph.revoke_permissions(&user_id, t).await
+    match meta_user(graph, app, t).await {
+        Ok(user_id) => graph.revoke_permissions(&user_id, app).await,
+        Err(outcome) => outcome,
+    }
 }
 
 impl PlatformApi for Facebook {

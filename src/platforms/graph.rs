@@ -1,14 +1,84 @@
 //! The Graph API family (Facebook, Instagram, Threads): error codes, `debug_token`, `/me`,
 //! long-lived token refresh and permission revocation.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::{
-    CheckOutcome, Expiry, Http, InvalidReason, NewTokens, RefreshOutcome, Reply, RevokeOutcome, TokenContext,
-    Transient, TransientKind, ValidToken, scope_list, status_transient,
+    CheckOutcome, Expiry, Http, InvalidReason, NewTokens, RefreshOutcome, Reply, RevokeOutcome, ThrottleScope,
+    TokenContext, Transient, TransientKind, ValidToken, clamp_timestamp, expiry_in, scope_list, status_transient,
+    wait_until,
 };
 use crate::domain::{self, Platform, UnixTime};
+
+/// Longest lifetime accepted for a long-lived Graph token: 60 days documented, times two.
+const MAX_LONG_LIVED: i64 = 2 * 60 * 86_400;
+
+/// Usage of the app's shared Graph quota above which socialsyncer stops calling (percent).
+/// The quota is shared with the user's own publishing product, which must never be starved.
+pub const APP_USAGE_LIMIT: i64 = 90;
+
+/// The app's shared Graph quota as the platform last reported it in `X-App-Usage`
+/// (`{"call_count":N,"total_cputime":N,"total_time":N}`, percentages), and the pause it
+/// imposes: above [`APP_USAGE_LIMIT`] no call goes out until the pause ends.
+#[derive(Debug)]
+pub struct AppUsage {
+    pause: i64,
+    paused_until: AtomicI64,
+    last_percent: AtomicI64,
+}
+
+impl AppUsage {
+    /// A tracker that pauses for `pause` seconds once usage is above the limit.
+    pub fn new(pause: i64) -> Arc<AppUsage> {
+        Arc::new(AppUsage {
+            pause: pause.max(1),
+            paused_until: AtomicI64::new(0),
+            last_percent: AtomicI64::new(0),
+        })
+    }
+
+    /// Reads `X-App-Usage` from an answer (when present) and starts a pause above the limit.
+    pub fn observe(&self, reply: &Reply, now: UnixTime) {
+        let Some(percent) = app_usage_percent(reply) else {
+            return;
+        };
+        self.last_percent.store(percent, Ordering::Relaxed);
+        if percent > APP_USAGE_LIMIT {
+            self.pause_until(wait_until(now, self.pause));
+        }
+    }
+
+    /// Stops calls until `t` (never shortens a pause already running).
+    pub fn pause_until(&self, t: UnixTime) {
+        self.paused_until.fetch_max(t, Ordering::Relaxed);
+    }
+
+    /// The end of the current pause, if one is running.
+    pub fn paused(&self, now: UnixTime) -> Option<UnixTime> {
+        let t = self.paused_until.load(Ordering::Relaxed);
+        (t > now).then_some(t)
+    }
+
+    /// The last reported usage, in percent of the most used of the three measures.
+    pub fn last_percent(&self) -> i64 {
+        self.last_percent.load(Ordering::Relaxed)
+    }
+}
+
+/// The highest of the three percentages in `X-App-Usage`, clamped to 0..=1000.
+fn app_usage_percent(reply: &Reply) -> Option<i64> {
+    let raw = reply.headers.get("x-app-usage")?.to_str().ok()?;
+    let v: Value = serde_json::from_str(raw).ok()?;
+    ["call_count", "total_cputime", "total_time"]
+        .iter()
+        .filter_map(|k| v.get(*k).and_then(as_i64))
+        .max()
+        .map(|p| p.clamp(0, 1000))
+}
 
 /// A Facebook app's ID and secret, for `debug_token`'s app access token.
 #[derive(Clone)]
@@ -42,13 +112,14 @@ impl AppCredentials {
     }
 }
 
-/// A Graph API host and version for one platform.
+/// A Graph API host and version for one platform, with the app quota it shares.
 #[derive(Debug, Clone)]
 pub struct Graph {
     http: Http,
     platform: Platform,
     base: String,
     version: String,
+    usage: Arc<AppUsage>,
 }
 
 /// A Graph `error` object.
@@ -107,12 +178,13 @@ pub fn invalid_reason(subcode: Option<i64>) -> InvalidReason {
         Some(463) => InvalidReason::Expired,
         Some(464) => InvalidReason::UnconfirmedUser,
         Some(492) => InvalidReason::LostPageRole,
-        Some(466) => InvalidReason::Revoked,
+        // 467 "invalid access token" and anything unstated: no claim about who revoked it.
         _ => InvalidReason::Invalid,
     }
 }
 
-/// Minutes until a Business Use Case throttle lifts, from `X-Business-Use-Case-Usage`.
+/// Minutes until a Business Use Case throttle lifts, from `X-Business-Use-Case-Usage`
+/// (clamped: an absurd value waits at most a day).
 fn buc_retry_at(reply: &Reply, now: UnixTime) -> Option<UnixTime> {
     let raw = reply.headers.get("x-business-use-case-usage")?.to_str().ok()?;
     let v: Value = serde_json::from_str(raw).ok()?;
@@ -123,7 +195,13 @@ fn buc_retry_at(reply: &Reply, now: UnixTime) -> Option<UnixTime> {
         .flatten()
         .filter_map(|e| e.get("estimated_time_to_regain_access").and_then(as_i64))
         .max()?;
-    (minutes > 0).then_some(now + minutes * 60)
+    (minutes > 0).then(|| wait_until(now, minutes.saturating_mul(60)))
+}
+
+/// Whether a Graph error says the token was issued to another app (`debug_token` code 100:
+/// "The App_id in the input_token did not match the Viewing App").
+fn other_app(e: &GraphError) -> bool {
+    e.code == 100 && e.message.to_ascii_lowercase().contains("did not match the viewing app")
 }
 
 /// Classifies a Graph error. `about_app_token`: the call authenticated with the app's own
@@ -136,27 +214,39 @@ pub fn classify(
     about_app_token: bool,
 ) -> CheckOutcome {
     let detail = e.describe(platform);
-    let transient = |kind| {
+    let transient = |kind, scope| {
         CheckOutcome::Transient(Transient {
             kind,
             retry_at: buc_retry_at(reply, now).or_else(|| reply.retry_at(now)),
             detail: detail.clone(),
+            scope,
         })
     };
     match e.code {
+        100 if about_app_token && other_app(e) => CheckOutcome::OtherApp(detail),
         190 | 102 | 101 if about_app_token => CheckOutcome::Misconfigured(format!(
             "{} rejected the app credentials ({detail}): check platforms.{}.app_id and app_secret_file",
             platform.display_name(),
             platform.as_str()
         )),
         3 => CheckOutcome::Misconfigured(format!("the app lacks a capability this call needs ({detail})")),
+        // 190 in any form is a dead token (its subcode says why).
         190 | 102 => CheckOutcome::Invalid {
             reason: invalid_reason(e.subcode),
             detail,
         },
+        // Instagram Login and Threads report a revoked token on /me as 100/33 ("the
+        // requested resource does not exist"); plain 100 stays transient.
+        100 if e.subcode == Some(33) => CheckOutcome::Invalid {
+            reason: InvalidReason::Invalid,
+            detail,
+        },
         10 | 200..=299 => CheckOutcome::PermissionDenied { detail },
-        4 | 17 | 32 | 341 | 613 | 80_000..=80_099 => transient(TransientKind::RateLimited),
-        _ => transient(TransientKind::ServerError),
+        // The app's own quota (code 4, 341) and the generic 613 pause the whole platform;
+        // a user (17), Page (32) or business-use-case (80xxx, per Page) limit only the account.
+        4 | 341 | 613 => transient(TransientKind::RateLimited, ThrottleScope::App),
+        17 | 32 | 80_000..=80_099 => transient(TransientKind::RateLimited, ThrottleScope::Account),
+        _ => transient(TransientKind::ServerError, ThrottleScope::App),
     }
 }
 
@@ -172,19 +262,79 @@ fn failed(platform: Platform, reply: &Reply, now: UnixTime, about_app_token: boo
 }
 
 impl Graph {
-    /// A Graph API at `base` (no trailing slash) with version path segment `version`.
-    pub fn new(http: Http, platform: Platform, base: String, version: String) -> Self {
+    /// A Graph API at `base` (no trailing slash) with version path segment `version`,
+    /// accounting the app's quota in `usage` (shared by the platforms of one app).
+    pub fn new(http: Http, platform: Platform, base: String, version: String, usage: Arc<AppUsage>) -> Self {
         Graph {
             http,
             platform,
             base,
             version,
+            usage,
         }
     }
 
     /// The platform this Graph host serves.
     pub fn platform(&self) -> Platform {
         self.platform
+    }
+
+    /// The app quota tracker.
+    pub fn usage(&self) -> &AppUsage {
+        &self.usage
+    }
+
+    /// A throttle answer while the app's quota is paused, without calling the platform.
+    fn paused(&self, now: UnixTime) -> Option<Transient> {
+        let until = self.usage.paused(now)?;
+        Some(Transient {
+            kind: TransientKind::RateLimited,
+            retry_at: Some(until),
+            detail: format!(
+                "the app's {} quota was above {APP_USAGE_LIMIT}% (X-App-Usage); socialsyncer pauses its calls until {}",
+                self.platform.display_name(),
+                domain::rfc3339(until)
+            ),
+            scope: ThrottleScope::App,
+        })
+    }
+
+    /// Sends a request unless the app quota is paused, and reads `X-App-Usage` from the answer.
+    async fn send(&self, req: reqwest::RequestBuilder, token_endpoint: bool) -> Result<Reply, Transient> {
+        let now = domain::now();
+        if let Some(t) = self.paused(now) {
+            return Err(t);
+        }
+        let reply = if token_endpoint {
+            self.http.send_token(self.platform, req).await?
+        } else {
+            self.http.send(self.platform, req).await?
+        };
+        self.usage.observe(&reply, now);
+        // Code 4 (the app's own limit) pauses every call of the app, not only this account's.
+        if let Ok(v) = reply.json(self.platform)
+            && let Some(e) = v.get("error").and_then(GraphError::from_value)
+            && matches!(e.code, 4 | 341)
+        {
+            let until = buc_retry_at(&reply, now)
+                .or_else(|| reply.retry_at(now))
+                .unwrap_or_else(|| wait_until(now, self.usage.pause));
+            self.usage.pause_until(until);
+        }
+        Ok(reply)
+    }
+
+    /// An app-wide throttle answer that named no time waits for the pause it started.
+    fn with_pause(&self, o: CheckOutcome, now: UnixTime) -> CheckOutcome {
+        match o {
+            CheckOutcome::Transient(mut t)
+                if t.kind == TransientKind::RateLimited && t.scope == ThrottleScope::App && t.retry_at.is_none() =>
+            {
+                t.retry_at = self.usage.paused(now);
+                CheckOutcome::Transient(t)
+            }
+            o => o,
+        }
     }
 
     /// `GET {base}/{ver}/debug_token?input_token=T&access_token=APP_ID|APP_SECRET`.
@@ -202,18 +352,18 @@ impl Graph {
             ("access_token", &app_token),
         ]);
         let now = domain::now();
-        let reply = match self.http.send(p, req).await {
+        let reply = match self.send(req, false).await {
             Ok(r) => r,
             Err(t) => return CheckOutcome::Transient(t),
         };
         if reply.status != 200 {
-            return failed(p, &reply, now, true);
+            return self.with_pause(failed(p, &reply, now, true), now);
         }
         let v = match reply.json(p) {
             Ok(v) => v,
             Err(t) => return CheckOutcome::Transient(t),
         };
-        parse_debug_token(p, &v, now)
+        parse_debug_token(p, &v, now, app.id.as_deref())
     }
 
     /// `GET {base}/{ver}/me?fields=...&access_token=T`: liveness for tokens without
@@ -227,19 +377,19 @@ impl Graph {
             .get(url)
             .query(&[("fields", fields), ("access_token", t.access_token.expose_secret())]);
         let now = domain::now();
-        let reply = match self.http.send(p, req).await {
+        let reply = match self.send(req, false).await {
             Ok(r) => r,
             Err(t) => return CheckOutcome::Transient(t),
         };
         if reply.status != 200 {
-            return failed(p, &reply, now, false);
+            return self.with_pause(failed(p, &reply, now, false), now);
         }
         let v = match reply.json(p) {
             Ok(v) => v,
             Err(t) => return CheckOutcome::Transient(t),
         };
         if let Some(e) = v.get("error").and_then(GraphError::from_value) {
-            return classify(p, &e, &reply, now, false);
+            return self.with_pause(classify(p, &e, &reply, now, false), now);
         }
         let Some(user_id) = v.get(id_field).or_else(|| v.get("id")).and_then(as_id) else {
             return CheckOutcome::Transient(Transient::new(
@@ -248,6 +398,7 @@ impl Graph {
             ));
         };
         CheckOutcome::Valid(ValidToken {
+            owner_id: Some(user_id.clone()),
             user_id: Some(user_id),
             username: v.get("username").and_then(Value::as_str).map(str::to_owned),
             ..ValidToken::default()
@@ -264,7 +415,7 @@ impl Graph {
             ("access_token", t.access_token.expose_secret()),
         ]);
         let now = domain::now();
-        let reply = match self.http.send(p, req).await {
+        let reply = match self.send(req, true).await {
             Ok(r) => r,
             Err(t) => return RefreshOutcome::Transient(t),
         };
@@ -276,14 +427,17 @@ impl Graph {
             return RefreshOutcome::Refreshed(NewTokens {
                 access_token: SecretString::from(token.to_owned()),
                 refresh_token: None,
-                expires_at: v.get("expires_in").and_then(as_i64).map(|s| now + s),
+                expires_at: v
+                    .get("expires_in")
+                    .and_then(as_i64)
+                    .map(|s| expiry_in(now, s, MAX_LONG_LIVED)),
                 refresh_expires_at: None,
                 scopes: None,
             });
         }
-        match failed(p, &reply, now, false) {
+        match self.with_pause(failed(p, &reply, now, false), now) {
             CheckOutcome::Invalid { detail, .. } => RefreshOutcome::Fatal(detail),
-            CheckOutcome::Misconfigured(m) => RefreshOutcome::Misconfigured(m),
+            CheckOutcome::Misconfigured(m) | CheckOutcome::OtherApp(m) => RefreshOutcome::Misconfigured(m),
             CheckOutcome::Transient(t) => RefreshOutcome::Transient(t),
             // A 200 without a token, or an error we do not treat as final.
             other => RefreshOutcome::Transient(Transient::new(
@@ -296,17 +450,22 @@ impl Graph {
         }
     }
 
-    /// `DELETE {base}/{ver}/{user_id}/permissions?access_token=T`: de-authorises the app.
-    pub async fn revoke_permissions(&self, user_id: &str, t: &TokenContext<'_>) -> RevokeOutcome {
+    /// `DELETE {base}/{ver}/{user_id}/permissions?access_token=APP_ID|APP_SECRET`: removes the
+    /// app for that person, with every Page and Instagram account they granted. Graph
+    /// requires a user or app token here ("User permissions" reference); socialsyncer uses
+    /// the app token, never a Page token.
+    pub async fn revoke_permissions(&self, user_id: &str, app: &AppCredentials) -> RevokeOutcome {
         let p = self.platform;
+        let Some(app_token) = app.app_token() else {
+            return RevokeOutcome::NotSupported(format!(
+                "{} revocation needs the app ID and secret (platforms.facebook.app_id and app_secret_file)",
+                p.display_name()
+            ));
+        };
         let url = format!("{}/{}/{}/permissions", self.base, self.version, user_id);
-        let req = self
-            .http
-            .client()
-            .delete(url)
-            .query(&[("access_token", t.access_token.expose_secret())]);
+        let req = self.http.client().delete(url).query(&[("access_token", &app_token)]);
         let now = domain::now();
-        let reply = match self.http.send(p, req).await {
+        let reply = match self.send(req, true).await {
             Ok(r) => r,
             Err(t) => return RevokeOutcome::Failed(t.detail),
         };
@@ -322,20 +481,20 @@ impl Graph {
                 RevokeOutcome::Failed(format!("{} did not confirm the revocation", p.display_name()))
             };
         }
-        match failed(p, &reply, now, false) {
-            // The token is already dead: nothing left to revoke.
-            CheckOutcome::Invalid { .. } => RevokeOutcome::Revoked,
+        match failed(p, &reply, now, true) {
             CheckOutcome::Transient(t) => RevokeOutcome::Failed(t.detail),
-            CheckOutcome::PermissionDenied { detail } | CheckOutcome::Misconfigured(detail) => {
-                RevokeOutcome::Failed(detail)
-            }
+            CheckOutcome::Invalid { detail, .. }
+            | CheckOutcome::PermissionDenied { detail }
+            | CheckOutcome::Misconfigured(detail)
+            | CheckOutcome::OtherApp(detail) => RevokeOutcome::Failed(detail),
             CheckOutcome::Valid(_) => RevokeOutcome::Failed(format!("{} refused the revocation", p.display_name())),
         }
     }
 }
 
-/// Reads a `debug_token` answer.
-pub fn parse_debug_token(p: Platform, v: &Value, now: UnixTime) -> CheckOutcome {
+/// Reads a `debug_token` answer. `app_id`: the configured app; a token of another app is
+/// [`CheckOutcome::OtherApp`].
+pub fn parse_debug_token(p: Platform, v: &Value, now: UnixTime, app_id: Option<&str>) -> CheckOutcome {
     let malformed = |what: &str| {
         CheckOutcome::Transient(Transient::new(
             TransientKind::Malformed,
@@ -348,9 +507,20 @@ pub fn parse_debug_token(p: Platform, v: &Value, now: UnixTime) -> CheckOutcome 
     let Some(is_valid) = data.get("is_valid").and_then(Value::as_bool) else {
         return malformed("has no is_valid");
     };
-    let expires_at = data.get("expires_at").and_then(as_i64);
+    let expires_at = data.get("expires_at").and_then(as_i64).map(clamp_timestamp);
+    let token_app = data.get("app_id").and_then(as_id);
+    if let (Some(theirs), Some(ours)) = (&token_app, app_id)
+        && theirs != ours
+    {
+        return CheckOutcome::OtherApp(format!(
+            "the token was issued to Meta app {theirs}, not to the configured app {ours}"
+        ));
+    }
     if !is_valid {
         if let Some(e) = data.get("error").and_then(GraphError::from_value) {
+            if other_app(&e) {
+                return CheckOutcome::OtherApp(e.describe(p));
+            }
             let reason = match e.code {
                 190 | 102 => invalid_reason(e.subcode),
                 _ => InvalidReason::Invalid,
@@ -376,11 +546,24 @@ pub fn parse_debug_token(p: Platform, v: &Value, now: UnixTime) -> CheckOutcome 
         };
     }
     let permissions = data.get("scopes").and_then(scope_list).unwrap_or_default();
+    let user_id = data.get("user_id").and_then(as_id);
+    // A Page token names the Page in profile_id and the person who granted it in user_id;
+    // a user token names that person in user_id.
+    let owner_id = match data.get("type").and_then(Value::as_str) {
+        Some(t) if t.eq_ignore_ascii_case("PAGE") => data.get("profile_id").and_then(as_id),
+        Some(t) if t.eq_ignore_ascii_case("USER") => user_id.clone(),
+        _ => None,
+    };
     CheckOutcome::Valid(ValidToken {
         expires: expires_at.map(|t| if t == 0 { Expiry::Never } else { Expiry::At(t) }),
-        data_access_expires_at: data.get("data_access_expires_at").and_then(as_i64).filter(|t| *t > 0),
+        data_access_expires_at: data
+            .get("data_access_expires_at")
+            .and_then(as_i64)
+            .map(clamp_timestamp)
+            .filter(|t| *t > 0),
         permissions: Some(permissions),
-        user_id: data.get("user_id").and_then(as_id),
+        user_id,
+        owner_id,
         username: None,
     })
 }
@@ -394,7 +577,7 @@ mod tests {
     fn debug_token_valid_page_token() {
         let v = json!({"data":{"app_id":"1","type":"PAGE","application":"x","is_valid":true,"issued_at":1,
             "expires_at":0,"data_access_expires_at":1900000000,"scopes":["pages_manage_posts"],"user_id":"55"}});
-        match parse_debug_token(Platform::Facebook, &v, 1_800_000_000) {
+        match parse_debug_token(Platform::Facebook, &v, 1_800_000_000, None) {
             CheckOutcome::Valid(t) => {
                 assert_eq!(t.expires, Some(Expiry::Never));
                 assert_eq!(t.data_access_expires_at, Some(1_900_000_000));
@@ -415,25 +598,25 @@ mod tests {
             (459, InvalidReason::Checkpointed),
         ] {
             let v = json!({"data":{"is_valid":false,"error":{"code":190,"subcode":sub,"message":"m"}}});
-            match parse_debug_token(Platform::Facebook, &v, 0) {
+            match parse_debug_token(Platform::Facebook, &v, 0, None) {
                 CheckOutcome::Invalid { reason: r, .. } => assert_eq!(r, reason),
                 o => panic!("{o:?}"),
             }
         }
         let v = json!({"data":{"is_valid":false,"expires_at":10}});
         assert!(matches!(
-            parse_debug_token(Platform::Facebook, &v, 20),
+            parse_debug_token(Platform::Facebook, &v, 20, None),
             CheckOutcome::Invalid {
                 reason: InvalidReason::Expired,
                 ..
             }
         ));
         assert!(matches!(
-            parse_debug_token(Platform::Facebook, &json!({"data":{}}), 0),
+            parse_debug_token(Platform::Facebook, &json!({"data":{}}), 0, None),
             CheckOutcome::Transient(_)
         ));
         assert!(matches!(
-            parse_debug_token(Platform::Facebook, &json!([1]), 0),
+            parse_debug_token(Platform::Facebook, &json!([1]), 0, None),
             CheckOutcome::Transient(_)
         ));
     }

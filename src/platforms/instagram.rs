@@ -2,7 +2,7 @@
 //! with Instagram Login they are checked with `/me` and refreshed with `ig_refresh_token`.
 
 use super::graph::{AppCredentials, Graph};
-use super::{CheckOutcome, PlatformApi, RefreshOutcome, RevokeOutcome, TokenContext, facebook};
+use super::{CheckOutcome, PlatformApi, RefreshOutcome, RevokeOutcome, TokenContext, ValidToken, facebook};
 use crate::config::InstagramLogin;
 
 /// The Instagram adapter.
@@ -19,6 +19,11 @@ impl Instagram {
         Instagram { graph, login, app }
     }
 
+    /// The Meta user whose grant a revocation would remove (Facebook Login only).
+    pub async fn meta_user(&self, t: &TokenContext<'_>) -> Result<String, RevokeOutcome> {
+        facebook::meta_user(&self.graph, &self.app, t).await
+    }
+
     /// Which login the accounts were connected with.
     pub fn login(&self) -> InstagramLogin {
         self.login
@@ -28,7 +33,12 @@ impl Instagram {
 impl PlatformApi for Instagram {
     async fn check(&self, t: &TokenContext<'_>) -> CheckOutcome {
         match self.login {
-            InstagramLogin::Facebook => self.graph.debug_token(&self.app, t).await,
+            // debug_token names the Page behind the token, not the Instagram account: there
+            // is no ID in its answer to compare with the registered account.
+            InstagramLogin::Facebook => match self.graph.debug_token(&self.app, t).await {
+                CheckOutcome::Valid(v) => CheckOutcome::Valid(ValidToken { owner_id: None, ..v }),
+                other => other,
+            },
             InstagramLogin::Instagram => self.graph.me(t, "user_id,username", "user_id").await,
         }
     }

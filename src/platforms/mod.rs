@@ -39,6 +39,10 @@ pub enum CheckOutcome {
     /// The daemon's own configuration is wrong (e.g. the platform rejected the app secret):
     /// never the account's fault.
     Misconfigured(String),
+    /// This account's token was issued to another app than the one configured (Graph
+    /// `debug_token` code 100 "App_id in the input_token did not match the Viewing App"):
+    /// a configuration problem of this account, not of the daemon and not a dead token.
+    OtherApp(String),
 }
 
 /// What a valid token carries.
@@ -50,8 +54,13 @@ pub struct ValidToken {
     pub data_access_expires_at: Option<UnixTime>,
     /// Permissions as introspected; `None` when the platform cannot tell (stored scopes apply).
     pub permissions: Option<Vec<String>>,
-    /// The platform user ID behind the token.
+    /// The platform user ID behind the token (for a Meta Page token: the person who granted
+    /// it, whose grant `DELETE /{user-id}/permissions` would remove).
     pub user_id: Option<String>,
+    /// The ID the token must belong to: it must equal the registered account ID (`/me` id,
+    /// `debug_token` `profile_id` of a Page token, TikTok `open_id`, X `data.id`). `None`
+    /// when the platform's answer does not name the account (Instagram through Facebook Login).
+    pub owner_id: Option<String>,
     /// The username, when the platform returns one.
     pub username: Option<String>,
 }
@@ -82,6 +91,10 @@ pub enum InvalidReason {
     UnconfirmedUser,
     /// The user lost their role on the Page.
     LostPageRole,
+    /// The refresh token itself was rejected by the token endpoint.
+    RefreshRejected,
+    /// The token works but belongs to another account than the one registered.
+    WrongAccount,
     /// Invalid for another or unstated reason.
     Invalid,
 }
@@ -91,10 +104,53 @@ pub enum InvalidReason {
 pub struct Transient {
     /// What kind of failure.
     pub kind: TransientKind,
-    /// When the platform says to come back (Unix seconds), if it says.
+    /// When the platform says to come back (Unix seconds), if it says; always within
+    /// [`MAX_WAIT`] of the answer.
     pub retry_at: Option<UnixTime>,
     /// Words safe to show.
     pub detail: String,
+    /// What a throttle applies to (only meaningful for [`TransientKind::RateLimited`]).
+    pub scope: ThrottleScope,
+}
+
+/// What a platform's throttle covers: the whole app (every account of the platform waits)
+/// or only this account's token or Page (only this account waits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ThrottleScope {
+    /// The app's own quota (TikTok per-app limits, Graph code 4, `X-App-Usage`).
+    #[default]
+    App,
+    /// This account's token, user or Page (X per-user-token limits, Graph Page BUC limits).
+    Account,
+}
+
+/// The longest a platform may make us wait with one answer.
+pub const MAX_WAIT: i64 = 24 * 3_600;
+
+/// `now + secs`, with `secs` clamped to `[0, MAX_WAIT]` (a platform's wait can be absurd or
+/// negative; it must never park an account or a lane for years, or overflow).
+pub fn wait_until(now: UnixTime, secs: i64) -> UnixTime {
+    now.saturating_add(secs.clamp(0, MAX_WAIT))
+}
+
+/// An absolute time a platform named as the end of a wait, clamped to `[now, now + MAX_WAIT]`.
+pub fn clamp_wait_at(now: UnixTime, at: i64) -> UnixTime {
+    at.clamp(now, now.saturating_add(MAX_WAIT))
+}
+
+/// An expiry `now + secs` from a lifetime in seconds (`expires_in`), clamped to
+/// `[0, max_lifetime]`: the platform's documented lifetime times two.
+pub fn expiry_in(now: UnixTime, secs: i64, max_lifetime: i64) -> UnixTime {
+    now.saturating_add(secs.clamp(0, max_lifetime))
+}
+
+/// Latest absolute time accepted from a platform (9999-12-31T23:59:59Z): later values are
+/// nonsense and are clamped so that formatting and arithmetic stay defined.
+pub const MAX_TIMESTAMP: UnixTime = 253_402_300_799;
+
+/// An absolute time from a platform, clamped to `[0, MAX_TIMESTAMP]`.
+pub fn clamp_timestamp(t: i64) -> UnixTime {
+    t.clamp(0, MAX_TIMESTAMP)
 }
 
 /// Kinds of transient failure, also the `transient_error` causes in logs.
@@ -113,12 +169,19 @@ pub enum TransientKind {
 }
 
 impl Transient {
-    fn new(kind: TransientKind, detail: impl Into<String>) -> Self {
+    /// A transient failure without a retry time, of app scope.
+    pub fn new(kind: TransientKind, detail: impl Into<String>) -> Self {
         Transient {
             kind,
             retry_at: None,
             detail: detail.into(),
+            scope: ThrottleScope::App,
         }
+    }
+
+    /// Whether this is a throttle (a deferral, not a failure).
+    pub fn is_throttle(&self) -> bool {
+        self.kind == TransientKind::RateLimited
     }
 }
 
@@ -173,6 +236,8 @@ pub struct TokenContext<'a> {
     pub refresh_token: Option<&'a SecretString>,
     /// The platform user ID found by an earlier check (Facebook revocation needs it).
     pub platform_user_id: Option<&'a str>,
+    /// The access token's stored expiry, when known (TikTok revocation refreshes an expired one).
+    pub expires_at: Option<UnixTime>,
 }
 
 /// The three operations every platform offers in its own way.
@@ -190,6 +255,7 @@ pub trait PlatformApi {
 pub struct Http {
     client: reqwest::Client,
     max_bytes: usize,
+    token_timeout: Duration,
 }
 
 /// A platform's answer, read in full (up to the size limit).
@@ -222,13 +288,15 @@ impl Reply {
         let h = |name: &str| self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
         if let Some(v) = h("retry-after") {
             if let Ok(secs) = v.parse::<i64>() {
-                return Some(now + secs.max(0));
+                return Some(wait_until(now, secs));
             }
             if let Ok(t) = httpdate_parse(v) {
-                return Some(t);
+                return Some(clamp_wait_at(now, t));
             }
         }
-        h("x-rate-limit-reset").and_then(|v| v.parse::<i64>().ok())
+        h("x-rate-limit-reset")
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(|t| clamp_wait_at(now, t))
     }
 }
 
@@ -256,12 +324,23 @@ impl Http {
         Ok(Http {
             client,
             max_bytes: config.http.max_response_bytes,
+            token_timeout: config.http.token_request_timeout.0.max(config.http.request_timeout.0),
         })
     }
 
     /// The underlying client, for building requests.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// Sends a request to a token endpoint (refresh, revoke) with the longer
+    /// `http.token_request_timeout`. A refresh of a rotating refresh token (TikTok, X) is
+    /// the one call whose answer must not be lost: the platform invalidates the old refresh
+    /// token as soon as it issues the new one, so a reply dropped by a short timeout after
+    /// the platform rotated leaves us holding a dead refresh token and the account must be
+    /// reconnected. Waiting longer for that answer costs nothing comparable.
+    pub async fn send_token(&self, platform: Platform, req: reqwest::RequestBuilder) -> Result<Reply, Transient> {
+        self.send(platform, req.timeout(self.token_timeout)).await
     }
 
     /// Sends a request and reads the whole answer, bounded in size. Errors never carry the
@@ -313,6 +392,7 @@ pub fn status_transient(platform: Platform, reply: &Reply, now: UnixTime) -> Tra
         kind,
         retry_at: reply.retry_at(now),
         detail,
+        scope: ThrottleScope::App,
     }
 }
 
@@ -336,6 +416,16 @@ impl Platforms {
         let fb_secret = secret("platforms.facebook.app_secret_file", &p.facebook.app_secret_file)?;
         let fb_app = graph::AppCredentials::new(p.facebook.app_id.clone(), fb_secret);
         let ig_login = p.instagram.login;
+        // Instagram through Facebook Login calls Graph with the Facebook app: one quota.
+        let fb_usage = graph::AppUsage::new(p.facebook.app_usage_pause());
+        let ig_usage = if ig_login == InstagramLogin::Facebook
+            && p.instagram.app_id.is_none()
+            && p.instagram.app_secret_file.is_none()
+        {
+            fb_usage.clone()
+        } else {
+            graph::AppUsage::new(p.instagram.app_usage_pause())
+        };
         // Instagram with Facebook Login uses the Facebook app unless it names its own.
         let ig_app = if p.instagram.app_id.is_some() || p.instagram.app_secret_file.is_some() {
             graph::AppCredentials::new(
@@ -352,6 +442,7 @@ impl Platforms {
                     Platform::Facebook,
                     p.facebook.base_url(Platform::Facebook, InstagramLogin::Facebook),
                     p.facebook.api_version().to_owned(),
+                    fb_usage,
                 ),
                 fb_app,
             ),
@@ -361,6 +452,7 @@ impl Platforms {
                     Platform::Instagram,
                     p.instagram.base_url(Platform::Instagram, ig_login),
                     p.instagram.api_version().to_owned(),
+                    ig_usage,
                 ),
                 ig_login,
                 ig_app,
@@ -370,6 +462,7 @@ impl Platforms {
                 Platform::Threads,
                 p.threads.base_url(Platform::Threads, InstagramLogin::Facebook),
                 "v1.0".to_owned(),
+                graph::AppUsage::new(p.threads.app_usage_pause()),
             )),
             tiktok: tiktok::Tiktok::new(
                 http.clone(),
@@ -419,6 +512,27 @@ impl Platforms {
         }
     }
 
+    /// Whether revoking a token of `platform` removes a Meta grant that every Page and
+    /// Instagram account the same person connected shares (Facebook, and Instagram through
+    /// Facebook Login); such accounts are matched by their stored Meta user ID.
+    pub fn shares_meta_grant(&self, platform: Platform) -> bool {
+        match platform {
+            Platform::Facebook => true,
+            Platform::Instagram => self.instagram.login() == InstagramLogin::Facebook,
+            _ => false,
+        }
+    }
+
+    /// The Meta user whose grant a revocation of this token would remove (see
+    /// [`Platforms::shares_meta_grant`]); `Err` is the revocation's outcome when it cannot
+    /// be known (or the grant is already gone).
+    pub async fn meta_user(&self, platform: Platform, t: &TokenContext<'_>) -> Result<String, RevokeOutcome> {
+        match platform {
+            Platform::Instagram => self.instagram.meta_user(t).await,
+            _ => self.facebook.meta_user(t).await,
+        }
+    }
+
     /// Whether accounts of `platform` can be refreshed at all with this configuration.
     pub fn can_refresh(&self, platform: Platform) -> bool {
         match platform {
@@ -464,7 +578,7 @@ mod tests {
             headers,
             body: vec![],
         };
-        assert_eq!(r.retry_at(0), Some(1_445_412_480));
+        assert_eq!(r.retry_at(1_445_412_000), Some(1_445_412_480));
         let mut headers = HeaderMap::new();
         headers.insert("x-rate-limit-reset", "1700000000".parse().unwrap());
         let r = Reply {
@@ -472,7 +586,45 @@ mod tests {
             headers,
             body: vec![],
         };
-        assert_eq!(r.retry_at(0), Some(1_700_000_000));
+        assert_eq!(r.retry_at(1_699_999_000), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn absurd_waits_and_lifetimes_are_clamped() {
+        let now = 1_800_000_000;
+        let reply = |name: &str, value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+            Reply {
+                status: 429,
+                headers,
+                body: vec![],
+            }
+        };
+        assert_eq!(reply("retry-after", "99999999999").retry_at(now), Some(now + MAX_WAIT));
+        assert_eq!(
+            reply("retry-after", "9223372036854775807").retry_at(now),
+            Some(now + MAX_WAIT)
+        );
+        assert_eq!(reply("retry-after", "-5").retry_at(now), Some(now));
+        assert_eq!(
+            reply("x-rate-limit-reset", "99999999999999").retry_at(now),
+            Some(now + MAX_WAIT)
+        );
+        assert_eq!(reply("x-rate-limit-reset", "-99999999999999").retry_at(now), Some(now));
+        assert_eq!(
+            reply("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT").retry_at(now),
+            Some(now + MAX_WAIT)
+        );
+        assert_eq!(expiry_in(now, i64::MAX, 7_200), now + 7_200);
+        assert_eq!(expiry_in(now, -100, 7_200), now);
+        assert_eq!(expiry_in(i64::MAX - 1, 100, 7_200), i64::MAX);
+        assert_eq!(wait_until(now, i64::MIN), now);
+        assert_eq!(clamp_timestamp(i64::MAX), MAX_TIMESTAMP);
+        assert_eq!(clamp_timestamp(-1), 0);
     }
 
     #[test]

@@ -5,8 +5,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::{
-    CheckOutcome, Http, InvalidReason, NewTokens, PlatformApi, RefreshOutcome, RevokeOutcome, TokenContext, Transient,
-    TransientKind, ValidToken, scope_list, status_transient,
+    CheckOutcome, Http, InvalidReason, NewTokens, PlatformApi, RefreshOutcome, RevokeOutcome, ThrottleScope,
+    TokenContext, Transient, TransientKind, ValidToken, expiry_in, scope_list, status_transient,
 };
 use crate::domain::{self, Platform};
 
@@ -67,6 +67,32 @@ fn describe(code: &str, msg: &str) -> String {
     }
 }
 
+/// Longest access-token lifetime accepted: TikTok documents 24 hours in its token answer
+/// examples and 2 hours in "Manage user access tokens"; the larger, times two.
+const MAX_ACCESS_LIFETIME: i64 = 2 * 86_400;
+/// Longest refresh-token lifetime accepted: 365 days (the most TikTok has documented), times two.
+const MAX_REFRESH_LIFETIME: i64 = 2 * 365 * 86_400;
+
+impl Tiktok {
+    /// `POST /v2/oauth/revoke/` with one access token; `Ok(())` when TikTok confirmed.
+    async fn revoke_access(&self, key: &str, secret: &str, access: &str) -> Result<(), (Option<String>, String)> {
+        let url = format!("{}/v2/oauth/revoke/", self.base);
+        let req =
+            self.http
+                .client()
+                .post(url)
+                .form(&[("client_key", key), ("client_secret", secret), ("token", access)]);
+        match self.http.send_token(P, req).await {
+            Err(tr) => Err((None, tr.detail)),
+            Ok(reply) => match reply.json(P).ok().as_ref().and_then(error_of) {
+                Some((code, msg)) if code != "ok" => Err((Some(code.clone()), describe(&code, &msg))),
+                _ if reply.status == 200 => Ok(()),
+                _ => Err((None, status_transient(P, &reply, domain::now()).detail)),
+            },
+        }
+    }
+}
+
 impl PlatformApi for Tiktok {
     async fn check(&self, t: &TokenContext<'_>) -> CheckOutcome {
         let url = format!("{}/v2/user/info/", self.base);
@@ -92,6 +118,7 @@ impl PlatformApi for Tiktok {
                 match user.get("open_id").and_then(Value::as_str) {
                     Some(id) => CheckOutcome::Valid(ValidToken {
                         user_id: Some(id.to_owned()),
+                        owner_id: Some(id.to_owned()),
                         username: user.get("display_name").and_then(Value::as_str).map(str::to_owned),
                         ..ValidToken::default()
                     }),
@@ -106,10 +133,12 @@ impl PlatformApi for Tiktok {
                 detail,
             },
             "scope_not_authorized" | "scope_permission_missed" => CheckOutcome::PermissionDenied { detail },
+            // TikTok's rate limits are per app and endpoint ("Rate limits").
             "rate_limit_exceeded" => CheckOutcome::Transient(Transient {
                 kind: TransientKind::RateLimited,
                 retry_at: reply.retry_at(now),
                 detail,
+                scope: ThrottleScope::App,
             }),
             _ => CheckOutcome::Transient(Transient {
                 kind: if reply.status >= 500 || code == "internal_error" {
@@ -119,6 +148,7 @@ impl PlatformApi for Tiktok {
                 },
                 retry_at: reply.retry_at(now),
                 detail,
+                scope: ThrottleScope::App,
             }),
         }
     }
@@ -140,7 +170,7 @@ impl PlatformApi for Tiktok {
             ("refresh_token", refresh.expose_secret()),
         ]);
         let now = domain::now();
-        let reply = match self.http.send(P, req).await {
+        let reply = match self.http.send_token(P, req).await {
             Ok(r) => r,
             Err(tr) => return RefreshOutcome::Transient(tr),
         };
@@ -149,7 +179,7 @@ impl PlatformApi for Tiktok {
             && let Some(v) = &v
             && let Some(access) = v.get("access_token").and_then(Value::as_str).filter(|s| !s.is_empty())
         {
-            let secs = |k: &str| v.get(k).and_then(Value::as_i64).map(|s| now + s);
+            let secs = |k: &str, max: i64| v.get(k).and_then(Value::as_i64).map(|s| expiry_in(now, s, max));
             return RefreshOutcome::Refreshed(NewTokens {
                 access_token: SecretString::from(access.to_owned()),
                 refresh_token: v
@@ -157,50 +187,83 @@ impl PlatformApi for Tiktok {
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
                     .map(|s| SecretString::from(s.to_owned())),
-                expires_at: secs("expires_in"),
-                refresh_expires_at: secs("refresh_expires_in"),
+                expires_at: secs("expires_in", MAX_ACCESS_LIFETIME),
+                refresh_expires_at: secs("refresh_expires_in", MAX_REFRESH_LIFETIME),
                 scopes: v.get("scope").and_then(scope_list),
             });
         }
+        let misconfigured = |d: String| {
+            RefreshOutcome::Misconfigured(format!(
+                "TikTok rejected the client credentials ({d}): check platforms.tiktok.client_key and client_secret_file"
+            ))
+        };
         match v.as_ref().and_then(error_of) {
             Some((code, msg)) if code == "invalid_grant" => RefreshOutcome::Fatal(describe(&code, &msg)),
             Some((code, msg)) if code == "invalid_client" || code == "unauthorized_client" => {
-                RefreshOutcome::Misconfigured(format!(
-                    "TikTok rejected the client credentials ({}): check platforms.tiktok.client_key and client_secret_file",
-                    describe(&code, &msg)
-                ))
+                misconfigured(describe(&code, &msg))
             }
+            Some((code, msg)) if code == "rate_limit_exceeded" || reply.status == 429 => {
+                RefreshOutcome::Transient(Transient {
+                    kind: TransientKind::RateLimited,
+                    retry_at: reply.retry_at(now),
+                    detail: describe(&code, &msg),
+                    scope: ThrottleScope::App,
+                })
+            }
+            _ if reply.status == 401 => misconfigured(format!("HTTP {}", reply.status)),
             Some((code, msg)) if code != "ok" => RefreshOutcome::Transient(Transient {
                 kind: TransientKind::ServerError,
                 retry_at: reply.retry_at(now),
                 detail: describe(&code, &msg),
+                scope: ThrottleScope::App,
             }),
             _ => RefreshOutcome::Transient(status_transient(P, &reply, now)),
         }
     }
 
+    /// Revocation takes the access token, which lives only hours: an expired one is
+    /// refreshed first (also when TikTok answers that it is invalid), then revoked.
     async fn revoke(&self, t: &TokenContext<'_>) -> RevokeOutcome {
         let Some((key, secret)) = self.client() else {
             return RevokeOutcome::NotSupported(
                 "TikTok revocation needs platforms.tiktok.client_key and client_secret_file".into(),
             );
         };
-        let url = format!("{}/v2/oauth/revoke/", self.base);
-        let req = self.http.client().post(url).form(&[
-            ("client_key", key),
-            ("client_secret", secret),
-            ("token", t.access_token.expose_secret()),
-        ]);
-        match self.http.send(P, req).await {
-            Err(tr) => RevokeOutcome::Failed(tr.detail),
-            Ok(reply) => {
-                let err = reply.json(P).ok().as_ref().and_then(error_of);
-                match err {
-                    Some((code, msg)) if code != "ok" => RevokeOutcome::Failed(describe(&code, &msg)),
-                    _ if reply.status == 200 => RevokeOutcome::Revoked,
-                    _ => RevokeOutcome::Failed(status_transient(P, &reply, domain::now()).detail),
+        let refresh_first = t.expires_at.is_some_and(|e| e <= domain::now() + 60);
+        let mut fresh: Option<SecretString> = None;
+        if refresh_first {
+            match self.refresh(t).await {
+                RefreshOutcome::Refreshed(n) => fresh = Some(n.access_token),
+                RefreshOutcome::Fatal(d) => {
+                    return RevokeOutcome::Failed(format!(
+                        "the access token has expired and the refresh token was rejected ({d}); the grant may already be gone"
+                    ));
+                }
+                RefreshOutcome::Transient(tr) => return RevokeOutcome::Failed(tr.detail),
+                RefreshOutcome::NotSupported(d) | RefreshOutcome::Misconfigured(d) => {
+                    return RevokeOutcome::Failed(format!("the access token has expired and cannot be renewed: {d}"));
                 }
             }
+        }
+        let access = fresh.as_ref().unwrap_or(t.access_token);
+        match self.revoke_access(key, secret, access.expose_secret()).await {
+            Ok(()) => RevokeOutcome::Revoked,
+            Err((Some(code), _)) if code == "access_token_invalid" && fresh.is_none() && t.refresh_token.is_some() => {
+                match self.refresh(t).await {
+                    RefreshOutcome::Refreshed(n) => {
+                        match self.revoke_access(key, secret, n.access_token.expose_secret()).await {
+                            Ok(()) => RevokeOutcome::Revoked,
+                            Err((_, d)) => RevokeOutcome::Failed(d),
+                        }
+                    }
+                    RefreshOutcome::Fatal(d) => RevokeOutcome::Failed(format!(
+                        "the access token no longer works and the refresh token was rejected ({d}); the grant may already be gone"
+                    )),
+                    RefreshOutcome::Transient(tr) => RevokeOutcome::Failed(tr.detail),
+                    RefreshOutcome::NotSupported(d) | RefreshOutcome::Misconfigured(d) => RevokeOutcome::Failed(d),
+                }
+            }
+            Err((_, d)) => RevokeOutcome::Failed(d),
         }
     }
 }

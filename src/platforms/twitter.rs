@@ -4,8 +4,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::{
-    CheckOutcome, Http, InvalidReason, NewTokens, PlatformApi, RefreshOutcome, Reply, RevokeOutcome, TokenContext,
-    Transient, TransientKind, ValidToken, scope_list, status_transient,
+    CheckOutcome, Http, InvalidReason, NewTokens, PlatformApi, RefreshOutcome, Reply, RevokeOutcome, ThrottleScope,
+    TokenContext, Transient, TransientKind, ValidToken, expiry_in, scope_list, status_transient,
 };
 use crate::domain::{self, Platform};
 
@@ -69,6 +69,63 @@ impl Twitter {
     }
 }
 
+/// Longest access-token lifetime accepted: X documents 2 hours, times two.
+const MAX_ACCESS_LIFETIME: i64 = 2 * 7_200;
+
+/// The problem type of an X error body (`https://api.x.com/2/problems/<name>`), its last
+/// path segment, lower-cased.
+fn problem_type(reply: &Reply) -> String {
+    let v = reply.json(P).unwrap_or_default();
+    v.get("type")
+        .and_then(Value::as_str)
+        .and_then(|t| t.rsplit('/').next())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// An answer that refuses the app itself, not this user's token ("Response codes and
+/// errors"): 403 client-forbidden, client-not-enrolled or unsupported-authentication, 402
+/// (no credits left), 429 usage-capped (the monthly cap). `None` for anything else.
+fn app_refusal(reply: &Reply) -> Option<String> {
+    let kind = problem_type(reply);
+    let title = reply
+        .json(P)
+        .ok()
+        .and_then(|v| v.get("title").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
+    let what = match (reply.status, kind.as_str()) {
+        (402, _) => "the app has no X API credits left",
+        (403, "client-forbidden") => "the app is not allowed to use this endpoint (client-forbidden)",
+        (403, "client-not-enrolled") => "the app is not enrolled in a project with access (client-not-enrolled)",
+        (403, "unsupported-authentication") => {
+            "the app authenticates in a way this endpoint does not accept (unsupported-authentication)"
+        }
+        (429, "usage-capped") => "the app has reached its monthly usage cap (usage-capped)",
+        (429, _) if title.eq_ignore_ascii_case("UsageCapExceeded") => "the app has reached its monthly usage cap",
+        _ => return None,
+    };
+    Some(format!(
+        "X refused the app, not the account: {what} ({}); check the app in the X developer portal (platforms.twitter.client_id)",
+        problem(reply)
+    ))
+}
+
+impl Twitter {
+    /// `POST /2/oauth2/revoke` for one token; `Ok(())` when X confirmed.
+    async fn revoke_one(&self, token: &str, hint: &str) -> Result<(), String> {
+        let mut form = vec![("token", token.to_owned()), ("token_type_hint", hint.to_owned())];
+        let req = self.authed(
+            self.http.client().post(format!("{}/2/oauth2/revoke", self.base)),
+            &mut form,
+        );
+        match self.http.send_token(P, req.form(&form)).await {
+            Err(tr) => Err(tr.detail),
+            Ok(reply) if reply.status == 200 => Ok(()),
+            Ok(reply) => Err(problem(&reply)),
+        }
+    }
+}
+
 impl PlatformApi for Twitter {
     async fn check(&self, t: &TokenContext<'_>) -> CheckOutcome {
         let url = format!("{}/2/users/me", self.base);
@@ -78,6 +135,9 @@ impl PlatformApi for Twitter {
             Ok(r) => r,
             Err(tr) => return CheckOutcome::Transient(tr),
         };
+        if let Some(m) = app_refusal(&reply) {
+            return CheckOutcome::Misconfigured(m);
+        }
         match reply.status {
             200 => {
                 let v = match reply.json(P) {
@@ -88,6 +148,7 @@ impl PlatformApi for Twitter {
                 match data.get("id").and_then(Value::as_str) {
                     Some(id) => CheckOutcome::Valid(ValidToken {
                         user_id: Some(id.to_owned()),
+                        owner_id: Some(id.to_owned()),
                         username: data.get("username").and_then(Value::as_str).map(str::to_owned),
                         ..ValidToken::default()
                     }),
@@ -101,9 +162,15 @@ impl PlatformApi for Twitter {
                 reason: InvalidReason::Invalid,
                 detail: problem(&reply),
             },
+            // A 403 that is not an app refusal names this user's token or scope.
             403 => CheckOutcome::PermissionDenied {
                 detail: problem(&reply),
             },
+            // GET /2/users/me is limited per user token: only this account waits.
+            429 => CheckOutcome::Transient(Transient {
+                scope: ThrottleScope::Account,
+                ..status_transient(P, &reply, now)
+            }),
             _ => CheckOutcome::Transient(status_transient(P, &reply, now)),
         }
     }
@@ -126,7 +193,7 @@ impl PlatformApi for Twitter {
             &mut form,
         );
         let now = domain::now();
-        let reply = match self.http.send(P, req.form(&form)).await {
+        let reply = match self.http.send_token(P, req.form(&form)).await {
             Ok(r) => r,
             Err(tr) => return RefreshOutcome::Transient(tr),
         };
@@ -142,18 +209,32 @@ impl PlatformApi for Twitter {
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
                     .map(|s| SecretString::from(s.to_owned())),
-                expires_at: v.get("expires_in").and_then(Value::as_i64).map(|s| now + s),
+                expires_at: v
+                    .get("expires_in")
+                    .and_then(Value::as_i64)
+                    .map(|s| expiry_in(now, s, MAX_ACCESS_LIFETIME)),
                 refresh_expires_at: None,
                 scopes: v.get("scope").and_then(scope_list),
             });
         }
-        let code = v
-            .as_ref()
-            .and_then(|v| v.get("error"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        match (reply.status, code) {
+        if let Some(m) = app_refusal(&reply) {
+            return RefreshOutcome::Misconfigured(m);
+        }
+        let field = |k: &str| {
+            v.as_ref()
+                .and_then(|v| v.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (code, description) = (field("error"), field("error_description").to_ascii_lowercase());
+        match (reply.status, code.as_str()) {
             (_, "invalid_grant") => RefreshOutcome::Fatal(problem(&reply)),
+            // X answers a used, revoked or unknown refresh token with 400 invalid_request
+            // "Value passed for the token was invalid."
+            (400, "invalid_request") if description.contains("token was invalid") => {
+                RefreshOutcome::Fatal(problem(&reply))
+            }
             (401, _) | (_, "invalid_client" | "unauthorized_client") => RefreshOutcome::Misconfigured(format!(
                 "X rejected the client credentials ({}): check platforms.twitter.client_id and client_secret_file",
                 problem(&reply)
@@ -163,22 +244,20 @@ impl PlatformApi for Twitter {
         }
     }
 
+    /// Revokes the refresh token (which keeps the grant alive) and the access token: the
+    /// revoke endpoint takes one token at a time. `Revoked` only when both went.
     async fn revoke(&self, t: &TokenContext<'_>) -> RevokeOutcome {
         if self.client_id.is_none() {
             return RevokeOutcome::NotSupported("X revocation needs platforms.twitter.client_id".into());
         }
-        let mut form = vec![
-            ("token", t.access_token.expose_secret().to_owned()),
-            ("token_type_hint", "access_token".to_owned()),
-        ];
-        let req = self.authed(
-            self.http.client().post(format!("{}/2/oauth2/revoke", self.base)),
-            &mut form,
-        );
-        match self.http.send(P, req.form(&form)).await {
-            Err(tr) => RevokeOutcome::Failed(tr.detail),
-            Ok(reply) if reply.status == 200 => RevokeOutcome::Revoked,
-            Ok(reply) => RevokeOutcome::Failed(problem(&reply)),
+        if let Some(r) = t.refresh_token
+            && let Err(e) = self.revoke_one(r.expose_secret(), "refresh_token").await
+        {
+            return RevokeOutcome::Failed(format!("the refresh token could not be revoked: {e}"));
+        }
+        match self.revoke_one(t.access_token.expose_secret(), "access_token").await {
+            Ok(()) => RevokeOutcome::Revoked,
+            Err(e) => RevokeOutcome::Failed(format!("the access token could not be revoked: {e}")),
         }
     }
 }

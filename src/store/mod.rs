@@ -316,9 +316,42 @@ pub struct HealthUpdate {
     /// Everything but the check's time and the next check's is as stored: only those are
     /// written (see [`HealthUpdate::same_content`]).
     pub unchanged: bool,
+    /// The platform was not asked or asked us to wait (a throttle): only `next_check_at`
+    /// is written; no history row, no failure counted.
+    pub deferred: bool,
 }
 
 impl HealthUpdate {
+    /// A deferral of `a` to `next_check_at`: everything else stays as stored.
+    pub fn deferral(a: &Account, now: UnixTime, next_check_at: UnixTime) -> HealthUpdate {
+        HealthUpdate {
+            account_ref: a.id,
+            health: a.health,
+            token_valid: a.token_valid,
+            needs_reconnect: a.needs_reconnect,
+            permissions: a.permissions.clone(),
+            missing_permissions: a.missing_permissions.clone(),
+            recommendations: a.recommendations.clone(),
+            token_expires_at: a.token_expires_at,
+            data_access_expires_at: a.data_access_expires_at,
+            platform_user_id: a.platform_user_id.clone(),
+            last_error: a.last_error.clone(),
+            checked_at: now,
+            answered: false,
+            next_check_at,
+            outcome: "transient_error",
+            previous_health: a.health,
+            previous_token_expires_at: a.token_expires_at,
+            refresh_failures: a.refresh_failures,
+            last_refresh_error: a.last_refresh_error.clone(),
+            alerts: Vec::new(),
+            open_alerts: a.open_alerts.clone(),
+            alert_episode: a.alert_episode,
+            unchanged: true,
+            deferred: true,
+        }
+    }
+
     /// Whether this update stores the same assessment `a` already holds (the common case in
     /// a sweep: a healthy account stays healthy). Such an update writes only the check's
     /// bookkeeping (checked at, success or failure, next check) and its history row.
@@ -651,8 +684,17 @@ impl Store {
         // One multi-row UPDATE ... FROM (VALUES ...) per chunk instead of a statement per
         // account: a sweep's results land in a few statements. VALUES columns are named
         // column1..columnN in both SQLite and PostgreSQL. Unchanged assessments write only
-        // four columns.
-        let (same, changed): (Vec<&HealthUpdate>, Vec<&HealthUpdate>) = updates.iter().partition(|u| u.unchanged);
+        // four columns, deferrals one.
+        let (deferred, checked): (Vec<&HealthUpdate>, Vec<&HealthUpdate>) = updates.iter().partition(|u| u.deferred);
+        for chunk in deferred.chunks(UPDATE_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new("UPDATE account_health SET next_check_at = v.column2 FROM (");
+            q.push_values(chunk, |mut b, u| {
+                b.push_bind(u.account_ref).push_bind(u.next_check_at);
+            });
+            q.push(") AS v WHERE account_health.account_ref = v.column1");
+            q.build().execute(&mut *tx).await?;
+        }
+        let (same, changed): (Vec<&HealthUpdate>, Vec<&HealthUpdate>) = checked.into_iter().partition(|u| u.unchanged);
         for chunk in same.chunks(UPDATE_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "UPDATE account_health SET last_checked_at = v.column2, \
@@ -734,7 +776,8 @@ impl Store {
             .await?;
         }
         // History rows go in as multi-row inserts: far fewer statements for a large sweep.
-        for chunk in updates.chunks(1000) {
+        let checked: Vec<&HealthUpdate> = updates.iter().filter(|u| !u.deferred).collect();
+        for chunk in checked.chunks(1000) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO health_history (account_ref, at, event, outcome, health, changed, detail) ",
             );
@@ -802,6 +845,66 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Takes the refresh lease of an account for `ttl` seconds, unless another holder has
+    /// one that has not expired. True when `holder` now holds it.
+    pub async fn try_refresh_lease(
+        &self,
+        account_ref: i64,
+        holder: &str,
+        now: UnixTime,
+        ttl: i64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO refresh_leases (account_ref, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (account_ref) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE refresh_leases.expires_at <= $4",
+        )
+        .bind(account_ref)
+        .bind(holder)
+        .bind(now.saturating_add(ttl))
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Ok(r) => Ok(r.rows_affected() == 1),
+            // The account was deleted meanwhile: nothing to refresh.
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(StoreError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives up a refresh lease held by `holder`.
+    pub async fn release_refresh_lease(&self, account_ref: i64, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM refresh_leases WHERE account_ref = $1 AND holder = $2")
+            .bind(account_ref)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// How many other accounts, in any workspace, on `platforms`, share the Meta user
+    /// `platform_user_id` (whose grant a revocation would remove for all of them).
+    pub async fn accounts_sharing_user(
+        &self,
+        platform_user_id: &str,
+        platforms: &[Platform],
+        except: i64,
+    ) -> Result<i64, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM account_health WHERE account_ref <> ");
+        q.push_bind(except)
+            .push(" AND platform_user_id = ")
+            .push_bind(platform_user_id);
+        q.push(" AND platform IN (");
+        let mut sep = q.separated(", ");
+        for p in platforms {
+            sep.push_bind(p.as_str());
+        }
+        q.push(")");
+        let (n,): (i64,) = q.build_query_as().fetch_one(&self.pool).await?;
+        Ok(n)
     }
 
     /// Records a failed automatic refresh in the history.
@@ -907,6 +1010,22 @@ impl Store {
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT a.platform, a.account_id, w.name, a.token_expires_at FROM accounts a \
              JOIN workspaces w ON w.id = a.workspace_id WHERE a.token_expires_at IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(p, id, ws, t)| Some((p.parse().ok()?, id, ws, t)))
+            .collect())
+    }
+
+    /// Every Facebook data-access expiry the checks learnt: (platform, account ID,
+    /// workspace, expiry).
+    pub async fn data_access_expiries(&self) -> Result<Vec<(Platform, String, String, UnixTime)>, StoreError> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT a.platform, a.account_id, w.name, h.data_access_expires_at FROM accounts a \
+             JOIN workspaces w ON w.id = a.workspace_id JOIN account_health h ON h.account_ref = a.id \
+             WHERE h.data_access_expires_at IS NOT NULL",
         )
         .fetch_all(&self.pool)
         .await?;
