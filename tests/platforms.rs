@@ -598,3 +598,715 @@ async fn adapters_refresh_and_rotate() {
     ));
     app.stop().await;
 }
+
+// ---- Issue 10: the real platforms' behaviour, each through the adapters and the API ----
+
+async fn alert_kinds(app: &TestApp) -> Vec<String> {
+    let db = app.db().await;
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT kind FROM alert_outbox ORDER BY id")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    rows.into_iter().map(|(k,)| k).collect()
+}
+
+async fn healthz(app: &TestApp) -> Value {
+    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    common::into_parts(r).await.1
+}
+
+#[tokio::test]
+async fn a_meta_revoke_never_removes_a_grant_other_accounts_share() {
+    let app = spawn_app().await;
+    let acme = app.key("acme").await;
+    let other = app.key("other").await;
+    let fb = Platform::Facebook;
+    // Three Pages granted by the same person (the simulator's default admin), one of them in
+    // another workspace, and one Instagram account through Facebook Login by that person.
+    let (p1, v) = app.connect(&acme, fb, "500", spec(fb)).await;
+    assert_eq!(v["health"], "healthy", "{v}");
+    let (p2, _) = app.connect(&acme, fb, "501", spec(fb)).await;
+    let (p3, _) = app.connect(&other, fb, "502", spec(fb)).await;
+    let (ig, _) = app
+        .connect(
+            &acme,
+            Platform::Instagram,
+            "17841400000000500",
+            spec(Platform::Instagram),
+        )
+        .await;
+    // A Page whose admin is nobody else's.
+    let (solo, _) = app
+        .connect(
+            &acme,
+            fb,
+            "503",
+            TokenSpec {
+                admin_id: Some("2000000000000002".into()),
+                ..spec(fb)
+            },
+        )
+        .await;
+
+    let (s, v) = app.delete(&acme, "/v1/accounts/facebook/500").await;
+    assert_eq!(s, 200);
+    assert_eq!(v["deleted"], true);
+    assert_eq!(v["revoked"], false, "{v}");
+    assert_eq!(v["reason"], "the grant is shared with 3 other connected accounts");
+    for t in [&p1, &p2, &p3, &ig] {
+        assert_eq!(app.sim.token(&t.access_token).unwrap().state, TokenState::Valid);
+    }
+    let v = details(&app, &other, fb, "502").await;
+    assert_eq!(v["health"], "healthy");
+
+    // The one Page of its admin: revoked with the app token, not the Page token.
+    let (s, v) = app.delete(&acme, "/v1/accounts/facebook/503").await;
+    assert_eq!((s, &v["revoked"]), (200, &Value::Bool(true)), "{v}");
+    assert_eq!(app.sim.token(&solo.access_token).unwrap().state, TokenState::Revoked);
+    assert_eq!(app.sim.token(&p2.access_token).unwrap().state, TokenState::Valid);
+
+    // Graph refuses DELETE /permissions with a Page token, as the simulator was taught.
+    let r = app
+        .http
+        .delete(format!(
+            "{}/v23.0/{}/permissions",
+            app.sim.base_url(fb),
+            socialsyncer::simulator::DEFAULT_PAGE_ADMIN
+        ))
+        .query(&[("access_token", &p2.access_token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], 200);
+
+    // Once the others are gone, the last one revokes the person's grant.
+    app.delete(&acme, "/v1/accounts/facebook/501").await;
+    app.delete(&acme, "/v1/accounts/instagram/17841400000000500").await;
+    let (_, v) = app.delete(&other, "/v1/accounts/facebook/502").await;
+    assert_eq!(v["revoked"], true, "{v}");
+    assert_eq!(app.sim.token(&p3.access_token).unwrap().state, TokenState::Revoked);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn dead_meta_tokens_under_other_codes_are_dead_and_another_app_is_not_a_revocation() {
+    let app = spawn_app_cfg("", |c| c.platforms.instagram.login = InstagramLogin::Instagram).await;
+    let key = app.key("acme").await;
+    // Threads and Instagram Login answer /me with a revoked token as 100/33.
+    for p in [Platform::Threads, Platform::Instagram] {
+        let mut s = spec(p);
+        if p == Platform::Instagram {
+            s.scopes = vec![
+                "instagram_business_basic".into(),
+                "instagram_business_content_publish".into(),
+            ];
+            s.admin_id = None;
+        }
+        let (i, v) = app.connect(&key, p, "900", s).await;
+        assert_eq!(v["health"], "healthy", "{p}: {v}");
+        app.sim.update(&i.access_token, |t| t.state = TokenState::Revoked);
+        let (s, v) = check_now(&app, &key, p, "900").await;
+        assert_eq!(s, 200);
+        assert_eq!(
+            (
+                v["health"].as_str(),
+                v["tokenValid"].as_bool(),
+                v["needsReconnect"].as_bool()
+            ),
+            (Some("unhealthy"), Some(false), Some(true)),
+            "{p}: {v}"
+        );
+        assert!(v["lastError"].as_str().unwrap().contains("100/33"), "{v}");
+        assert!(!recs(&v).contains("revoked by the user"), "{p}: {v}");
+    }
+    app.stop().await;
+
+    // A Facebook token issued to another Meta app: that account's configuration problem.
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let (_, v) = app
+        .connect(
+            &key,
+            Platform::Facebook,
+            "910",
+            TokenSpec {
+                app_id: Some("5550001".into()),
+                ..spec(Platform::Facebook)
+            },
+        )
+        .await;
+    assert_eq!(v["health"], "unknown", "{v}");
+    assert!(
+        v["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("did not match the Viewing App"),
+        "{v}"
+    );
+    assert!(recs(&v).contains("another Meta app"), "{v}");
+    assert!(!recs(&v).contains("revoked"), "{v}");
+    assert_eq!(alert_kinds(&app).await, Vec::<String>::new());
+    assert_eq!(
+        healthz(&app).await["status"],
+        "ok",
+        "one account's app is not the daemon's problem"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_refreshers_use_a_rotating_refresh_token_exactly_once() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    // A second daemon (or a `check` process) on the same database file.
+    let other = socialsyncer::app::AppState::build(
+        socialsyncer::config::Config::from_toml(&format!(
+            "[http]\nrequest_timeout = \"5s\"\n[database]\nurl = \"sqlite://{}/socialsyncer.db\"\n{}",
+            app.dir.path().display(),
+            app.sim.config_toml(app.dir.path()).unwrap()
+        ))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut issued = Vec::new();
+    for (p, id) in [(Platform::Tiktok, "race-tt"), (Platform::Twitter, "4242")] {
+        let (i, v) = app
+            .connect(
+                &key,
+                p,
+                id,
+                TokenSpec {
+                    // Inside the refresh window (an hour for TikTok, 45 minutes for X).
+                    expires_in: Some(20 * 60),
+                    ..spec(p)
+                },
+            )
+            .await;
+        // Registration refreshed it already: move it back into its window.
+        let db = app.db().await;
+        sqlx::query("UPDATE accounts SET token_expires_at = $1 WHERE account_id = $2")
+            .bind(socialsyncer::domain::now() + 600)
+            .bind(id)
+            .execute(&db)
+            .await
+            .unwrap();
+        common::make_due(&db, Some(p)).await;
+        issued.push((p, id, i, v));
+    }
+    let before: Vec<u64> = issued.iter().map(|(p, ..)| app.sim.refreshes(*p)).collect();
+    // Slow answers so that every refresher overlaps.
+    app.sim.set_latency(Platform::Tiktok, Duration::from_millis(150));
+    app.sim.set_latency(Platform::Twitter, Duration::from_millis(150));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (p, id, ..) in &issued {
+        for _ in 0..6 {
+            let (http, url, key) = (
+                app.http.clone(),
+                app.url(&format!("/v1/accounts/{p}/{id}/check")),
+                key.clone(),
+            );
+            tasks.spawn(async move {
+                let r = http.post(url).bearer_auth(key).send().await.unwrap();
+                assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+            });
+        }
+        let (other, p) = (other.clone(), *p);
+        tasks.spawn(async move {
+            let acc = other.store.all_accounts(Some(p)).await.unwrap().remove(0);
+            let c = socialsyncer::checks::check(&other, acc).await.unwrap();
+            other.store.record_checks(&[c.update]).await.unwrap();
+        });
+    }
+    let state = app.state.clone();
+    tasks.spawn(async move {
+        socialsyncer::scheduler::sweep(&state, &tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap();
+    });
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    for ((p, id, ..), before) in issued.iter().zip(before) {
+        assert_eq!(
+            app.sim.refreshes(*p) - before,
+            1,
+            "{p}: exactly one refresh reached the platform"
+        );
+        let v = details(&app, &key, *p, id).await;
+        assert_eq!(v["health"], "healthy", "{p}: {v}");
+        assert_eq!(v["lastError"], Value::Null, "{p}: {v}");
+    }
+    assert_eq!(alert_kinds(&app).await, Vec::<String>::new(), "no alert fires");
+    other.store.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_app_level_x_refusal_is_the_daemons_problem_and_leaves_accounts_alone() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    for id in ["71", "72", "73"] {
+        app.connect(&key, Platform::Twitter, id, spec(Platform::Twitter)).await;
+    }
+    let db = app.db().await;
+    for b in [
+        Behavior::AppForbidden,
+        Behavior::CreditsExhausted,
+        Behavior::UsageCapped,
+    ] {
+        app.sim.set_platform_behavior(Platform::Twitter, b);
+        common::make_due(&db, Some(Platform::Twitter)).await;
+        let r = socialsyncer::scheduler::sweep(&app.state, &tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(r.checked, 3, "{b:?}");
+        let (_, body) = app.get(&key, "/v1/accounts/health?platform=twitter").await;
+        assert_eq!(body["summary"]["healthy"], 3, "{b:?}: {body}");
+        for a in body["accounts"].as_array().unwrap() {
+            assert_eq!(a["needsReconnect"], false);
+            assert_eq!(a["recommendations"], serde_json::json!([]), "{b:?}: {a}");
+        }
+        let h = healthz(&app).await;
+        assert_eq!(h["status"], "degraded", "{b:?}: {h}");
+        assert!(
+            h["problems"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("twitter: X refused the app"),
+            "{h}"
+        );
+        assert!(
+            app.metrics()
+                .await
+                .contains("socialsyncer_configuration_problems{platform=\"twitter\"} 1")
+        );
+    }
+    assert_eq!(alert_kinds(&app).await, Vec::<String>::new(), "no customer is emailed");
+    // A 403 about this user's token (a missing scope) is the account's.
+    app.sim.set_platform_behavior(Platform::Twitter, Behavior::Normal);
+    let (i, _) = app
+        .connect(&key, Platform::Twitter, "74", spec(Platform::Twitter))
+        .await;
+    app.sim
+        .update(&i.access_token, |t| t.scopes.retain(|s| s != "users.read"));
+    let (_, v) = check_now(&app, &key, Platform::Twitter, "74").await;
+    assert_eq!(v["health"], "unhealthy", "{v}");
+    let h = healthz(&app).await;
+    assert_eq!(h["status"], "ok", "a working X answer clears the problem: {h}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_removes_what_keeps_the_grant_alive() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    // X: the refresh token is revoked as well as the access token.
+    let (x, _) = app
+        .connect(&key, Platform::Twitter, "81", spec(Platform::Twitter))
+        .await;
+    let (_, v) = app.delete(&key, "/v1/accounts/twitter/81").await;
+    assert_eq!(v["revoked"], true, "{v}");
+    assert!(!app.sim.refresh_token_live(x.refresh_token.as_deref().unwrap()));
+    assert_eq!(app.sim.token(&x.access_token).unwrap().state, TokenState::Revoked);
+
+    // TikTok: an access token past its 2 hours is refreshed first, then revoked.
+    let (t, _) = app
+        .connect(&key, Platform::Tiktok, "tt81", spec(Platform::Tiktok))
+        .await;
+    app.sim.update(&t.access_token, |t| {
+        t.expires_at = Some(socialsyncer::domain::now() - 60)
+    });
+    let db = app.db().await;
+    sqlx::query("UPDATE accounts SET token_expires_at = $1 WHERE account_id = 'tt81'")
+        .bind(socialsyncer::domain::now() - 60)
+        .execute(&db)
+        .await
+        .unwrap();
+    let before = app.sim.refreshes(Platform::Tiktok);
+    let (_, v) = app.delete(&key, "/v1/accounts/tiktok/tt81").await;
+    assert_eq!(v["revoked"], true, "{v}");
+    assert_eq!(app.sim.refreshes(Platform::Tiktok) - before, 1);
+    assert!(!app.sim.refresh_token_live(t.refresh_token.as_deref().unwrap()));
+
+    // TikTok with a dead refresh token and an expired access token: revoked says false.
+    let (t, _) = app
+        .connect(&key, Platform::Tiktok, "tt82", spec(Platform::Tiktok))
+        .await;
+    app.sim.update(&t.access_token, |t| {
+        t.expires_at = Some(socialsyncer::domain::now() - 60)
+    });
+    app.sim.invalidate_refresh_token(t.refresh_token.as_deref().unwrap());
+    let (_, v) = app.delete(&key, "/v1/accounts/tiktok/tt82").await;
+    assert_eq!(
+        (v["deleted"].as_bool(), v["revoked"].as_bool()),
+        (Some(true), Some(false)),
+        "{v}"
+    );
+    assert!(
+        v["reason"].as_str().unwrap().contains("refresh token was rejected"),
+        "{v}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_graph_app_above_90_percent_of_its_quota_pauses_its_calls() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    app.connect(&key, Platform::Facebook, "600", spec(Platform::Facebook))
+        .await;
+    app.connect(
+        &key,
+        Platform::Instagram,
+        "17841400000000600",
+        spec(Platform::Instagram),
+    )
+    .await;
+    app.sim.set_tweaks(
+        Platform::Facebook,
+        socialsyncer::simulator::Tweaks {
+            app_usage: Some(95),
+            ..Default::default()
+        },
+    );
+    let (s, v) = check_now(&app, &key, Platform::Facebook, "600").await;
+    assert_eq!(
+        (s, &v["health"]),
+        (200, &Value::from("healthy")),
+        "the answer itself counts: {v}"
+    );
+    let (fb, ig) = (app.sim.calls(Platform::Facebook), app.sim.calls(Platform::Instagram));
+    let r = app
+        .http
+        .post(app.url("/v1/accounts/facebook/600/check"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let wait: i64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((590..=600).contains(&wait), "paused for the default 10 minutes: {wait}");
+    // Instagram through Facebook Login spends the same app's quota: paused too.
+    let (s, _) = check_now(&app, &key, Platform::Instagram, "17841400000000600").await;
+    assert_eq!(s, 503);
+    // Sweeps defer the Graph lanes without a call.
+    let db = app.db().await;
+    common::make_due(&db, None).await;
+    let r = socialsyncer::scheduler::sweep(&app.state, &tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!((r.checked, r.deferred), (2, 2), "{r:?}");
+    assert_eq!(
+        (app.sim.calls(Platform::Facebook), app.sim.calls(Platform::Instagram)),
+        (fb, ig)
+    );
+    let v = details(&app, &key, Platform::Facebook, "600").await;
+    assert_eq!(
+        (v["health"].as_str(), v["lastError"].as_str()),
+        (Some("healthy"), None),
+        "{v}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_of_another_account_is_unhealthy_and_alerts() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    for (p, registered, owner) in [
+        (Platform::Twitter, "1001", "1002"),
+        (Platform::Tiktok, "open-a", "open-b"),
+        (Platform::Threads, "1003", "1004"),
+        (Platform::Facebook, "1005", "1006"),
+    ] {
+        let i = app.sim.issue(
+            p,
+            TokenSpec {
+                user_id: owner.into(),
+                ..spec(p)
+            },
+        );
+        let mut body = serde_json::json!({"platform": p.as_str(), "accountId": registered, "username": "u",
+            "accessToken": i.access_token, "scopes": socialsyncer::simulator::default_scopes(p)});
+        if let Some(r) = &i.refresh_token {
+            body["refreshToken"] = r.clone().into();
+        }
+        let (s, v) = app.post(&key, "/v1/accounts", &body).await;
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(
+            (v["health"].as_str(), v["needsReconnect"].as_bool()),
+            (Some("unhealthy"), Some(true)),
+            "{p}: {v}"
+        );
+        assert_eq!(
+            v["recommendations"][0],
+            format!("This token belongs to another account (ID {owner}): reconnect the right account."),
+            "{p}"
+        );
+    }
+    assert_eq!(alert_kinds(&app).await, vec!["token_invalid"; 4]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn todays_lifetimes_renamed_scopes_and_public_x_clients() {
+    // X as a public client: client_id in the body, no secret.
+    let app = spawn_app_cfg("", |c| {
+        c.platforms.twitter.client_secret_file = None;
+        c.platforms.instagram.login = InstagramLogin::Instagram;
+    })
+    .await;
+    let key = app.key("acme").await;
+    let (x, _) = app
+        .connect(
+            &key,
+            Platform::Twitter,
+            "91",
+            TokenSpec {
+                expires_in: Some(20 * 60),
+                ..spec(Platform::Twitter)
+            },
+        )
+        .await;
+    assert!(
+        !app.sim.refresh_token_live(x.refresh_token.as_deref().unwrap()),
+        "refreshed as a public client"
+    );
+    let v = details(&app, &key, Platform::Twitter, "91").await;
+    assert_eq!(v["health"], "healthy", "{v}");
+    let (_, v) = app.delete(&key, "/v1/accounts/twitter/91").await;
+    assert_eq!(v["revoked"], true, "{v}");
+
+    // TikTok: 2-hour access tokens, 180-day refresh tokens.
+    app.connect(
+        &key,
+        Platform::Tiktok,
+        "tt91",
+        TokenSpec {
+            expires_in: Some(20 * 60),
+            ..spec(Platform::Tiktok)
+        },
+    )
+    .await;
+    let db = app.db().await;
+    let (exp, rexp): (i64, i64) =
+        sqlx::query_as("SELECT token_expires_at, refresh_expires_at FROM accounts WHERE account_id = 'tt91'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let now = socialsyncer::domain::now();
+    assert!((now + 7_100..=now + 7_200).contains(&exp), "{}", exp - now);
+    assert!((now + 180 * DAY - 100..=now + 180 * DAY).contains(&rexp));
+    let v = details(&app, &key, Platform::Tiktok, "tt91").await;
+    assert_eq!(
+        (v["health"].as_str(), recs(&v).as_str()),
+        (Some("healthy"), "[]"),
+        "refreshed automatically: {v}"
+    );
+
+    // Instagram Login scopes granted before January 2025 keep their old names.
+    let (_, v) = app
+        .connect(
+            &key,
+            Platform::Instagram,
+            "17841400000000091",
+            TokenSpec {
+                scopes: vec!["business_basic".into(), "business_content_publish".into()],
+                admin_id: None,
+                ..spec(Platform::Instagram)
+            },
+        )
+        .await;
+    assert_eq!(
+        (v["health"].as_str(), &v["missingPermissions"]),
+        (Some("healthy"), &serde_json::json!([])),
+        "{v}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn facebook_data_access_expiry_reaches_json_metrics_and_email() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let (_, v) = app
+        .connect(
+            &key,
+            Platform::Facebook,
+            "700",
+            TokenSpec {
+                expires_in: None,
+                data_access_expires_in: Some(2 * DAY + 600),
+                ..spec(Platform::Facebook)
+            },
+        )
+        .await;
+    assert_eq!(v["health"], "warning");
+    let at = v["dataAccessExpiresAt"].as_str().expect("dataAccessExpiresAt");
+    let t = socialsyncer::domain::parse_rfc3339(at).unwrap();
+    assert!(t > socialsyncer::domain::now() + 2 * DAY);
+    assert_eq!(alert_kinds(&app).await, vec!["data_access_expiring_3days"]);
+    let m = app.metrics().await;
+    assert!(
+        m.contains(&format!(
+            "socialsyncer_data_access_expiry_timestamp_seconds{{account_id=\"700\",platform=\"facebook\",workspace=\"acme\"}} {t}"
+        )),
+        "{m}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_rejected_client_secret_is_the_daemons_problem_not_the_accounts() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let mut tokens = Vec::new();
+    for (p, id) in [(Platform::Tiktok, "tt95"), (Platform::Twitter, "95")] {
+        let (i, v) = app.connect(&key, p, id, spec(p)).await;
+        assert_eq!(v["health"], "healthy");
+        tokens.push((p, id, i));
+    }
+    // Both apps' secrets are now wrong on disk, as after a bad rotation.
+    let dir = app.dir.path();
+    std::fs::write(dir.join("tiktok_client_secret"), "wrong").unwrap();
+    std::fs::write(dir.join("twitter_client_secret"), "wrong").unwrap();
+    let mut config = socialsyncer::config::Config::from_toml(&format!(
+        "[http]\nrequest_timeout = \"5s\"\n[database]\nurl = \"sqlite://{}/socialsyncer.db\"\n{}",
+        dir.display(),
+        app.sim.config_toml(dir).unwrap()
+    ))
+    .unwrap();
+    let fs = |name: &str| Some(dir.join(name));
+    config.platforms.tiktok.client_secret_file = fs("tiktok_client_secret");
+    config.platforms.twitter.client_secret_file = fs("twitter_client_secret");
+    std::fs::write(dir.join("tiktok_client_secret"), "wrong").unwrap();
+    std::fs::write(dir.join("twitter_client_secret"), "wrong").unwrap();
+    let state = socialsyncer::app::AppState::build(config).await.unwrap();
+    let db = app.db().await;
+    for (p, id, i) in &tokens {
+        // In the refresh window, then past the access token's expiry.
+        for expired in [false, true] {
+            let at = socialsyncer::domain::now() + if expired { -60 } else { 600 };
+            sqlx::query("UPDATE accounts SET token_expires_at = $1 WHERE account_id = $2")
+                .bind(at)
+                .bind(id)
+                .execute(&db)
+                .await
+                .unwrap();
+            if expired {
+                app.sim.update(&i.access_token, |t| t.expires_at = Some(at));
+            }
+            let acc = state.store.all_accounts(Some(*p)).await.unwrap().remove(0);
+            let c = socialsyncer::checks::check(&state, acc).await.unwrap();
+            state.store.record_checks(&[c.update]).await.unwrap();
+            let v = details(&app, &key, *p, id).await;
+            assert_ne!(v["health"], "unhealthy", "{p} expired={expired}: {v}");
+            assert_eq!(v["needsReconnect"], false, "{p}: {v}");
+            assert!(!recs(&v).contains("refresh failed"), "{p}: {v}");
+        }
+        assert!(
+            state
+                .problems
+                .list()
+                .iter()
+                .any(|l| l.starts_with(&format!("{p}: ")) && l.contains("client credentials")),
+            "{:?}",
+            state.problems.list()
+        );
+    }
+    assert_eq!(
+        alert_kinds(&app).await,
+        Vec::<String>::new(),
+        "no email to any workspace"
+    );
+    state.store.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn absurd_numbers_from_a_platform_are_bounded() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    app.connect(&key, Platform::Twitter, "97", spec(Platform::Twitter))
+        .await;
+    app.connect(&key, Platform::Tiktok, "tt97", spec(Platform::Tiktok))
+        .await;
+    app.connect(&key, Platform::Facebook, "97", spec(Platform::Facebook))
+        .await;
+    for (p, tweaks) in [
+        (
+            Platform::Tiktok,
+            socialsyncer::simulator::Tweaks {
+                retry_after: Some("99999999999".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            Platform::Twitter,
+            socialsyncer::simulator::Tweaks {
+                rate_limit_reset: Some("999999999999999".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            Platform::Facebook,
+            socialsyncer::simulator::Tweaks {
+                regain_minutes: Some(i64::MAX),
+                ..Default::default()
+            },
+        ),
+    ] {
+        app.sim.set_tweaks(p, tweaks);
+        app.sim.set_platform_behavior(p, Behavior::RateLimited);
+    }
+    let db = app.db().await;
+    common::make_due(&db, None).await;
+    let r = socialsyncer::scheduler::sweep(&app.state, &tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(r.deferred, 3, "{r:?}");
+    let nexts: Vec<(i64,)> = sqlx::query_as("SELECT next_check_at FROM account_health")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    let now = socialsyncer::domain::now();
+    for (n,) in nexts {
+        assert!(n > now && n <= now + 86_400 + 5, "a wait is at most a day: {}", n - now);
+    }
+    // Absurd and negative lifetimes in refresh answers.
+    for (p, expires_in) in [(Platform::Twitter, i64::MAX), (Platform::Tiktok, -5)] {
+        app.sim.set_platform_behavior(p, Behavior::Normal);
+        app.sim.set_tweaks(
+            p,
+            socialsyncer::simulator::Tweaks {
+                expires_in: Some(expires_in),
+                refresh_expires_in: Some(i64::MAX),
+                ..Default::default()
+            },
+        );
+    }
+    for (p, id) in [(Platform::Twitter, "98"), (Platform::Tiktok, "tt98")] {
+        app.connect(
+            &key,
+            p,
+            id,
+            TokenSpec {
+                expires_in: Some(20 * 60),
+                ..spec(p)
+            },
+        )
+        .await;
+        let (exp, rexp): (i64, Option<i64>) =
+            sqlx::query_as("SELECT token_expires_at, refresh_expires_at FROM accounts WHERE account_id = $1")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        let now = socialsyncer::domain::now();
+        assert!(exp >= now - 5 && exp <= now + 2 * 86_400, "{p}: {}", exp - now);
+        assert!(rexp.is_none_or(|r| r <= now + 2 * 365 * 86_400), "{p}");
+    }
+    app.stop().await;
+}

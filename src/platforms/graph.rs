@@ -201,7 +201,15 @@ fn buc_retry_at(reply: &Reply, now: UnixTime) -> Option<UnixTime> {
 /// Whether a Graph error says the token was issued to another app (`debug_token` code 100:
 /// "The App_id in the input_token did not match the Viewing App").
 fn other_app(e: &GraphError) -> bool {
-    e.code == 100 && e.message.to_ascii_lowercase().contains("did not match the viewing app")
+    e.code == 100 && e.message.to_ascii_lowercase().contains("did not match the view")
+}
+
+/// The words for a token of another app.
+fn other_app_detail(platform: Platform) -> String {
+    format!(
+        "{} error 100: the token was issued to another Meta app (the App_id in the input_token did not match the Viewing App)",
+        platform.display_name()
+    )
 }
 
 /// Classifies a Graph error. `about_app_token`: the call authenticated with the app's own
@@ -223,7 +231,7 @@ pub fn classify(
         })
     };
     match e.code {
-        100 if about_app_token && other_app(e) => CheckOutcome::OtherApp(detail),
+        100 if about_app_token && other_app(e) => CheckOutcome::OtherApp(other_app_detail(platform)),
         190 | 102 | 101 if about_app_token => CheckOutcome::Misconfigured(format!(
             "{} rejected the app credentials ({detail}): check platforms.{}.app_id and app_secret_file",
             platform.display_name(),
@@ -519,7 +527,7 @@ pub fn parse_debug_token(p: Platform, v: &Value, now: UnixTime, app_id: Option<&
     if !is_valid {
         if let Some(e) = data.get("error").and_then(GraphError::from_value) {
             if other_app(&e) {
-                return CheckOutcome::OtherApp(e.describe(p));
+                return CheckOutcome::OtherApp(other_app_detail(p));
             }
             let reason = match e.code {
                 190 | 102 => invalid_reason(e.subcode),
@@ -586,6 +594,28 @@ mod tests {
             }
             o => panic!("{o:?}"),
         }
+    }
+
+    #[test]
+    fn debug_token_identity_follows_the_token_type() {
+        let page = json!({"data":{"app_id":"1","type":"PAGE","is_valid":true,"expires_at":0,
+            "scopes":[],"user_id":"55","profile_id":"777"}});
+        match parse_debug_token(Platform::Facebook, &page, 0, Some("1")) {
+            CheckOutcome::Valid(t) => {
+                assert_eq!((t.user_id.as_deref(), t.owner_id.as_deref()), (Some("55"), Some("777")));
+            }
+            o => panic!("{o:?}"),
+        }
+        let user =
+            json!({"data":{"app_id":"1","type":"USER","is_valid":true,"expires_at":0,"scopes":[],"user_id":"55"}});
+        match parse_debug_token(Platform::Facebook, &user, 0, Some("1")) {
+            CheckOutcome::Valid(t) => assert_eq!(t.owner_id.as_deref(), Some("55")),
+            o => panic!("{o:?}"),
+        }
+        assert!(matches!(
+            parse_debug_token(Platform::Facebook, &user, 0, Some("2")),
+            CheckOutcome::OtherApp(_)
+        ));
     }
 
     #[test]
@@ -659,7 +689,15 @@ mod tests {
             classify(Platform::Threads, &e(200, None), &r, 0, false),
             CheckOutcome::PermissionDenied { .. }
         ));
-        for code in [1, 2, 368, 999] {
+        // Plain 100 (no subcode) says nothing about the token; 100/33 is a dead one on /me.
+        assert!(matches!(
+            classify(Platform::Threads, &e(100, Some(33)), &r, 0, false),
+            CheckOutcome::Invalid {
+                reason: InvalidReason::Invalid,
+                ..
+            }
+        ));
+        for code in [1, 2, 100, 368, 999] {
             assert!(matches!(
                 classify(Platform::Threads, &e(code, None), &r, 0, false),
                 CheckOutcome::Transient(Transient {
@@ -679,14 +717,38 @@ mod tests {
             }
             o => panic!("{o:?}"),
         }
-        for code in [4, 17, 32, 613] {
-            assert!(matches!(
-                classify(Platform::Instagram, &e(code, None), &reply(&[]), 0, false),
-                CheckOutcome::Transient(Transient {
-                    kind: TransientKind::RateLimited,
-                    ..
-                })
-            ));
+        for (code, scope) in [
+            (4, ThrottleScope::App),
+            (17, ThrottleScope::Account),
+            (32, ThrottleScope::Account),
+            (613, ThrottleScope::App),
+            (80_002, ThrottleScope::Account),
+        ] {
+            match classify(Platform::Instagram, &e(code, None), &reply(&[]), 0, false) {
+                CheckOutcome::Transient(t) => {
+                    assert_eq!((t.kind, t.scope), (TransientKind::RateLimited, scope), "{code}");
+                }
+                o => panic!("{code}: {o:?}"),
+            }
         }
+        // An absurd estimated_time_to_regain_access waits a day at most.
+        let r = reply(&[(
+            "x-business-use-case-usage",
+            r#"{"1":[{"type":"pages","estimated_time_to_regain_access":9223372036854775807}]}"#,
+        )]);
+        match classify(Platform::Facebook, &e(80001, None), &r, 1000, false) {
+            CheckOutcome::Transient(t) => assert_eq!(t.retry_at, Some(1000 + super::super::MAX_WAIT)),
+            o => panic!("{o:?}"),
+        }
+        // A debug_token error naming another app is that account's configuration.
+        let other = GraphError {
+            code: 100,
+            subcode: None,
+            message: "(#100) The App_id in the input_token did not match the Viewing App".into(),
+        };
+        assert!(matches!(
+            classify(Platform::Facebook, &other, &reply(&[]), 0, true),
+            CheckOutcome::OtherApp(_)
+        ));
     }
 }
