@@ -144,13 +144,18 @@ pub const TIKTOK_REFRESH_TTL: i64 = 180 * 86_400;
 pub const TWITTER_ACCESS_TTL: i64 = 2 * 3_600;
 
 impl TokenSpec {
-    /// A valid token for `user_id` with the platform's publishing scopes, expiring in 60 days.
+    /// A valid token for `user_id` with the platform's publishing scopes, with the platform's
+    /// documented lifetime: 60 days for Graph long-lived tokens, 2 hours for TikTok and X.
     pub fn valid(platform: Platform, user_id: &str) -> TokenSpec {
         TokenSpec {
             user_id: user_id.to_owned(),
             username: format!("user{user_id}"),
             scopes: default_scopes(platform),
-            expires_in: Some(60 * 86_400),
+            expires_in: Some(match platform {
+                Platform::Tiktok => TIKTOK_ACCESS_TTL,
+                Platform::Twitter => TWITTER_ACCESS_TTL,
+                _ => 60 * 86_400,
+            }),
             data_access_expires_in: if matches!(platform, Platform::Facebook | Platform::Instagram) {
                 Some(90 * 86_400)
             } else {

@@ -244,6 +244,7 @@ async fn instagram_login_threads_tiktok_twitter_states() {
         };
         let spec = |p| {
             let mut s = spec(p);
+            s.expires_in = Some(60 * DAY);
             if p == Platform::Instagram {
                 s.scopes = vec![
                     "instagram_business_basic".into(),

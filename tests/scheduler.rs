@@ -129,16 +129,20 @@ async fn a_rate_limited_platform_slows_only_its_own_accounts() {
     let key = app.key("acme").await;
     let db = app.db().await;
     let mut tw = Vec::new();
+    let mut fb = Vec::new();
     for i in 0..10 {
         app.connect(&key, Platform::Tiktok, &format!("tt{i}"), spec(Platform::Tiktok))
             .await;
-        app.connect(
-            &key,
-            Platform::Facebook,
-            &format!("{}", 200 + i),
-            spec(Platform::Facebook),
-        )
-        .await;
+        fb.push(
+            app.connect(
+                &key,
+                Platform::Facebook,
+                &format!("{}", 200 + i),
+                spec(Platform::Facebook),
+            )
+            .await
+            .0,
+        );
         tw.push(
             app.connect(
                 &key,
