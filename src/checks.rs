@@ -247,6 +247,34 @@ async fn refresh_leased(state: &AppState, a: &Account, tokens: &Tokens, waited: 
     }
 }
 
+/// What the refreshes of one check came to.
+#[derive(Default)]
+struct Attempts {
+    refreshed: bool,
+    error: Option<String>,
+    fatal: Option<String>,
+    misconfigured: Option<String>,
+}
+
+impl Attempts {
+    /// Takes in what a refresh did (new tokens replace `tokens`); a throttle is returned,
+    /// and the whole check is then deferred.
+    fn absorb(&mut self, r: Refresh, tokens: &mut Tokens) -> Option<Transient> {
+        match r {
+            Refresh::Done(t) => {
+                *tokens = t;
+                self.refreshed = true;
+            }
+            Refresh::Fatal(d) => self.fatal = Some(d),
+            Refresh::Failed(d) => self.error = Some(d),
+            Refresh::Throttled(t) => return Some(t),
+            Refresh::Misconfigured(m) => self.misconfigured = Some(m),
+            Refresh::Skipped => {}
+        }
+        None
+    }
+}
+
 async fn ask(state: &AppState, a: &Account, tokens: &Tokens) -> CheckOutcome {
     let outcome = state.platforms.check(a.platform, &context(a, tokens)).await;
     // The token must belong to the account it is registered as.
@@ -300,35 +328,22 @@ async fn check_inner(
     };
     let now = domain::now();
     let refreshable = refreshes(state, &account, tokens.refresh.is_some());
-    let mut refreshed = false;
-    let mut refresh_error = None;
-    let mut fatal = None;
-    let mut misconfigured = None;
-    let mut tried_refresh = false;
-    if refreshable && refresh_at(state, &account).is_some_and(|at| at <= now) {
-        tried_refresh = true;
-        match refresh_and_commit(state, &account, &tokens).await? {
-            Refresh::Done(t) => {
-                tokens = t;
-                refreshed = true;
-            }
-            Refresh::Fatal(d) => fatal = Some(d),
-            Refresh::Failed(d) => refresh_error = Some(d),
-            Refresh::Throttled(t) => {
-                return Ok(assess(
-                    state,
-                    account.clone(),
-                    &account,
-                    CheckOutcome::Transient(t),
-                    None,
-                    refreshable,
-                ));
-            }
-            Refresh::Misconfigured(m) => misconfigured = Some(m),
-            Refresh::Skipped => {}
-        }
+    let deferral = |t: Transient| {
+        assess(
+            state,
+            account.clone(),
+            &account,
+            CheckOutcome::Transient(t),
+            None,
+            refreshable,
+        )
+    };
+    let mut done = Attempts::default();
+    let tried_refresh = refreshable && refresh_at(state, &account).is_some_and(|at| at <= now);
+    if tried_refresh && let Some(t) = done.absorb(refresh_and_commit(state, &account, &tokens).await?, &mut tokens) {
+        return Ok(deferral(t));
     }
-    let mut outcome = match &fatal {
+    let mut outcome = match &done.fatal {
         Some(d) => CheckOutcome::Invalid {
             reason: InvalidReason::RefreshRejected,
             detail: format!("the refresh token was rejected: {d}"),
@@ -342,39 +357,23 @@ async fn check_inner(
         && refreshable
         && tokens.refresh.is_some()
     {
-        match refresh_and_commit(state, &account, &tokens).await? {
-            Refresh::Done(t) => {
-                tokens = t;
-                refreshed = true;
-                outcome = ask(state, &account, &tokens).await;
-            }
-            Refresh::Fatal(d) => {
-                if let CheckOutcome::Invalid { detail, .. } = &mut outcome {
-                    *detail = format!("{detail}; the refresh token was rejected too: {d}");
-                }
-            }
-            Refresh::Failed(d) => refresh_error = Some(d),
-            Refresh::Throttled(t) => {
-                return Ok(assess(
-                    state,
-                    account.clone(),
-                    &account,
-                    CheckOutcome::Transient(t),
-                    None,
-                    refreshable,
-                ));
-            }
-            Refresh::Misconfigured(m) => misconfigured = Some(m),
-            Refresh::Skipped => {}
+        if let Some(t) = done.absorb(refresh_and_commit(state, &account, &tokens).await?, &mut tokens) {
+            return Ok(deferral(t));
+        }
+        if done.refreshed {
+            outcome = ask(state, &account, &tokens).await;
+        } else if let (Some(d), CheckOutcome::Invalid { detail, .. }) = (&done.fatal, &mut outcome) {
+            *detail = format!("{detail}; the refresh token was rejected too: {d}");
         }
     }
     // The refresh failed for the daemon's own configuration: an access token that expired
     // meanwhile is the daemon's problem too, not the account's.
-    if let Some(m) = misconfigured
+    if let Some(m) = done.misconfigured
         && matches!(outcome, CheckOutcome::Invalid { .. })
     {
         outcome = CheckOutcome::Misconfigured(format!("the token could not be refreshed: {m}"));
     }
+    let (refreshed, refresh_error) = (done.refreshed, done.error);
     if let Some(e) = &refresh_error {
         tracing::warn!(
             platform = %account.platform,

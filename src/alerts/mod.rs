@@ -29,6 +29,21 @@ pub fn thresholds(config: &crate::config::AlertsConfig) -> Vec<(i64, String)> {
     t
 }
 
+/// The tightest of `thresholds` that `left` seconds have crossed, if any. The wider ones
+/// count as sent: their kinds (`prefix` + label) are marked open without an event, so that
+/// a token first seen a day before expiry sends one alert, not three. The tightest one's
+/// kind is left for the caller to raise (it is skipped there if already open).
+fn crossed(thresholds: &[(i64, String)], left: i64, prefix: &str, open: &mut Vec<String>) -> Option<String> {
+    let (tightest, label) = thresholds.iter().filter(|(t, _)| left <= *t).min_by_key(|(t, _)| *t)?;
+    for (t, l) in thresholds {
+        let k = format!("{prefix}{l}");
+        if left <= *t && t != tightest && !open.contains(&k) {
+            open.push(k);
+        }
+    }
+    Some(label.clone())
+}
+
 /// The events of one check and the account's alert state after it.
 #[derive(Debug, Default)]
 pub struct Derived {
@@ -129,13 +144,7 @@ pub fn derive(
                         "Reconnect the account.".into(),
                         &mut open,
                     );
-                } else if let Some((_, label)) = policy
-                    .thresholds
-                    .iter()
-                    .filter(|(t, _)| left <= *t)
-                    .min_by_key(|(t, _)| *t)
-                {
-                    // The tightest threshold crossed; the wider ones count as sent.
+                } else if let Some(label) = crossed(&policy.thresholds, left, "expiring_", &mut open) {
                     let rec = a
                         .recommendations
                         .iter()
@@ -149,12 +158,6 @@ pub fn derive(
                         "Reconnect the account before it expires.".into(),
                         &mut open,
                     );
-                    for (t, l) in policy.thresholds.iter() {
-                        let k = format!("expiring_{l}");
-                        if left <= *t && !open.contains(&k) {
-                            open.push(k);
-                        }
-                    }
                 }
             }
             // Facebook's data access (90 days after the person last used the app) ends
@@ -169,12 +172,7 @@ pub fn derive(
                         "The account owner must log in to the app again (reconnect the account).".into(),
                         &mut open,
                     );
-                } else if let Some((_, label)) = policy
-                    .thresholds
-                    .iter()
-                    .filter(|(t, _)| left <= *t)
-                    .min_by_key(|(t, _)| *t)
-                {
+                } else if let Some(label) = crossed(&policy.thresholds, left, "data_access_expiring_", &mut open) {
                     raise(
                         format!("data_access_expiring_{label}"),
                         a.health,
@@ -186,12 +184,6 @@ pub fn derive(
                         "The account owner must log in to the app again before then (reconnect the account).".into(),
                         &mut open,
                     );
-                    for (t, l) in policy.thresholds.iter() {
-                        let k = format!("data_access_expiring_{l}");
-                        if left <= *t && !open.contains(&k) {
-                            open.push(k);
-                        }
-                    }
                 }
             }
             if let Some(e) = refresh_error {

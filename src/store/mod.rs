@@ -1007,28 +1007,27 @@ impl Store {
 
     /// `(platform, account_id, workspace, token_expires_at)` of every account with a known expiry.
     pub async fn token_expiries(&self) -> Result<Vec<(Platform, String, String, UnixTime)>, StoreError> {
-        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+        self.expiry_rows(
             "SELECT a.platform, a.account_id, w.name, a.token_expires_at FROM accounts a \
              JOIN workspaces w ON w.id = a.workspace_id WHERE a.token_expires_at IS NOT NULL",
         )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(p, id, ws, t)| Some((p.parse().ok()?, id, ws, t)))
-            .collect())
+        .await
     }
 
     /// Every Facebook data-access expiry the checks learnt: (platform, account ID,
     /// workspace, expiry).
     pub async fn data_access_expiries(&self) -> Result<Vec<(Platform, String, String, UnixTime)>, StoreError> {
-        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+        self.expiry_rows(
             "SELECT a.platform, a.account_id, w.name, h.data_access_expires_at FROM accounts a \
              JOIN workspaces w ON w.id = a.workspace_id JOIN account_health h ON h.account_ref = a.id \
              WHERE h.data_access_expires_at IS NOT NULL",
         )
-        .fetch_all(&self.pool)
-        .await?;
+        .await
+    }
+
+    /// Rows of (platform, account ID, workspace, time) from `sql`.
+    async fn expiry_rows(&self, sql: &str) -> Result<Vec<(Platform, String, String, UnixTime)>, StoreError> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(sql).fetch_all(&self.pool).await?;
         Ok(rows
             .into_iter()
             .filter_map(|(p, id, ws, t)| Some((p.parse().ok()?, id, ws, t)))
