@@ -113,14 +113,14 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
     eprintln!("prepared in {:.1}s; sweeping ...", setup.elapsed().as_secs_f64());
 
     let bound = b.accounts as f64 * b.latency.as_secs_f64() / b.concurrency as f64;
-    println!(
+    out!(
         "sweep benchmark ({} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("  accounts N          {}", b.accounts);
-    println!("  latency L           {} ms", b.latency.as_millis());
-    println!("  concurrency C       {}", b.concurrency);
-    println!("  lower bound N*L/C   {bound:.3} s");
+    out!("  accounts N          {}", b.accounts);
+    out!("  latency L           {} ms", b.latency.as_millis());
+    out!("  concurrency C       {}", b.concurrency);
+    out!("  lower bound N*L/C   {bound:.3} s");
     // The first sweep assesses every account for the first time (every row changes); the
     // second, with every account due again, is the steady state of a running daemon.
     for (name, what) in [
@@ -140,29 +140,33 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
         let cpu = cpu_before.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
         let secs = report.duration.as_secs_f64();
         let checks_after = state.metrics.check_time_totals();
-        println!("  {name} ({what})");
-        println!(
+        out!("  {name} ({what})");
+        out!(
             "    checked           {} (ok {}, invalid {}, transient {}, deferred {})",
-            report.checked, report.ok, report.invalid, report.transient, report.deferred
+            report.checked,
+            report.ok,
+            report.invalid,
+            report.transient,
+            report.deferred
         );
-        println!("    sweep time        {secs:.3} s");
-        println!("    ratio             {:.3}", secs / bound);
-        println!("    checks per second {:.0}", report.checked as f64 / secs);
+        out!("    sweep time        {secs:.3} s");
+        out!("    ratio             {:.3}", secs / bound);
+        out!("    checks per second {:.0}", report.checked as f64 / secs);
         let timed = checks_after.0 - checks_before.0;
         if timed > 0 {
-            println!(
+            out!(
                 "    mean check time   {:.2} ms (request, answer and assessment)",
                 (checks_after.1 - checks_before.1) * 1e3 / timed as f64
             );
         }
         if let Some(cpu) = cpu {
-            println!(
+            out!(
                 "    CPU time          {:.2} s, {:.0} µs per check (daemon and simulator)",
                 cpu.as_secs_f64(),
                 cpu.as_secs_f64() * 1e6 / report.checked.max(1) as f64
             );
         }
-        println!(
+        out!(
             "    store write time  {:.3} s, overlapping the checks ({} results)",
             report.write_time.as_secs_f64(),
             report.checked
@@ -175,7 +179,7 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
         let (state, tokens) = (state.clone(), std::sync::Arc::new(tokens));
         tokio::spawn(async move { adapter_floor(&state, tokens, b.concurrency).await }).await??
     };
-    println!(
+    out!(
         "  adapter floor       {:.3} s, ratio {:.3} (the same checks through the adapters alone: no database, no assessment)",
         floor.as_secs_f64(),
         floor.as_secs_f64() / bound
@@ -188,7 +192,7 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
         let updates: Vec<HealthUpdate> = accounts.iter().map(|a| bulk_update(a, unchanged)).collect();
         let t = Instant::now();
         state.store.record_checks(&updates).await?;
-        println!(
+        out!(
             "  bulk write          {:.3} s for {} results in one transaction ({})",
             t.elapsed().as_secs_f64(),
             updates.len(),
@@ -200,7 +204,7 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
         );
     }
     if let Some(m) = peak_rss_mib() {
-        println!("  peak memory         {m:.0} MiB (VmHWM, simulator included)");
+        out!("  peak memory         {m:.0} MiB (VmHWM, simulator included)");
     }
     state.store.close().await;
     drop(sim);

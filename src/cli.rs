@@ -131,6 +131,30 @@ pub enum AccountsCommand {
 /// Runs the CLI; the binary's whole `main`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Demo { .. } = cli.command {
+        // The demo runs on a throwaway configuration of its own: a --config would be
+        // silently ignored, so it is refused.
+        if cli.config.is_some() {
+            eprintln!(
+                "socialsyncer: demo runs on its own throwaway configuration and database; --config does not apply to it"
+            );
+            return ExitCode::from(2);
+        }
+        telemetry::init(crate::config::LogFormat::Compact);
+        return match tokio::runtime::Runtime::new() {
+            Ok(rt) => match rt.block_on(run(cli.command, Config::default())) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("socialsyncer: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("socialsyncer: cannot start the async runtime: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let (path, explicit) = match (&cli.config, std::env::var_os("SOCIALSYNCER_CONFIG")) {
         (Some(p), _) => (p.clone(), true),
         (None, Some(p)) => (PathBuf::from(p), true),
@@ -230,9 +254,11 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             let sealer = app::load_sealer(&config)?;
             let state = AppState::new(config, store, sealer)?;
             accounts::register(&state, ws_id, &reg).await?;
-            println!(
+            out!(
                 "registered {} account {} ({})",
-                reg.platform, reg.account_id, reg.username
+                reg.platform,
+                reg.account_id,
+                reg.username
             );
             state.store.close().await;
         }
@@ -262,7 +288,7 @@ async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
             let ws_id = store.ensure_workspace(ws.as_str(), now).await?;
             let key = crypto::generate_api_key();
             store.insert_api_key(ws_id, &key.prefix, &key.hash, now).await?;
-            println!("{}", key.secret.expose_secret());
+            out!("{}", key.secret.expose_secret());
             eprintln!(
                 "created key {} for workspace '{}'; it is shown only this once",
                 key.prefix,
@@ -271,13 +297,13 @@ async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
         }
         KeysCommand::List => {
             let keys = store.list_api_keys().await?;
-            println!("{:<12} {:<24} {:<21} STATUS", "PREFIX", "WORKSPACE", "CREATED");
+            out!("{:<12} {:<24} {:<21} STATUS", "PREFIX", "WORKSPACE", "CREATED");
             for k in keys {
                 let status = match k.revoked_at {
                     Some(t) => format!("revoked {}", domain::rfc3339(t)),
                     None => "active".into(),
                 };
-                println!(
+                out!(
                     "{:<12} {:<24} {:<21} {status}",
                     k.prefix,
                     k.workspace,
@@ -330,9 +356,13 @@ async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitC
     }
     let mut rows: Vec<_> = checked.iter().collect();
     rows.sort_by(|a, b| (a.account.platform, &a.account.account_id).cmp(&(b.account.platform, &b.account.account_id)));
-    println!(
+    out!(
         "{:<10} {:<38} {:<24} {:<10} {:<21} RECOMMENDATION",
-        "PLATFORM", "ACCOUNT", "USERNAME", "HEALTH", "EXPIRES"
+        "PLATFORM",
+        "ACCOUNT",
+        "USERNAME",
+        "HEALTH",
+        "EXPIRES"
     );
     let mut unhealthy = 0;
     for c in &rows {
@@ -342,7 +372,7 @@ async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitC
         }
         let expires = u.token_expires_at.map(domain::rfc3339).unwrap_or_else(|| "-".into());
         let rec = u.recommendations.first().cloned().unwrap_or_default();
-        println!(
+        out!(
             "{:<10} {:<38} {:<24} {:<10} {:<21} {rec}",
             c.account.platform.as_str(),
             c.account.account_id,

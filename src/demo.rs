@@ -119,7 +119,7 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
     let listener = server::bind(&state).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let k = key.secret.expose_secret();
-    println!(
+    out!(
         "socialsyncer demo is running on {base} with simulated platforms and 12 sample accounts.\n\
          Database: {}/demo.db (deleted on exit). Stop with Ctrl-C.\n\n\
          API key (workspace \"demo\"): {k}\n\n\

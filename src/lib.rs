@@ -2,6 +2,15 @@
 //! health in SQLite, serves it over HTTP and warns people before a token dies.
 #![forbid(unsafe_code)]
 
+/// `println!` for command output that never panics: a closed standard output (as in
+/// `socialsyncer demo | head`) makes the write fail, and the output is simply dropped.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 pub mod accounts; // registration steps shared by the API and the CLI
 pub mod alerts; // alert events and their email delivery
 pub mod api; // HTTP routes, authentication, error format

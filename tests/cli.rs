@@ -408,9 +408,8 @@ fn check_prints_a_table_and_fails_on_unhealthy_accounts() {
 
 #[test]
 fn demo_serves_sample_accounts() {
-    let env = env_with("");
-    let mut child = env
-        .cmd(&["demo", "--listen", "127.0.0.1:0"])
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -450,4 +449,68 @@ fn demo_serves_sample_accounts() {
     }
     sigterm(&d.child);
     assert!(d.child.wait().unwrap().success());
+}
+
+#[test]
+fn demo_survives_a_closed_stdout_removes_its_folder_and_refuses_config() {
+    let env = env_with("");
+    let out = env.run(&["demo"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--config does not apply"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // `demo | head -0`: standard output is closed before the demo prints anything.
+    let tmp = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .env("TMPDIR", tmp.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, logs) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("socialsyncer is serving")) {
+        seen.push(
+            logs.recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("the demo did not start: {seen:?}")),
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        1,
+        "the demo's folder exists while it runs"
+    );
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    seen.extend(logs.try_iter());
+    let all = seen.join("\n");
+    assert!(status.success(), "{status:?}: {all}");
+    assert!(!all.contains("panicked"), "{all}");
+    assert!(
+        !all.contains('\u{1b}'),
+        "no colour codes when stderr is not a terminal: {all}"
+    );
+    assert!(
+        !all.contains("Uninited") && !all.contains("Job creator created"),
+        "{all}"
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "the demo removed its folder and the secrets in it"
+    );
 }
