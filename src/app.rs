@@ -97,9 +97,39 @@ impl Problems {
     }
 }
 
+/// A mistake in how a command was run (a missing database, a missing token key, the daemon
+/// still running): the CLI prints it as one line and exits 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Whether a command may create the database when it does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    /// `serve`, `migrate`, `keys create`: a new installation starts here.
+    Yes,
+    /// Every other command: a missing database means a wrong `database.url` (for example a
+    /// relative path run from another directory), never a reason for a new, empty one.
+    No,
+}
+
 /// Opens the database named by the config and applies pending migrations.
-pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+pub async fn open_store(config: &Config, create: Create) -> anyhow::Result<Store> {
     let path = config.database.sqlite_path()?;
+    if create == Create::No && !path.exists() {
+        return Err(UsageError(format!(
+            "no database at {} (is `database.url` right?)",
+            absolute(&path).display()
+        ))
+        .into());
+    }
     let store = Store::open_sqlite(&path, config.database.busy_timeout.0, config.database.max_connections)
         .await
         .with_context(|| format!("Failed to open the database {}", path.display()))?;
@@ -110,17 +140,89 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// Loads the token sealing key, creating it beside the database when none is configured.
-pub fn load_sealer(config: &Config) -> anyhow::Result<Sealer> {
+/// The database path as an absolute path, for messages.
+pub fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// The database file the config names, absolute, for the line every admin command prints.
+pub fn database_path(config: &Config) -> anyhow::Result<std::path::PathBuf> {
+    Ok(absolute(&config.database.sqlite_path()?))
+}
+
+/// Loads the token sealing key. Without `security.token_key_file`, `token.key` beside the
+/// database is created on first use, but never while the database already holds sealed
+/// tokens: a new key could not open them, so a missing key file is an error that names it.
+pub async fn load_sealer(config: &Config, store: &Store) -> anyhow::Result<Sealer> {
     let path = config.token_key_path()?;
     if config.security.token_key_file.is_some() {
         return Sealer::load(&path).context("Failed to load security.token_key_file");
+    }
+    if !path.exists() {
+        let sealed = store.sealed_count().await?;
+        if sealed > 0 {
+            return Err(UsageError(format!(
+                "the database holds the sealed tokens of {sealed} account(s) but there is no token key at {}; \
+                 restore that file (or set security.token_key_file): a new key could not open them",
+                absolute(&path).display()
+            ))
+            .into());
+        }
     }
     let (sealer, created) = Sealer::load_or_create(&path).context("Failed to load or create the token key")?;
     if created {
         tracing::warn!(path = %path.display(), "created a new token sealing key; back it up with the database");
     }
     Ok(sealer)
+}
+
+/// The daemon's liveness lock: an exclusive lock on `<database>.lock`, held for as long as
+/// `serve` runs (the kernel releases it when the process dies, even by kill -9). Commands
+/// that must not run beside the daemon (`rotate-token-key`) take the same lock.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl DaemonLock {
+    /// The lock file of the configured database.
+    pub fn path(config: &Config) -> anyhow::Result<std::path::PathBuf> {
+        let db = config.database.sqlite_path()?;
+        let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(".lock");
+        Ok(absolute(&db.with_file_name(name)))
+    }
+
+    /// Takes the lock, or says who holds it: `what` names the command for the message.
+    pub fn acquire(config: &Config, what: &str) -> anyhow::Result<DaemonLock> {
+        let path = DaemonLock::path(config)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("Failed to create {}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("Failed to open the lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DaemonLock { _file: file, path }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(UsageError(format!(
+                "a socialsyncer daemon is running on this database (it holds {}); {what}",
+                path.display()
+            ))
+            .into()),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(anyhow::Error::new(e).context(format!("Failed to lock {}", path.display())))
+            }
+        }
+    }
+
+    /// Where the lock lives.
+    pub fn file(&self) -> &std::path::Path {
+        &self.path
+    }
 }
 
 impl AppState {
@@ -144,10 +246,16 @@ impl AppState {
         })
     }
 
-    /// Opens the store (with migrations) and the sealer: everything `serve` needs.
+    /// Opens the store (with migrations, creating the database if needed) and the sealer:
+    /// everything `serve` needs.
     pub async fn build(config: Config) -> anyhow::Result<AppState> {
-        let store = open_store(&config).await?;
-        let sealer = load_sealer(&config)?;
+        AppState::build_with(config, Create::Yes).await
+    }
+
+    /// As [`AppState::build`]; `create` says whether a missing database may be created.
+    pub async fn build_with(config: Config, create: Create) -> anyhow::Result<AppState> {
+        let store = open_store(&config, create).await?;
+        let sealer = load_sealer(&config, &store).await?;
         AppState::new(config, store, sealer)
     }
 }

@@ -530,8 +530,9 @@ pub async fn check_and_record(state: &AppState, account: Account) -> Result<(Acc
     Ok((fresh, c.outcome))
 }
 
-/// Checks many accounts with at most `concurrency` in flight; `on_done` sees each result as
-/// it finishes (for progress). Results come back in completion order; nothing is written.
+/// Checks many accounts with at most `concurrency` in flight, each platform paced and
+/// throttled by the same gates as sweeps; `on_done` sees each result as it finishes (for
+/// progress). Results come back in completion order; nothing is written.
 pub async fn check_all(
     state: &AppState,
     accounts: Vec<Account>,
@@ -544,8 +545,16 @@ pub async fn check_all(
         let state = state.clone();
         let permits = permits.clone();
         set.spawn(async move {
+            // The same pacing and throttle gates as the daemon's sweeps.
+            let gate = state.gates.get(account.platform);
+            gate.pace().await;
             let _permit = permits.acquire_owned().await;
-            check(&state, account).await
+            if let Some(until) = gate.blocked(domain::now()) {
+                return Ok(crate::scheduler::gate_deferral(account, until));
+            }
+            let c = check(&state, account).await?;
+            crate::scheduler::note_throttle(&state, &c);
+            Ok(c)
         });
     }
     let mut out = Vec::new();

@@ -41,6 +41,11 @@ pub enum Command {
     #[command(subcommand)]
     Accounts(AccountsCommand),
     /// Check every account now, print a table, exit 1 if any account is unhealthy.
+    ///
+    /// The daemon's sweeps already check every account on schedule, so this is not needed
+    /// while `serve` runs; it is for a one-off look. It uses the daemon's refresh leases and
+    /// per-platform pacing, so running it beside the daemon burns no refresh token and no
+    /// extra quota.
     Check {
         /// Only this platform.
         #[arg(long)]
@@ -177,6 +182,10 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli.command, config)) {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<app::UsageError>().is_some() => {
+            eprintln!("socialsyncer: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("socialsyncer: {e:#}");
             ExitCode::FAILURE
@@ -184,15 +193,26 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The line every admin command starts with, so that nobody wonders which database it used.
+fn say_database(config: &Config) -> anyhow::Result<()> {
+    eprintln!("database: {}", app::database_path(config)?.display());
+    Ok(())
+}
+
 /// Runs one command with a loaded config.
 pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve => {
             let state = AppState::build(config).await?;
+            // Held while the daemon runs: admin commands that must not run beside it check it.
+            let lock = app::DaemonLock::acquire(&state.config, "a second daemon on one SQLite database is refused")?;
+            tracing::debug!(lock = %lock.file().display(), "holding the daemon lock");
             server::run(state).await?;
+            drop(lock);
         }
         Command::Migrate => {
-            let store = app::open_store(&config).await?;
+            say_database(&config)?;
+            let store = app::open_store(&config, app::Create::Yes).await?;
             store.close().await;
             eprintln!("migrations applied");
         }
@@ -243,7 +263,8 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 scopes,
             }
             .validate()?;
-            let store = app::open_store(&config).await?;
+            say_database(&config)?;
+            let store = app::open_store(&config, app::Create::No).await?;
             let Some(ws_id) = store.workspace_id(ws.as_str()).await? else {
                 bail!(
                     "workspace '{}' does not exist; create it with `socialsyncer keys create --workspace {}`",
@@ -251,7 +272,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                     ws.as_str()
                 );
             };
-            let sealer = app::load_sealer(&config)?;
+            let sealer = app::load_sealer(&config, &store).await?;
             let state = AppState::new(config, store, sealer)?;
             accounts::register(&state, ws_id, &reg).await?;
             out!(
@@ -280,7 +301,14 @@ fn read_token_from_stdin() -> anyhow::Result<SecretString> {
 }
 
 async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
-    let store = app::open_store(config).await?;
+    say_database(config)?;
+    // Only `keys create` may start a new installation's database.
+    let create = if matches!(cmd, KeysCommand::Create { .. }) {
+        app::Create::Yes
+    } else {
+        app::Create::No
+    };
+    let store = app::open_store(config, create).await?;
     match cmd {
         KeysCommand::Create { workspace } => {
             let ws: WorkspaceName = workspace.parse()?;
@@ -329,7 +357,8 @@ async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
 async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
     let platform: Option<Platform> = platform.as_deref().map(str::parse).transpose()?;
-    let state = AppState::build(config).await?;
+    say_database(&config)?;
+    let state = AppState::build_with(config, app::Create::No).await?;
     let accounts = state.store.all_accounts(platform).await?;
     let total = accounts.len();
     let progress = std::io::stderr().is_terminal() && total > 50;
@@ -398,6 +427,7 @@ async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitC
 }
 
 async fn rotate_token_key(config: &Config, new_key_file: &std::path::Path) -> anyhow::Result<()> {
+    say_database(config)?;
     let new = crate::crypto::Sealer::load(new_key_file).context("Failed to load --new-key-file")?;
     let old_path = config.token_key_path()?;
     if old_path.exists() && std::fs::canonicalize(&old_path).ok() == std::fs::canonicalize(new_key_file).ok() {
@@ -406,35 +436,40 @@ async fn rotate_token_key(config: &Config, new_key_file: &std::path::Path) -> an
             old_path.display()
         );
     }
-    let store = app::open_store(config).await?;
-    let old = app::load_sealer(config)?;
-    let rows = store.all_sealed().await?;
-    let mut resealed = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let platform: Platform = r.platform.parse()?;
-        let ctx = accounts::seal_context(r.workspace_id, platform, &r.account_id);
-        let access = old.open(&ctx, &r.access_token).with_context(|| {
-            format!(
-                "{} account {} does not open with the current key",
-                r.platform, r.account_id
-            )
-        })?;
-        let refresh = r
-            .refresh_token
-            .as_deref()
-            .map(|t| old.open(&ctx, t))
-            .transpose()
-            .with_context(|| format!("{} account {}: refresh token", r.platform, r.account_id))?;
-        resealed.push((r.id, new.seal(&ctx, &access), refresh.map(|t| new.seal(&ctx, &t))));
-    }
-    store.reseal(&resealed, domain::now()).await?;
+    let store = app::open_store(config, app::Create::No).await?;
+    // The daemon would go on sealing and opening with the old key: it must be stopped, and
+    // it cannot start while the lock is held here.
+    let _lock = app::DaemonLock::acquire(config, "stop it first (systemctl stop socialsyncer)")?;
+    let old = app::load_sealer(config, &store).await?;
+    let count = store
+        .reseal_all(domain::now(), |rows| {
+            let mut resealed = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let platform: Platform = r.platform.parse()?;
+                let ctx = accounts::seal_context(r.workspace_id, platform, &r.account_id);
+                let access = old.open(&ctx, &r.access_token).with_context(|| {
+                    format!(
+                        "{} account {} does not open with the current key",
+                        r.platform, r.account_id
+                    )
+                })?;
+                let refresh = r
+                    .refresh_token
+                    .as_deref()
+                    .map(|t| old.open(&ctx, t))
+                    .transpose()
+                    .with_context(|| format!("{} account {}: refresh token", r.platform, r.account_id))?;
+                resealed.push((r.id, new.seal(&ctx, &access), refresh.map(|t| new.seal(&ctx, &t))));
+            }
+            anyhow::Ok(resealed)
+        })
+        .await??;
     store.close().await;
     eprintln!(
-        "re-sealed the tokens of {} account(s) under {}; now set security.token_key_file to it \
+        "re-sealed the tokens of {count} account(s) under {}; now set security.token_key_file to it \
          (or put it in place of {}) before starting the daemon",
-        rows.len(),
         new_key_file.display(),
-        old_path.display()
+        app::absolute(&old_path).display()
     );
     Ok(())
 }

@@ -44,7 +44,7 @@ impl Gate {
     }
 
     /// Waits for this request's turn.
-    async fn pace(&self) {
+    pub(crate) async fn pace(&self) {
         let Some(interval) = self.interval else {
             return;
         };
@@ -58,7 +58,7 @@ impl Gate {
     }
 
     /// The time the platform asked us to wait until, if it is still ahead.
-    fn blocked(&self, now: UnixTime) -> Option<UnixTime> {
+    pub(crate) fn blocked(&self, now: UnixTime) -> Option<UnixTime> {
         let until = self.blocked_until.load(Ordering::Relaxed);
         (until > now).then_some(until)
     }
@@ -83,9 +83,34 @@ impl Gates {
         )
     }
 
-    fn get(&self, p: Platform) -> &Gate {
+    pub(crate) fn get(&self, p: Platform) -> &Gate {
         &self.0[&p]
     }
+}
+
+/// Holds a platform's gate when a check met an app-wide throttle; a throttle of one token
+/// or Page defers that account alone.
+pub(crate) fn note_throttle(state: &AppState, c: &Checked) {
+    if let CheckOutcome::Transient(Transient {
+        kind: TransientKind::RateLimited,
+        retry_at,
+        scope: ThrottleScope::App,
+        ..
+    }) = &c.outcome
+    {
+        let until = retry_at.unwrap_or(domain::now() + checks::DEFAULT_THROTTLE_WAIT);
+        state.gates.get(c.account.platform).block_until(until);
+    }
+}
+
+/// The deferral of an account whose platform asked to wait until `until`.
+pub(crate) fn gate_deferral(account: crate::store::Account, until: UnixTime) -> Checked {
+    let detail = format!(
+        "{} asked to wait until {}",
+        account.platform.display_name(),
+        domain::rfc3339(until)
+    );
+    checks::deferred(account, until, detail)
 }
 
 /// What one sweep did.
@@ -209,18 +234,7 @@ impl Lane {
                 self.checks.spawn(async move {
                     match checks::check_with(&state, account, Some(credentials)).await {
                         Ok(c) => {
-                            // Only an app-wide throttle holds the lane; a throttle of one
-                            // token or Page defers that account alone.
-                            if let CheckOutcome::Transient(Transient {
-                                kind: TransientKind::RateLimited,
-                                retry_at,
-                                scope: ThrottleScope::App,
-                                ..
-                            }) = &c.outcome
-                            {
-                                let until = retry_at.unwrap_or(domain::now() + checks::DEFAULT_THROTTLE_WAIT);
-                                state.gates.get(c.account.platform).block_until(until);
-                            }
+                            note_throttle(&state, &c);
                             // The permit is held until the writer has the result: a slow
                             // database slows the sweep instead of piling up results.
                             let _ = tx.send(c).await;

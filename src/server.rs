@@ -18,25 +18,38 @@ pub async fn serve_http(listener: TcpListener, state: AppState, shutdown: Cancel
         .context("HTTP server failed")
 }
 
-/// Resolves when SIGTERM or SIGINT arrives.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves when SIGTERM or SIGINT arrives. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal sent right after the daemon
+/// says it is serving is never missed (and never kills it with the default action).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (term, int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(term) => {},
+                () = wait(int) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -64,12 +77,13 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
     state.metrics.set_last_sweep(state.store.last_check_at().await?);
     let mut sched = scheduler::start(state.clone(), shutdown.clone(), tracker.clone()).await?;
     let delivery = tokio::spawn(alerts::email::run(state.clone(), shutdown.clone()));
+    let signal = shutdown_signal();
     tracing::info!(listen = %listener.local_addr()?, "socialsyncer is serving");
     systemd::ready();
     systemd::spawn_watchdog(state.clone(), shutdown.clone());
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signal.await;
         tracing::info!("shutdown requested; finishing open requests and the sweep in progress");
         systemd::stopping();
         signal_token.cancel();

@@ -127,7 +127,7 @@ fn environment_overrides_config_keys() {
 
     // $SOCIALSYNCER_CONFIG names the file when --config is absent.
     let out = Command::new(BIN)
-        .args(["keys", "list"])
+        .args(["keys", "create", "--workspace", "w"])
         .env("SOCIALSYNCER_CONFIG", &env.config)
         .output()
         .unwrap();
@@ -181,6 +181,7 @@ fn import_reads_the_token_from_stdin_and_creates_the_key_file() {
         "--expires-at",
         "2030-01-01T00:00:00Z",
     ];
+    env.create_key("other");
     let out = env.run_with_stdin(&args, "tok\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("keys create"), "{}", text(&out.stderr));
@@ -513,4 +514,100 @@ fn demo_survives_a_closed_stdout_removes_its_folder_and_refuses_config() {
         0,
         "the demo removed its folder and the secrets in it"
     );
+}
+
+#[test]
+fn admin_commands_never_create_a_database_or_a_key_and_say_which_database() {
+    // As an admin would run them from another directory with a config whose database path
+    // is relative (the shipped one): the database is not where the config says.
+    let env = env_with("");
+    let db = env.dir.path().join("state/socialsyncer.db");
+    let key_file = env.dir.path().join("state/token.key");
+    let new_key = env.dir.path().join("new.key");
+    std::fs::write(&new_key, [7u8; 32]).unwrap();
+    let new_key = new_key.display().to_string();
+    for args in [
+        vec!["keys", "list"],
+        vec!["keys", "revoke", "sk_12345678"],
+        vec!["check"],
+        vec!["rotate-token-key", "--new-key-file", &new_key],
+        vec![
+            "accounts",
+            "import",
+            "--workspace",
+            "acme",
+            "--platform",
+            "twitter",
+            "--account-id",
+            "1",
+            "--username",
+            "u",
+        ],
+    ] {
+        let out = env.run_with_stdin(&args, "tok");
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(&format!("database: {}", db.display())), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("no database at {} (is `database.url` right?)", db.display())),
+            "{args:?}: {err}"
+        );
+        assert!(!db.exists(), "{args:?} created a database");
+        assert!(!key_file.exists(), "{args:?} created a token key");
+    }
+
+    // A database with sealed tokens and no key file: nothing creates a new key.
+    env.create_key("acme");
+    let import = |id: &str| {
+        env.run_with_stdin(
+            &[
+                "accounts",
+                "import",
+                "--workspace",
+                "acme",
+                "--platform",
+                "twitter",
+                "--account-id",
+                id,
+                "--username",
+                "u",
+            ],
+            "tok",
+        )
+    };
+    assert!(import("1").status.success());
+    assert!(key_file.exists());
+    let moved = env.dir.path().join("token.key.bak");
+    std::fs::rename(&key_file, &moved).unwrap();
+    for out in [
+        import("2"),
+        env.run(&["check"]),
+        env.run(&["serve"]),
+        env.run(&["rotate-token-key", "--new-key-file", &new_key]),
+    ] {
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("there is no token key at {}", key_file.display())),
+            "{err}"
+        );
+        assert!(!key_file.exists(), "a new key was created: {err}");
+    }
+    std::fs::rename(&moved, &key_file).unwrap();
+
+    // rotate-token-key refuses while the daemon runs, and the daemon cannot start during it.
+    let d = start_daemon(&env);
+    let out = env.run(&["rotate-token-key", "--new-key-file", &new_key]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("a socialsyncer daemon is running on this database"),
+        "{err}"
+    );
+    let out = env.run(&["serve"]);
+    assert_eq!(out.status.code(), Some(2), "a second daemon is refused");
+    drop(d);
+    let out = env.run(&["rotate-token-key", "--new-key-file", &new_key]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("re-sealed the tokens of 1 account(s)"));
 }

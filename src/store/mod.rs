@@ -1125,21 +1125,28 @@ impl Store {
         Ok(())
     }
 
-    /// Every account's sealed credentials with what binds them: `(row, workspace, platform,
-    /// account ID, access, refresh)`.
-    pub async fn all_sealed(&self) -> Result<Vec<SealedRow>, StoreError> {
-        Ok(sqlx::query_as(
+    /// Re-seals every stored token in one `BEGIN IMMEDIATE` transaction: the rows are read
+    /// and rewritten under the write lock, so a refresh cannot commit in between and be
+    /// overwritten with the old tokens. `reseal` maps the rows read to their new sealed
+    /// tokens; an error from it rolls everything back. Returns how many accounts were
+    /// re-sealed.
+    pub async fn reseal_all<E>(
+        &self,
+        now: UnixTime,
+        reseal: impl FnOnce(Vec<SealedRow>) -> Result<Vec<Resealed>, E>,
+    ) -> Result<Result<usize, E>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows: Vec<SealedRow> = sqlx::query_as(
             "SELECT a.id, a.workspace_id, a.platform, a.account_id, c.access_token, c.refresh_token \
              FROM accounts a JOIN credentials c ON c.account_ref = a.id ORDER BY a.id",
         )
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// Replaces sealed credentials (after re-sealing under a new key), all in one transaction.
-    pub async fn reseal(&self, rows: &[Resealed], now: UnixTime) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for (id, access, refresh) in rows {
+        .fetch_all(&mut *tx)
+        .await?;
+        let resealed = match reseal(rows) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        for (id, access, refresh) in &resealed {
             sqlx::query(
                 "UPDATE credentials SET access_token = $1, refresh_token = $2, updated_at = $3 WHERE account_ref = $4",
             )
@@ -1151,7 +1158,15 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(Ok(resealed.len()))
+    }
+
+    /// How many accounts have sealed credentials.
+    pub async fn sealed_count(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM credentials")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
     }
 
     /// One account by row ID.
