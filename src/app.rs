@@ -232,6 +232,8 @@ impl AppState {
         let platforms = Platforms::new(&config, http)?;
         let mailer = Mailer::from_config(&config)?.map(Arc::new);
         let alert_thresholds = Arc::new(crate::alerts::thresholds(&config.alerts));
+        let metrics = Metrics::new();
+        metrics.init_alert_kinds(&crate::alerts::kinds(&alert_thresholds));
         Ok(AppState {
             store,
             gates: Arc::new(Gates::new(&config)),
@@ -239,7 +241,7 @@ impl AppState {
             sealer,
             platforms: Arc::new(platforms),
             problems: Arc::new(Problems::default()),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(metrics),
             mailer,
             alerts_due: Arc::new(tokio::sync::Notify::new()),
             alert_thresholds,

@@ -43,8 +43,13 @@ fn auto_refresh(state: &AppState, platform: Platform) -> bool {
 /// Whether this account's tokens are renewed automatically (for TikTok and X that needs a
 /// stored refresh token; Instagram Login and Threads refresh the access token itself).
 fn refreshes(state: &AppState, a: &Account, has_refresh_token: bool) -> bool {
-    auto_refresh(state, a.platform)
-        && (has_refresh_token || matches!(a.platform, Platform::Instagram | Platform::Threads))
+    renewed_automatically(state, a.platform, has_refresh_token)
+}
+
+/// The one predicate for "this account's token is renewed automatically", by platform and
+/// whether a refresh token is stored.
+pub fn renewed_automatically(state: &AppState, platform: Platform, has_refresh_token: bool) -> bool {
+    auto_refresh(state, platform) && (has_refresh_token || matches!(platform, Platform::Instagram | Platform::Threads))
 }
 
 /// When the access token enters its refresh window.

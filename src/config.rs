@@ -74,6 +74,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[log]`
     pub log: LogConfig,
+    /// `[metrics]`
+    pub metrics: MetricsConfig,
     /// `[platforms.*]`
     pub platforms: PlatformsConfig,
 }
@@ -86,6 +88,9 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Address of the Prometheus `/metrics` listener, apart from the API (the per-account
+    /// series name workspaces and accounts). Empty: `/metrics` is served on `listen`.
+    pub metrics_listen: String,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +98,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
+            metrics_listen: "127.0.0.1:9464".into(),
         }
     }
 }
@@ -260,6 +266,22 @@ impl Default for HttpConfig {
             token_request_timeout: HumanDuration(Duration::from_secs(60)),
             max_response_bytes: 1024 * 1024,
         }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve the per-account series (token expiry, reconnect deadline, needs reconnect,
+    /// data-access expiry): about one series per account and metric, labelled with the
+    /// account ID and workspace name. Turn off for many tenants or many accounts.
+    pub per_account: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { per_account: true }
     }
 }
 

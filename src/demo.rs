@@ -81,7 +81,7 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
         .tempdir()
         .context("Failed to create a folder for the demo database")?;
     let toml = format!(
-        "[server]\nlisten = \"{}\"\n[database]\nurl = \"sqlite://{}/demo.db\"\n[schedule]\ncron = \"*/30 * * * * *\"\n{}",
+        "[server]\nlisten = \"{}\"\nmetrics_listen = \"\"\n[database]\nurl = \"sqlite://{}/demo.db\"\n[schedule]\ncron = \"*/30 * * * * *\"\n{}",
         listen.as_deref().unwrap_or("127.0.0.1:8080"),
         dir.path().display(),
         sim.config_toml(dir.path())?

@@ -372,6 +372,27 @@ fn assess_unanswered(
     a
 }
 
+/// The time by which a person must reconnect an account, if any: the access token's expiry
+/// for a token nobody renews; for one renewed automatically, the refresh token's expiry (and
+/// the access token's while refreshes keep failing); Facebook's data-access expiry always.
+pub fn reconnect_deadline(
+    renewed: bool,
+    token_expires_at: Option<UnixTime>,
+    refresh_expires_at: Option<UnixTime>,
+    data_access_expires_at: Option<UnixTime>,
+    refresh_failing: bool,
+) -> Option<UnixTime> {
+    let token = if renewed {
+        refresh_expires_at
+            .into_iter()
+            .chain(token_expires_at.filter(|_| refresh_failing))
+            .min()
+    } else {
+        token_expires_at
+    };
+    token.into_iter().chain(data_access_expires_at).min()
+}
+
 /// What decides when an account is checked next.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -450,6 +471,19 @@ pub fn outcome_label(o: &CheckOutcome) -> &'static str {
 mod tests {
     use super::*;
     use crate::domain::Platform;
+
+    #[test]
+    fn reconnect_deadlines() {
+        // Not renewed: the access token's expiry.
+        assert_eq!(reconnect_deadline(false, Some(10), Some(20), None, false), Some(10));
+        // Renewed: the refresh token's expiry; the access token's only while refreshes fail.
+        assert_eq!(reconnect_deadline(true, Some(10), Some(20), None, false), Some(20));
+        assert_eq!(reconnect_deadline(true, Some(10), None, None, false), None);
+        assert_eq!(reconnect_deadline(true, Some(10), None, None, true), Some(10));
+        // Data access counts either way.
+        assert_eq!(reconnect_deadline(false, None, None, Some(5), false), Some(5));
+        assert_eq!(reconnect_deadline(true, Some(10), Some(20), Some(15), false), Some(15));
+    }
     use crate::platforms::TransientKind;
 
     const NOW: i64 = 1_800_000_000;

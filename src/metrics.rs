@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::domain::{Health, Platform, UnixTime};
@@ -19,6 +20,10 @@ pub struct Metrics {
     accounts: IntGaugeVec,
     token_expiry: GaugeVec,
     data_access_expiry: GaugeVec,
+    reconnect_deadline: GaugeVec,
+    needs_reconnect: IntGaugeVec,
+    alerts_pending: IntGauge,
+    oldest_pending_alert_age: Gauge,
     configuration_problems: IntGaugeVec,
     checks: IntCounterVec,
     check_duration: HistogramVec,
@@ -50,6 +55,30 @@ impl Metrics {
                 "When each Facebook account's data access expires (Unix time); the owner must log in to the app before then",
             ),
             &["platform", "account_id", "workspace"],
+        )
+        .expect("valid metric");
+        let reconnect_deadline = GaugeVec::new(
+            Opts::new(
+                "reconnect_deadline_timestamp_seconds",
+                "When each account must be reconnected by a person (Unix time): the access token's expiry if nothing \
+                 renews it, the refresh token's if it is renewed automatically, Facebook's data-access expiry; absent \
+                 when there is no such deadline",
+            ),
+            &["platform", "account_id", "workspace"],
+        )
+        .expect("valid metric");
+        let needs_reconnect = IntGaugeVec::new(
+            Opts::new(
+                "account_needs_reconnect",
+                "1 when a person must reconnect the account now, else 0",
+            ),
+            &["platform", "account_id", "workspace"],
+        )
+        .expect("valid metric");
+        let alerts_pending = IntGauge::new("alerts_pending", "Alert events not delivered yet").expect("valid metric");
+        let oldest_pending_alert_age = Gauge::new(
+            "oldest_pending_alert_age_seconds",
+            "Age of the oldest alert event not delivered yet (0 when none waits)",
         )
         .expect("valid metric");
         let configuration_problems = IntGaugeVec::new(
@@ -93,6 +122,10 @@ impl Metrics {
             Box::new(accounts.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(token_expiry.clone()),
             Box::new(data_access_expiry.clone()),
+            Box::new(reconnect_deadline.clone()),
+            Box::new(needs_reconnect.clone()),
+            Box::new(alerts_pending.clone()),
+            Box::new(oldest_pending_alert_age.clone()),
             Box::new(configuration_problems.clone()),
             Box::new(checks.clone()),
             Box::new(check_duration.clone()),
@@ -121,6 +154,10 @@ impl Metrics {
             accounts,
             token_expiry,
             data_access_expiry,
+            reconnect_deadline,
+            needs_reconnect,
+            alerts_pending,
+            oldest_pending_alert_age,
             configuration_problems,
             checks,
             check_duration,
@@ -185,8 +222,36 @@ impl Metrics {
         self.alert_failures.with_label_values(&[kind]).inc();
     }
 
-    /// Prometheus text exposition, with the gauges recomputed from the store.
-    pub async fn render(&self, store: &Store) -> Result<String, StoreError> {
+    /// Starts the alert counters of every known kind at 0, so that a rule on their increase
+    /// works before the first success or failure.
+    pub fn init_alert_kinds(&self, kinds: &[String]) {
+        for k in kinds {
+            self.alerts_sent.with_label_values(&[k]);
+            self.alert_failures.with_label_values(&[k]);
+        }
+    }
+
+    /// Prometheus text exposition, with the gauges recomputed from the store. Per-account
+    /// series (about one per account and metric) only with `per_account`; `renewed` says
+    /// whether a platform's token is renewed automatically (given a stored refresh token).
+    pub async fn render(
+        &self,
+        store: &Store,
+        per_account: bool,
+        renewed: impl Fn(Platform, bool) -> bool,
+    ) -> Result<String, StoreError> {
+        let (pending, oldest) = store.pending_alert_stats().await?;
+        self.alerts_pending.set(pending);
+        let now = crate::domain::now();
+        self.oldest_pending_alert_age
+            .set(oldest.map_or(0.0, |t| (now - t).max(0) as f64));
+        self.token_expiry.reset();
+        self.data_access_expiry.reset();
+        self.reconnect_deadline.reset();
+        self.needs_reconnect.reset();
+        if per_account {
+            self.render_per_account(store, renewed).await?;
+        }
         let counts = store.health_counts().await?;
         self.accounts.reset();
         for p in Platform::ALL {
@@ -197,18 +262,6 @@ impl Metrics {
         for (p, h, n) in counts {
             self.accounts.with_label_values(&[p.as_str(), h.as_str()]).set(n);
         }
-        self.token_expiry.reset();
-        for (p, id, ws, exp) in store.token_expiries().await? {
-            self.token_expiry
-                .with_label_values(&[p.as_str(), &id, &ws])
-                .set(exp as f64);
-        }
-        self.data_access_expiry.reset();
-        for (p, id, ws, exp) in store.data_access_expiries().await? {
-            self.data_access_expiry
-                .with_label_values(&[p.as_str(), &id, &ws])
-                .set(exp as f64);
-        }
         let mut families = self.registry.gather();
         families.extend(prometheus::default_registry().gather());
         let mut out = Vec::new();
@@ -216,6 +269,42 @@ impl Metrics {
             .encode(&families, &mut out)
             .map_err(|e| StoreError::Db(sqlx::Error::Protocol(e.to_string())))?;
         Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+impl Metrics {
+    async fn render_per_account(
+        &self,
+        store: &Store,
+        renewed: impl Fn(Platform, bool) -> bool,
+    ) -> Result<(), StoreError> {
+        for (p, id, ws, exp) in store.token_expiries().await? {
+            self.token_expiry
+                .with_label_values(&[p.as_str(), &id, &ws])
+                .set(exp as f64);
+        }
+        for (p, id, ws, exp) in store.data_access_expiries().await? {
+            self.data_access_expiry
+                .with_label_values(&[p.as_str(), &id, &ws])
+                .set(exp as f64);
+        }
+        for r in store.reconnect_rows().await? {
+            let labels = [r.platform.as_str(), r.account_id.as_str(), r.workspace.as_str()];
+            self.needs_reconnect
+                .with_label_values(&labels)
+                .set(i64::from(r.needs_reconnect));
+            let deadline = crate::health::reconnect_deadline(
+                renewed(r.platform, r.has_refresh_token),
+                r.token_expires_at,
+                r.refresh_expires_at,
+                r.data_access_expires_at,
+                r.refresh_failing,
+            );
+            if let Some(t) = deadline {
+                self.reconnect_deadline.with_label_values(&labels).set(t as f64);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -77,6 +77,21 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
     state.metrics.set_last_sweep(state.store.last_check_at().await?);
     let mut sched = scheduler::start(state.clone(), shutdown.clone(), tracker.clone()).await?;
     let delivery = tokio::spawn(alerts::email::run(state.clone(), shutdown.clone()));
+    let metrics = match state.config.server.metrics_listen.trim() {
+        "" => None,
+        addr => {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("Failed to listen on {addr} (server.metrics_listen)"))?;
+            tracing::info!(metrics_listen = %l.local_addr()?, "Prometheus metrics are served at /metrics");
+            let (app, stop) = (api::metrics_router(state.clone()), shutdown.clone());
+            Some(tokio::spawn(async move {
+                axum::serve(l, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            }))
+        }
+    };
     let signal = shutdown_signal();
     tracing::info!(listen = %listener.local_addr()?, "socialsyncer is serving");
     systemd::ready();
@@ -91,6 +106,9 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
     let store = state.store.clone();
     let limit = state.config.schedule.shutdown_timeout.0;
     serve_http(listener, state, shutdown.clone()).await?;
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     if let Some(s) = sched.as_mut()
         && let Err(e) = s.shutdown().await
     {

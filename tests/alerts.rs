@@ -298,3 +298,299 @@ async fn unreachable_alerts_wait_for_several_failures_and_thresholds_fire_once()
     assert_eq!(kinds().await, ["expiring_7days"], "no repeat");
     app.stop().await;
 }
+
+/// Prometheus' `humanizeDuration` (template function) for whole seconds.
+fn humanize_duration(v: i64) -> String {
+    let (sign, v) = if v < 0 { ("-", -v) } else { ("", v) };
+    let (d, h, m, s) = (v / 86_400, v / 3_600 % 24, v / 60 % 60, v % 60);
+    if d != 0 {
+        format!("{sign}{d}d {h}h {m}m {s}s")
+    } else if h != 0 {
+        format!("{sign}{h}h {m}m {s}s")
+    } else if m != 0 {
+        format!("{sign}{m}m {s}s")
+    } else {
+        format!("{sign}{s}s")
+    }
+}
+
+/// The promtool binary, or `None` (outside CI) when Prometheus is not installed here.
+fn promtool() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is missing: .ci/run installs it (Debian package prometheus)"
+        );
+        eprintln!("promtool not installed: the generated rule test is skipped (apt-get install prometheus)");
+    }
+    found
+}
+
+/// The alert rules, evaluated by promtool on series scraped from a running daemon whose
+/// accounts are in every state: each rule fires exactly for the accounts the API says need
+/// a person, never for a healthy one, and every series the rules and their hand-written
+/// tests use is one the daemon really emits.
+#[tokio::test]
+async fn alert_rules_on_a_real_scrape() {
+    let app = spawn_app_cfg("", |c| c.schedule.cron = String::new()).await;
+    let key = app.key("acme").await;
+    let no_refresh = |p, expires_in| TokenSpec {
+        with_refresh: false,
+        expires_in,
+        ..spec(p)
+    };
+    // Healthy, renewed automatically: short-lived X and TikTok tokens, a Threads token in its
+    // refresh window. A healthy Page that never expires.
+    app.connect(&key, Platform::Twitter, "101", spec(Platform::Twitter))
+        .await;
+    app.connect(&key, Platform::Tiktok, "tt102", spec(Platform::Tiktok))
+        .await;
+    app.connect(
+        &key,
+        Platform::Threads,
+        "103",
+        TokenSpec {
+            expires_in: Some(3 * DAY),
+            ..spec(Platform::Threads)
+        },
+    )
+    .await;
+    app.connect(
+        &key,
+        Platform::Facebook,
+        "104",
+        TokenSpec {
+            expires_in: None,
+            admin_id: Some("9001".into()),
+            ..spec(Platform::Facebook)
+        },
+    )
+    .await;
+    // Nothing renews this X token: it must be reconnected within 3 days.
+    app.connect(
+        &key,
+        Platform::Twitter,
+        "105",
+        no_refresh(Platform::Twitter, Some(3 * DAY)),
+    )
+    .await;
+    // Expired and not renewable.
+    app.connect(
+        &key,
+        Platform::Twitter,
+        "106",
+        no_refresh(Platform::Twitter, Some(-3_600)),
+    )
+    .await;
+    // Facebook data access ends in 12 hours.
+    app.connect(
+        &key,
+        Platform::Facebook,
+        "107",
+        TokenSpec {
+            expires_in: None,
+            data_access_expires_in: Some(12 * 3_600),
+            admin_id: Some("9002".into()),
+            ..spec(Platform::Facebook)
+        },
+    )
+    .await;
+    // Revoked.
+    app.connect(
+        &key,
+        Platform::Tiktok,
+        "tt108",
+        TokenSpec {
+            state: TokenState::Revoked,
+            ..spec(Platform::Tiktok)
+        },
+    )
+    .await;
+
+    let scrape = app.metrics().await;
+    let now = domain::now();
+    let (_, list) = app.get(&key, "/v1/accounts/health").await;
+    let truth: std::collections::HashMap<String, (String, bool)> = list["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["accountId"].as_str().unwrap().to_owned(),
+                (
+                    a["health"].as_str().unwrap().to_owned(),
+                    a["needsReconnect"].as_bool().unwrap(),
+                ),
+            )
+        })
+        .collect();
+
+    // Every series of the scrape becomes an input series; timestamps are shifted so that
+    // promtool's time 0 is the scrape.
+    let mut series = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    let mut deadlines = std::collections::BTreeMap::new();
+    for line in scrape.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (name_labels, value) = line.rsplit_once(' ').unwrap();
+        let name = name_labels.split('{').next().unwrap();
+        names.insert(name.to_owned());
+        if !name.starts_with("socialsyncer_") {
+            continue;
+        }
+        let mut v: f64 = value.parse().unwrap();
+        if name.ends_with("_timestamp_seconds") {
+            v -= now as f64;
+        }
+        if name == "socialsyncer_reconnect_deadline_timestamp_seconds" {
+            let id = name_labels
+                .split("account_id=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            deadlines.insert(id.to_owned(), v as i64);
+        }
+        let labels = name_labels.replace('\'', "\\'");
+        series.push(format!("      - series: '{labels}'\n        values: '{v}x40'\n"));
+    }
+    // The rules and the hand-written rule tests name only series the daemon emits.
+    let rules = std::fs::read_to_string("config/prometheus/alerts.yml").unwrap();
+    let hand = std::fs::read_to_string("config/prometheus/alerts_test.yml").unwrap();
+    for text in [&rules, &hand] {
+        for used in text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("socialsyncer_"))
+        {
+            assert!(
+                names.contains(used),
+                "{used} is used by the rules but the daemon never emits it"
+            );
+        }
+    }
+
+    let eval = 20 * 60;
+    let mut expected: std::collections::BTreeMap<&str, Vec<(String, String)>> = Default::default();
+    for (id, (health, needs)) in &truth {
+        if *needs {
+            expected.entry("SocialAccountNeedsReconnect").or_default().push((
+                id.clone(),
+                "Posts to this account fail until someone reconnects it. GET /v1/accounts/{p}/{id} says why.".into(),
+            ));
+        }
+        if let Some(d) = deadlines.get(id) {
+            let left = d - eval;
+            let (rule, description) = if left <= 0 {
+                (
+                    "SocialReconnectDeadlinePassed",
+                    format!(
+                        "Its token (or Facebook data access) expired {} ago; reconnect the account.",
+                        humanize_duration(-left)
+                    ),
+                )
+            } else if left < DAY {
+                (
+                    "SocialReconnectDeadlineWithin1Day",
+                    format!(
+                        "Reconnect it in the next {}, or posts stop going out.",
+                        humanize_duration(left)
+                    ),
+                )
+            } else if left < 7 * DAY {
+                (
+                    "SocialReconnectDeadlineWithin7Days",
+                    format!(
+                        "Reconnect it in the next {}, or posts stop going out.",
+                        humanize_duration(left)
+                    ),
+                )
+            } else {
+                continue;
+            };
+            assert_ne!(health, "healthy", "{id} is healthy but would fire {rule}");
+            expected.entry(rule).or_default().push((id.clone(), description));
+        }
+    }
+    // The scenario's own expectations, so that the derivation above cannot hide a gap.
+    let ids = |rule: &str| -> Vec<&str> {
+        let mut v: Vec<&str> = expected
+            .get(rule)
+            .map(|v| v.iter().map(|(id, _)| id.as_str()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    assert_eq!(ids("SocialAccountNeedsReconnect"), ["106", "tt108"]);
+    assert_eq!(ids("SocialReconnectDeadlinePassed"), ["106"]);
+    assert_eq!(ids("SocialReconnectDeadlineWithin1Day"), ["107"]);
+    assert_eq!(ids("SocialReconnectDeadlineWithin7Days"), ["105"]);
+
+    let platform_of = |id: &str| -> &str {
+        list["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["accountId"] == id)
+            .and_then(|a| a["platform"].as_str())
+            .unwrap()
+    };
+    let mut tests = String::new();
+    for (rule, summary_tail) in [
+        ("SocialAccountNeedsReconnect", "must be reconnected"),
+        ("SocialReconnectDeadlinePassed", "has expired"),
+        ("SocialReconnectDeadlineWithin1Day", "must be reconnected within a day"),
+        (
+            "SocialReconnectDeadlineWithin7Days",
+            "must be reconnected within 7 days",
+        ),
+    ] {
+        let severity = if rule.ends_with("7Days") { "warning" } else { "critical" };
+        tests.push_str(&format!(
+            "      - eval_time: {eval}s\n        alertname: {rule}\n        exp_alerts:\n"
+        ));
+        let fired = expected.get(rule).cloned().unwrap_or_default();
+        if fired.is_empty() {
+            tests.push_str("          []\n");
+        }
+        for (id, description) in fired {
+            let p = platform_of(&id);
+            let description = description.replace("{p}", p).replace("{id}", &id);
+            tests.push_str(&format!(
+                "          - exp_labels:\n              severity: {severity}\n              platform: {p}\n              \
+                 account_id: \"{id}\"\n              workspace: acme\n            exp_annotations:\n              \
+                 summary: \"{p} account {id} (acme) {summary_tail}\"\n              description: \"{description}\"\n"
+            ));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("config/prometheus/alerts.yml", dir.path().join("alerts.yml")).unwrap();
+    let file = dir.path().join("scrape_test.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "rule_files:\n  - alerts.yml\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{}    alert_rule_test:\n{tests}",
+            series.concat()
+        ),
+    )
+    .unwrap();
+    if let Some(promtool) = promtool() {
+        let out = std::process::Command::new(promtool)
+            .args(["test", "rules"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&file).unwrap()
+        );
+    }
+    app.stop().await;
+}

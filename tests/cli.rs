@@ -29,7 +29,7 @@ fn env_with(extra: &str) -> Env {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}/state/socialsyncer.db\"\n[log]\nformat = \"json\"\n{}{extra}",
+            "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}/state/socialsyncer.db\"\n[log]\nformat = \"json\"\n{}{extra}",
             dir.path().display(),
             sim.config_toml(dir.path()).unwrap()
         ),
@@ -221,12 +221,17 @@ fn import_reads_the_token_from_stdin_and_creates_the_key_file() {
 struct Daemon {
     child: Child,
     addr: String,
+    /// The `server.metrics_listen` address, when metrics have a listener of their own.
+    metrics: String,
     logs: mpsc::Receiver<String>,
 }
 
 fn start_daemon(env: &Env) -> Daemon {
-    let mut child = env
-        .cmd(&["serve"])
+    start_daemon_with(env.cmd(&["serve"]))
+}
+
+fn start_daemon_with(mut cmd: Command) -> Daemon {
+    let mut child = cmd
         .env("RUST_LOG", "trace")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -246,6 +251,7 @@ fn start_daemon(env: &Env) -> Daemon {
     let mut d = Daemon {
         child,
         addr: String::new(),
+        metrics: String::new(),
         logs: rx,
     };
     let mut seen = Vec::new();
@@ -254,10 +260,13 @@ fn start_daemon(env: &Env) -> Daemon {
             .logs
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("daemon did not start: {seen:?}"));
-        if let Ok(v) = serde_json::from_str::<Value>(&line)
-            && v["message"] == "socialsyncer is serving"
-        {
-            d.addr = v["listen"].as_str().unwrap().to_owned();
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            if v["message"] == "socialsyncer is serving" {
+                d.addr = v["listen"].as_str().unwrap().to_owned();
+            }
+            if let Some(m) = v["metrics_listen"].as_str() {
+                d.metrics = m.to_owned();
+            }
         }
         seen.push(line);
     }
@@ -352,6 +361,51 @@ fn serve_answers_curl_and_stops_on_sigterm_without_logging_secrets() {
 }
 
 #[test]
+fn metrics_have_their_own_listener_and_per_account_series_are_optional() {
+    let env = env_with("");
+    env.create_key("acme");
+    let out = env.run_with_stdin(
+        &[
+            "accounts",
+            "import",
+            "--workspace",
+            "acme",
+            "--platform",
+            "twitter",
+            "--account-id",
+            "42",
+            "--username",
+            "u",
+        ],
+        "tok",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let d = start_daemon(&env);
+    assert!(!d.metrics.is_empty(), "the metrics listener is logged");
+    let (s, _) = curl(&[&format!("http://{}/metrics", d.addr)]);
+    assert_eq!(s, 404, "the API listener does not serve the metrics");
+    let (s, m) = curl(&[&format!("http://{}/metrics", d.metrics)]);
+    assert_eq!(s, 200);
+    for line in [
+        "socialsyncer_alerts_pending 0",
+        "socialsyncer_oldest_pending_alert_age_seconds 0",
+        "socialsyncer_alerts_sent_total{kind=\"token_invalid\"} 0",
+        "socialsyncer_alert_failures_total{kind=\"expiring_1day\"} 0",
+        "socialsyncer_account_needs_reconnect{account_id=\"42\",platform=\"twitter\",workspace=\"acme\"} 0",
+    ] {
+        assert!(m.contains(line), "{line} in {m}");
+    }
+    drop(d);
+
+    let mut c = env.cmd(&["serve"]);
+    c.env("SOCIALSYNCER__METRICS__PER_ACCOUNT", "false");
+    let d = start_daemon_with(c);
+    let (_, m) = curl(&[&format!("http://{}/metrics", d.metrics)]);
+    assert!(m.contains("socialsyncer_accounts{"), "{m}");
+    assert!(!m.contains("account_id="), "no per-account series: {m}");
+}
+
+#[test]
 fn check_prints_a_table_and_fails_on_unhealthy_accounts() {
     let env = env_with("");
     env.create_key("acme");
@@ -420,6 +474,7 @@ fn demo_serves_sample_accounts() {
     let mut d = Daemon {
         child,
         addr: String::new(),
+        metrics: String::new(),
         logs: mpsc::channel().1,
     };
     let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);

@@ -21,7 +21,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_socialsyncer");
 /// accounts, all due.
 async fn prepared(dir: &std::path::Path, sim: &Simulator, n: usize, threads: &str) -> std::path::PathBuf {
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}/state/db.sqlite\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}/state/db.sqlite\"\n\
          [schedule]\ncron = \"* * * * * *\"\nconcurrency = 50\nbatch_size = 100\n{}",
         dir.display(),
         sim.config_toml(dir)

@@ -44,6 +44,27 @@ fn crossed(thresholds: &[(i64, String)], left: i64, prefix: &str, open: &mut Vec
     Some(label.clone())
 }
 
+/// Every alert kind that can be raised with these thresholds (for counters that start at 0).
+pub fn kinds(thresholds: &[(i64, String)]) -> Vec<String> {
+    let mut k: Vec<String> = [
+        "token_expired",
+        "token_invalid",
+        "permissions_missing",
+        "refresh_failed",
+        "platform_unreachable",
+        "data_access_expired",
+        "recovered",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    for (_, label) in thresholds {
+        k.push(format!("expiring_{label}"));
+        k.push(format!("data_access_expiring_{label}"));
+    }
+    k
+}
+
 /// The events of one check and the account's alert state after it.
 #[derive(Debug, Default)]
 pub struct Derived {

@@ -115,7 +115,12 @@ pub async fn metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<axum::response::Response, ApiError> {
     state.metrics.set_configuration_problems(&state.problems.counts());
-    let text = state.metrics.render(&state.store).await?;
+    let text = state
+        .metrics
+        .render(&state.store, state.config.metrics.per_account, |p, has_refresh| {
+            crate::checks::renewed_automatically(&state, p, has_refresh)
+        })
+        .await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,
@@ -139,12 +144,22 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// The metrics listener's router (`server.metrics_listen`): `/metrics` only.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
 /// The whole router with its state.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.server.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    let mut router = Router::new().route("/healthz", get(healthz));
+    if state.config.server.metrics_listen.trim().is_empty() {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
         .route("/v1/openapi.json", get(openapi::serve))
         .merge(accounts::router())
         .merge(notifications::router())

@@ -266,6 +266,29 @@ pub struct SealedCredentials {
     pub refresh_token: Option<Vec<u8>>,
 }
 
+/// One account as the reconnect series see it.
+#[derive(Debug, Clone)]
+pub struct ReconnectRow {
+    /// Platform.
+    pub platform: Platform,
+    /// Platform account ID.
+    pub account_id: String,
+    /// Workspace name.
+    pub workspace: String,
+    /// Whether a person must reconnect it now.
+    pub needs_reconnect: bool,
+    /// Access token expiry.
+    pub token_expires_at: Option<UnixTime>,
+    /// Refresh token expiry.
+    pub refresh_expires_at: Option<UnixTime>,
+    /// Facebook data-access expiry.
+    pub data_access_expires_at: Option<UnixTime>,
+    /// Automatic refreshes are failing.
+    pub refresh_failing: bool,
+    /// A refresh token is stored.
+    pub has_refresh_token: bool,
+}
+
 /// The result of one check, to be written as the account's current health.
 #[derive(Debug, Clone)]
 pub struct HealthUpdate {
@@ -1032,6 +1055,56 @@ impl Store {
             .into_iter()
             .filter_map(|(p, id, ws, t)| Some((p.parse().ok()?, id, ws, t)))
             .collect())
+    }
+
+    /// What the per-account reconnect series need, for every account.
+    pub async fn reconnect_rows(&self) -> Result<Vec<ReconnectRow>, StoreError> {
+        #[derive(FromRow)]
+        struct Row {
+            platform: String,
+            account_id: String,
+            workspace: String,
+            needs_reconnect: bool,
+            token_expires_at: Option<i64>,
+            refresh_expires_at: Option<i64>,
+            data_access_expires_at: Option<i64>,
+            refresh_failures: i64,
+            has_refresh_token: bool,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT a.platform, a.account_id, w.name AS workspace, h.needs_reconnect, a.token_expires_at, \
+             a.refresh_expires_at, h.data_access_expires_at, h.refresh_failures, \
+             c.refresh_token IS NOT NULL AS has_refresh_token FROM accounts a \
+             JOIN workspaces w ON w.id = a.workspace_id \
+             JOIN account_health h ON h.account_ref = a.id JOIN credentials c ON c.account_ref = a.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(ReconnectRow {
+                    platform: r.platform.parse().ok()?,
+                    account_id: r.account_id,
+                    workspace: r.workspace,
+                    needs_reconnect: r.needs_reconnect,
+                    token_expires_at: r.token_expires_at,
+                    refresh_expires_at: r.refresh_expires_at,
+                    data_access_expires_at: r.data_access_expires_at,
+                    refresh_failing: r.refresh_failures > 0,
+                    has_refresh_token: r.has_refresh_token,
+                })
+            })
+            .collect())
+    }
+
+    /// Alerts not delivered yet: how many, and when the oldest was raised.
+    pub async fn pending_alert_stats(&self) -> Result<(i64, Option<UnixTime>), StoreError> {
+        Ok(
+            sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM alert_outbox WHERE sent_at IS NULL")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// When the last check of any account ran (the last sweep, after a restart).

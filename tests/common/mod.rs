@@ -41,6 +41,8 @@ pub async fn spawn_app_cfg(extra: &str, tweak: impl FnOnce(&mut Config)) -> Test
         sim.config_toml(dir.path()).unwrap()
     );
     let mut config = Config::from_toml(&toml).expect("test config");
+    // /metrics on the API listener, so that tests scrape what they serve.
+    config.server.metrics_listen = String::new();
     tweak(&mut config);
     let state = AppState::build(config).await.expect("app state");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
