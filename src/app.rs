@@ -54,6 +54,8 @@ pub enum Area {
 #[derive(Debug, Default)]
 pub struct Problems {
     by_platform: Mutex<BTreeMap<(Platform, Area), String>>,
+    /// Other problems by a key of their own (e.g. `email:<workspace>`).
+    notes: Mutex<BTreeMap<String, String>>,
 }
 
 impl Problems {
@@ -81,10 +83,33 @@ impl Problems {
         }
     }
 
-    /// The current problems, as `platform: message` lines.
+    /// Sets or clears a problem that is not a platform's (e.g. alerts without a recipient).
+    pub fn set_note(&self, key: &str, problem: Option<String>) {
+        let mut m = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        match problem {
+            Some(p) => {
+                m.insert(key.to_owned(), p);
+            }
+            None => {
+                m.remove(key);
+            }
+        }
+    }
+
+    /// Keeps only the other problems whose key `keep` accepts.
+    pub fn retain_notes(&self, keep: impl Fn(&str) -> bool) {
+        let mut m = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|k, _| keep(k));
+    }
+
+    /// The current problems, as `platform: message` lines, then the others.
     pub fn list(&self) -> Vec<String> {
         let m = self.by_platform.lock().unwrap_or_else(|e| e.into_inner());
-        m.iter().map(|((p, _), msg)| format!("{p}: {msg}")).collect()
+        let mut out: Vec<String> = m.iter().map(|((p, _), msg)| format!("{p}: {msg}")).collect();
+        drop(m);
+        let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        out.extend(notes.values().cloned());
+        out
     }
 
     /// How many problems each platform has now (every platform listed).

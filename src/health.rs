@@ -49,16 +49,32 @@ pub struct Assessment {
     pub answered: bool,
 }
 
-/// "in 3 days", "in 5 hours", "in less than an hour".
+/// "in 3 days", "in 47 hours", "in 90 minutes": whole units, never "1 day" for 47 hours
+/// (below two of a unit the next smaller one is used). Always shown next to the date.
 pub fn time_left(secs: i64) -> String {
-    if secs >= DAY {
-        let d = secs / DAY;
-        format!("in {d} day{}", if d == 1 { "" } else { "s" })
-    } else if secs >= HOUR {
-        let h = secs / HOUR;
-        format!("in {h} hour{}", if h == 1 { "" } else { "s" })
+    if secs >= 2 * DAY {
+        format!("in {} days", secs / DAY)
+    } else if secs >= 2 * HOUR {
+        format!("in {} hours", secs / HOUR)
+    } else if secs >= 120 {
+        format!("in {} minutes", secs / 60)
     } else {
-        "in less than an hour".to_owned()
+        "within a minute or two".to_owned()
+    }
+}
+
+/// "in 2 days, on 2026-12-01 14:00 UTC": the relative time and the absolute one.
+pub fn time_left_at(at: UnixTime, now: UnixTime) -> String {
+    format!("{}, on {}", time_left(at - now), minute(at))
+}
+
+/// `2026-12-01 14:00 UTC`.
+pub fn minute(t: UnixTime) -> String {
+    let d = date(t);
+    // `YYYY-MM-DD HH:MM:SS UTC` -> without the seconds.
+    match (d.get(..16), d.get(19..)) {
+        (Some(head), Some(tail)) => format!("{head}{tail}"),
+        _ => d,
     }
 }
 
@@ -206,7 +222,10 @@ fn assess_valid(v: &ValidToken, account: &Account, policy: &Policy, now: UnixTim
             needs_reconnect = true;
             token_valid = false;
         } else if left > 0 && left <= policy.warn_before && !policy.auto_refresh {
-            recs.push(format!("Token expires {}. Consider reconnecting.", time_left(left)));
+            recs.push(format!(
+                "Token expires {}. Consider reconnecting.",
+                time_left_at(exp, now)
+            ));
             worsen(Health::Warning, &mut health);
         }
     }
@@ -222,7 +241,7 @@ fn assess_valid(v: &ValidToken, account: &Account, policy: &Policy, now: UnixTim
         } else if left <= policy.warn_before {
             recs.push(format!(
                 "Refresh token expires {}: reconnect the account before then.",
-                time_left(left)
+                time_left_at(exp, now)
             ));
             worsen(Health::Warning, &mut health);
         }
@@ -236,7 +255,7 @@ fn assess_valid(v: &ValidToken, account: &Account, policy: &Policy, now: UnixTim
         } else if left <= policy.warn_before {
             recs.push(format!(
                 "Data access expires {}: the account owner must log in to the app again before then.",
-                time_left(left)
+                time_left_at(exp, now)
             ));
             worsen(Health::Warning, &mut health);
         }
@@ -560,24 +579,30 @@ mod tests {
         assert_eq!(edge.health, Health::Warning);
         assert_eq!(
             edge.recommendations,
-            vec!["Token expires in 7 days. Consider reconnecting."]
+            vec![format!(
+                "Token expires in 7 days, on {}. Consider reconnecting.",
+                minute(NOW + 7 * DAY)
+            )]
         );
-        assert_eq!(
-            at(3 * DAY + 5).recommendations,
-            vec!["Token expires in 3 days. Consider reconnecting."]
-        );
-        assert_eq!(
-            at(DAY).recommendations,
-            vec!["Token expires in 1 day. Consider reconnecting."]
-        );
-        assert_eq!(
-            at(5 * HOUR).recommendations,
-            vec!["Token expires in 5 hours. Consider reconnecting."]
-        );
-        assert_eq!(
-            at(60).recommendations,
-            vec!["Token expires in less than an hour. Consider reconnecting."]
-        );
+        // Whole units, never "1 day" for 47 hours, and the absolute time beside them.
+        for (left, words) in [
+            (3 * DAY + 5, "in 3 days"),
+            (2 * DAY, "in 2 days"),
+            (47 * HOUR + 59 * 60, "in 47 hours"),
+            (DAY, "in 24 hours"),
+            (5 * HOUR, "in 5 hours"),
+            (119 * 60, "in 119 minutes"),
+            (60, "within a minute or two"),
+        ] {
+            assert_eq!(
+                at(left).recommendations,
+                vec![format!(
+                    "Token expires {words}, on {}. Consider reconnecting.",
+                    minute(NOW + left)
+                )]
+            );
+        }
+        assert_eq!(minute(NOW + 3 * DAY), "2027-01-18 08:00 UTC");
         let gone = at(0);
         assert_eq!(gone.health, Health::Unhealthy);
         assert_eq!(gone.token_valid, Some(false));

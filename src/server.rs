@@ -92,6 +92,12 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
             }))
         }
     };
+    if state.config.email.smtp_url.is_some() && state.config.email.to.is_empty() {
+        tracing::warn!(
+            "email.smtp_url is set but email.to is empty: alerts reach only the workspaces that set recipients \
+             (PUT /v1/notifications); the others wait in the outbox until they do"
+        );
+    }
     let signal = shutdown_signal();
     tracing::info!(listen = %listener.local_addr()?, "socialsyncer is serving");
     systemd::ready();

@@ -94,20 +94,39 @@ async fn one_grouped_email_per_workspace_no_repeats_after_restart_and_a_recovery
     assert_eq!(
         r,
         DeliveryReport {
-            emails: 2,
+            emails: 3,
             events: 3,
-            failed: 0
-        }
+            ..Default::default()
+        },
+        "one message for the operator and one for acme's team; one for the operator about globex"
     );
     let mails = smtp.mails();
-    let acme = mails.iter().find(|m| m.subject().contains("acme")).unwrap();
+    let acme: Vec<_> = mails.iter().filter(|m| m.subject().contains("acme")).collect();
+    assert_eq!(acme.len(), 2);
+    let mut to: Vec<Vec<String>> = acme.iter().map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(
+        to,
+        [
+            vec!["ops@example.com".to_owned()],
+            vec!["social-team@acme.example".to_owned()]
+        ],
+        "separate envelopes: nobody sees another recipient"
+    );
+    for m in &acme {
+        let headers = m.data.split("\r\n\r\n").next().unwrap();
+        assert!(
+            !(headers.contains("ops@example.com") && headers.contains("social-team@acme.example")),
+            "{headers}"
+        );
+        assert!(headers.contains("Message-ID: <"), "{headers}");
+        assert!(headers.contains("\r\nDate: "), "{headers}");
+    }
+    let acme = acme[0];
     assert_eq!(
         acme.subject(),
         "[socialsyncer] acme: 2 accounts need attention (worst: unhealthy)"
     );
-    let mut to = acme.to.clone();
-    to.sort();
-    assert_eq!(to, ["ops@example.com", "social-team@acme.example"]);
     let body = acme.text();
     assert!(
         body.contains("X (Twitter) user_1 (1) [unhealthy]: The token no longer works."),
@@ -122,6 +141,20 @@ async fn one_grouped_email_per_workspace_no_repeats_after_restart_and_a_recovery
         "both text and HTML"
     );
     assert!(!body.contains("user_3"), "the healthy account is not mentioned");
+    // Worst first, counts in the header line, the installation named.
+    assert!(
+        body.find("user_1 (1) [unhealthy]").unwrap() < body.find("user_2 (2) [warning]").unwrap(),
+        "{body}"
+    );
+    assert!(body.contains("Workspace acme: 1 unhealthy, 1 warning."), "{body}");
+    assert!(
+        body.contains(&format!("Sent by socialsyncer {} on ", env!("CARGO_PKG_VERSION"))),
+        "{body}"
+    );
+    assert!(
+        body.contains(", on 20") && body.contains(" UTC"),
+        "absolute dates: {body}"
+    );
     let globex = mails.iter().find(|m| m.subject().contains("globex")).unwrap();
     assert_eq!(
         globex.subject(),
@@ -144,7 +177,7 @@ async fn one_grouped_email_per_workspace_no_repeats_after_restart_and_a_recovery
         .unwrap();
     assert_eq!(r.checked, 4);
     assert_eq!(deliver(&restarted).await.unwrap(), DeliveryReport::default());
-    assert_eq!(smtp.mails().len(), 2);
+    assert_eq!(smtp.mails().len(), 3);
 
     // The user reconnects X: the account is healthy again, and one recovery email says so.
     app.sim.update(&tw.access_token, |t| t.state = TokenState::Valid);
@@ -153,7 +186,7 @@ async fn one_grouped_email_per_workspace_no_repeats_after_restart_and_a_recovery
         .await;
     assert_eq!((s, v["health"].as_str()), (200, Some("healthy")), "{v}");
     let r = deliver(&restarted).await.unwrap();
-    assert_eq!((r.emails, r.events), (1, 1));
+    assert_eq!((r.emails, r.events), (2, 1));
     let last = smtp.mails().pop().unwrap();
     assert_eq!(last.subject(), "[socialsyncer] acme: 1 account recovered");
     assert!(last.text().contains("healthy again"));
@@ -197,9 +230,8 @@ async fn an_smtp_outage_delays_alerts_without_losing_them() {
         assert_eq!(
             r,
             DeliveryReport {
-                emails: 0,
-                events: 0,
-                failed: 1
+                failed: 1,
+                ..Default::default()
             },
             "attempt {attempt}"
         );
@@ -230,7 +262,7 @@ async fn an_smtp_outage_delays_alerts_without_losing_them() {
         DeliveryReport {
             emails: 1,
             events: 2,
-            failed: 0
+            ..Default::default()
         }
     );
     assert_eq!(app.state.store.undelivered_alerts().await.unwrap(), 0);
@@ -592,5 +624,108 @@ async fn alert_rules_on_a_real_scrape() {
             std::fs::read_to_string(&file).unwrap()
         );
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn alerts_wait_for_a_recipient_and_a_refused_address_costs_nobody_else() {
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    // No operator address: only the workspace's own list, which is empty at first.
+    let app = spawn_app_cfg("", move |c| {
+        c.email.smtp_url = Some(url);
+        c.email.to = Vec::new();
+        c.schedule.cron = String::new();
+    })
+    .await;
+    let key = app.key("acme").await;
+    let db = app.db().await;
+    let revoked = |id: &str| TokenSpec {
+        state: TokenState::Revoked,
+        with_refresh: false,
+        user_id: id.into(),
+        ..spec(Platform::Twitter)
+    };
+    app.connect(&key, Platform::Twitter, "1", revoked("1")).await;
+    let r = deliver(&app.state).await.unwrap();
+    assert_eq!(r, DeliveryReport::default());
+    assert_eq!(
+        app.state.store.undelivered_alerts().await.unwrap(),
+        1,
+        "kept, not dropped"
+    );
+    let h: serde_json::Value = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert!(h["problems"].to_string().contains("wait for a recipient"), "{h}");
+    assert!(app.metrics().await.contains("socialsyncer_alerts_pending 1"));
+
+    // Two recipients; the server refuses one of them for good.
+    let (s, _) = app
+        .put(
+            &key,
+            "/v1/notifications",
+            &serde_json::json!({"emails": ["ok@acme.example", "gone@acme.example"]}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    smtp.refuse("gone@acme.example", "550 5.1.1 No such user");
+    let r = deliver(&app.state).await.unwrap();
+    assert_eq!(
+        r,
+        DeliveryReport {
+            emails: 1,
+            events: 1,
+            refused: 1,
+            ..Default::default()
+        }
+    );
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, ["ok@acme.example"]);
+    assert_eq!(app.state.store.undelivered_alerts().await.unwrap(), 0);
+    let h: serde_json::Value = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["status"], "ok", "{h}");
+    let note: (String,) = sqlx::query_as("SELECT note FROM alert_deliveries WHERE recipient = 'gone@acme.example'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(note.0.contains("550"), "{note:?}");
+
+    // A transient refusal (450) is retried, and only the missing copy is sent again.
+    smtp.refuse("ok@acme.example", "450 4.2.1 Mailbox busy, try later");
+    app.connect(&key, Platform::Twitter, "2", revoked("2")).await;
+    let r = deliver(&app.state).await.unwrap();
+    assert_eq!((r.emails, r.failed, r.refused, r.events), (0, 1, 1, 0), "{r:?}");
+    assert_eq!(app.state.store.undelivered_alerts().await.unwrap(), 1);
+    smtp.refuse.lock().unwrap().remove("ok@acme.example");
+    sqlx::query("UPDATE alert_outbox SET next_attempt_at = 0")
+        .execute(&db)
+        .await
+        .unwrap();
+    let r = deliver(&app.state).await.unwrap();
+    assert_eq!(
+        (r.emails, r.refused, r.events),
+        (1, 0, 1),
+        "gone@ is not tried again: {r:?}"
+    );
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 2);
+    assert!(mails[1].text().contains("user_2") && !mails[1].text().contains("user_1 (1)"));
     app.stop().await;
 }

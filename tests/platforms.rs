@@ -72,7 +72,12 @@ async fn facebook_states() {
     assert_eq!(v["health"], "warning");
     assert_eq!(
         v["recommendations"][0],
-        "Token expires in 3 days. Consider reconnecting."
+        format!(
+            "Token expires in 3 days, on {}. Consider reconnecting.",
+            socialsyncer::health::minute(
+                socialsyncer::domain::parse_rfc3339(v["tokenExpiresAt"].as_str().unwrap()).unwrap()
+            )
+        )
     );
     assert!(v["tokenExpiresAt"].as_str().unwrap().ends_with('Z'));
 
@@ -272,7 +277,12 @@ async fn instagram_login_threads_tiktok_twitter_states() {
         assert_eq!(v["health"], "warning", "{p}: {v}");
         assert_eq!(
             v["recommendations"][0],
-            "Token expires in 3 days. Consider reconnecting."
+            format!(
+                "Token expires in 3 days, on {}. Consider reconnecting.",
+                socialsyncer::health::minute(
+                    socialsyncer::domain::parse_rfc3339(v["tokenExpiresAt"].as_str().unwrap()).unwrap()
+                )
+            )
         );
 
         let (_, v) = app

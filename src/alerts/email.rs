@@ -64,12 +64,14 @@ impl Mailer {
 /// What one delivery round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DeliveryReport {
-    /// Emails accepted by the server.
+    /// Emails accepted by the server (one per recipient and workspace).
     pub emails: usize,
-    /// Alert events in them.
+    /// Alert events that every recipient now has (marked sent).
     pub events: usize,
-    /// Emails that failed (their events wait for the retry).
+    /// Emails that failed for now (their events wait for the retry).
     pub failed: usize,
+    /// Recipients the server refused for good (given up for these events).
+    pub refused: usize,
 }
 
 fn severity_rank(s: &str) -> u8 {
@@ -94,8 +96,57 @@ fn platform_name(p: &str) -> String {
         .unwrap_or_else(|_| p.to_owned())
 }
 
-/// Subject, text and HTML of one workspace's email.
-pub fn compose(workspace: &str, events: &[PendingAlert]) -> (String, String, String) {
+/// The machine's name, for the line that says which installation wrote.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// "2 unhealthy, 1 warning": the events' accounts counted by state, worst first.
+fn counts_line(events: &[&PendingAlert]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for e in events {
+        match counts.iter_mut().find(|(s, _)| *s == e.severity) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((e.severity.as_str(), 1)),
+        }
+    }
+    counts.sort_by_key(|(s, _)| std::cmp::Reverse(severity_rank(s)));
+    counts
+        .iter()
+        .map(|(s, n)| {
+            if *s == "healthy" {
+                format!("{n} recovered")
+            } else {
+                format!("{n} {s}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn badge_colour(severity: &str) -> &'static str {
+    match severity {
+        "unhealthy" => "#b42318",
+        "unknown" => "#475467",
+        "warning" => "#b54708",
+        _ => "#067647",
+    }
+}
+
+/// Subject, text and HTML of one workspace's email, events worst first; `host` names the
+/// installation that wrote it.
+pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String, String, String) {
+    let mut sorted: Vec<&PendingAlert> = events.iter().collect();
+    sorted.sort_by(|a, b| {
+        severity_rank(&b.severity)
+            .cmp(&severity_rank(&a.severity))
+            .then_with(|| (&a.platform, &a.account_id, a.id).cmp(&(&b.platform, &b.account_id, b.id)))
+    });
     let mut accounts: Vec<(&str, &str)> = events
         .iter()
         .map(|e| (e.platform.as_str(), e.account_id.as_str()))
@@ -104,106 +155,200 @@ pub fn compose(workspace: &str, events: &[PendingAlert]) -> (String, String, Str
     accounts.dedup();
     let n = accounts.len();
     let plural = if n == 1 { "account" } else { "accounts" };
-    let worst = events
-        .iter()
-        .map(|e| e.severity.as_str())
-        .max_by_key(|s| severity_rank(s))
-        .unwrap_or("healthy");
+    let worst = sorted.first().map(|e| e.severity.as_str()).unwrap_or("healthy");
     let subject = if worst == Health::Healthy.as_str() {
         format!("[socialsyncer] {workspace}: {n} {plural} recovered")
     } else {
         let verb = if n == 1 { "needs" } else { "need" };
         format!("[socialsyncer] {workspace}: {n} {plural} {verb} attention (worst: {worst})")
     };
-    let mut text = format!("socialsyncer found changes in workspace {workspace}:\n\n");
-    let mut html = format!(
-        "<p>socialsyncer found changes in workspace <b>{}</b>:</p>\n<table cellpadding=\"4\">\n\
-         <tr><th align=\"left\">Account</th><th align=\"left\">State</th><th align=\"left\">Problem</th>\
-         <th align=\"left\">What to do</th></tr>\n",
-        escape(workspace)
+    let counts = counts_line(&sorted);
+    let footer = format!(
+        "Sent by socialsyncer {} on {host}. The account health API shows the details: GET /v1/accounts/health",
+        env!("CARGO_PKG_VERSION")
     );
-    for e in events {
+    let mut text = format!("Workspace {workspace}: {counts}.\n\n");
+    for e in &sorted {
         let who = format!("{} {} ({})", platform_name(&e.platform), e.username, e.account_id);
         text.push_str(&format!("- {who} [{}]: {} {}\n", e.severity, e.problem, e.action));
+    }
+    text.push_str(&format!("\n{footer}\n"));
+
+    let cell = "padding:8px 12px;border-bottom:1px solid #eaecf0;vertical-align:top;text-align:left";
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title></head>\n\
+         <body style=\"margin:0;padding:24px;background:#f9fafb;font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;color:#101828\">\n\
+         <div style=\"max-width:860px;margin:0 auto;background:#ffffff;border:1px solid #eaecf0;border-radius:8px;padding:24px\">\n\
+         <h1 style=\"font-size:20px;margin:0 0 4px\">Workspace {}</h1>\n\
+         <p style=\"margin:0 0 16px;color:#475467;font-size:15px\">{}</p>\n\
+         <table style=\"border-collapse:collapse;width:100%;font-size:14px;line-height:1.45\">\n\
+         <tr style=\"background:#f2f4f7\"><th style=\"{cell}\">Account</th><th style=\"{cell}\">State</th>\
+         <th style=\"{cell}\">Problem</th><th style=\"{cell}\">What to do</th></tr>\n",
+        escape(&subject),
+        escape(workspace),
+        escape(&counts),
+    );
+    for e in &sorted {
         html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            escape(&who),
+            "<tr><td style=\"{cell}\"><b>{}</b><br><span style=\"color:#475467\">{} · {}</span></td>\
+             <td style=\"{cell}\"><span style=\"display:inline-block;padding:2px 8px;border-radius:10px;color:#fff;background:{}\">{}</span></td>\
+             <td style=\"{cell}\">{}</td><td style=\"{cell}\">{}</td></tr>\n",
+            escape(&e.username),
+            escape(&platform_name(&e.platform)),
+            escape(&e.account_id),
+            badge_colour(&e.severity),
             escape(&e.severity),
             escape(&e.problem),
             escape(&e.action)
         ));
     }
-    text.push_str("\nThe account health API shows the details: GET /v1/accounts/health\n");
-    html.push_str("</table>\n<p>The account health API shows the details: <code>GET /v1/accounts/health</code></p>\n");
+    html.push_str(&format!(
+        "</table>\n<p style=\"margin:16px 0 0;color:#667085;font-size:12px\">{}</p>\n</div>\n</body></html>\n",
+        escape(&footer)
+    ));
     (subject, text, html)
 }
 
-/// Delivers every pending alert: one email per workspace. Failed sends are retried later
-/// with backoff; nothing is marked sent that the server did not accept.
+/// The recipients of a workspace's alerts: the operator's `email.to` and the workspace's
+/// own list, each address once (compared without case).
+async fn recipients(state: &AppState, workspace_id: i64) -> Result<Vec<String>, StoreError> {
+    let mut to: Vec<String> = state.config.email.to.clone();
+    to.extend(state.store.recipients(workspace_id).await?);
+    let mut seen = std::collections::HashSet::new();
+    to.retain(|t| seen.insert(t.trim().to_ascii_lowercase()));
+    Ok(to)
+}
+
+/// Delivers every pending alert: per workspace, one message to each recipient (the
+/// operator's copy apart from the workspace's, and nobody sees another recipient's address),
+/// with the events that recipient does not have yet. A recipient the server refuses for
+/// good is given up for those events (logged and counted); one refused for now is retried
+/// with backoff. An event is marked sent once every recipient has it. Alerts of a workspace
+/// without any recipient wait (and `/healthz` says so) until one is added.
 pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
     let mut report = DeliveryReport::default();
     let now = domain::now();
     let pending = state.store.pending_alerts(now, 5_000).await?;
-    if pending.is_empty() {
-        return Ok(report);
-    }
     let Some(mailer) = state.mailer.as_deref() else {
-        tracing::debug!(
-            pending = pending.len(),
-            "alerts wait in the outbox: email.smtp_url is not set"
-        );
+        if !pending.is_empty() {
+            tracing::debug!(
+                pending = pending.len(),
+                "alerts wait in the outbox: email.smtp_url is not set"
+            );
+        }
         return Ok(report);
     };
+    let host = host_name();
+    let mut waiting = std::collections::BTreeSet::new();
     for group in pending.chunk_by(|a, b| a.workspace_id == b.workspace_id) {
+        let workspace = &group[0].workspace;
         let ids: Vec<i64> = group.iter().map(|e| e.id).collect();
-        let mut to: Vec<String> = state.config.email.to.clone();
-        to.extend(state.store.recipients(group[0].workspace_id).await?);
-        to.sort();
-        to.dedup();
-        let mailboxes: Vec<Mailbox> = to.iter().filter_map(|t| t.parse().ok()).collect();
-        if mailboxes.is_empty() {
-            tracing::warn!(workspace = %group[0].workspace, "alerts dropped: no recipients (email.to or PUT /v1/notifications)");
-            state.store.mark_alerts_sent(&ids, now, Some("no recipients")).await?;
+        let to = recipients(state, group[0].workspace_id).await?;
+        if to.is_empty() {
+            waiting.insert(workspace.clone());
+            state.problems.set_note(
+                &format!("email:{workspace}"),
+                Some(format!(
+                    "email: {} alert(s) of workspace {workspace} wait for a recipient (email.to, or PUT /v1/notifications)",
+                    group.len()
+                )),
+            );
+            tracing::warn!(%workspace, events = group.len(), "alerts wait: the workspace has no recipient (email.to or PUT /v1/notifications)");
             continue;
         }
-        let (subject, text, html) = compose(&group[0].workspace, group);
-        let mut builder = Message::builder().from(mailer.from.clone()).subject(subject);
-        for m in mailboxes {
-            builder = builder.to(m);
-        }
-        let message = match builder.multipart(MultiPart::alternative_plain_html(text, html)) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, "could not build an alert email");
+        state.problems.set_note(&format!("email:{workspace}"), None);
+        let have = state.store.alert_deliveries(&ids).await?;
+        for r in &to {
+            let missing: Vec<PendingAlert> = group
+                .iter()
+                .filter(|e| !have.iter().any(|(id, who)| *id == e.id && who == r))
+                .cloned()
+                .collect();
+            if missing.is_empty() {
                 continue;
             }
-        };
-        match mailer.transport.send(message).await {
-            Ok(_) => {
-                state.store.mark_alerts_sent(&ids, domain::now(), None).await?;
-                for e in group {
-                    state.metrics.alert_sent(&e.kind);
+            let missing_ids: Vec<i64> = missing.iter().map(|e| e.id).collect();
+            let mailbox: Mailbox = match r.parse() {
+                Ok(m) => m,
+                Err(e) => {
+                    let note = format!("not an email address: {e}");
+                    tracing::warn!(%workspace, recipient = %r, problem = %note, "recipient given up");
+                    state.store.record_deliveries(&missing_ids, r, now, Some(&note)).await?;
+                    report.refused += 1;
+                    continue;
                 }
-                report.emails += 1;
-                report.events += group.len();
-                tracing::info!(workspace = %group[0].workspace, events = group.len(), "alert email sent");
-            }
-            Err(err) => {
-                let attempts = group.iter().map(|e| e.attempts).max().unwrap_or(0);
-                let backoff = (30i64 << attempts.clamp(0, 7)).min(3_600);
-                let msg = domain::truncate_for_message(&err.to_string());
-                state
-                    .store
-                    .mark_alerts_failed(&ids, &msg, domain::now() + backoff)
-                    .await?;
-                for e in group {
-                    state.metrics.alert_failed(&e.kind);
+            };
+            let (subject, text, html) = compose(workspace, &missing, &host);
+            let message = Message::builder()
+                .from(mailer.from.clone())
+                .to(mailbox)
+                .subject(subject)
+                .message_id(None)
+                .date_now()
+                .multipart(MultiPart::alternative_plain_html(text, html));
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not build an alert email");
+                    continue;
                 }
-                report.failed += 1;
-                tracing::warn!(workspace = %group[0].workspace, error = %msg, retry_in_s = backoff, "alert email not accepted; will retry");
+            };
+            match mailer.transport.send(message).await {
+                Ok(_) => {
+                    state
+                        .store
+                        .record_deliveries(&missing_ids, r, domain::now(), None)
+                        .await?;
+                    for e in &missing {
+                        state.metrics.alert_sent(&e.kind);
+                    }
+                    report.emails += 1;
+                    tracing::info!(%workspace, recipient = %r, events = missing.len(), "alert email sent");
+                }
+                Err(err) if err.is_permanent() => {
+                    let msg = domain::truncate_for_message(&err.to_string());
+                    state
+                        .store
+                        .record_deliveries(&missing_ids, r, domain::now(), Some(&format!("refused: {msg}")))
+                        .await?;
+                    for e in &missing {
+                        state.metrics.alert_failed(&e.kind);
+                    }
+                    report.refused += 1;
+                    tracing::warn!(%workspace, recipient = %r, error = %msg, "the SMTP server refused this recipient for good; the others still get the alerts");
+                }
+                Err(err) => {
+                    let msg = domain::truncate_for_message(&err.to_string());
+                    for e in &missing {
+                        state.metrics.alert_failed(&e.kind);
+                    }
+                    report.failed += 1;
+                    tracing::warn!(%workspace, recipient = %r, error = %msg, "alert email not accepted; will retry");
+                    let attempts = group.iter().map(|e| e.attempts).max().unwrap_or(0);
+                    let backoff = (30i64 << attempts.clamp(0, 7)).min(3_600);
+                    state
+                        .store
+                        .mark_alerts_failed(&missing_ids, &msg, domain::now() + backoff)
+                        .await?;
+                }
             }
         }
+        // Events every current recipient has now are done.
+        let have = state.store.alert_deliveries(&ids).await?;
+        let done: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| to.iter().all(|r| have.iter().any(|(i, who)| i == id && who == r)))
+            .collect();
+        if !done.is_empty() {
+            state.store.mark_alerts_sent(&done, domain::now(), None).await?;
+            report.events += done.len();
+        }
     }
+    // Workspaces that got a recipient (or whose alerts all went) no longer wait.
+    state
+        .problems
+        .retain_notes(|key| key.strip_prefix("email:").is_none_or(|ws| waiting.contains(ws)));
     Ok(report)
 }
 
@@ -256,14 +401,14 @@ mod tests {
             ev("twitter", "1", "unhealthy"),
             ev("tiktok", "x", "warning"),
         ];
-        let (subject, text, html) = compose("acme", &events);
+        let (subject, text, html) = compose("acme", &events, "host1");
         assert_eq!(
             subject,
             "[socialsyncer] acme: 2 accounts need attention (worst: unhealthy)"
         );
         assert!(text.contains("X (Twitter) <b>me</b> (1) [unhealthy]"));
         assert!(html.contains("&lt;b&gt;me&lt;/b&gt;") && !html.contains("<b>me</b>"));
-        let (subject, ..) = compose("acme", &[ev("tiktok", "x", "healthy")]);
+        let (subject, ..) = compose("acme", &[ev("tiktok", "x", "healthy")], "host1");
         assert_eq!(subject, "[socialsyncer] acme: 1 account recovered");
     }
 }

@@ -171,7 +171,7 @@ pub fn derive(
                         .iter()
                         .find(|r| r.starts_with("Token expires"))
                         .cloned()
-                        .unwrap_or_else(|| format!("Token expires {}.", crate::health::time_left(left)));
+                        .unwrap_or_else(|| format!("Token expires {}.", crate::health::time_left_at(exp, now)));
                     raise(
                         format!("expiring_{label}"),
                         a.health,
@@ -198,9 +198,8 @@ pub fn derive(
                         format!("data_access_expiring_{label}"),
                         a.health,
                         format!(
-                            "Data access for the app expires {}, on {}.",
-                            crate::health::time_left(left),
-                            crate::domain::rfc3339(exp).replace('T', " ").replace('Z', " UTC")
+                            "Data access for the app expires {}.",
+                            crate::health::time_left_at(exp, now)
                         ),
                         "The account owner must log in to the app again before then (reconnect the account).".into(),
                         &mut open,

@@ -1168,6 +1168,45 @@ impl Store {
         )
     }
 
+    /// Which recipients already have which of these alerts: (alert ID, recipient).
+    pub async fn alert_deliveries(&self, ids: &[i64]) -> Result<Vec<(i64, String)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT alert_id, recipient FROM alert_deliveries WHERE alert_id IN (");
+        let mut sep = q.separated(", ");
+        for id in ids {
+            sep.push_bind(*id);
+        }
+        q.push(")");
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    /// Records that `recipient` has these alerts (or was given up, `note` says why).
+    pub async fn record_deliveries(
+        &self,
+        ids: &[i64],
+        recipient: &str,
+        now: UnixTime,
+        note: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query(
+                "INSERT INTO alert_deliveries (alert_id, recipient, delivered_at, note) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (alert_id, recipient) DO NOTHING",
+            )
+            .bind(id)
+            .bind(recipient)
+            .bind(now)
+            .bind(note)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A workspace's own alert recipients.
     pub async fn recipients(&self, workspace_id: i64) -> Result<Vec<String>, StoreError> {
         Ok(

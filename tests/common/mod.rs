@@ -97,6 +97,18 @@ impl TestApp {
         into_parts(r).await
     }
 
+    pub async fn put(&self, key: &str, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .put(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        into_parts(r).await
+    }
+
     pub async fn post(&self, key: &str, path: &str, body: &Value) -> (u16, Value) {
         let r = self
             .http

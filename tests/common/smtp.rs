@@ -35,6 +35,8 @@ pub struct SmtpServer {
     pub port: u16,
     pub mails: Arc<Mutex<Vec<Mail>>>,
     pub up: Arc<AtomicBool>,
+    /// Addresses answered at RCPT TO with this reply (e.g. "550 5.1.1 No such user").
+    pub refuse: Arc<Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl SmtpServer {
@@ -43,16 +45,27 @@ impl SmtpServer {
         let port = listener.local_addr().unwrap().port();
         let mails = Arc::new(Mutex::new(Vec::new()));
         let up = Arc::new(AtomicBool::new(true));
-        let (m, u) = (mails.clone(), up.clone());
+        let refuse = Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let (m, u, rf) = (mails.clone(), up.clone(), refuse.clone());
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let (m, up) = (m.clone(), u.load(Ordering::SeqCst));
+                let (m, up, rf) = (m.clone(), u.load(Ordering::SeqCst), rf.clone());
                 tokio::spawn(async move {
-                    let _ = session(sock, m, up).await;
+                    let _ = session(sock, m, up, rf).await;
                 });
             }
         });
-        SmtpServer { port, mails, up }
+        SmtpServer {
+            port,
+            mails,
+            up,
+            refuse,
+        }
+    }
+
+    /// Answers RCPT TO for `address` with `reply` from now on.
+    pub fn refuse(&self, address: &str, reply: &str) {
+        self.refuse.lock().unwrap().insert(address.to_owned(), reply.to_owned());
     }
 
     pub fn url(&self) -> String {
@@ -68,7 +81,12 @@ impl SmtpServer {
     }
 }
 
-async fn session(sock: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>, up: bool) -> std::io::Result<()> {
+async fn session(
+    sock: tokio::net::TcpStream,
+    mails: Arc<Mutex<Vec<Mail>>>,
+    up: bool,
+    refuse: Arc<Mutex<std::collections::HashMap<String, String>>>,
+) -> std::io::Result<()> {
     let (r, mut w) = sock.into_split();
     let mut r = BufReader::new(r);
     if !up {
@@ -95,8 +113,15 @@ async fn session(sock: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>, up: 
             to.clear();
             w.write_all(b"250 OK\r\n").await?;
         } else if upper.starts_with("RCPT TO:") {
-            to.push(cmd[8..].trim().trim_start_matches('<').trim_end_matches('>').to_owned());
-            w.write_all(b"250 OK\r\n").await?;
+            let address = cmd[8..].trim().trim_start_matches('<').trim_end_matches('>').to_owned();
+            let refused = refuse.lock().unwrap().get(&address).cloned();
+            match refused {
+                Some(reply) => w.write_all(format!("{reply}\r\n").as_bytes()).await?,
+                None => {
+                    to.push(address);
+                    w.write_all(b"250 OK\r\n").await?;
+                }
+            }
         } else if upper == "DATA" {
             w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
             let mut data = String::new();
