@@ -408,6 +408,17 @@ async fn daemon_routes_and_unknown_routes() {
             .is_some()
     );
     assert!(doc["components"]["schemas"].get("HealthList").is_some());
+    // Every parameter is where the route reads it: a path parameter appears in the path
+    // template, every other one is in the query.
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let (name, place) = (p["name"].as_str().unwrap(), p["in"].as_str().unwrap());
+                let in_path = path.contains(&format!("{{{name}}}"));
+                assert_eq!(place, if in_path { "path" } else { "query" }, "{method} {path} {name}");
+            }
+        }
+    }
 
     let r = app.http.get(app.url("/v2/nothing")).send().await.unwrap();
     let (s, body) = common::into_parts(r).await;

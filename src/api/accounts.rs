@@ -162,6 +162,7 @@ impl From<&Account> for AccountDetail {
 
 /// Query of `GET /v1/accounts`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this platform, e.g. `instagram`.
     pub platform: Option<String>,
@@ -169,6 +170,7 @@ pub struct ListQuery {
 
 /// Query of `GET /v1/accounts/health`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HealthQuery {
     /// Only this platform.
     pub platform: Option<String>,
@@ -427,6 +429,7 @@ pub async fn disconnect(
 
 /// Query of the history route.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// How many entries, newest first (1 to 1000, default 100).
     pub limit: Option<i64>,

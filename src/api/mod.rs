@@ -81,7 +81,7 @@ pub struct Liveness {
 }
 
 /// The daemon's own liveness.
-#[utoipa::path(get, path = "/healthz", tag = "daemon",
+#[utoipa::path(get, path = "/healthz", tag = "daemon", security(()),
     responses((status = 200, description = "The daemon is up", body = Liveness),
               (status = 503, description = "The database does not answer", body = Liveness)))]
 pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
@@ -108,9 +108,11 @@ pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>
     )
 }
 
-/// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "daemon",
-    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
+/// Prometheus text exposition, served on `server.metrics_listen` (default
+/// `127.0.0.1:9464`), or on the API listener when that is empty.
+#[utoipa::path(get, path = "/metrics", tag = "daemon", security(()),
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain"),
+              (status = 404, description = "Metrics are served on server.metrics_listen, not here", body = error::ErrorBody)))]
 pub async fn metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<axum::response::Response, ApiError> {

@@ -10,6 +10,7 @@ use super::accounts;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "socialsyncer", description = "Health of connected social media accounts"),
+    servers((url = "http://127.0.0.1:8080", description = "The default server.listen; the daemon serves wherever it is configured")),
     paths(
         accounts::list,
         accounts::health,
