@@ -61,12 +61,24 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         new_key_file: PathBuf,
     },
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Start simulated platforms and a daemon with sample accounts; print a key and URLs.
     Demo {
         /// Address to serve on [default: 127.0.0.1:8080]
         #[arg(long)]
         listen: Option<String>,
     },
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config file and the files it names (secrets readable, the token key's
+    /// length, the database reachable), then print the effective configuration with secrets
+    /// redacted. Exit 0 when everything is usable, 2 otherwise.
+    Check,
 }
 
 /// `bench` subcommands.
@@ -217,6 +229,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             eprintln!("migrations applied");
         }
         Command::Keys(k) => keys(k, &config).await?,
+        Command::Config(ConfigCommand::Check) => return config_check(&config).await,
         Command::Check { platform } => return check(config, platform).await,
         Command::Demo { listen } => demo::run(listen).await?,
         Command::RotateTokenKey { new_key_file } => rotate_token_key(&config, &new_key_file).await?,
@@ -285,6 +298,84 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `config check`: every problem on its own line on stderr, the effective config on stdout.
+async fn config_check(config: &Config) -> anyhow::Result<ExitCode> {
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    for (key, path) in config.named_files() {
+        if let Err(ConfigError(e)) = crate::config::read_secret_file(&key, &path) {
+            problems.push(e);
+        }
+    }
+    if let Err(ConfigError(e)) = crate::alerts::email::Mailer::from_config(config) {
+        problems.push(e);
+    }
+    let db = app::database_path(config)?;
+    let key_path = config.token_key_path()?;
+    let sealed = if db.exists() {
+        match crate::store::Store::open_sqlite(&db, config.database.busy_timeout.0, 1).await {
+            Ok(store) => {
+                // A database no migration has run on yet holds no tokens.
+                let n = store.sealed_count().await.unwrap_or_default();
+                notes.push(format!(
+                    "database {} opens; it holds the tokens of {n} account(s)",
+                    db.display()
+                ));
+                store.close().await;
+                n
+            }
+            Err(e) => {
+                problems.push(format!("database.url: {} cannot be opened: {e}", db.display()));
+                0
+            }
+        }
+    } else {
+        notes.push(format!(
+            "database {} does not exist yet: serve, migrate or keys create create it (is `database.url` right?)",
+            db.display()
+        ));
+        0
+    };
+    if key_path.exists() {
+        match crate::crypto::Sealer::load(&key_path) {
+            Ok(_) => notes.push(format!(
+                "token key {} is a valid 32-byte key",
+                app::absolute(&key_path).display()
+            )),
+            Err(e) => problems.push(format!("security.token_key_file: {e}")),
+        }
+    } else if config.security.token_key_file.is_some() {
+        problems.push(format!(
+            "security.token_key_file: {} does not exist",
+            app::absolute(&key_path).display()
+        ));
+    } else if sealed > 0 {
+        problems.push(format!(
+            "the database holds sealed tokens but there is no token key at {}",
+            app::absolute(&key_path).display()
+        ));
+    } else {
+        notes.push(format!(
+            "token key {} does not exist yet: it is created on first use",
+            app::absolute(&key_path).display()
+        ));
+    }
+    out!("{}", config.redacted_toml());
+    for n in &notes {
+        eprintln!("ok: {n}");
+    }
+    for p in &problems {
+        eprintln!("problem: {p}");
+    }
+    if problems.is_empty() {
+        eprintln!("the configuration is usable");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{} problem(s) found", problems.len());
+        Ok(ExitCode::from(2))
+    }
 }
 
 fn read_token_from_stdin() -> anyhow::Result<SecretString> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::domain::Platform;
 
@@ -45,6 +45,12 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
 impl HumanDuration {
     /// The duration in whole seconds, as stored timestamps use.
     pub fn secs(self) -> i64 {
@@ -53,7 +59,7 @@ impl HumanDuration {
 }
 
 /// The whole configuration.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `[server]`
@@ -81,7 +87,7 @@ pub struct Config {
 }
 
 /// `[server]`: the HTTP listener.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on.
@@ -104,7 +110,7 @@ impl Default for ServerConfig {
 }
 
 /// `[database]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH` (relative paths are relative to the working directory).
@@ -147,7 +153,7 @@ impl DatabaseConfig {
 }
 
 /// `[schedule]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScheduleConfig {
     /// Six-field cron expression (with seconds) for the sweep tick; empty disables sweeps.
@@ -172,7 +178,7 @@ impl Default for ScheduleConfig {
 }
 
 /// `[health]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
     /// A token expiring within this window is a warning.
@@ -197,7 +203,7 @@ impl Default for HealthConfig {
 }
 
 /// `[security]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityConfig {
     /// File holding the 32-byte token sealing key; default `token.key` beside the database.
@@ -205,7 +211,7 @@ pub struct SecurityConfig {
 }
 
 /// `[email]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmailConfig {
     /// `smtp://host:port`, `smtp://host:port?tls=required` (STARTTLS) or `smtps://host:port`.
@@ -219,7 +225,7 @@ pub struct EmailConfig {
 }
 
 /// `[alerts]`: which events send email, and how often the outbox is delivered.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
     /// A token expiring within each of these raises one alert (per token).
@@ -244,7 +250,7 @@ impl Default for AlertsConfig {
 }
 
 /// `[http]`: the one outbound HTTP client.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// TCP + TLS connect timeout.
@@ -270,7 +276,7 @@ impl Default for HttpConfig {
 }
 
 /// `[metrics]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Serve the per-account series (token expiry, reconnect deadline, needs reconnect,
@@ -286,7 +292,7 @@ impl Default for MetricsConfig {
 }
 
 /// `[log]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `compact` (default) or `json`.
@@ -302,7 +308,7 @@ impl Default for LogConfig {
 }
 
 /// The log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One compact human-readable line per event.
@@ -312,7 +318,7 @@ pub enum LogFormat {
 }
 
 /// `[platforms]`: one table per platform.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlatformsConfig {
     /// `[platforms.instagram]`
@@ -341,7 +347,7 @@ impl PlatformsConfig {
 }
 
 /// How Instagram accounts were connected, which decides the API used to check them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InstagramLogin {
     /// Facebook Login: Graph tokens, checked with `debug_token` on graph.facebook.com.
@@ -352,7 +358,7 @@ pub enum InstagramLogin {
 }
 
 /// One platform's table. Keys a platform has no use for are ignored by its adapter.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlatformConfig {
     /// API host, e.g. `https://graph.facebook.com`; tests point it at loopback.
@@ -455,6 +461,44 @@ impl PlatformConfig {
     }
 }
 
+/// One configuration error as a sentence: the key (without figment's profile), what is
+/// wrong, and where the value came from.
+fn sentence(e: &figment::Error) -> String {
+    use figment::error::Kind;
+    let key = if e.path.is_empty() {
+        "the configuration".to_owned()
+    } else {
+        e.path.join(".")
+    };
+    let list = |xs: &[&str]| xs.join(", ");
+    let what = match &e.kind {
+        Kind::UnknownField(field, expected) => {
+            format!("unknown key '{field}' (the keys here are: {})", list(expected))
+        }
+        Kind::UnknownVariant(v, expected) => format!("'{v}' is not one of: {}", list(expected)),
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            let expected = match expected.as_str() {
+                "usize" | "u8" | "u16" | "u32" | "u64" | "i32" | "i64" => "a whole number",
+                "f32" | "f64" => "a number",
+                other => other,
+            };
+            format!("expected {expected}, found {actual}")
+        }
+        Kind::MissingField(f) => format!("the key '{f}' is missing"),
+        Kind::Message(m) => m.clone(),
+        other => other.to_string().replace('`', "'"),
+    };
+    let from = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        Some(figment::Source::File(path)) => format!(" (in {})", path.display()),
+        _ if e.metadata.as_ref().is_some_and(|m| m.name.contains("environment")) => {
+            let var = format!("SOCIALSYNCER__{}", e.path.join("__").to_ascii_uppercase());
+            format!(" (from the environment variable {var})")
+        }
+        _ => String::new(),
+    };
+    format!("{key}: {what}{from}").replace('\n', " ")
+}
+
 impl Config {
     /// Loads the config: `path` (which must exist when `explicit`), then environment overrides.
     /// A missing default file falls back to built-in defaults.
@@ -475,10 +519,9 @@ impl Config {
 
     fn extract(fig: Figment) -> Result<Config, ConfigError> {
         let fig = fig.merge(Env::prefixed("SOCIALSYNCER__").split("__"));
-        let config: Config = fig.extract().map_err(|e| {
-            let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
-            ConfigError(msgs.join("; ").replace('\n', " "))
-        })?;
+        let config: Config = fig
+            .extract()
+            .map_err(|e| ConfigError(e.into_iter().map(|e| sentence(&e)).collect::<Vec<_>>().join("; ")))?;
         config.validate()?;
         Ok(config)
     }
@@ -571,6 +614,49 @@ pub fn resolve_credential_path(p: &Path) -> PathBuf {
         }
     }
     p.to_owned()
+}
+
+impl Config {
+    /// The effective configuration as TOML, with anything secret redacted (the password in
+    /// `email.smtp_url`); the secrets themselves live in files and are never part of it.
+    pub fn redacted_toml(&self) -> String {
+        let mut v = match toml::Value::try_from(self) {
+            Ok(v) => v,
+            Err(e) => return format!("# the configuration cannot be shown: {e}\n"),
+        };
+        if let Some(url) = v
+            .get_mut("email")
+            .and_then(|e| e.get_mut("smtp_url"))
+            .and_then(|u| match u {
+                toml::Value::String(s) => Some(s),
+                _ => None,
+            })
+            && let Some((scheme, rest)) = url.split_once("://")
+            && let Some((userinfo, host)) = rest.split_once('@')
+        {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            *url = format!("{scheme}://{user}:[redacted]@{host}");
+        }
+        toml::to_string_pretty(&v).unwrap_or_default()
+    }
+
+    /// Every file the config names with the key that names it: secrets and the token key.
+    pub fn named_files(&self) -> Vec<(String, PathBuf)> {
+        let mut out = Vec::new();
+        for p in Platform::ALL {
+            let c = self.platforms.get(p);
+            if let Some(f) = &c.app_secret_file {
+                out.push((format!("platforms.{p}.app_secret_file"), f.clone()));
+            }
+            if let Some(f) = &c.client_secret_file {
+                out.push((format!("platforms.{p}.client_secret_file"), f.clone()));
+            }
+        }
+        if let Some(f) = &self.email.credentials_file {
+            out.push(("email.credentials_file".into(), f.clone()));
+        }
+        out
+    }
 }
 
 /// Reads a secret from a file named in the config under `key` (trailing newline trimmed).

@@ -95,6 +95,10 @@ fn config_errors_are_one_line_with_exit_code_2() {
         let err = text(&out.stderr);
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
         assert!(err.contains(needle), "{needle} not in {err}");
+        assert!(
+            !err.contains("default.") && !err.contains("``"),
+            "reads as a sentence: {err}"
+        );
     }
     let out = Command::new(BIN)
         .args(["--config", "/nonexistent/x.toml", "migrate"])
@@ -665,4 +669,47 @@ fn admin_commands_never_create_a_database_or_a_key_and_say_which_database() {
     let out = env.run(&["rotate-token-key", "--new-key-file", &new_key]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("re-sealed the tokens of 1 account(s)"));
+}
+
+#[test]
+fn config_check_validates_the_named_files_and_redacts_secrets() {
+    let env = env_with("[email]\nsmtp_url = \"smtp://alerts:hunter2@127.0.0.1:2525\"\n");
+    let out = env.run(&["config", "check"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("[server]") && stdout.contains("metrics_listen"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("smtp://alerts:[redacted]@127.0.0.1:2525"), "{stdout}");
+    assert!(!stdout.contains("hunter2") && !stderr.contains("hunter2"));
+    for secret in [
+        socialsyncer::simulator::APP_SECRET,
+        socialsyncer::simulator::TIKTOK_CLIENT_SECRET,
+    ] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "a secret was printed"
+        );
+    }
+    assert!(stderr.contains("does not exist yet"), "{stderr}");
+    assert!(stderr.contains("the configuration is usable"), "{stderr}");
+
+    // A secret file gone, a token key of the wrong length: both named, exit 2.
+    std::fs::remove_file(env.dir.path().join("tiktok_client_secret")).unwrap();
+    let key = env.dir.path().join("short.key");
+    std::fs::write(&key, [1u8; 16]).unwrap();
+    let out = env
+        .cmd(&["config", "check"])
+        .env("SOCIALSYNCER__SECURITY__TOKEN_KEY_FILE", &key)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("problem: platforms.tiktok.client_secret_file: cannot read"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("problem: security.token_key_file:"), "{stderr}");
+    assert!(stderr.contains("2 problem(s) found"), "{stderr}");
 }
