@@ -19,8 +19,8 @@ use crate::store::Store;
 pub struct AppState {
     /// The database.
     pub store: Store,
-    /// The loaded configuration.
-    pub config: Arc<Config>,
+    /// The configuration in force (`config()`); SIGHUP replaces what can change live.
+    live: Arc<Live>,
     /// Seals and opens platform tokens.
     pub sealer: Sealer,
     /// The platform adapters (sharing one HTTP client).
@@ -31,12 +31,22 @@ pub struct AppState {
     pub gates: Arc<Gates>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// The SMTP sender, when `email.smtp_url` is set.
-    pub mailer: Option<Arc<Mailer>>,
     /// Wakes the alert delivery task (after a sweep).
     pub alerts_due: Arc<tokio::sync::Notify>,
     /// Expiry alert thresholds with their labels, computed once.
     pub alert_thresholds: Arc<Vec<(i64, String)>>,
+    /// One sweep at a time, across cron ticks and a scheduler replaced by a reload.
+    pub sweep_busy: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// What a reload can replace while the daemon runs.
+#[derive(Debug)]
+struct Live {
+    config: std::sync::RwLock<Arc<Config>>,
+    mailer: std::sync::RwLock<Option<Arc<Mailer>>>,
+    /// The file the config was loaded from, and whether it was named explicitly (what a
+    /// reload reads again); `None` when it did not come from a file.
+    source: std::sync::RwLock<Option<(std::path::PathBuf, bool)>>,
 }
 
 /// Where a configuration problem was seen: a platform's checks, or its token endpoint.
@@ -262,15 +272,92 @@ impl AppState {
         Ok(AppState {
             store,
             gates: Arc::new(Gates::new(&config)),
-            config: Arc::new(config),
+            live: Arc::new(Live {
+                config: std::sync::RwLock::new(Arc::new(config)),
+                mailer: std::sync::RwLock::new(mailer),
+                source: std::sync::RwLock::new(None),
+            }),
             sealer,
             platforms: Arc::new(platforms),
             problems: Arc::new(Problems::default()),
             metrics: Arc::new(metrics),
-            mailer,
             alerts_due: Arc::new(tokio::sync::Notify::new()),
             alert_thresholds,
+            sweep_busy: Arc::new(tokio::sync::Mutex::new(())),
         })
+    }
+
+    /// Remembers where the config came from, so that SIGHUP can read it again.
+    pub fn set_config_source(&self, path: std::path::PathBuf, explicit: bool) {
+        *self.live.source.write().unwrap_or_else(|e| e.into_inner()) = Some((path, explicit));
+    }
+
+    /// Reads the config file again and applies what can change live (see [`AppState::reload`]).
+    pub fn reload_from_source(&self) -> anyhow::Result<Reloaded> {
+        let source = self.live.source.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some((path, explicit)) = source else {
+            anyhow::bail!("the configuration did not come from a file; nothing to reload");
+        };
+        let new = Config::load(&path, explicit).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.0))?;
+        self.reload(new)
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.live.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The SMTP sender in force now, when `email.smtp_url` is set.
+    pub fn mailer(&self) -> Option<Arc<Mailer>> {
+        self.live.mailer.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Applies a newly loaded configuration: what can change live is taken (`email.*` and
+    /// with it the recipients, `schedule.*`, each platform's `rate_limit`, `log.level`);
+    /// everything else keeps its value until a restart. Returns what changed and what was
+    /// left for a restart, as config key names.
+    pub fn reload(&self, new: Config) -> anyhow::Result<Reloaded> {
+        let old = self.config();
+        let mailer = Mailer::from_config(&new)?.map(Arc::new);
+        let sections = |c: &Config| -> toml::Table {
+            toml::Value::try_from(c)
+                .ok()
+                .and_then(|v| v.as_table().cloned())
+                .unwrap_or_default()
+        };
+        let (before, after) = (sections(&old), sections(&new));
+        let mut changed = Vec::new();
+        let mut restart = Vec::new();
+        for (section, value) in &after {
+            let was = before.get(section);
+            let keys = changed_keys(section, was, value);
+            let live = |key: &str| {
+                key.starts_with("email.")
+                    || key.starts_with("schedule.")
+                    || key == "log.level"
+                    || (key.starts_with("platforms.") && key.ends_with(".rate_limit"))
+            };
+            for k in keys {
+                if live(&k) {
+                    changed.push(k);
+                } else {
+                    restart.push(k);
+                }
+            }
+        }
+        // The effective config: the old one with the live parts replaced.
+        let mut effective = toml::Value::try_from(&*old)?;
+        let fresh = toml::Value::try_from(&new)?;
+        for key in &changed {
+            let path: Vec<&str> = key.split('.').collect();
+            set_path(&mut effective, &path, get_path(&fresh, &path).cloned());
+        }
+        let effective: Config = effective.try_into()?;
+        self.gates.set_rates(&effective);
+        crate::telemetry::set_level(&effective.log.level);
+        *self.live.mailer.write().unwrap_or_else(|e| e.into_inner()) = mailer;
+        *self.live.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(effective);
+        Ok(Reloaded { changed, restart })
     }
 
     /// Opens the store (with migrations, creating the database if needed) and the sealer:
@@ -284,5 +371,66 @@ impl AppState {
         let store = open_store(&config, create).await?;
         let sealer = load_sealer(&config, &store).await?;
         AppState::new(config, store, sealer)
+    }
+}
+
+/// What a reload did, as config key names.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Keys whose new values are in force.
+    pub changed: Vec<String>,
+    /// Keys that changed in the file but keep their old values until a restart.
+    pub restart: Vec<String>,
+}
+
+impl Reloaded {
+    /// Whether `schedule.cron` changed (the sweep job must be replaced).
+    pub fn cron_changed(&self) -> bool {
+        self.changed.iter().any(|k| k == "schedule.cron")
+    }
+}
+
+/// The dotted keys under `prefix` whose values differ between `old` and `new`.
+fn changed_keys(prefix: &str, old: Option<&toml::Value>, new: &toml::Value) -> Vec<String> {
+    match (old, new) {
+        (Some(toml::Value::Table(o)), toml::Value::Table(n)) => {
+            let mut out = Vec::new();
+            for (k, v) in n {
+                out.extend(changed_keys(&format!("{prefix}.{k}"), o.get(k), v));
+            }
+            for k in o.keys().filter(|k| !n.contains_key(*k)) {
+                out.push(format!("{prefix}.{k}"));
+            }
+            out
+        }
+        (Some(o), n) if o == n => Vec::new(),
+        _ => vec![prefix.to_owned()],
+    }
+}
+
+fn get_path<'a>(v: &'a toml::Value, path: &[&str]) -> Option<&'a toml::Value> {
+    path.iter().try_fold(v, |v, k| v.get(*k))
+}
+
+fn set_path(v: &mut toml::Value, path: &[&str], value: Option<toml::Value>) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = v;
+    for k in parents {
+        let toml::Value::Table(t) = cur else { return };
+        cur = t
+            .entry((*k).to_owned())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    if let toml::Value::Table(t) = cur {
+        match value {
+            Some(x) => {
+                t.insert((*last).to_owned(), x);
+            }
+            None => {
+                t.remove(*last);
+            }
+        }
     }
 }

@@ -37,7 +37,7 @@ pub struct Checked {
 
 /// Whether accounts of `platform` get their tokens refreshed automatically.
 fn auto_refresh(state: &AppState, platform: Platform) -> bool {
-    state.platforms.can_refresh(platform) && state.config.platforms.get(platform).auto_refresh()
+    state.platforms.can_refresh(platform) && state.config().platforms.get(platform).auto_refresh()
 }
 
 /// Whether this account's tokens are renewed automatically (for TikTok and X that needs a
@@ -55,7 +55,7 @@ pub fn renewed_automatically(state: &AppState, platform: Platform, has_refresh_t
 /// When the access token enters its refresh window.
 fn refresh_at(state: &AppState, a: &Account) -> Option<UnixTime> {
     let exp = a.token_expires_at?;
-    let mut at = exp - state.config.platforms.get(a.platform).refresh_before(a.platform);
+    let mut at = exp - state.config().platforms.get(a.platform).refresh_before(a.platform);
     // Long-lived Graph tokens can be refreshed only once they are a day old.
     if matches!(a.platform, Platform::Instagram | Platform::Threads) {
         at = at.max(a.token_issued_at + 86_400);
@@ -66,14 +66,14 @@ fn refresh_at(state: &AppState, a: &Account) -> Option<UnixTime> {
 fn alert_policy(state: &AppState, auto_refresh: bool) -> AlertPolicy {
     AlertPolicy {
         thresholds: state.alert_thresholds.clone(),
-        unreachable_after: state.config.alerts.unreachable_after,
+        unreachable_after: state.config().alerts.unreachable_after,
         auto_refresh,
     }
 }
 
 /// The assessment policy for accounts of `platform`.
 pub fn policy(state: &AppState, platform: Platform) -> Policy {
-    let c = &state.config;
+    let c = state.config();
     let pc = c.platforms.get(platform);
     Policy {
         warn_before: c.health.warn_before.secs(),
@@ -147,12 +147,8 @@ fn context<'a>(a: &'a Account, tokens: &'a Tokens) -> TokenContext<'a> {
 /// How long a refresh lease lasts: longer than the slowest token-endpoint call, so that
 /// it never runs out under a live holder, yet frees an account whose holder crashed.
 fn lease_ttl(state: &AppState) -> i64 {
-    let token_timeout = state
-        .config
-        .http
-        .token_request_timeout
-        .0
-        .max(state.config.http.request_timeout.0);
+    let http = &state.config().http;
+    let token_timeout = http.token_request_timeout.0.max(http.request_timeout.0);
     i64::try_from(token_timeout.as_secs()).unwrap_or(600).saturating_add(30)
 }
 
@@ -439,7 +435,7 @@ fn assess(
     // (and `current` is then re-read).
     let refresh_failures = current.refresh_failures + i64::from(refresh_error.is_some());
     let timing = Timing {
-        check_interval: state.config.health.check_interval.secs(),
+        check_interval: state.config().health.check_interval.secs(),
         failures: if a.answered { 0 } else { current.consecutive_failures },
         refresh_failures: if refresh_error.is_some() { refresh_failures } else { 0 },
         refresh_at: if refreshable {

@@ -157,7 +157,7 @@ pub fn main() -> ExitCode {
             );
             return ExitCode::from(2);
         }
-        telemetry::init(crate::config::LogFormat::Compact);
+        telemetry::init(crate::config::LogFormat::Compact, "info");
         return match tokio::runtime::Runtime::new() {
             Ok(rt) => match rt.block_on(run(cli.command, Config::default())) {
                 Ok(code) => code,
@@ -184,7 +184,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log.format);
+    telemetry::init(config.log.format, &config.log.level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -192,7 +192,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    match runtime.block_on(run_from(cli.command, config, Some((path, explicit)))) {
         Ok(code) => code,
         Err(e) if e.downcast_ref::<app::UsageError>().is_some() => {
             eprintln!("socialsyncer: {e:#}");
@@ -213,11 +213,19 @@ fn say_database(config: &Config) -> anyhow::Result<()> {
 
 /// Runs one command with a loaded config.
 pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    run_from(command, config, None).await
+}
+
+/// As [`run`]; `source` is the config file and whether it was named (for SIGHUP reloads).
+pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf, bool)>) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve => {
             let state = AppState::build(config).await?;
+            if let Some((path, explicit)) = source {
+                state.set_config_source(path, explicit);
+            }
             // Held while the daemon runs: admin commands that must not run beside it check it.
-            let lock = app::DaemonLock::acquire(&state.config, "a second daemon on one SQLite database is refused")?;
+            let lock = app::DaemonLock::acquire(&state.config(), "a second daemon on one SQLite database is refused")?;
             tracing::debug!(lock = %lock.file().display(), "holding the daemon lock");
             server::run(state).await?;
             drop(lock);
@@ -456,7 +464,7 @@ async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitC
     let mut done = 0usize;
     let started = std::time::Instant::now();
     let mut last_print = started;
-    let checked = checks::check_all(&state, accounts, state.config.schedule.concurrency, |_| {
+    let checked = checks::check_all(&state, accounts, state.config().schedule.concurrency, |_| {
         done += 1;
         if progress && (last_print.elapsed().as_millis() >= 250 || done == total) {
             last_print = std::time::Instant::now();

@@ -297,12 +297,16 @@ impl Default for MetricsConfig {
 pub struct LogConfig {
     /// `compact` (default) or `json`.
     pub format: LogFormat,
+    /// Level or filter directives (`info`, `debug`, `socialsyncer=debug,info`); `RUST_LOG`,
+    /// when set, takes precedence. Reloaded on SIGHUP.
+    pub level: String,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             format: LogFormat::Compact,
+            level: "info".into(),
         }
     }
 }
@@ -528,6 +532,12 @@ impl Config {
 
     /// Checks what serde cannot: addresses, URLs, cron, ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            ConfigError(format!(
+                "log.level: '{}' is not a level or filter ({e})",
+                self.log.level
+            ))
+        })?;
         SocketAddr::from_str(&self.server.listen).map_err(|_| {
             ConfigError(format!(
                 "server.listen: '{}' is not an address like 127.0.0.1:8080",

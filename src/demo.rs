@@ -112,7 +112,7 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
         accounts::register(&state, ws, &reg).await?;
     }
     let all = state.store.all_accounts(None).await?;
-    let checked = checks::check_all(&state, all, state.config.schedule.concurrency, |_| {}).await?;
+    let checked = checks::check_all(&state, all, state.config().schedule.concurrency, |_| {}).await?;
     let updates: Vec<_> = checked.into_iter().map(|c| c.update).collect();
     state.store.record_checks(&updates).await?;
 

@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
@@ -29,15 +29,25 @@ const WRITE_EVERY: Duration = Duration::from_millis(200);
 /// them for a while when the platform says it is throttling.
 #[derive(Debug)]
 pub struct Gate {
-    interval: Option<Duration>,
+    /// Nanoseconds between two requests; 0: no pacing. A reload may change it.
+    interval_ns: AtomicU64,
     next: std::sync::Mutex<Instant>,
     blocked_until: AtomicI64,
+}
+
+fn interval_ns(rate: Option<f64>) -> u64 {
+    rate.map_or(0, |r| {
+        Duration::from_secs_f64(1.0 / r)
+            .as_nanos()
+            .try_into()
+            .unwrap_or(u64::MAX)
+    })
 }
 
 impl Gate {
     fn new(rate: Option<f64>) -> Gate {
         Gate {
-            interval: rate.map(|r| Duration::from_secs_f64(1.0 / r)),
+            interval_ns: AtomicU64::new(interval_ns(rate)),
             next: std::sync::Mutex::new(Instant::now()),
             blocked_until: AtomicI64::new(0),
         }
@@ -45,9 +55,10 @@ impl Gate {
 
     /// Waits for this request's turn.
     pub(crate) async fn pace(&self) {
-        let Some(interval) = self.interval else {
+        let interval = Duration::from_nanos(self.interval_ns.load(Ordering::Relaxed));
+        if interval.is_zero() {
             return;
-        };
+        }
         let at = {
             let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
             let at = (*next).max(Instant::now());
@@ -81,6 +92,20 @@ impl Gates {
                 .map(|p| (p, Gate::new(config.platforms.get(p).rate_limit(p))))
                 .collect(),
         )
+    }
+
+    /// Takes each platform's `rate_limit` from a reloaded config.
+    pub fn set_rates(&self, config: &crate::config::Config) {
+        for (p, g) in &self.0 {
+            g.interval_ns
+                .store(interval_ns(config.platforms.get(*p).rate_limit(*p)), Ordering::Relaxed);
+        }
+    }
+
+    /// A platform's pace, in requests a second (`None`: unlimited).
+    pub fn rate(&self, p: Platform) -> Option<f64> {
+        let ns = self.get(p).interval_ns.load(Ordering::Relaxed);
+        (ns > 0).then(|| 1e9 / ns as f64)
     }
 
     pub(crate) fn get(&self, p: Platform) -> &Gate {
@@ -144,7 +169,7 @@ pub struct SweepReport {
 pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<SweepReport, StoreError> {
     let started = Instant::now();
     let due_by = domain::now();
-    let cfg = &state.config.schedule;
+    let cfg = &state.config().schedule;
     let (tx, rx) = mpsc::channel::<Checked>(cfg.concurrency + WRITE_BATCH);
     let writer = tokio::spawn(write_results(state.clone(), rx));
     let permits = Arc::new(Semaphore::new(cfg.concurrency));
@@ -176,7 +201,7 @@ pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<Sweep
     if let Some(e) = failure {
         return Err(e);
     }
-    let cutoff = domain::now() - state.config.health.history_retention.secs();
+    let cutoff = domain::now() - state.config().health.history_retention.secs();
     report.pruned = state.store.prune_history(cutoff).await?;
     report.duration = started.elapsed();
     state.metrics.sweep_finished(domain::now());
@@ -258,7 +283,7 @@ async fn read_pages(
     due_by: UnixTime,
     pages: mpsc::Sender<Vec<(crate::store::Account, crate::store::SealedCredentials)>>,
 ) -> Result<(), StoreError> {
-    let batch = state.config.schedule.batch_size.max(1) as i64;
+    let batch = state.config().schedule.batch_size.max(1) as i64;
     let mut limit = FIRST_PAGE.min(batch);
     let mut cursor = None;
     loop {
@@ -348,12 +373,14 @@ pub async fn start(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) -> anyhow::Result<Option<JobScheduler>> {
-    let cron = state.config.schedule.cron.trim().to_owned();
+    let cron = state.config().schedule.cron.trim().to_owned();
     if cron.is_empty() {
         tracing::warn!("schedule.cron is empty: no sweeps will run");
         return Ok(None);
     }
-    let busy = Arc::new(Mutex::new(()));
+    // Shared through the state: a scheduler replaced by a reload never runs a second sweep
+    // beside one still running.
+    let busy = state.sweep_busy.clone();
     let job = Job::new_async(cron.as_str(), move |_, _| {
         let (state, cancel, tracker, busy) = (state.clone(), cancel.clone(), tracker.clone(), busy.clone());
         Box::pin(async move {

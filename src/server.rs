@@ -53,9 +53,63 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
     }
 }
 
+/// On SIGHUP, reads the config file again and applies what can change without a restart
+/// (`email.*`, `schedule.*`, rate limits, `log.level`); logs what changed and what needs a
+/// restart. A config that does not load is refused and the running one kept.
+fn spawn_reloader(
+    state: AppState,
+    sched: std::sync::Arc<tokio::sync::Mutex<Option<tokio_cron_scheduler::JobScheduler>>>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reloading needs a restart");
+            return;
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    got = hup.recv() => if got.is_none() { return },
+                }
+                systemd::reloading();
+                match state.reload_from_source() {
+                    Ok(r) => {
+                        if r.cron_changed() {
+                            let mut s = sched.lock().await;
+                            if let Some(old) = s.as_mut() {
+                                let _ = old.shutdown().await;
+                            }
+                            match scheduler::start(state.clone(), shutdown.clone(), tracker.clone()).await {
+                                Ok(new) => *s = new,
+                                Err(e) => {
+                                    tracing::error!(error = %e, "the new schedule could not start; no sweeps run until a restart")
+                                }
+                            }
+                        }
+                        tracing::info!(changed = ?r.changed, "configuration reloaded");
+                        if !r.restart.is_empty() {
+                            tracing::warn!(keys = ?r.restart, "these keys changed but take effect only after a restart");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "configuration not reloaded; the running one stays")
+                    }
+                }
+                systemd::ready();
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (state, sched, shutdown, tracker);
+}
+
 /// Binds `server.listen`.
 pub async fn bind(state: &AppState) -> anyhow::Result<TcpListener> {
-    let addr = &state.config.server.listen;
+    let addr = &state.config().server.listen;
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("Failed to listen on {addr} (server.listen)"))
@@ -75,9 +129,9 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     state.metrics.set_last_sweep(state.store.last_check_at().await?);
-    let mut sched = scheduler::start(state.clone(), shutdown.clone(), tracker.clone()).await?;
+    let sched = scheduler::start(state.clone(), shutdown.clone(), tracker.clone()).await?;
     let delivery = tokio::spawn(alerts::email::run(state.clone(), shutdown.clone()));
-    let metrics = match state.config.server.metrics_listen.trim() {
+    let metrics = match state.config().server.metrics_listen.trim() {
         "" => None,
         addr => {
             let l = TcpListener::bind(addr)
@@ -92,7 +146,7 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
             }))
         }
     };
-    if state.config.email.smtp_url.is_some() && state.config.email.to.is_empty() {
+    if state.config().email.smtp_url.is_some() && state.config().email.to.is_empty() {
         tracing::warn!(
             "email.smtp_url is set but email.to is empty: alerts reach only the workspaces that set recipients \
              (PUT /v1/notifications); the others wait in the outbox until they do"
@@ -102,6 +156,8 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
     tracing::info!(listen = %listener.local_addr()?, "socialsyncer is serving");
     systemd::ready();
     systemd::spawn_watchdog(state.clone(), shutdown.clone());
+    let sched = std::sync::Arc::new(tokio::sync::Mutex::new(sched));
+    spawn_reloader(state.clone(), sched.clone(), shutdown.clone(), tracker.clone());
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
         signal.await;
@@ -110,12 +166,12 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
         signal_token.cancel();
     });
     let store = state.store.clone();
-    let limit = state.config.schedule.shutdown_timeout.0;
+    let limit = state.config().schedule.shutdown_timeout.0;
     serve_http(listener, state, shutdown.clone()).await?;
     if let Some(m) = metrics {
         let _ = m.await;
     }
-    if let Some(s) = sched.as_mut()
+    if let Some(s) = sched.lock().await.as_mut()
         && let Err(e) = s.shutdown().await
     {
         tracing::warn!(error = %e, "scheduler did not shut down cleanly");

@@ -19,6 +19,11 @@ pub fn ready() {
     notify(NotifyState::Ready);
 }
 
+/// Tells systemd a reload has started (READY=1 follows when it is done).
+pub fn reloading() {
+    notify(NotifyState::Reloading);
+}
+
 /// Tells systemd the service is stopping.
 pub fn stopping() {
     notify(NotifyState::Stopping);

@@ -713,3 +713,67 @@ fn config_check_validates_the_named_files_and_redacts_secrets() {
     assert!(stderr.contains("problem: security.token_key_file:"), "{stderr}");
     assert!(stderr.contains("2 problem(s) found"), "{stderr}");
 }
+
+#[test]
+fn sighup_reloads_what_it_can_and_says_what_needs_a_restart() {
+    let env = env_with("[schedule]\ncron = \"0 0 * * * *\"\n");
+    env.create_key("acme");
+    let mut d = start_daemon(&env);
+    let original = std::fs::read_to_string(&env.config).unwrap();
+    let hup = |d: &Daemon| {
+        let ok = Command::new("kill")
+            .args(["-HUP", &d.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    let wait_for = |d: &Daemon, needle: &str| -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = d
+                .logs
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no '{needle}' in {:?}", seen.iter().rev().take(20).collect::<Vec<_>>()));
+            if line.contains(needle) {
+                return line;
+            }
+            seen.push(line);
+        }
+    };
+    // Live keys and a key that needs a restart.
+    let changed = original
+        .replace("cron = \"0 0 * * * *\"", "cron = \"0 */5 * * * *\"\nconcurrency = 7")
+        .replace(
+            "metrics_listen = \"127.0.0.1:0\"",
+            "metrics_listen = \"127.0.0.1:0\"\nmax_body_bytes = 1000",
+        )
+        .replace("[platforms.tiktok]\n", "[platforms.tiktok]\nrate_limit = 2.5\n")
+        + "[email]\nto = [\"ops@example.com\"]\n";
+    std::fs::write(&env.config, changed).unwrap();
+    hup(&d);
+    let line = wait_for(&d, "configuration reloaded");
+    for key in [
+        "schedule.cron",
+        "schedule.concurrency",
+        "email.to",
+        "platforms.tiktok.rate_limit",
+    ] {
+        assert!(line.contains(key), "{key} in {line}");
+    }
+    let line = wait_for(&d, "take effect only after a restart");
+    assert!(line.contains("server.max_body_bytes"), "{line}");
+    let (s, _) = curl(&[&format!("http://{}/healthz", d.addr)]);
+    assert_eq!(s, 200, "the daemon lives on after SIGHUP");
+
+    // A config that does not load is refused; the running one stays.
+    std::fs::write(&env.config, "this is not toml").unwrap();
+    hup(&d);
+    wait_for(&d, "configuration not reloaded");
+    let (s, _) = curl(&[&format!("http://{}/healthz", d.addr)]);
+    assert_eq!(s, 200);
+    std::fs::write(&env.config, original).unwrap();
+    sigterm(&d.child);
+    assert!(d.child.wait().unwrap().success());
+}

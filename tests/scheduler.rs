@@ -529,3 +529,35 @@ async fn silence_turns_into_unknown_after_the_staleness_limit_and_history_is_pru
     assert_eq!(Health::Unknown.as_str(), "unknown");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_takes_the_live_keys_and_keeps_the_rest() {
+    let app = spawn_app().await;
+    let before = app.state.config();
+    let mut text = format!(
+        "[server]\nlisten = \"127.0.0.1:1\"\n[database]\nurl = \"sqlite:///elsewhere.db\"\n[schedule]\nconcurrency = 3\n\
+         [email]\nto = [\"ops@example.com\"]\n[log]\nlevel = \"debug\"\n{}",
+        app.sim.config_toml(app.dir.path()).unwrap()
+    );
+    text = text.replace("[platforms.tiktok]\n", "[platforms.tiktok]\nrate_limit = 2.5\n");
+    let new = socialsyncer::config::Config::from_toml(&text).unwrap();
+    let r = app.state.reload(new).unwrap();
+    for key in [
+        "schedule.concurrency",
+        "email.to",
+        "log.level",
+        "platforms.tiktok.rate_limit",
+    ] {
+        assert!(r.changed.iter().any(|k| k == key), "{key} in {r:?}");
+    }
+    for key in ["server.listen", "database.url"] {
+        assert!(r.restart.iter().any(|k| k == key), "{key} in {r:?}");
+    }
+    let after = app.state.config();
+    assert_eq!(after.schedule.concurrency, 3);
+    assert_eq!(after.email.to, ["ops@example.com"]);
+    assert_eq!(after.server.listen, before.server.listen, "kept until a restart");
+    assert_eq!(after.database.url, before.database.url);
+    assert_eq!(app.state.gates.rate(Platform::Tiktok), Some(2.5));
+    app.stop().await;
+}

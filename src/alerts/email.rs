@@ -212,7 +212,7 @@ pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String,
 /// The recipients of a workspace's alerts: the operator's `email.to` and the workspace's
 /// own list, each address once (compared without case).
 async fn recipients(state: &AppState, workspace_id: i64) -> Result<Vec<String>, StoreError> {
-    let mut to: Vec<String> = state.config.email.to.clone();
+    let mut to: Vec<String> = state.config().email.to.clone();
     to.extend(state.store.recipients(workspace_id).await?);
     let mut seen = std::collections::HashSet::new();
     to.retain(|t| seen.insert(t.trim().to_ascii_lowercase()));
@@ -229,7 +229,7 @@ pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
     let mut report = DeliveryReport::default();
     let now = domain::now();
     let pending = state.store.pending_alerts(now, 5_000).await?;
-    let Some(mailer) = state.mailer.as_deref() else {
+    let Some(mailer) = state.mailer() else {
         if !pending.is_empty() {
             tracing::debug!(
                 pending = pending.len(),
@@ -356,7 +356,7 @@ pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
 /// it, until `cancel` fires; then makes one last attempt so a clean stop leaves nothing
 /// deliverable behind.
 pub async fn run(state: AppState, cancel: tokio_util::sync::CancellationToken) {
-    let every = state.config.alerts.delivery_interval.0;
+    let every = state.config().alerts.delivery_interval.0;
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,

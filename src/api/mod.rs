@@ -119,7 +119,7 @@ pub async fn metrics(
     state.metrics.set_configuration_problems(&state.problems.counts());
     let text = state
         .metrics
-        .render(&state.store, state.config.metrics.per_account, |p, has_refresh| {
+        .render(&state.store, state.config().metrics.per_account, |p, has_refresh| {
             crate::checks::renewed_automatically(&state, p, has_refresh)
         })
         .await?;
@@ -156,9 +156,9 @@ pub fn metrics_router(state: AppState) -> Router {
 
 /// The whole router with its state.
 pub fn router(state: AppState) -> Router {
-    let limit = state.config.server.max_body_bytes;
+    let limit = state.config().server.max_body_bytes;
     let mut router = Router::new().route("/healthz", get(healthz));
-    if state.config.server.metrics_listen.trim().is_empty() {
+    if state.config().server.metrics_listen.trim().is_empty() {
         router = router.route("/metrics", get(metrics));
     }
     router
