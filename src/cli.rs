@@ -527,6 +527,9 @@ async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitC
 
 async fn rotate_token_key(config: &Config, new_key_file: &std::path::Path) -> anyhow::Result<()> {
     say_database(config)?;
+    // A relative name is looked up among the credentials first (socialsyncer-admin loads
+    // every file of /etc/socialsyncer/credentials).
+    let new_key_file = &crate::config::resolve_credential_path(new_key_file);
     let new = crate::crypto::Sealer::load(new_key_file).context("Failed to load --new-key-file")?;
     let old_path = config.token_key_path()?;
     if old_path.exists() && std::fs::canonicalize(&old_path).ok() == std::fs::canonicalize(new_key_file).ok() {
