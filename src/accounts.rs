@@ -184,8 +184,15 @@ pub async fn register(state: &AppState, workspace_id: i64, reg: &Registration) -
 /// person connected: it is revoked only when no other stored account, in any workspace,
 /// shares that person's Meta user ID; otherwise the account is deleted locally and the
 /// answer says why the grant was kept.
+///
+/// The account is deleted first, in one transaction that also takes its credentials: of
+/// several concurrent `DELETE`s exactly one revokes, the others find it gone (`NotFound`).
 pub async fn disconnect(state: &AppState, account: &Account) -> Result<RevokeOutcome, StoreError> {
-    let sealed = state.store.credentials(account.id).await?;
+    let sealed = state
+        .store
+        .take_account(account.id)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     let ctx = seal_context(account.workspace_id, account.platform, &account.account_id);
     let revoke = match state.sealer.open(&ctx, &sealed.access_token) {
         Ok(access) => {
@@ -207,6 +214,7 @@ pub async fn disconnect(state: &AppState, account: &Account) -> Result<RevokeOut
                             .into_iter()
                             .filter(|p| state.platforms.shares_meta_grant(*p))
                             .collect();
+                        // The account itself is gone already; only the others count.
                         let shared = state.store.accounts_sharing_user(&user, &platforms, account.id).await?;
                         if shared > 0 {
                             RevokeOutcome::NotSupported(format!(
@@ -227,7 +235,6 @@ pub async fn disconnect(state: &AppState, account: &Account) -> Result<RevokeOut
         }
         Err(_) => RevokeOutcome::Failed("the stored token cannot be opened with the current token key".into()),
     };
-    state.store.delete_account(account.id).await?;
     match &revoke {
         RevokeOutcome::Revoked => {
             tracing::info!(platform = %account.platform, account = %account.account_id, "token revoked and account deleted")

@@ -212,14 +212,33 @@ async fn refresh_leased(state: &AppState, a: &Account, tokens: &Tokens, waited: 
                 at: domain::now(),
                 health: a.health,
             };
-            if let Err(e) = state.store.replace_tokens(&replacement).await {
-                tracing::error!(
-                    platform = %a.platform,
-                    account = %a.account_id,
-                    error = %e,
-                    "the platform issued new tokens but they could not be stored"
-                );
-                return Err(e);
+            match state.store.replace_tokens(&replacement).await {
+                Ok(()) => {}
+                Err(StoreError::NotFound) => {
+                    // The account was deleted while its refresh ran: the new grant must not
+                    // be left alive at the platform with nobody holding it.
+                    let minted = Tokens {
+                        access: n.access_token,
+                        refresh: n.refresh_token.or_else(|| stored.refresh.clone()),
+                    };
+                    let outcome = state.platforms.revoke(a.platform, &context(a, &minted)).await;
+                    tracing::info!(
+                        platform = %a.platform,
+                        account = %a.account_id,
+                        revoked = matches!(outcome, crate::platforms::RevokeOutcome::Revoked),
+                        "the account was deleted during its refresh; the new tokens were revoked"
+                    );
+                    return Err(StoreError::NotFound);
+                }
+                Err(e) => {
+                    tracing::error!(
+                        platform = %a.platform,
+                        account = %a.account_id,
+                        error = %e,
+                        "the platform issued new tokens but they could not be stored"
+                    );
+                    return Err(e);
+                }
             }
             state.problems.set(a.platform, Area::Refresh, None);
             tracing::info!(platform = %a.platform, account = %a.account_id, "token refreshed");

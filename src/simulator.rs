@@ -415,6 +415,22 @@ impl Simulator {
         self.shared.lock().tokens.get(token).cloned()
     }
 
+    /// How many access tokens of `user_id` on `p` still work (valid and unexpired).
+    pub fn live_tokens(&self, p: Platform, user_id: &str) -> usize {
+        let now = domain::now();
+        self.shared
+            .lock()
+            .tokens
+            .values()
+            .filter(|t| {
+                t.platform == p
+                    && t.user_id == user_id
+                    && t.state == TokenState::Valid
+                    && t.expires_at.is_none_or(|e| e > now)
+            })
+            .count()
+    }
+
     /// Whether a refresh token is still accepted.
     pub fn refresh_token_live(&self, token: &str) -> bool {
         self.shared.lock().refresh.contains_key(token)

@@ -428,3 +428,139 @@ async fn daemon_routes_and_unknown_routes() {
     assert_eq!((s, code(&body)), (405, "method_not_allowed"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_delete_racing_anything_is_never_a_500_and_never_costs_other_accounts() {
+    use socialsyncer::domain::Platform;
+    use socialsyncer::simulator::TokenSpec;
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+
+    // Ten concurrent DELETEs of one account: one revokes and answers deleted, nine find it gone.
+    app.connect(&key, Platform::Tiktok, "tt1", TokenSpec::valid(Platform::Tiktok, "tt1"))
+        .await;
+    let before = app.sim.calls(Platform::Tiktok);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let (http, url, key) = (app.http.clone(), app.url("/v1/accounts/tiktok/tt1"), key.clone());
+        tasks.spawn(async move { common::into_parts(http.delete(url).bearer_auth(key).send().await.unwrap()).await });
+    }
+    let mut answers = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        answers.push(r.unwrap());
+    }
+    let ok: Vec<_> = answers.iter().filter(|(s, _)| *s == 200).collect();
+    assert_eq!(ok.len(), 1, "{answers:?}");
+    assert_eq!(ok[0].1["deleted"], true);
+    assert!(
+        answers
+            .iter()
+            .all(|(s, b)| *s == 200 || (*s == 404 && code(b) == "account_not_found")),
+        "{answers:?}"
+    );
+    assert_eq!(app.sim.calls(Platform::Tiktok) - before, 1, "revoked once");
+
+    // Checks racing deletes, one pair per account: 200 or 404, never 500.
+    app.sim
+        .set_latency(Platform::Twitter, std::time::Duration::from_millis(30));
+    for i in 0..12 {
+        app.connect(
+            &key,
+            Platform::Twitter,
+            &format!("{}", 500 + i),
+            TokenSpec::valid(Platform::Twitter, "0"),
+        )
+        .await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        for method in ["check", "delete"] {
+            let (http, key) = (app.http.clone(), key.clone());
+            let base = app.url(&format!("/v1/accounts/twitter/{}", 500 + i));
+            tasks.spawn(async move {
+                let r = match method {
+                    "check" => http.post(format!("{base}/check")),
+                    _ => http.delete(base),
+                };
+                r.bearer_auth(key).send().await.unwrap().status().as_u16()
+            });
+        }
+    }
+    while let Some(s) = tasks.join_next().await {
+        let s = s.unwrap();
+        assert!(s == 200 || s == 404, "answered {s}");
+    }
+
+    // A sweep whose accounts are deleted under it still writes the others' results.
+    for i in 0..20 {
+        app.connect(
+            &key,
+            Platform::Twitter,
+            &format!("{}", 600 + i),
+            TokenSpec::valid(Platform::Twitter, "0"),
+        )
+        .await;
+    }
+    let db = app.db().await;
+    common::make_due(&db, Some(Platform::Twitter)).await;
+    let state = app.state.clone();
+    let sweep = tokio::spawn(async move {
+        socialsyncer::scheduler::sweep(&state, &tokio_util::sync::CancellationToken::new()).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    for i in 0..5 {
+        let (s, _) = app.delete(&key, &format!("/v1/accounts/twitter/{}", 600 + i)).await;
+        assert!(s == 200 || s == 404);
+    }
+    sweep
+        .await
+        .unwrap()
+        .expect("the sweep is not failed by deleted accounts");
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM account_health h JOIN accounts a ON a.id = h.account_ref \
+         WHERE a.account_id >= '605' AND a.account_id < '620' AND h.next_check_at > $1",
+    )
+    .bind(socialsyncer::domain::now())
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(n, 15, "every remaining account's result was written");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_a_refresh_minted_for_a_deleted_account_are_revoked() {
+    use socialsyncer::domain::Platform;
+    use socialsyncer::simulator::TokenSpec;
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    app.connect(
+        &key,
+        Platform::Tiktok,
+        "gone",
+        TokenSpec::valid(Platform::Tiktok, "gone"),
+    )
+    .await;
+    let db = app.db().await;
+    sqlx::query("UPDATE accounts SET token_expires_at = $1")
+        .bind(socialsyncer::domain::now() + 600)
+        .execute(&db)
+        .await
+        .unwrap();
+    // The refresh takes a while; the account is deleted meanwhile.
+    app.sim
+        .set_latency(Platform::Tiktok, std::time::Duration::from_millis(400));
+    let (http, url, k) = (app.http.clone(), app.url("/v1/accounts/tiktok/gone/check"), key.clone());
+    let check = tokio::spawn(async move { http.post(url).bearer_auth(k).send().await.unwrap().status().as_u16() });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let (s, v) = app.delete(&key, "/v1/accounts/tiktok/gone").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(check.await.unwrap(), 404);
+    assert_eq!(app.sim.refreshes(Platform::Tiktok), 1, "the refresh did happen");
+    assert_eq!(
+        app.sim.live_tokens(Platform::Tiktok, "gone"),
+        0,
+        "neither the old token nor the one minted meanwhile is left alive"
+    );
+    app.stop().await;
+}

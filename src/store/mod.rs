@@ -681,23 +681,30 @@ impl Store {
             .ok_or(StoreError::NotFound)
     }
 
-    /// Deletes an account and its credentials in one transaction; false if it did not exist.
-    pub async fn delete_account(&self, account_ref: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM credentials WHERE account_ref = $1")
+    /// Deletes an account and returns the credentials it had, in one `BEGIN IMMEDIATE`
+    /// transaction: of several concurrent deletions exactly one gets them (and revokes them
+    /// at the platform); the others get `None` (the account is gone).
+    pub async fn take_account(&self, account_ref: i64) -> Result<Option<SealedCredentials>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let creds: Option<SealedCredentials> =
+            sqlx::query_as("SELECT access_token, refresh_token FROM credentials WHERE account_ref = $1")
+                .bind(account_ref)
+                .fetch_optional(&mut *tx)
+                .await?;
+        for sql in [
+            "DELETE FROM credentials WHERE account_ref = $1",
+            "DELETE FROM account_health WHERE account_ref = $1",
+        ] {
+            sqlx::query(sql).bind(account_ref).execute(&mut *tx).await?;
+        }
+        let deleted = sqlx::query("DELETE FROM accounts WHERE id = $1")
             .bind(account_ref)
             .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM account_health WHERE account_ref = $1")
-            .bind(account_ref)
-            .execute(&mut *tx)
-            .await?;
-        let r = sqlx::query("DELETE FROM accounts WHERE id = $1")
-            .bind(account_ref)
-            .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected()
+            == 1;
         tx.commit().await?;
-        Ok(r.rows_affected() == 1)
+        Ok(creds.filter(|_| deleted))
     }
 
     /// Writes check results as the accounts' current health, with their history rows, all in
@@ -779,10 +786,12 @@ impl Store {
         }
         // The alerts these changes raised, in the same transaction; a key seen before is skipped.
         for a in updates.iter().flat_map(|u| &u.alerts) {
+            // An account deleted while it was being checked raises nothing.
             sqlx::query(
                 "INSERT INTO alert_outbox (workspace_id, account_ref, dedup_key, kind, severity, platform, account_id, \
                  username, problem, action, created_at, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT (dedup_key) DO NOTHING",
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $2) \
+                 ON CONFLICT (dedup_key) DO NOTHING",
             )
             .bind(a.workspace_id)
             .bind(a.account_ref)
@@ -800,9 +809,12 @@ impl Store {
         }
         // History rows go in as multi-row inserts: far fewer statements for a large sweep.
         let checked: Vec<&HealthUpdate> = updates.iter().filter(|u| !u.deferred).collect();
+        // Rows of accounts deleted while they were being checked are skipped (their history
+        // went with them): a DELETE racing a sweep never costs the rest of the batch.
         for chunk in checked.chunks(1000) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO health_history (account_ref, at, event, outcome, health, changed, detail) ",
+                "INSERT INTO health_history (account_ref, at, event, outcome, health, changed, detail) \
+                 SELECT column1, column2, column3, column4, column5, column6, column7 FROM (",
             );
             q.push_values(chunk, |mut b, u| {
                 b.push_bind(u.account_ref)
@@ -813,6 +825,7 @@ impl Store {
                     .push_bind(u.health != u.previous_health)
                     .push_bind(&u.last_error);
             });
+            q.push(") AS v WHERE v.column1 IN (SELECT id FROM accounts)");
             q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -940,7 +953,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO health_history (account_ref, at, event, outcome, health, changed, detail) \
-             VALUES ($1, $2, 'refresh_failed', NULL, $3, FALSE, $4)",
+             SELECT $1, $2, 'refresh_failed', NULL, $3, FALSE, $4 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1)",
         )
         .bind(account_ref)
         .bind(at)
