@@ -412,6 +412,29 @@ pub fn reconnect_deadline(
     token.into_iter().chain(data_access_expires_at).min()
 }
 
+/// The account as a reader must see it now: one whose last answer from its platform is older
+/// than `stale_after` reads `unknown`, saying since when, even if no check has run to say so
+/// (sweeps off, a far-away next check, failing writes). Time alone changes the answer.
+pub fn read_view(mut a: Account, now: UnixTime, stale_after: i64) -> Account {
+    if let Some(since) = a.last_success_at
+        && now - since > stale_after
+        && a.health != Health::Unknown
+    {
+        a.health = Health::Unknown;
+        a.recommendations = vec![format!(
+            "{} has not answered since {}; socialsyncer keeps retrying.",
+            a.platform.display_name(),
+            date(since)
+        )];
+    }
+    a
+}
+
+/// The SQL expression of [`read_view`]'s health, for filters and counts (`$stale_before` is
+/// bound as `now - stale_after`, `h` is `account_health`).
+pub const READ_HEALTH_SQL: &str =
+    "(CASE WHEN h.last_success_at IS NOT NULL AND h.last_success_at < $stale_before THEN 'unknown' ELSE h.health END)";
+
 /// What decides when an account is checked next.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {

@@ -237,6 +237,7 @@ impl Metrics {
     pub async fn render(
         &self,
         store: &Store,
+        stale_after: i64,
         per_account: bool,
         renewed: impl Fn(Platform, bool) -> bool,
     ) -> Result<String, StoreError> {
@@ -252,7 +253,7 @@ impl Metrics {
         if per_account {
             self.render_per_account(store, renewed).await?;
         }
-        let counts = store.health_counts().await?;
+        let counts = store.health_counts(crate::domain::now() - stale_after).await?;
         self.accounts.reset();
         for p in Platform::ALL {
             for h in Health::ALL {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{code, keys_of, spawn_app};
+use common::{code, keys_of, spawn_app, spawn_app_cfg};
 use serde_json::{Value, json};
 use socialsyncer::domain::Platform;
 use socialsyncer::simulator::Behavior;
@@ -561,6 +561,49 @@ async fn tokens_a_refresh_minted_for_a_deleted_account_are_revoked() {
         app.sim.live_tokens(Platform::Tiktok, "gone"),
         0,
         "neither the old token nor the one minted meanwhile is left alive"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn silence_reads_unknown_without_any_check() {
+    use socialsyncer::domain::Platform;
+    use socialsyncer::simulator::TokenSpec;
+    let app = spawn_app_cfg("", |c| c.schedule.cron = String::new()).await;
+    let key = app.key("acme").await;
+    app.connect(&key, Platform::Threads, "31", TokenSpec::valid(Platform::Threads, "31"))
+        .await;
+    app.connect(&key, Platform::Threads, "32", TokenSpec::valid(Platform::Threads, "32"))
+        .await;
+    // No check runs: sweeps are off and the next check is far away. Only time passes.
+    let db = app.db().await;
+    sqlx::query("UPDATE account_health SET last_success_at = $1, next_check_at = $2 WHERE account_ref = (SELECT id FROM accounts WHERE account_id = '31')")
+        .bind(socialsyncer::domain::now() - 3 * 86_400)
+        .bind(socialsyncer::domain::now() + 365 * 86_400)
+        .execute(&db)
+        .await
+        .unwrap();
+    let (_, v) = app.get(&key, "/v1/accounts/threads/31").await;
+    assert_eq!(v["health"], "unknown", "{v}");
+    assert!(
+        v["recommendations"][0]
+            .as_str()
+            .unwrap()
+            .contains("has not answered since"),
+        "{v}"
+    );
+    let (_, v) = app.get(&key, "/v1/accounts/health").await;
+    assert_eq!(v["summary"]["unknown"], 1, "{v}");
+    assert_eq!(v["summary"]["healthy"], 1, "{v}");
+    let (_, v) = app.get(&key, "/v1/accounts/health?health=unknown").await;
+    assert_eq!(v["accounts"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["accounts"][0]["accountId"], "31");
+    let (_, v) = app.get(&key, "/v1/accounts/health?health=healthy").await;
+    assert_eq!(v["accounts"][0]["accountId"], "32", "{v}");
+    let m = app.metrics().await;
+    assert!(
+        m.contains("socialsyncer_accounts{health=\"unknown\",platform=\"threads\"} 1"),
+        "{m}"
     );
     app.stop().await;
 }

@@ -160,6 +160,11 @@ impl From<&Account> for AccountDetail {
     }
 }
 
+/// The account as a reader sees it now (staleness derived at read time).
+fn seen_now(state: &AppState, a: Account) -> Account {
+    crate::health::read_view(a, crate::domain::now(), state.config().health.stale_after.secs())
+}
+
 /// Query of `GET /v1/accounts`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -212,7 +217,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<AccountList>, ApiError> {
     let platform = q.platform.as_deref().map(parse_platform).transpose()?;
-    let rows = state.store.list_accounts(ws.0, platform, None).await?;
+    let rows = state.store.list_accounts(ws.0, platform, None, 0).await?;
     Ok(Json(AccountList {
         accounts: rows.iter().map(AccountSummary::from).collect(),
     }))
@@ -238,7 +243,14 @@ pub async fn health(
                 .map_err(|e| ApiError::bad_request("unknown_health", e.to_string()))
         })
         .transpose()?;
-    let rows = state.store.list_accounts(ws.0, platform, health).await?;
+    let (now, stale_after) = (crate::domain::now(), state.config().health.stale_after.secs());
+    let rows: Vec<Account> = state
+        .store
+        .list_accounts(ws.0, platform, health, now - stale_after)
+        .await?
+        .into_iter()
+        .map(|a| crate::health::read_view(a, now, stale_after))
+        .collect();
     let mut summary = HealthSummary {
         total: rows.len(),
         ..HealthSummary::default()
@@ -271,7 +283,7 @@ pub async fn details(
     ApiPath((platform, account_id)): ApiPath<(String, String)>,
 ) -> Result<Json<AccountDetail>, ApiError> {
     let a = load(&state, ws, &platform, &account_id).await?;
-    Ok(Json(AccountDetail::from(&a)))
+    Ok(Json(AccountDetail::from(&seen_now(&state, a))))
 }
 
 /// `POST /v1/accounts` body.
@@ -339,7 +351,7 @@ pub async fn register(
         .ok_or_else(ApiError::account_not_found)?;
     // A platform that is down does not refuse the registration: the health stays unknown.
     let (a, _) = checks::check_and_record(&state, a).await?;
-    Ok((StatusCode::CREATED, Json(AccountDetail::from(&a))))
+    Ok((StatusCode::CREATED, Json(AccountDetail::from(&seen_now(&state, a)))))
 }
 
 /// Check one account now and answer its fresh health.
@@ -385,7 +397,7 @@ pub async fn check_now(
             "daemon_misconfigured",
             format!("The account could not be checked because of the daemon's configuration: {m}"),
         )),
-        _ => Ok(Json(AccountDetail::from(&fresh)).into_response()),
+        _ => Ok(Json(AccountDetail::from(&seen_now(&state, fresh))).into_response()),
     }
 }
 

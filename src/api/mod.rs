@@ -119,9 +119,12 @@ pub async fn metrics(
     state.metrics.set_configuration_problems(&state.problems.counts());
     let text = state
         .metrics
-        .render(&state.store, state.config().metrics.per_account, |p, has_refresh| {
-            crate::checks::renewed_automatically(&state, p, has_refresh)
-        })
+        .render(
+            &state.store,
+            state.config().health.stale_after.secs(),
+            state.config().metrics.per_account,
+            |p, has_refresh| crate::checks::renewed_automatically(&state, p, has_refresh),
+        )
         .await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

@@ -625,11 +625,14 @@ impl Store {
     }
 
     /// The accounts of a workspace, optionally filtered, ordered by platform then ID.
+    /// `health` filters on the health as read now (see [`crate::health::read_view`]):
+    /// accounts silent since before `stale_before` count as `unknown`.
     pub async fn list_accounts(
         &self,
         workspace_id: i64,
         platform: Option<Platform>,
         health: Option<Health>,
+        stale_before: UnixTime,
     ) -> Result<Vec<Account>, StoreError> {
         let mut q = QueryBuilder::<Sqlite>::new(ACCOUNT_SELECT);
         q.push(" WHERE a.workspace_id = ").push_bind(workspace_id);
@@ -637,7 +640,11 @@ impl Store {
             q.push(" AND a.platform = ").push_bind(p.as_str());
         }
         if let Some(h) = health {
-            q.push(" AND h.health = ").push_bind(h.as_str());
+            let (head, tail) = crate::health::READ_HEALTH_SQL
+                .split_once("$stale_before")
+                .unwrap_or((crate::health::READ_HEALTH_SQL, ""));
+            q.push(" AND ").push(head).push_bind(stale_before).push(tail);
+            q.push(" = ").push_bind(h.as_str());
         }
         q.push(" ORDER BY a.connected_at, a.id");
         let rows: Vec<AccountRow> = q.build_query_as().fetch_all(&self.pool).await?;
@@ -1028,11 +1035,13 @@ impl Store {
     }
 
     /// Accounts by platform and health, for the `socialsyncer_accounts` gauge.
-    pub async fn health_counts(&self) -> Result<Vec<(Platform, Health, i64)>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT a.platform, h.health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id \
-             GROUP BY a.platform, h.health",
-        )
+    pub async fn health_counts(&self, stale_before: UnixTime) -> Result<Vec<(Platform, Health, i64)>, StoreError> {
+        let health = crate::health::READ_HEALTH_SQL.replace("$stale_before", "$1");
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(&format!(
+            "SELECT a.platform, {health} AS health, COUNT(*) FROM accounts a \
+             JOIN account_health h ON h.account_ref = a.id GROUP BY 1, 2"
+        ))
+        .bind(stale_before)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
