@@ -97,6 +97,16 @@ pub struct ServerConfig {
     /// Address of the Prometheus `/metrics` listener, apart from the API (the per-account
     /// series name workspaces and accounts). Empty: `/metrics` is served on `listen`.
     pub metrics_listen: String,
+    /// Longest a connection may take to send a request's headers, and longest it may sit
+    /// idle between keep-alive requests; then it is closed.
+    pub header_timeout: HumanDuration,
+    /// Longest a request may take from its headers to the answer (then 408).
+    pub request_timeout: HumanDuration,
+    /// Open connections at most (keep it below the file limit, `LimitNOFILE=` in the unit);
+    /// further connections wait in the kernel's backlog until one closes.
+    pub max_connections: usize,
+    /// On shutdown, how long open connections may finish before they are dropped.
+    pub shutdown_timeout: HumanDuration,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +115,10 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
             metrics_listen: "127.0.0.1:9464".into(),
+            header_timeout: HumanDuration(Duration::from_secs(10)),
+            request_timeout: HumanDuration(Duration::from_secs(30)),
+            max_connections: 512,
+            shutdown_timeout: HumanDuration(Duration::from_secs(10)),
         }
     }
 }
@@ -547,6 +561,17 @@ impl Config {
         self.database.sqlite_path()?;
         if self.database.max_connections == 0 {
             return Err(ConfigError("database.max_connections: must be at least 1".into()));
+        }
+        if self.server.max_connections == 0 {
+            return Err(ConfigError("server.max_connections: must be at least 1".into()));
+        }
+        for (key, d) in [
+            ("server.header_timeout", self.server.header_timeout),
+            ("server.request_timeout", self.server.request_timeout),
+        ] {
+            if d.0.is_zero() {
+                return Err(ConfigError(format!("{key}: must be longer than 0s")));
+            }
         }
         if self.schedule.concurrency == 0 {
             return Err(ConfigError("schedule.concurrency: must be at least 1".into()));

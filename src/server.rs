@@ -9,13 +9,115 @@ use crate::api;
 use crate::app::AppState;
 use crate::{alerts, scheduler, systemd};
 
-/// Serves the API on `listener` until `shutdown` is cancelled, then drains open requests.
+/// Serves the API on `listener` until `shutdown` is cancelled, then lets open requests
+/// finish for at most `server.shutdown_timeout` before dropping them.
 pub async fn serve_http(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let app = api::router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("HTTP server failed")
+    let limits = Limits::from(&state.config().server);
+    let app = api::router(state).layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        limits.request_timeout,
+    ));
+    serve_limited(listener, app, limits, shutdown).await
+}
+
+/// What bounds the HTTP server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Headers of a request, and idle time between keep-alive requests.
+    pub header_timeout: std::time::Duration,
+    /// A whole request.
+    pub request_timeout: std::time::Duration,
+    /// Open connections.
+    pub max_connections: usize,
+    /// Draining on shutdown.
+    pub shutdown_timeout: std::time::Duration,
+}
+
+impl From<&crate::config::ServerConfig> for Limits {
+    fn from(c: &crate::config::ServerConfig) -> Self {
+        Limits {
+            header_timeout: c.header_timeout.0,
+            request_timeout: c.request_timeout.0,
+            max_connections: c.max_connections.max(1),
+            shutdown_timeout: c.shutdown_timeout.0,
+        }
+    }
+}
+
+/// The accept loop: at most `max_connections` open (the rest wait in the backlog, so the
+/// file limit is never reached), HTTP/1 connections closed when headers do not arrive in
+/// `header_timeout` (which also bounds idle keep-alive), a graceful stop bounded by
+/// `shutdown_timeout`. An accept error (e.g. out of file descriptors) pauses accepting
+/// briefly instead of ending the server.
+pub async fn serve_limited(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_timeout))
+        .keep_alive_timeout(limits.header_timeout);
+    loop {
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot.context("connection slots closed")?,
+        };
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not accept a connection; pausing accepts briefly");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (app, builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
+        let first_byte = limits.header_timeout;
+        tokio::spawn(async move {
+            // A connection that sends nothing is closed after header_timeout: the protocol
+            // sniffing (HTTP/1 or HTTP/2) would otherwise wait for its first byte forever.
+            // From then on hyper's header-read timer also bounds idle keep-alive.
+            let mut byte = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(first_byte, stream.peek(&mut byte)).await,
+                Ok(Ok(1..))
+            ) {
+                drop(slot);
+                return;
+            }
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.shutdown_timeout) => {
+            tracing::warn!(
+                timeout = ?limits.shutdown_timeout,
+                "open connections did not finish in time; they are dropped"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Resolves when SIGTERM or SIGINT arrives. The handlers are installed when this is
@@ -107,12 +209,33 @@ fn spawn_reloader(
     let _ = (state, sched, shutdown, tracker);
 }
 
-/// Binds `server.listen`.
+/// Binds `server.listen` with a deep accept backlog: connections beyond
+/// `server.max_connections` wait there (holding no file descriptor of ours) until a slot
+/// frees, instead of being refused at once.
 pub async fn bind(state: &AppState) -> anyhow::Result<TcpListener> {
-    let addr = &state.config().server.listen;
-    TcpListener::bind(addr)
+    let addr = state.config().server.listen.clone();
+    bind_addr(&addr)
         .await
         .with_context(|| format!("Failed to listen on {addr} (server.listen)"))
+}
+
+/// Binds `addr` (`host:port`) with a backlog of 4,096 (the kernel caps it at somaxconn).
+pub async fn bind_addr(addr: &str) -> std::io::Result<TcpListener> {
+    let addr: std::net::SocketAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(_) => tokio::net::lookup_host(addr)
+            .await?
+            .next()
+            .ok_or_else(|| std::io::Error::other("the address resolves to nothing"))?,
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 /// `serve`: binds the listener (after migrations, done by [`AppState::build`]) and runs until
@@ -134,16 +257,13 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
     let metrics = match state.config().server.metrics_listen.trim() {
         "" => None,
         addr => {
-            let l = TcpListener::bind(addr)
+            let l = bind_addr(addr)
                 .await
                 .with_context(|| format!("Failed to listen on {addr} (server.metrics_listen)"))?;
             tracing::info!(metrics_listen = %l.local_addr()?, "Prometheus metrics are served at /metrics");
             let (app, stop) = (api::metrics_router(state.clone()), shutdown.clone());
-            Some(tokio::spawn(async move {
-                axum::serve(l, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-            }))
+            let limits = Limits::from(&state.config().server);
+            Some(tokio::spawn(serve_limited(l, app, limits, stop)))
         }
     };
     if state.config().email.smtp_url.is_some() && state.config().email.to.is_empty() {

@@ -283,3 +283,118 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
     }
     assert!(child.wait().unwrap().success());
 }
+
+/// Starts `serve` under a file limit of 1,024 (as the unit's LimitNOFILE) and returns it with
+/// its API address and the rest of its log lines.
+fn serve_with_file_limit(config: &std::path::Path) -> (std::process::Child, String, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 1024 && exec {BIN} --config '{}' serve",
+            config.display()
+        ))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the daemon did not start");
+        };
+        if line.contains("socialsyncer is serving") {
+            let addr = line
+                .split("listen=")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned();
+            return (child, addr, rx);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_slow_clients_never_take_the_api_down_and_never_hold_up_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let config = prepared(dir.path(), &sim, 1, "").await;
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "metrics_listen = \"127.0.0.1:0\"\n",
+        "metrics_listen = \"127.0.0.1:0\"\nheader_timeout = \"1s\"\nshutdown_timeout = \"2s\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let (mut child, addr, _logs) = serve_with_file_limit(&config);
+
+    // 2,000 connections that never send a byte: twice the file limit.
+    let mut idle = Vec::new();
+    for _ in 0..2_000 {
+        match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&addr)).await {
+            Ok(Ok(s)) => idle.push(s),
+            _ => break,
+        }
+    }
+    assert_eq!(idle.len(), 2_000, "the backlog takes them all");
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("http://{addr}/healthz"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("a real request is answered beside 2,000 idle connections");
+    assert_eq!(r.status().as_u16(), 200);
+    eprintln!(
+        "answered after {:?} beside {} idle connections",
+        started.elapsed(),
+        idle.len()
+    );
+    // The daemon never ran out of files: it answers again at once.
+    let r = client.get(format!("http://{addr}/healthz")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    drop(idle);
+
+    // Slow clients: headers sent a byte at a time and a request never finished. SIGTERM still
+    // stops the daemon within its bound (shutdown_timeout 2 s, header_timeout 1 s).
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    let mut body = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut body,
+        b"POST /v1/accounts HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nContent-Type: application/json\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(8), "stopped in {took:?}");
+    drop((slow, body));
+}
