@@ -37,6 +37,8 @@ pub struct AppState {
     pub alert_thresholds: Arc<Vec<(i64, String)>>,
     /// One sweep at a time, across cron ticks and a scheduler replaced by a reload.
     pub sweep_busy: Arc<tokio::sync::Mutex<()>>,
+    /// The per-API-key request limit.
+    pub key_limiter: Arc<crate::api::limit::KeyLimiter>,
 }
 
 /// What a reload can replace while the daemon runs.
@@ -284,6 +286,7 @@ impl AppState {
             alerts_due: Arc::new(tokio::sync::Notify::new()),
             alert_thresholds,
             sweep_busy: Arc::new(tokio::sync::Mutex::new(())),
+            key_limiter: Arc::default(),
         })
     }
 

@@ -195,7 +195,12 @@ async fn refresh_leased(state: &AppState, a: &Account, tokens: &Tokens, waited: 
             "the stored token cannot be opened with the current token key".into(),
         ));
     };
-    if !stored.same_as(tokens) {
+    // Someone refreshed since this check read the account (its tokens may already be the
+    // new ones, read after that refresh committed): nothing to do.
+    let now_stored = state.store.account_by_ref(a.id).await?.ok_or(StoreError::NotFound)?;
+    let refreshed_since =
+        (now_stored.token_issued_at, now_stored.token_expires_at) != (a.token_issued_at, a.token_expires_at);
+    if !stored.same_as(tokens) || refreshed_since {
         tracing::debug!(platform = %a.platform, account = %a.account_id, waited, "tokens were refreshed meanwhile");
         return Ok(Refresh::Done(stored));
     }

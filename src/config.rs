@@ -107,6 +107,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// On shutdown, how long open connections may finish before they are dropped.
     pub shutdown_timeout: HumanDuration,
+    /// Requests a second each API key may send on `/v1` (a token bucket); 0 turns it off.
+    pub key_rate_limit: f64,
+    /// Requests an API key may send at once before `key_rate_limit` applies.
+    pub key_burst: f64,
 }
 
 impl Default for ServerConfig {
@@ -119,6 +123,8 @@ impl Default for ServerConfig {
             request_timeout: HumanDuration(Duration::from_secs(30)),
             max_connections: 512,
             shutdown_timeout: HumanDuration(Duration::from_secs(10)),
+            key_rate_limit: 20.0,
+            key_burst: 40.0,
         }
     }
 }
@@ -203,6 +209,9 @@ pub struct HealthConfig {
     pub stale_after: HumanDuration,
     /// History rows older than this are pruned.
     pub history_retention: HumanDuration,
+    /// A "check now" within this long of the account's last check answers that check's
+    /// result (with an `X-Check-Cooldown` header) instead of calling the platform again.
+    pub check_now_cooldown: HumanDuration,
 }
 
 impl Default for HealthConfig {
@@ -212,6 +221,7 @@ impl Default for HealthConfig {
             check_interval: HumanDuration(Duration::from_secs(6 * 3_600)),
             stale_after: HumanDuration(Duration::from_secs(24 * 3_600)),
             history_retention: HumanDuration(Duration::from_secs(30 * 86_400)),
+            check_now_cooldown: HumanDuration(Duration::from_secs(10)),
         }
     }
 }

@@ -74,7 +74,7 @@ impl Gate {
         (until > now).then_some(until)
     }
 
-    fn block_until(&self, t: UnixTime) {
+    pub(crate) fn block_until(&self, t: UnixTime) {
         self.blocked_until.fetch_max(t, Ordering::Relaxed);
     }
 }

@@ -607,3 +607,55 @@ async fn silence_reads_unknown_without_any_check() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_key_is_rate_limited_and_check_now_is_paced_and_cooled_down() {
+    use socialsyncer::domain::Platform;
+    use socialsyncer::simulator::TokenSpec;
+    let app = spawn_app_cfg("", |c| {
+        c.server.key_rate_limit = 5.0;
+        c.server.key_burst = 10.0;
+        c.health.check_now_cooldown = socialsyncer::config::HumanDuration(std::time::Duration::from_secs(10));
+        c.schedule.cron = String::new();
+    })
+    .await;
+    let key = app.key("acme").await;
+    let other = app.key("other").await;
+    app.connect(&key, Platform::Tiktok, "tt9", TokenSpec::valid(Platform::Tiktok, "tt9"))
+        .await;
+    // The registration used one request of the burst; 300 check-nows follow at once.
+    let before = app.sim.calls(Platform::Tiktok);
+    let mut limited = 0;
+    let mut cooled = 0;
+    for _ in 0..300 {
+        let r = app
+            .http
+            .post(app.url("/v1/accounts/tiktok/tt9/check"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            429 => {
+                let secs: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!((1..=2).contains(&secs), "{secs}");
+                let (_, body) = common::into_parts(r).await;
+                assert_eq!(code(&body), "rate_limited");
+                limited += 1;
+            }
+            200 => {
+                if r.headers().contains_key("x-check-cooldown") {
+                    cooled += 1;
+                }
+            }
+            s => panic!("answered {s}"),
+        }
+    }
+    assert!(limited >= 280, "{limited} of 300 were limited");
+    assert_eq!(cooled, 300 - limited, "the ones let through answered the last check");
+    assert_eq!(app.sim.calls(Platform::Tiktok) - before, 0, "no call reached TikTok");
+    // Another key has its own bucket.
+    let (s, _) = app.get(&other, "/v1/accounts").await;
+    assert_eq!(s, 200);
+    app.stop().await;
+}

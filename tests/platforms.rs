@@ -370,10 +370,17 @@ async fn transient_failures_never_flip_a_healthy_account() {
         };
         let (issued, v) = app.connect(&key, p, &id, spec(p)).await;
         assert_eq!(v["health"], "healthy", "{p}: {v}");
+        app.sim.set_tweaks(
+            Platform::Tiktok,
+            socialsyncer::simulator::Tweaks {
+                retry_after: Some("1".into()),
+                ..Default::default()
+            },
+        );
         for (b, status, want_retry) in [
-            // Graph BUC throttles and X say when to come back, Threads' code 4 pauses the app's
-            // calls for a known time; TikTok names no time.
-            (Behavior::RateLimited, 503, p != Platform::Tiktok),
+            // Graph BUC throttles, X and (here) TikTok say when to come back; Threads' code 4
+            // pauses the app's calls for a known time.
+            (Behavior::RateLimited, 503, true),
             (Behavior::ServerError, 503, false),
             (Behavior::Malformed, 502, false),
             (Behavior::Huge, 502, false),
@@ -395,7 +402,8 @@ async fn transient_failures_never_flip_a_healthy_account() {
             assert_eq!(v["tokenValid"], true);
             // A throttle is a deferral, not a failure: it leaves the account as it was.
             assert_eq!(v["lastError"].is_string(), b != Behavior::RateLimited, "{p} {b:?}: {v}");
-            if p == Platform::Threads && b == Behavior::RateLimited {
+            // App-wide throttles (Threads' code 4, TikTok) hold the platform for a moment.
+            if matches!(p, Platform::Threads | Platform::Tiktok) && b == Behavior::RateLimited {
                 tokio::time::sleep(Duration::from_millis(2100)).await;
             }
         }

@@ -371,7 +371,44 @@ pub async fn check_now(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let a = load(&state, ws, &platform, &account_id).await?;
+    let now = crate::domain::now();
+    // Checked a moment ago: that result, without calling the platform again.
+    let cooldown = state.config().health.check_now_cooldown.secs();
+    if let Some(at) = a.last_checked_at
+        && now - at < cooldown
+    {
+        let mut resp = Json(AccountDetail::from(&seen_now(&state, a))).into_response();
+        if let Ok(v) = (cooldown - (now - at)).max(1).to_string().parse() {
+            resp.headers_mut().insert("x-check-cooldown", v);
+        }
+        return Ok(resp);
+    }
+    // The same pacing and throttle gates as sweeps: a platform that asked to wait is not
+    // called, and check-nows never outrun the platform's rate.
+    let gate = state.gates.get(a.platform);
+    if let Some(until) = gate.blocked(now) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "platform_unavailable",
+            format!(
+                "{} asked to wait until {}; the last known health is kept. Try again later.",
+                a.platform.display_name(),
+                crate::domain::rfc3339(until)
+            ),
+        )
+        .retry_after((until - now).max(1).unsigned_abs()));
+    }
+    gate.pace().await;
     let (fresh, outcome) = checks::check_and_record(&state, a).await?;
+    if let CheckOutcome::Transient(t) = &outcome
+        && t.is_throttle()
+        && t.scope == crate::platforms::ThrottleScope::App
+    {
+        state
+            .gates
+            .get(fresh.platform)
+            .block_until(t.retry_at.unwrap_or(now + checks::DEFAULT_THROTTLE_WAIT));
+    }
     match outcome {
         CheckOutcome::Transient(t) => {
             let status = if t.kind == TransientKind::Malformed {
@@ -379,18 +416,15 @@ pub async fn check_now(
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            let mut resp = ApiError::upstream(
+            let err = ApiError::upstream(
                 status,
                 format!("{}; the last known health is kept. Try again later.", t.detail),
-            )
-            .into_response();
-            if let Some(at) = t.retry_at {
-                let secs = (at - crate::domain::now()).max(1);
-                if let Ok(v) = secs.to_string().parse() {
-                    resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-                }
+            );
+            Ok(match t.retry_at {
+                Some(at) => err.retry_after((at - crate::domain::now()).max(1).unsigned_abs()),
+                None => err,
             }
-            Ok(resp)
+            .into_response())
         }
         CheckOutcome::Misconfigured(m) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

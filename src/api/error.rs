@@ -32,6 +32,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for the `Retry-After` header (429 and 503 answers).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -81,12 +83,32 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// Answers `Retry-After: secs` too (at least 1).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+
+    /// 429: this API key sent more requests than `server.key_rate_limit` allows.
+    pub fn rate_limited(retry_after: u64) -> Self {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "This API key sends requests faster than the daemon allows (server.key_rate_limit); retry in {} s.",
+                retry_after.max(1)
+            ),
+        )
+        .retry_after(retry_after)
     }
 }
 
@@ -99,6 +121,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));

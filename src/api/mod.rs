@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod error;
+pub mod limit;
 pub mod notifications;
 pub mod openapi;
 
@@ -58,7 +59,14 @@ impl FromRequestParts<AppState> for Workspace {
                 )
             })?;
         match state.store.authenticate(key).await? {
-            Some(ws) => Ok(Workspace(ws)),
+            Some(ws) => {
+                let server = &state.config().server;
+                state
+                    .key_limiter
+                    .check(key, server.key_rate_limit, server.key_burst)
+                    .map_err(ApiError::rate_limited)?;
+                Ok(Workspace(ws))
+            }
             None => Err(ApiError::unauthorized(
                 "invalid_api_key",
                 "The API key is unknown or has been revoked. Create one with `socialsyncer keys create`.",

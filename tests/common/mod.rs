@@ -43,6 +43,10 @@ pub async fn spawn_app_cfg(extra: &str, tweak: impl FnOnce(&mut Config)) -> Test
     let mut config = Config::from_toml(&toml).expect("test config");
     // /metrics on the API listener, so that tests scrape what they serve.
     config.server.metrics_listen = String::new();
+    // Tests check and call in quick succession: no cooldown, no per-key limit, unless a
+    // test turns them on (their own tests do).
+    config.health.check_now_cooldown = socialsyncer::config::HumanDuration(std::time::Duration::ZERO);
+    config.server.key_rate_limit = 0.0;
     tweak(&mut config);
     let state = AppState::build(config).await.expect("app state");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
