@@ -659,3 +659,70 @@ async fn a_key_is_rate_limited_and_check_now_is_paced_and_cooled_down() {
     assert_eq!(s, 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn lists_page_by_keyset_and_stream_in_full_without_a_limit() {
+    use socialsyncer::domain::Platform;
+    use socialsyncer::simulator::TokenSpec;
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    for i in 0..25 {
+        app.connect(
+            &key,
+            Platform::Threads,
+            &format!("{}", 100 + i),
+            TokenSpec::valid(Platform::Threads, "0"),
+        )
+        .await;
+    }
+    // Without limit: everything, as before (streamed).
+    let (s, all) = app.get(&key, "/v1/accounts/health").await;
+    assert_eq!(s, 200);
+    assert_eq!(all["accounts"].as_array().unwrap().len(), 25);
+    assert_eq!(all["summary"]["total"], 25);
+    assert!(all.get("nextCursor").is_none());
+    let (_, plain) = app.get(&key, "/v1/accounts").await;
+    assert_eq!(plain["accounts"].as_array().unwrap().len(), 25);
+
+    // Pages of 10, with an insert and a delete between them: nothing is skipped or repeated.
+    let (_, p1) = app.get(&key, "/v1/accounts/health?limit=10").await;
+    assert_eq!(p1["accounts"].as_array().unwrap().len(), 10);
+    assert_eq!(p1["summary"]["total"], 25, "the summary covers the whole filtered set");
+    let c1 = p1["nextCursor"].as_str().unwrap().to_owned();
+    app.delete(&key, "/v1/accounts/threads/101").await;
+    app.connect(&key, Platform::Threads, "200", TokenSpec::valid(Platform::Threads, "0"))
+        .await;
+    let mut seen: Vec<String> = p1["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["accountId"].as_str().unwrap().to_owned())
+        .collect();
+    let mut cursor = Some(c1);
+    while let Some(c) = cursor {
+        let (s, p) = app.get(&key, &format!("/v1/accounts?limit=10&cursor={c}")).await;
+        assert_eq!(s, 200, "{p}");
+        seen.extend(
+            p["accounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["accountId"].as_str().unwrap().to_owned()),
+        );
+        cursor = p["nextCursor"].as_str().map(str::to_owned);
+    }
+    let mut expected: Vec<String> = (0..25).map(|i| format!("{}", 100 + i)).collect();
+    expected.push("200".into());
+    assert_eq!(seen, expected, "every account once, in order, the new one at the end");
+
+    for (q, code_) in [
+        ("limit=0", "invalid_limit"),
+        ("limit=1001", "invalid_limit"),
+        ("cursor=bm9wZQ", "invalid_cursor"),
+        ("limit=x", "invalid_query"),
+    ] {
+        let (s, b) = app.get(&key, &format!("/v1/accounts/health?{q}")).await;
+        assert_eq!((s, code(&b)), (400, code_), "{q}");
+    }
+    app.stop().await;
+}

@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::checks;
 use crate::domain::{AccountId, Health, Platform, rfc3339};
 use crate::platforms::{CheckOutcome, RevokeOutcome, TransientKind};
-use crate::store::Account;
+use crate::store::{Account, ListFilter};
 
 /// The routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -43,9 +43,13 @@ pub struct AccountSummary {
 
 /// `GET /v1/accounts` answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct AccountList {
     /// The accounts.
     pub accounts: Vec<AccountSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page (and without `limit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// One entry of `GET /v1/accounts/health`.
@@ -96,11 +100,15 @@ pub struct HealthSummary {
 
 /// `GET /v1/accounts/health` answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct HealthList {
     /// The accounts.
     pub accounts: Vec<AccountHealth>,
-    /// Counts by health.
+    /// Counts by health, over every account the filters select (not only this page).
     pub summary: HealthSummary,
+    /// Pass as `cursor` for the next page; absent on the last page (and without `limit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// One account's details: its health entry plus when it was connected and its last error.
@@ -171,6 +179,10 @@ fn seen_now(state: &AppState, a: Account) -> Account {
 pub struct ListQuery {
     /// Only this platform, e.g. `instagram`.
     pub platform: Option<String>,
+    /// Accounts per page, 1 to 1000. Without it every account is returned (streamed).
+    pub limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// Query of `GET /v1/accounts/health`.
@@ -181,6 +193,10 @@ pub struct HealthQuery {
     pub platform: Option<String>,
     /// Only this health: `healthy`, `warning`, `unhealthy` or `unknown`.
     pub health: Option<String>,
+    /// Accounts per page, 1 to 1000. Without it every account is returned (streamed).
+    pub limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 fn parse_platform(p: &str) -> Result<Platform, ApiError> {
@@ -215,12 +231,159 @@ pub async fn list(
     State(state): State<AppState>,
     ws: Workspace,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<AccountList>, ApiError> {
-    let platform = q.platform.as_deref().map(parse_platform).transpose()?;
-    let rows = state.store.list_accounts(ws.0, platform, None, 0).await?;
-    Ok(Json(AccountList {
-        accounts: rows.iter().map(AccountSummary::from).collect(),
-    }))
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let filter = ListFilter {
+        workspace_id: ws.0,
+        platform: q.platform.as_deref().map(parse_platform).transpose()?,
+        health: None,
+        stale_before: 0,
+    };
+    match Paging::parse(q.limit, q.cursor.as_deref())? {
+        Paging::Page { limit, after } => {
+            let (rows, next_cursor) = page(&state, &filter, after, limit).await?;
+            Ok(Json(AccountList {
+                accounts: rows.iter().map(AccountSummary::from).collect(),
+                next_cursor,
+            })
+            .into_response())
+        }
+        Paging::All => Ok(stream_list(
+            state,
+            filter,
+            |_, a| serde_json::to_vec(&AccountSummary::from(&a)),
+            b"}".to_vec(),
+        )),
+    }
+}
+
+/// `limit` and `cursor` of a list.
+enum Paging {
+    /// One page of `limit` after the account with ID `after`.
+    Page { limit: i64, after: Option<i64> },
+    /// Everything, streamed.
+    All,
+}
+
+impl Paging {
+    fn parse(limit: Option<i64>, cursor: Option<&str>) -> Result<Paging, ApiError> {
+        let after = cursor.map(decode_cursor).transpose()?;
+        match limit {
+            Some(l) if !(1..=1000).contains(&l) => Err(ApiError::bad_request(
+                "invalid_limit",
+                format!("limit must be between 1 and 1000, not {l}"),
+            )),
+            Some(limit) => Ok(Paging::Page { limit, after }),
+            None if after.is_some() => Ok(Paging::Page { limit: 1000, after }),
+            None => Ok(Paging::All),
+        }
+    }
+}
+
+/// A cursor names the last account of a page, opaquely.
+fn encode_cursor(id: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("a{id}"))
+}
+
+fn decode_cursor(c: &str) -> Result<i64, ApiError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix('a').and_then(|n| n.parse().ok()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                "cursor is not a nextCursor this API gave; start again without it",
+            )
+        })
+}
+
+/// One page (`limit` rows after `after`) and the cursor of the next, if there is one.
+async fn page(
+    state: &AppState,
+    filter: &ListFilter,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<(Vec<Account>, Option<String>), ApiError> {
+    let mut rows = state.store.list_page(filter, after, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = if more {
+        rows.last().map(|a| encode_cursor(a.id))
+    } else {
+        None
+    };
+    let (now, stale_after) = (crate::domain::now(), state.config().health.stale_after.secs());
+    Ok((
+        rows.into_iter()
+            .map(|a| crate::health::read_view(a, now, stale_after))
+            .collect(),
+        next,
+    ))
+}
+
+/// Accounts read per step of a streamed list: the memory a full list holds at once.
+const STREAM_PAGE: i64 = 500;
+
+/// A full list, streamed page by page in bounded memory: `{"accounts":[` ... `]` then
+/// `trailer` (which closes the object). `entry` serializes one account (as read now).
+fn stream_list(
+    state: AppState,
+    filter: ListFilter,
+    entry: impl Fn(&AppState, Account) -> serde_json::Result<Vec<u8>> + Send + 'static,
+    trailer: Vec<u8>,
+) -> axum::response::Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    tokio::spawn(async move {
+        let (now, stale_after) = (crate::domain::now(), state.config().health.stale_after.secs());
+        if tx.send(Ok(b"{\"accounts\":[".to_vec())).await.is_err() {
+            return;
+        }
+        let mut after = None;
+        let mut first = true;
+        loop {
+            let rows = match state.store.list_page(&filter, after, STREAM_PAGE).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "a streamed list failed");
+                    let _ = tx.send(Err(std::io::Error::other("the list could not be read"))).await;
+                    return;
+                }
+            };
+            let full = rows.len() as i64 == STREAM_PAGE;
+            after = rows.last().map(|a| a.id);
+            let mut chunk = Vec::with_capacity(rows.len() * 320);
+            for a in rows {
+                if !first {
+                    chunk.push(b',');
+                }
+                first = false;
+                match entry(&state, crate::health::read_view(a, now, stale_after)) {
+                    Ok(bytes) => chunk.extend_from_slice(&bytes),
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e))).await;
+                        return;
+                    }
+                }
+            }
+            if tx.send(Ok(chunk)).await.is_err() || !full {
+                break;
+            }
+        }
+        let mut end = b"]".to_vec();
+        end.extend_from_slice(&trailer);
+        let _ = tx.send(Ok(end)).await;
+    });
+    use axum::response::IntoResponse;
+    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 /// Health of the connected accounts, with counts.
@@ -233,8 +396,8 @@ pub async fn health(
     State(state): State<AppState>,
     ws: Workspace,
     ApiQuery(q): ApiQuery<HealthQuery>,
-) -> Result<Json<HealthList>, ApiError> {
-    let platform = q.platform.as_deref().map(parse_platform).transpose()?;
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let health = q
         .health
         .as_deref()
@@ -243,30 +406,46 @@ pub async fn health(
                 .map_err(|e| ApiError::bad_request("unknown_health", e.to_string()))
         })
         .transpose()?;
-    let (now, stale_after) = (crate::domain::now(), state.config().health.stale_after.secs());
-    let rows: Vec<Account> = state
-        .store
-        .list_accounts(ws.0, platform, health, now - stale_after)
-        .await?
-        .into_iter()
-        .map(|a| crate::health::read_view(a, now, stale_after))
-        .collect();
-    let mut summary = HealthSummary {
-        total: rows.len(),
-        ..HealthSummary::default()
+    let filter = ListFilter {
+        workspace_id: ws.0,
+        platform: q.platform.as_deref().map(parse_platform).transpose()?,
+        health,
+        stale_before: crate::domain::now() - state.config().health.stale_after.secs(),
     };
-    for a in &rows {
-        *match a.health {
+    let paging = Paging::parse(q.limit, q.cursor.as_deref())?;
+    let mut summary = HealthSummary::default();
+    for (h, n) in state.store.health_summary(&filter).await? {
+        let n = usize::try_from(n).unwrap_or(0);
+        summary.total += n;
+        *match h {
             Health::Healthy => &mut summary.healthy,
             Health::Warning => &mut summary.warning,
             Health::Unhealthy => &mut summary.unhealthy,
             Health::Unknown => &mut summary.unknown,
-        } += 1;
+        } += n;
     }
-    Ok(Json(HealthList {
-        accounts: rows.iter().map(AccountHealth::from).collect(),
-        summary,
-    }))
+    match paging {
+        Paging::Page { limit, after } => {
+            let (rows, next_cursor) = page(&state, &filter, after, limit).await?;
+            Ok(Json(HealthList {
+                accounts: rows.iter().map(AccountHealth::from).collect(),
+                summary,
+                next_cursor,
+            })
+            .into_response())
+        }
+        Paging::All => {
+            let mut trailer = b",\"summary\":".to_vec();
+            trailer.extend_from_slice(&serde_json::to_vec(&summary).unwrap_or_default());
+            trailer.push(b'}');
+            Ok(stream_list(
+                state,
+                filter,
+                |_, a| serde_json::to_vec(&AccountHealth::from(&a)),
+                trailer,
+            ))
+        }
+    }
 }
 
 /// One account's details.

@@ -266,6 +266,19 @@ pub struct SealedCredentials {
     pub refresh_token: Option<Vec<u8>>,
 }
 
+/// Which accounts a list shows.
+#[derive(Debug, Clone, Copy)]
+pub struct ListFilter {
+    /// The workspace.
+    pub workspace_id: i64,
+    /// Only this platform.
+    pub platform: Option<Platform>,
+    /// Only this health, as read now.
+    pub health: Option<Health>,
+    /// Accounts whose last answer is older than this read `unknown`.
+    pub stale_before: UnixTime,
+}
+
 /// One account as the reconnect series see it.
 #[derive(Debug, Clone)]
 pub struct ReconnectRow {
@@ -625,30 +638,49 @@ impl Store {
     }
 
     /// The accounts of a workspace, optionally filtered, ordered by platform then ID.
-    /// `health` filters on the health as read now (see [`crate::health::read_view`]):
-    /// accounts silent since before `stale_before` count as `unknown`.
-    pub async fn list_accounts(
-        &self,
-        workspace_id: i64,
-        platform: Option<Platform>,
-        health: Option<Health>,
-        stale_before: UnixTime,
-    ) -> Result<Vec<Account>, StoreError> {
+    /// A page of a workspace's accounts in ID order after `after` (keyset paging: stable
+    /// under concurrent inserts and deletes). `f.health` filters on the health as read now
+    /// (see [`crate::health::read_view`]).
+    pub async fn list_page(&self, f: &ListFilter, after: Option<i64>, limit: i64) -> Result<Vec<Account>, StoreError> {
         let mut q = QueryBuilder::<Sqlite>::new(ACCOUNT_SELECT);
-        q.push(" WHERE a.workspace_id = ").push_bind(workspace_id);
-        if let Some(p) = platform {
+        Self::push_filter(&mut q, f);
+        if let Some(after) = after {
+            q.push(" AND a.id > ").push_bind(after);
+        }
+        q.push(" ORDER BY a.id LIMIT ").push_bind(limit);
+        let rows: Vec<AccountRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(Account::try_from).collect()
+    }
+
+    /// How many of the filtered accounts are in each health, as read now.
+    pub async fn health_summary(&self, f: &ListFilter) -> Result<Vec<(Health, i64)>, StoreError> {
+        let (head, tail) = crate::health::READ_HEALTH_SQL
+            .split_once("$stale_before")
+            .unwrap_or((crate::health::READ_HEALTH_SQL, ""));
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT ");
+        q.push(head).push_bind(f.stale_before).push(tail);
+        q.push(" AS read_health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id");
+        Self::push_filter(&mut q, f);
+        q.push(" GROUP BY 1");
+        let rows: Vec<(String, i64)> = q.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(h, n)| Some((h.parse().ok()?, n)))
+            .collect())
+    }
+
+    fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &ListFilter) {
+        q.push(" WHERE a.workspace_id = ").push_bind(f.workspace_id);
+        if let Some(p) = f.platform {
             q.push(" AND a.platform = ").push_bind(p.as_str());
         }
-        if let Some(h) = health {
+        if let Some(h) = f.health {
             let (head, tail) = crate::health::READ_HEALTH_SQL
                 .split_once("$stale_before")
                 .unwrap_or((crate::health::READ_HEALTH_SQL, ""));
-            q.push(" AND ").push(head).push_bind(stale_before).push(tail);
+            q.push(" AND ").push(head).push_bind(f.stale_before).push(tail);
             q.push(" = ").push_bind(h.as_str());
         }
-        q.push(" ORDER BY a.connected_at, a.id");
-        let rows: Vec<AccountRow> = q.build_query_as().fetch_all(&self.pool).await?;
-        rows.into_iter().map(Account::try_from).collect()
     }
 
     /// Every account of every workspace, optionally of one platform (for `check`).
