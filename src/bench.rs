@@ -215,31 +215,13 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
 /// different one (a warning with a recommendation), so that every column is written.
 fn bulk_update(a: &crate::store::Account, unchanged: bool) -> HealthUpdate {
     let now = domain::now();
+    // The stored assessment again, answered: a deferral's content as a real check's result.
     let mut u = HealthUpdate {
-        account_ref: a.id,
-        health: a.health,
-        token_valid: a.token_valid,
-        needs_reconnect: a.needs_reconnect,
-        permissions: a.permissions.clone(),
-        missing_permissions: a.missing_permissions.clone(),
-        recommendations: a.recommendations.clone(),
-        token_expires_at: a.token_expires_at,
-        data_access_expires_at: a.data_access_expires_at,
-        platform_user_id: a.platform_user_id.clone(),
-        last_error: a.last_error.clone(),
-        checked_at: now,
         answered: true,
-        next_check_at: now + 21_600,
         outcome: "ok",
-        previous_health: a.health,
-        previous_token_expires_at: a.token_expires_at,
-        refresh_failures: a.refresh_failures,
-        last_refresh_error: a.last_refresh_error.clone(),
-        alerts: vec![],
-        open_alerts: a.open_alerts.clone(),
-        alert_episode: a.alert_episode,
         unchanged,
         deferred: false,
+        ..HealthUpdate::deferral(a, now, now + 21_600)
     };
     if !unchanged {
         u.health = Health::Warning;

@@ -620,6 +620,22 @@ async fn adapters_refresh_and_rotate() {
 
 // ---- Issue 10: the real platforms' behaviour, each through the adapters and the API ----
 
+/// Another daemon (or a `check` process) on the app's database file and simulated
+/// platforms; `secrets` overwrite secret files (name, content) before it reads them.
+async fn second_state(app: &TestApp, secrets: &[(&str, &str)]) -> socialsyncer::app::AppState {
+    let dir = app.dir.path();
+    let config = socialsyncer::config::Config::from_toml(&format!(
+        "[http]\nrequest_timeout = \"5s\"\n[database]\nurl = \"sqlite://{}/socialsyncer.db\"\n{}",
+        dir.display(),
+        app.sim.config_toml(dir).unwrap()
+    ))
+    .unwrap();
+    for (name, content) in secrets {
+        std::fs::write(dir.join(name), content).unwrap();
+    }
+    socialsyncer::app::AppState::build(config).await.unwrap()
+}
+
 async fn alert_kinds(app: &TestApp) -> Vec<String> {
     let db = app.db().await;
     let rows: Vec<(String,)> = sqlx::query_as("SELECT kind FROM alert_outbox ORDER BY id")
@@ -779,16 +795,7 @@ async fn concurrent_refreshers_use_a_rotating_refresh_token_exactly_once() {
     let app = spawn_app().await;
     let key = app.key("acme").await;
     // A second daemon (or a `check` process) on the same database file.
-    let other = socialsyncer::app::AppState::build(
-        socialsyncer::config::Config::from_toml(&format!(
-            "[http]\nrequest_timeout = \"5s\"\n[database]\nurl = \"sqlite://{}/socialsyncer.db\"\n{}",
-            app.dir.path().display(),
-            app.sim.config_toml(app.dir.path()).unwrap()
-        ))
-        .unwrap(),
-    )
-    .await
-    .unwrap();
+    let other = second_state(&app, &[]).await;
     let mut issued = Vec::new();
     for (p, id) in [(Platform::Tiktok, "race-tt"), (Platform::Twitter, "4242")] {
         let (i, v) = app
@@ -1187,22 +1194,12 @@ async fn a_rejected_client_secret_is_the_daemons_problem_not_the_accounts() {
         assert_eq!(v["health"], "healthy");
         tokens.push((p, id, i));
     }
-    // Both apps' secrets are now wrong on disk, as after a bad rotation.
-    let dir = app.dir.path();
-    std::fs::write(dir.join("tiktok_client_secret"), "wrong").unwrap();
-    std::fs::write(dir.join("twitter_client_secret"), "wrong").unwrap();
-    let mut config = socialsyncer::config::Config::from_toml(&format!(
-        "[http]\nrequest_timeout = \"5s\"\n[database]\nurl = \"sqlite://{}/socialsyncer.db\"\n{}",
-        dir.display(),
-        app.sim.config_toml(dir).unwrap()
-    ))
-    .unwrap();
-    let fs = |name: &str| Some(dir.join(name));
-    config.platforms.tiktok.client_secret_file = fs("tiktok_client_secret");
-    config.platforms.twitter.client_secret_file = fs("twitter_client_secret");
-    std::fs::write(dir.join("tiktok_client_secret"), "wrong").unwrap();
-    std::fs::write(dir.join("twitter_client_secret"), "wrong").unwrap();
-    let state = socialsyncer::app::AppState::build(config).await.unwrap();
+    // Both apps' secrets are wrong on disk (as after a bad rotation) for a daemon started now.
+    let state = second_state(
+        &app,
+        &[("tiktok_client_secret", "wrong"), ("twitter_client_secret", "wrong")],
+    )
+    .await;
     let db = app.db().await;
     for (p, id, i) in &tokens {
         // In the refresh window, then past the access token's expiry.
