@@ -39,6 +39,8 @@ pub struct AppState {
     pub sweep_busy: Arc<tokio::sync::Mutex<()>>,
     /// The per-API-key request limit.
     pub key_limiter: Arc<crate::api::limit::KeyLimiter>,
+    /// Serialized list answers, per workspace and query.
+    pub list_cache: Arc<crate::api::cache::ListCache>,
 }
 
 /// What a reload can replace while the daemon runs.
@@ -287,6 +289,7 @@ impl AppState {
             alert_thresholds,
             sweep_busy: Arc::new(tokio::sync::Mutex::new(())),
             key_limiter: Arc::default(),
+            list_cache: Arc::default(),
         })
     }
 

@@ -209,6 +209,7 @@ async fn refresh_leased(state: &AppState, a: &Account, tokens: &Tokens, waited: 
             let ctx = seal_context(a.workspace_id, a.platform, &a.account_id);
             let replacement = TokenReplacement {
                 account_ref: a.id,
+                workspace_id: a.workspace_id,
                 access_token: state.sealer.seal(&ctx, &n.access_token),
                 refresh_token: n.refresh_token.as_ref().map(|r| state.sealer.seal(&ctx, r)),
                 expires_at: n.expires_at,
@@ -493,6 +494,7 @@ fn assess(
     );
     let update = HealthUpdate {
         account_ref: current.id,
+        workspace_id: current.workspace_id,
         health: a.health,
         token_valid: a.token_valid,
         needs_reconnect: a.needs_reconnect,

@@ -726,3 +726,104 @@ async fn lists_page_by_keyset_and_stream_in_full_without_a_limit() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn lists_are_cached_per_workspace_with_an_etag_and_every_write_invalidates_them() {
+    use socialsyncer::domain::Platform;
+    use socialsyncer::simulator::TokenSpec;
+    let app = spawn_app_cfg("", |c| c.schedule.cron = String::new()).await;
+    let key = app.key("acme").await;
+    let other = app.key("other").await;
+    app.connect(&key, Platform::Threads, "41", TokenSpec::valid(Platform::Threads, "41"))
+        .await;
+    let get = |path: &'static str, etag: Option<String>, k: String| {
+        let (http, url) = (app.http.clone(), app.url(path));
+        async move {
+            let mut r = http.get(url).bearer_auth(k);
+            if let Some(e) = etag {
+                r = r.header("if-none-match", e);
+            }
+            let r = r.send().await.unwrap();
+            let etag = r.headers().get("etag").map(|v| v.to_str().unwrap().to_owned());
+            (r.status().as_u16(), etag, r.text().await.unwrap())
+        }
+    };
+    let (s, e1, body1) = get("/v1/accounts/health", None, key.clone()).await;
+    assert_eq!(s, 200);
+    let e1 = e1.expect("an ETag");
+    let (s, e, body) = get("/v1/accounts/health", Some(e1.clone()), key.clone()).await;
+    assert_eq!((s, e.as_deref(), body.as_str()), (304, Some(e1.as_str()), ""));
+    let (s, e, body) = get("/v1/accounts/health", None, key.clone()).await;
+    assert_eq!(
+        (s, e.as_deref(), &body),
+        (200, Some(e1.as_str()), &body1),
+        "the same bytes again"
+    );
+
+    // Another workspace's write leaves this one's answer alone.
+    app.connect(
+        &other,
+        Platform::Threads,
+        "42",
+        TokenSpec::valid(Platform::Threads, "42"),
+    )
+    .await;
+    let (s, _, _) = get("/v1/accounts/health", Some(e1.clone()), key.clone()).await;
+    assert_eq!(s, 304);
+
+    // Each kind of write to this workspace changes the answer: a check, a registration, a
+    // deletion, and a write by another process on the same database (an admin command).
+    // (A second later, so that the check's lastCheckedAt differs from the cached one.)
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let (_, v) = app
+        .post(&key, "/v1/accounts/threads/41/check", &serde_json::Value::Null)
+        .await;
+    assert_eq!(v["health"], "healthy");
+    let (s, e2, _) = get("/v1/accounts/health", Some(e1.clone()), key.clone()).await;
+    assert_eq!(s, 200, "a check invalidates");
+    let e2 = e2.unwrap();
+    app.connect(&key, Platform::Threads, "43", TokenSpec::valid(Platform::Threads, "43"))
+        .await;
+    let (s, e3, body) = get("/v1/accounts/health", Some(e2), key.clone()).await;
+    assert_eq!(s, 200, "a registration invalidates");
+    assert!(body.contains("\"43\""));
+    let other_process = socialsyncer::store::Store::open_sqlite(
+        &app.dir.path().join("socialsyncer.db"),
+        std::time::Duration::from_secs(5),
+        1,
+    )
+    .await
+    .unwrap();
+    let a = app
+        .state
+        .store
+        .all_accounts(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.account_id == "43")
+        .unwrap();
+    other_process.take_account(a.id).await.unwrap();
+    other_process.close().await;
+    let (s, _, body) = get("/v1/accounts/health", Some(e3.unwrap()), key.clone()).await;
+    assert_eq!(s, 200, "a write by another process invalidates");
+    assert!(!body.contains("\"43\""));
+
+    // Time alone: the answer changes when an account turns stale, without any write. (The
+    // UPDATE below bypasses the store, so no generation moves: it only sets the scene, and
+    // the list is first read after it.)
+    let db = app.db().await;
+    sqlx::query("UPDATE account_health SET last_success_at = $1")
+        .bind(socialsyncer::domain::now() - 86_400 + 2)
+        .execute(&db)
+        .await
+        .unwrap();
+    let (s, e4, body) = get("/v1/accounts/health?health=unknown", None, key.clone()).await;
+    assert_eq!(s, 200);
+    assert!(body.starts_with("{\"accounts\":[]"), "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
+    let (s, _, body) = get("/v1/accounts/health?health=unknown", e4, key.clone()).await;
+    assert_eq!(s, 200, "the cached answer knew when its first account turns stale");
+    assert!(body.contains("has not answered since"), "{body}");
+    app.stop().await;
+}

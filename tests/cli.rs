@@ -355,7 +355,8 @@ fn serve_answers_curl_and_stops_on_sigterm_without_logging_secrets() {
     sigterm(&d.child);
     let status = d.child.wait().unwrap();
     assert!(status.success(), "exit {status:?}");
-    let logs: Vec<String> = d.logs.try_iter().collect();
+    // Every line up to the end of its stderr (the reader ends at EOF after the exit).
+    let logs: Vec<String> = d.logs.iter().collect();
     let all = logs.join("\n");
     assert!(all.contains("stopped cleanly"), "{all}");
     for secret in [posted.as_str(), "imported-secret-token", key.as_str()] {

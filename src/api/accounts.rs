@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::cache::Cached;
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, Workspace};
 use crate::accounts::{self, RegistrationError, RegistrationInput};
 use crate::app::AppState;
@@ -230,31 +231,40 @@ pub async fn load(state: &AppState, ws: Workspace, platform: &str, account_id: &
 pub async fn list(
     State(state): State<AppState>,
     ws: Workspace,
+    headers: axum::http::HeaderMap,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
     let filter = ListFilter {
         workspace_id: ws.0,
         platform: q.platform.as_deref().map(parse_platform).transpose()?,
         health: None,
         stale_before: 0,
     };
-    match Paging::parse(q.limit, q.cursor.as_deref())? {
-        Paging::Page { limit, after } => {
-            let (rows, next_cursor) = page(&state, &filter, after, limit).await?;
-            Ok(Json(AccountList {
-                accounts: rows.iter().map(AccountSummary::from).collect(),
-                next_cursor,
-            })
-            .into_response())
-        }
-        Paging::All => Ok(stream_list(
-            state,
-            filter,
-            |_, a| serde_json::to_vec(&AccountSummary::from(&a)),
-            b"}".to_vec(),
-        )),
-    }
+    let paging = Paging::parse(q.limit, q.cursor.as_deref())?;
+    let key = format!("list|{}|{:?}|{}", ws.0, filter.platform, paging.key());
+    let generation = state.store.generation(ws.0).await?;
+    let now = crate::domain::now();
+    let cached = state
+        .list_cache
+        .get_or_build(key, generation, now, || async {
+            let body = match paging {
+                Paging::Page { limit, after } => {
+                    let (rows, next_cursor) = page(&state, &filter, after, limit).await?;
+                    serde_json::to_vec(&AccountList {
+                        accounts: rows.iter().map(AccountSummary::from).collect(),
+                        next_cursor,
+                    })
+                    .map_err(ApiError::internal)?
+                }
+                Paging::All => {
+                    collect_list(&state, &filter, |a| serde_json::to_vec(&AccountSummary::from(&a)), b"}").await?
+                }
+            };
+            // Nothing in this list changes with time alone.
+            Ok::<_, ApiError>(Cached::new(generation, None, body))
+        })
+        .await?;
+    Ok(cached.respond(&headers))
 }
 
 /// `limit` and `cursor` of a list.
@@ -266,6 +276,14 @@ enum Paging {
 }
 
 impl Paging {
+    /// The part of a cache key that this paging makes.
+    fn key(&self) -> String {
+        match self {
+            Paging::Page { limit, after } => format!("{limit}@{after:?}"),
+            Paging::All => "all".into(),
+        }
+    }
+
     fn parse(limit: Option<i64>, cursor: Option<&str>) -> Result<Paging, ApiError> {
         let after = cursor.map(decode_cursor).transpose()?;
         match limit {
@@ -325,65 +343,39 @@ async fn page(
     ))
 }
 
-/// Accounts read per step of a streamed list: the memory a full list holds at once.
-const STREAM_PAGE: i64 = 500;
+/// Accounts read per step of a full list: what a build holds besides the body.
+const LIST_STEP: i64 = 500;
 
-/// A full list, streamed page by page in bounded memory: `{"accounts":[` ... `]` then
-/// `trailer` (which closes the object). `entry` serializes one account (as read now).
-fn stream_list(
-    state: AppState,
-    filter: ListFilter,
-    entry: impl Fn(&AppState, Account) -> serde_json::Result<Vec<u8>> + Send + 'static,
-    trailer: Vec<u8>,
-) -> axum::response::Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
-    tokio::spawn(async move {
-        let (now, stale_after) = (crate::domain::now(), state.config().health.stale_after.secs());
-        if tx.send(Ok(b"{\"accounts\":[".to_vec())).await.is_err() {
-            return;
-        }
-        let mut after = None;
-        let mut first = true;
-        loop {
-            let rows = match state.store.list_page(&filter, after, STREAM_PAGE).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "a streamed list failed");
-                    let _ = tx.send(Err(std::io::Error::other("the list could not be read"))).await;
-                    return;
-                }
-            };
-            let full = rows.len() as i64 == STREAM_PAGE;
-            after = rows.last().map(|a| a.id);
-            let mut chunk = Vec::with_capacity(rows.len() * 320);
-            for a in rows {
-                if !first {
-                    chunk.push(b',');
-                }
-                first = false;
-                match entry(&state, crate::health::read_view(a, now, stale_after)) {
-                    Ok(bytes) => chunk.extend_from_slice(&bytes),
-                    Err(e) => {
-                        let _ = tx.send(Err(std::io::Error::other(e))).await;
-                        return;
-                    }
-                }
+/// A full list, read page by page: `{"accounts":[` ... `]` then `trailer` (which closes the
+/// object). `entry` serializes one account (as read now).
+async fn collect_list(
+    state: &AppState,
+    filter: &ListFilter,
+    entry: impl Fn(Account) -> serde_json::Result<Vec<u8>>,
+    trailer: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let (now, stale_after) = (crate::domain::now(), state.config().health.stale_after.secs());
+    let mut body = b"{\"accounts\":[".to_vec();
+    let mut after = None;
+    let mut first = true;
+    loop {
+        let rows = state.store.list_page(filter, after, LIST_STEP).await?;
+        let full = rows.len() as i64 == LIST_STEP;
+        after = rows.last().map(|a| a.id);
+        for a in rows {
+            if !first {
+                body.push(b',');
             }
-            if tx.send(Ok(chunk)).await.is_err() || !full {
-                break;
-            }
+            first = false;
+            body.extend_from_slice(&entry(crate::health::read_view(a, now, stale_after)).map_err(ApiError::internal)?);
         }
-        let mut end = b"]".to_vec();
-        end.extend_from_slice(&trailer);
-        let _ = tx.send(Ok(end)).await;
-    });
-    use axum::response::IntoResponse;
-    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        axum::body::Body::from_stream(body),
-    )
-        .into_response()
+        if !full {
+            break;
+        }
+    }
+    body.push(b']');
+    body.extend_from_slice(trailer);
+    Ok(body)
 }
 
 /// Health of the connected accounts, with counts.
@@ -395,9 +387,9 @@ fn stream_list(
 pub async fn health(
     State(state): State<AppState>,
     ws: Workspace,
+    headers: axum::http::HeaderMap,
     ApiQuery(q): ApiQuery<HealthQuery>,
 ) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
     let health = q
         .health
         .as_deref()
@@ -406,46 +398,70 @@ pub async fn health(
                 .map_err(|e| ApiError::bad_request("unknown_health", e.to_string()))
         })
         .transpose()?;
+    let now = crate::domain::now();
+    let stale_after = state.config().health.stale_after.secs();
     let filter = ListFilter {
         workspace_id: ws.0,
         platform: q.platform.as_deref().map(parse_platform).transpose()?,
         health,
-        stale_before: crate::domain::now() - state.config().health.stale_after.secs(),
+        stale_before: now - stale_after,
     };
     let paging = Paging::parse(q.limit, q.cursor.as_deref())?;
-    let mut summary = HealthSummary::default();
-    for (h, n) in state.store.health_summary(&filter).await? {
-        let n = usize::try_from(n).unwrap_or(0);
-        summary.total += n;
-        *match h {
-            Health::Healthy => &mut summary.healthy,
-            Health::Warning => &mut summary.warning,
-            Health::Unhealthy => &mut summary.unhealthy,
-            Health::Unknown => &mut summary.unknown,
-        } += n;
-    }
-    match paging {
-        Paging::Page { limit, after } => {
-            let (rows, next_cursor) = page(&state, &filter, after, limit).await?;
-            Ok(Json(HealthList {
-                accounts: rows.iter().map(AccountHealth::from).collect(),
-                summary,
-                next_cursor,
-            })
-            .into_response())
-        }
-        Paging::All => {
-            let mut trailer = b",\"summary\":".to_vec();
-            trailer.extend_from_slice(&serde_json::to_vec(&summary).unwrap_or_default());
-            trailer.push(b'}');
-            Ok(stream_list(
-                state,
-                filter,
-                |_, a| serde_json::to_vec(&AccountHealth::from(&a)),
-                trailer,
-            ))
-        }
-    }
+    let key = format!(
+        "health|{}|{:?}|{:?}|{}|{stale_after}",
+        ws.0,
+        filter.platform,
+        filter.health,
+        paging.key()
+    );
+    let generation = state.store.generation(ws.0).await?;
+    let cached = state
+        .list_cache
+        .get_or_build(key, generation, now, || async {
+            let mut summary = HealthSummary::default();
+            for (h, n) in state.store.health_summary(&filter).await? {
+                let n = usize::try_from(n).unwrap_or(0);
+                summary.total += n;
+                *match h {
+                    Health::Healthy => &mut summary.healthy,
+                    Health::Warning => &mut summary.warning,
+                    Health::Unhealthy => &mut summary.unhealthy,
+                    Health::Unknown => &mut summary.unknown,
+                } += n;
+            }
+            let body = match paging {
+                Paging::Page { limit, after } => {
+                    let (rows, next_cursor) = page(&state, &filter, after, limit).await?;
+                    serde_json::to_vec(&HealthList {
+                        accounts: rows.iter().map(AccountHealth::from).collect(),
+                        summary,
+                        next_cursor,
+                    })
+                    .map_err(ApiError::internal)?
+                }
+                Paging::All => {
+                    let mut trailer = b",\"summary\":".to_vec();
+                    trailer.extend_from_slice(&serde_json::to_vec(&summary).map_err(ApiError::internal)?);
+                    trailer.push(b'}');
+                    collect_list(
+                        &state,
+                        &filter,
+                        |a| serde_json::to_vec(&AccountHealth::from(&a)),
+                        &trailer,
+                    )
+                    .await?
+                }
+            };
+            // Valid until the first of the workspace's answering accounts turns stale.
+            let valid_until = state
+                .store
+                .next_stale_at(&filter)
+                .await?
+                .map(|t| t.saturating_add(stale_after).saturating_add(1));
+            Ok::<_, ApiError>(Cached::new(generation, valid_until, body))
+        })
+        .await?;
+    Ok(cached.respond(&headers))
 }
 
 /// One account's details.

@@ -1,6 +1,7 @@
 //! The HTTP API: routing, authentication, extractors that answer in the API's error format.
 
 pub mod accounts;
+pub mod cache;
 pub mod error;
 pub mod limit;
 pub mod notifications;

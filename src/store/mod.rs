@@ -43,6 +43,27 @@ pub struct Store {
     pool: SqlitePool,
 }
 
+/// Bumps the generation of each of `workspaces` (duplicates are bumped once) inside `tx`:
+/// every write to a workspace's accounts or their health calls this in its own transaction.
+async fn bump_generations(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    workspaces: impl IntoIterator<Item = i64>,
+) -> Result<(), StoreError> {
+    let mut ws: Vec<i64> = workspaces.into_iter().collect();
+    ws.sort_unstable();
+    ws.dedup();
+    for w in ws {
+        sqlx::query(
+            "INSERT INTO workspace_generations (workspace_id, generation) VALUES ($1, 1) \
+             ON CONFLICT (workspace_id) DO UPDATE SET generation = workspace_generations.generation + 1",
+        )
+        .bind(w)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 /// An API key as listed: never the key itself.
 #[derive(Debug, Clone, FromRow)]
 pub struct ApiKeyInfo {
@@ -307,6 +328,8 @@ pub struct ReconnectRow {
 pub struct HealthUpdate {
     /// Internal account row ID.
     pub account_ref: i64,
+    /// Its workspace (whose cached answers the update invalidates).
+    pub workspace_id: i64,
     /// New health.
     pub health: Health,
     /// Token validity (`None`: unknown).
@@ -362,6 +385,7 @@ impl HealthUpdate {
     pub fn deferral(a: &Account, now: UnixTime, next_check_at: UnixTime) -> HealthUpdate {
         HealthUpdate {
             account_ref: a.id,
+            workspace_id: a.workspace_id,
             health: a.health,
             token_valid: a.token_valid,
             needs_reconnect: a.needs_reconnect,
@@ -467,6 +491,8 @@ pub struct PendingAlert {
 pub struct TokenReplacement {
     /// Internal account row ID.
     pub account_ref: i64,
+    /// Its workspace (whose cached answers the replacement invalidates).
+    pub workspace_id: i64,
     /// Sealed new access token.
     pub access_token: Vec<u8>,
     /// Sealed new refresh token; `None` keeps the stored one (never replaced by nothing).
@@ -501,6 +527,18 @@ pub struct HistoryEntry {
 }
 
 impl Store {
+    /// The generation of a workspace's accounts and health: it changes with every write to
+    /// them, by this process or any other on the database.
+    pub async fn generation(&self, workspace_id: i64) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT generation FROM workspace_generations WHERE workspace_id = $1")
+                .bind(workspace_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
     /// Opens (creating if needed) the SQLite file with WAL, `synchronous=NORMAL`, a busy
     /// timeout and foreign keys on.
     pub async fn open_sqlite(path: &Path, busy_timeout: Duration, max_connections: u32) -> Result<Store, StoreError> {
@@ -633,6 +671,7 @@ impl Store {
     pub async fn insert_account(&self, a: &NewAccount) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let id = insert_account_rows(&mut tx, a).await?;
+        bump_generations(&mut tx, [a.workspace_id]).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -667,6 +706,23 @@ impl Store {
             .into_iter()
             .filter_map(|(h, n)| Some((h.parse().ok()?, n)))
             .collect())
+    }
+
+    /// The oldest last answer among the accounts of the filter's workspace and platform that
+    /// do not read `unknown` yet: the first to turn stale (whatever the health filter, since
+    /// an account turning stale joins the `unknown` list).
+    pub async fn next_stale_at(&self, f: &ListFilter) -> Result<Option<UnixTime>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT MIN(h.last_success_at) FROM accounts a JOIN account_health h ON h.account_ref = a.id \
+             WHERE h.health <> 'unknown' AND h.last_success_at >= ",
+        );
+        q.push_bind(f.stale_before);
+        q.push(" AND a.workspace_id = ").push_bind(f.workspace_id);
+        if let Some(p) = f.platform {
+            q.push(" AND a.platform = ").push_bind(p.as_str());
+        }
+        let (t,): (Option<i64>,) = q.build_query_as().fetch_one(&self.pool).await?;
+        Ok(t)
     }
 
     fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &ListFilter) {
@@ -725,6 +781,10 @@ impl Store {
     /// at the platform); the others get `None` (the account is gone).
     pub async fn take_account(&self, account_ref: i64) -> Result<Option<SealedCredentials>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let workspace: Option<i64> = sqlx::query_scalar("SELECT workspace_id FROM accounts WHERE id = $1")
+            .bind(account_ref)
+            .fetch_optional(&mut *tx)
+            .await?;
         let creds: Option<SealedCredentials> =
             sqlx::query_as("SELECT access_token, refresh_token FROM credentials WHERE account_ref = $1")
                 .bind(account_ref)
@@ -742,6 +802,7 @@ impl Store {
             .await?
             .rows_affected()
             == 1;
+        bump_generations(&mut tx, workspace).await?;
         tx.commit().await?;
         Ok(creds.filter(|_| deleted))
     }
@@ -867,6 +928,7 @@ impl Store {
             q.push(") AS v WHERE v.column1 IN (SELECT id FROM accounts)");
             q.build().execute(&mut *tx).await?;
         }
+        bump_generations(&mut tx, updates.iter().map(|u| u.workspace_id)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -918,6 +980,7 @@ impl Store {
         )
         .execute(&mut *tx)
         .await?;
+        bump_generations(&mut tx, [r.workspace_id]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1323,6 +1386,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query("UPDATE workspace_generations SET generation = generation + 1")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Ok(resealed.len()))
     }
@@ -1351,6 +1417,7 @@ impl Store {
         for a in accounts {
             insert_account_rows(&mut tx, a).await?;
         }
+        bump_generations(&mut tx, accounts.iter().map(|a| a.workspace_id)).await?;
         tx.commit().await?;
         Ok(())
     }

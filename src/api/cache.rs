@@ -1,0 +1,105 @@
+//! Serialized list answers cached per workspace and query, with an `ETag`. An entry is valid
+//! while the workspace's generation (bumped in the same transaction as every write to its
+//! accounts or their health, by any process) is unchanged and until the earliest moment one
+//! of its accounts turns stale (time alone changes that answer). One build per key at a
+//! time: concurrent requests for the same list wait for it and share the bytes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use crate::domain::UnixTime;
+
+/// A cached answer.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    generation: i64,
+    valid_until: Option<UnixTime>,
+    body: Bytes,
+    etag: String,
+}
+
+impl Cached {
+    /// An answer built at `generation`, valid until `valid_until` (if time alone changes it).
+    pub fn new(generation: i64, valid_until: Option<UnixTime>, body: Vec<u8>) -> Cached {
+        let digest = Sha256::digest(&body);
+        Cached {
+            generation,
+            valid_until,
+            etag: format!("\"{}\"", hex::encode(&digest[..12])),
+            body: Bytes::from(body),
+        }
+    }
+
+    fn fresh(&self, generation: i64, now: UnixTime) -> bool {
+        self.generation == generation && self.valid_until.is_none_or(|t| now < t)
+    }
+
+    /// 304 when `If-None-Match` names this answer, else the answer; both with the `ETag`.
+    pub fn respond(&self, request: &HeaderMap) -> Response {
+        let etag = HeaderValue::from_str(&self.etag).unwrap_or(HeaderValue::from_static("\"\""));
+        let matches = request
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| {
+                let t = t.trim();
+                t == "*" || t.trim_start_matches("W/") == self.etag
+            });
+        if matches {
+            return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+        }
+        (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                (header::ETAG, etag),
+            ],
+            self.body.clone(),
+        )
+            .into_response()
+    }
+}
+
+/// Entries kept at most; beyond, the cache starts over (it only ever costs a rebuild).
+const MAX_ENTRIES: usize = 4_096;
+
+/// The cache: one slot per (route, workspace, query).
+#[derive(Debug, Default)]
+pub struct ListCache {
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
+}
+
+impl ListCache {
+    /// The answer for `key` at `generation`, built by `build` when there is none fresh.
+    pub async fn get_or_build<F, Fut, E>(
+        &self,
+        key: String,
+        generation: i64,
+        now: UnixTime,
+        build: F,
+    ) -> Result<Cached, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Cached, E>>,
+    {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            if slots.len() >= MAX_ENTRIES && !slots.contains_key(&key) {
+                slots.clear();
+            }
+            slots.entry(key).or_default().clone()
+        };
+        let mut guard = slot.lock().await;
+        if let Some(c) = guard.as_ref().filter(|c| c.fresh(generation, now)) {
+            return Ok(c.clone());
+        }
+        let built = build().await?;
+        *guard = Some(built.clone());
+        Ok(built)
+    }
+}
