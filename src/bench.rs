@@ -261,3 +261,188 @@ async fn adapter_floor(
     tracker.wait().await;
     Ok(started.elapsed())
 }
+
+/// Parameters of the API benchmark.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiBench {
+    /// Accounts per workspace.
+    pub accounts: usize,
+    /// Workspaces.
+    pub workspaces: usize,
+    /// Concurrent clients for the throughput runs.
+    pub clients: usize,
+    /// Length of each throughput run.
+    pub duration: Duration,
+}
+
+/// Resident memory of this process now, in MiB (`VmRSS`).
+fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Requests a second that `clients` concurrent clients get for `duration` on `url`.
+async fn throughput(
+    url: &str,
+    key: &str,
+    etag: Option<&str>,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+    let until = Instant::now() + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (http, url, key, etag) = (http.clone(), url.to_owned(), key.to_owned(), etag.map(str::to_owned));
+        tasks.spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < until {
+                let mut r = http.get(&url).bearer_auth(&key);
+                if let Some(e) = &etag {
+                    r = r.header("if-none-match", e);
+                }
+                let resp = r.send().await?;
+                let ok = resp.status().is_success() || resp.status().as_u16() == 304;
+                let _ = resp.bytes().await?;
+                anyhow::ensure!(ok, "an answer was not 200/304");
+                n += 1;
+            }
+            anyhow::Ok(n)
+        });
+    }
+    let started = Instant::now();
+    let mut total = 0;
+    while let Some(n) = tasks.join_next().await {
+        total += n??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The API benchmark: W workspaces of N accounts behind the real HTTP server; prints the
+/// uncached build of a full list, cached and 304 throughput, a paginated walk and memory.
+pub async fn api(b: ApiBench) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new().prefix("socialsyncer-bench-").tempdir()?;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"\"\nkey_rate_limit = 0\n\
+         [database]\nurl = \"sqlite://{}/bench.db\"\n[schedule]\ncron = \"\"\n",
+        dir.path().display()
+    );
+    let state = AppState::build(Config::from_toml(&toml)?).await?;
+    eprintln!("preparing {} workspaces of {} accounts ...", b.workspaces, b.accounts);
+    let mut keys = Vec::new();
+    for w in 0..b.workspaces {
+        let ws = state.store.ensure_workspace(&format!("ws{w}"), domain::now()).await?;
+        let k = crate::crypto::generate_api_key();
+        state
+            .store
+            .insert_api_key(ws, &k.prefix, &k.hash, domain::now())
+            .await?;
+        keys.push(secrecy::ExposeSecret::expose_secret(&k.secret).to_owned());
+        let accounts: Vec<NewAccount> = (0..b.accounts)
+            .map(|i| {
+                let id = format!("{}", 10_000_000 + i);
+                NewAccount {
+                    workspace_id: ws,
+                    platform: Platform::Threads,
+                    account_id: AccountId::parse(Platform::Threads, &id).expect("digits"),
+                    username: format!("account{i}"),
+                    access_token: state.sealer.seal(
+                        &seal_context(ws, Platform::Threads, &id),
+                        &SecretString::from(format!("THQVbench{i}")),
+                    ),
+                    refresh_token: None,
+                    token_expires_at: Some(domain::now() + 50 * 86_400),
+                    scopes: crate::simulator::default_scopes(Platform::Threads),
+                    connected_at: domain::now(),
+                }
+            })
+            .collect();
+        for chunk in accounts.chunks(5_000) {
+            state.store.insert_accounts(chunk).await?;
+        }
+    }
+    let listener = crate::server::bind_addr("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(crate::server::serve_http(listener, state.clone(), shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let idle = rss_mib();
+    let http = reqwest::Client::new();
+    let key = &keys[0];
+    let full = format!("{base}/v1/accounts/health");
+
+    // Uncached builds: each request names another (equivalent) cursor, so none is cached.
+    let rounds = 20;
+    let started = Instant::now();
+    let mut bytes = 0;
+    for i in 0..rounds {
+        use base64::Engine;
+        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("a-{}", i + 1));
+        let r = http
+            .get(format!("{full}?limit=1000&cursor={cursor}"))
+            .bearer_auth(key)
+            .send()
+            .await?;
+        bytes = r.bytes().await?.len();
+    }
+    let uncached = started.elapsed() / rounds;
+    let first = http.get(&full).bearer_auth(key).send().await?;
+    let etag = first
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .context("no ETag")?;
+    let full_bytes = first.bytes().await?.len();
+    let cached = throughput(&full, key, None, b.clients, b.duration).await?;
+    let not_modified = throughput(&full, key, Some(&etag), b.clients, b.duration).await?;
+    let loaded = rss_mib();
+
+    // A paginated walk of the whole workspace, 100 at a time.
+    let started = Instant::now();
+    let (mut cursor, mut pages) = (None::<String>, 0);
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{full}?limit=100&cursor={c}"),
+            None => format!("{full}?limit=100"),
+        };
+        let v: serde_json::Value = http.get(url).bearer_auth(key).send().await?.json().await?;
+        pages += 1;
+        match v["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let walk = started.elapsed();
+    shutdown.cancel();
+    let _ = server.await;
+
+    out!("socialsyncer bench api");
+    out!("  workspaces x accounts   {} x {}", b.workspaces, b.accounts);
+    out!("  full list body          {full_bytes} bytes ({bytes} bytes a page of 1000)");
+    out!(
+        "  uncached page of 1000   {:.2} ms a request (HTTP included)",
+        uncached.as_secs_f64() * 1e3
+    );
+    out!(
+        "  cached full list        {cached:.0} requests/s ({} clients)",
+        b.clients
+    );
+    out!("  304 (If-None-Match)     {not_modified:.0} requests/s");
+    out!(
+        "  paginated walk          {pages} pages of 100 in {:.1} ms",
+        walk.as_secs_f64() * 1e3
+    );
+    if let (Some(i), Some(l)) = (idle, loaded) {
+        out!("  RSS                     {i:.1} MiB idle after setup, {l:.1} MiB after the runs");
+    }
+    state.store.close().await;
+    Ok(())
+}

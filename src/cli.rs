@@ -96,6 +96,21 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         concurrency: usize,
     },
+    /// The HTTP API: uncached and cached full lists, the 304 path, a paginated walk, memory.
+    Api {
+        /// Accounts per workspace.
+        #[arg(long, default_value_t = 1_000)]
+        accounts: usize,
+        /// Workspaces.
+        #[arg(long, default_value_t = 10)]
+        workspaces: usize,
+        /// Concurrent clients in the throughput runs.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds of each throughput run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
 }
 
 /// `keys` subcommands.
@@ -253,6 +268,23 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
                 accounts,
                 latency: std::time::Duration::from_millis(latency_ms),
                 concurrency,
+            })
+            .await?
+        }
+        Command::Bench(BenchCommand::Api {
+            accounts,
+            workspaces,
+            clients,
+            seconds,
+        }) => {
+            if accounts == 0 || workspaces == 0 || clients == 0 || seconds == 0 {
+                bail!("--accounts, --workspaces, --clients and --seconds must be at least 1");
+            }
+            bench::api(bench::ApiBench {
+                accounts,
+                workspaces,
+                clients,
+                duration: std::time::Duration::from_secs(seconds),
             })
             .await?
         }
