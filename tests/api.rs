@@ -661,7 +661,7 @@ async fn a_key_is_rate_limited_and_check_now_is_paced_and_cooled_down() {
 }
 
 #[tokio::test]
-async fn lists_page_by_keyset_and_stream_in_full_without_a_limit() {
+async fn lists_page_by_keyset_and_return_everything_without_a_limit() {
     use socialsyncer::domain::Platform;
     use socialsyncer::simulator::TokenSpec;
     let app = spawn_app().await;
@@ -675,7 +675,7 @@ async fn lists_page_by_keyset_and_stream_in_full_without_a_limit() {
         )
         .await;
     }
-    // Without limit: everything, as before (streamed).
+    // Without limit: everything, as before.
     let (s, all) = app.get(&key, "/v1/accounts/health").await;
     assert_eq!(s, 200);
     assert_eq!(all["accounts"].as_array().unwrap().len(), 25);
