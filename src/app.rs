@@ -76,10 +76,10 @@ impl Problems {
     /// Records what a check says about the configuration of `platform`'s checks.
     pub fn observe(&self, platform: Platform, outcome: &CheckOutcome) {
         match outcome {
-            CheckOutcome::Misconfigured(msg) if !msg.starts_with("the token could not be refreshed") => {
+            CheckOutcome::Misconfigured(msg) => {
                 self.set(platform, Area::Check, Some(msg.clone()));
             }
-            CheckOutcome::Misconfigured(_) | CheckOutcome::Transient(_) | CheckOutcome::OtherApp(_) => {}
+            CheckOutcome::Transient(_) | CheckOutcome::OtherApp(_) => {}
             _ => self.set(platform, Area::Check, None),
         }
     }

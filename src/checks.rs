@@ -40,14 +40,9 @@ fn auto_refresh(state: &AppState, platform: Platform) -> bool {
     state.platforms.can_refresh(platform) && state.config().platforms.get(platform).auto_refresh()
 }
 
-/// Whether this account's tokens are renewed automatically (for TikTok and X that needs a
-/// stored refresh token; Instagram Login and Threads refresh the access token itself).
-fn refreshes(state: &AppState, a: &Account, has_refresh_token: bool) -> bool {
-    renewed_automatically(state, a.platform, has_refresh_token)
-}
-
 /// The one predicate for "this account's token is renewed automatically", by platform and
-/// whether a refresh token is stored.
+/// whether a refresh token is stored (TikTok and X need one; Instagram Login and Threads
+/// refresh the access token itself).
 pub fn renewed_automatically(state: &AppState, platform: Platform, has_refresh_token: bool) -> bool {
     auto_refresh(state, platform) && (has_refresh_token || matches!(platform, Platform::Instagram | Platform::Threads))
 }
@@ -350,10 +345,11 @@ async fn check_inner(
         let o = CheckOutcome::Misconfigured(
             "the stored token cannot be opened with the current token key (security.token_key_file)".into(),
         );
+        state.problems.observe(account.platform, &o);
         return Ok(assess(state, account.clone(), &account, o, None, false));
     };
     let now = domain::now();
-    let refreshable = refreshes(state, &account, tokens.refresh.is_some());
+    let refreshable = renewed_automatically(state, account.platform, tokens.refresh.is_some());
     let deferral = |t: Transient| {
         assess(
             state,
@@ -394,10 +390,13 @@ async fn check_inner(
     }
     // The refresh failed for the daemon's own configuration: an access token that expired
     // meanwhile is the daemon's problem too, not the account's.
+    // (The refresh already recorded that problem; the check itself found none to record.)
     if let Some(m) = done.misconfigured
         && matches!(outcome, CheckOutcome::Invalid { .. })
     {
         outcome = CheckOutcome::Misconfigured(format!("the token could not be refreshed: {m}"));
+    } else {
+        state.problems.observe(account.platform, &outcome);
     }
     let (refreshed, refresh_error) = (done.refreshed, done.error);
     if let Some(e) = &refresh_error {
@@ -426,7 +425,8 @@ async fn check_inner(
 }
 
 /// Assesses an outcome into a health update for `current` (the account as stored now;
-/// `before` is as it was when the check started).
+/// `before` is as it was when the check started). The caller records what the outcome says
+/// about the daemon's configuration (`Problems::observe`).
 fn assess(
     state: &AppState,
     before: Account,
@@ -435,7 +435,6 @@ fn assess(
     refresh_error: Option<String>,
     refreshable: bool,
 ) -> Checked {
-    state.problems.observe(current.platform, &outcome);
     if let CheckOutcome::Misconfigured(m) = &outcome {
         tracing::error!(platform = %current.platform, account = %current.account_id, problem = %m, "configuration problem");
     }

@@ -279,18 +279,14 @@ impl Metrics {
         store: &Store,
         renewed: impl Fn(Platform, bool) -> bool,
     ) -> Result<(), StoreError> {
-        for (p, id, ws, exp) in store.token_expiries().await? {
-            self.token_expiry
-                .with_label_values(&[p.as_str(), &id, &ws])
-                .set(exp as f64);
-        }
-        for (p, id, ws, exp) in store.data_access_expiries().await? {
-            self.data_access_expiry
-                .with_label_values(&[p.as_str(), &id, &ws])
-                .set(exp as f64);
-        }
         for r in store.reconnect_rows().await? {
             let labels = [r.platform.as_str(), r.account_id.as_str(), r.workspace.as_str()];
+            if let Some(t) = r.token_expires_at {
+                self.token_expiry.with_label_values(&labels).set(t as f64);
+            }
+            if let Some(t) = r.data_access_expires_at {
+                self.data_access_expiry.with_label_values(&labels).set(t as f64);
+            }
             self.needs_reconnect
                 .with_label_values(&labels)
                 .set(i64::from(r.needs_reconnect));

@@ -62,6 +62,25 @@ impl Env {
         child.wait_with_output().unwrap()
     }
 
+    /// `accounts import` into workspace acme with `token` on standard input.
+    fn import(&self, platform: &str, id: &str, username: &str, token: &str) -> Output {
+        self.run_with_stdin(
+            &[
+                "accounts",
+                "import",
+                "--workspace",
+                "acme",
+                "--platform",
+                platform,
+                "--account-id",
+                id,
+                "--username",
+                username,
+            ],
+            token,
+        )
+    }
+
     fn create_key(&self, workspace: &str) -> String {
         let out = self.run(&["keys", "create", "--workspace", workspace]);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -307,21 +326,7 @@ fn sigterm(child: &Child) {
 fn serve_answers_curl_and_stops_on_sigterm_without_logging_secrets() {
     let env = env_with("");
     let key = env.create_key("acme");
-    let out = env.run_with_stdin(
-        &[
-            "accounts",
-            "import",
-            "--workspace",
-            "acme",
-            "--platform",
-            "twitter",
-            "--account-id",
-            "42",
-            "--username",
-            "@acme",
-        ],
-        "imported-secret-token",
-    );
+    let out = env.import("twitter", "42", "@acme", "imported-secret-token");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let posted = env
         .sim
@@ -369,21 +374,7 @@ fn serve_answers_curl_and_stops_on_sigterm_without_logging_secrets() {
 fn metrics_have_their_own_listener_and_per_account_series_are_optional() {
     let env = env_with("");
     env.create_key("acme");
-    let out = env.run_with_stdin(
-        &[
-            "accounts",
-            "import",
-            "--workspace",
-            "acme",
-            "--platform",
-            "twitter",
-            "--account-id",
-            "42",
-            "--username",
-            "u",
-        ],
-        "tok",
-    );
+    let out = env.import("twitter", "42", "u", "tok");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let d = start_daemon(&env);
     assert!(!d.metrics.is_empty(), "the metrics listener is logged");
@@ -415,21 +406,7 @@ fn check_prints_a_table_and_fails_on_unhealthy_accounts() {
     let env = env_with("");
     env.create_key("acme");
     let import = |p: Platform, id: &str, token: &str| {
-        let out = env.run_with_stdin(
-            &[
-                "accounts",
-                "import",
-                "--workspace",
-                "acme",
-                "--platform",
-                p.as_str(),
-                "--account-id",
-                id,
-                "--username",
-                "u",
-            ],
-            token,
-        );
+        let out = env.import(p.as_str(), id, "u", token);
         assert!(out.status.success(), "{}", text(&out.stderr));
     };
     let good = env
@@ -618,23 +595,7 @@ fn admin_commands_never_create_a_database_or_a_key_and_say_which_database() {
 
     // A database with sealed tokens and no key file: nothing creates a new key.
     env.create_key("acme");
-    let import = |id: &str| {
-        env.run_with_stdin(
-            &[
-                "accounts",
-                "import",
-                "--workspace",
-                "acme",
-                "--platform",
-                "twitter",
-                "--account-id",
-                id,
-                "--username",
-                "u",
-            ],
-            "tok",
-        )
-    };
+    let import = |id: &str| env.import("twitter", id, "u", "tok");
     assert!(import("1").status.success());
     assert!(key_file.exists());
     let moved = env.dir.path().join("token.key.bak");

@@ -43,6 +43,14 @@ pub struct Store {
     pool: SqlitePool,
 }
 
+/// Pushes the health as read now ([`crate::health::READ_HEALTH_SQL`]) with `stale_before` bound.
+fn push_read_health(q: &mut QueryBuilder<'_, Sqlite>, stale_before: UnixTime) {
+    let (head, tail) = crate::health::READ_HEALTH_SQL
+        .split_once("$stale_before")
+        .unwrap_or((crate::health::READ_HEALTH_SQL, ""));
+    q.push(head).push_bind(stale_before).push(tail);
+}
+
 /// Bumps the generation of each of `workspaces` (duplicates are bumped once) inside `tx`:
 /// every write to a workspace's accounts or their health calls this in its own transaction.
 async fn bump_generations(
@@ -693,11 +701,8 @@ impl Store {
 
     /// How many of the filtered accounts are in each health, as read now.
     pub async fn health_summary(&self, f: &ListFilter) -> Result<Vec<(Health, i64)>, StoreError> {
-        let (head, tail) = crate::health::READ_HEALTH_SQL
-            .split_once("$stale_before")
-            .unwrap_or((crate::health::READ_HEALTH_SQL, ""));
         let mut q = QueryBuilder::<Sqlite>::new("SELECT ");
-        q.push(head).push_bind(f.stale_before).push(tail);
+        push_read_health(&mut q, f.stale_before);
         q.push(" AS read_health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id");
         Self::push_filter(&mut q, f);
         q.push(" GROUP BY 1");
@@ -731,10 +736,8 @@ impl Store {
             q.push(" AND a.platform = ").push_bind(p.as_str());
         }
         if let Some(h) = f.health {
-            let (head, tail) = crate::health::READ_HEALTH_SQL
-                .split_once("$stale_before")
-                .unwrap_or((crate::health::READ_HEALTH_SQL, ""));
-            q.push(" AND ").push(head).push_bind(f.stale_before).push(tail);
+            q.push(" AND ");
+            push_read_health(q, f.stale_before);
             q.push(" = ").push_bind(h.as_str());
         }
     }
@@ -1131,46 +1134,13 @@ impl Store {
 
     /// Accounts by platform and health, for the `socialsyncer_accounts` gauge.
     pub async fn health_counts(&self, stale_before: UnixTime) -> Result<Vec<(Platform, Health, i64)>, StoreError> {
-        let health = crate::health::READ_HEALTH_SQL.replace("$stale_before", "$1");
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(&format!(
-            "SELECT a.platform, {health} AS health, COUNT(*) FROM accounts a \
-             JOIN account_health h ON h.account_ref = a.id GROUP BY 1, 2"
-        ))
-        .bind(stale_before)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT a.platform, ");
+        push_read_health(&mut q, stale_before);
+        q.push(" AS health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id GROUP BY 1, 2");
+        let rows: Vec<(String, String, i64)> = q.build_query_as().fetch_all(&self.pool).await?;
         Ok(rows
             .into_iter()
             .filter_map(|(p, h, n)| Some((p.parse().ok()?, h.parse().ok()?, n)))
-            .collect())
-    }
-
-    /// `(platform, account_id, workspace, token_expires_at)` of every account with a known expiry.
-    pub async fn token_expiries(&self) -> Result<Vec<(Platform, String, String, UnixTime)>, StoreError> {
-        self.expiry_rows(
-            "SELECT a.platform, a.account_id, w.name, a.token_expires_at FROM accounts a \
-             JOIN workspaces w ON w.id = a.workspace_id WHERE a.token_expires_at IS NOT NULL",
-        )
-        .await
-    }
-
-    /// Every Facebook data-access expiry the checks learnt: (platform, account ID,
-    /// workspace, expiry).
-    pub async fn data_access_expiries(&self) -> Result<Vec<(Platform, String, String, UnixTime)>, StoreError> {
-        self.expiry_rows(
-            "SELECT a.platform, a.account_id, w.name, h.data_access_expires_at FROM accounts a \
-             JOIN workspaces w ON w.id = a.workspace_id JOIN account_health h ON h.account_ref = a.id \
-             WHERE h.data_access_expires_at IS NOT NULL",
-        )
-        .await
-    }
-
-    /// Rows of (platform, account ID, workspace, time) from `sql`.
-    async fn expiry_rows(&self, sql: &str) -> Result<Vec<(Platform, String, String, UnixTime)>, StoreError> {
-        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(sql).fetch_all(&self.pool).await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(p, id, ws, t)| Some((p.parse().ok()?, id, ws, t)))
             .collect())
     }
 
