@@ -275,9 +275,9 @@ pub struct ApiBench {
     pub duration: Duration,
 }
 
-/// Resident memory of this process now, in MiB (`VmRSS`).
-fn rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// Resident memory of process `pid` ("self" for this one) now, in MiB (`VmRSS`).
+fn rss_of(pid: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))?
@@ -286,6 +286,107 @@ fn rss_mib() -> Option<f64> {
         .parse()
         .ok()?;
     Some(kb / 1024.0)
+}
+
+/// The build of one workspace's first 1,000 accounts without HTTP, as the handler makes it:
+/// the store read, then their serialization as read now. The median of 50 builds and of
+/// their reads, and the body's size.
+async fn build_stages(state: &AppState, workspace: &str) -> anyhow::Result<(Duration, Duration, usize)> {
+    let filter = crate::store::ListFilter {
+        workspace_id: state.store.workspace_id(workspace).await?.context("no workspace")?,
+        platform: None,
+        health: None,
+        stale_before: domain::now() - state.config().health.stale_after.secs(),
+    };
+    let (mut reads, mut builds, mut bytes) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..50 {
+        let started = Instant::now();
+        let rows = state.store.list_page(&filter, None, 1000).await?;
+        reads.push(started.elapsed());
+        let (now, stale) = (domain::now(), state.config().health.stale_after.secs());
+        let views: Vec<_> = rows
+            .into_iter()
+            .map(|a| crate::api::accounts::AccountHealth::from(&crate::health::read_view(a, now, stale)))
+            .collect();
+        bytes = serde_json::to_vec(&views)?.len();
+        builds.push(started.elapsed());
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    Ok((median(&mut builds), median(&mut reads), bytes))
+}
+
+/// What 20 concurrent cold full lists of one workspace did.
+struct Concurrent {
+    /// The highest RSS seen during them, above the RSS before them, in MiB.
+    rss_rise: f64,
+    /// The slowest answer of a small workspace's list requested meanwhile.
+    small_slowest: Duration,
+    /// The small workspace's requests answered meanwhile.
+    small_requests: usize,
+    /// How long the 20 took together.
+    took: Duration,
+}
+
+/// 20 concurrent full lists of `url` with `key` (none cached yet) while another workspace
+/// (`small_key`) reads its own list in a loop; the RSS of the daemon `pid` is sampled every
+/// 5 ms.
+async fn concurrent_lists(url: &str, key: &str, small_key: &str, pid: &str) -> anyhow::Result<Concurrent> {
+    let before = rss_of(pid).unwrap_or(0.0);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(32).build()?;
+    let done = tokio_util::sync::CancellationToken::new();
+    let sampler = {
+        let (done, pid) = (done.clone(), pid.to_owned());
+        tokio::spawn(async move {
+            let mut peak = 0f64;
+            while !done.is_cancelled() {
+                peak = peak.max(rss_of(&pid).unwrap_or(0.0));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            peak.max(rss_of(&pid).unwrap_or(0.0))
+        })
+    };
+    let small = {
+        let (done, http, url, key) = (done.clone(), http.clone(), url.to_owned(), small_key.to_owned());
+        tokio::spawn(async move {
+            let (mut slowest, mut n) = (Duration::ZERO, 0);
+            while !done.is_cancelled() {
+                let started = Instant::now();
+                http.get(&url).bearer_auth(&key).send().await?.bytes().await?;
+                slowest = slowest.max(started.elapsed());
+                n += 1;
+            }
+            anyhow::Ok((slowest, n))
+        })
+    };
+    let started = Instant::now();
+    let mut lists = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (http, url, key) = (http.clone(), url.to_owned(), key.to_owned());
+        lists.spawn(async move {
+            let mut r = http.get(&url).bearer_auth(&key).send().await?;
+            let mut n = 0;
+            while let Some(chunk) = r.chunk().await? {
+                n += chunk.len();
+            }
+            anyhow::Ok(n)
+        });
+    }
+    while let Some(r) = lists.join_next().await {
+        r??;
+    }
+    let took = started.elapsed();
+    done.cancel();
+    let peak = sampler.await?;
+    let (small_slowest, small_requests) = small.await??;
+    Ok(Concurrent {
+        rss_rise: peak - before,
+        small_slowest,
+        small_requests,
+        took,
+    })
 }
 
 /// Requests a second that `clients` concurrent clients get for `duration` on `url`.
@@ -325,19 +426,26 @@ async fn throughput(
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
-/// The API benchmark: W workspaces of N accounts behind the real HTTP server; prints the
-/// uncached build of a full list, cached and 304 throughput, a paginated walk and memory.
+/// The API benchmark: W workspaces of N accounts (and a small one) served by a daemon
+/// (`socialsyncer serve`, its own process, so that its memory is its own); prints the
+/// uncached build of a full list, cached and 304 throughput, concurrent cold full lists, a
+/// paginated walk and the daemon's memory.
 pub async fn api(b: ApiBench) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("socialsyncer-bench-").tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"\"\nkey_rate_limit = 0\n\
-         [database]\nurl = \"sqlite://{}/bench.db\"\n[schedule]\ncron = \"\"\n",
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"\"\nkey_rate_limit = 0\n\
+         [database]\nurl = \"sqlite://{}/bench.db\"\n[schedule]\ncron = \"\"\n[log]\nlevel = \"warn\"\n",
         dir.path().display()
     );
+    let config_path = dir.path().join("bench.toml");
+    std::fs::write(&config_path, &toml)?;
     let state = AppState::build(Config::from_toml(&toml)?).await?;
     eprintln!("preparing {} workspaces of {} accounts ...", b.workspaces, b.accounts);
     let mut keys = Vec::new();
-    for w in 0..b.workspaces {
+    // W workspaces of N accounts, then a small one of 12 that is read while a large one is.
+    let sizes = std::iter::repeat_n(b.accounts, b.workspaces).chain([12]);
+    for (w, size) in sizes.enumerate() {
         let ws = state.store.ensure_workspace(&format!("ws{w}"), domain::now()).await?;
         let k = crate::crypto::generate_api_key();
         state
@@ -345,7 +453,7 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
             .insert_api_key(ws, &k.prefix, &k.hash, domain::now())
             .await?;
         keys.push(secrecy::ExposeSecret::expose_secret(&k.secret).to_owned());
-        let accounts: Vec<NewAccount> = (0..b.accounts)
+        let accounts: Vec<NewAccount> = (0..size)
             .map(|i| {
                 let id = format!("{}", 10_000_000 + i);
                 NewAccount {
@@ -368,20 +476,43 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
             state.store.insert_accounts(chunk).await?;
         }
     }
-    let listener = crate::server::bind_addr("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(crate::server::serve_http(listener, state.clone(), shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let idle = rss_mib();
+    // The last large workspace: its accounts come last in ID order.
+    let last = b.workspaces - 1;
+    let (build, read, mut bytes) = build_stages(&state, &format!("ws{last}")).await?;
+    state.store.close().await;
+
+    eprintln!("starting the daemon ...");
+    let log = std::fs::File::create(dir.path().join("daemon.log"))?;
+    let mut daemon = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        // As the systemd unit starts it (see socialsyncer.service).
+        .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = daemon.id().context("the daemon exited at once")?.to_string();
+    let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let key = &keys[0];
+    let started = Instant::now();
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        if started.elapsed() > Duration::from_secs(30) || daemon.try_wait()?.is_some() {
+            let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+            anyhow::bail!("the daemon did not start:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss_of(&pid);
+    let key = &keys[last];
     let full = format!("{base}/v1/accounts/health");
+    let concurrent = concurrent_lists(&full, key, &keys[b.workspaces], &pid).await?;
 
     // Uncached builds: each request names another (equivalent) cursor, so none is cached.
     let rounds = 20;
     let started = Instant::now();
-    let mut bytes = 0;
     for i in 0..rounds {
         use base64::Engine;
         let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("a-{}", i + 1));
@@ -403,7 +534,7 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
     let full_bytes = first.bytes().await?.len();
     let cached = throughput(&full, key, None, b.clients, b.duration).await?;
     let not_modified = throughput(&full, key, Some(&etag), b.clients, b.duration).await?;
-    let loaded = rss_mib();
+    let loaded = rss_of(&pid);
 
     // A paginated walk of the whole workspace, 100 at a time.
     let started = Instant::now();
@@ -421,8 +552,15 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
         }
     }
     let walk = started.elapsed();
-    shutdown.cancel();
-    let _ = server.await;
+    // SIGTERM, as systemd stops it.
+    let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+    if tokio::time::timeout(Duration::from_secs(15), daemon.wait())
+        .await
+        .is_err()
+    {
+        daemon.kill().await?;
+        anyhow::bail!("the daemon did not stop within 15 s of SIGTERM");
+    }
 
     out!("socialsyncer bench api");
     out!("  workspaces x accounts   {} x {}", b.workspaces, b.accounts);
@@ -432,17 +570,35 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
         uncached.as_secs_f64() * 1e3
     );
     out!(
+        "  uncached build of 1000  {:.2} ms (median of 50; store read {:.2} ms), bound 2 ms: {:.2}x",
+        build.as_secs_f64() * 1e3,
+        read.as_secs_f64() * 1e3,
+        build.as_secs_f64() / 2e-3
+    );
+    out!(
         "  cached full list        {cached:.0} requests/s ({} clients)",
         b.clients
     );
     out!("  304 (If-None-Match)     {not_modified:.0} requests/s");
     out!(
+        "  20 concurrent cold full lists in {:.0} ms: RSS rose {:.1} MiB (bound 64: {:.2}x); \
+         a 12-account workspace meanwhile: {} requests, slowest {:.1} ms (bound 100: {:.2}x)",
+        concurrent.took.as_secs_f64() * 1e3,
+        concurrent.rss_rise,
+        concurrent.rss_rise / 64.0,
+        concurrent.small_requests,
+        concurrent.small_slowest.as_secs_f64() * 1e3,
+        concurrent.small_slowest.as_secs_f64() / 0.1
+    );
+    out!(
         "  paginated walk          {pages} pages of 100 in {:.1} ms",
         walk.as_secs_f64() * 1e3
     );
     if let (Some(i), Some(l)) = (idle, loaded) {
-        out!("  RSS                     {i:.1} MiB idle after setup, {l:.1} MiB after the runs");
+        out!(
+            "  daemon RSS              {i:.1} MiB idle (bound 15: {:.2}x), {l:.1} MiB after the runs",
+            i / 15.0
+        );
     }
-    state.store.close().await;
     Ok(())
 }

@@ -233,10 +233,28 @@ pub fn now() -> UnixTime {
 
 /// Formats Unix seconds as RFC 3339 UTC with a `Z` suffix, e.g. `2026-01-15T10:00:00Z`.
 pub fn rfc3339(t: UnixTime) -> String {
-    OffsetDateTime::from_unix_timestamp(t)
+    let Some(d) = OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|d| d.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+        .filter(|d| (0..=9999).contains(&d.year()))
+    else {
+        return "1970-01-01T00:00:00Z".to_owned();
+    };
+    // Written digit by digit: `time`'s formatter cost a third of a 1,000-account list build.
+    let mut b = *b"0000-00-00T00:00:00Z";
+    let put = |b: &mut [u8; 20], at: usize, v: u32, width: usize| {
+        let mut v = v;
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(&mut b, 0, d.year() as u32, 4);
+    put(&mut b, 5, u8::from(d.month()).into(), 2);
+    put(&mut b, 8, d.day().into(), 2);
+    put(&mut b, 11, d.hour().into(), 2);
+    put(&mut b, 14, d.minute().into(), 2);
+    put(&mut b, 17, d.second().into(), 2);
+    String::from_utf8_lossy(&b).into_owned()
 }
 
 /// Parses an RFC 3339 timestamp (any offset) into Unix seconds.
@@ -294,6 +312,25 @@ mod tests {
         assert_eq!(rfc3339(1_768_471_200), "2026-01-15T10:00:00Z");
         assert_eq!(parse_rfc3339("2026-01-15T11:00:00+01:00").unwrap(), 1_768_471_200);
         assert!(parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn timestamps_match_the_time_crate() {
+        let mut t: i64 = -62_167_219_200; // 0000-01-01
+        while t < 253_402_300_800 {
+            let expected = OffsetDateTime::from_unix_timestamp(t)
+                .unwrap()
+                .format(&Rfc3339)
+                .unwrap();
+            assert_eq!(rfc3339(t), expected);
+            t += 7_777_777;
+        }
+        assert_eq!(
+            rfc3339(253_402_300_800),
+            "1970-01-01T00:00:00Z",
+            "year 10000 is not RFC 3339"
+        );
+        assert_eq!(rfc3339(i64::MAX), "1970-01-01T00:00:00Z");
     }
 
     #[test]

@@ -728,6 +728,91 @@ async fn lists_page_by_keyset_and_return_everything_without_a_limit() {
 }
 
 #[tokio::test]
+async fn concurrent_full_lists_share_one_build_and_another_workspace_is_not_held_up() {
+    use secrecy::SecretString;
+    use socialsyncer::accounts::seal_context;
+    use socialsyncer::domain::{AccountId, Platform, now};
+    use socialsyncer::simulator::TokenSpec;
+    use socialsyncer::store::NewAccount;
+    let app = spawn_app().await;
+    let (big, small) = (app.key("big").await, app.key("small").await);
+    app.connect(&small, Platform::Threads, "1", TokenSpec::valid(Platform::Threads, "0"))
+        .await;
+    // 1,234 accounts straight into the store (registering each would check it): more than
+    // one read step of a full list, so its body is sent in several pieces.
+    let ws = app.state.store.workspace_id("big").await.unwrap().unwrap();
+    let accounts: Vec<NewAccount> = (0..1234)
+        .map(|i| {
+            let id = format!("{}", 5_000 + i);
+            NewAccount {
+                workspace_id: ws,
+                platform: Platform::Threads,
+                account_id: AccountId::parse(Platform::Threads, &id).unwrap(),
+                username: format!("account{i}"),
+                access_token: app.state.sealer.seal(
+                    &seal_context(ws, Platform::Threads, &id),
+                    &SecretString::from(format!("THQVlist{i}")),
+                ),
+                refresh_token: None,
+                token_expires_at: Some(now() + 50 * 86_400),
+                scopes: vec!["threads_basic".into()],
+                connected_at: now(),
+            }
+        })
+        .collect();
+    app.state.store.insert_accounts(&accounts).await.unwrap();
+
+    let builds = app.state.list_cache.builds();
+    let get = |key: String| {
+        let (http, url) = (app.http.clone(), app.url("/v1/accounts/health"));
+        async move {
+            let r = http.get(url).bearer_auth(key).send().await.unwrap();
+            let length: usize = r.headers()["content-length"].to_str().unwrap().parse().unwrap();
+            (r.status().as_u16(), length, r.bytes().await.unwrap())
+        }
+    };
+    let mut lists = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        lists.spawn(get(big.clone()));
+    }
+    let (s, _, body) = get(small.clone()).await;
+    assert_eq!(s, 200);
+    let small_list: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(keys_of(&small_list["accounts"][0]).len(), 12, "{small_list}");
+    assert_eq!(
+        small_list["summary"]["total"], 1,
+        "the small workspace answers its own list"
+    );
+    let mut bodies = Vec::new();
+    while let Some(r) = lists.join_next().await {
+        let (s, length, body) = r.unwrap();
+        assert_eq!(s, 200);
+        assert_eq!(length, body.len(), "Content-Length is the body's");
+        bodies.push(body);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every request got the same answer"
+    );
+    let list: Value = serde_json::from_slice(&bodies[0]).unwrap();
+    let ids: Vec<i64> = list["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["accountId"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        (5_000..6_234).collect::<Vec<i64>>(),
+        "every account once, in order"
+    );
+    assert_eq!(list["summary"]["total"], 1234);
+    // The big list and its counts once for 20 requests, and the small workspace's two.
+    assert_eq!(app.state.list_cache.builds() - builds, 4);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn lists_are_cached_per_workspace_with_an_etag_and_every_write_invalidates_them() {
     use socialsyncer::domain::Platform;
     use socialsyncer::simulator::TokenSpec;

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -250,11 +251,14 @@ pub async fn list(
             let body = match paging {
                 Paging::Page { limit, after } => {
                     let (rows, next_cursor) = page(&state, &filter, after, limit).await?;
-                    serde_json::to_vec(&AccountList {
-                        accounts: rows.iter().map(AccountSummary::from).collect(),
-                        next_cursor,
-                    })
-                    .map_err(ApiError::internal)?
+                    vec![
+                        serde_json::to_vec(&AccountList {
+                            accounts: rows.iter().map(AccountSummary::from).collect(),
+                            next_cursor,
+                        })
+                        .map_err(ApiError::internal)?
+                        .into(),
+                    ]
                 }
                 Paging::All => {
                     collect_list(&state, &filter, |a| serde_json::to_vec(&AccountSummary::from(&a)), b"}").await?
@@ -346,16 +350,17 @@ async fn page(
 /// Accounts read per step of a full list: what a build holds besides the body.
 const LIST_STEP: i64 = 500;
 
-/// A full list, read page by page: `{"accounts":[` ... `]` then `trailer` (which closes the
-/// object). `entry` serializes one account (as read now).
+/// A full list, read page by page, in one piece a page: `{"accounts":[` ... `]` then
+/// `trailer` (which closes the object). `entry` serializes one account (as read now).
 async fn collect_list(
     state: &AppState,
     filter: &ListFilter,
     entry: impl Fn(Account) -> serde_json::Result<Vec<u8>>,
     trailer: &[u8],
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Vec<Bytes>, ApiError> {
     let (now, stale_after) = (crate::domain::now(), state.config().health.stale_after.secs());
-    let mut body = b"{\"accounts\":[".to_vec();
+    let mut pieces = Vec::new();
+    let mut piece = b"{\"accounts\":[".to_vec();
     let mut after = None;
     let mut first = true;
     loop {
@@ -364,18 +369,20 @@ async fn collect_list(
         after = rows.last().map(|a| a.id);
         for a in rows {
             if !first {
-                body.push(b',');
+                piece.push(b',');
             }
             first = false;
-            body.extend_from_slice(&entry(crate::health::read_view(a, now, stale_after)).map_err(ApiError::internal)?);
+            piece.extend_from_slice(&entry(crate::health::read_view(a, now, stale_after)).map_err(ApiError::internal)?);
         }
         if !full {
             break;
         }
+        pieces.push(Bytes::from(std::mem::take(&mut piece)));
     }
-    body.push(b']');
-    body.extend_from_slice(trailer);
-    Ok(body)
+    piece.push(b']');
+    piece.extend_from_slice(trailer);
+    pieces.push(Bytes::from(piece));
+    Ok(pieces)
 }
 
 /// Health of the connected accounts, with counts.
@@ -415,29 +422,44 @@ pub async fn health(
         paging.key()
     );
     let generation = state.store.generation(ws.0).await?;
+    // The counts and the moment the answer turns stale cover the whole filtered set: one
+    // count per change, not one per page of a walk through the list.
+    let (summary, valid_until) = {
+        let key = format!(
+            "summary|{}|{:?}|{:?}|{stale_after}",
+            ws.0, filter.platform, filter.health
+        );
+        let cached = state
+            .list_cache
+            .get_or_build(key, generation, now, || async {
+                let summary = count(&state, &filter).await?;
+                // Valid until the first of the workspace's answering accounts turns stale.
+                let valid_until = state
+                    .store
+                    .next_stale_at(&filter)
+                    .await?
+                    .map(|t| t.saturating_add(stale_after).saturating_add(1));
+                let json = serde_json::to_vec(&(&summary, valid_until)).map_err(ApiError::internal)?;
+                Ok::<_, ApiError>(Cached::new(generation, valid_until, vec![json.into()]))
+            })
+            .await?;
+        serde_json::from_slice::<(HealthSummary, Option<i64>)>(&cached.body_bytes()).map_err(ApiError::internal)?
+    };
     let cached = state
         .list_cache
         .get_or_build(key, generation, now, || async {
-            let mut summary = HealthSummary::default();
-            for (h, n) in state.store.health_summary(&filter).await? {
-                let n = usize::try_from(n).unwrap_or(0);
-                summary.total += n;
-                *match h {
-                    Health::Healthy => &mut summary.healthy,
-                    Health::Warning => &mut summary.warning,
-                    Health::Unhealthy => &mut summary.unhealthy,
-                    Health::Unknown => &mut summary.unknown,
-                } += n;
-            }
             let body = match paging {
                 Paging::Page { limit, after } => {
                     let (rows, next_cursor) = page(&state, &filter, after, limit).await?;
-                    serde_json::to_vec(&HealthList {
-                        accounts: rows.iter().map(AccountHealth::from).collect(),
-                        summary,
-                        next_cursor,
-                    })
-                    .map_err(ApiError::internal)?
+                    vec![
+                        serde_json::to_vec(&HealthList {
+                            accounts: rows.iter().map(AccountHealth::from).collect(),
+                            summary,
+                            next_cursor,
+                        })
+                        .map_err(ApiError::internal)?
+                        .into(),
+                    ]
                 }
                 Paging::All => {
                     let mut trailer = b",\"summary\":".to_vec();
@@ -452,16 +474,26 @@ pub async fn health(
                     .await?
                 }
             };
-            // Valid until the first of the workspace's answering accounts turns stale.
-            let valid_until = state
-                .store
-                .next_stale_at(&filter)
-                .await?
-                .map(|t| t.saturating_add(stale_after).saturating_add(1));
             Ok::<_, ApiError>(Cached::new(generation, valid_until, body))
         })
         .await?;
     Ok(cached.respond(&headers))
+}
+
+/// How many of the filtered accounts are in each health, as read now.
+async fn count(state: &AppState, filter: &ListFilter) -> Result<HealthSummary, ApiError> {
+    let mut summary = HealthSummary::default();
+    for (h, n) in state.store.health_summary(filter).await? {
+        let n = usize::try_from(n).unwrap_or(0);
+        summary.total += n;
+        *match h {
+            Health::Healthy => &mut summary.healthy,
+            Health::Warning => &mut summary.warning,
+            Health::Unhealthy => &mut summary.unhealthy,
+            Health::Unknown => &mut summary.unknown,
+        } += n;
+    }
+    Ok(summary)
 }
 
 /// One account's details.

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::types::Json;
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
 
 use crate::crypto;
@@ -167,7 +168,7 @@ pub struct Account {
     pub alert_episode: i64,
 }
 
-#[derive(FromRow)]
+#[derive(FromRow, serde::Deserialize)]
 struct AccountRow {
     id: i64,
     workspace_id: i64,
@@ -175,16 +176,18 @@ struct AccountRow {
     account_id: String,
     username: String,
     connected_at: i64,
-    scopes: String,
+    scopes: Json<Vec<String>>,
     token_expires_at: Option<i64>,
     refresh_expires_at: Option<i64>,
     token_issued_at: i64,
     health: String,
+    #[serde(deserialize_with = "json_bool::option")]
     token_valid: Option<bool>,
+    #[serde(deserialize_with = "json_bool::plain")]
     needs_reconnect: bool,
-    permissions: Option<String>,
-    missing_permissions: String,
-    recommendations: String,
+    permissions: Option<Json<Vec<String>>>,
+    missing_permissions: Json<Vec<String>>,
+    recommendations: Json<Vec<String>>,
     data_access_expires_at: Option<i64>,
     platform_user_id: Option<String>,
     last_error: Option<String>,
@@ -194,15 +197,24 @@ struct AccountRow {
     next_check_at: i64,
     refresh_failures: i64,
     last_refresh_error: Option<String>,
-    open_alerts: String,
+    open_alerts: Json<Vec<String>>,
     alert_episode: i64,
 }
 
 /// Rows per multi-row UPDATE (17 parameters each, under SQLite's 32,766 limit).
 const UPDATE_CHUNK: usize = 1000;
 
-fn json_list(s: &str) -> Vec<String> {
-    serde_json::from_str(s).unwrap_or_default()
+/// SQLite's JSON has no booleans: a boolean column reads as 0 or 1.
+mod json_bool {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn plain<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        Ok(i64::deserialize(d)? != 0)
+    }
+
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        Ok(Option::<i64>::deserialize(d)?.map(|v| v != 0))
+    }
 }
 
 fn to_json(v: &[String]) -> String {
@@ -223,10 +235,10 @@ impl TryFrom<AccountRow> for Account {
             health: Health::from_str(&r.health).map_err(|_| bad("health"))?,
             id: r.id,
             workspace_id: r.workspace_id,
-            scopes: json_list(&r.scopes),
-            permissions: r.permissions.as_deref().map(json_list),
-            missing_permissions: json_list(&r.missing_permissions),
-            recommendations: json_list(&r.recommendations),
+            scopes: r.scopes.0,
+            permissions: r.permissions.map(|p| p.0),
+            missing_permissions: r.missing_permissions.0,
+            recommendations: r.recommendations.0,
             account_id: r.account_id,
             username: r.username,
             connected_at: r.connected_at,
@@ -244,19 +256,52 @@ impl TryFrom<AccountRow> for Account {
             next_check_at: r.next_check_at,
             refresh_failures: r.refresh_failures,
             last_refresh_error: r.last_refresh_error,
-            open_alerts: json_list(&r.open_alerts),
+            open_alerts: r.open_alerts.0,
             alert_episode: r.alert_episode,
         })
     }
 }
 
-const ACCOUNT_SELECT: &str = "SELECT a.id, a.workspace_id, a.platform, a.account_id, a.username, \
-     a.connected_at, a.scopes, a.token_expires_at, a.refresh_expires_at, a.token_issued_at, \
-     h.health, h.token_valid, h.needs_reconnect, h.permissions, h.missing_permissions, \
-     h.recommendations, h.data_access_expires_at, h.platform_user_id, h.last_error, \
-     h.last_checked_at, h.last_success_at, h.consecutive_failures, h.next_check_at, \
-     h.refresh_failures, h.last_refresh_error, h.open_alerts, h.alert_episode \
-     FROM accounts a JOIN account_health h ON h.account_ref = a.id";
+/// The columns of an [`AccountRow`], in its field order; `$list!` wraps each JSON list column
+/// (`plain` as it is, `as_json` as JSON so that it nests in [`Store::list_page`]'s rows).
+macro_rules! account_columns {
+    ($list:ident) => {
+        concat!(
+            "a.id, a.workspace_id, a.platform, a.account_id, a.username, a.connected_at, ",
+            $list!("a.scopes"),
+            ", a.token_expires_at, a.refresh_expires_at, a.token_issued_at, \
+             h.health, h.token_valid, h.needs_reconnect, ",
+            $list!("h.permissions"),
+            ", ",
+            $list!("h.missing_permissions"),
+            ", ",
+            $list!("h.recommendations"),
+            ", h.data_access_expires_at, h.platform_user_id, h.last_error, h.last_checked_at, \
+             h.last_success_at, h.consecutive_failures, h.next_check_at, h.refresh_failures, \
+             h.last_refresh_error, ",
+            $list!("h.open_alerts"),
+            ", h.alert_episode"
+        )
+    };
+}
+
+macro_rules! plain {
+    ($c:literal) => {
+        $c
+    };
+}
+
+macro_rules! as_json {
+    ($c:literal) => {
+        concat!("json(", $c, ")")
+    };
+}
+
+const ACCOUNT_SELECT: &str = concat!(
+    "SELECT ",
+    account_columns!(plain),
+    " FROM accounts a JOIN account_health h ON h.account_ref = a.id"
+);
 
 #[derive(FromRow)]
 struct DueRow {
@@ -689,13 +734,26 @@ impl Store {
     /// under concurrent inserts and deletes). `f.health` filters on the health as read now
     /// (see [`crate::health::read_view`]).
     pub async fn list_page(&self, f: &ListFilter, after: Option<i64>, limit: i64) -> Result<Vec<Account>, StoreError> {
-        let mut q = QueryBuilder::<Sqlite>::new(ACCOUNT_SELECT);
+        // The page leaves SQLite as one JSON array of rows, not as 27 values a row: sqlx
+        // copies and hands over each value on its own, which made a page of 1,000 accounts
+        // take 5.8 ms to read instead of about 1 ms (measured with `bench api`).
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "WITH page AS (SELECT a.id FROM accounts a JOIN account_health h ON h.account_ref = a.id",
+        );
         Self::push_filter(&mut q, f);
         if let Some(after) = after {
             q.push(" AND a.id > ").push_bind(after);
         }
         q.push(" ORDER BY a.id LIMIT ").push_bind(limit);
-        let rows: Vec<AccountRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        q.push(concat!(
+            ") SELECT json_group_array(json_array(",
+            account_columns!(as_json),
+            ")) FROM page p JOIN accounts a ON a.id = p.id \
+             JOIN account_health h ON h.account_ref = a.id"
+        ));
+        let (json,): (String,) = q.build_query_as().fetch_one(&self.pool).await?;
+        let rows: Vec<AccountRow> = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("accounts page: {e}").into())))?;
         rows.into_iter().map(Account::try_from).collect()
     }
 
