@@ -175,6 +175,7 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
 
     // The floor: the same checks straight through the platform adapters, nothing read,
     // assessed or stored. What the sweep adds on this machine is the difference.
+    let cpu_before = cpu_time();
     let floor = {
         let (state, tokens) = (state.clone(), std::sync::Arc::new(tokens));
         tokio::spawn(async move { adapter_floor(&state, tokens, b.concurrency).await }).await??
@@ -184,6 +185,13 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
         floor.as_secs_f64(),
         floor.as_secs_f64() / bound
     );
+    if let Some(cpu) = cpu_before.zip(cpu_time()).map(|(a, z)| z.saturating_sub(a)) {
+        out!(
+            "    CPU time          {:.2} s, {:.0} µs per check (adapters and simulator)",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / b.accounts.max(1) as f64
+        );
+    }
 
     // Bulk writes of N results in one transaction each: once with every assessment changed
     // (all columns written), once unchanged (the steady state).
@@ -273,6 +281,8 @@ pub struct ApiBench {
     pub clients: usize,
     /// Length of each throughput run.
     pub duration: Duration,
+    /// Leave the daemon serving until Ctrl-C.
+    pub keep: bool,
 }
 
 /// Resident memory of process `pid` ("self" for this one) now, in MiB (`VmRSS`).
@@ -552,15 +562,6 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
         }
     }
     let walk = started.elapsed();
-    // SIGTERM, as systemd stops it.
-    let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
-    if tokio::time::timeout(Duration::from_secs(15), daemon.wait())
-        .await
-        .is_err()
-    {
-        daemon.kill().await?;
-        anyhow::bail!("the daemon did not stop within 15 s of SIGTERM");
-    }
 
     out!("socialsyncer bench api");
     out!("  workspaces x accounts   {} x {}", b.workspaces, b.accounts);
@@ -599,6 +600,22 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
             "  daemon RSS              {i:.1} MiB idle (bound 15: {:.2}x), {l:.1} MiB after the runs",
             i / 15.0
         );
+    }
+    if b.keep {
+        let body = dir.path().join("health.json");
+        std::fs::write(&body, http.get(&full).bearer_auth(key).send().await?.bytes().await?)?;
+        out!("the daemon serves {full} (Authorization: Bearer {key})");
+        out!("the same body is in {}; Ctrl-C stops both", body.display());
+        tokio::signal::ctrl_c().await?;
+    }
+    // SIGTERM, as systemd stops it.
+    let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+    if tokio::time::timeout(Duration::from_secs(15), daemon.wait())
+        .await
+        .is_err()
+    {
+        daemon.kill().await?;
+        anyhow::bail!("the daemon did not stop within 15 s of SIGTERM");
     }
     Ok(())
 }

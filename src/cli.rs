@@ -110,6 +110,10 @@ pub enum BenchCommand {
         /// Seconds of each throughput run.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Afterwards, leave the daemon serving (for wrk and the like) until Ctrl-C, with the
+        /// full list's body written beside it (for a static server to serve the same bytes).
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -276,6 +280,7 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
             workspaces,
             clients,
             seconds,
+            keep,
         }) => {
             if accounts == 0 || workspaces == 0 || clients == 0 || seconds == 0 {
                 bail!("--accounts, --workspaces, --clients and --seconds must be at least 1");
@@ -285,6 +290,7 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
                 workspaces,
                 clients,
                 duration: std::time::Duration::from_secs(seconds),
+                keep,
             })
             .await?
         }

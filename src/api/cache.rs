@@ -18,6 +18,9 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::UnixTime;
 
+/// Bodies up to this size are kept in one piece.
+const JOIN_UP_TO: usize = 1 << 20;
+
 /// A cached answer. A large body stays in the pieces it was built in: requests share them
 /// and no copy of the whole body is ever made (a 50,000-account list is 16 MB).
 #[derive(Debug, Clone)]
@@ -31,7 +34,12 @@ pub struct Cached {
 impl Cached {
     /// An answer built at `generation`, valid until `valid_until` (if time alone changes it),
     /// whose body is `pieces` one after the other.
-    pub fn new(generation: i64, valid_until: Option<UnixTime>, pieces: Vec<Bytes>) -> Cached {
+    pub fn new(generation: i64, valid_until: Option<UnixTime>, mut pieces: Vec<Bytes>) -> Cached {
+        // A body of up to 1 MiB is joined: one write per answer serves faster (measured with
+        // wrk: 0.65x nginx in two pieces of 160 KB against 0.9x in one).
+        if pieces.len() > 1 && pieces.iter().map(Bytes::len).sum::<usize>() <= JOIN_UP_TO {
+            pieces = vec![Bytes::from(pieces.concat())];
+        }
         let mut digest = Sha256::new();
         for p in &pieces {
             digest.update(p);

@@ -204,6 +204,14 @@ struct AccountRow {
 /// Rows per multi-row UPDATE (17 parameters each, under SQLite's 32,766 limit).
 const UPDATE_CHUNK: usize = 1000;
 
+/// Alerts per multi-row INSERT (11 parameters each).
+const ALERT_CHUNK: usize = 1000;
+
+/// Rows that SQLite handed over as one JSON array (`json_group_array`).
+fn from_json_rows<T: serde::de::DeserializeOwned>(json: &str) -> Result<Vec<T>, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("rows as JSON: {e}").into())))
+}
+
 /// SQLite's JSON has no booleans: a boolean column reads as 0 or 1.
 mod json_bool {
     use serde::{Deserialize, Deserializer};
@@ -302,14 +310,6 @@ const ACCOUNT_SELECT: &str = concat!(
     account_columns!(plain),
     " FROM accounts a JOIN account_health h ON h.account_ref = a.id"
 );
-
-#[derive(FromRow)]
-struct DueRow {
-    #[sqlx(flatten)]
-    account: AccountRow,
-    #[sqlx(flatten)]
-    credentials: SealedCredentials,
-}
 
 /// Re-sealed credentials: account row, access token, refresh token.
 pub type Resealed = (i64, Vec<u8>, Option<Vec<u8>>);
@@ -752,8 +752,9 @@ impl Store {
              JOIN account_health h ON h.account_ref = a.id"
         ));
         let (json,): (String,) = q.build_query_as().fetch_one(&self.pool).await?;
-        let rows: Vec<AccountRow> = serde_json::from_str(&json)
-            .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("accounts page: {e}").into())))?;
+        let mut rows: Vec<AccountRow> = from_json_rows(&json)?;
+        // An aggregate's order is not promised: the page's order is restored here.
+        rows.sort_by_key(|r| r.id);
         rows.into_iter().map(Account::try_from).collect()
     }
 
@@ -935,38 +936,44 @@ impl Store {
             q.push(") AS v WHERE account_health.account_ref = v.column1");
             q.build().execute(&mut *tx).await?;
         }
-        for u in updates
+        let expiries: Vec<&HealthUpdate> = updates
             .iter()
             .filter(|u| u.token_expires_at != u.previous_token_expires_at)
-        {
-            sqlx::query("UPDATE accounts SET token_expires_at = $1 WHERE id = $2")
-                .bind(u.token_expires_at)
-                .bind(u.account_ref)
-                .execute(&mut *tx)
-                .await?;
+            .collect();
+        for chunk in expiries.chunks(UPDATE_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new("UPDATE accounts SET token_expires_at = v.column2 FROM (");
+            q.push_values(chunk, |mut b, u| {
+                b.push_bind(u.account_ref).push_bind(u.token_expires_at);
+            });
+            q.push(") AS v WHERE accounts.id = v.column1");
+            q.build().execute(&mut *tx).await?;
         }
-        // The alerts these changes raised, in the same transaction; a key seen before is skipped.
-        for a in updates.iter().flat_map(|u| &u.alerts) {
-            // An account deleted while it was being checked raises nothing.
-            sqlx::query(
+        // The alerts these changes raised, in the same transaction, as multi-row inserts (12
+        // parameters a row); a key seen before is skipped, and an account deleted while it
+        // was being checked raises nothing.
+        let alerts: Vec<&NewAlert> = updates.iter().flat_map(|u| &u.alerts).collect();
+        for chunk in alerts.chunks(ALERT_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO alert_outbox (workspace_id, account_ref, dedup_key, kind, severity, platform, account_id, \
                  username, problem, action, created_at, next_attempt_at) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $2) \
-                 ON CONFLICT (dedup_key) DO NOTHING",
-            )
-            .bind(a.workspace_id)
-            .bind(a.account_ref)
-            .bind(&a.dedup_key)
-            .bind(&a.kind)
-            .bind(a.severity.as_str())
-            .bind(a.platform.as_str())
-            .bind(&a.account_id)
-            .bind(&a.username)
-            .bind(&a.problem)
-            .bind(&a.action)
-            .bind(a.created_at)
-            .execute(&mut *tx)
-            .await?;
+                 SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10, \
+                 column11, column11 FROM (",
+            );
+            q.push_values(chunk, |mut b, a| {
+                b.push_bind(a.workspace_id)
+                    .push_bind(a.account_ref)
+                    .push_bind(&a.dedup_key)
+                    .push_bind(&a.kind)
+                    .push_bind(a.severity.as_str())
+                    .push_bind(a.platform.as_str())
+                    .push_bind(&a.account_id)
+                    .push_bind(&a.username)
+                    .push_bind(&a.problem)
+                    .push_bind(&a.action)
+                    .push_bind(a.created_at);
+            });
+            q.push(") AS v WHERE v.column2 IN (SELECT id FROM accounts) ON CONFLICT (dedup_key) DO NOTHING");
+            q.build().execute(&mut *tx).await?;
         }
         // History rows go in as multi-row inserts: far fewer statements for a large sweep.
         let checked: Vec<&HealthUpdate> = updates.iter().filter(|u| !u.deferred).collect();
@@ -1168,25 +1175,37 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<(Account, SealedCredentials)>, StoreError> {
         let (t, id) = cursor.unwrap_or((i64::MIN, i64::MIN));
-        let select = ACCOUNT_SELECT.replacen(
-            " FROM accounts a",
-            ", c.access_token, c.refresh_token FROM accounts a JOIN credentials c ON c.account_ref = a.id",
-            1,
+        // One JSON value for the whole page, as in `list_page` (the sealed tokens in hex): a
+        // sweep reads every account, and a value at a time through sqlx cost ~5 us a row.
+        let sql = concat!(
+            "WITH due AS (SELECT h.account_ref AS id FROM account_health h WHERE h.platform = $1 \
+             AND h.next_check_at <= $2 AND (h.next_check_at, h.account_ref) > ($3, $4) \
+             ORDER BY h.next_check_at, h.account_ref LIMIT $5) \
+             SELECT json_group_array(json_array(json_array(",
+            account_columns!(as_json),
+            "), hex(c.access_token), iif(c.refresh_token IS NULL, NULL, hex(c.refresh_token)))) \
+             FROM due d JOIN accounts a ON a.id = d.id JOIN account_health h ON h.account_ref = a.id \
+             JOIN credentials c ON c.account_ref = a.id"
         );
-        let sql = format!(
-            "{select} WHERE h.platform = $1 AND h.next_check_at <= $2 AND (h.next_check_at, h.account_ref) > ($3, $4) \
-             ORDER BY h.next_check_at, h.account_ref LIMIT $5"
-        );
-        let rows: Vec<DueRow> = sqlx::query_as(&sql)
+        let (json,): (String,) = sqlx::query_as(sql)
             .bind(platform.as_str())
             .bind(due_by)
             .bind(t)
             .bind(id)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_one(&self.pool)
             .await?;
+        let mut rows: Vec<(AccountRow, String, Option<String>)> = from_json_rows(&json)?;
+        rows.sort_by_key(|(a, _, _)| (a.next_check_at, a.id));
+        let unhex = |h: &str| hex::decode(h).map_err(|e| StoreError::Db(sqlx::Error::Decode(Box::new(e))));
         rows.into_iter()
-            .map(|r| Ok((Account::try_from(r.account)?, r.credentials)))
+            .map(|(a, access, refresh)| {
+                let credentials = SealedCredentials {
+                    access_token: unhex(&access)?,
+                    refresh_token: refresh.as_deref().map(unhex).transpose()?,
+                };
+                Ok((Account::try_from(a)?, credentials))
+            })
             .collect()
     }
 
