@@ -1,8 +1,6 @@
 //! Faults: kill -9 in the middle of a sweep, a database locked by another process, a state
 //! directory that cannot be written, and key rotation — through the real binary and file.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

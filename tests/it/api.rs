@@ -1,8 +1,6 @@
 //! The HTTP API through real HTTP against the server on a random port with a fresh SQLite file.
 
-mod common;
-
-use common::{code, keys_of, spawn_app, spawn_app_cfg};
+use crate::common::{code, keys_of, spawn_app, spawn_app_cfg};
 use serde_json::{Value, json};
 use socialsyncer::domain::Platform;
 use socialsyncer::simulator::Behavior;
@@ -203,7 +201,7 @@ async fn registration_errors() {
         .send()
         .await
         .unwrap();
-    let (s, body) = common::into_parts(r).await;
+    let (s, body) = crate::common::into_parts(r).await;
     assert_eq!((s, code(&body)), (400, "invalid_json"));
     let r = app
         .http
@@ -213,7 +211,7 @@ async fn registration_errors() {
         .send()
         .await
         .unwrap();
-    let (s, body) = common::into_parts(r).await;
+    let (s, body) = crate::common::into_parts(r).await;
     assert_eq!((s, code(&body)), (400, "invalid_json"));
     let huge = json!({"platform":"twitter","accountId":"3","username":"a","accessToken":"x".repeat(200_000)});
     let (s, body) = app.post(&key, "/v1/accounts", &huge).await;
@@ -238,7 +236,7 @@ async fn authentication() {
     let key = app.key("acme").await;
     let r = app.http.get(app.url("/v1/accounts")).send().await.unwrap();
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
-    let (s, body) = common::into_parts(r).await;
+    let (s, body) = crate::common::into_parts(r).await;
     assert_eq!((s, code(&body)), (401, "missing_api_key"));
     let r = app
         .http
@@ -247,7 +245,7 @@ async fn authentication() {
         .send()
         .await
         .unwrap();
-    let (s, body) = common::into_parts(r).await;
+    let (s, body) = crate::common::into_parts(r).await;
     assert_eq!((s, code(&body)), (401, "invalid_authorization"));
     for bad in [
         "sk_nope",
@@ -384,13 +382,13 @@ async fn tokens_are_sealed_in_the_database_file_and_deleted_with_the_account() {
 async fn daemon_routes_and_unknown_routes() {
     let app = spawn_app().await;
     let r = app.http.get(app.url("/healthz")).send().await.unwrap();
-    let (s, body) = common::into_parts(r).await;
+    let (s, body) = crate::common::into_parts(r).await;
     assert_eq!(s, 200);
     assert_eq!(body["status"], "ok");
     assert_eq!(body["database"], true);
 
     let r = app.http.get(app.url("/v1/openapi.json")).send().await.unwrap();
-    let (s, doc) = common::into_parts(r).await;
+    let (s, doc) = crate::common::into_parts(r).await;
     assert_eq!(s, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
@@ -421,10 +419,10 @@ async fn daemon_routes_and_unknown_routes() {
     }
 
     let r = app.http.get(app.url("/v2/nothing")).send().await.unwrap();
-    let (s, body) = common::into_parts(r).await;
+    let (s, body) = crate::common::into_parts(r).await;
     assert_eq!((s, code(&body)), (404, "not_found"));
     let r = app.http.put(app.url("/v1/accounts")).send().await.unwrap();
-    let (s, body) = common::into_parts(r).await;
+    let (s, body) = crate::common::into_parts(r).await;
     assert_eq!((s, code(&body)), (405, "method_not_allowed"));
     app.stop().await;
 }
@@ -443,7 +441,7 @@ async fn a_delete_racing_anything_is_never_a_500_and_never_costs_other_accounts(
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..10 {
         let (http, url, key) = (app.http.clone(), app.url("/v1/accounts/tiktok/tt1"), key.clone());
-        tasks.spawn(async move { common::into_parts(http.delete(url).bearer_auth(key).send().await.unwrap()).await });
+        tasks.spawn(async move { crate::common::into_parts(http.delete(url).bearer_auth(key).send().await.unwrap()).await });
     }
     let mut answers = Vec::new();
     while let Some(r) = tasks.join_next().await {
@@ -502,7 +500,7 @@ async fn a_delete_racing_anything_is_never_a_500_and_never_costs_other_accounts(
         .await;
     }
     let db = app.db().await;
-    common::make_due(&db, Some(Platform::Twitter)).await;
+    crate::common::make_due(&db, Some(Platform::Twitter)).await;
     let state = app.state.clone();
     let sweep = tokio::spawn(async move {
         socialsyncer::scheduler::sweep(&state, &tokio_util::sync::CancellationToken::new()).await
@@ -639,7 +637,7 @@ async fn a_key_is_rate_limited_and_check_now_is_paced_and_cooled_down() {
             429 => {
                 let secs: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
                 assert!((1..=2).contains(&secs), "{secs}");
-                let (_, body) = common::into_parts(r).await;
+                let (_, body) = crate::common::into_parts(r).await;
                 assert_eq!(code(&body), "rate_limited");
                 limited += 1;
             }

@@ -1,11 +1,9 @@
 //! Every platform and token state through real HTTP: the daemon's API in front, the simulated
 //! platforms behind, asserting the health JSON the API serves.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{TestApp, code, spawn_app, spawn_app_cfg};
+use crate::common::{TestApp, code, spawn_app, spawn_app_cfg};
 use secrecy::SecretString;
 use serde_json::Value;
 use socialsyncer::config::InstagramLogin;
@@ -395,7 +393,7 @@ async fn transient_failures_never_flip_a_healthy_account() {
                 .unwrap();
             assert_eq!(r.status().as_u16(), status, "{p} {b:?}");
             assert_eq!(r.headers().contains_key("retry-after"), want_retry, "{p} {b:?}");
-            let (_, body) = common::into_parts(r).await;
+            let (_, body) = crate::common::into_parts(r).await;
             assert_eq!(code(&body), "platform_unavailable");
             let v = details(&app, &key, p, &id).await;
             assert_eq!(v["health"], "healthy", "{p} {b:?}: {v}");
@@ -459,7 +457,7 @@ async fn a_wrong_app_secret_is_a_configuration_error_not_a_dead_token() {
     let (s, body) = check_now(&app, &key, Platform::Facebook, "1").await;
     assert_eq!((s, code(&body)), (503, "daemon_misconfigured"));
     let r = app.http.get(app.url("/healthz")).send().await.unwrap();
-    let (_, h) = common::into_parts(r).await;
+    let (_, h) = crate::common::into_parts(r).await;
     assert_eq!(h["status"], "degraded");
     assert!(h["problems"][0].as_str().unwrap().starts_with("facebook:"), "{h}");
     app.stop().await;
@@ -647,7 +645,7 @@ async fn alert_kinds(app: &TestApp) -> Vec<String> {
 
 async fn healthz(app: &TestApp) -> Value {
     let r = app.http.get(app.url("/healthz")).send().await.unwrap();
-    common::into_parts(r).await.1
+    crate::common::into_parts(r).await.1
 }
 
 #[tokio::test]
@@ -818,7 +816,7 @@ async fn concurrent_refreshers_use_a_rotating_refresh_token_exactly_once() {
             .execute(&db)
             .await
             .unwrap();
-        common::make_due(&db, Some(p)).await;
+        crate::common::make_due(&db, Some(p)).await;
         issued.push((p, id, i, v));
     }
     let before: Vec<u64> = issued.iter().map(|(p, ..)| app.sim.refreshes(*p)).collect();
@@ -883,7 +881,7 @@ async fn an_app_level_x_refusal_is_the_daemons_problem_and_leaves_accounts_alone
         Behavior::UsageCapped,
     ] {
         app.sim.set_platform_behavior(Platform::Twitter, b);
-        common::make_due(&db, Some(Platform::Twitter)).await;
+        crate::common::make_due(&db, Some(Platform::Twitter)).await;
         let r = socialsyncer::scheduler::sweep(&app.state, &tokio_util::sync::CancellationToken::new())
             .await
             .unwrap();
@@ -1019,7 +1017,7 @@ async fn a_graph_app_above_90_percent_of_its_quota_pauses_its_calls() {
     assert_eq!(s, 503);
     // Sweeps defer the Graph lanes without a call.
     let db = app.db().await;
-    common::make_due(&db, None).await;
+    crate::common::make_due(&db, None).await;
     let r = socialsyncer::scheduler::sweep(&app.state, &tokio_util::sync::CancellationToken::new())
         .await
         .unwrap();
@@ -1278,7 +1276,7 @@ async fn absurd_numbers_from_a_platform_are_bounded() {
         app.sim.set_platform_behavior(p, Behavior::RateLimited);
     }
     let db = app.db().await;
-    common::make_due(&db, None).await;
+    crate::common::make_due(&db, None).await;
     let r = socialsyncer::scheduler::sweep(&app.state, &tokio_util::sync::CancellationToken::new())
         .await
         .unwrap();

@@ -1,11 +1,7 @@
 //! Alert emails over real SMTP (an SMTP server started by the test) and the Prometheus text.
 
-mod common;
-#[path = "common/smtp.rs"]
-mod smtp;
-
-use common::{TestApp, make_due, spawn_app_cfg};
-use smtp::SmtpServer;
+use crate::common::{TestApp, make_due, spawn_app_cfg};
+use crate::smtp::SmtpServer;
 use socialsyncer::alerts::email::{DeliveryReport, deliver};
 use socialsyncer::app::AppState;
 use socialsyncer::domain::{self, Platform};

@@ -1,11 +1,9 @@
 //! Sweeps, scheduling, rate limits and automatic refresh, against the simulated platforms
 //! and a real SQLite file.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestApp, make_due, spawn_app, spawn_app_cfg};
+use crate::common::{TestApp, make_due, spawn_app, spawn_app_cfg};
 use secrecy::ExposeSecret;
 use socialsyncer::accounts::seal_context;
 use socialsyncer::domain::{self, Health, Platform};

@@ -1,0 +1,12 @@
+//! The integration tests, in one binary (one link instead of seven): the daemon through its
+//! real HTTP API, SQLite file, SMTP conversation, binary and Prometheus text.
+
+mod common;
+mod smtp;
+
+mod alerts;
+mod api;
+mod cli;
+mod faults;
+mod platforms;
+mod scheduler;
