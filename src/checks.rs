@@ -183,6 +183,7 @@ async fn refresh_and_commit(state: &AppState, a: &Account, tokens: &Tokens) -> R
 }
 
 /// The refresh itself, with the lease held.
+#[tracing::instrument(name = "refresh", skip_all, fields(platform = %a.platform, account = %a.account_id))]
 async fn refresh_leased(state: &AppState, a: &Account, tokens: &Tokens, waited: bool) -> Result<Refresh, StoreError> {
     // Another refresher may have committed new tokens since ours were read.
     let Some(stored) = open_tokens(state, a, None).await? else {

@@ -1,6 +1,7 @@
 //! socialsyncer: watches the OAuth tokens of connected social media accounts, records their
 //! health in SQLite, serves it over HTTP and warns people before a token dies.
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 /// `println!` for command output that never panics: a closed standard output (as in
 /// `socialsyncer demo | head`) makes the write fail, and the output is simply dropped.

@@ -225,6 +225,7 @@ async fn recipients(state: &AppState, workspace_id: i64) -> Result<Vec<String>, 
 /// good is given up for those events (logged and counted); one refused for now is retried
 /// with backoff. An event is marked sent once every recipient has it. Alerts of a workspace
 /// without any recipient wait (and `/healthz` says so) until one is added.
+#[tracing::instrument(name = "deliver", skip_all)]
 pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
     let mut report = DeliveryReport::default();
     let now = domain::now();

@@ -183,5 +183,24 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
         }))
+        // A span per request named by its matched route (never the path or query as sent,
+        // which hold account IDs and could hold anything), so that what a request logs
+        // carries its route; its status and latency are logged at debug level when it ends.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|r: &axum::http::Request<axum::body::Body>| {
+                    let route = r
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map_or("unmatched", axum::extract::MatchedPath::as_str);
+                    tracing::info_span!("request", method = %r.method(), route)
+                })
+                .on_request(())
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::DEBUG)
+                        .latency_unit(tower_http::LatencyUnit::Millis),
+                ),
+        )
         .with_state(state)
 }

@@ -441,7 +441,9 @@ async fn a_delete_racing_anything_is_never_a_500_and_never_costs_other_accounts(
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..10 {
         let (http, url, key) = (app.http.clone(), app.url("/v1/accounts/tiktok/tt1"), key.clone());
-        tasks.spawn(async move { crate::common::into_parts(http.delete(url).bearer_auth(key).send().await.unwrap()).await });
+        tasks.spawn(
+            async move { crate::common::into_parts(http.delete(url).bearer_auth(key).send().await.unwrap()).await },
+        );
     }
     let mut answers = Vec::new();
     while let Some(r) = tasks.join_next().await {

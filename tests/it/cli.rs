@@ -367,6 +367,19 @@ fn serve_answers_curl_and_stops_on_sigterm_without_logging_secrets() {
     for secret in [posted.as_str(), "imported-secret-token", key.as_str()] {
         assert!(!all.contains(secret), "a secret reached the logs");
     }
+    // Each request is a span named by its route: its end is logged with status and latency.
+    let requests: Vec<Value> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["span"]["name"] == "request")
+        .collect();
+    assert!(
+        requests.iter().any(|v| v["span"]["route"] == "/v1/accounts"
+            && v["span"]["method"] == "POST"
+            && v["status"] == 201
+            && v["latency"].is_string()),
+        "{requests:?}"
+    );
     let _ = (Path::new(&env.config), &env.rt);
 }
 

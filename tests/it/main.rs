@@ -1,6 +1,9 @@
 //! The integration tests, in one binary (one link instead of seven): the daemon through its
 //! real HTTP API, SQLite file, SMTP conversation, binary and Prometheus text.
 
+// A test that unwraps fails with the value it did not expect, which is what a test should do.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 mod smtp;
 
