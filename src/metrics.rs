@@ -240,7 +240,7 @@ impl Metrics {
         stale_after: i64,
         per_account: bool,
         renewed: impl Fn(Platform, bool) -> bool,
-    ) -> Result<String, StoreError> {
+    ) -> Result<String, MetricsError> {
         let (pending, oldest) = store.pending_alert_stats().await?;
         self.alerts_pending.set(pending);
         let now = crate::domain::now();
@@ -268,7 +268,7 @@ impl Metrics {
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&families, &mut out)
-            .map_err(|e| StoreError::Db(sqlx::Error::Protocol(e.to_string())))?;
+            .map_err(MetricsError::Encode)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 }
@@ -309,4 +309,15 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
     }
+}
+
+/// Why the metrics could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The text encoder failed.
+    #[error("metrics could not be encoded: {0}")]
+    Encode(prometheus::Error),
 }

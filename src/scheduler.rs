@@ -167,7 +167,7 @@ pub struct SweepReport {
 /// a paced or throttled platform never holds up the others and no more than `concurrency`
 /// checks exist at once.
 #[tracing::instrument(name = "sweep", skip_all, fields(started_at = domain::now()))]
-pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<SweepReport, StoreError> {
+pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<SweepReport, SweepError> {
     let started = Instant::now();
     let due_by = domain::now();
     let cfg = &state.config().schedule;
@@ -191,14 +191,14 @@ pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<Sweep
     drop(tx);
     let mut failure = None;
     while let Some(done) = lanes.join_next().await {
-        let result = done.unwrap_or_else(|e| Err(task_failed(e)));
+        let result = done.map_err(SweepError::from).and_then(|r| r);
         if let Err(e) = result {
             failure.get_or_insert(e);
         }
     }
     checks.close();
     checks.wait().await;
-    let mut report = writer.await.unwrap_or_else(|e| Err(task_failed(e)))?;
+    let mut report = writer.await??;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -210,9 +210,15 @@ pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<Sweep
     Ok(report)
 }
 
-/// A sweep task that panicked or was cancelled, as the store error the sweep reports.
-fn task_failed(e: tokio::task::JoinError) -> StoreError {
-    StoreError::Db(sqlx::Error::Protocol(e.to_string()))
+/// Why a sweep stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// One of the sweep's own tasks panicked.
+    #[error("a sweep task stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// One platform's part of a sweep.
@@ -228,7 +234,7 @@ struct Lane {
 
 impl Lane {
     #[tracing::instrument(name = "lane", skip_all, fields(platform = %self.platform))]
-    async fn run(self) -> Result<(), StoreError> {
+    async fn run(self) -> Result<(), SweepError> {
         let gate = self.state.gates.get(self.platform);
         let (pages_tx, mut pages) = mpsc::channel(1);
         let reader = tokio::spawn(read_pages(self.state.clone(), self.platform, self.due_by, pages_tx));
@@ -275,7 +281,7 @@ impl Lane {
             }
         }
         drop(pages);
-        reader.await.unwrap_or_else(|e| Err(task_failed(e)))
+        Ok(reader.await??)
     }
 }
 
@@ -304,7 +310,7 @@ async fn read_pages(
 
 /// Collects results and hands them to [`flush_batches`] a batch at a time (while one batch
 /// is written the next one fills); counts outcomes.
-async fn write_results(state: AppState, mut rx: mpsc::Receiver<Checked>) -> Result<SweepReport, StoreError> {
+async fn write_results(state: AppState, mut rx: mpsc::Receiver<Checked>) -> Result<SweepReport, SweepError> {
     let mut report = SweepReport::default();
     let (batches, batch_rx) = mpsc::channel(1);
     let flusher = tokio::spawn(flush_batches(state, batch_rx));
@@ -337,10 +343,10 @@ async fn write_results(state: AppState, mut rx: mpsc::Receiver<Checked>) -> Resu
         let _ = batches.send(buf).await;
     }
     drop(batches);
-    let (write_time, first_error) = flusher.await.map_err(task_failed)?;
+    let (write_time, first_error) = flusher.await?;
     report.write_time = write_time;
     match first_error {
-        Some(e) => Err(e),
+        Some(e) => Err(e.into()),
         None => Ok(report),
     }
 }

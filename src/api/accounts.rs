@@ -213,14 +213,20 @@ pub fn parse_target(platform: &str, account_id: &str) -> Result<(Platform, Accou
     Ok((p, id))
 }
 
-/// Loads an account of the caller's workspace, or 404.
-pub async fn load(state: &AppState, ws: Workspace, platform: &str, account_id: &str) -> Result<Account, ApiError> {
-    let (p, id) = parse_target(platform, account_id)?;
-    state
-        .store
-        .get_account(ws.0, p, &id)
-        .await?
-        .ok_or_else(ApiError::account_not_found)
+/// The account that a `/{platform}/{accountId}` route names, in the caller's workspace: 401
+/// without a valid key, 400 for a malformed platform or ID, 404 when there is no such account.
+pub struct Target(pub Account);
+
+impl axum::extract::FromRequestParts<AppState> for Target {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ws = Workspace::from_request_parts(parts, state).await?;
+        let ApiPath((platform, account_id)) = ApiPath::<(String, String)>::from_request_parts(parts, state).await?;
+        let (p, id) = parse_target(&platform, &account_id)?;
+        let account = state.store.get_account(ws.0, p, &id).await?;
+        account.map(Target).ok_or_else(ApiError::account_not_found)
+    }
 }
 
 /// List connected accounts.
@@ -504,12 +510,7 @@ async fn count(state: &AppState, filter: &ListFilter) -> Result<HealthSummary, A
               (status = 400, body = super::error::ErrorBody),
               (status = 401, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody)))]
-pub async fn details(
-    State(state): State<AppState>,
-    ws: Workspace,
-    ApiPath((platform, account_id)): ApiPath<(String, String)>,
-) -> Result<Json<AccountDetail>, ApiError> {
-    let a = load(&state, ws, &platform, &account_id).await?;
+pub async fn details(State(state): State<AppState>, Target(a): Target) -> Result<Json<AccountDetail>, ApiError> {
     Ok(Json(AccountDetail::from(&seen_now(&state, a))))
 }
 
@@ -591,13 +592,8 @@ pub async fn register(
               (status = 404, body = super::error::ErrorBody),
               (status = 502, description = "The platform answered garbage", body = super::error::ErrorBody),
               (status = 503, description = "The platform could not be reached or is rate limiting", body = super::error::ErrorBody)))]
-pub async fn check_now(
-    State(state): State<AppState>,
-    ws: Workspace,
-    ApiPath((platform, account_id)): ApiPath<(String, String)>,
-) -> Result<axum::response::Response, ApiError> {
+pub async fn check_now(State(state): State<AppState>, Target(a): Target) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let a = load(&state, ws, &platform, &account_id).await?;
     let now = crate::domain::now();
     // Checked a moment ago: that result, without calling the platform again.
     let cooldown = state.config().health.check_now_cooldown.secs();
@@ -682,12 +678,7 @@ pub struct Deleted {
               (status = 400, body = super::error::ErrorBody),
               (status = 401, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody)))]
-pub async fn disconnect(
-    State(state): State<AppState>,
-    ws: Workspace,
-    ApiPath((platform, account_id)): ApiPath<(String, String)>,
-) -> Result<Json<Deleted>, ApiError> {
-    let a = load(&state, ws, &platform, &account_id).await?;
+pub async fn disconnect(State(state): State<AppState>, Target(a): Target) -> Result<Json<Deleted>, ApiError> {
     let outcome = accounts::disconnect(&state, &a).await?;
     let (revoked, reason) = match outcome {
         RevokeOutcome::Revoked => (true, None),
@@ -743,8 +734,7 @@ pub struct HistoryList {
               (status = 404, body = super::error::ErrorBody)))]
 pub async fn history(
     State(state): State<AppState>,
-    ws: Workspace,
-    ApiPath((platform, account_id)): ApiPath<(String, String)>,
+    Target(a): Target,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<HistoryList>, ApiError> {
     let limit = q.limit.unwrap_or(100);
@@ -754,7 +744,6 @@ pub async fn history(
             "limit must be between 1 and 1000.",
         ));
     }
-    let a = load(&state, ws, &platform, &account_id).await?;
     let rows = state.store.history(a.id, limit).await?;
     Ok(Json(HistoryList {
         history: rows

@@ -134,7 +134,8 @@ pub async fn metrics(
             state.config().metrics.per_account,
             |p, has_refresh| crate::checks::renewed_automatically(&state, p, has_refresh),
         )
-        .await?;
+        .await
+        .map_err(ApiError::internal)?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,
