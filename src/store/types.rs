@@ -1,0 +1,509 @@
+//! The rows the store reads and writes, and the column lists shared by its queries.
+
+use super::*;
+
+/// An API key as listed: never the key itself.
+#[derive(Debug, Clone, FromRow)]
+pub struct ApiKeyInfo {
+    /// The first characters of the key.
+    pub prefix: String,
+    /// The workspace it belongs to.
+    pub workspace: String,
+    /// When it was created.
+    pub created_at: UnixTime,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// An account to register, with its tokens already sealed.
+#[derive(Debug)]
+pub struct NewAccount {
+    /// Owning workspace.
+    pub workspace_id: i64,
+    /// Platform.
+    pub platform: Platform,
+    /// Platform account ID.
+    pub account_id: AccountId,
+    /// Display name.
+    pub username: String,
+    /// Sealed access token.
+    pub access_token: Vec<u8>,
+    /// Sealed refresh token, when the platform issued one.
+    pub refresh_token: Option<Vec<u8>>,
+    /// Access token expiry.
+    pub token_expires_at: Option<UnixTime>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Registration time.
+    pub connected_at: UnixTime,
+}
+
+/// An account with its current health, as the API and the scheduler see it.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Internal row ID.
+    pub id: i64,
+    /// Owning workspace.
+    pub workspace_id: i64,
+    /// Platform.
+    pub platform: Platform,
+    /// Platform account ID.
+    pub account_id: String,
+    /// Display name.
+    pub username: String,
+    /// Registration time.
+    pub connected_at: UnixTime,
+    /// Scopes stored at registration or last refresh.
+    pub scopes: Vec<String>,
+    /// Access token expiry, when known.
+    pub token_expires_at: Option<UnixTime>,
+    /// Refresh token expiry, when known.
+    pub refresh_expires_at: Option<UnixTime>,
+    /// When the current access token was issued (registration or last refresh).
+    pub token_issued_at: UnixTime,
+    /// Current health.
+    pub health: Health,
+    /// Whether the last check found the token valid; `None` before the first check.
+    pub token_valid: Option<bool>,
+    /// Whether the account must be reconnected by a person.
+    pub needs_reconnect: bool,
+    /// Permissions found by the last check (`None` before the first check).
+    pub permissions: Option<Vec<String>>,
+    /// Required permissions the token lacks.
+    pub missing_permissions: Vec<String>,
+    /// What a person should do.
+    pub recommendations: Vec<String>,
+    /// Facebook data-access expiry.
+    pub data_access_expires_at: Option<UnixTime>,
+    /// The platform's user ID behind the token (Facebook revocation needs it).
+    pub platform_user_id: Option<String>,
+    /// The last error seen, in words safe to show.
+    pub last_error: Option<String>,
+    /// Last check attempt.
+    pub last_checked_at: Option<UnixTime>,
+    /// Last check that got an answer from the platform.
+    pub last_success_at: Option<UnixTime>,
+    /// Transient failures in a row.
+    pub consecutive_failures: i64,
+    /// When the scheduler checks it next.
+    pub next_check_at: UnixTime,
+    /// Failed automatic refreshes in a row.
+    pub refresh_failures: i64,
+    /// Why the last automatic refresh failed, while it keeps failing.
+    pub last_refresh_error: Option<String>,
+    /// Problem kinds alerted in the current episode.
+    pub open_alerts: Vec<String>,
+    /// Alert episode (a recovery starts the next).
+    pub alert_episode: i64,
+}
+
+#[derive(FromRow, serde::Deserialize)]
+pub(super) struct AccountRow {
+    pub(super) id: i64,
+    pub(super) workspace_id: i64,
+    pub(super) platform: String,
+    pub(super) account_id: String,
+    pub(super) username: String,
+    pub(super) connected_at: i64,
+    pub(super) scopes: Json<Vec<String>>,
+    pub(super) token_expires_at: Option<i64>,
+    pub(super) refresh_expires_at: Option<i64>,
+    pub(super) token_issued_at: i64,
+    pub(super) health: String,
+    #[serde(deserialize_with = "json_bool::option")]
+    pub(super) token_valid: Option<bool>,
+    #[serde(deserialize_with = "json_bool::plain")]
+    pub(super) needs_reconnect: bool,
+    pub(super) permissions: Option<Json<Vec<String>>>,
+    pub(super) missing_permissions: Json<Vec<String>>,
+    pub(super) recommendations: Json<Vec<String>>,
+    pub(super) data_access_expires_at: Option<i64>,
+    pub(super) platform_user_id: Option<String>,
+    pub(super) last_error: Option<String>,
+    pub(super) last_checked_at: Option<i64>,
+    pub(super) last_success_at: Option<i64>,
+    pub(super) consecutive_failures: i64,
+    pub(super) next_check_at: i64,
+    pub(super) refresh_failures: i64,
+    pub(super) last_refresh_error: Option<String>,
+    pub(super) open_alerts: Json<Vec<String>>,
+    pub(super) alert_episode: i64,
+}
+
+/// Rows per multi-row UPDATE (17 parameters each, under SQLite's 32,766 limit).
+pub(super) const UPDATE_CHUNK: usize = 1000;
+
+/// Alerts per multi-row INSERT (11 parameters each).
+pub(super) const ALERT_CHUNK: usize = 1000;
+
+/// Rows that SQLite handed over as one JSON array (`json_group_array`).
+pub(super) fn from_json_rows<T: serde::de::DeserializeOwned>(json: &str) -> Result<Vec<T>, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("rows as JSON: {e}").into())))
+}
+
+/// SQLite's JSON has no booleans: a boolean column reads as 0 or 1.
+mod json_bool {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn plain<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        Ok(i64::deserialize(d)? != 0)
+    }
+
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        Ok(Option::<i64>::deserialize(d)?.map(|v| v != 0))
+    }
+}
+
+pub(super) fn to_json(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+impl TryFrom<AccountRow> for Account {
+    type Error = StoreError;
+
+    fn try_from(r: AccountRow) -> Result<Self, StoreError> {
+        let bad = |what: &str| {
+            StoreError::Db(sqlx::Error::Decode(
+                format!("bad {what} in accounts row {}", r.id).into(),
+            ))
+        };
+        Ok(Account {
+            platform: Platform::from_str(&r.platform).map_err(|_| bad("platform"))?,
+            health: Health::from_str(&r.health).map_err(|_| bad("health"))?,
+            id: r.id,
+            workspace_id: r.workspace_id,
+            scopes: r.scopes.0,
+            permissions: r.permissions.map(|p| p.0),
+            missing_permissions: r.missing_permissions.0,
+            recommendations: r.recommendations.0,
+            account_id: r.account_id,
+            username: r.username,
+            connected_at: r.connected_at,
+            token_expires_at: r.token_expires_at,
+            refresh_expires_at: r.refresh_expires_at,
+            token_issued_at: r.token_issued_at,
+            token_valid: r.token_valid,
+            needs_reconnect: r.needs_reconnect,
+            data_access_expires_at: r.data_access_expires_at,
+            platform_user_id: r.platform_user_id,
+            last_error: r.last_error,
+            last_checked_at: r.last_checked_at,
+            last_success_at: r.last_success_at,
+            consecutive_failures: r.consecutive_failures,
+            next_check_at: r.next_check_at,
+            refresh_failures: r.refresh_failures,
+            last_refresh_error: r.last_refresh_error,
+            open_alerts: r.open_alerts.0,
+            alert_episode: r.alert_episode,
+        })
+    }
+}
+
+/// The columns of an [`AccountRow`], in its field order; `$list!` wraps each JSON list column
+/// (`plain` as it is, `as_json` as JSON so that it nests in [`Store::list_page`]'s rows).
+macro_rules! account_columns {
+    ($list:ident) => {
+        concat!(
+            "a.id, a.workspace_id, a.platform, a.account_id, a.username, a.connected_at, ",
+            $list!("a.scopes"),
+            ", a.token_expires_at, a.refresh_expires_at, a.token_issued_at, \
+             h.health, h.token_valid, h.needs_reconnect, ",
+            $list!("h.permissions"),
+            ", ",
+            $list!("h.missing_permissions"),
+            ", ",
+            $list!("h.recommendations"),
+            ", h.data_access_expires_at, h.platform_user_id, h.last_error, h.last_checked_at, \
+             h.last_success_at, h.consecutive_failures, h.next_check_at, h.refresh_failures, \
+             h.last_refresh_error, ",
+            $list!("h.open_alerts"),
+            ", h.alert_episode"
+        )
+    };
+}
+
+macro_rules! plain {
+    ($c:literal) => {
+        $c
+    };
+}
+
+macro_rules! as_json {
+    ($c:literal) => {
+        concat!("json(", $c, ")")
+    };
+}
+
+pub(super) const ACCOUNT_SELECT: &str = concat!(
+    "SELECT ",
+    account_columns!(plain),
+    " FROM accounts a JOIN account_health h ON h.account_ref = a.id"
+);
+
+/// Re-sealed credentials: account row, access token, refresh token.
+pub type Resealed = (i64, Vec<u8>, Option<Vec<u8>>);
+
+/// One account's sealed credentials and what binds them, for re-sealing.
+#[derive(Debug, FromRow)]
+pub struct SealedRow {
+    /// Account row.
+    pub id: i64,
+    /// Workspace.
+    pub workspace_id: i64,
+    /// Platform name.
+    pub platform: String,
+    /// Account ID.
+    pub account_id: String,
+    /// Sealed access token.
+    pub access_token: Vec<u8>,
+    /// Sealed refresh token.
+    pub refresh_token: Option<Vec<u8>>,
+}
+
+/// Sealed credentials of one account.
+#[derive(Debug, Clone, FromRow)]
+pub struct SealedCredentials {
+    /// Sealed access token.
+    pub access_token: Vec<u8>,
+    /// Sealed refresh token.
+    pub refresh_token: Option<Vec<u8>>,
+}
+
+/// Which accounts a list shows.
+#[derive(Debug, Clone, Copy)]
+pub struct ListFilter {
+    /// The workspace.
+    pub workspace_id: i64,
+    /// Only this platform.
+    pub platform: Option<Platform>,
+    /// Only this health, as read now.
+    pub health: Option<Health>,
+    /// Accounts whose last answer is older than this read `unknown`.
+    pub stale_before: UnixTime,
+}
+
+/// One account as the reconnect series see it.
+#[derive(Debug, Clone)]
+pub struct ReconnectRow {
+    /// Platform.
+    pub platform: Platform,
+    /// Platform account ID.
+    pub account_id: String,
+    /// Workspace name.
+    pub workspace: String,
+    /// Whether a person must reconnect it now.
+    pub needs_reconnect: bool,
+    /// Access token expiry.
+    pub token_expires_at: Option<UnixTime>,
+    /// Refresh token expiry.
+    pub refresh_expires_at: Option<UnixTime>,
+    /// Facebook data-access expiry.
+    pub data_access_expires_at: Option<UnixTime>,
+    /// Automatic refreshes are failing.
+    pub refresh_failing: bool,
+    /// A refresh token is stored.
+    pub has_refresh_token: bool,
+}
+
+/// The result of one check, to be written as the account's current health.
+#[derive(Debug, Clone)]
+pub struct HealthUpdate {
+    /// Internal account row ID.
+    pub account_ref: i64,
+    /// Its workspace (whose cached answers the update invalidates).
+    pub workspace_id: i64,
+    /// New health.
+    pub health: Health,
+    /// Token validity (`None`: unknown).
+    pub token_valid: Option<bool>,
+    /// Whether a person must reconnect.
+    pub needs_reconnect: bool,
+    /// Known permissions (`None`: never known).
+    pub permissions: Option<Vec<String>>,
+    /// Missing required permissions.
+    pub missing_permissions: Vec<String>,
+    /// Recommendations.
+    pub recommendations: Vec<String>,
+    /// Access token expiry (`None`: never or unknown).
+    pub token_expires_at: Option<UnixTime>,
+    /// Data-access expiry learnt from the platform.
+    pub data_access_expires_at: Option<UnixTime>,
+    /// Platform user ID behind the token.
+    pub platform_user_id: Option<String>,
+    /// Error text safe to show, or `None`.
+    pub last_error: Option<String>,
+    /// When the check ran.
+    pub checked_at: UnixTime,
+    /// Whether the platform answered (not a transient failure).
+    pub answered: bool,
+    /// Next scheduled check.
+    pub next_check_at: UnixTime,
+    /// The `outcome` label of the check (`ok`, `invalid`, `transient_error`).
+    pub outcome: &'static str,
+    /// The health before this check (history marks changes).
+    pub previous_health: Health,
+    /// The access token expiry before this check (the row is only touched when it changes).
+    pub previous_token_expires_at: Option<UnixTime>,
+    /// Failed automatic refreshes in a row, after this check.
+    pub refresh_failures: i64,
+    /// Why the last automatic refresh failed, while it keeps failing.
+    pub last_refresh_error: Option<String>,
+    /// Alert events this check raised (stored in the same transaction).
+    pub alerts: Vec<NewAlert>,
+    /// Problem kinds alerted in the current episode, after this check.
+    pub open_alerts: Vec<String>,
+    /// Alert episode after this check.
+    pub alert_episode: i64,
+    /// Everything but the check's time and the next check's is as stored: only those are
+    /// written (see [`HealthUpdate::same_content`]).
+    pub unchanged: bool,
+    /// The platform was not asked or asked us to wait (a throttle): only `next_check_at`
+    /// is written; no history row, no failure counted.
+    pub deferred: bool,
+}
+
+impl HealthUpdate {
+    /// A deferral of `a` to `next_check_at`: everything else stays as stored.
+    pub fn deferral(a: &Account, now: UnixTime, next_check_at: UnixTime) -> HealthUpdate {
+        HealthUpdate {
+            account_ref: a.id,
+            workspace_id: a.workspace_id,
+            health: a.health,
+            token_valid: a.token_valid,
+            needs_reconnect: a.needs_reconnect,
+            permissions: a.permissions.clone(),
+            missing_permissions: a.missing_permissions.clone(),
+            recommendations: a.recommendations.clone(),
+            token_expires_at: a.token_expires_at,
+            data_access_expires_at: a.data_access_expires_at,
+            platform_user_id: a.platform_user_id.clone(),
+            last_error: a.last_error.clone(),
+            checked_at: now,
+            answered: false,
+            next_check_at,
+            outcome: "transient_error",
+            previous_health: a.health,
+            previous_token_expires_at: a.token_expires_at,
+            refresh_failures: a.refresh_failures,
+            last_refresh_error: a.last_refresh_error.clone(),
+            alerts: Vec::new(),
+            open_alerts: a.open_alerts.clone(),
+            alert_episode: a.alert_episode,
+            unchanged: true,
+            deferred: true,
+        }
+    }
+
+    /// Whether this update stores the same assessment `a` already holds (the common case in
+    /// a sweep: a healthy account stays healthy). Such an update writes only the check's
+    /// bookkeeping (checked at, success or failure, next check) and its history row.
+    pub fn same_content(&self, a: &Account) -> bool {
+        self.health == a.health
+            && self.token_valid == a.token_valid
+            && self.needs_reconnect == a.needs_reconnect
+            && self.permissions == a.permissions
+            && self.missing_permissions == a.missing_permissions
+            && self.recommendations == a.recommendations
+            && self.data_access_expires_at == a.data_access_expires_at
+            && self.platform_user_id == a.platform_user_id
+            && self.last_error == a.last_error
+            && self.refresh_failures == a.refresh_failures
+            && self.last_refresh_error == a.last_refresh_error
+            && self.open_alerts == a.open_alerts
+            && self.alert_episode == a.alert_episode
+    }
+}
+
+/// An alert event to put in the outbox.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    /// Workspace to notify.
+    pub workspace_id: i64,
+    /// The account concerned.
+    pub account_ref: i64,
+    /// Unique per account, token, episode and kind.
+    pub dedup_key: String,
+    /// `expiring_7d`, `token_invalid`, `recovered`, ...
+    pub kind: String,
+    /// How bad.
+    pub severity: Health,
+    /// Platform.
+    pub platform: Platform,
+    /// Account ID.
+    pub account_id: String,
+    /// Display name.
+    pub username: String,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do.
+    pub action: String,
+    /// When it was raised.
+    pub created_at: UnixTime,
+}
+
+/// An alert waiting in the outbox.
+#[derive(Debug, Clone, FromRow)]
+pub struct PendingAlert {
+    /// Outbox row.
+    pub id: i64,
+    /// Workspace to notify.
+    pub workspace_id: i64,
+    /// Workspace name.
+    pub workspace: String,
+    /// Kind.
+    pub kind: String,
+    /// Severity (a health state).
+    pub severity: String,
+    /// Platform.
+    pub platform: String,
+    /// Account ID.
+    pub account_id: String,
+    /// Display name.
+    pub username: String,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do.
+    pub action: String,
+    /// Failed attempts so far.
+    pub attempts: i64,
+}
+
+/// New tokens from a refresh, sealed, replacing the stored ones.
+#[derive(Debug)]
+pub struct TokenReplacement {
+    /// Internal account row ID.
+    pub account_ref: i64,
+    /// Its workspace (whose cached answers the replacement invalidates).
+    pub workspace_id: i64,
+    /// Sealed new access token.
+    pub access_token: Vec<u8>,
+    /// Sealed new refresh token; `None` keeps the stored one (never replaced by nothing).
+    pub refresh_token: Option<Vec<u8>>,
+    /// New access token expiry (`None`: unknown, keep the stored one).
+    pub expires_at: Option<UnixTime>,
+    /// New refresh token expiry (`None`: keep).
+    pub refresh_expires_at: Option<UnixTime>,
+    /// New scopes (`None`: keep).
+    pub scopes: Option<Vec<String>>,
+    /// When the refresh happened.
+    pub at: UnixTime,
+    /// The account's health, for the history row.
+    pub health: Health,
+}
+
+/// One row of an account's history.
+#[derive(Debug, Clone, FromRow)]
+pub struct HistoryEntry {
+    /// When.
+    pub at: UnixTime,
+    /// `check`, `refresh` or `refresh_failed`.
+    pub event: String,
+    /// For checks: `ok`, `invalid` or `transient_error`.
+    pub outcome: Option<String>,
+    /// Health after the event.
+    pub health: String,
+    /// Whether the health changed.
+    pub changed: bool,
+    /// What happened, in words safe to show.
+    pub detail: Option<String>,
+}
