@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use clap::Subcommand;
 use secrecy::SecretString;
 
 use crate::accounts::seal_context;
@@ -616,6 +617,83 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
     {
         daemon.kill().await?;
         anyhow::bail!("the daemon did not stop within 15 s of SIGTERM");
+    }
+    Ok(())
+}
+
+/// `bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// One sweep of N accounts on simulated platforms with latency L and concurrency C.
+    Sweep {
+        /// Accounts N.
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        /// Latency L of every simulated answer, in milliseconds.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+        /// Concurrency C.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+    },
+    /// The HTTP API: uncached and cached full lists, the 304 path, a paginated walk, memory.
+    Api {
+        /// Accounts per workspace.
+        #[arg(long, default_value_t = 1_000)]
+        accounts: usize,
+        /// Workspaces.
+        #[arg(long, default_value_t = 10)]
+        workspaces: usize,
+        /// Concurrent clients in the throughput runs.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds of each throughput run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Afterwards, leave the daemon serving (for wrk and the like) until Ctrl-C, with the
+        /// full list's body written beside it (for a static server to serve the same bytes).
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+/// Runs a `bench` subcommand.
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Sweep {
+            accounts,
+            latency_ms,
+            concurrency,
+        } => {
+            if accounts == 0 || concurrency == 0 || latency_ms == 0 {
+                bail!("--accounts, --latency-ms and --concurrency must be at least 1");
+            }
+            sweep(SweepBench {
+                accounts,
+                latency: std::time::Duration::from_millis(latency_ms),
+                concurrency,
+            })
+            .await?
+        }
+        BenchCommand::Api {
+            accounts,
+            workspaces,
+            clients,
+            seconds,
+            keep,
+        } => {
+            if accounts == 0 || workspaces == 0 || clients == 0 || seconds == 0 {
+                bail!("--accounts, --workspaces, --clients and --seconds must be at least 1");
+            }
+            api(ApiBench {
+                accounts,
+                workspaces,
+                clients,
+                duration: std::time::Duration::from_secs(seconds),
+                keep,
+            })
+            .await?
+        }
     }
     Ok(())
 }

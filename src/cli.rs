@@ -13,7 +13,9 @@ use crate::app::{self, AppState};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use crate::domain::{self, WorkspaceName};
 use crate::domain::{Health, Platform};
-use crate::{bench, checks, crypto, demo, server, telemetry};
+use crate::{checks, crypto, server, telemetry};
+#[cfg(feature = "simulator")]
+use crate::{bench, demo};
 
 /// socialsyncer: keeps watch over the OAuth tokens of connected social media accounts.
 #[derive(Debug, Parser)]
@@ -52,8 +54,9 @@ pub enum Command {
         platform: Option<String>,
     },
     /// Benchmarks.
+    #[cfg(feature = "simulator")]
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(bench::BenchCommand),
     /// Re-seal every stored token under a new key (stop the daemon first), then point
     /// security.token_key_file at the new key.
     RotateTokenKey {
@@ -65,6 +68,7 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Start simulated platforms and a daemon with sample accounts; print a key and URLs.
+    #[cfg(feature = "simulator")]
     Demo {
         /// Address to serve on [default: 127.0.0.1:8080]
         #[arg(long)]
@@ -79,42 +83,6 @@ pub enum ConfigCommand {
     /// length, the database reachable), then print the effective configuration with secrets
     /// redacted. Exit 0 when everything is usable, 2 otherwise.
     Check,
-}
-
-/// `bench` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// One sweep of N accounts on simulated platforms with latency L and concurrency C.
-    Sweep {
-        /// Accounts N.
-        #[arg(long, default_value_t = 10_000)]
-        accounts: usize,
-        /// Latency L of every simulated answer, in milliseconds.
-        #[arg(long, default_value_t = 20)]
-        latency_ms: u64,
-        /// Concurrency C.
-        #[arg(long, default_value_t = 200)]
-        concurrency: usize,
-    },
-    /// The HTTP API: uncached and cached full lists, the 304 path, a paginated walk, memory.
-    Api {
-        /// Accounts per workspace.
-        #[arg(long, default_value_t = 1_000)]
-        accounts: usize,
-        /// Workspaces.
-        #[arg(long, default_value_t = 10)]
-        workspaces: usize,
-        /// Concurrent clients in the throughput runs.
-        #[arg(long, default_value_t = 16)]
-        clients: usize,
-        /// Seconds of each throughput run.
-        #[arg(long, default_value_t = 5)]
-        seconds: u64,
-        /// Afterwards, leave the daemon serving (for wrk and the like) until Ctrl-C, with the
-        /// full list's body written beside it (for a static server to serve the same bytes).
-        #[arg(long)]
-        keep: bool,
-    },
 }
 
 /// `keys` subcommands.
@@ -167,6 +135,7 @@ pub enum AccountsCommand {
 /// Runs the CLI; the binary's whole `main`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(feature = "simulator")]
     if let Command::Demo { .. } = cli.command {
         // The demo runs on a throwaway configuration of its own: a --config would be
         // silently ignored, so it is refused.
@@ -258,42 +227,11 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
         Command::Keys(k) => keys(k, &config).await?,
         Command::Config(ConfigCommand::Check) => return config_check(&config).await,
         Command::Check { platform } => return check(config, platform).await,
+        #[cfg(feature = "simulator")]
         Command::Demo { listen } => demo::run(listen).await?,
         Command::RotateTokenKey { new_key_file } => rotate_token_key(&config, &new_key_file).await?,
-        Command::Bench(BenchCommand::Sweep {
-            accounts,
-            latency_ms,
-            concurrency,
-        }) => {
-            if accounts == 0 || concurrency == 0 || latency_ms == 0 {
-                bail!("--accounts, --latency-ms and --concurrency must be at least 1");
-            }
-            bench::sweep(bench::SweepBench {
-                accounts,
-                latency: std::time::Duration::from_millis(latency_ms),
-                concurrency,
-            })
-            .await?
-        }
-        Command::Bench(BenchCommand::Api {
-            accounts,
-            workspaces,
-            clients,
-            seconds,
-            keep,
-        }) => {
-            if accounts == 0 || workspaces == 0 || clients == 0 || seconds == 0 {
-                bail!("--accounts, --workspaces, --clients and --seconds must be at least 1");
-            }
-            bench::api(bench::ApiBench {
-                accounts,
-                workspaces,
-                clients,
-                duration: std::time::Duration::from_secs(seconds),
-                keep,
-            })
-            .await?
-        }
+        #[cfg(feature = "simulator")]
+        Command::Bench(b) => bench::run(b).await?,
         Command::Accounts(AccountsCommand::Import {
             workspace,
             platform,

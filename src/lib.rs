@@ -16,11 +16,13 @@ pub mod accounts; // registration steps shared by the API and the CLI
 pub mod alerts; // alert events and their email delivery
 pub mod api; // HTTP routes, authentication, error format
 pub mod app; // shared state and start-up
-pub mod bench; // `socialsyncer bench sweep`
+#[cfg(feature = "simulator")]
+pub mod bench; // `socialsyncer bench sweep` and `bench api`
 pub mod checks; // one check of one account, and many in parallel
 pub mod cli; // command-line commands
 pub mod config; // typed configuration
 pub mod crypto; // API key hashing and token sealing
+#[cfg(feature = "simulator")]
 pub mod demo; // `socialsyncer demo`: simulated platforms and sample accounts
 pub mod domain; // validated domain types
 pub mod health; // pure health assessment
@@ -28,6 +30,7 @@ pub mod metrics; // Prometheus metrics
 pub mod platforms; // one adapter per platform behind one trait
 pub mod scheduler; // cron-driven sweeps with bounded concurrency
 pub mod server; // the daemon's listener and shutdown
+#[cfg(feature = "simulator")]
 pub mod simulator; // simulated platforms on loopback for tests, demo and benchmarks
 pub mod store; // every SQL statement
 pub mod systemd; // READY, WATCHDOG and STOPPING notifications
