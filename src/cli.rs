@@ -13,9 +13,9 @@ use crate::app::{self, AppState};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use crate::domain::{self, WorkspaceName};
 use crate::domain::{Health, Platform};
-use crate::{checks, crypto, server, telemetry};
 #[cfg(feature = "simulator")]
 use crate::{bench, demo};
+use crate::{checks, crypto, server, telemetry};
 
 /// socialsyncer: keeps watch over the OAuth tokens of connected social media accounts.
 #[derive(Debug, Parser)]

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod cache;
 pub mod error;
 pub mod limit;
+pub mod lists;
 pub mod notifications;
 pub mod openapi;
 

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::accounts;
+use super::{accounts, lists};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -12,8 +12,8 @@ use super::accounts;
     info(title = "socialsyncer", description = "Health of connected social media accounts"),
     servers((url = "http://127.0.0.1:8080", description = "The default server.listen; the daemon serves wherever it is configured")),
     paths(
-        accounts::list,
-        accounts::health,
+        lists::list,
+        lists::health,
         accounts::details,
         accounts::register,
         accounts::check_now,

@@ -1,275 +1,6 @@
-//! `socialsyncer bench sweep`: a sweep of N accounts against simulated platforms with a fixed
-//! latency, measured against its lower bound N*L/C; and a bulk write of N results.
+//! `socialsyncer bench api`: the HTTP API of a daemon in its own process.
 
-use std::time::{Duration, Instant};
-
-use anyhow::{Context, bail};
-use clap::Subcommand;
-use secrecy::SecretString;
-
-use crate::accounts::seal_context;
-use crate::app::AppState;
-use crate::config::Config;
-use crate::domain::{self, AccountId, Health, Platform};
-use crate::platforms::TokenContext;
-use crate::scheduler;
-use crate::simulator::{Simulator, TokenSpec};
-use crate::store::{HealthUpdate, NewAccount};
-
-/// Parameters of the sweep benchmark.
-#[derive(Debug, Clone, Copy)]
-pub struct SweepBench {
-    /// Accounts.
-    pub accounts: usize,
-    /// Latency injected into every simulated answer.
-    pub latency: Duration,
-    /// Checks in flight.
-    pub concurrency: usize,
-}
-
-/// Peak resident memory of this process in MiB (Linux `VmHWM`).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
-
-/// CPU time (user + system) this process has used so far, from `/proc/self/stat`.
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // USER_HZ is 100 on Linux.
-    Some(Duration::from_millis(ticks * 10))
-}
-
-/// Runs the benchmark and prints its numbers.
-pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
-    // The simulated platforms run on a thread of their own, apart from the daemon's runtime.
-    let sim = Simulator::start_in_thread()?;
-    for p in Platform::ALL {
-        sim.set_latency(p, b.latency);
-    }
-    let dir = tempfile::Builder::new().prefix("socialsyncer-bench-").tempdir()?;
-    let mut toml = format!(
-        "[database]\nurl = \"sqlite://{}/bench.db\"\n[schedule]\ncron = \"\"\nconcurrency = {}\nbatch_size = 2000\n\
-         [http]\nrequest_timeout = \"60s\"\n{}",
-        dir.path().display(),
-        b.concurrency,
-        sim.config_toml(dir.path())?
-    );
-    // No pacing and no refreshes: the benchmark measures the sweep machinery itself.
-    for p in Platform::ALL {
-        toml = toml.replace(
-            &format!("[platforms.{p}]\n"),
-            &format!("[platforms.{p}]\nrate_limit = 0\nauto_refresh = false\n"),
-        );
-    }
-    let config = Config::from_toml(&toml)?;
-    let state = AppState::build(config).await?;
-    let ws = state.store.ensure_workspace("bench", domain::now()).await?;
-
-    eprintln!("preparing {} accounts ...", b.accounts);
-    let setup = Instant::now();
-    let now = domain::now();
-    let mut batch = Vec::with_capacity(10_000);
-    let mut tokens = Vec::with_capacity(b.accounts);
-    for i in 0..b.accounts {
-        let p = Platform::ALL[i % Platform::ALL.len()];
-        let id = if p == Platform::Tiktok {
-            format!("open-{i}")
-        } else {
-            format!("{}", 10_000_000 + i)
-        };
-        let issued = sim.issue(p, TokenSpec::valid(p, &id));
-        let ctx = seal_context(ws, p, &id);
-        tokens.push((p, id.clone(), SecretString::from(issued.access_token.clone())));
-        batch.push(NewAccount {
-            workspace_id: ws,
-            platform: p,
-            account_id: AccountId::parse(p, &id).context("generated ID")?,
-            username: format!("bench{i}"),
-            access_token: state
-                .sealer
-                .seal(&ctx, &SecretString::from(issued.access_token.clone())),
-            refresh_token: None,
-            token_expires_at: issued.expires_at,
-            scopes: crate::simulator::default_scopes(p),
-            connected_at: now,
-        });
-        if batch.len() == 10_000 {
-            state.store.insert_accounts(&batch).await?;
-            batch.clear();
-        }
-    }
-    state.store.insert_accounts(&batch).await?;
-    eprintln!("prepared in {:.1}s; sweeping ...", setup.elapsed().as_secs_f64());
-
-    let bound = b.accounts as f64 * b.latency.as_secs_f64() / b.concurrency as f64;
-    out!(
-        "sweep benchmark ({} cores)",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    out!("  accounts N          {}", b.accounts);
-    out!("  latency L           {} ms", b.latency.as_millis());
-    out!("  concurrency C       {}", b.concurrency);
-    out!("  lower bound N*L/C   {bound:.3} s");
-    // The first sweep assesses every account for the first time (every row changes); the
-    // second, with every account due again, is the steady state of a running daemon.
-    for (name, what) in [
-        ("first sweep", "every account new"),
-        ("repeat sweep", "same accounts, all due again"),
-    ] {
-        if name == "repeat sweep" {
-            state.store.reschedule_all(domain::now()).await?;
-        }
-        let checks_before = state.metrics.check_time_totals();
-        let cpu_before = cpu_time();
-        let report = {
-            let state = state.clone();
-            tokio::spawn(async move { scheduler::sweep(&state, &tokio_util::sync::CancellationToken::new()).await })
-                .await??
-        };
-        let cpu = cpu_before.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
-        let secs = report.duration.as_secs_f64();
-        let checks_after = state.metrics.check_time_totals();
-        out!("  {name} ({what})");
-        out!(
-            "    checked           {} (ok {}, invalid {}, transient {}, deferred {})",
-            report.checked,
-            report.ok,
-            report.invalid,
-            report.transient,
-            report.deferred
-        );
-        out!("    sweep time        {secs:.3} s");
-        out!("    ratio             {:.3}", secs / bound);
-        out!("    checks per second {:.0}", report.checked as f64 / secs);
-        let timed = checks_after.0 - checks_before.0;
-        if timed > 0 {
-            out!(
-                "    mean check time   {:.2} ms (request, answer and assessment)",
-                (checks_after.1 - checks_before.1) * 1e3 / timed as f64
-            );
-        }
-        if let Some(cpu) = cpu {
-            out!(
-                "    CPU time          {:.2} s, {:.0} µs per check (daemon and simulator)",
-                cpu.as_secs_f64(),
-                cpu.as_secs_f64() * 1e6 / report.checked.max(1) as f64
-            );
-        }
-        out!(
-            "    store write time  {:.3} s, overlapping the checks ({} results)",
-            report.write_time.as_secs_f64(),
-            report.checked
-        );
-    }
-
-    // The floor: the same checks straight through the platform adapters, nothing read,
-    // assessed or stored. What the sweep adds on this machine is the difference.
-    let cpu_before = cpu_time();
-    let floor = {
-        let (state, tokens) = (state.clone(), std::sync::Arc::new(tokens));
-        tokio::spawn(async move { adapter_floor(&state, tokens, b.concurrency).await }).await??
-    };
-    out!(
-        "  adapter floor       {:.3} s, ratio {:.3} (the same checks through the adapters alone: no database, no assessment)",
-        floor.as_secs_f64(),
-        floor.as_secs_f64() / bound
-    );
-    if let Some(cpu) = cpu_before.zip(cpu_time()).map(|(a, z)| z.saturating_sub(a)) {
-        out!(
-            "    CPU time          {:.2} s, {:.0} µs per check (adapters and simulator)",
-            cpu.as_secs_f64(),
-            cpu.as_secs_f64() * 1e6 / b.accounts.max(1) as f64
-        );
-    }
-
-    // Bulk writes of N results in one transaction each: once with every assessment changed
-    // (all columns written), once unchanged (the steady state).
-    let accounts = state.store.all_accounts(None).await?;
-    for unchanged in [false, true] {
-        let updates: Vec<HealthUpdate> = accounts.iter().map(|a| bulk_update(a, unchanged)).collect();
-        let t = Instant::now();
-        state.store.record_checks(&updates).await?;
-        out!(
-            "  bulk write          {:.3} s for {} results in one transaction ({})",
-            t.elapsed().as_secs_f64(),
-            updates.len(),
-            if unchanged {
-                "assessments unchanged"
-            } else {
-                "every assessment changed"
-            }
-        );
-    }
-    if let Some(m) = peak_rss_mib() {
-        out!("  peak memory         {m:.0} MiB (VmHWM, simulator included)");
-    }
-    state.store.close().await;
-    drop(sim);
-    Ok(())
-}
-
-/// One result for the bulk write: the account's stored assessment again (`unchanged`), or a
-/// different one (a warning with a recommendation), so that every column is written.
-fn bulk_update(a: &crate::store::Account, unchanged: bool) -> HealthUpdate {
-    let now = domain::now();
-    // The stored assessment again, answered: a deferral's content as a real check's result.
-    let mut u = HealthUpdate {
-        answered: true,
-        outcome: "ok",
-        unchanged,
-        deferred: false,
-        ..HealthUpdate::deferral(a, now, now + 21_600)
-    };
-    if !unchanged {
-        u.health = Health::Warning;
-        u.recommendations = vec!["The access token expires in 5 days: reconnect the account before then.".into()];
-        u.last_error = Some("bench: a changed assessment".into());
-    }
-    u
-}
-
-/// Checks every token through the platform adapters with `concurrency` in flight, and nothing
-/// else; returns the wall time.
-async fn adapter_floor(
-    state: &AppState,
-    tokens: std::sync::Arc<Vec<(Platform, String, SecretString)>>,
-    concurrency: usize,
-) -> anyhow::Result<Duration> {
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let tracker = tokio_util::task::TaskTracker::new();
-    let started = Instant::now();
-    for i in 0..tokens.len() {
-        let permit = permits.clone().acquire_owned().await?;
-        let (state, tokens) = (state.clone(), tokens.clone());
-        tracker.spawn(async move {
-            let (platform, account_id, token) = &tokens[i];
-            let t = TokenContext {
-                account_id,
-                access_token: token,
-                refresh_token: None,
-                platform_user_id: None,
-                expires_at: None,
-            };
-            let _ = state.platforms.check(*platform, &t).await;
-            drop(permit);
-        });
-    }
-    tracker.close();
-    tracker.wait().await;
-    Ok(started.elapsed())
-}
+use super::*;
 
 /// Parameters of the API benchmark.
 #[derive(Debug, Clone, Copy)]
@@ -287,7 +18,7 @@ pub struct ApiBench {
 }
 
 /// Resident memory of process `pid` ("self" for this one) now, in MiB (`VmRSS`).
-fn rss_of(pid: &str) -> Option<f64> {
+pub(super) fn rss_of(pid: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status
         .lines()
@@ -302,7 +33,7 @@ fn rss_of(pid: &str) -> Option<f64> {
 /// The build of one workspace's first 1,000 accounts without HTTP, as the handler makes it:
 /// the store read, then their serialization as read now. The median of 50 builds and of
 /// their reads, and the body's size.
-async fn build_stages(state: &AppState, workspace: &str) -> anyhow::Result<(Duration, Duration, usize)> {
+pub(super) async fn build_stages(state: &AppState, workspace: &str) -> anyhow::Result<(Duration, Duration, usize)> {
     let filter = crate::store::ListFilter {
         workspace_id: state.store.workspace_id(workspace).await?.context("no workspace")?,
         platform: None,
@@ -330,7 +61,7 @@ async fn build_stages(state: &AppState, workspace: &str) -> anyhow::Result<(Dura
 }
 
 /// What 20 concurrent cold full lists of one workspace did.
-struct Concurrent {
+pub(super) struct Concurrent {
     /// The highest RSS seen during them, above the RSS before them, in MiB.
     rss_rise: f64,
     /// The slowest answer of a small workspace's list requested meanwhile.
@@ -344,7 +75,7 @@ struct Concurrent {
 /// 20 concurrent full lists of `url` with `key` (none cached yet) while another workspace
 /// (`small_key`) reads its own list in a loop; the RSS of the daemon `pid` is sampled every
 /// 5 ms.
-async fn concurrent_lists(url: &str, key: &str, small_key: &str, pid: &str) -> anyhow::Result<Concurrent> {
+pub(super) async fn concurrent_lists(url: &str, key: &str, small_key: &str, pid: &str) -> anyhow::Result<Concurrent> {
     let before = rss_of(pid).unwrap_or(0.0);
     let http = reqwest::Client::builder().pool_max_idle_per_host(32).build()?;
     let done = tokio_util::sync::CancellationToken::new();
@@ -401,7 +132,7 @@ async fn concurrent_lists(url: &str, key: &str, small_key: &str, pid: &str) -> a
 }
 
 /// Requests a second that `clients` concurrent clients get for `duration` on `url`.
-async fn throughput(
+pub(super) async fn throughput(
     url: &str,
     key: &str,
     etag: Option<&str>,
@@ -617,83 +348,6 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
     {
         daemon.kill().await?;
         anyhow::bail!("the daemon did not stop within 15 s of SIGTERM");
-    }
-    Ok(())
-}
-
-/// `bench` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// One sweep of N accounts on simulated platforms with latency L and concurrency C.
-    Sweep {
-        /// Accounts N.
-        #[arg(long, default_value_t = 10_000)]
-        accounts: usize,
-        /// Latency L of every simulated answer, in milliseconds.
-        #[arg(long, default_value_t = 20)]
-        latency_ms: u64,
-        /// Concurrency C.
-        #[arg(long, default_value_t = 200)]
-        concurrency: usize,
-    },
-    /// The HTTP API: uncached and cached full lists, the 304 path, a paginated walk, memory.
-    Api {
-        /// Accounts per workspace.
-        #[arg(long, default_value_t = 1_000)]
-        accounts: usize,
-        /// Workspaces.
-        #[arg(long, default_value_t = 10)]
-        workspaces: usize,
-        /// Concurrent clients in the throughput runs.
-        #[arg(long, default_value_t = 16)]
-        clients: usize,
-        /// Seconds of each throughput run.
-        #[arg(long, default_value_t = 5)]
-        seconds: u64,
-        /// Afterwards, leave the daemon serving (for wrk and the like) until Ctrl-C, with the
-        /// full list's body written beside it (for a static server to serve the same bytes).
-        #[arg(long)]
-        keep: bool,
-    },
-}
-
-/// Runs a `bench` subcommand.
-pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Sweep {
-            accounts,
-            latency_ms,
-            concurrency,
-        } => {
-            if accounts == 0 || concurrency == 0 || latency_ms == 0 {
-                bail!("--accounts, --latency-ms and --concurrency must be at least 1");
-            }
-            sweep(SweepBench {
-                accounts,
-                latency: std::time::Duration::from_millis(latency_ms),
-                concurrency,
-            })
-            .await?
-        }
-        BenchCommand::Api {
-            accounts,
-            workspaces,
-            clients,
-            seconds,
-            keep,
-        } => {
-            if accounts == 0 || workspaces == 0 || clients == 0 || seconds == 0 {
-                bail!("--accounts, --workspaces, --clients and --seconds must be at least 1");
-            }
-            api(ApiBench {
-                accounts,
-                workspaces,
-                clients,
-                duration: std::time::Duration::from_secs(seconds),
-                keep,
-            })
-            .await?
-        }
     }
     Ok(())
 }

@@ -1,0 +1,313 @@
+//! The two lists, `GET /v1/accounts` and `GET /v1/accounts/health`: keyset pages or every
+//! account, each answer built once per change of its workspace and cached (see `cache`).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::accounts::{AccountHealth, AccountList, AccountSummary, HealthList, HealthSummary, parse_platform};
+use super::cache::Cached;
+use super::{ApiError, ApiQuery, Workspace};
+use crate::app::AppState;
+use crate::domain::Health;
+use crate::store::{Account, ListFilter};
+
+/// Query of `GET /v1/accounts`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this platform, e.g. `instagram`.
+    pub platform: Option<String>,
+    /// Accounts per page, 1 to 1000. Without it every account is returned (streamed).
+    pub limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Query of `GET /v1/accounts/health`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HealthQuery {
+    /// Only this platform.
+    pub platform: Option<String>,
+    /// Only this health: `healthy`, `warning`, `unhealthy` or `unknown`.
+    pub health: Option<String>,
+    /// Accounts per page, 1 to 1000. Without it every account is returned (streamed).
+    pub limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// List connected accounts.
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", params(ListQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = AccountList),
+              (status = 400, description = "Unknown platform", body = super::error::ErrorBody),
+              (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    ws: Workspace,
+    headers: axum::http::HeaderMap,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    let filter = ListFilter {
+        workspace_id: ws.0,
+        platform: q.platform.as_deref().map(parse_platform).transpose()?,
+        health: None,
+        stale_before: 0,
+    };
+    let paging = Paging::parse(q.limit, q.cursor.as_deref())?;
+    let key = format!("list|{}|{:?}|{}", ws.0, filter.platform, paging.key());
+    let generation = state.store.generation(ws.0).await?;
+    let now = crate::domain::now();
+    let cached = state
+        .list_cache
+        .get_or_build(key, generation, now, || async {
+            let body = match paging {
+                Paging::Page { limit, after } => {
+                    let (rows, next_cursor) = page(&state, &filter, after, limit).await?;
+                    vec![
+                        serde_json::to_vec(&AccountList {
+                            accounts: rows.iter().map(AccountSummary::from).collect(),
+                            next_cursor,
+                        })
+                        .map_err(ApiError::internal)?
+                        .into(),
+                    ]
+                }
+                Paging::All => {
+                    collect_list(&state, &filter, |a| serde_json::to_vec(&AccountSummary::from(&a)), b"}").await?
+                }
+            };
+            // Nothing in this list changes with time alone.
+            Ok::<_, ApiError>(Cached::new(generation, None, body))
+        })
+        .await?;
+    Ok(cached.respond(&headers))
+}
+
+/// `limit` and `cursor` of a list.
+enum Paging {
+    /// One page of `limit` after the account with ID `after`.
+    Page { limit: i64, after: Option<i64> },
+    /// Everything, streamed.
+    All,
+}
+
+impl Paging {
+    /// The part of a cache key that this paging makes.
+    fn key(&self) -> String {
+        match self {
+            Paging::Page { limit, after } => format!("{limit}@{after:?}"),
+            Paging::All => "all".into(),
+        }
+    }
+
+    fn parse(limit: Option<i64>, cursor: Option<&str>) -> Result<Paging, ApiError> {
+        let after = cursor.map(decode_cursor).transpose()?;
+        match limit {
+            Some(l) if !(1..=1000).contains(&l) => Err(ApiError::bad_request(
+                "invalid_limit",
+                format!("limit must be between 1 and 1000, not {l}"),
+            )),
+            Some(limit) => Ok(Paging::Page { limit, after }),
+            None if after.is_some() => Ok(Paging::Page { limit: 1000, after }),
+            None => Ok(Paging::All),
+        }
+    }
+}
+
+/// A cursor names the last account of a page, opaquely.
+fn encode_cursor(id: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("a{id}"))
+}
+
+fn decode_cursor(c: &str) -> Result<i64, ApiError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix('a').and_then(|n| n.parse().ok()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                "cursor is not a nextCursor this API gave; start again without it",
+            )
+        })
+}
+
+/// One page (`limit` rows after `after`) and the cursor of the next, if there is one.
+async fn page(
+    state: &AppState,
+    filter: &ListFilter,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<(Vec<Account>, Option<String>), ApiError> {
+    let mut rows = state.store.list_page(filter, after, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = if more {
+        rows.last().map(|a| encode_cursor(a.id))
+    } else {
+        None
+    };
+    let (now, stale_after) = (crate::domain::now(), state.config().health.stale_after.secs());
+    Ok((
+        rows.into_iter()
+            .map(|a| crate::health::read_view(a, now, stale_after))
+            .collect(),
+        next,
+    ))
+}
+
+/// Accounts read per step of a full list: what a build holds besides the body.
+const LIST_STEP: i64 = 500;
+
+/// A full list, read page by page, in one piece a page: `{"accounts":[` ... `]` then
+/// `trailer` (which closes the object). `entry` serializes one account (as read now).
+async fn collect_list(
+    state: &AppState,
+    filter: &ListFilter,
+    entry: impl Fn(Account) -> serde_json::Result<Vec<u8>>,
+    trailer: &[u8],
+) -> Result<Vec<Bytes>, ApiError> {
+    let (now, stale_after) = (crate::domain::now(), state.config().health.stale_after.secs());
+    let mut pieces = Vec::new();
+    let mut piece = b"{\"accounts\":[".to_vec();
+    let mut after = None;
+    let mut first = true;
+    loop {
+        let rows = state.store.list_page(filter, after, LIST_STEP).await?;
+        let full = rows.len() as i64 == LIST_STEP;
+        after = rows.last().map(|a| a.id);
+        for a in rows {
+            if !first {
+                piece.push(b',');
+            }
+            first = false;
+            piece.extend_from_slice(&entry(crate::health::read_view(a, now, stale_after)).map_err(ApiError::internal)?);
+        }
+        if !full {
+            break;
+        }
+        pieces.push(Bytes::from(std::mem::take(&mut piece)));
+    }
+    piece.push(b']');
+    piece.extend_from_slice(trailer);
+    pieces.push(Bytes::from(piece));
+    Ok(pieces)
+}
+
+/// Health of the connected accounts, with counts.
+#[utoipa::path(get, path = "/v1/accounts/health", tag = "accounts", params(HealthQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = HealthList),
+              (status = 400, description = "Unknown platform or health", body = super::error::ErrorBody),
+              (status = 401, body = super::error::ErrorBody)))]
+pub async fn health(
+    State(state): State<AppState>,
+    ws: Workspace,
+    headers: axum::http::HeaderMap,
+    ApiQuery(q): ApiQuery<HealthQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    let health = q
+        .health
+        .as_deref()
+        .map(|h| {
+            h.parse::<Health>()
+                .map_err(|e| ApiError::bad_request("unknown_health", e.to_string()))
+        })
+        .transpose()?;
+    let now = crate::domain::now();
+    let stale_after = state.config().health.stale_after.secs();
+    let filter = ListFilter {
+        workspace_id: ws.0,
+        platform: q.platform.as_deref().map(parse_platform).transpose()?,
+        health,
+        stale_before: now - stale_after,
+    };
+    let paging = Paging::parse(q.limit, q.cursor.as_deref())?;
+    let key = format!(
+        "health|{}|{:?}|{:?}|{}|{stale_after}",
+        ws.0,
+        filter.platform,
+        filter.health,
+        paging.key()
+    );
+    let generation = state.store.generation(ws.0).await?;
+    // The counts and the moment the answer turns stale cover the whole filtered set: one
+    // count per change, not one per page of a walk through the list.
+    let (summary, valid_until) = {
+        let key = format!(
+            "summary|{}|{:?}|{:?}|{stale_after}",
+            ws.0, filter.platform, filter.health
+        );
+        let cached = state
+            .list_cache
+            .get_or_build(key, generation, now, || async {
+                let summary = count(&state, &filter).await?;
+                // Valid until the first of the workspace's answering accounts turns stale.
+                let valid_until = state
+                    .store
+                    .next_stale_at(&filter)
+                    .await?
+                    .map(|t| t.saturating_add(stale_after).saturating_add(1));
+                let json = serde_json::to_vec(&(&summary, valid_until)).map_err(ApiError::internal)?;
+                Ok::<_, ApiError>(Cached::new(generation, valid_until, vec![json.into()]))
+            })
+            .await?;
+        serde_json::from_slice::<(HealthSummary, Option<i64>)>(&cached.body_bytes()).map_err(ApiError::internal)?
+    };
+    let cached = state
+        .list_cache
+        .get_or_build(key, generation, now, || async {
+            let body = match paging {
+                Paging::Page { limit, after } => {
+                    let (rows, next_cursor) = page(&state, &filter, after, limit).await?;
+                    vec![
+                        serde_json::to_vec(&HealthList {
+                            accounts: rows.iter().map(AccountHealth::from).collect(),
+                            summary,
+                            next_cursor,
+                        })
+                        .map_err(ApiError::internal)?
+                        .into(),
+                    ]
+                }
+                Paging::All => {
+                    let mut trailer = b",\"summary\":".to_vec();
+                    trailer.extend_from_slice(&serde_json::to_vec(&summary).map_err(ApiError::internal)?);
+                    trailer.push(b'}');
+                    collect_list(
+                        &state,
+                        &filter,
+                        |a| serde_json::to_vec(&AccountHealth::from(&a)),
+                        &trailer,
+                    )
+                    .await?
+                }
+            };
+            Ok::<_, ApiError>(Cached::new(generation, valid_until, body))
+        })
+        .await?;
+    Ok(cached.respond(&headers))
+}
+
+/// How many of the filtered accounts are in each health, as read now.
+async fn count(state: &AppState, filter: &ListFilter) -> Result<HealthSummary, ApiError> {
+    let mut summary = HealthSummary::default();
+    for (h, n) in state.store.health_summary(filter).await? {
+        let n = usize::try_from(n).unwrap_or(0);
+        summary.total += n;
+        *match h {
+            Health::Healthy => &mut summary.healthy,
+            Health::Warning => &mut summary.warning,
+            Health::Unhealthy => &mut summary.unhealthy,
+            Health::Unknown => &mut summary.unknown,
+        } += n;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,355 @@
+//! Typed configuration: the TOML file, `SOCIALSYNCER__SECTION__KEY` overrides, secrets from files.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::domain::Platform;
+
+mod load;
+mod platforms;
+
+pub use load::{read_secret_file, resolve_credential_path};
+pub use platforms::*;
+
+/// The example configuration shipped in `config/socialsyncer.toml`, embedded in the binary.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../config/socialsyncer.toml");
+
+/// Where the config file is looked for when neither `--config` nor `$SOCIALSYNCER_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "config/socialsyncer.toml";
+
+/// A configuration problem, worded as one line that names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+/// A duration written as humantime text (`"7d"`, `"6h"`, `"30s"`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl fmt::Debug for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map(HumanDuration).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "'{s}' is not a duration ({e}); write e.g. \"30s\", \"6h\" or \"7d\""
+            ))
+        })
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl HumanDuration {
+    /// The duration in whole seconds, as stored timestamps use.
+    pub fn secs(self) -> i64 {
+        i64::try_from(self.0.as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[database]`
+    pub database: DatabaseConfig,
+    /// `[schedule]`
+    pub schedule: ScheduleConfig,
+    /// `[health]`
+    pub health: HealthConfig,
+    /// `[security]`
+    pub security: SecurityConfig,
+    /// `[email]`
+    pub email: EmailConfig,
+    /// `[alerts]`
+    pub alerts: AlertsConfig,
+    /// `[http]`: the outbound client used for platforms.
+    pub http: HttpConfig,
+    /// `[log]`
+    pub log: LogConfig,
+    /// `[metrics]`
+    pub metrics: MetricsConfig,
+    /// `[platforms.*]`
+    pub platforms: PlatformsConfig,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Address of the Prometheus `/metrics` listener, apart from the API (the per-account
+    /// series name workspaces and accounts). Empty: `/metrics` is served on `listen`.
+    pub metrics_listen: String,
+    /// Longest a connection may take to send a request's headers, and longest it may sit
+    /// idle between keep-alive requests; then it is closed.
+    pub header_timeout: HumanDuration,
+    /// Longest a request may take from its headers to the answer (then 408).
+    pub request_timeout: HumanDuration,
+    /// Open connections at most (keep it below the file limit, `LimitNOFILE=` in the unit);
+    /// further connections wait in the kernel's backlog until one closes.
+    pub max_connections: usize,
+    /// On shutdown, how long open connections may finish before they are dropped.
+    pub shutdown_timeout: HumanDuration,
+    /// Requests a second each API key may send on `/v1` (a token bucket); 0 turns it off.
+    pub key_rate_limit: f64,
+    /// Requests an API key may send at once before `key_rate_limit` applies.
+    pub key_burst: f64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 64 * 1024,
+            metrics_listen: "127.0.0.1:9464".into(),
+            header_timeout: HumanDuration(Duration::from_secs(10)),
+            request_timeout: HumanDuration(Duration::from_secs(30)),
+            max_connections: 512,
+            shutdown_timeout: HumanDuration(Duration::from_secs(10)),
+            key_rate_limit: 20.0,
+            key_burst: 40.0,
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (relative paths are relative to the working directory).
+    pub url: String,
+    /// How long a write waits for a lock held by another connection or process.
+    pub busy_timeout: HumanDuration,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://state/socialsyncer.db".into(),
+            busy_timeout: HumanDuration(Duration::from_secs(10)),
+            max_connections: 8,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The SQLite file path named by the URL.
+    pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
+        let rest = self
+            .url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.url.strip_prefix("sqlite:"))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "database.url: '{}' is not supported; use sqlite://PATH (PostgreSQL is not supported yet)",
+                    self.url
+                ))
+            })?;
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() {
+            return Err(ConfigError("database.url: the SQLite file path is empty".into()));
+        }
+        Ok(PathBuf::from(path))
+    }
+}
+
+/// `[schedule]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Six-field cron expression (with seconds) for the sweep tick; empty disables sweeps.
+    pub cron: String,
+    /// Checks in flight at once during a sweep.
+    pub concurrency: usize,
+    /// Due accounts read from the database at a time.
+    pub batch_size: usize,
+    /// On shutdown, how long in-flight checks may take to finish and be written.
+    pub shutdown_timeout: HumanDuration,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            cron: "0 */10 * * * *".into(),
+            concurrency: 64,
+            batch_size: 1000,
+            shutdown_timeout: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// `[health]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// A token expiring within this window is a warning.
+    pub warn_before: HumanDuration,
+    /// The normal re-check period.
+    pub check_interval: HumanDuration,
+    /// Without an answer from the platform for this long, an account's health is `unknown`.
+    pub stale_after: HumanDuration,
+    /// History rows older than this are pruned.
+    pub history_retention: HumanDuration,
+    /// A "check now" within this long of the account's last check answers that check's
+    /// result (with an `X-Check-Cooldown` header) instead of calling the platform again.
+    pub check_now_cooldown: HumanDuration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            warn_before: HumanDuration(Duration::from_secs(7 * 86_400)),
+            check_interval: HumanDuration(Duration::from_secs(6 * 3_600)),
+            stale_after: HumanDuration(Duration::from_secs(24 * 3_600)),
+            history_retention: HumanDuration(Duration::from_secs(30 * 86_400)),
+            check_now_cooldown: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// `[security]`
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// File holding the 32-byte token sealing key; default `token.key` beside the database.
+    pub token_key_file: Option<PathBuf>,
+}
+
+/// `[email]`
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// `smtp://host:port`, `smtp://host:port?tls=required` (STARTTLS) or `smtps://host:port`.
+    pub smtp_url: Option<String>,
+    /// File holding `user:password` for SMTP authentication.
+    pub credentials_file: Option<PathBuf>,
+    /// Sender address.
+    pub from: Option<String>,
+    /// Recipients of every alert.
+    pub to: Vec<String>,
+}
+
+/// `[alerts]`: which events send email, and how often the outbox is delivered.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// A token expiring within each of these raises one alert (per token).
+    pub expiry_thresholds: Vec<HumanDuration>,
+    /// Failed checks in a row (past the staleness limit) before "platform unreachable".
+    pub unreachable_after: i64,
+    /// How often pending alerts are delivered (and failed ones retried).
+    pub delivery_interval: HumanDuration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            expiry_thresholds: [7, 3, 1]
+                .into_iter()
+                .map(|d| HumanDuration(Duration::from_secs(d * 86_400)))
+                .collect(),
+            unreachable_after: 3,
+            delivery_interval: HumanDuration(Duration::from_secs(15)),
+        }
+    }
+}
+
+/// `[http]`: the one outbound HTTP client.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: HumanDuration,
+    /// Whole-request timeout of a check (a check never takes longer).
+    pub request_timeout: HumanDuration,
+    /// Whole-request timeout of a token-endpoint call (refresh, revoke): longer, because a
+    /// refresh answer lost after the platform rotated the refresh token is a lost token.
+    pub token_request_timeout: HumanDuration,
+    /// Largest platform response body read, in bytes.
+    pub max_response_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            connect_timeout: HumanDuration(Duration::from_secs(5)),
+            request_timeout: HumanDuration(Duration::from_secs(15)),
+            token_request_timeout: HumanDuration(Duration::from_secs(60)),
+            max_response_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve the per-account series (token expiry, reconnect deadline, needs reconnect,
+    /// data-access expiry): about one series per account and metric, labelled with the
+    /// account ID and workspace name. Turn off for many tenants or many accounts.
+    pub per_account: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { per_account: true }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `compact` (default) or `json`.
+    pub format: LogFormat,
+    /// Level or filter directives (`info`, `debug`, `socialsyncer=debug,info`); `RUST_LOG`,
+    /// when set, takes precedence. Reloaded on SIGHUP.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Compact,
+            level: "info".into(),
+        }
+    }
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One compact human-readable line per event.
+    Compact,
+    /// One JSON object per line.
+    Json,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! `[platforms.*]`: where each platform is, its app credentials, pacing and refresh.
+
+use super::*;
+
+/// `[platforms]`: one table per platform.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlatformsConfig {
+    /// `[platforms.instagram]`
+    pub instagram: PlatformConfig,
+    /// `[platforms.facebook]`
+    pub facebook: PlatformConfig,
+    /// `[platforms.threads]`
+    pub threads: PlatformConfig,
+    /// `[platforms.tiktok]`
+    pub tiktok: PlatformConfig,
+    /// `[platforms.twitter]`
+    pub twitter: PlatformConfig,
+}
+
+impl PlatformsConfig {
+    /// The table of one platform.
+    pub fn get(&self, p: Platform) -> &PlatformConfig {
+        match p {
+            Platform::Instagram => &self.instagram,
+            Platform::Facebook => &self.facebook,
+            Platform::Threads => &self.threads,
+            Platform::Tiktok => &self.tiktok,
+            Platform::Twitter => &self.twitter,
+        }
+    }
+}
+
+/// How Instagram accounts were connected, which decides the API used to check them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstagramLogin {
+    /// Facebook Login: Graph tokens, checked with `debug_token` on graph.facebook.com.
+    #[default]
+    Facebook,
+    /// Instagram Login: graph.instagram.com tokens, refreshable.
+    Instagram,
+}
+
+/// One platform's table. Keys a platform has no use for are ignored by its adapter.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlatformConfig {
+    /// API host, e.g. `https://graph.facebook.com`; tests point it at loopback.
+    pub base_url: Option<String>,
+    /// Graph API version path segment (facebook, instagram), e.g. `v23.0`.
+    pub api_version: Option<String>,
+    /// Instagram only: `facebook` (default) or `instagram`.
+    pub login: InstagramLogin,
+    /// Facebook app ID (facebook; instagram with Facebook Login uses facebook's).
+    pub app_id: Option<String>,
+    /// File holding the Facebook app secret.
+    pub app_secret_file: Option<PathBuf>,
+    /// TikTok client key.
+    pub client_key: Option<String>,
+    /// X (Twitter) OAuth 2.0 client ID.
+    pub client_id: Option<String>,
+    /// File holding the TikTok or X client secret (or the Instagram app secret).
+    pub client_secret_file: Option<PathBuf>,
+    /// Permissions an account needs for publishing; a missing one makes it unhealthy.
+    pub required_permissions: Option<Vec<String>>,
+    /// Checks per second sent to this platform during sweeps; 0 means no limit.
+    pub rate_limit: Option<f64>,
+    /// Refresh tokens automatically where the platform allows it (default true).
+    pub auto_refresh: Option<bool>,
+    /// How long before the access token expires it is refreshed.
+    pub refresh_before: Option<HumanDuration>,
+    /// Graph platforms (facebook, instagram, threads): how long to stop calling the platform
+    /// once `X-App-Usage` reports the app's shared quota above 90 % (default 10 minutes).
+    pub app_usage_pause: Option<HumanDuration>,
+}
+
+impl PlatformConfig {
+    /// The configured base URL or the platform's real host, without a trailing slash.
+    pub fn base_url(&self, p: Platform, login: InstagramLogin) -> String {
+        let default = match (p, login) {
+            (Platform::Instagram, InstagramLogin::Instagram) => "https://graph.instagram.com",
+            (Platform::Facebook | Platform::Instagram, _) => "https://graph.facebook.com",
+            (Platform::Threads, _) => "https://graph.threads.net",
+            (Platform::Tiktok, _) => "https://open.tiktokapis.com",
+            (Platform::Twitter, _) => "https://api.x.com",
+        };
+        self.base_url
+            .as_deref()
+            .unwrap_or(default)
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// Checks per second during sweeps, under each platform's published limits
+    /// (TikTok's user info allows 600 a minute per app). `None`: unlimited.
+    pub fn rate_limit(&self, p: Platform) -> Option<f64> {
+        let r = self.rate_limit.unwrap_or(match p {
+            Platform::Tiktok => 8.0,
+            _ => 20.0,
+        });
+        (r > 0.0).then_some(r)
+    }
+
+    /// The pause after `X-App-Usage` above 90 %, in seconds.
+    pub fn app_usage_pause(&self) -> i64 {
+        self.app_usage_pause.map(HumanDuration::secs).unwrap_or(600)
+    }
+
+    /// Whether automatic refresh is on.
+    pub fn auto_refresh(&self) -> bool {
+        self.auto_refresh.unwrap_or(true)
+    }
+
+    /// The refresh window: 14 days for 60-day Instagram and Threads tokens, an hour for
+    /// TikTok and 45 minutes for X, whose access tokens live 2 hours.
+    pub fn refresh_before(&self, p: Platform) -> i64 {
+        self.refresh_before.map(HumanDuration::secs).unwrap_or(match p {
+            Platform::Tiktok => 3_600,
+            Platform::Twitter => 45 * 60,
+            _ => 14 * 86_400,
+        })
+    }
+
+    /// The Graph API version, default `v23.0`.
+    pub fn api_version(&self) -> &str {
+        self.api_version.as_deref().unwrap_or("v23.0")
+    }
+
+    /// The permissions required for publishing, configured or the platform's defaults.
+    pub fn required_permissions(&self, p: Platform, login: InstagramLogin) -> Vec<String> {
+        if let Some(r) = &self.required_permissions {
+            return r.clone();
+        }
+        let d: &[&str] = match (p, login) {
+            (Platform::Facebook, _) => &["pages_manage_posts", "pages_read_engagement"],
+            (Platform::Instagram, InstagramLogin::Facebook) => &["instagram_basic", "instagram_content_publish"],
+            (Platform::Instagram, InstagramLogin::Instagram) => {
+                &["instagram_business_basic", "instagram_business_content_publish"]
+            }
+            (Platform::Threads, _) => &["threads_basic", "threads_content_publish"],
+            (Platform::Tiktok, _) => &["user.info.basic", "video.publish"],
+            (Platform::Twitter, _) => &["tweet.read", "tweet.write", "users.read"],
+        };
+        d.iter().map(|s| (*s).to_owned()).collect()
+    }
+}
