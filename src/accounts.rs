@@ -204,7 +204,7 @@ pub async fn disconnect(state: &AppState, account: &Account) -> Result<RevokeOut
                 account_id: &account.account_id,
                 access_token: &access,
                 refresh_token: refresh.as_ref(),
-                platform_user_id: account.platform_user_id.as_deref(),
+                platform_user_id: account.state.platform_user_id.as_deref(),
                 expires_at: account.token_expires_at,
             };
             if state.platforms.shares_meta_grant(account.platform) {

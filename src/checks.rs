@@ -134,7 +134,7 @@ fn context<'a>(a: &'a Account, tokens: &'a Tokens) -> TokenContext<'a> {
         account_id: &a.account_id,
         access_token: &tokens.access,
         refresh_token: tokens.refresh.as_ref(),
-        platform_user_id: a.platform_user_id.as_deref(),
+        platform_user_id: a.state.platform_user_id.as_deref(),
         expires_at: a.token_expires_at,
     }
 }
@@ -212,7 +212,7 @@ async fn refresh_leased(state: &AppState, a: &Account, tokens: &Tokens, waited: 
                 refresh_expires_at: n.refresh_expires_at,
                 scopes: n.scopes,
                 at: domain::now(),
-                health: a.health,
+                health: a.state.health,
             };
             match state.store.replace_tokens(&replacement).await {
                 Ok(()) => {}
@@ -409,7 +409,7 @@ async fn check_inner(
         );
         state
             .store
-            .record_refresh_failure(account.id, domain::now(), account.health, e)
+            .record_refresh_failure(account.id, domain::now(), account.state.health, e)
             .await?;
     }
     // After a refresh the stored expiry and scopes changed: assess against them.
@@ -489,27 +489,19 @@ fn assess(
         platform = %current.platform,
         account = %current.account_id,
         outcome = health::outcome_label(&outcome),
-        health = %a.health,
+        health = %a.state.health,
         "checked"
     );
     let update = HealthUpdate {
         account_ref: current.id,
         workspace_id: current.workspace_id,
-        health: a.health,
-        token_valid: a.token_valid,
-        needs_reconnect: a.needs_reconnect,
-        permissions: a.permissions,
-        missing_permissions: a.missing_permissions,
-        recommendations: a.recommendations,
+        state: a.state,
         token_expires_at: a.token_expires_at,
-        data_access_expires_at: a.data_access_expires_at,
-        platform_user_id: a.platform_user_id,
-        last_error: a.last_error,
         checked_at: now,
         answered: a.answered,
         next_check_at: next,
         outcome: health::outcome_label(&outcome),
-        previous_health: before.health,
+        previous_health: before.state.health,
         previous_token_expires_at: current.token_expires_at,
         refresh_failures,
         last_refresh_error: refresh_error.or_else(|| current.last_refresh_error.clone()),

@@ -471,11 +471,11 @@ async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitC
     let mut unhealthy = 0;
     for c in &rows {
         let u = &c.update;
-        if u.health == Health::Unhealthy {
+        if u.state.health == Health::Unhealthy {
             unhealthy += 1;
         }
         let expires = u.token_expires_at.map(domain::rfc3339).unwrap_or_else(|| "-".into());
-        let rec = u.recommendations.first().cloned().unwrap_or_default();
+        let rec = u.state.recommendations.first().cloned().unwrap_or_default();
         out!(
             "{:<10} {:<38} {:<24} {:<10} {:<21} {rec}",
             c.account.platform.as_str(),
@@ -484,7 +484,7 @@ async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitC
                 .chars()
                 .take(24)
                 .collect::<String>(),
-            u.health.as_str(),
+            u.state.health.as_str(),
             expires
         );
     }

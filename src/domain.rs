@@ -11,8 +11,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// A social platform socialsyncer knows how to check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema, sqlx::Type,
+)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
 pub enum Platform {
     /// Instagram (Graph API, through Facebook Login or Instagram Login).
     Instagram,
@@ -141,8 +144,11 @@ impl fmt::Display for AccountId {
 }
 
 /// The health of one account, as served by the API and counted in metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema, sqlx::Type,
+)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
 pub enum Health {
     /// The token works and carries every required permission.
     Healthy,
@@ -157,6 +163,17 @@ pub enum Health {
 impl Health {
     /// Every state, in the order of the API summary.
     pub const ALL: [Health; 4] = [Health::Healthy, Health::Warning, Health::Unhealthy, Health::Unknown];
+
+    /// How urgent an alert of this health is, most urgent highest: a dead token before a
+    /// platform that stopped answering, before a warning.
+    pub fn severity(self) -> u8 {
+        match self {
+            Health::Unhealthy => 3,
+            Health::Unknown => 2,
+            Health::Warning => 1,
+            Health::Healthy => 0,
+        }
+    }
 
     /// The lower-case name used in JSON, SQL and metrics.
     pub fn as_str(self) -> &'static str {
@@ -280,6 +297,74 @@ pub fn truncate_for_message(s: &str) -> String {
         t.push('…');
         t
     }
+}
+
+/// What the checks concluded about an account, as stored and shown. One type for the
+/// assessment of a check, the stored account and the update that writes it, so that "did
+/// anything change" is one comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthState {
+    /// Health.
+    pub health: Health,
+    /// Whether the token was valid at the last check; `None` before the first answer.
+    pub token_valid: Option<bool>,
+    /// A person must reconnect the account.
+    pub needs_reconnect: bool,
+    /// Permissions the token carries (`None`: never known).
+    pub permissions: Option<Vec<String>>,
+    /// Required permissions the token lacks.
+    pub missing_permissions: Vec<String>,
+    /// What a person should do, in sentences.
+    pub recommendations: Vec<String>,
+    /// Facebook: when the app's data access ends.
+    pub data_access_expires_at: Option<UnixTime>,
+    /// The platform's user ID behind the token (a Meta revoke needs it).
+    pub platform_user_id: Option<String>,
+    /// The problem seen, in words safe to show.
+    pub last_error: Option<String>,
+}
+
+/// An account with its current health, as the API and the scheduler see it.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Internal row ID.
+    pub id: i64,
+    /// Owning workspace.
+    pub workspace_id: i64,
+    /// Platform.
+    pub platform: Platform,
+    /// Platform account ID.
+    pub account_id: String,
+    /// Display name.
+    pub username: String,
+    /// Registration time.
+    pub connected_at: UnixTime,
+    /// Scopes stored at registration or last refresh.
+    pub scopes: Vec<String>,
+    /// Access token expiry, when known.
+    pub token_expires_at: Option<UnixTime>,
+    /// Refresh token expiry, when known.
+    pub refresh_expires_at: Option<UnixTime>,
+    /// When the current access token was issued (registration or last refresh).
+    pub token_issued_at: UnixTime,
+    /// What the checks concluded.
+    pub state: HealthState,
+    /// Last check attempt.
+    pub last_checked_at: Option<UnixTime>,
+    /// Last check that got an answer from the platform.
+    pub last_success_at: Option<UnixTime>,
+    /// Transient failures in a row.
+    pub consecutive_failures: i64,
+    /// When the scheduler checks it next.
+    pub next_check_at: UnixTime,
+    /// Failed automatic refreshes in a row.
+    pub refresh_failures: i64,
+    /// Why the last automatic refresh failed, while it keeps failing.
+    pub last_refresh_error: Option<String>,
+    /// Problem kinds alerted in the current episode.
+    pub open_alerts: Vec<String>,
+    /// Alert episode (a recovery starts the next).
+    pub alert_episode: i64,
 }
 
 #[cfg(test)]

@@ -1,9 +1,8 @@
 //! Pure health assessment: from a check outcome, the account's last known state and the
 //! policy, decide the health, recommendations and the next check time. No I/O.
 
-use crate::domain::{Health, UnixTime, rfc3339};
+use crate::domain::{Account, Health, HealthState, UnixTime, rfc3339};
 use crate::platforms::{CheckOutcome, Expiry, InvalidReason, Transient, ValidToken};
-use crate::store::Account;
 
 const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;
@@ -25,26 +24,10 @@ pub struct Policy {
 /// The new state of an account after a check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessment {
-    /// Health.
-    pub health: Health,
-    /// Token validity (`None`: never known).
-    pub token_valid: Option<bool>,
-    /// A person must reconnect the account.
-    pub needs_reconnect: bool,
-    /// Known permissions (`None`: never known).
-    pub permissions: Option<Vec<String>>,
-    /// Required permissions that are missing.
-    pub missing_permissions: Vec<String>,
-    /// Sentences saying what to do.
-    pub recommendations: Vec<String>,
+    /// The state to store.
+    pub state: HealthState,
     /// Access token expiry to store.
     pub token_expires_at: Option<UnixTime>,
-    /// Data-access expiry to store.
-    pub data_access_expires_at: Option<UnixTime>,
-    /// Platform user ID to store.
-    pub platform_user_id: Option<String>,
-    /// The problem seen, in words safe to show.
-    pub last_error: Option<String>,
     /// Whether the platform gave a usable answer.
     pub answered: bool,
 }
@@ -97,12 +80,12 @@ pub fn assess(
         match outcome {
             // The token was rejected and could not be refreshed: the account needs a
             // reconnect, though the refresh keeps being retried in case it recovers.
-            CheckOutcome::Invalid { .. } => a.recommendations.push(rec),
+            CheckOutcome::Invalid { .. } => a.state.recommendations.push(rec),
             _ if a.answered => {
-                if a.health < Health::Warning {
-                    a.health = Health::Warning;
+                if a.state.health < Health::Warning {
+                    a.state.health = Health::Warning;
                 }
-                a.recommendations.insert(0, rec);
+                a.state.recommendations.insert(0, rec);
             }
             _ => {}
         }
@@ -115,47 +98,55 @@ fn assess_outcome(outcome: &CheckOutcome, account: &Account, policy: &Policy, no
         CheckOutcome::Valid(v) => assess_valid(v, account, policy, now),
         CheckOutcome::Invalid { reason, detail } => assess_invalid(*reason, detail, account, now),
         CheckOutcome::PermissionDenied { detail } => {
-            let permissions = account.permissions.clone().unwrap_or_else(|| account.scopes.clone());
+            let permissions = account
+                .state
+                .permissions
+                .clone()
+                .unwrap_or_else(|| account.scopes.clone());
             let missing = missing(&policy.required_permissions, &permissions);
             Assessment {
-                health: Health::Unhealthy,
-                token_valid: Some(true),
-                needs_reconnect: true,
-                missing_permissions: missing,
-                permissions: Some(permissions),
-                recommendations: vec![format!(
-                    "{} refused access for lack of permission: reconnect the account and grant the required permissions.",
-                    account.platform.display_name()
-                )],
+                state: HealthState {
+                    health: Health::Unhealthy,
+                    token_valid: Some(true),
+                    needs_reconnect: true,
+                    missing_permissions: missing,
+                    permissions: Some(permissions),
+                    recommendations: vec![format!(
+                        "{} refused access for lack of permission: reconnect the account and grant the required permissions.",
+                        account.platform.display_name()
+                    )],
+                    data_access_expires_at: account.state.data_access_expires_at,
+                    platform_user_id: account.state.platform_user_id.clone(),
+                    last_error: Some(detail.clone()),
+                },
                 token_expires_at: account.token_expires_at,
-                data_access_expires_at: account.data_access_expires_at,
-                platform_user_id: account.platform_user_id.clone(),
-                last_error: Some(detail.clone()),
                 answered: true,
             }
         }
         CheckOutcome::Transient(t) => assess_unanswered(&t.detail, Some(t), account, policy, now),
         CheckOutcome::Misconfigured(m) => assess_unanswered(m, None, account, policy, now),
         CheckOutcome::OtherApp(detail) => Assessment {
-            health: Health::Unknown,
-            token_valid: None,
-            needs_reconnect: false,
-            permissions: account.permissions.clone(),
-            missing_permissions: Vec::new(),
-            recommendations: vec![format!(
-                "This account was connected through another Meta app than the one socialsyncer checks with \
+            state: HealthState {
+                health: Health::Unknown,
+                token_valid: None,
+                needs_reconnect: false,
+                permissions: account.state.permissions.clone(),
+                missing_permissions: Vec::new(),
+                recommendations: vec![format!(
+                    "This account was connected through another Meta app than the one socialsyncer checks with \
                  (platforms.{}.app_id): reconnect it through the configured app, or configure socialsyncer with \
                  the app it was connected through.",
-                if account.platform == crate::domain::Platform::Instagram {
-                    "instagram"
-                } else {
-                    "facebook"
-                }
-            )],
+                    if account.platform == crate::domain::Platform::Instagram {
+                        "instagram"
+                    } else {
+                        "facebook"
+                    }
+                )],
+                data_access_expires_at: account.state.data_access_expires_at,
+                platform_user_id: account.state.platform_user_id.clone(),
+                last_error: Some(detail.clone()),
+            },
             token_expires_at: account.token_expires_at,
-            data_access_expires_at: account.data_access_expires_at,
-            platform_user_id: account.platform_user_id.clone(),
-            last_error: Some(detail.clone()),
             answered: true,
         },
     }
@@ -188,7 +179,7 @@ fn assess_valid(v: &ValidToken, account: &Account, policy: &Policy, now: UnixTim
         Some(Expiry::At(t)) => Some(t),
         None => account.token_expires_at,
     };
-    let data_access_expires_at = v.data_access_expires_at.or(account.data_access_expires_at);
+    let data_access_expires_at = v.data_access_expires_at.or(account.state.data_access_expires_at);
     let permissions = v.permissions.clone().unwrap_or_else(|| account.scopes.clone());
     // Without introspection and without stored scopes nothing can be said about permissions.
     let missing_permissions = if v.permissions.is_some() || !account.scopes.is_empty() {
@@ -262,16 +253,18 @@ fn assess_valid(v: &ValidToken, account: &Account, policy: &Policy, now: UnixTim
     }
 
     Assessment {
-        health,
-        token_valid: Some(token_valid),
-        needs_reconnect,
-        permissions: Some(permissions),
-        missing_permissions,
-        recommendations: recs,
+        state: HealthState {
+            health,
+            token_valid: Some(token_valid),
+            needs_reconnect,
+            permissions: Some(permissions),
+            missing_permissions,
+            recommendations: recs,
+            data_access_expires_at,
+            platform_user_id: v.user_id.clone().or_else(|| account.state.platform_user_id.clone()),
+            last_error: None,
+        },
         token_expires_at,
-        data_access_expires_at,
-        platform_user_id: v.user_id.clone().or_else(|| account.platform_user_id.clone()),
-        last_error: None,
         answered: true,
     }
 }
@@ -323,16 +316,18 @@ fn assess_invalid(reason: InvalidReason, detail: &str, account: &Account, now: U
         ),
     };
     Assessment {
-        health: Health::Unhealthy,
-        token_valid: Some(false),
-        needs_reconnect,
-        permissions: account.permissions.clone(),
-        missing_permissions: Vec::new(),
-        recommendations: vec![rec],
+        state: HealthState {
+            health: Health::Unhealthy,
+            token_valid: Some(false),
+            needs_reconnect,
+            permissions: account.state.permissions.clone(),
+            missing_permissions: Vec::new(),
+            recommendations: vec![rec],
+            data_access_expires_at: account.state.data_access_expires_at,
+            platform_user_id: account.state.platform_user_id.clone(),
+            last_error: Some(detail.to_owned()),
+        },
         token_expires_at: account.token_expires_at,
-        data_access_expires_at: account.data_access_expires_at,
-        platform_user_id: account.platform_user_id.clone(),
-        last_error: Some(detail.to_owned()),
         answered: true,
     }
 }
@@ -347,35 +342,37 @@ fn assess_unanswered(
     now: UnixTime,
 ) -> Assessment {
     let name = account.platform.display_name();
-    let mut a = if account.token_valid == Some(true) {
+    let mut a = if account.state.token_valid == Some(true) {
         assess_valid(&ValidToken::default(), account, policy, now)
     } else {
         Assessment {
-            health: account.health,
-            token_valid: account.token_valid,
-            needs_reconnect: account.needs_reconnect,
-            permissions: account.permissions.clone(),
-            missing_permissions: account.missing_permissions.clone(),
-            recommendations: account.recommendations.clone(),
+            state: HealthState {
+                health: account.state.health,
+                token_valid: account.state.token_valid,
+                needs_reconnect: account.state.needs_reconnect,
+                permissions: account.state.permissions.clone(),
+                missing_permissions: account.state.missing_permissions.clone(),
+                recommendations: account.state.recommendations.clone(),
+                data_access_expires_at: account.state.data_access_expires_at,
+                platform_user_id: account.state.platform_user_id.clone(),
+                last_error: None,
+            },
             token_expires_at: account.token_expires_at,
-            data_access_expires_at: account.data_access_expires_at,
-            platform_user_id: account.platform_user_id.clone(),
-            last_error: None,
             answered: false,
         }
     };
     // `assess_valid` re-derives permissions from stored scopes; keep the last introspected ones.
-    a.permissions = account.permissions.clone().or(a.permissions);
+    a.state.permissions = account.state.permissions.clone().or(a.state.permissions);
     a.answered = false;
-    a.last_error = Some(detail.to_owned());
+    a.state.last_error = Some(detail.to_owned());
     let stale = match account.last_success_at {
         Some(t) => now - t > policy.stale_after,
         None => true,
     };
     if stale {
-        a.health = Health::Unknown;
-        a.token_valid = account.token_valid.filter(|_| account.last_success_at.is_some());
-        a.recommendations = vec![match (account.last_success_at, t) {
+        a.state.health = Health::Unknown;
+        a.state.token_valid = account.state.token_valid.filter(|_| account.last_success_at.is_some());
+        a.state.recommendations = vec![match (account.last_success_at, t) {
             (Some(since), _) => format!(
                 "{name} has not answered since {}; socialsyncer keeps retrying ({detail}).",
                 date(since)
@@ -418,10 +415,10 @@ pub fn reconnect_deadline(
 pub fn read_view(mut a: Account, now: UnixTime, stale_after: i64) -> Account {
     if let Some(since) = a.last_success_at
         && now - since > stale_after
-        && a.health != Health::Unknown
+        && a.state.health != Health::Unknown
     {
-        a.health = Health::Unknown;
-        a.recommendations = vec![format!(
+        a.state.health = Health::Unknown;
+        a.state.recommendations = vec![format!(
             "{} has not answered since {}; socialsyncer keeps retrying.",
             a.platform.display_name(),
             date(since)
@@ -475,12 +472,12 @@ pub fn next_check_at(outcome: &CheckOutcome, a: &Assessment, t: Timing, now: Uni
         return now + spread(backoff(t.refresh_failures - 1, t.check_interval));
     }
     let mut interval = t.check_interval;
-    let nearest = [a.token_expires_at, a.data_access_expires_at]
+    let nearest = [a.token_expires_at, a.state.data_access_expires_at]
         .into_iter()
         .flatten()
         .filter(|e| *e > now)
         .min();
-    if a.health != Health::Unhealthy
+    if a.state.health != Health::Unhealthy
         && let Some(exp) = nearest
     {
         let left = exp - now;
@@ -495,7 +492,7 @@ pub fn next_check_at(outcome: &CheckOutcome, a: &Assessment, t: Timing, now: Uni
     let next = now + spread(interval);
     match t.refresh_at {
         // Refresh windows are not jittered later: a late refresh may be a lost token.
-        Some(r) if a.health != Health::Unhealthy && r < next => r.max(now + 60),
+        Some(r) if a.state.health != Health::Unhealthy && r < next => r.max(now + 60),
         _ => next,
     }
 }

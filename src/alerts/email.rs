@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 
 use crate::app::AppState;
 use crate::config::{Config, ConfigError, read_secret_file};
-use crate::domain::{self, Health, Platform};
+use crate::domain::{self, Health};
 use crate::store::{PendingAlert, StoreError};
 
 /// The SMTP transport and sender.
@@ -74,26 +74,11 @@ pub struct DeliveryReport {
     pub refused: usize,
 }
 
-fn severity_rank(s: &str) -> u8 {
-    match s {
-        "unhealthy" => 3,
-        "unknown" => 2,
-        "warning" => 1,
-        _ => 0,
-    }
-}
-
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn platform_name(p: &str) -> String {
-    p.parse::<Platform>()
-        .map(|p| p.display_name().to_owned())
-        .unwrap_or_else(|_| p.to_owned())
 }
 
 /// The machine's name, for the line that says which installation wrote.
@@ -108,18 +93,18 @@ pub fn host_name() -> String {
 
 /// "2 unhealthy, 1 warning": the events' accounts counted by state, worst first.
 fn counts_line(events: &[&PendingAlert]) -> String {
-    let mut counts: Vec<(&str, usize)> = Vec::new();
+    let mut counts: Vec<(Health, usize)> = Vec::new();
     for e in events {
         match counts.iter_mut().find(|(s, _)| *s == e.severity) {
             Some((_, n)) => *n += 1,
-            None => counts.push((e.severity.as_str(), 1)),
+            None => counts.push((e.severity, 1)),
         }
     }
-    counts.sort_by_key(|(s, _)| std::cmp::Reverse(severity_rank(s)));
+    counts.sort_by_key(|(s, _)| std::cmp::Reverse(s.severity()));
     counts
         .iter()
         .map(|(s, n)| {
-            if *s == "healthy" {
+            if *s == Health::Healthy {
                 format!("{n} recovered")
             } else {
                 format!("{n} {s}")
@@ -129,12 +114,12 @@ fn counts_line(events: &[&PendingAlert]) -> String {
         .join(", ")
 }
 
-fn badge_colour(severity: &str) -> &'static str {
+fn badge_colour(severity: Health) -> &'static str {
     match severity {
-        "unhealthy" => "#b42318",
-        "unknown" => "#475467",
-        "warning" => "#b54708",
-        _ => "#067647",
+        Health::Unhealthy => "#b42318",
+        Health::Unknown => "#475467",
+        Health::Warning => "#b54708",
+        Health::Healthy => "#067647",
     }
 }
 
@@ -143,8 +128,9 @@ fn badge_colour(severity: &str) -> &'static str {
 pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String, String, String) {
     let mut sorted: Vec<&PendingAlert> = events.iter().collect();
     sorted.sort_by(|a, b| {
-        severity_rank(&b.severity)
-            .cmp(&severity_rank(&a.severity))
+        b.severity
+            .severity()
+            .cmp(&a.severity.severity())
             .then_with(|| (&a.platform, &a.account_id, a.id).cmp(&(&b.platform, &b.account_id, b.id)))
     });
     let mut accounts: Vec<(&str, &str)> = events
@@ -169,7 +155,7 @@ pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String,
     );
     let mut text = format!("Workspace {workspace}: {counts}.\n\n");
     for e in &sorted {
-        let who = format!("{} {} ({})", platform_name(&e.platform), e.username, e.account_id);
+        let who = format!("{} {} ({})", e.platform.display_name(), e.username, e.account_id);
         text.push_str(&format!("- {who} [{}]: {} {}\n", e.severity, e.problem, e.action));
     }
     text.push_str(&format!("\n{footer}\n"));
@@ -194,10 +180,10 @@ pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String,
              <td style=\"{cell}\"><span style=\"display:inline-block;padding:2px 8px;border-radius:10px;color:#fff;background:{}\">{}</span></td>\
              <td style=\"{cell}\">{}</td><td style=\"{cell}\">{}</td></tr>\n",
             escape(&e.username),
-            escape(&platform_name(&e.platform)),
+            escape(e.platform.display_name()),
             escape(&e.account_id),
-            badge_colour(&e.severity),
-            escape(&e.severity),
+            badge_colour(e.severity),
+            escape(e.severity.as_str()),
             escape(&e.problem),
             escape(&e.action)
         ));
@@ -385,8 +371,8 @@ mod tests {
             workspace_id: 1,
             workspace: "acme".into(),
             kind: "token_invalid".into(),
-            severity: severity.into(),
-            platform: platform.into(),
+            severity: severity.parse().unwrap(),
+            platform: platform.parse().unwrap(),
             account_id: id.into(),
             username: "<b>me</b>".into(),
             problem: "The token is no longer valid.".into(),

@@ -2,10 +2,36 @@
 
 pub mod email;
 
-use crate::domain::{Health, UnixTime};
+use crate::domain::{Account, Health, Platform, UnixTime};
 use crate::health::Assessment;
 use crate::platforms::{CheckOutcome, InvalidReason};
-use crate::store::{Account, NewAlert};
+
+/// An alert event to put in the outbox.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    /// Workspace to notify.
+    pub workspace_id: i64,
+    /// The account concerned.
+    pub account_ref: i64,
+    /// Unique per account, token, episode and kind.
+    pub dedup_key: String,
+    /// `expiring_7d`, `token_invalid`, `recovered`, ...
+    pub kind: String,
+    /// How bad.
+    pub severity: Health,
+    /// Platform.
+    pub platform: Platform,
+    /// Account ID.
+    pub account_id: String,
+    /// Display name.
+    pub username: String,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do.
+    pub action: String,
+    /// When it was raised.
+    pub created_at: UnixTime,
+}
 
 /// What decides the alerts besides the assessment.
 #[derive(Debug, Clone)]
@@ -89,7 +115,7 @@ pub fn derive(
     let mut open = account.open_alerts.clone();
     let mut episode = account.alert_episode;
     let mut alerts = Vec::new();
-    let first_rec = a.recommendations.first().cloned().unwrap_or_default();
+    let first_rec = a.state.recommendations.first().cloned().unwrap_or_default();
     let mut raise = |kind: String, severity: Health, problem: String, action: String, open: &mut Vec<String>| {
         if open.contains(&kind) {
             return;
@@ -110,7 +136,7 @@ pub fn derive(
         open.push(kind);
     };
 
-    if a.answered && a.health == Health::Healthy {
+    if a.answered && a.state.health == Health::Healthy {
         if !open.is_empty() {
             raise(
                 "recovered".into(),
@@ -134,23 +160,29 @@ pub fn derive(
             } else {
                 "The token no longer works."
             };
-            raise(kind.into(), a.health, problem.into(), first_rec.clone(), &mut open);
+            raise(
+                kind.into(),
+                a.state.health,
+                problem.into(),
+                first_rec.clone(),
+                &mut open,
+            );
         }
         CheckOutcome::PermissionDenied { .. } => {
             raise(
                 "permissions_missing".into(),
-                a.health,
+                a.state.health,
                 "The platform refused access for lack of permission.".into(),
                 first_rec.clone(),
                 &mut open,
             );
         }
         CheckOutcome::Valid(_) => {
-            if !a.missing_permissions.is_empty() {
+            if !a.state.missing_permissions.is_empty() {
                 raise(
                     "permissions_missing".into(),
-                    a.health,
-                    format!("Missing permissions: {}.", a.missing_permissions.join(", ")),
+                    a.state.health,
+                    format!("Missing permissions: {}.", a.state.missing_permissions.join(", ")),
                     "Reconnect the account and grant them.".into(),
                     &mut open,
                 );
@@ -160,13 +192,14 @@ pub fn derive(
                 if left <= 0 {
                     raise(
                         "token_expired".into(),
-                        a.health,
+                        a.state.health,
                         "The token has expired.".into(),
                         "Reconnect the account.".into(),
                         &mut open,
                     );
                 } else if let Some(label) = crossed(&policy.thresholds, left, "expiring_", &mut open) {
                     let rec = a
+                        .state
                         .recommendations
                         .iter()
                         .find(|r| r.starts_with("Token expires"))
@@ -174,7 +207,7 @@ pub fn derive(
                         .unwrap_or_else(|| format!("Token expires {}.", crate::health::time_left_at(exp, now)));
                     raise(
                         format!("expiring_{label}"),
-                        a.health,
+                        a.state.health,
                         rec,
                         "Reconnect the account before it expires.".into(),
                         &mut open,
@@ -183,12 +216,12 @@ pub fn derive(
             }
             // Facebook's data access (90 days after the person last used the app) ends
             // publishing as surely as an expired token, refreshed or not.
-            if let Some(exp) = a.data_access_expires_at {
+            if let Some(exp) = a.state.data_access_expires_at {
                 let left = exp - now;
                 if left <= 0 {
                     raise(
                         "data_access_expired".into(),
-                        a.health,
+                        a.state.health,
                         "Data access for the app has expired.".into(),
                         "The account owner must log in to the app again (reconnect the account).".into(),
                         &mut open,
@@ -196,7 +229,7 @@ pub fn derive(
                 } else if let Some(label) = crossed(&policy.thresholds, left, "data_access_expiring_", &mut open) {
                     raise(
                         format!("data_access_expiring_{label}"),
-                        a.health,
+                        a.state.health,
                         format!(
                             "Data access for the app expires {}.",
                             crate::health::time_left_at(exp, now)
@@ -209,7 +242,7 @@ pub fn derive(
             if let Some(e) = refresh_error {
                 raise(
                     "refresh_failed".into(),
-                    a.health,
+                    a.state.health,
                     format!("Automatic token refresh failed: {e}."),
                     "socialsyncer retries; reconnect the account if it keeps failing.".into(),
                     &mut open,
@@ -220,7 +253,7 @@ pub fn derive(
         // never a customer's alert: /healthz, the log and the metrics say it.
         CheckOutcome::Misconfigured(_) | CheckOutcome::OtherApp(_) => {}
         CheckOutcome::Transient(_) => {
-            if a.health == Health::Unknown && account.consecutive_failures + 1 >= policy.unreachable_after {
+            if a.state.health == Health::Unknown && account.consecutive_failures + 1 >= policy.unreachable_after {
                 raise(
                     "platform_unreachable".into(),
                     Health::Unknown,

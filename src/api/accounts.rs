@@ -126,7 +126,7 @@ pub struct AccountDetail {
 }
 
 fn permissions_of(a: &Account) -> Vec<String> {
-    a.permissions.clone().unwrap_or_else(|| a.scopes.clone())
+    a.state.permissions.clone().unwrap_or_else(|| a.scopes.clone())
 }
 
 impl From<&Account> for AccountSummary {
@@ -146,14 +146,14 @@ impl From<&Account> for AccountHealth {
             platform: a.platform,
             account_id: a.account_id.clone(),
             username: a.username.clone(),
-            health: a.health,
-            token_valid: a.token_valid,
+            health: a.state.health,
+            token_valid: a.state.token_valid,
             permissions: permissions_of(a),
-            recommendations: a.recommendations.clone(),
-            missing_permissions: a.missing_permissions.clone(),
+            recommendations: a.state.recommendations.clone(),
+            missing_permissions: a.state.missing_permissions.clone(),
             token_expires_at: a.token_expires_at.map(rfc3339),
-            data_access_expires_at: a.data_access_expires_at.map(rfc3339),
-            needs_reconnect: a.needs_reconnect,
+            data_access_expires_at: a.state.data_access_expires_at.map(rfc3339),
+            needs_reconnect: a.state.needs_reconnect,
             last_checked_at: a.last_checked_at.map(rfc3339),
         }
     }
@@ -164,7 +164,7 @@ impl From<&Account> for AccountDetail {
         AccountDetail {
             account: AccountHealth::from(a),
             connected_at: rfc3339(a.connected_at),
-            last_error: a.last_error.clone(),
+            last_error: a.state.last_error.clone(),
         }
     }
 }
@@ -452,7 +452,7 @@ pub async fn history(
                 at: rfc3339(r.at),
                 event: r.event,
                 outcome: r.outcome,
-                health: r.health.parse().unwrap_or(Health::Unknown),
+                health: r.health,
                 changed: r.changed,
                 detail: r.detail,
             })

@@ -238,9 +238,9 @@ fn bulk_update(a: &crate::store::Account, unchanged: bool) -> HealthUpdate {
         ..HealthUpdate::deferral(a, now, now + 21_600)
     };
     if !unchanged {
-        u.health = Health::Warning;
-        u.recommendations = vec!["The access token expires in 5 days: reconnect the account before then.".into()];
-        u.last_error = Some("bench: a changed assessment".into());
+        u.state.health = Health::Warning;
+        u.state.recommendations = vec!["The access token expires in 5 days: reconnect the account before then.".into()];
+        u.state.last_error = Some("bench: a changed assessment".into());
     }
     u
 }

@@ -31,15 +31,17 @@ fn account() -> Account {
         token_expires_at: None,
         refresh_expires_at: None,
         token_issued_at: NOW - DAY,
-        health: Health::Unknown,
-        token_valid: None,
-        needs_reconnect: false,
-        permissions: None,
-        missing_permissions: vec![],
-        recommendations: vec![],
-        data_access_expires_at: None,
-        platform_user_id: None,
-        last_error: None,
+        state: HealthState {
+            health: Health::Unknown,
+            token_valid: None,
+            needs_reconnect: false,
+            permissions: None,
+            missing_permissions: vec![],
+            recommendations: vec![],
+            data_access_expires_at: None,
+            platform_user_id: None,
+            last_error: None,
+        },
         last_checked_at: None,
         last_success_at: None,
         consecutive_failures: 0,
@@ -74,11 +76,11 @@ const ALL: &[&str] = &["instagram_basic", "instagram_content_publish"];
 #[test]
 fn healthy_when_valid_with_all_permissions() {
     let a = assess(&valid(Some(Expiry::Never), ALL), &account(), &policy(), NOW, None);
-    assert_eq!(a.health, Health::Healthy);
-    assert_eq!(a.token_valid, Some(true));
-    assert!(a.recommendations.is_empty());
+    assert_eq!(a.state.health, Health::Healthy);
+    assert_eq!(a.state.token_valid, Some(true));
+    assert!(a.state.recommendations.is_empty());
     assert_eq!(a.token_expires_at, None);
-    assert_eq!(a.platform_user_id.as_deref(), Some("99"));
+    assert_eq!(a.state.platform_user_id.as_deref(), Some("99"));
     assert!(a.answered);
 }
 
@@ -86,11 +88,11 @@ fn healthy_when_valid_with_all_permissions() {
 fn warning_window_boundaries() {
     let p = policy();
     let at = |left: i64| assess(&valid(Some(Expiry::At(NOW + left)), ALL), &account(), &p, NOW, None);
-    assert_eq!(at(7 * DAY + 1).health, Health::Healthy);
+    assert_eq!(at(7 * DAY + 1).state.health, Health::Healthy);
     let edge = at(7 * DAY);
-    assert_eq!(edge.health, Health::Warning);
+    assert_eq!(edge.state.health, Health::Warning);
     assert_eq!(
-        edge.recommendations,
+        edge.state.recommendations,
         vec![format!(
             "Token expires in 7 days, on {}. Consider reconnecting.",
             minute(NOW + 7 * DAY)
@@ -107,7 +109,7 @@ fn warning_window_boundaries() {
         (60, "within a minute or two"),
     ] {
         assert_eq!(
-            at(left).recommendations,
+            at(left).state.recommendations,
             vec![format!(
                 "Token expires {words}, on {}. Consider reconnecting.",
                 minute(NOW + left)
@@ -116,10 +118,10 @@ fn warning_window_boundaries() {
     }
     assert_eq!(minute(NOW + 3 * DAY), "2027-01-18 08:00 UTC");
     let gone = at(0);
-    assert_eq!(gone.health, Health::Unhealthy);
-    assert_eq!(gone.token_valid, Some(false));
-    assert!(gone.needs_reconnect);
-    assert!(gone.recommendations[0].starts_with("Token expired on"));
+    assert_eq!(gone.state.health, Health::Unhealthy);
+    assert_eq!(gone.state.token_valid, Some(false));
+    assert!(gone.state.needs_reconnect);
+    assert!(gone.state.recommendations[0].starts_with("Token expired on"));
 }
 
 #[test]
@@ -128,17 +130,17 @@ fn stored_expiry_counts_for_platforms_without_introspection() {
     acc.token_expires_at = Some(NOW + 3 * DAY);
     let o = CheckOutcome::Valid(ValidToken::default());
     let a = assess(&o, &acc, &policy(), NOW, None);
-    assert_eq!(a.health, Health::Warning);
+    assert_eq!(a.state.health, Health::Warning);
     // A live answer beats a stale stored expiry.
     acc.token_expires_at = Some(NOW - 10);
-    assert_eq!(assess(&o, &acc, &policy(), NOW, None).health, Health::Healthy);
+    assert_eq!(assess(&o, &acc, &policy(), NOW, None).state.health, Health::Healthy);
     // Auto-refreshed tokens do not warn about their own expiry.
     acc.token_expires_at = Some(NOW + HOUR);
     let p = Policy {
         auto_refresh: true,
         ..policy()
     };
-    assert_eq!(assess(&o, &acc, &p, NOW, None).health, Health::Healthy);
+    assert_eq!(assess(&o, &acc, &p, NOW, None).state.health, Health::Healthy);
 }
 
 #[test]
@@ -150,21 +152,21 @@ fn missing_permissions_are_unhealthy() {
         NOW,
         None,
     );
-    assert_eq!(a.health, Health::Unhealthy);
-    assert_eq!(a.token_valid, Some(true));
-    assert!(a.needs_reconnect);
-    assert_eq!(a.missing_permissions, vec!["instagram_content_publish"]);
+    assert_eq!(a.state.health, Health::Unhealthy);
+    assert_eq!(a.state.token_valid, Some(true));
+    assert!(a.state.needs_reconnect);
+    assert_eq!(a.state.missing_permissions, vec!["instagram_content_publish"]);
     assert_eq!(
-        a.recommendations,
+        a.state.recommendations,
         vec!["Missing permission instagram_content_publish: reconnect and grant it."]
     );
     // Stored scopes count when the platform cannot introspect; none stored means unknown.
     let mut acc = account();
     let o = CheckOutcome::Valid(ValidToken::default());
-    assert_eq!(assess(&o, &acc, &policy(), NOW, None).health, Health::Healthy);
+    assert_eq!(assess(&o, &acc, &policy(), NOW, None).state.health, Health::Healthy);
     acc.scopes = vec!["instagram_basic".into()];
     assert_eq!(
-        assess(&o, &acc, &policy(), NOW, None).missing_permissions,
+        assess(&o, &acc, &policy(), NOW, None).state.missing_permissions,
         vec!["instagram_content_publish"]
     );
 }
@@ -178,8 +180,8 @@ fn data_access_and_refresh_expiry() {
         ..ValidToken::default()
     });
     let a = assess(&o, &account(), &policy(), NOW, None);
-    assert_eq!(a.health, Health::Warning);
-    assert!(a.recommendations[0].starts_with("Data access expires in 2 days"));
+    assert_eq!(a.state.health, Health::Warning);
+    assert!(a.state.recommendations[0].starts_with("Data access expires in 2 days"));
     let o2 = CheckOutcome::Valid(ValidToken {
         data_access_expires_at: Some(NOW - 1),
         ..match o {
@@ -187,15 +189,20 @@ fn data_access_and_refresh_expiry() {
             _ => unreachable!(),
         }
     });
-    assert_eq!(assess(&o2, &account(), &policy(), NOW, None).health, Health::Unhealthy);
+    assert_eq!(
+        assess(&o2, &account(), &policy(), NOW, None).state.health,
+        Health::Unhealthy
+    );
     let mut acc = account();
     acc.refresh_expires_at = Some(NOW + 2 * DAY);
     let a = assess(&CheckOutcome::Valid(ValidToken::default()), &acc, &policy(), NOW, None);
-    assert_eq!(a.health, Health::Warning);
-    assert!(a.recommendations[0].starts_with("Refresh token expires in 2 days"));
+    assert_eq!(a.state.health, Health::Warning);
+    assert!(a.state.recommendations[0].starts_with("Refresh token expires in 2 days"));
     acc.refresh_expires_at = Some(NOW);
     assert_eq!(
-        assess(&CheckOutcome::Valid(ValidToken::default()), &acc, &policy(), NOW, None).health,
+        assess(&CheckOutcome::Valid(ValidToken::default()), &acc, &policy(), NOW, None)
+            .state
+            .health,
         Health::Unhealthy
     );
 }
@@ -226,15 +233,15 @@ fn invalid_reasons_have_their_own_advice() {
             detail: "d".into(),
         };
         let a = assess(&o, &account(), &policy(), NOW, None);
-        assert_eq!(a.health, Health::Unhealthy);
-        assert_eq!(a.token_valid, Some(false));
-        assert_eq!(a.needs_reconnect, reconnect, "{reason:?}");
+        assert_eq!(a.state.health, Health::Unhealthy);
+        assert_eq!(a.state.token_valid, Some(false));
+        assert_eq!(a.state.needs_reconnect, reconnect, "{reason:?}");
         assert!(
-            a.recommendations[0].contains(text),
+            a.state.recommendations[0].contains(text),
             "{reason:?}: {:?}",
-            a.recommendations
+            a.state.recommendations
         );
-        assert_eq!(a.last_error.as_deref(), Some("d"));
+        assert_eq!(a.state.last_error.as_deref(), Some("d"));
     }
     // An unexplained rejection after the stored expiry is an expiry.
     let mut acc = account();
@@ -243,7 +250,7 @@ fn invalid_reasons_have_their_own_advice() {
         reason: InvalidReason::Invalid,
         detail: "401".into(),
     };
-    assert!(assess(&o, &acc, &policy(), NOW, None).recommendations[0].starts_with("Token expired on"));
+    assert!(assess(&o, &acc, &policy(), NOW, None).state.recommendations[0].starts_with("Token expired on"));
 }
 
 #[test]
@@ -251,7 +258,7 @@ fn permission_denied_is_unhealthy_but_valid() {
     let o = CheckOutcome::PermissionDenied { detail: "403".into() };
     let a = assess(&o, &account(), &policy(), NOW, None);
     assert_eq!(
-        (a.health, a.token_valid, a.needs_reconnect),
+        (a.state.health, a.state.token_valid, a.state.needs_reconnect),
         (Health::Unhealthy, Some(true), true)
     );
 }
@@ -268,48 +275,51 @@ fn transient() -> CheckOutcome {
 #[test]
 fn transient_failures_keep_the_last_known_state() {
     let mut acc = account();
-    acc.health = Health::Healthy;
-    acc.token_valid = Some(true);
-    acc.permissions = Some(ALL.iter().map(|s| (*s).to_owned()).collect());
+    acc.state.health = Health::Healthy;
+    acc.state.token_valid = Some(true);
+    acc.state.permissions = Some(ALL.iter().map(|s| (*s).to_owned()).collect());
     acc.last_success_at = Some(NOW - HOUR);
     let a = assess(&transient(), &acc, &policy(), NOW, None);
-    assert_eq!(a.health, Health::Healthy);
-    assert_eq!(a.token_valid, Some(true));
+    assert_eq!(a.state.health, Health::Healthy);
+    assert_eq!(a.state.token_valid, Some(true));
     assert!(!a.answered);
-    assert_eq!(a.last_error.as_deref(), Some("Instagram did not answer in time"));
+    assert_eq!(a.state.last_error.as_deref(), Some("Instagram did not answer in time"));
     // An unhealthy account stays unhealthy.
-    acc.health = Health::Unhealthy;
-    acc.token_valid = Some(false);
-    acc.recommendations = vec!["Token was revoked by the user: reconnect the account.".into()];
+    acc.state.health = Health::Unhealthy;
+    acc.state.token_valid = Some(false);
+    acc.state.recommendations = vec!["Token was revoked by the user: reconnect the account.".into()];
     let a = assess(&transient(), &acc, &policy(), NOW, None);
-    assert_eq!(a.health, Health::Unhealthy);
-    assert_eq!(a.recommendations, acc.recommendations);
+    assert_eq!(a.state.health, Health::Unhealthy);
+    assert_eq!(a.state.recommendations, acc.state.recommendations);
     // The countdown moves on even while the platform is silent.
     let mut acc = account();
-    acc.token_valid = Some(true);
-    acc.health = Health::Healthy;
+    acc.state.token_valid = Some(true);
+    acc.state.health = Health::Healthy;
     acc.last_success_at = Some(NOW - HOUR);
     acc.token_expires_at = Some(NOW + 2 * DAY);
-    assert_eq!(assess(&transient(), &acc, &policy(), NOW, None).health, Health::Warning);
+    assert_eq!(
+        assess(&transient(), &acc, &policy(), NOW, None).state.health,
+        Health::Warning
+    );
 }
 
 #[test]
 fn staleness_turns_into_unknown() {
     let mut acc = account();
-    acc.health = Health::Healthy;
-    acc.token_valid = Some(true);
+    acc.state.health = Health::Healthy;
+    acc.state.token_valid = Some(true);
     acc.last_success_at = Some(NOW - 2 * DAY);
     let a = assess(&transient(), &acc, &policy(), NOW, None);
-    assert_eq!(a.health, Health::Unknown);
+    assert_eq!(a.state.health, Health::Unknown);
     assert!(
-        a.recommendations[0].starts_with("Instagram has not answered since"),
+        a.state.recommendations[0].starts_with("Instagram has not answered since"),
         "{:?}",
-        a.recommendations
+        a.state.recommendations
     );
     // Never answered at all.
     let a = assess(&transient(), &account(), &policy(), NOW, None);
-    assert_eq!(a.health, Health::Unknown);
-    assert_eq!(a.token_valid, None);
+    assert_eq!(a.state.health, Health::Unknown);
+    assert_eq!(a.state.token_valid, None);
     let a = assess(
         &CheckOutcome::Misconfigured("bad app secret".into()),
         &account(),
@@ -317,8 +327,8 @@ fn staleness_turns_into_unknown() {
         NOW,
         None,
     );
-    assert_eq!(a.health, Health::Unknown);
-    assert!(a.recommendations[0].contains("configuration"));
+    assert_eq!(a.state.health, Health::Unknown);
+    assert!(a.state.recommendations[0].contains("configuration"));
 }
 
 fn timing(failures: i64) -> Timing {
@@ -381,8 +391,8 @@ fn next_check_adapts() {
 fn failed_refreshes_warn_until_the_token_is_rejected() {
     let o = valid(Some(Expiry::Never), ALL);
     let a = assess(&o, &account(), &policy(), NOW, Some("X answered HTTP 503"));
-    assert_eq!((a.health, a.needs_reconnect), (Health::Warning, false));
-    assert!(a.recommendations[0].starts_with("Automatic token refresh failed (X answered HTTP 503)"));
+    assert_eq!((a.state.health, a.state.needs_reconnect), (Health::Warning, false));
+    assert!(a.state.recommendations[0].starts_with("Automatic token refresh failed (X answered HTTP 503)"));
     // A 401 from the identity endpoint after a failed refresh: reconnect.
     let rejected = CheckOutcome::Invalid {
         reason: InvalidReason::Invalid,
@@ -390,8 +400,8 @@ fn failed_refreshes_warn_until_the_token_is_rejected() {
     };
     let a = assess(&rejected, &account(), &policy(), NOW, Some("timeout"));
     assert_eq!(
-        (a.health, a.needs_reconnect, a.token_valid),
+        (a.state.health, a.state.needs_reconnect, a.state.token_valid),
         (Health::Unhealthy, true, Some(false))
     );
-    assert!(a.recommendations[1].contains("will retry"));
+    assert!(a.state.recommendations[1].contains("will retry"));
 }

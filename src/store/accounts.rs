@@ -39,7 +39,7 @@ impl Store {
         let mut rows: Vec<AccountRow> = from_json_rows(&json)?;
         // An aggregate's order is not promised: the page's order is restored here.
         rows.sort_by_key(|r| r.id);
-        rows.into_iter().map(Account::try_from).collect()
+        Ok(rows.into_iter().map(Account::from).collect())
     }
 
     /// How many of the filtered accounts are in each health, as read now.
@@ -49,11 +49,7 @@ impl Store {
         q.push(" AS read_health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id");
         Self::push_filter(&mut q, f);
         q.push(" GROUP BY 1");
-        let rows: Vec<(String, i64)> = q.build_query_as().fetch_all(&self.pool).await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(h, n)| Some((h.parse().ok()?, n)))
-            .collect())
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
     /// The oldest last answer among the accounts of the filter's workspace and platform that
@@ -93,7 +89,7 @@ impl Store {
         }
         q.push(" ORDER BY a.id");
         let rows: Vec<AccountRow> = q.build_query_as().fetch_all(&self.pool).await?;
-        rows.into_iter().map(Account::try_from).collect()
+        Ok(rows.into_iter().map(Account::from).collect())
     }
 
     /// One account of a workspace.
@@ -110,7 +106,7 @@ impl Store {
             .bind(account_id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(Account::try_from).transpose()
+        Ok(row.map(Account::from))
     }
 
     /// Deletes an account and returns the credentials it had, in one `BEGIN IMMEDIATE`
@@ -180,18 +176,14 @@ impl Store {
         let mut q = QueryBuilder::<Sqlite>::new("SELECT a.platform, ");
         push_read_health(&mut q, stale_before);
         q.push(" AS health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id GROUP BY 1, 2");
-        let rows: Vec<(String, String, i64)> = q.build_query_as().fetch_all(&self.pool).await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(p, h, n)| Some((p.parse().ok()?, h.parse().ok()?, n)))
-            .collect())
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
     /// What the per-account reconnect series need, for every account.
     pub async fn reconnect_rows(&self) -> Result<Vec<ReconnectRow>, StoreError> {
         #[derive(FromRow)]
         struct Row {
-            platform: String,
+            platform: Platform,
             account_id: String,
             workspace: String,
             needs_reconnect: bool,
@@ -212,18 +204,16 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|r| {
-                Some(ReconnectRow {
-                    platform: r.platform.parse().ok()?,
-                    account_id: r.account_id,
-                    workspace: r.workspace,
-                    needs_reconnect: r.needs_reconnect,
-                    token_expires_at: r.token_expires_at,
-                    refresh_expires_at: r.refresh_expires_at,
-                    data_access_expires_at: r.data_access_expires_at,
-                    refresh_failing: r.refresh_failures > 0,
-                    has_refresh_token: r.has_refresh_token,
-                })
+            .map(|r| ReconnectRow {
+                platform: r.platform,
+                account_id: r.account_id,
+                workspace: r.workspace,
+                needs_reconnect: r.needs_reconnect,
+                token_expires_at: r.token_expires_at,
+                refresh_expires_at: r.refresh_expires_at,
+                data_access_expires_at: r.data_access_expires_at,
+                refresh_failing: r.refresh_failures > 0,
+                has_refresh_token: r.has_refresh_token,
             })
             .collect())
     }
@@ -235,7 +225,7 @@ impl Store {
             .bind(account_ref)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(Account::try_from).transpose()
+        Ok(row.map(Account::from))
     }
 
     /// Registers many accounts in one transaction (benchmarks and imports).

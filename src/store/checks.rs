@@ -51,15 +51,15 @@ impl Store {
             );
             q.push_values(chunk, |mut b, u| {
                 b.push_bind(u.account_ref)
-                    .push_bind(u.health.as_str())
-                    .push_bind(u.token_valid)
-                    .push_bind(u.needs_reconnect)
-                    .push_bind(u.permissions.as_deref().map(to_json))
-                    .push_bind(to_json(&u.missing_permissions))
-                    .push_bind(to_json(&u.recommendations))
-                    .push_bind(u.data_access_expires_at)
-                    .push_bind(&u.platform_user_id)
-                    .push_bind(&u.last_error)
+                    .push_bind(u.state.health.as_str())
+                    .push_bind(u.state.token_valid)
+                    .push_bind(u.state.needs_reconnect)
+                    .push_bind(u.state.permissions.as_deref().map(to_json))
+                    .push_bind(to_json(&u.state.missing_permissions))
+                    .push_bind(to_json(&u.state.recommendations))
+                    .push_bind(u.state.data_access_expires_at)
+                    .push_bind(&u.state.platform_user_id)
+                    .push_bind(&u.state.last_error)
                     .push_bind(u.checked_at)
                     .push_bind(u.answered)
                     .push_bind(u.next_check_at)
@@ -134,7 +134,7 @@ impl Store {
                     access_token: unhex(&access)?,
                     refresh_token: refresh.as_deref().map(unhex).transpose()?,
                 };
-                Ok((Account::try_from(a)?, credentials))
+                Ok((Account::from(a), credentials))
             })
             .collect()
     }

@@ -42,9 +42,9 @@ pub(super) async fn insert_checks(
                 .push_bind(u.checked_at)
                 .push_bind("check")
                 .push_bind(u.outcome)
-                .push_bind(u.health.as_str())
-                .push_bind(u.health != u.previous_health)
-                .push_bind(&u.last_error);
+                .push_bind(u.state.health.as_str())
+                .push_bind(u.state.health != u.previous_health)
+                .push_bind(&u.state.last_error);
         });
         q.push(") AS v WHERE v.column1 IN (SELECT id FROM accounts)");
         q.build().execute(&mut **tx).await?;

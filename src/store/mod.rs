@@ -9,7 +9,6 @@
 //! columns named `columnN`) so that it can reuse most statements.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -87,6 +86,8 @@ mod credentials;
 mod history;
 mod workspaces;
 
+pub use crate::alerts::NewAlert;
+pub use crate::domain::{Account, HealthState};
 pub use types::*;
 
 impl Store {

@@ -38,70 +38,11 @@ pub struct NewAccount {
     pub connected_at: UnixTime,
 }
 
-/// An account with its current health, as the API and the scheduler see it.
-#[derive(Debug, Clone)]
-pub struct Account {
-    /// Internal row ID.
-    pub id: i64,
-    /// Owning workspace.
-    pub workspace_id: i64,
-    /// Platform.
-    pub platform: Platform,
-    /// Platform account ID.
-    pub account_id: String,
-    /// Display name.
-    pub username: String,
-    /// Registration time.
-    pub connected_at: UnixTime,
-    /// Scopes stored at registration or last refresh.
-    pub scopes: Vec<String>,
-    /// Access token expiry, when known.
-    pub token_expires_at: Option<UnixTime>,
-    /// Refresh token expiry, when known.
-    pub refresh_expires_at: Option<UnixTime>,
-    /// When the current access token was issued (registration or last refresh).
-    pub token_issued_at: UnixTime,
-    /// Current health.
-    pub health: Health,
-    /// Whether the last check found the token valid; `None` before the first check.
-    pub token_valid: Option<bool>,
-    /// Whether the account must be reconnected by a person.
-    pub needs_reconnect: bool,
-    /// Permissions found by the last check (`None` before the first check).
-    pub permissions: Option<Vec<String>>,
-    /// Required permissions the token lacks.
-    pub missing_permissions: Vec<String>,
-    /// What a person should do.
-    pub recommendations: Vec<String>,
-    /// Facebook data-access expiry.
-    pub data_access_expires_at: Option<UnixTime>,
-    /// The platform's user ID behind the token (Facebook revocation needs it).
-    pub platform_user_id: Option<String>,
-    /// The last error seen, in words safe to show.
-    pub last_error: Option<String>,
-    /// Last check attempt.
-    pub last_checked_at: Option<UnixTime>,
-    /// Last check that got an answer from the platform.
-    pub last_success_at: Option<UnixTime>,
-    /// Transient failures in a row.
-    pub consecutive_failures: i64,
-    /// When the scheduler checks it next.
-    pub next_check_at: UnixTime,
-    /// Failed automatic refreshes in a row.
-    pub refresh_failures: i64,
-    /// Why the last automatic refresh failed, while it keeps failing.
-    pub last_refresh_error: Option<String>,
-    /// Problem kinds alerted in the current episode.
-    pub open_alerts: Vec<String>,
-    /// Alert episode (a recovery starts the next).
-    pub alert_episode: i64,
-}
-
 #[derive(FromRow, serde::Deserialize)]
 pub(super) struct AccountRow {
     pub(super) id: i64,
     pub(super) workspace_id: i64,
-    pub(super) platform: String,
+    pub(super) platform: Platform,
     pub(super) account_id: String,
     pub(super) username: String,
     pub(super) connected_at: i64,
@@ -109,7 +50,7 @@ pub(super) struct AccountRow {
     pub(super) token_expires_at: Option<i64>,
     pub(super) refresh_expires_at: Option<i64>,
     pub(super) token_issued_at: i64,
-    pub(super) health: String,
+    pub(super) health: Health,
     #[serde(deserialize_with = "json_bool::option")]
     pub(super) token_valid: Option<bool>,
     #[serde(deserialize_with = "json_bool::plain")]
@@ -158,35 +99,32 @@ pub(super) fn to_json(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
-impl TryFrom<AccountRow> for Account {
-    type Error = StoreError;
+impl From<AccountRow> for Account {
+    fn from(r: AccountRow) -> Self {
+        Account {
+            platform: r.platform,
 
-    fn try_from(r: AccountRow) -> Result<Self, StoreError> {
-        let bad = |what: &str| {
-            StoreError::Db(sqlx::Error::Decode(
-                format!("bad {what} in accounts row {}", r.id).into(),
-            ))
-        };
-        Ok(Account {
-            platform: Platform::from_str(&r.platform).map_err(|_| bad("platform"))?,
-            health: Health::from_str(&r.health).map_err(|_| bad("health"))?,
             id: r.id,
             workspace_id: r.workspace_id,
             scopes: r.scopes.0,
-            permissions: r.permissions.map(|p| p.0),
-            missing_permissions: r.missing_permissions.0,
-            recommendations: r.recommendations.0,
+
             account_id: r.account_id,
             username: r.username,
             connected_at: r.connected_at,
             token_expires_at: r.token_expires_at,
             refresh_expires_at: r.refresh_expires_at,
             token_issued_at: r.token_issued_at,
-            token_valid: r.token_valid,
-            needs_reconnect: r.needs_reconnect,
-            data_access_expires_at: r.data_access_expires_at,
-            platform_user_id: r.platform_user_id,
-            last_error: r.last_error,
+            state: HealthState {
+                health: r.health,
+                token_valid: r.token_valid,
+                needs_reconnect: r.needs_reconnect,
+                permissions: r.permissions.map(|p| p.0),
+                missing_permissions: r.missing_permissions.0,
+                recommendations: r.recommendations.0,
+                data_access_expires_at: r.data_access_expires_at,
+                platform_user_id: r.platform_user_id,
+                last_error: r.last_error,
+            },
             last_checked_at: r.last_checked_at,
             last_success_at: r.last_success_at,
             consecutive_failures: r.consecutive_failures,
@@ -195,7 +133,7 @@ impl TryFrom<AccountRow> for Account {
             last_refresh_error: r.last_refresh_error,
             open_alerts: r.open_alerts.0,
             alert_episode: r.alert_episode,
-        })
+        }
     }
 }
 
@@ -312,26 +250,10 @@ pub struct HealthUpdate {
     pub account_ref: i64,
     /// Its workspace (whose cached answers the update invalidates).
     pub workspace_id: i64,
-    /// New health.
-    pub health: Health,
-    /// Token validity (`None`: unknown).
-    pub token_valid: Option<bool>,
-    /// Whether a person must reconnect.
-    pub needs_reconnect: bool,
-    /// Known permissions (`None`: never known).
-    pub permissions: Option<Vec<String>>,
-    /// Missing required permissions.
-    pub missing_permissions: Vec<String>,
-    /// Recommendations.
-    pub recommendations: Vec<String>,
+    /// The state to store.
+    pub state: HealthState,
     /// Access token expiry (`None`: never or unknown).
     pub token_expires_at: Option<UnixTime>,
-    /// Data-access expiry learnt from the platform.
-    pub data_access_expires_at: Option<UnixTime>,
-    /// Platform user ID behind the token.
-    pub platform_user_id: Option<String>,
-    /// Error text safe to show, or `None`.
-    pub last_error: Option<String>,
     /// When the check ran.
     pub checked_at: UnixTime,
     /// Whether the platform answered (not a transient failure).
@@ -368,21 +290,13 @@ impl HealthUpdate {
         HealthUpdate {
             account_ref: a.id,
             workspace_id: a.workspace_id,
-            health: a.health,
-            token_valid: a.token_valid,
-            needs_reconnect: a.needs_reconnect,
-            permissions: a.permissions.clone(),
-            missing_permissions: a.missing_permissions.clone(),
-            recommendations: a.recommendations.clone(),
+            state: a.state.clone(),
             token_expires_at: a.token_expires_at,
-            data_access_expires_at: a.data_access_expires_at,
-            platform_user_id: a.platform_user_id.clone(),
-            last_error: a.last_error.clone(),
             checked_at: now,
             answered: false,
             next_check_at,
             outcome: "transient_error",
-            previous_health: a.health,
+            previous_health: a.state.health,
             previous_token_expires_at: a.token_expires_at,
             refresh_failures: a.refresh_failures,
             last_refresh_error: a.last_refresh_error.clone(),
@@ -398,47 +312,12 @@ impl HealthUpdate {
     /// a sweep: a healthy account stays healthy). Such an update writes only the check's
     /// bookkeeping (checked at, success or failure, next check) and its history row.
     pub fn same_content(&self, a: &Account) -> bool {
-        self.health == a.health
-            && self.token_valid == a.token_valid
-            && self.needs_reconnect == a.needs_reconnect
-            && self.permissions == a.permissions
-            && self.missing_permissions == a.missing_permissions
-            && self.recommendations == a.recommendations
-            && self.data_access_expires_at == a.data_access_expires_at
-            && self.platform_user_id == a.platform_user_id
-            && self.last_error == a.last_error
+        self.state == a.state
             && self.refresh_failures == a.refresh_failures
             && self.last_refresh_error == a.last_refresh_error
             && self.open_alerts == a.open_alerts
             && self.alert_episode == a.alert_episode
     }
-}
-
-/// An alert event to put in the outbox.
-#[derive(Debug, Clone)]
-pub struct NewAlert {
-    /// Workspace to notify.
-    pub workspace_id: i64,
-    /// The account concerned.
-    pub account_ref: i64,
-    /// Unique per account, token, episode and kind.
-    pub dedup_key: String,
-    /// `expiring_7d`, `token_invalid`, `recovered`, ...
-    pub kind: String,
-    /// How bad.
-    pub severity: Health,
-    /// Platform.
-    pub platform: Platform,
-    /// Account ID.
-    pub account_id: String,
-    /// Display name.
-    pub username: String,
-    /// What is wrong.
-    pub problem: String,
-    /// What to do.
-    pub action: String,
-    /// When it was raised.
-    pub created_at: UnixTime,
 }
 
 /// An alert waiting in the outbox.
@@ -453,9 +332,9 @@ pub struct PendingAlert {
     /// Kind.
     pub kind: String,
     /// Severity (a health state).
-    pub severity: String,
+    pub severity: Health,
     /// Platform.
-    pub platform: String,
+    pub platform: Platform,
     /// Account ID.
     pub account_id: String,
     /// Display name.
@@ -501,7 +380,7 @@ pub struct HistoryEntry {
     /// For checks: `ok`, `invalid` or `transient_error`.
     pub outcome: Option<String>,
     /// Health after the event.
-    pub health: String,
+    pub health: Health,
     /// Whether the health changed.
     pub changed: bool,
     /// What happened, in words safe to show.

@@ -227,7 +227,7 @@ async fn rotate_token_key_reseals_every_token() {
     let state = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
     for a in state.store.all_accounts(None).await.unwrap() {
         let (fresh, _) = socialsyncer::checks::check_and_record(&state, a).await.unwrap();
-        assert_eq!(fresh.health, domain::Health::Healthy);
+        assert_eq!(fresh.state.health, domain::Health::Healthy);
     }
     let out = Command::new(BIN)
         .arg("--config")

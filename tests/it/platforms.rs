@@ -490,11 +490,11 @@ async fn a_wrong_app_secret_is_a_configuration_error_not_a_dead_token() {
         "{outcome:?}"
     );
     assert_eq!(
-        fresh.health,
+        fresh.state.health,
         socialsyncer::domain::Health::Healthy,
         "the account keeps its health"
     );
-    assert_eq!(fresh.token_valid, Some(true));
+    assert_eq!(fresh.state.token_valid, Some(true));
     assert!(state.problems.list()[0].contains("app_id"));
     app.stop().await;
 }
