@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use rand::Rng;
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -160,7 +159,7 @@ fn lease_ttl(state: &AppState) -> i64 {
 async fn refresh_and_commit(state: &AppState, a: &Account, tokens: &Tokens) -> Result<Refresh, StoreError> {
     let holder = {
         let mut b = [0u8; 12];
-        rand::thread_rng().fill(&mut b);
+        rand::fill(&mut b);
         hex::encode(b)
     };
     let ttl = lease_ttl(state);
@@ -476,7 +475,7 @@ fn assess(
             None
         },
     };
-    let next = health::next_check_at(&outcome, &a, timing, now, rand::thread_rng().r#gen::<f64>());
+    let next = health::next_check_at(&outcome, &a, timing, now, rand::random::<f64>());
     let derived = alerts::derive(
         current,
         &outcome,

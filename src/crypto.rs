@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
 use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
-use rand::RngCore;
+// The operating system's generator, through the RNG traits of the AEAD crate's rand_core.
+use aes_gcm::aead::rand_core::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
