@@ -155,6 +155,8 @@ pub struct SweepReport {
     pub duration: Duration,
     /// Time spent in database writes.
     pub write_time: Duration,
+    /// Transactions the results were written in.
+    pub batches: usize,
     /// History rows pruned.
     pub pruned: u64,
 }
@@ -315,8 +317,14 @@ async fn write_results(state: AppState, mut rx: mpsc::Receiver<Checked>) -> Resu
     let (batches, batch_rx) = mpsc::channel(1);
     let flusher = tokio::spawn(flush_batches(state, batch_rx));
     let mut buf = Vec::with_capacity(WRITE_BATCH);
+    // A batch is written when it is full or when its first result is WRITE_EVERY old, so a
+    // slow (paced) sweep commits its results as it goes instead of at its end.
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
-        let next = tokio::time::timeout(WRITE_EVERY, rx.recv()).await;
+        let next = match due {
+            Some(at) => tokio::time::timeout_at(at, rx.recv()).await,
+            None => Ok(rx.recv().await),
+        };
         match next {
             Ok(Some(c)) => {
                 report.checked += 1;
@@ -327,24 +335,27 @@ async fn write_results(state: AppState, mut rx: mpsc::Receiver<Checked>) -> Resu
                     _ => report.transient += 1,
                 }
                 buf.push(c.update);
+                due.get_or_insert_with(|| tokio::time::Instant::now() + WRITE_EVERY);
                 if buf.len() >= WRITE_BATCH {
                     let full = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_BATCH));
+                    due = None;
                     let _ = batches.send(full).await;
                 }
             }
             Ok(None) => break,
-            Err(_) if !buf.is_empty() => {
+            Err(_) => {
+                due = None;
                 let _ = batches.send(std::mem::take(&mut buf)).await;
             }
-            Err(_) => {}
         }
     }
     if !buf.is_empty() {
         let _ = batches.send(buf).await;
     }
     drop(batches);
-    let (write_time, first_error) = flusher.await?;
+    let (write_time, batches, first_error) = flusher.await?;
     report.write_time = write_time;
+    report.batches = batches;
     match first_error {
         Some(e) => Err(e.into()),
         None => Ok(report),
@@ -353,14 +364,17 @@ async fn write_results(state: AppState, mut rx: mpsc::Receiver<Checked>) -> Resu
 
 /// Writes batches of results, each in one transaction. A locked database delays the write
 /// (busy timeout); a failed one is retried once before the batch is given up: its accounts
-/// stay due and are checked again. Returns the time spent writing and the first error.
+/// stay due and are checked again. Returns the time spent writing, the batches and the
+/// first error.
 async fn flush_batches(
     state: AppState,
     mut batches: mpsc::Receiver<Vec<crate::store::HealthUpdate>>,
-) -> (Duration, Option<StoreError>) {
+) -> (Duration, usize, Option<StoreError>) {
     let mut write_time = Duration::ZERO;
     let mut first_error = None;
+    let mut written = 0;
     while let Some(batch) = batches.recv().await {
+        written += 1;
         let t = Instant::now();
         let mut result = state.store.record_checks(&batch).await;
         if result.is_err() {
@@ -373,7 +387,7 @@ async fn flush_batches(
             first_error.get_or_insert(e);
         }
     }
-    (write_time, first_error)
+    (write_time, written, first_error)
 }
 
 /// Runs sweeps on the cron schedule until shutdown. `tracker` lets shutdown wait for a sweep

@@ -400,6 +400,11 @@ async fn transient_failures_never_flip_a_healthy_account() {
             assert_eq!(v["tokenValid"], true);
             // A throttle is a deferral, not a failure: it leaves the account as it was.
             assert_eq!(v["lastError"].is_string(), b != Behavior::RateLimited, "{p} {b:?}: {v}");
+            // Ten megabytes are cut off at http.max_response_bytes, not read and parsed.
+            if b == Behavior::Huge {
+                let e = v["lastError"].as_str().unwrap();
+                assert!(e.contains("larger than 1048576 bytes"), "{p}: {e}");
+            }
             // App-wide throttles (Threads' code 4, TikTok) hold the platform for a moment.
             if matches!(p, Platform::Threads | Platform::Tiktok) && b == Behavior::RateLimited {
                 tokio::time::sleep(Duration::from_millis(2100)).await;

@@ -117,8 +117,37 @@ async fn the_cron_job_runs_sweeps() {
     tracker.close();
     tracker.wait().await;
     let metrics = app.metrics().await;
-    assert!(metrics.contains("socialsyncer_last_sweep_timestamp_seconds"));
+    // The sweep's end, within this test's run (not the 0 a registered gauge starts at).
+    let last: f64 = sample(&metrics, "socialsyncer_last_sweep_timestamp_seconds ");
+    assert!(
+        last as i64 >= before && last as i64 <= domain::now(),
+        "{last} vs {before}"
+    );
+    // Each check is counted and timed by platform and outcome.
+    assert!(
+        sample(
+            &metrics,
+            "socialsyncer_checks_total{outcome=\"ok\",platform=\"twitter\"} "
+        ) >= 2.0
+    );
+    assert!(
+        sample(
+            &metrics,
+            "socialsyncer_check_duration_seconds_count{platform=\"twitter\"} "
+        ) >= 2.0
+    );
     app.stop().await;
+}
+
+/// The value of the sample line of `metrics` that starts with `prefix`.
+fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
