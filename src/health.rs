@@ -507,4 +507,4 @@ pub fn outcome_label(o: &CheckOutcome) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -31,7 +31,8 @@ const WRITE_EVERY: Duration = Duration::from_millis(200);
 pub struct Gate {
     /// Nanoseconds between two requests; 0: no pacing. A reload may change it.
     interval_ns: AtomicU64,
-    next: std::sync::Mutex<Instant>,
+    /// When the next request may go (tokio's clock, so tests can run it paused).
+    next: std::sync::Mutex<tokio::time::Instant>,
     blocked_until: AtomicI64,
 }
 
@@ -48,7 +49,7 @@ impl Gate {
     fn new(rate: Option<f64>) -> Gate {
         Gate {
             interval_ns: AtomicU64::new(interval_ns(rate)),
-            next: std::sync::Mutex::new(Instant::now()),
+            next: std::sync::Mutex::new(tokio::time::Instant::now()),
             blocked_until: AtomicI64::new(0),
         }
     }
@@ -61,11 +62,11 @@ impl Gate {
         }
         let at = {
             let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            let at = (*next).max(Instant::now());
+            let at = (*next).max(tokio::time::Instant::now());
             *next = at + interval;
             at
         };
-        tokio::time::sleep_until(at.into()).await;
+        tokio::time::sleep_until(at).await;
     }
 
     /// The time the platform asked us to wait until, if it is still ahead.
@@ -439,3 +440,6 @@ pub async fn start(
     sched.start().await?;
     Ok(Some(sched))
 }
+
+#[cfg(test)]
+mod tests;

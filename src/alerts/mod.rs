@@ -269,3 +269,6 @@ pub fn derive(
     }
     Derived { alerts, open, episode }
 }
+
+#[cfg(test)]
+mod tests;

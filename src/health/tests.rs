@@ -17,9 +17,9 @@ fn reconnect_deadlines() {
 }
 use crate::platforms::TransientKind;
 
-const NOW: i64 = 1_800_000_000;
+pub(crate) const NOW: i64 = 1_800_000_000;
 
-fn account() -> Account {
+pub(crate) fn account() -> Account {
     Account {
         id: 1,
         workspace_id: 1,
@@ -53,7 +53,7 @@ fn account() -> Account {
     }
 }
 
-fn policy() -> Policy {
+pub(crate) fn policy() -> Policy {
     Policy {
         warn_before: 7 * DAY,
         required_permissions: vec!["instagram_basic".into(), "instagram_content_publish".into()],
@@ -62,7 +62,7 @@ fn policy() -> Policy {
     }
 }
 
-fn valid(expires: Option<Expiry>, perms: &[&str]) -> CheckOutcome {
+pub(crate) fn valid(expires: Option<Expiry>, perms: &[&str]) -> CheckOutcome {
     CheckOutcome::Valid(ValidToken {
         expires,
         permissions: Some(perms.iter().map(|s| (*s).to_owned()).collect()),
@@ -71,7 +71,7 @@ fn valid(expires: Option<Expiry>, perms: &[&str]) -> CheckOutcome {
     })
 }
 
-const ALL: &[&str] = &["instagram_basic", "instagram_content_publish"];
+pub(crate) const ALL: &[&str] = &["instagram_basic", "instagram_content_publish"];
 
 #[test]
 fn healthy_when_valid_with_all_permissions() {

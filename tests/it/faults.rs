@@ -114,9 +114,16 @@ async fn kill_9_mid_sweep_loses_nothing_committed_and_the_next_start_resumes() {
     let history = count(&db, "SELECT COUNT(*) FROM health_history").await;
     assert!(history >= after_kill, "every committed health row has its history row");
 
-    // The next start picks up where the last one stopped.
+    // The next start picks up where the last one stopped: what was checked before the kill
+    // is not checked again (its next check is hours away), the rest is.
     let mut child = start();
     let done = wait_for(&db, CHECKED, n as i64, Duration::from_secs(60)).await;
+    let most = count(
+        &db,
+        "SELECT MAX(c) FROM (SELECT COUNT(*) AS c FROM health_history GROUP BY account_ref)",
+    )
+    .await;
+    assert_eq!(most, 1, "no account was checked twice across the kill and the restart");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
