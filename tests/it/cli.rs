@@ -752,3 +752,82 @@ fn sighup_reloads_what_it_can_and_says_what_needs_a_restart() {
     sigterm(&d.child);
     assert!(d.child.wait().unwrap().success());
 }
+
+#[test]
+fn migrate_creates_and_upgrades_a_database_and_says_so() {
+    let env = env_with("");
+    let db = env.dir.path().join("state/socialsyncer.db");
+    let out = env.cmd(&["migrate"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("migrations applied"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(db.exists());
+    // Every migration is recorded as applied, and a second run has nothing left to do.
+    let applied = env.rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    });
+    let files = std::fs::read_dir("migrations").unwrap().count() as i64;
+    assert_eq!(applied, files);
+    let again = env.cmd(&["migrate"]).output().unwrap();
+    assert!(again.status.success(), "{}", text(&again.stderr));
+}
+
+#[test]
+fn import_stores_the_refresh_token_file_sealed_and_check_uses_it() {
+    let env = env_with("");
+    env.create_key("acme");
+    // A TikTok token whose access part is about to expire: the check must refresh it.
+    let issued = env.sim.issue(
+        Platform::Tiktok,
+        TokenSpec {
+            expires_in: Some(60),
+            ..TokenSpec::valid(Platform::Tiktok, "tt-1")
+        },
+    );
+    let refresh = issued.refresh_token.clone().unwrap();
+    let file = env.dir.path().join("refresh.txt");
+    std::fs::write(&file, format!("{refresh}\n")).unwrap();
+    let out = env.run_with_stdin(
+        &[
+            "accounts",
+            "import",
+            "--workspace",
+            "acme",
+            "--platform",
+            "tiktok",
+            "--account-id",
+            "tt-1",
+            "--username",
+            "tt",
+            "--refresh-token-file",
+            file.to_str().unwrap(),
+            "--expires-at",
+            &socialsyncer::domain::rfc3339(socialsyncer::domain::now() + 60),
+        ],
+        &issued.access_token,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bytes = std::fs::read(env.dir.path().join("state/socialsyncer.db")).unwrap();
+    assert!(
+        !bytes.windows(refresh.len()).any(|w| w == refresh.as_bytes()),
+        "the refresh token is sealed at rest"
+    );
+    let out = env.cmd(&["check"]).output().unwrap();
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        env.sim.refreshes(Platform::Tiktok),
+        1,
+        "the imported refresh token was used"
+    );
+}
