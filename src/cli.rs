@@ -67,12 +67,27 @@ pub enum Command {
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Notifications.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Start simulated platforms and a daemon with sample accounts; print a key and URLs.
     #[cfg(feature = "simulator")]
     Demo {
         /// Address to serve on [default: 127.0.0.1:8080]
         #[arg(long)]
         listen: Option<String>,
+    },
+}
+
+/// `notify` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test message to every receiver: the operator's (`email.to`, `[[notify.webhook]]`)
+    /// and, with --workspace, that workspace's; print what each answered. Exit 1 if any failed.
+    Test {
+        /// Also that workspace's own addresses and webhooks.
+        #[arg(long)]
+        workspace: Option<String>,
     },
 }
 
@@ -227,6 +242,7 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
         Command::Keys(k) => keys(k, &config).await?,
         Command::Config(ConfigCommand::Check) => return config_check(&config).await,
         Command::Check { platform } => return check(config, platform).await,
+        Command::Notify(NotifyCommand::Test { workspace }) => return notify_test(config, workspace).await,
         #[cfg(feature = "simulator")]
         Command::Demo { listen } => demo::run(listen).await?,
         Command::RotateTokenKey { new_key_file } => rotate_token_key(&config, &new_key_file).await?,
@@ -429,6 +445,34 @@ async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn notify_test(config: Config, workspace: Option<String>) -> anyhow::Result<ExitCode> {
+    say_database(&config)?;
+    let state = AppState::build_with(config, app::Create::No).await?;
+    let ws = match &workspace {
+        Some(name) => {
+            let name: WorkspaceName = name.parse()?;
+            state
+                .store
+                .workspace_id(name.as_str())
+                .await?
+                .ok_or_else(|| app::UsageError(format!("no workspace named {}", name.as_str())))?
+        }
+        // No workspace has this ID: the operator's receivers only.
+        None => -1,
+    };
+    let results = crate::alerts::test_message(&state, ws, true).await?;
+    if results.is_empty() {
+        out!("no receivers: set email.to or [[notify.webhook]], or a workspace's via PUT /v1/notifications");
+        return Ok(ExitCode::from(1));
+    }
+    let mut failed = false;
+    for (receiver, result) in &results {
+        failed |= !result.starts_with("delivered");
+        out!("{receiver}\t{result}");
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
 async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
     let platform: Option<Platform> = platform.as_deref().map(str::parse).transpose()?;
@@ -520,7 +564,7 @@ async fn rotate_token_key(config: &Config, new_key_file: &std::path::Path) -> an
     let _lock = app::DaemonLock::acquire(config, "stop it first (systemctl stop socialsyncer)")?;
     let old = app::load_sealer(config, &store).await?;
     let count = store
-        .reseal_all(domain::now(), |rows| {
+        .reseal_all(domain::now(), |rows, hooks| {
             let mut resealed = Vec::with_capacity(rows.len());
             for r in &rows {
                 let platform: Platform = r.platform.parse()?;
@@ -539,7 +583,15 @@ async fn rotate_token_key(config: &Config, new_key_file: &std::path::Path) -> an
                     .with_context(|| format!("{} account {}: refresh token", r.platform, r.account_id))?;
                 resealed.push((r.id, new.seal(&ctx, &access), refresh.map(|t| new.seal(&ctx, &t))));
             }
-            anyhow::Ok(resealed)
+            let mut secrets = Vec::with_capacity(hooks.len());
+            for (id, workspace_id, url, sealed) in hooks {
+                let ctx = crate::alerts::webhook::secret_context(workspace_id, &url);
+                let secret = old
+                    .open(&ctx, &sealed)
+                    .with_context(|| format!("webhook {id} does not open with the current key"))?;
+                secrets.push((id, new.seal(&ctx, &secret)));
+            }
+            anyhow::Ok((resealed, secrets))
         })
         .await??;
     store.close().await;

@@ -29,6 +29,7 @@ pub struct Metrics {
     check_duration: HistogramVec,
     alerts_sent: IntCounterVec,
     alert_failures: IntCounterVec,
+    notification_failures: IntCounterVec,
     last_sweep: Gauge,
 }
 
@@ -107,6 +108,17 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let notification_failures = IntCounterVec::new(
+            Opts::new(
+                "notification_failures_total",
+                "Failed deliveries to a notification receiver, by channel (email, json, slack, discord, teams)",
+            ),
+            &["channel"],
+        )
+        .expect("valid metric");
+        for c in ["email", "json", "slack", "discord", "teams"] {
+            notification_failures.with_label_values(&[c]);
+        }
         let last_sweep = Gauge::new(
             "last_sweep_timestamp_seconds",
             "When the last sweep finished (Unix time)",
@@ -131,6 +143,7 @@ impl Metrics {
             Box::new(check_duration.clone()),
             Box::new(alerts_sent.clone()),
             Box::new(alert_failures.clone()),
+            Box::new(notification_failures.clone()),
             Box::new(last_sweep.clone()),
             Box::new(build_info),
         ] {
@@ -163,6 +176,7 @@ impl Metrics {
             check_duration,
             alerts_sent,
             alert_failures,
+            notification_failures,
             last_sweep,
         }
     }
@@ -203,7 +217,12 @@ impl Metrics {
         }
     }
 
-    /// Counts an alert email sent.
+    /// Counts a failed delivery to a receiver of `channel`.
+    pub fn notification_failed(&self, channel: &str) {
+        self.notification_failures.with_label_values(&[channel]).inc();
+    }
+
+    /// Counts one alert event delivered.
     pub fn alert_sent(&self, kind: &str) {
         self.alerts_sent.with_label_values(&[kind]).inc();
     }

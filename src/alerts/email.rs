@@ -72,6 +72,10 @@ pub struct DeliveryReport {
     pub failed: usize,
     /// Recipients the server refused for good (given up for these events).
     pub refused: usize,
+    /// Webhook POSTs a receiver accepted.
+    pub webhooks: usize,
+    /// Webhook POSTs that failed for now (retried with the same backoff as email).
+    pub webhook_failures: usize,
 }
 
 fn escape(s: &str) -> String {
@@ -205,46 +209,91 @@ async fn recipients(state: &AppState, workspace_id: i64) -> Result<Vec<String>, 
     Ok(to)
 }
 
+/// How long events wait after a failed delivery: 30 s, doubling with each failed attempt,
+/// at most an hour (email and webhooks alike).
+pub(crate) fn retry_backoff(events: &[PendingAlert]) -> i64 {
+    let attempts = events.iter().map(|e| e.attempts).max().unwrap_or(0);
+    (30i64 << attempts.clamp(0, 7)).min(3_600)
+}
+
+/// Marks sent the events of `group` that every current recipient has: each email address,
+/// and each webhook that wants the event's type.
+async fn mark_done(
+    state: &AppState,
+    ids: &[i64],
+    group: &[PendingAlert],
+    to: &[String],
+    hooks: &[super::webhook::Receiver],
+    report: &mut DeliveryReport,
+) -> Result<(), StoreError> {
+    let have = state.store.alert_deliveries(ids).await?;
+    let has = |id: i64, who: &str| have.iter().any(|(i, w)| *i == id && w == who);
+    let done: Vec<i64> = group
+        .iter()
+        .filter(|e| {
+            to.iter().all(|r| has(e.id, r)) && hooks.iter().filter(|h| h.wants(&e.kind)).all(|h| has(e.id, &h.key))
+        })
+        .map(|e| e.id)
+        .collect();
+    if !done.is_empty() {
+        state.store.mark_alerts_sent(&done, domain::now(), None).await?;
+        report.events += done.len();
+    }
+    Ok(())
+}
+
 /// Delivers every pending alert: per workspace, one message to each recipient (the
 /// operator's copy apart from the workspace's, and nobody sees another recipient's address),
 /// with the events that recipient does not have yet. A recipient the server refuses for
 /// good is given up for those events (logged and counted); one refused for now is retried
-/// with backoff. An event is marked sent once every recipient has it. Alerts of a workspace
-/// without any recipient wait (and `/healthz` says so) until one is added.
+/// with backoff. Webhooks get the same events (see [`super::webhook::deliver_to`]), each
+/// receiver with its own delivery records. An event is marked sent once every recipient has
+/// it. Alerts of a workspace without any recipient wait (and `/healthz` says so) until one
+/// is added.
 #[tracing::instrument(name = "deliver", skip_all)]
 pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
     let mut report = DeliveryReport::default();
     let now = domain::now();
     let pending = state.store.pending_alerts(now, 5_000).await?;
-    let Some(mailer) = state.mailer() else {
-        if !pending.is_empty() {
-            tracing::debug!(
-                pending = pending.len(),
-                "alerts wait in the outbox: email.smtp_url is not set"
-            );
-        }
-        return Ok(report);
-    };
+    let mailer = state.mailer();
+    if mailer.is_none() && !pending.is_empty() {
+        tracing::debug!(
+            pending = pending.len(),
+            "email.smtp_url is not set: alerts go to webhooks only"
+        );
+    }
     let host = host_name();
+    let hooks_client = super::webhook::client(&state.config().notify);
     let mut waiting = std::collections::BTreeSet::new();
     for group in pending.chunk_by(|a, b| a.workspace_id == b.workspace_id) {
         let workspace = &group[0].workspace;
         let ids: Vec<i64> = group.iter().map(|e| e.id).collect();
-        let to = recipients(state, group[0].workspace_id).await?;
-        if to.is_empty() {
+        let to = match mailer {
+            Some(_) => recipients(state, group[0].workspace_id).await?,
+            None => Vec::new(),
+        };
+        let hooks = super::webhook::receivers(state, group[0].workspace_id).await?;
+        if to.is_empty() && hooks.is_empty() {
             waiting.insert(workspace.clone());
             state.problems.set_note(
                 &format!("email:{workspace}"),
                 Some(format!(
-                    "email: {} alert(s) of workspace {workspace} wait for a recipient (email.to, or PUT /v1/notifications)",
+                    "notify: {} alert(s) of workspace {workspace} wait for a recipient (email.to, a webhook, or PUT /v1/notifications)",
                     group.len()
                 )),
             );
-            tracing::warn!(%workspace, events = group.len(), "alerts wait: the workspace has no recipient (email.to or PUT /v1/notifications)");
+            tracing::warn!(%workspace, events = group.len(), "alerts wait: the workspace has no recipient (email.to, a webhook, or PUT /v1/notifications)");
             continue;
         }
         state.problems.set_note(&format!("email:{workspace}"), None);
         let have = state.store.alert_deliveries(&ids).await?;
+        for h in &hooks {
+            super::webhook::deliver_to(state, &hooks_client, h, group, &have, &host, &mut report).await?;
+        }
+        let Some(mailer) = &mailer else {
+            mark_done(state, &ids, group, &to, &hooks, &mut report).await?;
+            continue;
+        };
         for r in &to {
             let missing: Vec<PendingAlert> = group
                 .iter()
@@ -309,28 +358,17 @@ pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
                     for e in &missing {
                         state.metrics.alert_failed(&e.kind);
                     }
+                    state.metrics.notification_failed("email");
                     report.failed += 1;
                     tracing::warn!(%workspace, recipient = %r, error = %msg, "alert email not accepted; will retry");
-                    let attempts = group.iter().map(|e| e.attempts).max().unwrap_or(0);
-                    let backoff = (30i64 << attempts.clamp(0, 7)).min(3_600);
                     state
                         .store
-                        .mark_alerts_failed(&missing_ids, &msg, domain::now() + backoff)
+                        .mark_alerts_failed(&missing_ids, &msg, domain::now() + retry_backoff(&missing))
                         .await?;
                 }
             }
         }
-        // Events every current recipient has now are done.
-        let have = state.store.alert_deliveries(&ids).await?;
-        let done: Vec<i64> = ids
-            .iter()
-            .copied()
-            .filter(|id| to.iter().all(|r| have.iter().any(|(i, who)| i == id && who == r)))
-            .collect();
-        if !done.is_empty() {
-            state.store.mark_alerts_sent(&done, domain::now(), None).await?;
-            report.events += done.len();
-        }
+        mark_done(state, &ids, group, &to, &hooks, &mut report).await?;
     }
     // Workspaces that got a recipient (or whose alerts all went) no longer wait.
     state
@@ -361,6 +399,77 @@ pub async fn run(state: AppState, cancel: tokio_util::sync::CancellationToken) {
     }
 }
 
+/// Sends a test message to every receiver of workspace `workspace_id` (its own addresses
+/// and webhooks; with `operator`, the operator's `email.to` and `[[notify.webhook]]` too)
+/// and says what each answered, receiver by receiver.
+pub async fn test_message(
+    state: &AppState,
+    workspace_id: i64,
+    operator: bool,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let workspace = state.store.workspace_name(workspace_id).await?.unwrap_or_default();
+    let mut out = Vec::new();
+    let mut emails = state.store.recipients(workspace_id).await?;
+    if operator {
+        emails.extend(state.config().email.to.iter().cloned());
+    }
+    if !emails.is_empty() {
+        match state.mailer() {
+            None => {
+                for e in emails {
+                    out.push((e, "not sent: email.smtp_url is not set".to_owned()));
+                }
+            }
+            Some(mailer) => {
+                for e in emails {
+                    let result = match e.parse::<Mailbox>() {
+                        Err(err) => format!("not an email address: {err}"),
+                        Ok(to) => {
+                            let message = Message::builder()
+                                .from(mailer.from.clone())
+                                .to(to)
+                                .subject(format!("[socialsyncer] test message for {workspace}"))
+                                .message_id(None)
+                                .date_now()
+                                .body(format!(
+                                    "A test message from socialsyncer on {}: alerts of workspace {workspace} reach this address.\n",
+                                    host_name()
+                                ));
+                            match message {
+                                Err(err) => format!("could not be built: {err}"),
+                                Ok(m) => match mailer.transport.send(m).await {
+                                    Ok(r) => format!("delivered ({})", r.code()),
+                                    Err(err) => domain::truncate_for_message(&err.to_string()),
+                                },
+                            }
+                        }
+                    };
+                    out.push((e, result));
+                }
+            }
+        }
+    }
+    let client = super::webhook::client(&state.config().notify);
+    for r in super::webhook::receivers(state, workspace_id).await? {
+        if !operator && r.key.starts_with("hook:") {
+            continue;
+        }
+        let now = domain::now();
+        let body = match r.format {
+            super::webhook::Format::Json => super::webhook::test_event(&workspace, now),
+            f => super::webhook::chat_test(f, &workspace),
+        };
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let result = match super::webhook::post(&client, &r, &body, now).await {
+            super::webhook::Sent::Delivered(s) => format!("delivered ({s})"),
+            super::webhook::Sent::Gone => "answered 410 Gone (it will be disabled at the next alert)".to_owned(),
+            super::webhook::Sent::Retry(why) => why,
+        };
+        out.push((r.label(), result));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +487,9 @@ mod tests {
             problem: "The token is no longer valid.".into(),
             action: "Reconnect the account.".into(),
             attempts: 0,
+            dedup_key: format!("1/{id}/token_invalid"),
+            created_at: 1_800_000_000,
+            reconnect_by: None,
         }
     }
 

@@ -1,6 +1,9 @@
 //! Alerts: which events a health change raises (pure), and their delivery by email.
 
 pub mod email;
+pub mod webhook;
+
+pub use email::test_message;
 
 use crate::domain::{Account, Health, Platform, UnixTime};
 use crate::health::Assessment;

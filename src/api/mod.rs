@@ -96,7 +96,22 @@ pub struct Liveness {
               (status = 503, description = "The database does not answer", body = Liveness)))]
 pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     let database = state.store.ping().await;
-    let problems = state.problems.list();
+    let mut problems = state.problems.list();
+    // Receivers that failed for a day, or were disabled (410 Gone).
+    if let Ok(statuses) = state.store.receiver_statuses().await {
+        let day_ago = crate::domain::now() - 86_400;
+        for s in statuses {
+            if let Some(r) = &s.disabled_reason {
+                problems.push(format!("notify: receiver {} is disabled: {r}", s.receiver));
+            } else if let Some(t) = s.failing_since.filter(|t| *t <= day_ago) {
+                problems.push(format!(
+                    "notify: deliveries to receiver {} have failed since {}",
+                    s.receiver,
+                    crate::domain::rfc3339(t)
+                ));
+            }
+        }
+    }
     let status = if database && problems.is_empty() {
         "ok"
     } else {

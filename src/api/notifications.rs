@@ -1,4 +1,5 @@
-//! `/v1/notifications`: the workspace's own alert recipients (added to `email.to`).
+//! `/v1/notifications`: the workspace's own alert recipients (added to `email.to`) and its
+//! webhooks, and a test message to all of them.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -12,15 +13,45 @@ use crate::domain::truncate_for_message;
 
 /// The routes of this resource.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/notifications", get(show).put(replace))
+    Router::new()
+        .route("/v1/notifications", get(show).put(replace))
+        .route("/v1/notifications/test", axum::routing::post(test))
 }
 
-/// The recipients of a workspace's alert emails.
+/// The recipients of a workspace's alerts.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Notifications {
     /// Email addresses (at most 20).
     pub emails: Vec<String>,
+    /// Webhooks (at most 10). Absent in a request: the stored ones stay as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<Vec<Webhook>>,
+}
+
+/// One webhook receiver.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Webhook {
+    /// Where to POST: `https://` (a public address).
+    pub url: String,
+    /// `json` (default), `slack`, `discord` or `teams`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Event types to send (`account.token_expiring`, `account.needs_reconnect`, ...); absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// In a request: the signing secret to use (16 to 200 characters); absent, a new one is
+    /// made for a new URL and the stored one is kept for a known URL. In an answer: the secret,
+    /// only in the answer to the PUT that set it (it is never shown again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// In an answer: the receiver answered 410 Gone and gets nothing until it is set again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// In an answer: why it is disabled, or since when its deliveries fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 /// A plain address check: one `@`, a dot in the domain, no spaces or angle brackets.
@@ -45,7 +76,35 @@ fn valid_email(e: &str) -> bool {
 pub async fn show(State(state): State<AppState>, ws: Workspace) -> Result<Json<Notifications>, ApiError> {
     Ok(Json(Notifications {
         emails: state.store.recipients(ws.0).await?,
+        webhooks: Some(stored_webhooks(&state, ws.0).await?),
     }))
+}
+
+/// The workspace's webhooks as shown: never their secrets.
+async fn stored_webhooks(state: &AppState, workspace_id: i64) -> Result<Vec<Webhook>, ApiError> {
+    let statuses = state.store.receiver_statuses().await?;
+    Ok(state
+        .store
+        .webhooks(workspace_id)
+        .await?
+        .into_iter()
+        .map(|w| {
+            let st = statuses.iter().find(|s| s.receiver == format!("webhook:{}", w.id));
+            let status = st.and_then(|s| match (&s.disabled_reason, s.failing_since) {
+                (Some(r), _) => Some(format!("disabled: {r}")),
+                (None, Some(t)) => Some(format!("failing since {}", crate::domain::rfc3339(t))),
+                _ => None,
+            });
+            Webhook {
+                url: w.url,
+                format: Some(w.format),
+                events: w.events.map(|e| e.0),
+                secret: None,
+                disabled: st.is_some_and(|s| s.disabled_at.is_some()),
+                status,
+            }
+        })
+        .collect())
 }
 
 /// Replace the workspace's alert recipients.
@@ -77,6 +136,120 @@ pub async fn replace(
             emails.push(e);
         }
     }
+    let shown = match body.webhooks {
+        Some(hooks) => Some(set_webhooks(&state, ws.0, hooks).await?),
+        None => None,
+    };
     state.store.set_recipients(ws.0, &emails).await?;
-    Ok(Json(Notifications { emails }))
+    let webhooks = match shown {
+        // The stored ones, with the secrets this request set (shown this once).
+        Some(secrets) => Some(
+            stored_webhooks(&state, ws.0)
+                .await?
+                .into_iter()
+                .map(|mut w| {
+                    w.secret = secrets.iter().find(|(u, _)| *u == w.url).map(|(_, s)| s.clone());
+                    w
+                })
+                .collect(),
+        ),
+        None => Some(stored_webhooks(&state, ws.0).await?),
+    };
+    Ok(Json(Notifications { emails, webhooks }))
+}
+
+fn invalid_webhook(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_webhook", message)
+}
+
+/// Validates and stores `hooks`; returns the secrets set by this request, by URL.
+async fn set_webhooks(
+    state: &AppState,
+    workspace_id: i64,
+    hooks: Vec<Webhook>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    use crate::alerts::webhook::{EVENT_TYPES, Format, new_secret, secret_context, validate_url};
+    use secrecy::ExposeSecret;
+    if hooks.len() > 10 {
+        return Err(invalid_webhook("At most 10 webhooks."));
+    }
+    let stored: Vec<String> = state
+        .store
+        .webhooks(workspace_id)
+        .await?
+        .into_iter()
+        .map(|w| w.url)
+        .collect();
+    let notify = &state.config().notify;
+    let mut rows = Vec::new();
+    let mut secrets = Vec::new();
+    for h in hooks {
+        let url = validate_url(&h.url, notify).map_err(invalid_webhook)?.to_string();
+        if rows.iter().any(|r: &crate::store::NewWebhook| r.url == url) {
+            return Err(invalid_webhook("A webhook URL is listed twice."));
+        }
+        let format = Format::parse(h.format.as_deref().unwrap_or("json")).map_err(invalid_webhook)?;
+        if let Some(bad) = h.events.iter().flatten().find(|e| !EVENT_TYPES.contains(&e.as_str())) {
+            return Err(invalid_webhook(format!(
+                "'{}' is not an event type: use {}.",
+                truncate_for_message(bad),
+                EVENT_TYPES.join(", ")
+            )));
+        }
+        let secret = match h.secret {
+            Some(s) if !(16..=200).contains(&s.chars().count()) || s.chars().any(char::is_whitespace) => {
+                return Err(invalid_webhook(
+                    "A webhook secret is 16 to 200 characters, without spaces.",
+                ));
+            }
+            Some(s) => Some(secrecy::SecretString::from(s)),
+            None if stored.contains(&url) => None,
+            None => Some(new_secret()),
+        };
+        let sealed = secret
+            .as_ref()
+            .map(|s| state.sealer.seal(&secret_context(workspace_id, &url), s));
+        if let Some(s) = &secret {
+            secrets.push((url.clone(), s.expose_secret().to_owned()));
+        }
+        rows.push(crate::store::NewWebhook {
+            url,
+            format: format.as_str().to_owned(),
+            events: h.events,
+            secret: sealed,
+        });
+    }
+    state
+        .store
+        .set_webhooks(workspace_id, &rows, crate::domain::now())
+        .await?;
+    Ok(secrets)
+}
+
+/// What one receiver answered to the test message.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TestResult {
+    /// The receiver: an email address, or a webhook's scheme and host.
+    pub receiver: String,
+    /// `delivered`, or what went wrong.
+    pub result: String,
+}
+
+/// The answers to a test message.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TestResults {
+    /// One per receiver.
+    pub results: Vec<TestResult>,
+}
+
+/// Send a test message to every receiver of the workspace.
+#[utoipa::path(post, path = "/v1/notifications/test", tag = "notifications", security(("api_key" = [])),
+    responses((status = 200, body = TestResults), (status = 401, body = super::error::ErrorBody)))]
+pub async fn test(State(state): State<AppState>, ws: Workspace) -> Result<Json<TestResults>, ApiError> {
+    let results = crate::alerts::test_message(&state, ws.0, false)
+        .await?
+        .into_iter()
+        .map(|(receiver, result)| TestResult { receiver, result })
+        .collect();
+    Ok(Json(TestResults { results }))
 }

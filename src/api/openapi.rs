@@ -22,6 +22,7 @@ use super::{accounts, lists};
         super::healthz,
         super::notifications::show,
         super::notifications::replace,
+        super::notifications::test,
         super::metrics,
     ),
     modifiers(&BearerAuth),

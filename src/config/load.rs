@@ -213,6 +213,11 @@ impl Config {
         if let Some(f) = &self.email.credentials_file {
             out.push(("email.credentials_file".into(), f.clone()));
         }
+        for (i, w) in self.notify.webhook.iter().enumerate() {
+            if let Some(f) = &w.secret_file {
+                out.push((format!("notify.webhook[{i}].secret_file"), f.clone()));
+            }
+        }
         out
     }
 }

@@ -82,6 +82,8 @@ pub struct Config {
     pub email: EmailConfig,
     /// `[alerts]`
     pub alerts: AlertsConfig,
+    /// `[notify]`: webhook receivers and what outbound addresses they may use.
+    pub notify: NotifyConfig,
     /// `[http]`: the outbound client used for platforms.
     pub http: HttpConfig,
     /// `[log]`
@@ -252,6 +254,36 @@ pub struct EmailConfig {
     pub from: Option<String>,
     /// Recipients of every alert.
     pub to: Vec<String>,
+}
+
+/// `[notify]`
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Lets webhook URLs use `http://` to a loopback address (tests, a local relay).
+    pub allow_insecure_loopback: bool,
+    /// Lets webhooks reach private, loopback and link-local addresses. Off, a workspace cannot
+    /// point the daemon at the operator's own network.
+    pub allow_private_networks: bool,
+    /// `[[notify.webhook]]`: the operator's receivers, sent every workspace's alerts.
+    pub webhook: Vec<WebhookConfig>,
+}
+
+/// One `[[notify.webhook]]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST (`https://`).
+    pub url: String,
+    /// `json` (default), `slack`, `discord` or `teams`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Event types to send (`account.needs_reconnect`, ...); absent: every type.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    /// File holding the signing secret; without it, POSTs are not signed.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
 }
 
 /// `[alerts]`: which events send email, and how often the outbox is delivered.

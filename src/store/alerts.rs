@@ -16,7 +16,11 @@ impl Store {
     pub async fn pending_alerts(&self, now: UnixTime, limit: i64) -> Result<Vec<PendingAlert>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT o.id, o.workspace_id, w.name AS workspace, o.kind, o.severity, o.platform, o.account_id, \
-             o.username, o.problem, o.action, o.attempts FROM alert_outbox o JOIN workspaces w ON w.id = o.workspace_id \
+             o.username, o.problem, o.action, o.attempts, o.dedup_key, o.created_at, \
+             CASE WHEN o.kind LIKE 'expiring_%' THEN a.token_expires_at \
+                  WHEN o.kind LIKE 'data_access_expiring_%' THEN h.data_access_expires_at END AS reconnect_by \
+             FROM alert_outbox o JOIN workspaces w ON w.id = o.workspace_id \
+             LEFT JOIN accounts a ON a.id = o.account_ref LEFT JOIN account_health h ON h.account_ref = o.account_ref \
              WHERE o.sent_at IS NULL AND o.next_attempt_at <= $1 ORDER BY o.workspace_id, o.id LIMIT $2",
         )
         .bind(now)

@@ -126,12 +126,17 @@ impl Store {
     /// Re-seals every stored token in one `BEGIN IMMEDIATE` transaction: the rows are read
     /// and rewritten under the write lock, so a refresh cannot commit in between and be
     /// overwritten with the old tokens. `reseal` maps the rows read to their new sealed
-    /// tokens; an error from it rolls everything back. Returns how many accounts were
+    /// tokens, and the webhooks (ID, workspace, URL, sealed secret) to their new sealed
+    /// secrets; an error from it rolls everything back. Returns how many accounts were
     /// re-sealed.
+    #[allow(clippy::type_complexity)]
     pub async fn reseal_all<E>(
         &self,
         now: UnixTime,
-        reseal: impl FnOnce(Vec<SealedRow>) -> Result<Vec<Resealed>, E>,
+        reseal: impl FnOnce(
+            Vec<SealedRow>,
+            Vec<(i64, i64, String, Vec<u8>)>,
+        ) -> Result<(Vec<Resealed>, Vec<(i64, Vec<u8>)>), E>,
     ) -> Result<Result<usize, E>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows: Vec<SealedRow> = sqlx::query_as(
@@ -140,10 +145,21 @@ impl Store {
         )
         .fetch_all(&mut *tx)
         .await?;
-        let resealed = match reseal(rows) {
+        let hooks: Vec<(i64, i64, String, Vec<u8>)> =
+            sqlx::query_as("SELECT id, workspace_id, url, secret FROM webhooks ORDER BY id")
+                .fetch_all(&mut *tx)
+                .await?;
+        let (resealed, secrets) = match reseal(rows, hooks) {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
+        for (id, secret) in &secrets {
+            sqlx::query("UPDATE webhooks SET secret = $1 WHERE id = $2")
+                .bind(secret)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         for (id, access, refresh) in &resealed {
             sqlx::query(
                 "UPDATE credentials SET access_token = $1, refresh_token = $2, updated_at = $3 WHERE account_ref = $4",

@@ -84,11 +84,13 @@ mod alerts;
 mod checks;
 mod credentials;
 mod history;
+mod webhooks;
 mod workspaces;
 
 pub use crate::alerts::NewAlert;
 pub use crate::domain::{Account, HealthState};
 pub use types::*;
+pub use webhooks::{NewWebhook, ReceiverStatus, WebhookRow};
 
 impl Store {
     /// The generation of a workspace's accounts and health: it changes with every write to

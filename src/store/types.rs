@@ -345,6 +345,12 @@ pub struct PendingAlert {
     pub action: String,
     /// Failed attempts so far.
     pub attempts: i64,
+    /// The event's stable key (unique per account, token, episode and kind).
+    pub dedup_key: String,
+    /// When it was raised.
+    pub created_at: UnixTime,
+    /// For an expiry warning: the time by which the account must be reconnected.
+    pub reconnect_by: Option<UnixTime>,
 }
 
 /// New tokens from a refresh, sealed, replacing the stored ones.

@@ -80,6 +80,14 @@ impl Store {
         Ok(found)
     }
 
+    /// The name of workspace `id`, if it exists.
+    pub async fn workspace_name(&self, id: i64) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT name FROM workspaces WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     /// A workspace's own alert recipients.
     pub async fn recipients(&self, workspace_id: i64) -> Result<Vec<String>, StoreError> {
         Ok(

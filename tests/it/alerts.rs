@@ -46,7 +46,10 @@ async fn one_grouped_email_per_workspace_no_repeats_after_restart_and_a_recovery
     let (s, v) = app.get(&a, "/v1/notifications").await;
     assert_eq!(
         (s, v),
-        (200, serde_json::json!({"emails": ["social-team@acme.example"]}))
+        (
+            200,
+            serde_json::json!({"emails": ["social-team@acme.example"], "webhooks": []})
+        )
     );
 
     let (tw, _) = app

@@ -13,3 +13,4 @@ mod cli;
 mod faults;
 mod platforms;
 mod scheduler;
+mod webhooks;

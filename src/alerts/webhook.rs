@@ -1,0 +1,608 @@
+//! Webhook receivers: the JSON event format, Slack, Discord and Teams messages, signatures,
+//! and outbound requests that reach only the addresses a workspace may use.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::config::NotifyConfig;
+use crate::domain::{Health, rfc3339};
+use crate::store::PendingAlert;
+
+/// How a receiver wants its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One signed POST per event, in socialsyncer's event format.
+    Json,
+    /// One message per workspace per round, in Slack's incoming-webhook shape.
+    Slack,
+    /// The same, in Discord's webhook shape.
+    Discord,
+    /// The same, as a Microsoft Teams (Workflows) Adaptive Card message.
+    Teams,
+}
+
+impl Format {
+    /// Parses `json`, `slack`, `discord` or `teams`.
+    pub fn parse(s: &str) -> Result<Format, String> {
+        match s {
+            "json" => Ok(Format::Json),
+            "slack" => Ok(Format::Slack),
+            "discord" => Ok(Format::Discord),
+            "teams" => Ok(Format::Teams),
+            other => Err(format!(
+                "'{}' is not a webhook format: use json, slack, discord or teams",
+                crate::domain::truncate_for_message(other)
+            )),
+        }
+    }
+
+    /// The lower-case name (also the `channel` label of the failure counter).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Slack => "slack",
+            Format::Discord => "discord",
+            Format::Teams => "teams",
+        }
+    }
+}
+
+/// The event types a receiver can ask for.
+pub const EVENT_TYPES: [&str; 8] = [
+    "account.token_expiring",
+    "account.needs_reconnect",
+    "account.permissions_missing",
+    "account.refresh_failed",
+    "account.platform_unreachable",
+    "account.data_access_expiring",
+    "account.recovered",
+    "test",
+];
+
+/// The public event type of an alert kind.
+pub fn event_type(kind: &str) -> &'static str {
+    match kind {
+        k if k.starts_with("expiring_") => "account.token_expiring",
+        k if k.starts_with("data_access_expiring_") => "account.data_access_expiring",
+        "token_expired" | "token_invalid" | "data_access_expired" => "account.needs_reconnect",
+        "permissions_missing" => "account.permissions_missing",
+        "refresh_failed" => "account.refresh_failed",
+        "platform_unreachable" => "account.platform_unreachable",
+        "recovered" => "account.recovered",
+        _ => "account.needs_reconnect",
+    }
+}
+
+/// A receiver of alert events.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    /// Its key in the delivery records: `webhook:<id>` or `hook:<digest of the URL>`.
+    pub key: String,
+    /// Where to POST.
+    pub url: Url,
+    /// Message shape.
+    pub format: Format,
+    /// Event types it wants; `None`: all.
+    pub events: Option<Vec<String>>,
+    /// Signing secret; `None`: unsigned (an operator receiver without `secret_file`).
+    pub secret: Option<SecretString>,
+}
+
+impl Receiver {
+    /// Whether it wants events of `kind`.
+    pub fn wants(&self, kind: &str) -> bool {
+        self.events
+            .as_ref()
+            .is_none_or(|e| e.iter().any(|t| t == event_type(kind)))
+    }
+
+    /// The URL as it may be logged: scheme and host, never the path (a Slack or Discord URL
+    /// holds its credential in the path).
+    pub fn label(&self) -> String {
+        redacted(&self.url)
+    }
+}
+
+/// `scheme://host[:port]/…`: a URL without what could be a credential.
+pub fn redacted(url: &Url) -> String {
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{}://{}{port}/…", url.scheme(), url.host_str().unwrap_or(""))
+}
+
+/// The key of an operator's receiver: a digest of its URL (which may hold a credential).
+pub fn operator_key(url: &str) -> String {
+    use sha2::Digest;
+    format!("hook:{}", hex::encode(&Sha256::digest(url.as_bytes())[..8]))
+}
+
+/// Whether the daemon may send to `ip`: public addresses always; loopback with
+/// `allow_insecure_loopback` or `allow_private_networks`; other private, link-local,
+/// shared and unspecified addresses only with `allow_private_networks`.
+pub fn ip_allowed(ip: IpAddr, notify: &NotifyConfig) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    if ip.is_loopback() {
+        return notify.allow_insecure_loopback || notify.allow_private_networks;
+    }
+    let private = match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1])) // shared address space (CGNAT)
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking
+                || o[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        }
+    };
+    !private || notify.allow_private_networks
+}
+
+/// Checks a receiver URL when it is set: `https://` (or `http://` to a loopback address
+/// with `notify.allow_insecure_loopback`), a host, no credentials in the authority, and an
+/// address literal the daemon may reach. Host names are checked again at each send.
+pub fn validate_url(raw: &str, notify: &NotifyConfig) -> Result<Url, String> {
+    let shown = crate::domain::truncate_for_message(raw);
+    let url = Url::parse(raw.trim()).map_err(|e| format!("'{shown}' is not a URL ({e})"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("a webhook URL must not carry a user name or password".into());
+    }
+    let Some(host) = url.host() else {
+        return Err(format!("'{shown}' has no host"));
+    };
+    let literal: Option<IpAddr> = match host {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+        url::Host::Domain(d) if d.eq_ignore_ascii_case("localhost") => Some(IpAddr::from([127, 0, 0, 1])),
+        url::Host::Domain(_) => None,
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if notify.allow_insecure_loopback && literal.is_some_and(|ip| ip.is_loopback()) => {}
+        "http" => {
+            return Err(format!(
+                "'{}' must use https:// (http:// is accepted only to a loopback address, with notify.allow_insecure_loopback)",
+                redacted(&url)
+            ));
+        }
+        other => return Err(format!("'{other}://' is not a webhook scheme: use https://")),
+    }
+    if let Some(ip) = literal
+        && !ip_allowed(ip, notify)
+    {
+        return Err(format!(
+            "{} is a private or reserved address, which webhooks may not reach (notify.allow_private_networks)",
+            redacted(&url)
+        ));
+    }
+    Ok(url)
+}
+
+/// Resolves host names for webhook requests and refuses the addresses the daemon may not
+/// reach, at connection time (so a name that changes its answer cannot slip past a check).
+struct GuardedResolver {
+    allow_loopback: bool,
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let notify = NotifyConfig {
+            allow_insecure_loopback: self.allow_loopback,
+            allow_private_networks: self.allow_private,
+            webhook: Vec::new(),
+        };
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| ip_allowed(a.ip(), &notify)).collect();
+            if allowed.is_empty() {
+                return Err(format!("{host} resolves only to addresses webhooks may not reach").into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The webhook client: no redirects, a 5 s limit, and the address guard.
+pub fn client(notify: &NotifyConfig) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("socialsyncer/", env!("CARGO_PKG_VERSION")))
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow_loopback: notify.allow_insecure_loopback,
+            allow_private: notify.allow_private_networks,
+        }))
+        .build()
+        .unwrap_or_default()
+}
+
+/// The `socialsyncer-signature` header of `body` sent at `t`: `t=<unix>,v1=<hex HMAC-SHA256
+/// of "t.body">`, as Stripe and Standard Webhooks sign.
+pub fn signature(secret: &SecretString, t: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC takes any key length");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A new signing secret: `whsec_` and 32 random bytes in hex.
+pub fn new_secret() -> SecretString {
+    let mut b = [0u8; 32];
+    rand::fill(&mut b);
+    SecretString::from(format!("whsec_{}", hex::encode(b)))
+}
+
+/// One event in socialsyncer's JSON format.
+pub fn json_event(e: &PendingAlert) -> Value {
+    let mut v = json!({
+        "id": e.dedup_key,
+        "type": event_type(&e.kind),
+        "kind": e.kind,
+        "occurredAt": rfc3339(e.created_at),
+        "workspace": e.workspace,
+        "account": {
+            "platform": e.platform.as_str(),
+            "accountId": e.account_id,
+            "username": e.username,
+        },
+        "health": e.severity.as_str(),
+        "problem": e.problem,
+        "recommendations": [e.action],
+    });
+    if let Some(t) = e.reconnect_by {
+        v["reconnectBy"] = json!(rfc3339(t));
+    }
+    v
+}
+
+/// The test message's JSON event.
+pub fn test_event(workspace: &str, now: i64) -> Value {
+    json!({
+        "id": format!("test:{workspace}:{now}"),
+        "type": "test",
+        "occurredAt": rfc3339(now),
+        "workspace": workspace,
+        "message": "A test message from socialsyncer: this receiver is set up.",
+    })
+}
+
+fn headline(workspace: &str, events: &[&PendingAlert]) -> String {
+    let (subject, _, _) =
+        super::email::compose(workspace, &events.iter().map(|e| (*e).clone()).collect::<Vec<_>>(), "");
+    subject
+}
+
+fn line(e: &PendingAlert) -> String {
+    format!(
+        "{} {} ({}): {} {}",
+        e.platform.display_name(),
+        e.username,
+        e.account_id,
+        e.problem,
+        e.action
+    )
+}
+
+fn colour(h: Health) -> u32 {
+    match h {
+        Health::Unhealthy => 0xb4_2318,
+        Health::Unknown => 0x47_5467,
+        Health::Warning => 0xb5_4708,
+        Health::Healthy => 0x06_7647,
+    }
+}
+
+/// One workspace's events of a round as one chat message (the email's subject and lines).
+pub fn chat_message(format: Format, workspace: &str, events: &[&PendingAlert], host: &str) -> Value {
+    let title = headline(workspace, events);
+    let footer = format!("Sent by socialsyncer on {host}");
+    match format {
+        Format::Slack | Format::Json => {
+            let mut blocks =
+                vec![json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&title, 150)}})];
+            for e in events.iter().take(45) {
+                blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&slack_escape(&line(e)), 3000)}}));
+            }
+            blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": slack_escape(&footer)}]}));
+            json!({"text": title, "blocks": blocks})
+        }
+        Format::Discord => {
+            let embeds: Vec<Value> = events
+                .iter()
+                .take(10)
+                .map(|e| {
+                    json!({
+                        "title": truncate(&format!("{} {} ({})", e.platform.display_name(), e.username, e.account_id), 256),
+                        "description": truncate(&format!("{} {}", e.problem, e.action), 4096),
+                        "color": colour(e.severity),
+                    })
+                })
+                .collect();
+            json!({"content": truncate(&title, 2000), "embeds": embeds, "allowed_mentions": {"parse": []}})
+        }
+        Format::Teams => {
+            let mut body =
+                vec![json!({"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "wrap": true})];
+            for e in events {
+                body.push(json!({"type": "TextBlock", "text": line(e), "wrap": true}));
+            }
+            body.push(json!({"type": "TextBlock", "text": footer, "isSubtle": true, "size": "Small", "wrap": true}));
+            json!({
+                "type": "message",
+                "attachments": [{
+                    "contentType": "application/vnd.microsoft.card.adaptive",
+                    "content": {
+                        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                        "type": "AdaptiveCard",
+                        "version": "1.4",
+                        "body": body,
+                    },
+                }],
+            })
+        }
+    }
+}
+
+/// The test message in a chat format.
+pub fn chat_test(format: Format, workspace: &str) -> Value {
+    let text = format!("socialsyncer test message for workspace {workspace}: this receiver is set up.");
+    match format {
+        Format::Slack | Format::Json => {
+            json!({"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(&text)}}]})
+        }
+        Format::Discord => json!({"content": text, "allowed_mentions": {"parse": []}}),
+        Format::Teams => json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": [{"type": "TextBlock", "text": text, "wrap": true}],
+                },
+            }],
+        }),
+    }
+}
+
+/// Slack's three escapes for text it formats.
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+/// What a receiver made of a POST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// A 2xx.
+    Delivered(u16),
+    /// 410 Gone: the receiver is to be disabled.
+    Gone,
+    /// Anything else: try again later (429, 5xx, a timeout, a refused address, another status).
+    Retry(String),
+}
+
+/// Answers are read only this far.
+const ANSWER_CAP: usize = 16 * 1024;
+
+/// POSTs `body` (JSON) to `r`, signed when it has a secret.
+pub async fn post(client: &reqwest::Client, r: &Receiver, body: &[u8], now: i64) -> Sent {
+    let mut req = client
+        .post(r.url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_vec());
+    if let Some(secret) = &r.secret {
+        req = req.header("socialsyncer-signature", signature(secret, now, body));
+    }
+    match req.send().await {
+        Ok(mut resp) => {
+            let status = resp.status();
+            // Read a little of the answer, never more (some receivers say why in it).
+            let mut read = 0;
+            while read < ANSWER_CAP {
+                match resp.chunk().await {
+                    Ok(Some(c)) => read += c.len(),
+                    _ => break,
+                }
+            }
+            match status.as_u16() {
+                s if status.is_success() => Sent::Delivered(s),
+                410 => Sent::Gone,
+                s => Sent::Retry(format!("answered {s}")),
+            }
+        }
+        Err(e) if e.is_timeout() => Sent::Retry("did not answer within 5 s".into()),
+        Err(e) if e.is_connect() => Sent::Retry(format!("could not be reached ({})", root_cause(&e))),
+        Err(e) => Sent::Retry(format!("request failed ({})", root_cause(&e))),
+    }
+}
+
+/// The innermost error text, without the URL reqwest puts in its own (it may hold a
+/// credential).
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut source: &dyn std::error::Error = e;
+    while let Some(s) = source.source() {
+        source = s;
+    }
+    crate::domain::truncate_for_message(&source.to_string())
+}
+
+/// The receivers of a workspace's alerts that are not disabled: its own webhooks (secrets
+/// unsealed) and the operator's `[[notify.webhook]]`.
+pub async fn receivers(
+    state: &crate::app::AppState,
+    workspace_id: i64,
+) -> Result<Vec<Receiver>, crate::store::StoreError> {
+    let notify = &state.config().notify;
+    let disabled: Vec<String> = state
+        .store
+        .receiver_statuses()
+        .await?
+        .into_iter()
+        .filter(|s| s.disabled_at.is_some())
+        .map(|s| s.receiver)
+        .collect();
+    let mut out = Vec::new();
+    for w in state.store.webhooks(workspace_id).await? {
+        let key = format!("webhook:{}", w.id);
+        if disabled.contains(&key) {
+            continue;
+        }
+        let (Ok(url), Ok(format)) = (Url::parse(&w.url), Format::parse(&w.format)) else {
+            continue;
+        };
+        let secret = match state.sealer.open(&secret_context(workspace_id, &w.url), &w.secret) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(receiver = %redacted(&url), error = %e, "a webhook secret cannot be opened; the receiver is skipped");
+                continue;
+            }
+        };
+        out.push(Receiver {
+            key,
+            url,
+            format,
+            events: w.events.map(|e| e.0),
+            secret: Some(secret),
+        });
+    }
+    for (i, w) in notify.webhook.iter().enumerate() {
+        let key = operator_key(&w.url);
+        if disabled.contains(&key) {
+            continue;
+        }
+        let (Ok(url), Ok(format)) = (Url::parse(&w.url), Format::parse(w.format.as_deref().unwrap_or("json"))) else {
+            continue;
+        };
+        let secret = match &w.secret_file {
+            Some(f) => match crate::config::read_secret_file(&format!("notify.webhook[{i}].secret_file"), f) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(receiver = %redacted(&url), error = %e.0, "the operator's webhook is skipped");
+                    continue;
+                }
+            },
+            None => None,
+        };
+        out.push(Receiver {
+            key,
+            url,
+            format,
+            events: w.events.clone(),
+            secret,
+        });
+    }
+    Ok(out)
+}
+
+/// What a webhook secret is sealed to: its workspace and URL.
+pub fn secret_context(workspace_id: i64, url: &str) -> String {
+    format!("webhook/{workspace_id}/{url}")
+}
+
+/// Sends `r` the events of `group` (one workspace's) it wants and does not have: one POST per
+/// event in the JSON format, one message for them all in a chat format. A 2xx records them
+/// as delivered to `r`; 410 disables `r` (it stops counting as a recipient); anything else
+/// counts a failure, starts or continues `r`'s failure run, and delays those events with the
+/// email backoff, without holding up any other receiver.
+pub async fn deliver_to(
+    state: &crate::app::AppState,
+    client: &reqwest::Client,
+    r: &Receiver,
+    group: &[PendingAlert],
+    have: &[(i64, String)],
+    host: &str,
+    report: &mut super::email::DeliveryReport,
+) -> Result<(), crate::store::StoreError> {
+    let missing: Vec<&PendingAlert> = group
+        .iter()
+        .filter(|e| r.wants(&e.kind) && !have.iter().any(|(i, w)| *i == e.id && *w == r.key))
+        .collect();
+    let Some(first) = missing.first() else {
+        return Ok(());
+    };
+    let workspace = first.workspace.clone();
+    let messages: Vec<(Vec<&PendingAlert>, Value)> = match r.format {
+        Format::Json => missing.iter().map(|e| (vec![*e], json_event(e))).collect(),
+        f => vec![(missing.clone(), chat_message(f, &workspace, &missing, host))],
+    };
+    for (events, body) in messages {
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let now = crate::domain::now();
+        match post(client, r, &body, now).await {
+            Sent::Delivered(status) => {
+                state.store.record_deliveries(&ids, &r.key, now, None).await?;
+                state.store.receiver_result(&r.key, true, now).await?;
+                for e in &events {
+                    state.metrics.alert_sent(&e.kind);
+                }
+                report.webhooks += 1;
+                tracing::info!(%workspace, receiver = %r.label(), status, events = events.len(), "webhook delivered");
+            }
+            Sent::Gone => {
+                state.store.disable_receiver(&r.key, "answered 410 Gone", now).await?;
+                state.metrics.notification_failed(r.format.as_str());
+                tracing::warn!(%workspace, receiver = %r.label(), "the webhook answered 410 Gone: it is disabled (set it again to enable it)");
+                return Ok(());
+            }
+            Sent::Retry(why) => {
+                state.store.receiver_result(&r.key, false, now).await?;
+                state.metrics.notification_failed(r.format.as_str());
+                for e in &events {
+                    state.metrics.alert_failed(&e.kind);
+                }
+                report.webhook_failures += 1;
+                tracing::warn!(%workspace, receiver = %r.label(), problem = %why, "webhook not delivered; will retry");
+                let owned: Vec<PendingAlert> = missing.iter().map(|e| (*e).clone()).collect();
+                let ids: Vec<i64> = owned.iter().map(|e| e.id).collect();
+                state
+                    .store
+                    .mark_alerts_failed(
+                        &ids,
+                        &format!("webhook {}: {why}", r.label()),
+                        now + super::email::retry_backoff(&owned),
+                    )
+                    .await?;
+                // The receiver is down: the rest waits for the retry.
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
