@@ -226,6 +226,50 @@ async fn set_webhooks(
     Ok(secrets)
 }
 
+/// One event as a `json` webhook receives it (one POST per event), signed in the header
+/// `socialsyncer-signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">` with the receiver's
+/// secret.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookEvent {
+    /// The event's stable key: the same event delivered twice has the same `id`.
+    pub id: String,
+    /// `account.token_expiring`, `account.needs_reconnect`, `account.permissions_missing`,
+    /// `account.refresh_failed`, `account.platform_unreachable`,
+    /// `account.data_access_expiring`, `account.recovered`, or `test`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The finer alert kind (`expiring_3days`, `token_invalid`, ...).
+    pub kind: String,
+    /// When the event was raised, RFC 3339 UTC.
+    pub occurred_at: String,
+    /// The workspace's name.
+    pub workspace: String,
+    /// The account.
+    pub account: WebhookAccount,
+    /// The account's health: `healthy`, `warning`, `unhealthy` or `unknown`.
+    pub health: String,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do.
+    pub recommendations: Vec<String>,
+    /// Expiry warnings: when the account must be reconnected by, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_by: Option<String>,
+}
+
+/// The account an event is about.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAccount {
+    /// Platform, lower-case.
+    pub platform: String,
+    /// The platform's account ID.
+    pub account_id: String,
+    /// Display name.
+    pub username: String,
+}
+
 /// What one receiver answered to the test message.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TestResult {

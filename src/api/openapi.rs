@@ -25,6 +25,7 @@ use super::{accounts, lists};
         super::notifications::test,
         super::metrics,
     ),
+    components(schemas(super::notifications::WebhookEvent)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

@@ -831,3 +831,35 @@ fn import_stores_the_refresh_token_file_sealed_and_check_uses_it() {
         "the imported refresh token was used"
     );
 }
+
+#[test]
+fn notify_test_sends_to_the_operators_receivers_and_says_what_each_answered() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (ok, log) = rt.block_on(crate::webhooks::receiver(&[], false));
+    let (down, _) = rt.block_on(crate::webhooks::receiver(&[500], false));
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "whsec_operator_secret_0123456789\n").unwrap();
+    let env = env_with(&format!(
+        "[notify]\nallow_insecure_loopback = true\n\
+         [[notify.webhook]]\nurl = \"{ok}\"\nsecret_file = \"{}\"\n\
+         [[notify.webhook]]\nurl = \"{down}\"\nformat = \"discord\"\n",
+        secret.path().display()
+    ));
+    env.create_key("acme");
+    let out = env.run(&["notify", "test", "--workspace", "acme"]);
+    assert_eq!(out.status.code(), Some(1), "one receiver failed: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].contains("delivered (200)"), "{stdout}");
+    assert!(lines[1].contains("answered 500"), "{stdout}");
+    assert!(!stdout.contains("/hook"), "no URL path is printed: {stdout}");
+    let posts = &log.lock().unwrap().posts;
+    assert_eq!(posts.len(), 1);
+    assert!(
+        posts[0].0.contains_key("socialsyncer-signature"),
+        "the operator's secret signs it"
+    );
+    let out = env.run(&["notify", "test", "--workspace", "nobody"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}

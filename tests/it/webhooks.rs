@@ -14,14 +14,14 @@ use crate::common::{TestApp, code, spawn_app_cfg};
 
 /// What a receiver got, and the statuses it answers in turn (then 200).
 #[derive(Default)]
-struct Log {
-    posts: Vec<(HeaderMap, Vec<u8>)>,
+pub(crate) struct Log {
+    pub(crate) posts: Vec<(HeaderMap, Vec<u8>)>,
     script: Vec<u16>,
 }
 
 /// A receiver on 127.0.0.1: its URL and what it got. With `slack`, it answers 400 to a body
 /// that breaks Slack's documented rules for incoming webhooks, as Slack does.
-async fn receiver(script: &[u16], slack: bool) -> (String, Arc<Mutex<Log>>) {
+pub(crate) async fn receiver(script: &[u16], slack: bool) -> (String, Arc<Mutex<Log>>) {
     let log = Arc::new(Mutex::new(Log {
         posts: Vec::new(),
         script: script.iter().rev().copied().collect(),
@@ -168,6 +168,9 @@ async fn json_events_are_signed_with_the_secret_shown_once() {
     let t: i64 = sig[2..sig.find(',').unwrap()].parse().unwrap();
     assert!((socialsyncer::domain::now() - t).abs() < 60);
     let e: Value = serde_json::from_slice(body).unwrap();
+    // The shape the OpenAPI document describes, field for field.
+    let documented: socialsyncer::api::notifications::WebhookEvent = serde_json::from_slice(body).unwrap();
+    assert_eq!(documented.event_type, "account.needs_reconnect");
     assert_eq!(e["type"], "account.needs_reconnect", "{e}");
     assert_eq!(e["account"]["platform"], "twitter", "{e}");
     assert_eq!(e["account"]["accountId"], "1", "{e}");
