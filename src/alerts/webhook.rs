@@ -561,15 +561,15 @@ pub async fn deliver_to(
         Format::Json => missing.iter().map(|e| (vec![*e], json_event(e))).collect(),
         f => vec![(missing.clone(), chat_message(f, &workspace, &missing, host))],
     };
-    for (events, body) in messages {
+    for (n, (events, body)) in messages.iter().enumerate() {
         let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let body = serde_json::to_vec(body).unwrap_or_default();
         let now = crate::domain::now();
         match post(client, r, &body, now).await {
             Sent::Delivered(status) => {
                 state.store.record_deliveries(&ids, &r.key, now, None).await?;
                 state.store.receiver_result(&r.key, true, now).await?;
-                for e in &events {
+                for e in events {
                     state.metrics.alert_sent(&e.kind);
                 }
                 report.webhooks += 1;
@@ -584,12 +584,16 @@ pub async fn deliver_to(
             Sent::Retry(why) => {
                 state.store.receiver_result(&r.key, false, now).await?;
                 state.metrics.notification_failed(r.format.as_str());
-                for e in &events {
+                for e in events {
                     state.metrics.alert_failed(&e.kind);
                 }
                 report.webhook_failures += 1;
                 tracing::warn!(%workspace, receiver = %r.label(), problem = %why, "webhook not delivered; will retry");
-                let owned: Vec<PendingAlert> = missing.iter().map(|e| (*e).clone()).collect();
+                // This message and the ones after it wait for the retry.
+                let owned: Vec<PendingAlert> = messages[n..]
+                    .iter()
+                    .flat_map(|(events, _)| events.iter().map(|e| (*e).clone()))
+                    .collect();
                 let ids: Vec<i64> = owned.iter().map(|e| e.id).collect();
                 state
                     .store
