@@ -353,18 +353,7 @@ pub fn chat_message(format: Format, workspace: &str, events: &[&PendingAlert], h
                 body.push(json!({"type": "TextBlock", "text": line(e), "wrap": true}));
             }
             body.push(json!({"type": "TextBlock", "text": footer, "isSubtle": true, "size": "Small", "wrap": true}));
-            json!({
-                "type": "message",
-                "attachments": [{
-                    "contentType": "application/vnd.microsoft.card.adaptive",
-                    "content": {
-                        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                        "type": "AdaptiveCard",
-                        "version": "1.4",
-                        "body": body,
-                    },
-                }],
-            })
+            teams_card(body)
         }
     }
 }
@@ -377,19 +366,24 @@ pub fn chat_test(format: Format, workspace: &str) -> Value {
             json!({"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(&text)}}]})
         }
         Format::Discord => json!({"content": text, "allowed_mentions": {"parse": []}}),
-        Format::Teams => json!({
-            "type": "message",
-            "attachments": [{
-                "contentType": "application/vnd.microsoft.card.adaptive",
-                "content": {
-                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                    "type": "AdaptiveCard",
-                    "version": "1.4",
-                    "body": [{"type": "TextBlock", "text": text, "wrap": true}],
-                },
-            }],
-        }),
+        Format::Teams => teams_card(vec![json!({"type": "TextBlock", "text": text, "wrap": true})]),
     }
+}
+
+/// A Teams Workflows message holding one Adaptive Card with `body`.
+fn teams_card(body: Vec<Value>) -> Value {
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "body": body,
+            },
+        }],
+    })
 }
 
 /// Slack's three escapes for text it formats.
