@@ -35,18 +35,20 @@ pub fn spawn_watchdog(state: AppState, cancel: CancellationToken) {
     let Some(interval) = sd_notify::watchdog_enabled() else {
         return;
     };
-    let every = interval / 2;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                () = tokio::time::sleep(every) => {}
-            }
-            if state.store.ping().await {
-                notify(NotifyState::Watchdog);
-            } else {
-                tracing::error!("database does not answer; withholding the watchdog ping");
-            }
+    tokio::spawn(watchdog(state, cancel, interval / 2, || notify(NotifyState::Watchdog)));
+}
+
+/// Every `every`, calls `ping` if the database answers, and logs instead if it does not.
+pub async fn watchdog(state: AppState, cancel: CancellationToken, every: std::time::Duration, ping: impl Fn()) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(every) => {}
         }
-    });
+        if state.store.ping().await {
+            ping();
+        } else {
+            tracing::error!("database does not answer; withholding the watchdog ping");
+        }
+    }
 }

@@ -413,3 +413,75 @@ async fn idle_and_slow_clients_never_take_the_api_down_and_never_hold_up_a_stop(
     assert!(took < Duration::from_secs(8), "stopped in {took:?}");
     drop((slow, body));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_sweep_finishes_the_checks_in_flight_and_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start().await.unwrap();
+    // 400 checks of 300 ms, 50 at a time: a sweep of about 2.4 s.
+    sim.set_latency(Platform::Threads, Duration::from_millis(300));
+    let n = 400;
+    let config = prepared(dir.path(), &sim, n, "rate_limit = 0\n").await;
+    let db = SqlitePool::connect(&format!("sqlite://{}/state/db.sqlite", dir.path().display()))
+        .await
+        .unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = wait_for(&db, CHECKED, 50, Duration::from_secs(30)).await;
+    assert!(seen >= 50, "the sweep is under way ({seen})");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM stops cleanly: {status:?}");
+    let checked = count(&db, CHECKED).await;
+    assert!(
+        checked < n as i64,
+        "SIGTERM stopped the sweep taking new accounts ({checked} of {n})"
+    );
+    // Every request the platform received belongs to a check that finished and was written:
+    // the checks in flight at SIGTERM were not dropped.
+    assert_eq!(
+        checked as u64,
+        sim.calls(Platform::Threads),
+        "every check the platform answered was written"
+    );
+}
+
+#[tokio::test]
+async fn the_watchdog_is_pinged_only_while_the_database_answers() {
+    let app = crate::common::spawn_app().await;
+    let pings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = {
+        let pings = pings.clone();
+        tokio::spawn(socialsyncer::systemd::watchdog(
+            app.state.clone(),
+            cancel.clone(),
+            Duration::from_millis(20),
+            move || {
+                pings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            },
+        ))
+    };
+    let load = |p: &std::sync::atomic::AtomicUsize| p.load(std::sync::atomic::Ordering::SeqCst);
+    while load(&pings) < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The database goes away: no more pings, however long we wait.
+    app.state.store.close().await;
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let after = load(&pings);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(load(&pings), after, "pings withheld while the database is dead");
+    cancel.cancel();
+    task.await.unwrap();
+}
