@@ -31,6 +31,9 @@ pub(super) async fn app_usage_header(
 /// (of the platform, or of the token) instead of the documented path.
 pub(super) async fn preflight(s: &Shared, p: Platform, token: Option<&str>) -> Option<Response> {
     s.calls[idx(p)].fetch_add(1, Ordering::Relaxed);
+    s.arrivals.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+    let now_in_flight = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    s.most_in_flight.fetch_max(now_in_flight, Ordering::SeqCst);
     let (latency, mode, tb) = {
         let g = s.lock();
         let tb = token.and_then(|t| g.tokens.get(t)).map(|t| t.behavior);
@@ -39,6 +42,7 @@ pub(super) async fn preflight(s: &Shared, p: Platform, token: Option<&str>) -> O
     if let Some(d) = latency {
         tokio::time::sleep(d).await;
     }
+    s.in_flight.fetch_sub(1, Ordering::SeqCst);
     let behavior = match (mode, tb) {
         (Some(m), _) if m != Behavior::Normal => m,
         (_, Some(b)) => b,

@@ -16,6 +16,9 @@ impl Simulator {
             inner: Mutex::new(Inner::default()),
             calls: Default::default(),
             refreshes: Default::default(),
+            in_flight: AtomicU64::new(0),
+            most_in_flight: AtomicU64::new(0),
+            arrivals: Mutex::new(Vec::new()),
         });
         let shutdown = CancellationToken::new();
         let app = router(shared.clone());
@@ -184,5 +187,15 @@ impl Simulator {
     /// Requests served for `p` so far.
     pub fn calls(&self, p: Platform) -> u64 {
         self.shared.calls[idx(p)].load(Ordering::Relaxed)
+    }
+
+    /// The most requests (of all platforms) that were being answered at once.
+    pub fn most_in_flight(&self) -> u64 {
+        self.shared.most_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The platform of every request so far, in the order they arrived.
+    pub fn arrivals(&self) -> Vec<Platform> {
+        self.shared.arrivals.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

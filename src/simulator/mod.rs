@@ -251,6 +251,11 @@ struct Shared {
     calls: [AtomicU64; 5],
     /// Refreshes that issued new tokens.
     refreshes: [AtomicU64; 5],
+    /// Requests being answered now (inside their latency), and the most at once.
+    in_flight: AtomicU64,
+    most_in_flight: AtomicU64,
+    /// The platform of every request, in the order they arrived.
+    arrivals: Mutex<Vec<Platform>>,
 }
 
 impl Shared {

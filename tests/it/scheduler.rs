@@ -588,3 +588,59 @@ async fn a_reload_takes_the_live_keys_and_keeps_the_rest() {
     assert_eq!(app.state.gates.rate(Platform::Tiktok), Some(2.5));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_sweep_keeps_to_its_concurrency_and_a_paced_lane_holds_up_no_other() {
+    // Threads paced at 4 requests a second; X unpaced; 3 checks at once in all.
+    let app = spawn_app_cfg("", |c| {
+        c.schedule.concurrency = 3;
+        c.platforms.threads.rate_limit = Some(4.0);
+        c.platforms.twitter.rate_limit = Some(0.0);
+    })
+    .await;
+    let key = app.key("acme").await;
+    let db = app.db().await;
+    for i in 0..6 {
+        app.connect(
+            &key,
+            Platform::Threads,
+            &format!("{}", 100 + i),
+            spec(Platform::Threads),
+        )
+        .await;
+    }
+    for i in 0..12 {
+        app.connect(
+            &key,
+            Platform::Twitter,
+            &format!("{}", 200 + i),
+            spec(Platform::Twitter),
+        )
+        .await;
+    }
+    app.sim.set_latency(Platform::Twitter, Duration::from_millis(50));
+    app.sim.set_latency(Platform::Threads, Duration::from_millis(50));
+    make_due(&db, None).await;
+    let before = app.sim.arrivals().len();
+    let r = sweep(&app).await;
+    assert_eq!(r.checked, 18, "{r:?}");
+    assert!(
+        app.sim.most_in_flight() <= 3,
+        "never more than 3 checks at once: {}",
+        app.sim.most_in_flight()
+    );
+    assert!(app.sim.most_in_flight() >= 2, "the checks did run side by side");
+    // Threads' six requests take at least 1.25 s at four a second; X's twelve (four rounds
+    // of 50 ms on the permits Threads does not hold) are all in before Threads' third.
+    let arrivals = &app.sim.arrivals()[before..];
+    let third_threads = arrivals
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| **p == Platform::Threads)
+        .nth(2)
+        .map(|(i, _)| i)
+        .unwrap();
+    let last_twitter = arrivals.iter().rposition(|p| *p == Platform::Twitter).unwrap();
+    assert!(last_twitter < third_threads, "the paced lane held up X: {arrivals:?}");
+    app.stop().await;
+}
