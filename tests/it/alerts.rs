@@ -728,3 +728,37 @@ async fn alerts_wait_for_a_recipient_and_a_refused_address_costs_nobody_else() {
     assert!(mails[1].text().contains("user_2") && !mails[1].text().contains("user_1 (1)"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn smtp_credentials_from_the_credentials_file_are_presented() {
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("smtp_credentials");
+    std::fs::write(&creds, "alerts@example.com:s3cret-pass\n").unwrap();
+    let app = spawn_app_cfg("", move |c| {
+        c.email.smtp_url = Some(url);
+        c.email.credentials_file = Some(creds);
+        c.email.from = Some("alerts@example.com".into());
+        c.email.to = vec!["ops@example.com".into()];
+        c.schedule.cron = String::new();
+    })
+    .await;
+    let key = app.key("acme").await;
+    app.connect(
+        &key,
+        Platform::Twitter,
+        "1",
+        TokenSpec {
+            state: TokenState::Revoked,
+            with_refresh: false,
+            expires_in: Some(60 * DAY),
+            ..spec(Platform::Twitter)
+        },
+    )
+    .await;
+    let r = deliver(&app.state).await.unwrap();
+    assert_eq!(r.emails, 1, "{r:?}");
+    assert_eq!(*smtp.auths.lock().unwrap(), ["alerts@example.com:s3cret-pass"]);
+    app.stop().await;
+}

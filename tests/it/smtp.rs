@@ -37,6 +37,8 @@ pub struct SmtpServer {
     pub up: Arc<AtomicBool>,
     /// Addresses answered at RCPT TO with this reply (e.g. "550 5.1.1 No such user").
     pub refuse: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    /// `user:password` of every AUTH PLAIN the server accepted.
+    pub auths: Arc<Mutex<Vec<String>>>,
 }
 
 impl SmtpServer {
@@ -46,12 +48,13 @@ impl SmtpServer {
         let mails = Arc::new(Mutex::new(Vec::new()));
         let up = Arc::new(AtomicBool::new(true));
         let refuse = Arc::new(Mutex::new(std::collections::HashMap::new()));
-        let (m, u, rf) = (mails.clone(), up.clone(), refuse.clone());
+        let auths = Arc::new(Mutex::new(Vec::new()));
+        let (m, u, rf, au) = (mails.clone(), up.clone(), refuse.clone(), auths.clone());
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let (m, up, rf) = (m.clone(), u.load(Ordering::SeqCst), rf.clone());
+                let (m, up, rf, au) = (m.clone(), u.load(Ordering::SeqCst), rf.clone(), au.clone());
                 tokio::spawn(async move {
-                    let _ = session(sock, m, up, rf).await;
+                    let _ = session(sock, m, up, rf, au).await;
                 });
             }
         });
@@ -60,6 +63,7 @@ impl SmtpServer {
             mails,
             up,
             refuse,
+            auths,
         }
     }
 
@@ -86,6 +90,7 @@ async fn session(
     mails: Arc<Mutex<Vec<Mail>>>,
     up: bool,
     refuse: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    auths: Arc<Mutex<Vec<String>>>,
 ) -> std::io::Result<()> {
     let (r, mut w) = sock.into_split();
     let mut r = BufReader::new(r);
@@ -104,8 +109,24 @@ async fn session(
         let cmd = line.trim_end().to_owned();
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            w.write_all(b"250-localhost\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+            w.write_all(b"250-localhost\r\n250-8BITMIME\r\n250-AUTH PLAIN\r\n250 SMTPUTF8\r\n")
                 .await?;
+        } else if upper.starts_with("AUTH PLAIN ") {
+            // RFC 4616: base64 of authzid NUL authcid NUL password.
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(cmd[11..].trim())
+                .unwrap_or_default();
+            let parts: Vec<String> = raw
+                .split(|b| *b == 0)
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect();
+            if parts.len() == 3 {
+                auths.lock().unwrap().push(format!("{}:{}", parts[1], parts[2]));
+                w.write_all(b"235 2.7.0 Authentication successful\r\n").await?;
+            } else {
+                w.write_all(b"501 5.5.2 Cannot decode response\r\n").await?;
+            }
         } else if upper.starts_with("HELO") || upper.starts_with("RSET") || upper.starts_with("NOOP") {
             w.write_all(b"250 OK\r\n").await?;
         } else if upper.starts_with("MAIL FROM:") {
