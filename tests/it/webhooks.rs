@@ -241,6 +241,24 @@ async fn a_receiver_that_fails_three_times_gets_each_event_exactly_once_and_anot
         metrics.contains("socialsyncer_notification_failures_total{channel=\"json\"} 3"),
         "{metrics}"
     );
+
+    // A restart (a new state on the same database and key) sends nobody anything again.
+    let mut config = socialsyncer::config::Config::from_toml(&format!(
+        "[database]\nurl = \"sqlite://{}/socialsyncer.db\"\n{}",
+        app.dir.path().display(),
+        app.sim.config_toml(app.dir.path()).unwrap()
+    ))
+    .unwrap();
+    config.notify.allow_insecure_loopback = true;
+    let restarted = socialsyncer::app::AppState::build(config).await.unwrap();
+    sqlx::query("UPDATE alert_outbox SET sent_at = NULL, next_attempt_at = 0")
+        .execute(&app.db().await)
+        .await
+        .unwrap();
+    let r = deliver(&restarted).await.unwrap();
+    assert_eq!((r.webhooks, r.webhook_failures), (0, 0), "{r:?}");
+    assert_eq!(down_log.lock().unwrap().posts.len(), 5);
+    assert_eq!(up_log.lock().unwrap().posts.len(), 2);
     app.stop().await;
 }
 
