@@ -69,7 +69,7 @@ impl Store {
         Ok(t)
     }
 
-    fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &ListFilter) {
+    fn push_filter(q: &mut QueryBuilder<Sqlite>, f: &ListFilter) {
         q.push(" WHERE a.workspace_id = ").push_bind(f.workspace_id);
         if let Some(p) = f.platform {
             q.push(" AND a.platform = ").push_bind(p.as_str());
@@ -99,8 +99,11 @@ impl Store {
         platform: Platform,
         account_id: &AccountId,
     ) -> Result<Option<Account>, StoreError> {
-        let sql = format!("{ACCOUNT_SELECT} WHERE a.workspace_id = $1 AND a.platform = $2 AND a.account_id = $3");
-        let row: Option<AccountRow> = sqlx::query_as(&sql)
+        let sql = concat!(
+            account_select!(),
+            " WHERE a.workspace_id = $1 AND a.platform = $2 AND a.account_id = $3"
+        );
+        let row: Option<AccountRow> = sqlx::query_as(sql)
             .bind(workspace_id)
             .bind(platform.as_str())
             .bind(account_id.as_str())
@@ -220,11 +223,8 @@ impl Store {
 
     /// One account by row ID.
     pub async fn account_by_ref(&self, account_ref: i64) -> Result<Option<Account>, StoreError> {
-        let sql = format!("{ACCOUNT_SELECT} WHERE a.id = $1");
-        let row: Option<AccountRow> = sqlx::query_as(&sql)
-            .bind(account_ref)
-            .fetch_optional(&self.pool)
-            .await?;
+        let sql = concat!(account_select!(), " WHERE a.id = $1");
+        let row: Option<AccountRow> = sqlx::query_as(sql).bind(account_ref).fetch_optional(&self.pool).await?;
         Ok(row.map(Account::from))
     }
 

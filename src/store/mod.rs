@@ -49,7 +49,7 @@ pub struct Store {
 }
 
 /// Pushes the health as read now ([`crate::health::READ_HEALTH_SQL`]) with `stale_before` bound.
-fn push_read_health(q: &mut QueryBuilder<'_, Sqlite>, stale_before: UnixTime) {
+fn push_read_health(q: &mut QueryBuilder<Sqlite>, stale_before: UnixTime) {
     let (head, tail) = crate::health::READ_HEALTH_SQL
         .split_once("$stale_before")
         .unwrap_or((crate::health::READ_HEALTH_SQL, ""));

@@ -172,11 +172,19 @@ macro_rules! as_json {
     };
 }
 
-pub(super) const ACCOUNT_SELECT: &str = concat!(
-    "SELECT ",
-    account_columns!(plain),
-    " FROM accounts a JOIN account_health h ON h.account_ref = a.id"
-);
+/// `SELECT` of [`AccountRow`]s, to which a `WHERE` can be appended at compile time (a
+/// literal: sqlx takes only audited or literal SQL).
+macro_rules! account_select {
+    () => {
+        concat!(
+            "SELECT ",
+            account_columns!(plain),
+            " FROM accounts a JOIN account_health h ON h.account_ref = a.id"
+        )
+    };
+}
+
+pub(super) const ACCOUNT_SELECT: &str = account_select!();
 
 /// Re-sealed credentials: account row, access token, refresh token.
 pub type Resealed = (i64, Vec<u8>, Option<Vec<u8>>);

@@ -55,11 +55,11 @@ async fn prepared(dir: &std::path::Path, sim: &Simulator, n: usize, threads: &st
     path
 }
 
-async fn count(db: &SqlitePool, sql: &str) -> i64 {
+async fn count(db: &SqlitePool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(db).await.unwrap()
 }
 
-async fn wait_for(db: &SqlitePool, sql: &str, at_least: i64, limit: Duration) -> i64 {
+async fn wait_for(db: &SqlitePool, sql: &'static str, at_least: i64, limit: Duration) -> i64 {
     let started = Instant::now();
     loop {
         let n = count(db, sql).await;
