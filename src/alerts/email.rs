@@ -263,7 +263,8 @@ pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
         );
     }
     let host = host_name();
-    let hooks_client = super::webhook::client(&state.config().notify);
+    // Built only when a webhook is due: a client holds the TLS roots (about a megabyte).
+    let mut hooks_client = None;
     let mut waiting = std::collections::BTreeSet::new();
     for group in pending.chunk_by(|a, b| a.workspace_id == b.workspace_id) {
         let workspace = &group[0].workspace;
@@ -288,7 +289,8 @@ pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
         state.problems.set_note(&format!("email:{workspace}"), None);
         let have = state.store.alert_deliveries(&ids).await?;
         for h in &hooks {
-            super::webhook::deliver_to(state, &hooks_client, h, group, &have, &host, &mut report).await?;
+            let client = hooks_client.get_or_insert_with(|| super::webhook::client(&state.config().notify));
+            super::webhook::deliver_to(state, client, h, group, &have, &host, &mut report).await?;
         }
         let Some(mailer) = &mailer else {
             mark_done(state, &ids, group, &to, &hooks, &mut report).await?;
