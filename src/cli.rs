@@ -149,6 +149,7 @@ pub enum AccountsCommand {
 
 /// Runs the CLI; the binary's whole `main`.
 pub fn main() -> ExitCode {
+    crate::crypto::install_tls_provider();
     let cli = Cli::parse();
     #[cfg(feature = "simulator")]
     if let Command::Demo { .. } = cli.command {

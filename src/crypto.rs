@@ -188,6 +188,12 @@ fn parse_key(data: &[u8]) -> Option<[u8; 32]> {
     bytes.try_into().ok()
 }
 
+/// Installs ring as the process's TLS crypto provider (once; later calls do nothing). Every
+/// outbound HTTPS client needs one: call it before building any.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -228,6 +228,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
 
 /// The webhook client: no redirects, a 5 s limit, and the address guard.
 pub fn client(notify: &NotifyConfig) -> reqwest::Client {
+    crate::crypto::install_tls_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))

@@ -313,6 +313,7 @@ impl Http {
     /// Builds the one client: rustls, timeouts from config, no redirects (a redirect could
     /// carry a token to another host).
     pub fn new(config: &Config) -> Result<Http, ConfigError> {
+        crate::crypto::install_tls_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(config.http.connect_timeout.0)
             .timeout(config.http.request_timeout.0)

@@ -33,6 +33,7 @@ pub async fn spawn_app_with(extra: &str) -> TestApp {
 
 /// As [`spawn_app_with`], then `tweak` edits the parsed config before the app starts.
 pub async fn spawn_app_cfg(extra: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    socialsyncer::crypto::install_tls_provider();
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start().await.unwrap();
     let toml = format!(
