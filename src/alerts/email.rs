@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
@@ -36,6 +37,9 @@ impl Mailer {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|err| ConfigError(format!("email.smtp_url: {err}")))?
             .timeout(Some(Duration::from_secs(30)));
+        if let Some(ca) = &e.ca_file {
+            builder = builder.tls(tls_with_ca(url, ca)?);
+        }
         if let Some(path) = &e.credentials_file {
             let secret = read_secret_file("email.credentials_file", path)?;
             let (user, pass) = secret
@@ -58,6 +62,32 @@ impl Mailer {
             transport: builder.build(),
             from,
         }))
+    }
+}
+
+/// The TLS mode of `url` (`smtps://` or `?tls=required`/`opportunistic`) trusting the CA in
+/// `ca` besides the usual roots.
+fn tls_with_ca(url: &str, ca: &std::path::Path) -> Result<Tls, ConfigError> {
+    let err = |m: String| ConfigError(format!("email.ca_file: {m}"));
+    let path = crate::config::resolve_credential_path(ca);
+    let pem = std::fs::read(&path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+    let cert =
+        Certificate::from_pem(&pem).map_err(|e| err(format!("{} is not a PEM certificate: {e}", path.display())))?;
+    let parsed = url::Url::parse(url).map_err(|e| ConfigError(format!("email.smtp_url: {e}")))?;
+    let host = parsed.host_str().unwrap_or_default().to_owned();
+    let params = TlsParameters::builder(host)
+        .add_root_certificate(cert)
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    let mode = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    match (parsed.scheme(), mode.as_deref()) {
+        ("smtps", _) => Ok(Tls::Wrapper(params)),
+        ("smtp", Some("required")) => Ok(Tls::Required(params)),
+        ("smtp", Some("opportunistic")) => Ok(Tls::Opportunistic(params)),
+        _ => Err(err("applies only to smtps:// or smtp://...?tls=required".into())),
     }
 }
 

@@ -213,6 +213,9 @@ impl Config {
         if let Some(f) = &self.email.credentials_file {
             out.push(("email.credentials_file".into(), f.clone()));
         }
+        if let Some(f) = &self.email.ca_file {
+            out.push(("email.ca_file".into(), f.clone()));
+        }
         for (i, w) in self.notify.webhook.iter().enumerate() {
             if let Some(f) = &w.secret_file {
                 out.push((format!("notify.webhook[{i}].secret_file"), f.clone()));

@@ -250,6 +250,9 @@ pub struct EmailConfig {
     pub smtp_url: Option<String>,
     /// File holding `user:password` for SMTP authentication.
     pub credentials_file: Option<PathBuf>,
+    /// PEM file of a CA to trust for the SMTP server's certificate (a private CA), besides
+    /// the usual roots; with `smtps://` or `?tls=required`.
+    pub ca_file: Option<PathBuf>,
     /// Sender address.
     pub from: Option<String>,
     /// Recipients of every alert.

@@ -762,3 +762,93 @@ async fn smtp_credentials_from_the_credentials_file_are_presented() {
     assert_eq!(*smtp.auths.lock().unwrap(), ["alerts@example.com:s3cret-pass"]);
     app.stop().await;
 }
+
+/// One alert mailed through `smtp_url` to a TLS server that presents a certificate from the
+/// test's own CA (`email.ca_file`); returns the mails it received.
+async fn mail_over_tls(
+    mode: crate::smtp::TlsMode,
+    smtp_url: impl FnOnce(u16) -> String,
+) -> (Vec<crate::smtp::Mail>, DeliveryReport) {
+    let smtp = SmtpServer::start_with(mode).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("smtp-ca.pem");
+    std::fs::write(&ca, smtp.cert_pem.clone().unwrap()).unwrap();
+    let url = smtp_url(smtp.port);
+    let app = spawn_app_cfg("", move |c| {
+        c.email.smtp_url = Some(url);
+        c.email.ca_file = Some(ca);
+        c.email.from = Some("alerts@example.com".into());
+        c.email.to = vec!["ops@example.com".into()];
+        c.schedule.cron = String::new();
+    })
+    .await;
+    let key = app.key("acme").await;
+    app.connect(
+        &key,
+        Platform::Twitter,
+        "1",
+        TokenSpec {
+            state: TokenState::Revoked,
+            with_refresh: false,
+            expires_in: Some(60 * DAY),
+            ..spec(Platform::Twitter)
+        },
+    )
+    .await;
+    let r = deliver(&app.state).await.unwrap();
+    app.stop().await;
+    (smtp.mails(), r)
+}
+
+#[tokio::test]
+async fn alert_mail_goes_over_implicit_tls_and_starttls() {
+    use crate::smtp::TlsMode;
+    let (mails, r) = mail_over_tls(TlsMode::Implicit, |port| format!("smtps://localhost:{port}")).await;
+    assert_eq!((r.emails, mails.len()), (1, 1), "smtps://: {r:?}");
+    let (mails, r) = mail_over_tls(TlsMode::StartTls, |port| {
+        format!("smtp://localhost:{port}?tls=required")
+    })
+    .await;
+    assert_eq!((r.emails, mails.len()), (1, 1), "STARTTLS: {r:?}");
+    // The server refuses MAIL before STARTTLS, so each success went through the upgrade;
+    // opportunistic TLS upgrades too when the server offers it.
+    let (mails, r) = mail_over_tls(TlsMode::StartTls, |port| {
+        format!("smtp://localhost:{port}?tls=opportunistic")
+    })
+    .await;
+    assert_eq!(
+        (r.emails, mails.len()),
+        (1, 1),
+        "opportunistic TLS upgrades when offered: {r:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_certificate_the_daemon_does_not_trust_delays_the_mail() {
+    let smtp = SmtpServer::start_with(crate::smtp::TlsMode::Implicit).await;
+    let url = format!("smtps://localhost:{}", smtp.port);
+    let app = spawn_app_cfg("", move |c| {
+        c.email.smtp_url = Some(url);
+        c.email.from = Some("alerts@example.com".into());
+        c.email.to = vec!["ops@example.com".into()];
+        c.schedule.cron = String::new();
+    })
+    .await;
+    let key = app.key("acme").await;
+    app.connect(
+        &key,
+        Platform::Twitter,
+        "1",
+        TokenSpec {
+            state: TokenState::Revoked,
+            with_refresh: false,
+            expires_in: Some(60 * DAY),
+            ..spec(Platform::Twitter)
+        },
+    )
+    .await;
+    let r = deliver(&app.state).await.unwrap();
+    assert_eq!((r.emails, r.failed), (0, 1), "{r:?}");
+    assert!(smtp.mails().is_empty());
+    app.stop().await;
+}

@@ -1,11 +1,23 @@
 //! A minimal SMTP server for tests: accepts mail on a random loopback port and keeps it; can
-//! be switched "down" (answers 421 to every connection).
+//! be switched "down" (answers 421 to every connection), and can speak TLS (implicit, as for
+//! `smtps://`, or after STARTTLS) with a certificate made for the test.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+
+/// How the server uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain SMTP.
+    None,
+    /// TLS from the first byte (`smtps://`).
+    Implicit,
+    /// Plain until STARTTLS, which it offers and requires before MAIL.
+    StartTls,
+}
 
 /// One received message.
 #[derive(Debug, Clone)]
@@ -39,10 +51,35 @@ pub struct SmtpServer {
     pub refuse: Arc<Mutex<std::collections::HashMap<String, String>>>,
     /// `user:password` of every AUTH PLAIN the server accepted.
     pub auths: Arc<Mutex<Vec<String>>>,
+    /// With TLS: the PEM of the certificate it presents (for 127.0.0.1 and localhost).
+    pub cert_pem: Option<String>,
 }
 
 impl SmtpServer {
     pub async fn start() -> SmtpServer {
+        SmtpServer::start_with(TlsMode::None).await
+    }
+
+    pub async fn start_with(tls: TlsMode) -> SmtpServer {
+        let (acceptor, cert_pem) = match tls {
+            TlsMode::None => (None, None),
+            _ => {
+                let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+                let pem = cert.cert.pem();
+                let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+                    tokio_rustls::rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![cert.cert.der().clone()],
+                    tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into()),
+                )
+                .unwrap();
+                (Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))), Some(pem))
+            }
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let mails = Arc::new(Mutex::new(Vec::new()));
@@ -53,8 +90,29 @@ impl SmtpServer {
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 let (m, up, rf, au) = (m.clone(), u.load(Ordering::SeqCst), rf.clone(), au.clone());
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let _ = session(sock, m, up, rf, au).await;
+                    let shared = Shared {
+                        mails: m,
+                        up,
+                        refuse: rf,
+                        auths: au,
+                    };
+                    let _ = match (tls, acceptor) {
+                        (TlsMode::Implicit, Some(a)) => match a.accept(sock).await {
+                            Ok(s) => session(s, &shared, false).await.map(|_| ()),
+                            Err(_) => Ok(()),
+                        },
+                        (TlsMode::StartTls, Some(a)) => match session(sock, &shared, true).await {
+                            // The client asked for TLS: the same connection goes on encrypted.
+                            Ok(Some(plain)) => match a.accept(plain).await {
+                                Ok(s) => session(s, &shared, false).await.map(|_| ()),
+                                Err(_) => Ok(()),
+                            },
+                            other => other.map(|_| ()),
+                        },
+                        _ => session(sock, &shared, false).await.map(|_| ()),
+                    };
                 });
             }
         });
@@ -64,6 +122,7 @@ impl SmtpServer {
             up,
             refuse,
             auths,
+            cert_pem,
         }
     }
 
@@ -85,18 +144,33 @@ impl SmtpServer {
     }
 }
 
-async fn session(
-    sock: tokio::net::TcpStream,
+/// What every session of one server shares.
+struct Shared {
     mails: Arc<Mutex<Vec<Mail>>>,
     up: bool,
     refuse: Arc<Mutex<std::collections::HashMap<String, String>>>,
     auths: Arc<Mutex<Vec<String>>>,
-) -> std::io::Result<()> {
-    let (r, mut w) = sock.into_split();
+}
+
+/// One SMTP conversation on `sock`. With `starttls`, the server offers STARTTLS and requires it
+/// before MAIL; when the client sends it, the stream is handed back to be wrapped in TLS.
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    sock: S,
+    shared: &Shared,
+    starttls: bool,
+) -> std::io::Result<Option<S>> {
+    let Shared {
+        mails,
+        up,
+        refuse,
+        auths,
+    } = shared;
+    let up = *up;
+    let (r, mut w) = tokio::io::split(sock);
     let mut r = BufReader::new(r);
     if !up {
         w.write_all(b"421 4.3.2 Service not available, try later\r\n").await?;
-        return Ok(());
+        return Ok(None);
     }
     w.write_all(b"220 localhost ESMTP test\r\n").await?;
     let (mut from, mut to) = (String::new(), Vec::new());
@@ -104,12 +178,24 @@ async fn session(
     loop {
         line.clear();
         if r.read_line(&mut line).await? == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let cmd = line.trim_end().to_owned();
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            w.write_all(b"250-localhost\r\n250-8BITMIME\r\n250-AUTH PLAIN\r\n250 SMTPUTF8\r\n")
+            if starttls {
+                w.write_all(b"250-localhost\r\n250-STARTTLS\r\n250 8BITMIME\r\n")
+                    .await?;
+            } else {
+                w.write_all(b"250-localhost\r\n250-8BITMIME\r\n250-AUTH PLAIN\r\n250 SMTPUTF8\r\n")
+                    .await?;
+            }
+        } else if starttls && upper == "STARTTLS" {
+            w.write_all(b"220 2.0.0 Ready to start TLS\r\n").await?;
+            w.flush().await?;
+            return Ok(Some(r.into_inner().unsplit(w)));
+        } else if starttls && upper.starts_with("MAIL FROM:") {
+            w.write_all(b"530 5.7.0 Must issue a STARTTLS command first\r\n")
                 .await?;
         } else if upper.starts_with("AUTH PLAIN ") {
             // RFC 4616: base64 of authzid NUL authcid NUL password.
@@ -149,7 +235,7 @@ async fn session(
             loop {
                 line.clear();
                 if r.read_line(&mut line).await? == 0 {
-                    return Ok(());
+                    return Ok(None);
                 }
                 if line == ".\r\n" {
                     break;
@@ -165,7 +251,7 @@ async fn session(
             w.write_all(b"250 OK queued\r\n").await?;
         } else if upper.starts_with("QUIT") {
             w.write_all(b"221 Bye\r\n").await?;
-            return Ok(());
+            return Ok(None);
         } else {
             w.write_all(b"502 Command not implemented\r\n").await?;
         }
