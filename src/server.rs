@@ -250,6 +250,22 @@ pub async fn run(state: AppState) -> anyhow::Result<()> {
 /// checks and writes (bounded by `schedule.shutdown_timeout`), the pool closes.
 pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
+    // The handlers are installed before READY=1, so no signal is missed.
+    let signal = shutdown_signal();
+    let signal_token = shutdown.clone();
+    tokio::spawn(async move {
+        signal.await;
+        tracing::info!("shutdown requested; finishing open requests and the sweep in progress");
+        systemd::stopping();
+        signal_token.cancel();
+    });
+    run_until(listener, state, shutdown).await
+}
+
+/// The whole daemon on `listener` (HTTP, sweeps, alert delivery, watchdog, reload) until
+/// `shutdown` fires, then the same clean stop as on SIGTERM. Tests start and stop the daemon
+/// in-process with it.
+pub async fn run_until(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     state.metrics.set_last_sweep(state.store.last_check_at().await?);
     let sched = scheduler::start(state.clone(), shutdown.clone(), tracker.clone()).await?;
@@ -272,19 +288,11 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
              (PUT /v1/notifications); the others wait in the outbox until they do"
         );
     }
-    let signal = shutdown_signal();
     tracing::info!(listen = %listener.local_addr()?, "socialsyncer is serving");
     systemd::ready();
     systemd::spawn_watchdog(state.clone(), shutdown.clone());
     let sched = std::sync::Arc::new(tokio::sync::Mutex::new(sched));
     spawn_reloader(state.clone(), sched.clone(), shutdown.clone(), tracker.clone());
-    let signal_token = shutdown.clone();
-    tokio::spawn(async move {
-        signal.await;
-        tracing::info!("shutdown requested; finishing open requests and the sweep in progress");
-        systemd::stopping();
-        signal_token.cancel();
-    });
     let store = state.store.clone();
     let limit = state.config().schedule.shutdown_timeout.0;
     serve_http(listener, state, shutdown.clone()).await?;

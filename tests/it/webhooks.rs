@@ -433,3 +433,36 @@ async fn the_test_message_reaches_every_receiver_and_says_what_each_answered() {
     assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["type"], "test");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_whole_daemon_sweeps_on_its_cron_delivers_by_webhook_and_stops_from_outside() {
+    let app = crate::common::spawn_daemon_cfg("", |c| {
+        c.notify.allow_insecure_loopback = true;
+        c.schedule.cron = "* * * * * *".into();
+    })
+    .await;
+    let key = app.key("acme").await;
+    let (url, log) = receiver(&[], false).await;
+    set_hooks(&app, &key, json!([{"url": url}])).await;
+    // A healthy account, then its token is revoked at the platform: only a sweep can see it.
+    let (issued, v) = app
+        .connect(&key, Platform::Twitter, "7", TokenSpec::valid(Platform::Twitter, "7"))
+        .await;
+    assert_eq!(v["health"], "healthy", "{v}");
+    app.sim.update(&issued.access_token, |t| t.state = TokenState::Revoked);
+    crate::common::make_due(&app.db().await, None).await;
+    // The daemon's own cron sweeps, and its delivery loop posts the event.
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got = log.lock().unwrap().posts.iter().map(|(_, b)| b.clone()).collect();
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(got.len(), 1, "one event, posted by the running daemon");
+    let e: Value = serde_json::from_slice(&got[0]).unwrap();
+    assert_eq!(e["type"], "account.needs_reconnect", "{e}");
+    // Stopped from outside: run_until returns Ok once everything has stopped.
+    app.stop().await;
+}

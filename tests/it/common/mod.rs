@@ -33,6 +33,16 @@ pub async fn spawn_app_with(extra: &str) -> TestApp {
 
 /// As [`spawn_app_with`], then `tweak` edits the parsed config before the app starts.
 pub async fn spawn_app_cfg(extra: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(extra, tweak, false).await
+}
+
+/// The whole daemon in-process (HTTP, sweeps on `schedule.cron`, alert delivery), as
+/// `serve` runs it, stopped from outside by [`TestApp::stop`].
+pub async fn spawn_daemon_cfg(extra: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(extra, tweak, true).await
+}
+
+async fn spawn(extra: &str, tweak: impl FnOnce(&mut Config), whole: bool) -> TestApp {
     socialsyncer::crypto::install_tls_provider();
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start().await.unwrap();
@@ -53,7 +63,11 @@ pub async fn spawn_app_cfg(extra: &str, tweak: impl FnOnce(&mut Config)) -> Test
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(server::serve_http(listener, state.clone(), shutdown.clone()));
+    let handle = if whole {
+        tokio::spawn(server::run_until(listener, state.clone(), shutdown.clone()))
+    } else {
+        tokio::spawn(server::serve_http(listener, state.clone(), shutdown.clone()))
+    };
     TestApp {
         base,
         http: reqwest::Client::new(),
