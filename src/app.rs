@@ -41,6 +41,27 @@ pub struct AppState {
     pub key_limiter: Arc<crate::api::limit::KeyLimiter>,
     /// Serialized list answers, per workspace and query.
     pub list_cache: Arc<crate::api::cache::ListCache>,
+    /// The time checks, sweeps and deliveries go by.
+    pub clock: Clock,
+}
+
+/// The daemon's time: the system's, plus an offset that only tests move (shared by every
+/// clone of the state), so that a test can let seconds pass without sleeping through them.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Clock {
+    /// Unix seconds now.
+    pub fn now(&self) -> crate::domain::UnixTime {
+        crate::domain::now() + self.offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Moves this clock `secs` seconds ahead (tests).
+    pub fn advance(&self, secs: i64) {
+        self.offset.fetch_add(secs, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// What a reload can replace while the daemon runs.
@@ -290,6 +311,7 @@ impl AppState {
             sweep_busy: Arc::new(tokio::sync::Mutex::new(())),
             key_limiter: Arc::default(),
             list_cache: Arc::default(),
+            clock: Clock::default(),
         })
     }
 

@@ -348,7 +348,7 @@ async fn check_inner(
         state.problems.observe(account.platform, &o);
         return Ok(assess(state, account.clone(), &account, o, None, false));
     };
-    let now = domain::now();
+    let now = state.clock.now();
     let refreshable = renewed_automatically(state, account.platform, tokens.refresh.is_some());
     let deferral = |t: Transient| {
         assess(
@@ -438,7 +438,7 @@ fn assess(
     if let CheckOutcome::Misconfigured(m) = &outcome {
         tracing::error!(platform = %current.platform, account = %current.account_id, problem = %m, "configuration problem");
     }
-    let now = domain::now();
+    let now = state.clock.now();
     // A throttle is a deferral, not a failure: the account keeps its assessment, its
     // failure count and its backoff; only the next check moves to when the platform allows.
     if let CheckOutcome::Transient(t) = &outcome
@@ -567,7 +567,7 @@ pub async fn check_all(
             let gate = state.gates.get(account.platform);
             gate.pace().await;
             let _permit = permits.acquire_owned().await;
-            if let Some(until) = gate.blocked(domain::now()) {
+            if let Some(until) = gate.blocked(state.clock.now()) {
                 return Ok(crate::scheduler::gate_deferral(account, until));
             }
             let c = check(&state, account).await?;

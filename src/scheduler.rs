@@ -124,7 +124,7 @@ pub(crate) fn note_throttle(state: &AppState, c: &Checked) {
         ..
     }) = &c.outcome
     {
-        let until = retry_at.unwrap_or(domain::now() + checks::DEFAULT_THROTTLE_WAIT);
+        let until = retry_at.unwrap_or(state.clock.now() + checks::DEFAULT_THROTTLE_WAIT);
         state.gates.get(c.account.platform).block_until(until);
     }
 }
@@ -172,7 +172,7 @@ pub struct SweepReport {
 #[tracing::instrument(name = "sweep", skip_all, fields(started_at = domain::now()))]
 pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<SweepReport, SweepError> {
     let started = Instant::now();
-    let due_by = domain::now();
+    let due_by = state.clock.now();
     let cfg = &state.config().schedule;
     let (tx, rx) = mpsc::channel::<Checked>(cfg.concurrency + WRITE_BATCH);
     let writer = tokio::spawn(write_results(state.clone(), rx));
@@ -256,7 +256,7 @@ impl Lane {
                 };
                 let Ok(permit) = permit else { return Ok(()) };
                 // Checked after waiting: the platform may have asked to back off meanwhile.
-                if let Some(until) = gate.blocked(domain::now()) {
+                if let Some(until) = gate.blocked(self.state.clock.now()) {
                     drop(permit);
                     let detail = format!(
                         "{} asked to wait until {}",

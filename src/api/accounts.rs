@@ -171,7 +171,7 @@ impl From<&Account> for AccountDetail {
 
 /// The account as a reader sees it now (staleness derived at read time).
 pub(super) fn seen_now(state: &AppState, a: Account) -> Account {
-    crate::health::read_view(a, crate::domain::now(), state.config().health.stale_after.secs())
+    crate::health::read_view(a, state.clock.now(), state.config().health.stale_after.secs())
 }
 
 pub(super) fn parse_platform(p: &str) -> Result<Platform, ApiError> {
@@ -294,7 +294,7 @@ pub async fn register(
               (status = 503, description = "The platform could not be reached or is rate limiting", body = super::error::ErrorBody)))]
 pub async fn check_now(State(state): State<AppState>, Target(a): Target) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let now = crate::domain::now();
+    let now = state.clock.now();
     // Checked a moment ago: that result, without calling the platform again.
     let cooldown = state.config().health.check_now_cooldown.secs();
     if let Some(at) = a.last_checked_at
@@ -344,7 +344,7 @@ pub async fn check_now(State(state): State<AppState>, Target(a): Target) -> Resu
                 format!("{}; the last known health is kept. Try again later.", t.detail),
             );
             Ok(match t.retry_at {
-                Some(at) => err.retry_after((at - crate::domain::now()).max(1).unsigned_abs()),
+                Some(at) => err.retry_after((at - state.clock.now()).max(1).unsigned_abs()),
                 None => err,
             }
             .into_response())

@@ -60,7 +60,7 @@ pub async fn list(
     let paging = Paging::parse(q.limit, q.cursor.as_deref())?;
     let key = format!("list|{}|{:?}|{}", ws.0, filter.platform, paging.key());
     let generation = state.store.generation(ws.0).await?;
-    let now = crate::domain::now();
+    let now = state.clock.now();
     let cached = state
         .list_cache
         .get_or_build(key, generation, now, || async {
@@ -154,7 +154,7 @@ async fn page(
     } else {
         None
     };
-    let (now, stale_after) = (crate::domain::now(), state.config().health.stale_after.secs());
+    let (now, stale_after) = (state.clock.now(), state.config().health.stale_after.secs());
     Ok((
         rows.into_iter()
             .map(|a| crate::health::read_view(a, now, stale_after))
@@ -174,7 +174,7 @@ async fn collect_list(
     entry: impl Fn(Account) -> serde_json::Result<Vec<u8>>,
     trailer: &[u8],
 ) -> Result<Vec<Bytes>, ApiError> {
-    let (now, stale_after) = (crate::domain::now(), state.config().health.stale_after.secs());
+    let (now, stale_after) = (state.clock.now(), state.config().health.stale_after.secs());
     let mut pieces = Vec::new();
     let mut piece = b"{\"accounts\":[".to_vec();
     let mut after = None;
@@ -221,7 +221,7 @@ pub async fn health(
                 .map_err(|e| ApiError::bad_request("unknown_health", e.to_string()))
         })
         .transpose()?;
-    let now = crate::domain::now();
+    let now = state.clock.now();
     let stale_after = state.config().health.stale_after.secs();
     let filter = ListFilter {
         workspace_id: ws.0,

@@ -407,6 +407,7 @@ async fn transient_failures_never_flip_a_healthy_account() {
             }
             // App-wide throttles (Threads' code 4, TikTok) hold the platform for a moment.
             if matches!(p, Platform::Threads | Platform::Tiktok) && b == Behavior::RateLimited {
+                // Real time: the Graph adapter's own pause (code 4) goes by the system clock.
                 tokio::time::sleep(Duration::from_millis(2100)).await;
             }
         }

@@ -50,7 +50,8 @@ async fn only_due_accounts_are_checked_and_results_are_batched() {
     let threads_before = last_checked(&db, "1000").await.unwrap();
     make_due(&db, Some(Platform::Threads)).await;
     let calls = app.sim.calls(Platform::Threads);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Two seconds pass (the daemon's clock; check times are whole seconds).
+    app.state.clock.advance(2);
 
     let r = sweep(&app).await;
     assert_eq!((r.checked, r.ok, r.invalid, r.transient), (30, 30, 0, 0), "{r:?}");
@@ -95,7 +96,8 @@ async fn the_cron_job_runs_sweeps() {
     let db = app.db().await;
     app.connect(&key, Platform::Twitter, "7", spec(Platform::Twitter)).await;
     let before = last_checked(&db, "7").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Two seconds pass (the daemon's clock; check times are whole seconds).
+    app.state.clock.advance(2);
     make_due(&db, None).await;
     let cancel = CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
