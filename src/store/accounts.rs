@@ -6,7 +6,7 @@ impl Store {
     /// Registers an account with its sealed credentials and an `unknown` health row, in one
     /// transaction. `StoreError::Conflict` if it exists in the workspace.
     pub async fn insert_account(&self, a: &NewAccount) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         let id = insert_account_rows(&mut tx, a).await?;
         bump_generations(&mut tx, [a.workspace_id]).await?;
         tx.commit().await?;
@@ -35,7 +35,7 @@ impl Store {
             ")) FROM page p JOIN accounts a ON a.id = p.id \
              JOIN account_health h ON h.account_ref = a.id"
         ));
-        let (json,): (String,) = q.build_query_as().fetch_one(&self.pool).await?;
+        let (json,): (String,) = q.build_query_as().fetch_one(self.pool()).await?;
         let mut rows: Vec<AccountRow> = from_json_rows(&json)?;
         // An aggregate's order is not promised: the page's order is restored here.
         rows.sort_by_key(|r| r.id);
@@ -49,7 +49,7 @@ impl Store {
         q.push(" AS read_health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id");
         Self::push_filter(&mut q, f);
         q.push(" GROUP BY 1");
-        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+        Ok(q.build_query_as().fetch_all(self.pool()).await?)
     }
 
     /// The oldest last answer among the accounts of the filter's workspace and platform that
@@ -65,7 +65,7 @@ impl Store {
         if let Some(p) = f.platform {
             q.push(" AND a.platform = ").push_bind(p.as_str());
         }
-        let (t,): (Option<i64>,) = q.build_query_as().fetch_one(&self.pool).await?;
+        let (t,): (Option<i64>,) = q.build_query_as().fetch_one(self.pool()).await?;
         Ok(t)
     }
 
@@ -88,7 +88,7 @@ impl Store {
             q.push(" WHERE a.platform = ").push_bind(p.as_str());
         }
         q.push(" ORDER BY a.id");
-        let rows: Vec<AccountRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        let rows: Vec<AccountRow> = q.build_query_as().fetch_all(self.pool()).await?;
         Ok(rows.into_iter().map(Account::from).collect())
     }
 
@@ -107,7 +107,7 @@ impl Store {
             .bind(workspace_id)
             .bind(platform.as_str())
             .bind(account_id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?;
         Ok(row.map(Account::from))
     }
@@ -116,7 +116,7 @@ impl Store {
     /// transaction: of several concurrent deletions exactly one gets them (and revokes them
     /// at the platform); the others get `None` (the account is gone).
     pub async fn take_account(&self, account_ref: i64) -> Result<Option<SealedCredentials>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let workspace: Option<i64> = sqlx::query_scalar("SELECT workspace_id FROM accounts WHERE id = $1")
             .bind(account_ref)
             .fetch_optional(&mut *tx)
@@ -161,7 +161,7 @@ impl Store {
             sep.push_bind(p.as_str());
         }
         q.push(")");
-        let (n,): (i64,) = q.build_query_as().fetch_one(&self.pool).await?;
+        let (n,): (i64,) = q.build_query_as().fetch_one(self.pool()).await?;
         Ok(n)
     }
 
@@ -169,7 +169,7 @@ impl Store {
     pub async fn reschedule_all(&self, at: UnixTime) -> Result<(), StoreError> {
         sqlx::query("UPDATE account_health SET next_check_at = $1")
             .bind(at)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
         Ok(())
     }
@@ -179,7 +179,7 @@ impl Store {
         let mut q = QueryBuilder::<Sqlite>::new("SELECT a.platform, ");
         push_read_health(&mut q, stale_before);
         q.push(" AS health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id GROUP BY 1, 2");
-        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+        Ok(q.build_query_as().fetch_all(self.pool()).await?)
     }
 
     /// What the per-account reconnect series need, for every account.
@@ -203,7 +203,7 @@ impl Store {
              JOIN workspaces w ON w.id = a.workspace_id \
              JOIN account_health h ON h.account_ref = a.id JOIN credentials c ON c.account_ref = a.id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         Ok(rows
             .into_iter()
@@ -224,13 +224,16 @@ impl Store {
     /// One account by row ID.
     pub async fn account_by_ref(&self, account_ref: i64) -> Result<Option<Account>, StoreError> {
         let sql = concat!(account_select!(), " WHERE a.id = $1");
-        let row: Option<AccountRow> = sqlx::query_as(sql).bind(account_ref).fetch_optional(&self.pool).await?;
+        let row: Option<AccountRow> = sqlx::query_as(sql)
+            .bind(account_ref)
+            .fetch_optional(self.pool())
+            .await?;
         Ok(row.map(Account::from))
     }
 
     /// Registers many accounts in one transaction (benchmarks and imports).
     pub async fn insert_accounts(&self, accounts: &[NewAccount]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         for a in accounts {
             insert_account_rows(&mut tx, a).await?;
         }

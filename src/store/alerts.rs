@@ -7,7 +7,7 @@ impl Store {
     pub async fn pending_alert_stats(&self) -> Result<(i64, Option<UnixTime>), StoreError> {
         Ok(
             sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM alert_outbox WHERE sent_at IS NULL")
-                .fetch_one(&self.pool)
+                .fetch_one(self.pool())
                 .await?,
         )
     }
@@ -25,13 +25,13 @@ impl Store {
         )
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?)
     }
 
     /// Marks alerts delivered (`note` says why when they were not sent, e.g. no recipients).
     pub async fn mark_alerts_sent(&self, ids: &[i64], now: UnixTime, note: Option<&str>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         for id in ids {
             sqlx::query("UPDATE alert_outbox SET sent_at = $1, last_error = $2 WHERE id = $3")
                 .bind(now)
@@ -46,7 +46,7 @@ impl Store {
 
     /// Records a failed delivery attempt and when to try again.
     pub async fn mark_alerts_failed(&self, ids: &[i64], error: &str, retry_at: UnixTime) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         for id in ids {
             sqlx::query(
                 "UPDATE alert_outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3",
@@ -65,7 +65,7 @@ impl Store {
     pub async fn undelivered_alerts(&self) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM alert_outbox WHERE sent_at IS NULL")
-                .fetch_one(&self.pool)
+                .fetch_one(self.pool())
                 .await?,
         )
     }
@@ -81,7 +81,7 @@ impl Store {
             sep.push_bind(*id);
         }
         q.push(")");
-        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+        Ok(q.build_query_as().fetch_all(self.pool()).await?)
     }
 
     /// Records that `recipient` has these alerts (or was given up, `note` says why).
@@ -92,7 +92,7 @@ impl Store {
         now: UnixTime,
         note: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         for id in ids {
             sqlx::query(
                 "INSERT INTO alert_deliveries (alert_id, recipient, delivered_at, note) VALUES ($1, $2, $3, $4) \

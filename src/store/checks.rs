@@ -7,7 +7,7 @@ impl Store {
     /// Writes check results as the accounts' current health, with their history rows, all in
     /// one transaction.
     pub async fn record_checks(&self, updates: &[HealthUpdate]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         // One multi-row UPDATE ... FROM (VALUES ...) per chunk instead of a statement per
         // account: a sweep's results land in a few statements. VALUES columns are named
         // column1..columnN in both SQLite and PostgreSQL. Unchanged assessments write only
@@ -123,7 +123,7 @@ impl Store {
             .bind(t)
             .bind(id)
             .bind(limit)
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool())
             .await?;
         let mut rows: Vec<(AccountRow, String, Option<String>)> = from_json_rows(&json)?;
         rows.sort_by_key(|(a, _, _)| (a.next_check_at, a.id));
@@ -142,7 +142,7 @@ impl Store {
     /// When the last check of any account ran (the last sweep, after a restart).
     pub async fn last_check_at(&self) -> Result<Option<UnixTime>, StoreError> {
         Ok(sqlx::query_scalar("SELECT MAX(last_checked_at) FROM account_health")
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool())
             .await?)
     }
 }

@@ -7,7 +7,7 @@ impl Store {
     pub async fn credentials(&self, account_ref: i64) -> Result<SealedCredentials, StoreError> {
         sqlx::query_as("SELECT access_token, refresh_token FROM credentials WHERE account_ref = $1")
             .bind(account_ref)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?
             .ok_or(StoreError::NotFound)
     }
@@ -15,7 +15,7 @@ impl Store {
     /// Replaces an account's tokens after a refresh and records it, in one transaction. Once
     /// this returns, the new tokens are durable; before, nothing may report the refresh.
     pub async fn replace_tokens(&self, r: &TokenReplacement) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         let n = sqlx::query(
             "UPDATE credentials SET access_token = $1, refresh_token = COALESCE($2, refresh_token), updated_at = $3 \
              WHERE account_ref = $4",
@@ -82,7 +82,7 @@ impl Store {
         .bind(holder)
         .bind(now.saturating_add(ttl))
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await;
         match r {
             Ok(r) => Ok(r.rows_affected() == 1),
@@ -97,7 +97,7 @@ impl Store {
         sqlx::query("DELETE FROM refresh_leases WHERE account_ref = $1 AND holder = $2")
             .bind(account_ref)
             .bind(holder)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
         Ok(())
     }
@@ -118,7 +118,7 @@ impl Store {
         .bind(at)
         .bind(health.as_str())
         .bind(detail)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(())
     }
@@ -138,7 +138,7 @@ impl Store {
             Vec<(i64, i64, String, Vec<u8>)>,
         ) -> Result<(Vec<Resealed>, Vec<(i64, Vec<u8>)>), E>,
     ) -> Result<Result<usize, E>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let rows: Vec<SealedRow> = sqlx::query_as(
             "SELECT a.id, a.workspace_id, a.platform, a.account_id, c.access_token, c.refresh_token \
              FROM accounts a JOIN credentials c ON c.account_ref = a.id ORDER BY a.id",
@@ -181,7 +181,7 @@ impl Store {
     /// How many accounts have sealed credentials.
     pub async fn sealed_count(&self) -> Result<i64, StoreError> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM credentials")
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool())
             .await?;
         Ok(n)
     }

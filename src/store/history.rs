@@ -11,7 +11,7 @@ impl Store {
         )
         .bind(account_ref)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?)
     }
 
@@ -19,7 +19,7 @@ impl Store {
     pub async fn prune_history(&self, before: UnixTime) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM health_history WHERE at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?
             .rows_affected())
     }

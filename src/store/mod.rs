@@ -45,7 +45,23 @@ fn conflict_or(e: sqlx::Error) -> StoreError {
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    backend: Backend,
+}
+
+/// The database behind a [`Store`]. SQLite is the only one for now; a PostgreSQL pool joins
+/// it as a second variant, and the statements that differ match on it. Callers never see it.
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(SqlitePool),
+}
+
+impl Store {
+    /// The SQLite pool (every statement today).
+    fn pool(&self) -> &SqlitePool {
+        match &self.backend {
+            Backend::Sqlite(p) => p,
+        }
+    }
 }
 
 /// Pushes the health as read now ([`crate::health::READ_HEALTH_SQL`]) with `stale_before` bound.
@@ -99,7 +115,7 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT generation FROM workspace_generations WHERE workspace_id = $1")
                 .bind(workspace_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.pool())
                 .await?
                 .unwrap_or(0),
         )
@@ -132,22 +148,24 @@ impl Store {
             .max_connections(max_connections)
             .connect_with(opts)
             .await?;
-        Ok(Store { pool })
+        Ok(Store {
+            backend: Backend::Sqlite(pool),
+        })
     }
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        sqlx::migrate!("./migrations").run(self.pool()).await?;
         Ok(())
     }
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.pool().close().await;
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        sqlx::query("SELECT 1").execute(self.pool()).await.is_ok()
     }
 }

@@ -52,7 +52,7 @@ impl Store {
             "SELECT id, workspace_id, url, format, events, secret FROM webhooks WHERE workspace_id = $1 ORDER BY id",
         )
         .bind(workspace_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?)
     }
 
@@ -60,7 +60,7 @@ impl Store {
     /// others are inserted or updated; a `None` secret keeps the one stored for that URL (the
     /// caller gives a secret for every URL not stored yet).
     pub async fn set_webhooks(&self, workspace_id: i64, hooks: &[NewWebhook], now: UnixTime) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         let old: Vec<(i64, String)> = sqlx::query_as("SELECT id, url FROM webhooks WHERE workspace_id = $1")
             .bind(workspace_id)
             .fetch_all(&mut *tx)
@@ -124,7 +124,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT receiver, failing_since, disabled_at, disabled_reason FROM receiver_status ORDER BY receiver",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?)
     }
 
@@ -137,7 +137,7 @@ impl Store {
             "INSERT INTO receiver_status (receiver, failing_since) VALUES ($1, $2) \
              ON CONFLICT (receiver) DO UPDATE SET failing_since = COALESCE(receiver_status.failing_since, $2)"
         };
-        sqlx::query(sql).bind(receiver).bind(now).execute(&self.pool).await?;
+        sqlx::query(sql).bind(receiver).bind(now).execute(self.pool()).await?;
         Ok(())
     }
 
@@ -150,7 +150,7 @@ impl Store {
         .bind(receiver)
         .bind(now)
         .bind(reason)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(())
     }

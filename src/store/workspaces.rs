@@ -8,7 +8,7 @@ impl Store {
         sqlx::query("INSERT INTO workspaces (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
             .bind(name)
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
         self.workspace_id(name).await?.ok_or(StoreError::NotFound)
     }
@@ -17,7 +17,7 @@ impl Store {
     pub async fn workspace_id(&self, name: &str) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar("SELECT id FROM workspaces WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?)
     }
 
@@ -34,7 +34,7 @@ impl Store {
             .bind(prefix)
             .bind(hash)
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await
             .map_err(conflict_or)?;
         Ok(())
@@ -46,7 +46,7 @@ impl Store {
             "SELECT k.prefix, w.name AS workspace, k.created_at, k.revoked_at \
              FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id ORDER BY k.created_at DESC, k.id DESC",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?)
     }
 
@@ -55,7 +55,7 @@ impl Store {
         let r = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE prefix = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(prefix)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
         Ok(r.rows_affected())
     }
@@ -69,7 +69,7 @@ impl Store {
         let candidates: Vec<(i64, String)> =
             sqlx::query_as("SELECT workspace_id, key_hash FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL")
                 .bind(&key[..crypto::KEY_PREFIX_LEN])
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool())
                 .await?;
         let mut found = None;
         for (ws, stored) in candidates {
@@ -84,7 +84,7 @@ impl Store {
     pub async fn workspace_name(&self, id: i64) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar("SELECT name FROM workspaces WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?)
     }
 
@@ -93,14 +93,14 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT email FROM workspace_recipients WHERE workspace_id = $1 ORDER BY email")
                 .bind(workspace_id)
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool())
                 .await?,
         )
     }
 
     /// Replaces a workspace's alert recipients.
     pub async fn set_recipients(&self, workspace_id: i64, emails: &[String]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM workspace_recipients WHERE workspace_id = $1")
             .bind(workspace_id)
             .execute(&mut *tx)
