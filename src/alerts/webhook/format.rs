@@ -1,0 +1,150 @@
+//! What receivers get: socialsyncer's JSON event, and Slack, Discord and Teams messages with
+//! the email's wording.
+
+use serde_json::{Value, json};
+
+use super::{Format, event_type};
+use crate::domain::{Health, rfc3339};
+use crate::store::PendingAlert;
+
+/// One event in socialsyncer's JSON format.
+pub fn json_event(e: &PendingAlert) -> Value {
+    let mut v = json!({
+        "id": e.dedup_key,
+        "type": event_type(&e.kind),
+        "kind": e.kind,
+        "occurredAt": rfc3339(e.created_at),
+        "workspace": e.workspace,
+        "account": {
+            "platform": e.platform.as_str(),
+            "accountId": e.account_id,
+            "username": e.username,
+        },
+        "health": e.severity.as_str(),
+        "problem": e.problem,
+        "recommendations": [e.action],
+    });
+    if let Some(t) = e.reconnect_by {
+        v["reconnectBy"] = json!(rfc3339(t));
+    }
+    v
+}
+
+/// The test message's JSON event.
+pub fn test_event(workspace: &str, now: i64) -> Value {
+    json!({
+        "id": format!("test:{workspace}:{now}"),
+        "type": "test",
+        "occurredAt": rfc3339(now),
+        "workspace": workspace,
+        "message": "A test message from socialsyncer: this receiver is set up.",
+    })
+}
+
+pub(super) fn headline(workspace: &str, events: &[&PendingAlert]) -> String {
+    let (subject, _, _) =
+        crate::alerts::email::compose(workspace, &events.iter().map(|e| (*e).clone()).collect::<Vec<_>>(), "");
+    subject
+}
+
+pub(super) fn line(e: &PendingAlert) -> String {
+    format!(
+        "{} {} ({}): {} {}",
+        e.platform.display_name(),
+        e.username,
+        e.account_id,
+        e.problem,
+        e.action
+    )
+}
+
+pub(super) fn colour(h: Health) -> u32 {
+    match h {
+        Health::Unhealthy => 0xb4_2318,
+        Health::Unknown => 0x47_5467,
+        Health::Warning => 0xb5_4708,
+        Health::Healthy => 0x06_7647,
+    }
+}
+
+/// One workspace's events of a round as one chat message (the email's subject and lines).
+pub fn chat_message(format: Format, workspace: &str, events: &[&PendingAlert], host: &str) -> Value {
+    let title = headline(workspace, events);
+    let footer = format!("Sent by socialsyncer on {host}");
+    match format {
+        Format::Slack | Format::Json => {
+            let mut blocks =
+                vec![json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&title, 150)}})];
+            for e in events.iter().take(45) {
+                blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&slack_escape(&line(e)), 3000)}}));
+            }
+            blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": slack_escape(&footer)}]}));
+            json!({"text": title, "blocks": blocks})
+        }
+        Format::Discord => {
+            let embeds: Vec<Value> = events
+                .iter()
+                .take(10)
+                .map(|e| {
+                    json!({
+                        "title": truncate(&format!("{} {} ({})", e.platform.display_name(), e.username, e.account_id), 256),
+                        "description": truncate(&format!("{} {}", e.problem, e.action), 4096),
+                        "color": colour(e.severity),
+                    })
+                })
+                .collect();
+            json!({"content": truncate(&title, 2000), "embeds": embeds, "allowed_mentions": {"parse": []}})
+        }
+        Format::Teams => {
+            let mut body =
+                vec![json!({"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "wrap": true})];
+            for e in events {
+                body.push(json!({"type": "TextBlock", "text": line(e), "wrap": true}));
+            }
+            body.push(json!({"type": "TextBlock", "text": footer, "isSubtle": true, "size": "Small", "wrap": true}));
+            teams_card(body)
+        }
+    }
+}
+
+/// The test message in a chat format.
+pub fn chat_test(format: Format, workspace: &str) -> Value {
+    let text = format!("socialsyncer test message for workspace {workspace}: this receiver is set up.");
+    match format {
+        Format::Slack | Format::Json => {
+            json!({"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(&text)}}]})
+        }
+        Format::Discord => json!({"content": text, "allowed_mentions": {"parse": []}}),
+        Format::Teams => teams_card(vec![json!({"type": "TextBlock", "text": text, "wrap": true})]),
+    }
+}
+
+/// A Teams Workflows message holding one Adaptive Card with `body`.
+pub(super) fn teams_card(body: Vec<Value>) -> Value {
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "body": body,
+            },
+        }],
+    })
+}
+
+/// Slack's three escapes for text it formats.
+pub(super) fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+pub(super) fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
