@@ -288,11 +288,13 @@ pub async fn run_until(listener: TcpListener, state: AppState, shutdown: Cancell
              (PUT /v1/notifications); the others wait in the outbox until they do"
         );
     }
+    let sched = std::sync::Arc::new(tokio::sync::Mutex::new(sched));
+    // SIGHUP is handled before anyone is told the daemon is up: a reload sent right after
+    // READY=1 (or the log line) must not meet the default action, which ends the process.
+    spawn_reloader(state.clone(), sched.clone(), shutdown.clone(), tracker.clone());
+    systemd::spawn_watchdog(state.clone(), shutdown.clone());
     tracing::info!(listen = %listener.local_addr()?, "socialsyncer is serving");
     systemd::ready();
-    systemd::spawn_watchdog(state.clone(), shutdown.clone());
-    let sched = std::sync::Arc::new(tokio::sync::Mutex::new(sched));
-    spawn_reloader(state.clone(), sched.clone(), shutdown.clone(), tracker.clone());
     let store = state.store.clone();
     let limit = state.config().schedule.shutdown_timeout.0;
     serve_http(listener, state, shutdown.clone()).await?;
