@@ -4,6 +4,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::app::AppState;
 use crate::domain::{self, AccountId, Platform, UnixTime};
+use crate::domain::{AccountRef, WorkspaceId};
 use crate::platforms::{RevokeOutcome, TokenContext};
 use crate::store::{Account, NewAccount, StoreError};
 
@@ -151,12 +152,16 @@ impl RegistrationInput {
 }
 
 /// What binds a sealed token to its account (the AEAD associated data).
-pub fn seal_context(workspace_id: i64, platform: Platform, account_id: &str) -> String {
+pub fn seal_context(workspace_id: WorkspaceId, platform: Platform, account_id: &str) -> String {
     format!("{workspace_id}/{platform}/{account_id}")
 }
 
 /// Seals the tokens and stores the account with `unknown` health. Returns the row ID.
-pub async fn register(state: &AppState, workspace_id: i64, reg: &Registration) -> Result<i64, RegistrationError> {
+pub async fn register(
+    state: &AppState,
+    workspace_id: WorkspaceId,
+    reg: &Registration,
+) -> Result<AccountRef, RegistrationError> {
     let ctx = seal_context(workspace_id, reg.platform, reg.account_id.as_str());
     let new = NewAccount {
         workspace_id,

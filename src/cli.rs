@@ -462,7 +462,7 @@ async fn notify_test(config: Config, workspace: Option<String>) -> anyhow::Resul
                 .ok_or_else(|| app::UsageError(format!("no workspace named {}", name.as_str())))?
         }
         // No workspace has this ID: the operator's receivers only.
-        None => -1,
+        None => crate::domain::WorkspaceId(-1),
     };
     let results = crate::alerts::test_message(&state, ws, true).await?;
     if results.is_empty() {

@@ -299,6 +299,30 @@ pub fn truncate_for_message(s: &str) -> String {
     }
 }
 
+/// A workspace's row ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct WorkspaceId(pub i64);
+
+/// An account's row ID (not the platform's account ID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct AccountRef(pub i64);
+
+impl fmt::Display for WorkspaceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for AccountRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// What the checks concluded about an account, as stored and shown. One type for the
 /// assessment of a check, the stored account and the update that writes it, so that "did
 /// anything change" is one comparison.
@@ -328,9 +352,9 @@ pub struct HealthState {
 #[derive(Debug, Clone)]
 pub struct Account {
     /// Internal row ID.
-    pub id: i64,
+    pub id: AccountRef,
     /// Owning workspace.
-    pub workspace_id: i64,
+    pub workspace_id: WorkspaceId,
     /// Platform.
     pub platform: Platform,
     /// Platform account ID.

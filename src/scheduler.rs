@@ -302,7 +302,7 @@ async fn read_pages(
     loop {
         let page = state.store.due_accounts(platform, due_by, cursor, limit).await?;
         let Some((last, _)) = page.last() else { return Ok(()) };
-        cursor = Some((last.next_check_at, last.id));
+        cursor = Some((last.next_check_at, last.id.0));
         let full = page.len() as i64 == limit;
         if pages.send(page).await.is_err() || !full {
             return Ok(());

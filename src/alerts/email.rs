@@ -12,6 +12,7 @@ use secrecy::ExposeSecret;
 
 use crate::app::AppState;
 use crate::config::{Config, ConfigError, read_secret_file};
+use crate::domain::WorkspaceId;
 use crate::domain::{self, Health};
 use crate::store::{PendingAlert, StoreError};
 
@@ -231,7 +232,7 @@ pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String,
 
 /// The recipients of a workspace's alerts: the operator's `email.to` and the workspace's
 /// own list, each address once (compared without case).
-async fn recipients(state: &AppState, workspace_id: i64) -> Result<Vec<String>, StoreError> {
+async fn recipients(state: &AppState, workspace_id: WorkspaceId) -> Result<Vec<String>, StoreError> {
     let mut to: Vec<String> = state.config().email.to.clone();
     to.extend(state.store.recipients(workspace_id).await?);
     let mut seen = std::collections::HashSet::new();
@@ -436,7 +437,7 @@ pub async fn run(state: AppState, cancel: tokio_util::sync::CancellationToken) {
 /// and says what each answered, receiver by receiver.
 pub async fn test_message(
     state: &AppState,
-    workspace_id: i64,
+    workspace_id: WorkspaceId,
     operator: bool,
 ) -> Result<Vec<(String, String)>, StoreError> {
     let workspace = state.store.workspace_name(workspace_id).await?.unwrap_or_default();
@@ -509,7 +510,7 @@ mod tests {
     fn ev(platform: &str, id: &str, severity: &str) -> PendingAlert {
         PendingAlert {
             id: 1,
-            workspace_id: 1,
+            workspace_id: domain::WorkspaceId(1),
             workspace: "acme".into(),
             kind: "token_invalid".into(),
             severity: severity.parse().unwrap(),

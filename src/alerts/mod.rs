@@ -6,6 +6,7 @@ pub mod webhook;
 pub use email::test_message;
 
 use crate::domain::{Account, Health, Platform, UnixTime};
+use crate::domain::{AccountRef, WorkspaceId};
 use crate::health::Assessment;
 use crate::platforms::{CheckOutcome, InvalidReason};
 
@@ -13,9 +14,9 @@ use crate::platforms::{CheckOutcome, InvalidReason};
 #[derive(Debug, Clone)]
 pub struct NewAlert {
     /// Workspace to notify.
-    pub workspace_id: i64,
+    pub workspace_id: WorkspaceId,
     /// The account concerned.
-    pub account_ref: i64,
+    pub account_ref: AccountRef,
     /// Unique per account, token, episode and kind.
     pub dedup_key: String,
     /// `expiring_7d`, `token_invalid`, `recovered`, ...

@@ -12,6 +12,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::config::NotifyConfig;
+use crate::domain::WorkspaceId;
 
 mod format;
 
@@ -322,7 +323,7 @@ fn root_cause(e: &reqwest::Error) -> String {
 /// unsealed) and the operator's `[[notify.webhook]]`.
 pub async fn receivers(
     state: &crate::app::AppState,
-    workspace_id: i64,
+    workspace_id: WorkspaceId,
 ) -> Result<Vec<Receiver>, crate::store::StoreError> {
     let notify = &state.config().notify;
     let disabled: Vec<String> = state
@@ -387,7 +388,7 @@ pub async fn receivers(
 }
 
 /// What a webhook secret is sealed to: its workspace and URL.
-pub fn secret_context(workspace_id: i64, url: &str) -> String {
+pub fn secret_context(workspace_id: WorkspaceId, url: &str) -> String {
     format!("webhook/{workspace_id}/{url}")
 }
 

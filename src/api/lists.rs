@@ -150,7 +150,7 @@ async fn page(
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = if more {
-        rows.last().map(|a| encode_cursor(a.id))
+        rows.last().map(|a| encode_cursor(a.id.0))
     } else {
         None
     };
@@ -182,7 +182,7 @@ async fn collect_list(
     loop {
         let rows = state.store.list_page(filter, after, LIST_STEP).await?;
         let full = rows.len() as i64 == LIST_STEP;
-        after = rows.last().map(|a| a.id);
+        after = rows.last().map(|a| a.id.0);
         for a in rows {
             if !first {
                 piece.push(b',');

@@ -37,7 +37,7 @@ pub struct ApiPath<T>(pub T);
 
 /// The workspace a request acts for, from its `Authorization: Bearer sk_...` header.
 #[derive(Debug, Clone, Copy)]
-pub struct Workspace(pub i64);
+pub struct Workspace(pub crate::domain::WorkspaceId);
 
 impl FromRequestParts<AppState> for Workspace {
     type Rejection = ApiError;

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::{ApiError, ApiJson, Workspace};
 use crate::app::AppState;
+use crate::domain::WorkspaceId;
 use crate::domain::truncate_for_message;
 
 /// The routes of this resource.
@@ -81,7 +82,7 @@ pub async fn show(State(state): State<AppState>, ws: Workspace) -> Result<Json<N
 }
 
 /// The workspace's webhooks as shown: never their secrets.
-async fn stored_webhooks(state: &AppState, workspace_id: i64) -> Result<Vec<Webhook>, ApiError> {
+async fn stored_webhooks(state: &AppState, workspace_id: WorkspaceId) -> Result<Vec<Webhook>, ApiError> {
     let statuses = state.store.receiver_statuses().await?;
     Ok(state
         .store
@@ -165,7 +166,7 @@ fn invalid_webhook(message: impl Into<String>) -> ApiError {
 /// Validates and stores `hooks`; returns the secrets set by this request, by URL.
 async fn set_webhooks(
     state: &AppState,
-    workspace_id: i64,
+    workspace_id: WorkspaceId,
     hooks: Vec<Webhook>,
 ) -> Result<Vec<(String, String)>, ApiError> {
     use crate::alerts::webhook::{EVENT_TYPES, Format, new_secret, secret_context, validate_url};

@@ -50,7 +50,7 @@ pub(super) async fn rotate_token_key(config: &Config, new_key_file: &std::path::
             }
             let mut secrets = Vec::with_capacity(hooks.len());
             for (id, workspace_id, url, sealed) in hooks {
-                let ctx = crate::alerts::webhook::secret_context(workspace_id, &url);
+                let ctx = crate::alerts::webhook::secret_context(crate::domain::WorkspaceId(workspace_id), &url);
                 let secret = old
                     .open(&ctx, &sealed)
                     .with_context(|| format!("webhook {id} does not open with the current key"))?;

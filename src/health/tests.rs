@@ -21,8 +21,8 @@ pub(crate) const NOW: i64 = 1_800_000_000;
 
 pub(crate) fn account() -> Account {
     Account {
-        id: 1,
-        workspace_id: 1,
+        id: crate::domain::AccountRef(1),
+        workspace_id: crate::domain::WorkspaceId(1),
         platform: Platform::Instagram,
         account_id: "1".into(),
         username: "u".into(),

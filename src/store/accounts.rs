@@ -5,7 +5,7 @@ use super::*;
 impl Store {
     /// Registers an account with its sealed credentials and an `unknown` health row, in one
     /// transaction. `StoreError::Conflict` if it exists in the workspace.
-    pub async fn insert_account(&self, a: &NewAccount) -> Result<i64, StoreError> {
+    pub async fn insert_account(&self, a: &NewAccount) -> Result<AccountRef, StoreError> {
         let mut tx = self.pool().begin().await?;
         let id = insert_account_rows(&mut tx, a).await?;
         bump_generations(&mut tx, [a.workspace_id]).await?;
@@ -95,7 +95,7 @@ impl Store {
     /// One account of a workspace.
     pub async fn get_account(
         &self,
-        workspace_id: i64,
+        workspace_id: WorkspaceId,
         platform: Platform,
         account_id: &AccountId,
     ) -> Result<Option<Account>, StoreError> {
@@ -115,9 +115,9 @@ impl Store {
     /// Deletes an account and returns the credentials it had, in one `BEGIN IMMEDIATE`
     /// transaction: of several concurrent deletions exactly one gets them (and revokes them
     /// at the platform); the others get `None` (the account is gone).
-    pub async fn take_account(&self, account_ref: i64) -> Result<Option<SealedCredentials>, StoreError> {
+    pub async fn take_account(&self, account_ref: AccountRef) -> Result<Option<SealedCredentials>, StoreError> {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let workspace: Option<i64> = sqlx::query_scalar("SELECT workspace_id FROM accounts WHERE id = $1")
+        let workspace: Option<WorkspaceId> = sqlx::query_scalar("SELECT workspace_id FROM accounts WHERE id = $1")
             .bind(account_ref)
             .fetch_optional(&mut *tx)
             .await?;
@@ -149,7 +149,7 @@ impl Store {
         &self,
         platform_user_id: &str,
         platforms: &[Platform],
-        except: i64,
+        except: AccountRef,
     ) -> Result<i64, StoreError> {
         let mut q = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM account_health WHERE account_ref <> ");
         q.push_bind(except)
@@ -222,7 +222,7 @@ impl Store {
     }
 
     /// One account by row ID.
-    pub async fn account_by_ref(&self, account_ref: i64) -> Result<Option<Account>, StoreError> {
+    pub async fn account_by_ref(&self, account_ref: AccountRef) -> Result<Option<Account>, StoreError> {
         let sql = concat!(account_select!(), " WHERE a.id = $1");
         let row: Option<AccountRow> = sqlx::query_as(sql)
             .bind(account_ref)
@@ -244,8 +244,8 @@ impl Store {
 }
 
 /// The three rows of a new account: the account, its credentials, its `unknown` health.
-async fn insert_account_rows(tx: &mut sqlx::Transaction<'_, Sqlite>, a: &NewAccount) -> Result<i64, StoreError> {
-    let id: i64 = sqlx::query_scalar(
+async fn insert_account_rows(tx: &mut sqlx::Transaction<'_, Sqlite>, a: &NewAccount) -> Result<AccountRef, StoreError> {
+    let id: AccountRef = sqlx::query_scalar(
         "INSERT INTO accounts (workspace_id, platform, account_id, username, connected_at, scopes, \
          token_expires_at, token_issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
     )

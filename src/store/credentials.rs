@@ -4,7 +4,7 @@ use super::*;
 
 impl Store {
     /// The sealed credentials of an account.
-    pub async fn credentials(&self, account_ref: i64) -> Result<SealedCredentials, StoreError> {
+    pub async fn credentials(&self, account_ref: AccountRef) -> Result<SealedCredentials, StoreError> {
         sqlx::query_as("SELECT access_token, refresh_token FROM credentials WHERE account_ref = $1")
             .bind(account_ref)
             .fetch_optional(self.pool())
@@ -68,7 +68,7 @@ impl Store {
     /// one that has not expired. True when `holder` now holds it.
     pub async fn try_refresh_lease(
         &self,
-        account_ref: i64,
+        account_ref: AccountRef,
         holder: &str,
         now: UnixTime,
         ttl: i64,
@@ -93,7 +93,7 @@ impl Store {
     }
 
     /// Gives up a refresh lease held by `holder`.
-    pub async fn release_refresh_lease(&self, account_ref: i64, holder: &str) -> Result<(), StoreError> {
+    pub async fn release_refresh_lease(&self, account_ref: AccountRef, holder: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM refresh_leases WHERE account_ref = $1 AND holder = $2")
             .bind(account_ref)
             .bind(holder)
@@ -105,7 +105,7 @@ impl Store {
     /// Records a failed automatic refresh in the history.
     pub async fn record_refresh_failure(
         &self,
-        account_ref: i64,
+        account_ref: AccountRef,
         at: UnixTime,
         health: Health,
         detail: &str,

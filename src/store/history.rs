@@ -4,7 +4,7 @@ use super::*;
 
 impl Store {
     /// An account's history, newest first.
-    pub async fn history(&self, account_ref: i64, limit: i64) -> Result<Vec<HistoryEntry>, StoreError> {
+    pub async fn history(&self, account_ref: AccountRef, limit: i64) -> Result<Vec<HistoryEntry>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT at, event, outcome, health, changed, detail FROM health_history \
              WHERE account_ref = $1 ORDER BY at DESC, id DESC LIMIT $2",

@@ -16,7 +16,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
 
 use crate::crypto;
-use crate::domain::{AccountId, Health, Platform, UnixTime};
+use crate::domain::{AccountId, AccountRef, Health, Platform, UnixTime, WorkspaceId};
 
 /// Database errors the callers can act on.
 #[derive(Debug, thiserror::Error)]
@@ -76,9 +76,9 @@ fn push_read_health(q: &mut QueryBuilder<Sqlite>, stale_before: UnixTime) {
 /// every write to a workspace's accounts or their health calls this in its own transaction.
 async fn bump_generations(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
-    workspaces: impl IntoIterator<Item = i64>,
+    workspaces: impl IntoIterator<Item = WorkspaceId>,
 ) -> Result<(), StoreError> {
-    let mut ws: Vec<i64> = workspaces.into_iter().collect();
+    let mut ws: Vec<WorkspaceId> = workspaces.into_iter().collect();
     ws.sort_unstable();
     ws.dedup();
     for w in ws {
@@ -111,7 +111,7 @@ pub use webhooks::{NewWebhook, ReceiverStatus, WebhookRow};
 impl Store {
     /// The generation of a workspace's accounts and health: it changes with every write to
     /// them, by this process or any other on the database.
-    pub async fn generation(&self, workspace_id: i64) -> Result<i64, StoreError> {
+    pub async fn generation(&self, workspace_id: WorkspaceId) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT generation FROM workspace_generations WHERE workspace_id = $1")
                 .bind(workspace_id)

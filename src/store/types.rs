@@ -19,7 +19,7 @@ pub struct ApiKeyInfo {
 #[derive(Debug)]
 pub struct NewAccount {
     /// Owning workspace.
-    pub workspace_id: i64,
+    pub workspace_id: WorkspaceId,
     /// Platform.
     pub platform: Platform,
     /// Platform account ID.
@@ -40,8 +40,8 @@ pub struct NewAccount {
 
 #[derive(FromRow, serde::Deserialize)]
 pub(super) struct AccountRow {
-    pub(super) id: i64,
-    pub(super) workspace_id: i64,
+    pub(super) id: AccountRef,
+    pub(super) workspace_id: WorkspaceId,
     pub(super) platform: Platform,
     pub(super) account_id: String,
     pub(super) username: String,
@@ -195,7 +195,7 @@ pub struct SealedRow {
     /// Account row.
     pub id: i64,
     /// Workspace.
-    pub workspace_id: i64,
+    pub workspace_id: WorkspaceId,
     /// Platform name.
     pub platform: String,
     /// Account ID.
@@ -219,7 +219,7 @@ pub struct SealedCredentials {
 #[derive(Debug, Clone, Copy)]
 pub struct ListFilter {
     /// The workspace.
-    pub workspace_id: i64,
+    pub workspace_id: WorkspaceId,
     /// Only this platform.
     pub platform: Option<Platform>,
     /// Only this health, as read now.
@@ -255,9 +255,9 @@ pub struct ReconnectRow {
 #[derive(Debug, Clone)]
 pub struct HealthUpdate {
     /// Internal account row ID.
-    pub account_ref: i64,
+    pub account_ref: AccountRef,
     /// Its workspace (whose cached answers the update invalidates).
-    pub workspace_id: i64,
+    pub workspace_id: WorkspaceId,
     /// The state to store.
     pub state: HealthState,
     /// Access token expiry (`None`: never or unknown).
@@ -334,7 +334,7 @@ pub struct PendingAlert {
     /// Outbox row.
     pub id: i64,
     /// Workspace to notify.
-    pub workspace_id: i64,
+    pub workspace_id: WorkspaceId,
     /// Workspace name.
     pub workspace: String,
     /// Kind.
@@ -365,9 +365,9 @@ pub struct PendingAlert {
 #[derive(Debug)]
 pub struct TokenReplacement {
     /// Internal account row ID.
-    pub account_ref: i64,
+    pub account_ref: AccountRef,
     /// Its workspace (whose cached answers the replacement invalidates).
-    pub workspace_id: i64,
+    pub workspace_id: WorkspaceId,
     /// Sealed new access token.
     pub access_token: Vec<u8>,
     /// Sealed new refresh token; `None` keeps the stored one (never replaced by nothing).

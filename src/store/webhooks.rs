@@ -8,7 +8,7 @@ pub struct WebhookRow {
     /// Row ID (the receiver key is `webhook:<id>`).
     pub id: i64,
     /// Owning workspace.
-    pub workspace_id: i64,
+    pub workspace_id: WorkspaceId,
     /// Where to POST.
     pub url: String,
     /// `json`, `slack`, `discord` or `teams`.
@@ -47,7 +47,7 @@ pub struct ReceiverStatus {
 
 impl Store {
     /// A workspace's webhooks, oldest first.
-    pub async fn webhooks(&self, workspace_id: i64) -> Result<Vec<WebhookRow>, StoreError> {
+    pub async fn webhooks(&self, workspace_id: WorkspaceId) -> Result<Vec<WebhookRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, workspace_id, url, format, events, secret FROM webhooks WHERE workspace_id = $1 ORDER BY id",
         )
@@ -59,7 +59,12 @@ impl Store {
     /// Replaces a workspace's webhooks: those not in `hooks` go (with their state), the
     /// others are inserted or updated; a `None` secret keeps the one stored for that URL (the
     /// caller gives a secret for every URL not stored yet).
-    pub async fn set_webhooks(&self, workspace_id: i64, hooks: &[NewWebhook], now: UnixTime) -> Result<(), StoreError> {
+    pub async fn set_webhooks(
+        &self,
+        workspace_id: WorkspaceId,
+        hooks: &[NewWebhook],
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         let old: Vec<(i64, String)> = sqlx::query_as("SELECT id, url FROM webhooks WHERE workspace_id = $1")
             .bind(workspace_id)

@@ -4,7 +4,7 @@ use super::*;
 
 impl Store {
     /// The ID of workspace `name`, creating it if needed.
-    pub async fn ensure_workspace(&self, name: &str, now: UnixTime) -> Result<i64, StoreError> {
+    pub async fn ensure_workspace(&self, name: &str, now: UnixTime) -> Result<WorkspaceId, StoreError> {
         sqlx::query("INSERT INTO workspaces (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
             .bind(name)
             .bind(now)
@@ -14,7 +14,7 @@ impl Store {
     }
 
     /// The ID of workspace `name`, if it exists.
-    pub async fn workspace_id(&self, name: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn workspace_id(&self, name: &str) -> Result<Option<WorkspaceId>, StoreError> {
         Ok(sqlx::query_scalar("SELECT id FROM workspaces WHERE name = $1")
             .bind(name)
             .fetch_optional(self.pool())
@@ -24,7 +24,7 @@ impl Store {
     /// Stores a new key's prefix and hash.
     pub async fn insert_api_key(
         &self,
-        workspace_id: i64,
+        workspace_id: WorkspaceId,
         prefix: &str,
         hash: &str,
         now: UnixTime,
@@ -61,12 +61,12 @@ impl Store {
     }
 
     /// The workspace of an active key, comparing hashes in constant time.
-    pub async fn authenticate(&self, key: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn authenticate(&self, key: &str) -> Result<Option<WorkspaceId>, StoreError> {
         if !crypto::looks_like_api_key(key) {
             return Ok(None);
         }
         let hash = crypto::hash_api_key(key);
-        let candidates: Vec<(i64, String)> =
+        let candidates: Vec<(WorkspaceId, String)> =
             sqlx::query_as("SELECT workspace_id, key_hash FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL")
                 .bind(&key[..crypto::KEY_PREFIX_LEN])
                 .fetch_all(self.pool())
@@ -81,7 +81,7 @@ impl Store {
     }
 
     /// The name of workspace `id`, if it exists.
-    pub async fn workspace_name(&self, id: i64) -> Result<Option<String>, StoreError> {
+    pub async fn workspace_name(&self, id: WorkspaceId) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar("SELECT name FROM workspaces WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
@@ -89,7 +89,7 @@ impl Store {
     }
 
     /// A workspace's own alert recipients.
-    pub async fn recipients(&self, workspace_id: i64) -> Result<Vec<String>, StoreError> {
+    pub async fn recipients(&self, workspace_id: WorkspaceId) -> Result<Vec<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT email FROM workspace_recipients WHERE workspace_id = $1 ORDER BY email")
                 .bind(workspace_id)
@@ -99,7 +99,7 @@ impl Store {
     }
 
     /// Replaces a workspace's alert recipients.
-    pub async fn set_recipients(&self, workspace_id: i64, emails: &[String]) -> Result<(), StoreError> {
+    pub async fn set_recipients(&self, workspace_id: WorkspaceId, emails: &[String]) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM workspace_recipients WHERE workspace_id = $1")
             .bind(workspace_id)
