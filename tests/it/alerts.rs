@@ -729,19 +729,15 @@ async fn alerts_wait_for_a_recipient_and_a_refused_address_costs_nobody_else() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn smtp_credentials_from_the_credentials_file_are_presented() {
-    let smtp = SmtpServer::start().await;
-    let url = smtp.url();
-    let dir = tempfile::tempdir().unwrap();
-    let creds = dir.path().join("smtp_credentials");
-    std::fs::write(&creds, "alerts@example.com:s3cret-pass\n").unwrap();
+/// One alert (a revoked X token) mailed to `smtp_url` by an app whose email settings `tweak`
+/// completes; returns what the delivery round did.
+async fn mail_one_alert(smtp_url: String, tweak: impl FnOnce(&mut socialsyncer::config::Config)) -> DeliveryReport {
     let app = spawn_app_cfg("", move |c| {
-        c.email.smtp_url = Some(url);
-        c.email.credentials_file = Some(creds);
+        c.email.smtp_url = Some(smtp_url);
         c.email.from = Some("alerts@example.com".into());
         c.email.to = vec!["ops@example.com".into()];
         c.schedule.cron = String::new();
+        tweak(c);
     })
     .await;
     let key = app.key("acme").await;
@@ -758,9 +754,19 @@ async fn smtp_credentials_from_the_credentials_file_are_presented() {
     )
     .await;
     let r = deliver(&app.state).await.unwrap();
+    app.stop().await;
+    r
+}
+
+#[tokio::test]
+async fn smtp_credentials_from_the_credentials_file_are_presented() {
+    let smtp = SmtpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("smtp_credentials");
+    std::fs::write(&creds, "alerts@example.com:s3cret-pass\n").unwrap();
+    let r = mail_one_alert(smtp.url(), |c| c.email.credentials_file = Some(creds)).await;
     assert_eq!(r.emails, 1, "{r:?}");
     assert_eq!(*smtp.auths.lock().unwrap(), ["alerts@example.com:s3cret-pass"]);
-    app.stop().await;
 }
 
 /// One alert mailed through `smtp_url` to a TLS server that presents a certificate from the
@@ -773,30 +779,7 @@ async fn mail_over_tls(
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("smtp-ca.pem");
     std::fs::write(&ca, smtp.cert_pem.clone().unwrap()).unwrap();
-    let url = smtp_url(smtp.port);
-    let app = spawn_app_cfg("", move |c| {
-        c.email.smtp_url = Some(url);
-        c.email.ca_file = Some(ca);
-        c.email.from = Some("alerts@example.com".into());
-        c.email.to = vec!["ops@example.com".into()];
-        c.schedule.cron = String::new();
-    })
-    .await;
-    let key = app.key("acme").await;
-    app.connect(
-        &key,
-        Platform::Twitter,
-        "1",
-        TokenSpec {
-            state: TokenState::Revoked,
-            with_refresh: false,
-            expires_in: Some(60 * DAY),
-            ..spec(Platform::Twitter)
-        },
-    )
-    .await;
-    let r = deliver(&app.state).await.unwrap();
-    app.stop().await;
+    let r = mail_one_alert(smtp_url(smtp.port), |c| c.email.ca_file = Some(ca)).await;
     (smtp.mails(), r)
 }
 
@@ -826,29 +809,7 @@ async fn alert_mail_goes_over_implicit_tls_and_starttls() {
 #[tokio::test]
 async fn a_server_certificate_the_daemon_does_not_trust_delays_the_mail() {
     let smtp = SmtpServer::start_with(crate::smtp::TlsMode::Implicit).await;
-    let url = format!("smtps://localhost:{}", smtp.port);
-    let app = spawn_app_cfg("", move |c| {
-        c.email.smtp_url = Some(url);
-        c.email.from = Some("alerts@example.com".into());
-        c.email.to = vec!["ops@example.com".into()];
-        c.schedule.cron = String::new();
-    })
-    .await;
-    let key = app.key("acme").await;
-    app.connect(
-        &key,
-        Platform::Twitter,
-        "1",
-        TokenSpec {
-            state: TokenState::Revoked,
-            with_refresh: false,
-            expires_in: Some(60 * DAY),
-            ..spec(Platform::Twitter)
-        },
-    )
-    .await;
-    let r = deliver(&app.state).await.unwrap();
+    let r = mail_one_alert(format!("smtps://localhost:{}", smtp.port), |_| {}).await;
     assert_eq!((r.emails, r.failed), (0, 1), "{r:?}");
     assert!(smtp.mails().is_empty());
-    app.stop().await;
 }

@@ -70,6 +70,19 @@ async fn wait_for(db: &SqlitePool, sql: &'static str, at_least: i64, limit: Dura
     }
 }
 
+/// `socialsyncer serve` on `config`, quiet.
+fn serve(config: &std::path::Path) -> std::process::Child {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 const CHECKED: &str = "SELECT COUNT(*) FROM account_health WHERE last_checked_at IS NOT NULL";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -79,17 +92,7 @@ async fn kill_9_mid_sweep_loses_nothing_committed_and_the_next_start_resumes() {
     sim.set_latency(Platform::Threads, Duration::from_millis(20));
     let n = 3000;
     let config = prepared(dir.path(), &sim, n, "rate_limit = 0\n").await;
-    let start = || {
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let start = || serve(&config);
     let db = SqlitePool::connect(&format!("sqlite://{}/state/db.sqlite", dir.path().display()))
         .await
         .unwrap();
@@ -425,15 +428,7 @@ async fn sigterm_mid_sweep_finishes_the_checks_in_flight_and_writes_them() {
     let db = SqlitePool::connect(&format!("sqlite://{}/state/db.sqlite", dir.path().display()))
         .await
         .unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = serve(&config);
     let seen = wait_for(&db, CHECKED, 50, Duration::from_secs(30)).await;
     assert!(seen >= 50, "the sweep is under way ({seen})");
     Command::new("kill")
