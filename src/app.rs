@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 
 use crate::alerts::email::Mailer;
-use crate::config::Config;
+use crate::config::{Config, DatabaseTarget};
 use crate::crypto::Sealer;
 use crate::domain::Platform;
 use crate::metrics::Metrics;
@@ -43,6 +43,8 @@ pub struct AppState {
     pub list_cache: Arc<crate::api::cache::ListCache>,
     /// The time checks, sweeps and deliveries go by.
     pub clock: Clock,
+    /// This daemon among the others sharing its database.
+    pub instance: Arc<crate::cluster::Instance>,
 }
 
 /// The daemon's time: the system's, plus an offset that only tests move (shared by every
@@ -182,22 +184,42 @@ pub enum Create {
 
 /// Opens the database named by the config and applies pending migrations.
 pub async fn open_store(config: &Config, create: Create) -> anyhow::Result<Store> {
-    let path = config.database.sqlite_path()?;
-    if create == Create::No && !path.exists() {
-        return Err(UsageError(format!(
-            "no database at {} (is `database.url` right?)",
-            absolute(&path).display()
-        ))
-        .into());
-    }
-    let store = Store::open_sqlite(&path, config.database.busy_timeout.0, config.database.max_connections)
-        .await
-        .with_context(|| format!("Failed to open the database {}", path.display()))?;
+    let store = match config.database.target()? {
+        DatabaseTarget::Sqlite(path) => {
+            if create == Create::No && !path.exists() {
+                return Err(UsageError(format!(
+                    "no database at {} (is `database.url` right?)",
+                    absolute(&path).display()
+                ))
+                .into());
+            }
+            Store::open_sqlite(&path, config.database.busy_timeout.0, config.database.max_connections)
+                .await
+                .with_context(|| format!("Failed to open the database {}", path.display()))?
+        }
+        DatabaseTarget::Postgres(url) => open_postgres(config, &url).await?,
+    };
     store
         .migrate()
         .await
-        .with_context(|| format!("Failed to migrate the database {}", path.display()))?;
+        .with_context(|| format!("Failed to migrate the database {}", database_label(config)))?;
     Ok(store)
+}
+
+/// Connects to the PostgreSQL database of the config (its password from
+/// `database.password_file` when set). Errors name the URL with its password redacted.
+pub async fn open_postgres(config: &Config, url: &str) -> anyhow::Result<Store> {
+    use secrecy::ExposeSecret;
+    let password = config.database.password()?;
+    Store::open_postgres(
+        url,
+        password.as_ref().map(|p| p.expose_secret()),
+        config.database.busy_timeout.0,
+        config.database.max_connections,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}", crate::config::redact_url_in(&e.to_string(), url)))
+    .with_context(|| format!("Failed to open the database {}", config.database.redacted_url()))
 }
 
 /// The database path as an absolute path, for messages.
@@ -205,9 +227,13 @@ pub fn absolute(path: &std::path::Path) -> std::path::PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
-/// The database file the config names, absolute, for the line every admin command prints.
-pub fn database_path(config: &Config) -> anyhow::Result<std::path::PathBuf> {
-    Ok(absolute(&config.database.sqlite_path()?))
+/// The database the config names, for the line every admin command prints: the SQLite
+/// file as an absolute path, or the PostgreSQL URL without its password.
+pub fn database_label(config: &Config) -> String {
+    match config.database.target() {
+        Ok(DatabaseTarget::Sqlite(p)) => absolute(&p).display().to_string(),
+        _ => config.database.redacted_url(),
+    }
 }
 
 /// Loads the token sealing key. Without `security.token_key_file`, `token.key` beside the
@@ -293,6 +319,8 @@ impl AppState {
         let mailer = Mailer::from_config(&config)?.map(Arc::new);
         let alert_thresholds = Arc::new(crate::alerts::thresholds(&config.alerts));
         let metrics = Metrics::new();
+        let instance = Arc::new(crate::cluster::Instance::new());
+        metrics.set_instance(&instance.id);
         metrics.init_alert_kinds(&crate::alerts::kinds(&alert_thresholds));
         Ok(AppState {
             store,
@@ -312,6 +340,7 @@ impl AppState {
             key_limiter: Arc::default(),
             list_cache: Arc::default(),
             clock: Clock::default(),
+            instance,
         })
     }
 

@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::accounts::{self, RegistrationInput};
 use crate::app::{self, AppState};
+use crate::config::DatabaseTarget;
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use crate::domain::{self, WorkspaceName};
 use crate::domain::{Health, Platform};
@@ -214,7 +215,7 @@ pub fn main() -> ExitCode {
 
 /// The line every admin command starts with, so that nobody wonders which database it used.
 fn say_database(config: &Config) -> anyhow::Result<()> {
-    eprintln!("database: {}", app::database_path(config)?.display());
+    eprintln!("database: {}", app::database_label(config));
     Ok(())
 }
 
@@ -231,9 +232,19 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
             if let Some((path, explicit)) = source {
                 state.set_config_source(path, explicit);
             }
-            // Held while the daemon runs: admin commands that must not run beside it check it.
-            let lock = app::DaemonLock::acquire(&state.config(), "a second daemon on one SQLite database is refused")?;
-            tracing::debug!(lock = %lock.file().display(), "holding the daemon lock");
+            // SQLite: held while the daemon runs (one daemon per file; admin commands that
+            // must not run beside it check it). PostgreSQL: daemons share the database, and
+            // their heartbeats say who runs.
+            let lock = match state.store.is_shared() {
+                false => Some(app::DaemonLock::acquire(
+                    &state.config(),
+                    "a second daemon on one SQLite database is refused (several daemons need PostgreSQL)",
+                )?),
+                true => None,
+            };
+            if let Some(l) = &lock {
+                tracing::debug!(lock = %l.file().display(), "holding the daemon lock");
+            }
             server::run(state).await?;
             drop(lock);
         }
@@ -316,31 +327,51 @@ async fn config_check(config: &Config) -> anyhow::Result<ExitCode> {
     if let Err(ConfigError(e)) = crate::alerts::email::Mailer::from_config(config) {
         problems.push(e);
     }
-    let db = app::database_path(config)?;
     let key_path = config.token_key_path()?;
-    let sealed = if db.exists() {
-        match crate::store::Store::open_sqlite(&db, config.database.busy_timeout.0, 1).await {
-            Ok(store) => {
-                // A database no migration has run on yet holds no tokens.
-                let n = store.sealed_count().await.unwrap_or_default();
+    let sealed = match config.database.target()? {
+        DatabaseTarget::Sqlite(path) => {
+            let db = app::absolute(&path);
+            if db.exists() {
+                match crate::store::Store::open_sqlite(&db, config.database.busy_timeout.0, 1).await {
+                    Ok(store) => {
+                        // A database no migration has run on yet holds no tokens.
+                        let n = store.sealed_count().await.unwrap_or_default();
+                        notes.push(format!(
+                            "database {} opens; it holds the tokens of {n} account(s)",
+                            db.display()
+                        ));
+                        store.close().await;
+                        n
+                    }
+                    Err(e) => {
+                        problems.push(format!("database.url: {} cannot be opened: {e}", db.display()));
+                        0
+                    }
+                }
+            } else {
                 notes.push(format!(
-                    "database {} opens; it holds the tokens of {n} account(s)",
+                    "database {} does not exist yet: serve, migrate or keys create create it (is `database.url` right?)",
                     db.display()
                 ));
-                store.close().await;
-                n
-            }
-            Err(e) => {
-                problems.push(format!("database.url: {} cannot be opened: {e}", db.display()));
                 0
             }
         }
-    } else {
-        notes.push(format!(
-            "database {} does not exist yet: serve, migrate or keys create create it (is `database.url` right?)",
-            db.display()
-        ));
-        0
+        DatabaseTarget::Postgres(url) => {
+            let label = config.database.redacted_url();
+            match app::open_postgres(config, &url).await {
+                Ok(store) => {
+                    // Tables exist once `migrate` or `serve` ran; before, nothing is sealed.
+                    let n = store.sealed_count().await.unwrap_or_default();
+                    notes.push(format!("database {label} answers; it holds the tokens of {n} account(s)"));
+                    store.close().await;
+                    n
+                }
+                Err(e) => {
+                    problems.push(format!("database.url: {e:#}"));
+                    0
+                }
+            }
+        }
     };
     if key_path.exists() {
         match crate::crypto::Sealer::load(&key_path) {

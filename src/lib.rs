@@ -20,6 +20,7 @@ pub mod app; // shared state and start-up
 pub mod bench; // `socialsyncer bench sweep` and `bench api`
 pub mod checks; // one check of one account, and many in parallel
 pub mod cli; // command-line commands
+pub mod cluster; // several daemons on one PostgreSQL database: heartbeats, shared budgets
 pub mod config; // typed configuration
 pub mod crypto; // API key hashing and token sealing
 #[cfg(feature = "simulator")]

@@ -31,6 +31,9 @@ pub struct Metrics {
     alert_failures: IntCounterVec,
     notification_failures: IntCounterVec,
     last_sweep: Gauge,
+    instance_info: IntGaugeVec,
+    peers: IntGauge,
+    claims_expired: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -124,6 +127,25 @@ impl Metrics {
             "When the last sweep finished (Unix time)",
         )
         .expect("valid metric");
+        let instance_info = IntGaugeVec::new(
+            Opts::new(
+                "instance_info",
+                "Always 1; instance_id names this daemon among those sharing its database",
+            ),
+            &["instance_id"],
+        )
+        .expect("valid metric");
+        let peers = IntGauge::new(
+            "peers",
+            "Live daemons sharing this daemon's database, itself included (1 on SQLite)",
+        )
+        .expect("valid metric");
+        peers.set(1);
+        let claims_expired = prometheus::IntCounter::new(
+            "claims_expired_total",
+            "Due accounts this daemon took over from a peer whose claim expired (the peer died mid-sweep)",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("build_info", "Always 1; the version label says which build"),
             &["version"],
@@ -146,6 +168,9 @@ impl Metrics {
             Box::new(notification_failures.clone()),
             Box::new(last_sweep.clone()),
             Box::new(build_info),
+            Box::new(instance_info.clone()),
+            Box::new(peers.clone()),
+            Box::new(claims_expired.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -178,7 +203,26 @@ impl Metrics {
             alert_failures,
             notification_failures,
             last_sweep,
+            instance_info,
+            peers,
+            claims_expired,
         }
+    }
+
+    /// Names this daemon (`instance_info{instance_id}`).
+    pub fn set_instance(&self, id: &str) {
+        self.instance_info.reset();
+        self.instance_info.with_label_values(&[id]).set(1);
+    }
+
+    /// The live daemons sharing the database.
+    pub fn set_peers(&self, n: i64) {
+        self.peers.set(n);
+    }
+
+    /// Counts accounts taken over from a peer whose claim expired.
+    pub fn claims_expired(&self, n: u64) {
+        self.claims_expired.inc_by(n);
     }
 
     /// Counts one check and its duration.

@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::checks::{self, Checked};
 use crate::domain::{self, Platform, UnixTime};
 use crate::platforms::{CheckOutcome, ThrottleScope, Transient, TransientKind};
-use crate::store::StoreError;
+use crate::store::{Claim, StoreError};
 
 /// Results written per transaction.
 const WRITE_BATCH: usize = 1000;
@@ -29,7 +29,11 @@ const WRITE_EVERY: Duration = Duration::from_millis(200);
 /// them for a while when the platform says it is throttling.
 #[derive(Debug)]
 pub struct Gate {
-    /// Nanoseconds between two requests; 0: no pacing. A reload may change it.
+    /// Nanoseconds between two requests at the whole rate limit; 0: no pacing. A reload may
+    /// change it.
+    base_ns: AtomicU64,
+    /// Nanoseconds between two requests of this daemon: `base_ns` times the live daemons
+    /// sharing the platform's budget.
     interval_ns: AtomicU64,
     /// When the next request may go (tokio's clock, so tests can run it paused).
     next: std::sync::Mutex<tokio::time::Instant>,
@@ -48,6 +52,7 @@ fn interval_ns(rate: Option<f64>) -> u64 {
 impl Gate {
     fn new(rate: Option<f64>) -> Gate {
         Gate {
+            base_ns: AtomicU64::new(interval_ns(rate)),
             interval_ns: AtomicU64::new(interval_ns(rate)),
             next: std::sync::Mutex::new(tokio::time::Instant::now()),
             blocked_until: AtomicI64::new(0),
@@ -80,9 +85,9 @@ impl Gate {
     }
 }
 
-/// One [`Gate`] per platform.
+/// One [`Gate`] per platform, and the number of daemons sharing each platform's budget.
 #[derive(Debug)]
-pub struct Gates(HashMap<Platform, Gate>);
+pub struct Gates(HashMap<Platform, Gate>, AtomicU64);
 
 impl Gates {
     /// From each platform's `rate_limit`.
@@ -92,18 +97,35 @@ impl Gates {
                 .into_iter()
                 .map(|p| (p, Gate::new(config.platforms.get(p).rate_limit(p))))
                 .collect(),
+            AtomicU64::new(1),
         )
     }
 
     /// Takes each platform's `rate_limit` from a reloaded config.
     pub fn set_rates(&self, config: &crate::config::Config) {
         for (p, g) in &self.0 {
-            g.interval_ns
+            g.base_ns
                 .store(interval_ns(config.platforms.get(*p).rate_limit(*p)), Ordering::Relaxed);
+        }
+        self.apply_share();
+    }
+
+    /// Paces each platform at `1 / daemons` of its rate limit: the live daemons on one
+    /// database together stay under it.
+    pub fn set_share(&self, daemons: i64) {
+        self.1.store(daemons.max(1).unsigned_abs(), Ordering::Relaxed);
+        self.apply_share();
+    }
+
+    fn apply_share(&self) {
+        let n = self.1.load(Ordering::Relaxed).max(1);
+        for g in self.0.values() {
+            g.interval_ns
+                .store(g.base_ns.load(Ordering::Relaxed).saturating_mul(n), Ordering::Relaxed);
         }
     }
 
-    /// A platform's pace, in requests a second (`None`: unlimited).
+    /// This daemon's pace for a platform, in requests a second (`None`: unlimited).
     pub fn rate(&self, p: Platform) -> Option<f64> {
         let ns = self.get(p).interval_ns.load(Ordering::Relaxed);
         (ns > 0).then(|| 1e9 / ns as f64)
@@ -125,7 +147,11 @@ pub(crate) fn note_throttle(state: &AppState, c: &Checked) {
     }) = &c.outcome
     {
         let until = retry_at.unwrap_or(state.clock.now() + checks::DEFAULT_THROTTLE_WAIT);
-        state.gates.get(c.account.platform).block_until(until);
+        let gate = state.gates.get(c.account.platform);
+        if gate.blocked(state.clock.now()).is_none_or(|held| held < until) {
+            crate::cluster::share_hold(state, c.account.platform, until);
+        }
+        gate.block_until(until);
     }
 }
 
@@ -179,6 +205,7 @@ pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<Sweep
     let permits = Arc::new(Semaphore::new(cfg.concurrency));
     let checks = TaskTracker::new();
     let mut lanes = JoinSet::new();
+    let holder: Arc<str> = state.instance.claimant("sweep").into();
     for platform in Platform::ALL {
         let lane = Lane {
             state: state.clone(),
@@ -188,6 +215,7 @@ pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<Sweep
             checks: checks.clone(),
             tx: tx.clone(),
             cancel: cancel.clone(),
+            holder: holder.clone(),
         };
         lanes.spawn(lane.run());
     }
@@ -201,7 +229,12 @@ pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<Sweep
     }
     checks.close();
     checks.wait().await;
-    let mut report = writer.await??;
+    let written = writer.await;
+    // Accounts claimed but not checked (a stop, a failure) go back to the peers at once.
+    if let Err(e) = state.store.release_claims(&holder).await {
+        tracing::warn!(error = %e, "could not release this sweep's claims; they expire on their own");
+    }
+    let mut report = written??;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -233,6 +266,8 @@ struct Lane {
     checks: TaskTracker,
     tx: mpsc::Sender<Checked>,
     cancel: CancellationToken,
+    /// Who claims this sweep's accounts (shared database).
+    holder: Arc<str>,
 }
 
 impl Lane {
@@ -240,7 +275,8 @@ impl Lane {
     async fn run(self) -> Result<(), SweepError> {
         let gate = self.state.gates.get(self.platform);
         let (pages_tx, mut pages) = mpsc::channel(1);
-        let reader = tokio::spawn(read_pages(self.state.clone(), self.platform, self.due_by, pages_tx));
+        let (state, platform, due_by, holder) = (self.state.clone(), self.platform, self.due_by, self.holder.clone());
+        let reader = tokio::spawn(async move { read_pages(state, platform, due_by, &holder, pages_tx).await });
         while let Some(page) = pages.recv().await {
             if self.cancel.is_cancelled() {
                 break;
@@ -294,13 +330,28 @@ async fn read_pages(
     state: AppState,
     platform: Platform,
     due_by: UnixTime,
+    holder: &str,
     pages: mpsc::Sender<Vec<(crate::store::Account, crate::store::SealedCredentials)>>,
 ) -> Result<(), StoreError> {
     let batch = state.config().schedule.batch_size.max(1) as i64;
     let mut limit = FIRST_PAGE.min(batch);
     let mut cursor = None;
+    let lease = state.config().schedule.claim_lease.0.as_secs() as i64;
     loop {
-        let page = state.store.due_accounts(platform, due_by, cursor, limit).await?;
+        // A page is claimed (shared database) until its checks are written: the lease
+        // covers this page and the one still being checked ahead of it.
+        let now = state.clock.now();
+        let claim = Claim {
+            holder,
+            now,
+            until: now + lease,
+        };
+        let page = state.store.due_accounts(platform, due_by, cursor, limit, &claim).await?;
+        if page.taken_over > 0 {
+            tracing::warn!(%platform, accounts = page.taken_over, "took over accounts whose claim expired (a peer died mid-sweep)");
+            state.metrics.claims_expired(page.taken_over);
+        }
+        let page = page.accounts;
         let Some((last, _)) = page.last() else { return Ok(()) };
         cursor = Some((last.next_check_at, last.id.0));
         let full = page.len() as i64 == limit;

@@ -270,6 +270,7 @@ pub async fn run_until(listener: TcpListener, state: AppState, shutdown: Cancell
     state.metrics.set_last_sweep(state.store.last_check_at().await?);
     let sched = scheduler::start(state.clone(), shutdown.clone(), tracker.clone()).await?;
     let delivery = tokio::spawn(alerts::email::run(state.clone(), shutdown.clone()));
+    let cluster = tokio::spawn(crate::cluster::run(state.clone(), shutdown.clone()));
     let metrics = match state.config().server.metrics_listen.trim() {
         "" => None,
         addr => {
@@ -311,6 +312,7 @@ pub async fn run_until(listener: TcpListener, state: AppState, shutdown: Cancell
         tracing::warn!(timeout = ?limit, "the sweep in progress did not finish in time");
     }
     let _ = delivery.await;
+    let _ = cluster.await;
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -281,11 +281,36 @@ async fn mark_done(
 /// receiver with its own delivery records. An event is marked sent once every recipient has
 /// it. Alerts of a workspace without any recipient wait (and `/healthz` says so) until one
 /// is added.
+///
+/// Of several daemons on one database, each event is delivered by the one that claimed it
+/// (see [`crate::store::Store::pending_alerts`]); what a run leaves undelivered is released
+/// for the next run of any daemon.
 #[tracing::instrument(name = "deliver", skip_all)]
 pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
-    let mut report = DeliveryReport::default();
     let now = domain::now();
-    let pending = state.store.pending_alerts(now, 5_000).await?;
+    let holder = state.instance.claimant("deliver");
+    let claim = crate::store::Claim {
+        holder: &holder,
+        now,
+        until: now + ALERT_CLAIM,
+    };
+    let pending = state.store.pending_alerts(5_000, &claim).await?;
+    let ids: Vec<i64> = pending.iter().map(|a| a.id).collect();
+    let result = deliver_claimed(state, now, pending).await;
+    if !ids.is_empty()
+        && let Err(e) = state.store.release_alerts(&ids, &holder).await
+    {
+        tracing::warn!(error = %e, "could not release the claims on undelivered alerts; they expire on their own");
+    }
+    result
+}
+
+/// How long a delivery run's claim on its alerts holds if the daemon dies before it ends:
+/// longer than any run (every SMTP and webhook call has a timeout well under it).
+const ALERT_CLAIM: i64 = 600;
+
+async fn deliver_claimed(state: &AppState, now: domain::UnixTime, pending: Vec<PendingAlert>) -> Result<DeliveryReport, StoreError> {
+    let mut report = DeliveryReport::default();
     let mailer = state.mailer();
     if mailer.is_none() && !pending.is_empty() {
         tracing::debug!(

@@ -88,6 +88,13 @@ pub struct Liveness {
     pub problems: Vec<String>,
     /// The daemon version.
     pub version: String,
+    /// This daemon's name among those sharing its database (host, process, random part).
+    #[serde(rename = "instanceId")]
+    pub instance_id: String,
+    /// Live daemons sharing the database, this one included (always 1 on SQLite).
+    pub peers: i64,
+    /// `sqlite` or `postgres`.
+    pub backend: String,
 }
 
 /// The daemon's own liveness.
@@ -128,6 +135,9 @@ pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>
             status: status.into(),
             database,
             problems,
+            instance_id: state.instance.id.clone(),
+            peers: state.instance.peers(),
+            backend: state.store.backend_name().into(),
             version: env!("CARGO_PKG_VERSION").into(),
         }),
     )

@@ -26,7 +26,23 @@ pub(super) async fn rotate_token_key(config: &Config, new_key_file: &std::path::
     let store = app::open_store(config, app::Create::No).await?;
     // The daemon would go on sealing and opening with the old key: it must be stopped, and
     // it cannot start while the lock is held here.
-    let _lock = app::DaemonLock::acquire(config, "stop it first (systemctl stop socialsyncer)")?;
+    let _lock = if store.is_shared() {
+        let now = domain::now();
+        let running = store
+            .live_instances(now - crate::cluster::LIVE_WITHIN, now - 86_400)
+            .await?;
+        if running > 0 {
+            return Err(app::UsageError(format!(
+                "{running} socialsyncer daemon(s) are running on this database (heartbeats within {} s); \
+                 stop every one first (systemctl stop socialsyncer on each host)",
+                crate::cluster::LIVE_WITHIN
+            ))
+            .into());
+        }
+        None
+    } else {
+        Some(app::DaemonLock::acquire(config, "stop it first (systemctl stop socialsyncer)")?)
+    };
     let old = app::load_sealer(config, &store).await?;
     let count = store
         .reseal_all(domain::now(), |rows, hooks| {

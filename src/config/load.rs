@@ -81,7 +81,15 @@ impl Config {
                 self.server.listen
             ))
         })?;
-        self.database.sqlite_path()?;
+        if let super::DatabaseTarget::Postgres(_) = self.database.target()?
+            && self.security.token_key_file.is_none()
+        {
+            return Err(ConfigError(
+                "security.token_key_file: must be set with a PostgreSQL database: every daemon seals and opens \
+                 tokens with the same key (copy the file to each host)"
+                    .into(),
+            ));
+        }
         if self.database.max_connections == 0 {
             return Err(ConfigError("database.max_connections: must be at least 1".into()));
         }
@@ -195,6 +203,9 @@ impl Config {
             let user = userinfo.split(':').next().unwrap_or_default();
             *url = format!("{scheme}://{user}:[redacted]@{host}");
         }
+        if let Some(db) = v.get_mut("database").and_then(|d| d.as_table_mut()) {
+            db.insert("url".into(), toml::Value::String(self.database.redacted_url()));
+        }
         toml::to_string_pretty(&v).unwrap_or_default()
     }
 
@@ -220,6 +231,9 @@ impl Config {
             if let Some(f) = &w.secret_file {
                 out.push((format!("notify.webhook[{i}].secret_file"), f.clone()));
             }
+        }
+        if let Some(f) = &self.database.password_file {
+            out.push(("database.password_file".into(), f.clone()));
         }
         out
     }

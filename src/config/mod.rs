@@ -141,9 +141,15 @@ impl Default for ServerConfig {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// `sqlite://PATH` (relative paths are relative to the working directory).
+    /// `sqlite://PATH` (relative paths are relative to the working directory), or
+    /// `postgres://USER@HOST[:PORT]/DB[?sslmode=...]` for several daemons sharing one
+    /// database. A password may be in the URL, but is better in `password_file`.
     pub url: String,
-    /// How long a write waits for a lock held by another connection or process.
+    /// PostgreSQL: a file holding the password (a relative name is looked up in systemd's
+    /// `$CREDENTIALS_DIRECTORY` first); it replaces any password in the URL.
+    pub password_file: Option<PathBuf>,
+    /// How long a write waits for a lock held by another connection or process (SQLite),
+    /// or for a connection from the pool (PostgreSQL).
     pub busy_timeout: HumanDuration,
     /// Pool size.
     pub max_connections: u32,
@@ -153,31 +159,133 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             url: "sqlite://state/socialsyncer.db".into(),
+            password_file: None,
             busy_timeout: HumanDuration(Duration::from_secs(10)),
             max_connections: 8,
         }
     }
 }
 
+/// The database `database.url` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// A SQLite file (one daemon).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (one or more daemons); the URL as configured.
+    Postgres(String),
+}
+
 impl DatabaseConfig {
-    /// The SQLite file path named by the URL.
-    pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
-        let rest = self
-            .url
-            .strip_prefix("sqlite://")
-            .or_else(|| self.url.strip_prefix("sqlite:"))
-            .ok_or_else(|| {
-                ConfigError(format!(
-                    "database.url: '{}' is not supported; use sqlite://PATH (PostgreSQL is not supported yet)",
-                    self.url
-                ))
-            })?;
-        let path = rest.split('?').next().unwrap_or_default();
-        if path.is_empty() {
-            return Err(ConfigError("database.url: the SQLite file path is empty".into()));
+    /// The database named by the URL. Errors never repeat the URL: it may hold a password.
+    pub fn target(&self) -> Result<DatabaseTarget, ConfigError> {
+        let scheme = self.url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("sqlite") => {
+                let rest = self
+                    .url
+                    .strip_prefix("sqlite://")
+                    .or_else(|| self.url.strip_prefix("sqlite:"))
+                    .unwrap_or_default();
+                let path = rest.split('?').next().unwrap_or_default();
+                if path.is_empty() {
+                    return Err(ConfigError("database.url: the SQLite file path is empty".into()));
+                }
+                if self.password_file.is_some() {
+                    return Err(ConfigError(
+                        "database.password_file: only a PostgreSQL database has a password".into(),
+                    ));
+                }
+                Ok(DatabaseTarget::Sqlite(PathBuf::from(path)))
+            }
+            Some("postgres" | "postgresql") => {
+                let u = url::Url::parse(&self.url).map_err(|e| {
+                    ConfigError(format!(
+                        "database.url: not a valid PostgreSQL URL ({e}); expected postgres://USER@HOST[:PORT]/DATABASE"
+                    ))
+                })?;
+                if u.host_str().is_none_or(str::is_empty) && !u.query_pairs().any(|(k, _)| k == "host") {
+                    return Err(ConfigError(
+                        "database.url: the PostgreSQL URL names no host; expected postgres://USER@HOST[:PORT]/DATABASE"
+                            .into(),
+                    ));
+                }
+                Ok(DatabaseTarget::Postgres(self.url.clone()))
+            }
+            Some(other) if !other.is_empty() && other.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') => {
+                Err(ConfigError(format!(
+                    "database.url: the scheme '{other}' is not supported; use sqlite://PATH or postgres://USER@HOST/DATABASE"
+                )))
+            }
+            _ => Err(ConfigError(
+                "database.url: not a database URL; use sqlite://PATH or postgres://USER@HOST/DATABASE".into(),
+            )),
         }
-        Ok(PathBuf::from(path))
     }
+
+    /// The SQLite file path named by the URL (an error for PostgreSQL).
+    pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
+        match self.target()? {
+            DatabaseTarget::Sqlite(p) => Ok(p),
+            DatabaseTarget::Postgres(_) => Err(ConfigError(
+                "database.url: this needs a SQLite database, and the URL names a PostgreSQL one".into(),
+            )),
+        }
+    }
+
+    /// The URL with any password replaced by `[redacted]` (in the user part or a
+    /// `password=` parameter): what logs, errors and `config check` show.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// The PostgreSQL password from `password_file`, if one is configured.
+    pub fn password(&self) -> Result<Option<SecretString>, ConfigError> {
+        self.password_file
+            .as_deref()
+            .map(|p| read_secret_file("database.password_file", p))
+            .transpose()
+    }
+}
+
+/// `text` (an error message) with every appearance of `url`, and of its password, replaced
+/// by the redacted URL or `[redacted]`.
+pub fn redact_url_in(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, &redact_url(url));
+    if let Ok(u) = url::Url::parse(url)
+        && let Some(p) = u.password().filter(|p| p.len() >= 4)
+    {
+        out = out.replace(p, "[redacted]");
+    }
+    out
+}
+
+/// `url` with any password replaced by `[redacted]`; a URL that does not parse is shown as
+/// its scheme alone.
+pub fn redact_url(raw: &str) -> String {
+    let Ok(mut u) = url::Url::parse(raw) else {
+        return match raw.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://[redacted]"),
+            None => "[redacted]".into(),
+        };
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("[redacted]"));
+    }
+    if u.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") {
+                    "[redacted]".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string().replace("%5Bredacted%5D", "[redacted]")
 }
 
 /// `[schedule]`
@@ -192,6 +300,11 @@ pub struct ScheduleConfig {
     pub batch_size: usize,
     /// On shutdown, how long in-flight checks may take to finish and be written.
     pub shutdown_timeout: HumanDuration,
+    /// PostgreSQL, several daemons: how long a sweep's claim on a page of due accounts
+    /// holds. A daemon that dies mid-sweep leaves its claims; a peer checks those accounts
+    /// in its first round after they expire. Long enough for a page to be checked at the
+    /// slowest platform pace.
+    pub claim_lease: HumanDuration,
 }
 
 impl Default for ScheduleConfig {
@@ -201,6 +314,7 @@ impl Default for ScheduleConfig {
             concurrency: 64,
             batch_size: 1000,
             shutdown_timeout: HumanDuration(Duration::from_secs(30)),
+            claim_lease: HumanDuration(Duration::from_secs(15 * 60)),
         }
     }
 }

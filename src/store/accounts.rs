@@ -2,15 +2,55 @@
 
 use super::*;
 
+/// The three rows of a new account: the account, its credentials, its `unknown` health.
+macro_rules! insert_account_rows {
+    ($tx:expr, $a:expr) => {{
+        let a: &NewAccount = $a;
+        let id: AccountRef = sqlx::query_scalar(
+            "INSERT INTO accounts (workspace_id, platform, account_id, username, connected_at, scopes, \
+         token_expires_at, token_issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(a.workspace_id)
+        .bind(a.platform.as_str())
+        .bind(a.account_id.as_str())
+        .bind(&a.username)
+        .bind(a.connected_at)
+        .bind(to_json(&a.scopes))
+        .bind(a.token_expires_at)
+        .bind(a.connected_at)
+        .fetch_one(&mut *$tx)
+        .await
+        .map_err(conflict_or)?;
+        sqlx::query(
+            "INSERT INTO credentials (account_ref, access_token, refresh_token, updated_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(&a.access_token)
+        .bind(&a.refresh_token)
+        .bind(a.connected_at)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query("INSERT INTO account_health (account_ref, platform, next_check_at) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(a.platform.as_str())
+            .bind(a.connected_at)
+            .execute(&mut *$tx)
+            .await?;
+        id
+    }};
+}
+
 impl Store {
     /// Registers an account with its sealed credentials and an `unknown` health row, in one
     /// transaction. `StoreError::Conflict` if it exists in the workspace.
     pub async fn insert_account(&self, a: &NewAccount) -> Result<AccountRef, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let id = insert_account_rows(&mut tx, a).await?;
-        bump_generations(&mut tx, [a.workspace_id]).await?;
-        tx.commit().await?;
-        Ok(id)
+        with_db!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let id = insert_account_rows!(tx, a);
+            bump_generations!(tx, [a.workspace_id]);
+            tx.commit().await?;
+            Ok(id)
+        })
     }
 
     /// The accounts of a workspace, optionally filtered, ordered by platform then ID.
@@ -18,58 +58,82 @@ impl Store {
     /// under concurrent inserts and deletes). `f.health` filters on the health as read now
     /// (see [`crate::health::read_view`]).
     pub async fn list_page(&self, f: &ListFilter, after: Option<i64>, limit: i64) -> Result<Vec<Account>, StoreError> {
-        // The page leaves SQLite as one JSON array of rows, not as 27 values a row: sqlx
-        // copies and hands over each value on its own, which made a page of 1,000 accounts
-        // take 5.8 ms to read instead of about 1 ms (measured with `bench api`).
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "WITH page AS (SELECT a.id FROM accounts a JOIN account_health h ON h.account_ref = a.id",
-        );
-        Self::push_filter(&mut q, f);
-        if let Some(after) = after {
-            q.push(" AND a.id > ").push_bind(after);
-        }
-        q.push(" ORDER BY a.id LIMIT ").push_bind(limit);
-        q.push(concat!(
-            ") SELECT json_group_array(json_array(",
-            account_columns!(as_json),
-            ")) FROM page p JOIN accounts a ON a.id = p.id \
-             JOIN account_health h ON h.account_ref = a.id"
-        ));
-        let (json,): (String,) = q.build_query_as().fetch_one(self.pool()).await?;
-        let mut rows: Vec<AccountRow> = from_json_rows(&json)?;
-        // An aggregate's order is not promised: the page's order is restored here.
-        rows.sort_by_key(|r| r.id);
+        let rows: Vec<AccountRow> = match &self.backend {
+            Backend::Sqlite(pool) => {
+                // The page leaves SQLite as one JSON array of rows, not as 27 values a row:
+                // sqlx copies and hands over each value on its own, which made a page of 1,000
+                // accounts take 5.8 ms to read instead of about 1 ms (measured with `bench api`).
+                let mut q = QueryBuilder::<sqlx::Sqlite>::new(
+                    "WITH page AS (SELECT a.id FROM accounts a JOIN account_health h ON h.account_ref = a.id",
+                );
+                Self::push_filter(&mut q, f);
+                if let Some(after) = after {
+                    q.push(" AND a.id > ").push_bind(after);
+                }
+                q.push(" ORDER BY a.id LIMIT ").push_bind(limit);
+                q.push(concat!(
+                    ") SELECT json_group_array(json_array(",
+                    account_columns!(as_json),
+                    ")) FROM page p JOIN accounts a ON a.id = p.id \
+                     JOIN account_health h ON h.account_ref = a.id"
+                ));
+                let (json,): (String,) = q.build_query_as().fetch_one(pool).await?;
+                let mut rows: Vec<AccountRow> = from_json_rows(&json)?;
+                // An aggregate's order is not promised: the page's order is restored here.
+                rows.sort_by_key(|r| r.id);
+                rows
+            }
+            // PostgreSQL's binary protocol hands rows over cheaply: plain rows.
+            Backend::Postgres(pool) => {
+                let mut q = QueryBuilder::<sqlx::Postgres>::new(ACCOUNT_SELECT);
+                Self::push_filter(&mut q, f);
+                if let Some(after) = after {
+                    q.push(" AND a.id > ").push_bind(after);
+                }
+                q.push(" ORDER BY a.id LIMIT ").push_bind(limit);
+                q.build_query_as().fetch_all(pool).await?
+            }
+        };
         Ok(rows.into_iter().map(Account::from).collect())
     }
 
     /// How many of the filtered accounts are in each health, as read now.
     pub async fn health_summary(&self, f: &ListFilter) -> Result<Vec<(Health, i64)>, StoreError> {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT ");
-        push_read_health(&mut q, f.stale_before);
-        q.push(" AS read_health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id");
-        Self::push_filter(&mut q, f);
-        q.push(" GROUP BY 1");
-        Ok(q.build_query_as().fetch_all(self.pool()).await?)
+        with_db!(self, |pool| {
+            let mut q = QueryBuilder::<Db>::new("SELECT ");
+            push_read_health(&mut q, f.stale_before);
+            q.push(" AS read_health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id");
+            Self::push_filter(&mut q, f);
+            q.push(" GROUP BY 1");
+            Ok(q.build_query_as().fetch_all(pool).await?)
+        })
     }
 
     /// The oldest last answer among the accounts of the filter's workspace and platform that
     /// do not read `unknown` yet: the first to turn stale (whatever the health filter, since
     /// an account turning stale joins the `unknown` list).
     pub async fn next_stale_at(&self, f: &ListFilter) -> Result<Option<UnixTime>, StoreError> {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT MIN(h.last_success_at) FROM accounts a JOIN account_health h ON h.account_ref = a.id \
-             WHERE h.health <> 'unknown' AND h.last_success_at >= ",
-        );
-        q.push_bind(f.stale_before);
-        q.push(" AND a.workspace_id = ").push_bind(f.workspace_id);
-        if let Some(p) = f.platform {
-            q.push(" AND a.platform = ").push_bind(p.as_str());
-        }
-        let (t,): (Option<i64>,) = q.build_query_as().fetch_one(self.pool()).await?;
-        Ok(t)
+        with_db!(self, |pool| {
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT MIN(h.last_success_at) FROM accounts a JOIN account_health h ON h.account_ref = a.id \
+                 WHERE h.health <> 'unknown' AND h.last_success_at >= ",
+            );
+            q.push_bind(f.stale_before);
+            q.push(" AND a.workspace_id = ").push_bind(f.workspace_id);
+            if let Some(p) = f.platform {
+                q.push(" AND a.platform = ").push_bind(p.as_str());
+            }
+            let (t,): (Option<i64>,) = q.build_query_as().fetch_one(pool).await?;
+            Ok(t)
+        })
     }
 
-    fn push_filter(q: &mut QueryBuilder<Sqlite>, f: &ListFilter) {
+    fn push_filter<DB: Database>(q: &mut QueryBuilder<DB>, f: &ListFilter)
+    where
+        for<'t> i64: Encode<'t, DB> + Type<DB>,
+        for<'t> WorkspaceId: Encode<'t, DB> + Type<DB>,
+        for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    {
         q.push(" WHERE a.workspace_id = ").push_bind(f.workspace_id);
         if let Some(p) = f.platform {
             q.push(" AND a.platform = ").push_bind(p.as_str());
@@ -83,13 +147,15 @@ impl Store {
 
     /// Every account of every workspace, optionally of one platform (for `check`).
     pub async fn all_accounts(&self, platform: Option<Platform>) -> Result<Vec<Account>, StoreError> {
-        let mut q = QueryBuilder::<Sqlite>::new(ACCOUNT_SELECT);
-        if let Some(p) = platform {
-            q.push(" WHERE a.platform = ").push_bind(p.as_str());
-        }
-        q.push(" ORDER BY a.id");
-        let rows: Vec<AccountRow> = q.build_query_as().fetch_all(self.pool()).await?;
-        Ok(rows.into_iter().map(Account::from).collect())
+        with_db!(self, |pool| {
+            let mut q = QueryBuilder::<Db>::new(ACCOUNT_SELECT);
+            if let Some(p) = platform {
+                q.push(" WHERE a.platform = ").push_bind(p.as_str());
+            }
+            q.push(" ORDER BY a.id");
+            let rows: Vec<AccountRow> = q.build_query_as().fetch_all(pool).await?;
+            Ok(rows.into_iter().map(Account::from).collect())
+        })
     }
 
     /// One account of a workspace.
@@ -99,48 +165,58 @@ impl Store {
         platform: Platform,
         account_id: &AccountId,
     ) -> Result<Option<Account>, StoreError> {
-        let sql = concat!(
-            account_select!(),
-            " WHERE a.workspace_id = $1 AND a.platform = $2 AND a.account_id = $3"
-        );
-        let row: Option<AccountRow> = sqlx::query_as(sql)
-            .bind(workspace_id)
-            .bind(platform.as_str())
-            .bind(account_id.as_str())
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.map(Account::from))
+        with_db!(self, |pool| {
+            let sql = concat!(
+                account_select!(),
+                " WHERE a.workspace_id = $1 AND a.platform = $2 AND a.account_id = $3"
+            );
+            let row: Option<AccountRow> = sqlx::query_as(sql)
+                .bind(workspace_id)
+                .bind(platform.as_str())
+                .bind(account_id.as_str())
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.map(Account::from))
+        })
     }
 
-    /// Deletes an account and returns the credentials it had, in one `BEGIN IMMEDIATE`
-    /// transaction: of several concurrent deletions exactly one gets them (and revokes them
+    /// Deletes an account and returns the credentials it had, in one transaction
+    /// that locks it first (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the row): of several concurrent deletions exactly one gets them (and revokes them
     /// at the platform); the others get `None` (the account is gone).
     pub async fn take_account(&self, account_ref: AccountRef) -> Result<Option<SealedCredentials>, StoreError> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let workspace: Option<WorkspaceId> = sqlx::query_scalar("SELECT workspace_id FROM accounts WHERE id = $1")
-            .bind(account_ref)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let creds: Option<SealedCredentials> =
-            sqlx::query_as("SELECT access_token, refresh_token FROM credentials WHERE account_ref = $1")
+        with_db!(self, |pool| {
+            // SQLite: the write lock from the start. PostgreSQL: the account's row lock, so
+            // that the other deletions wait, then find it gone.
+            let (mut tx, sql) = if self.is_shared() {
+                (pool.begin().await?, "SELECT workspace_id FROM accounts WHERE id = $1 FOR UPDATE")
+            } else {
+                (pool.begin_with("BEGIN IMMEDIATE").await?, "SELECT workspace_id FROM accounts WHERE id = $1")
+            };
+            let workspace: Option<WorkspaceId> = sqlx::query_scalar(sql)
                 .bind(account_ref)
                 .fetch_optional(&mut *tx)
                 .await?;
-        for sql in [
-            "DELETE FROM credentials WHERE account_ref = $1",
-            "DELETE FROM account_health WHERE account_ref = $1",
-        ] {
-            sqlx::query(sql).bind(account_ref).execute(&mut *tx).await?;
-        }
-        let deleted = sqlx::query("DELETE FROM accounts WHERE id = $1")
-            .bind(account_ref)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        bump_generations(&mut tx, workspace).await?;
-        tx.commit().await?;
-        Ok(creds.filter(|_| deleted))
+            let creds: Option<SealedCredentials> =
+                sqlx::query_as("SELECT access_token, refresh_token FROM credentials WHERE account_ref = $1")
+                    .bind(account_ref)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            for sql in [
+                "DELETE FROM credentials WHERE account_ref = $1",
+                "DELETE FROM account_health WHERE account_ref = $1",
+            ] {
+                sqlx::query(sql).bind(account_ref).execute(&mut *tx).await?;
+            }
+            let deleted = sqlx::query("DELETE FROM accounts WHERE id = $1")
+                .bind(account_ref)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            bump_generations!(tx, workspace);
+            tx.commit().await?;
+            Ok(creds.filter(|_| deleted))
+        })
     }
 
     /// How many other accounts, in any workspace, on `platforms`, share the Meta user
@@ -151,129 +227,103 @@ impl Store {
         platforms: &[Platform],
         except: AccountRef,
     ) -> Result<i64, StoreError> {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM account_health WHERE account_ref <> ");
-        q.push_bind(except)
-            .push(" AND platform_user_id = ")
-            .push_bind(platform_user_id);
-        q.push(" AND platform IN (");
-        let mut sep = q.separated(", ");
-        for p in platforms {
-            sep.push_bind(p.as_str());
-        }
-        q.push(")");
-        let (n,): (i64,) = q.build_query_as().fetch_one(self.pool()).await?;
-        Ok(n)
+        with_db!(self, |pool| {
+            let mut q = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM account_health WHERE account_ref <> ");
+            q.push_bind(except)
+                .push(" AND platform_user_id = ")
+                .push_bind(platform_user_id);
+            q.push(" AND platform IN (");
+            let mut sep = q.separated(", ");
+            for p in platforms {
+                sep.push_bind(p.as_str());
+            }
+            q.push(")");
+            let (n,): (i64,) = q.build_query_as().fetch_one(pool).await?;
+            Ok(n)
+        })
     }
 
     /// Makes every account due at `at` (benchmarks: a second sweep over the same accounts).
     pub async fn reschedule_all(&self, at: UnixTime) -> Result<(), StoreError> {
-        sqlx::query("UPDATE account_health SET next_check_at = $1")
-            .bind(at)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        with_db!(self, |pool| {
+            sqlx::query("UPDATE account_health SET next_check_at = $1")
+                .bind(at)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Accounts by platform and health, for the `socialsyncer_accounts` gauge.
     pub async fn health_counts(&self, stale_before: UnixTime) -> Result<Vec<(Platform, Health, i64)>, StoreError> {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT a.platform, ");
-        push_read_health(&mut q, stale_before);
-        q.push(" AS health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id GROUP BY 1, 2");
-        Ok(q.build_query_as().fetch_all(self.pool()).await?)
+        with_db!(self, |pool| {
+            let mut q = QueryBuilder::<Db>::new("SELECT a.platform, ");
+            push_read_health(&mut q, stale_before);
+            q.push(" AS health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id GROUP BY 1, 2");
+            Ok(q.build_query_as().fetch_all(pool).await?)
+        })
     }
 
     /// What the per-account reconnect series need, for every account.
     pub async fn reconnect_rows(&self) -> Result<Vec<ReconnectRow>, StoreError> {
-        #[derive(FromRow)]
-        struct Row {
-            platform: Platform,
-            account_id: String,
-            workspace: String,
-            needs_reconnect: bool,
-            token_expires_at: Option<i64>,
-            refresh_expires_at: Option<i64>,
-            data_access_expires_at: Option<i64>,
-            refresh_failures: i64,
-            has_refresh_token: bool,
-        }
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT a.platform, a.account_id, w.name AS workspace, h.needs_reconnect, a.token_expires_at, \
-             a.refresh_expires_at, h.data_access_expires_at, h.refresh_failures, \
-             c.refresh_token IS NOT NULL AS has_refresh_token FROM accounts a \
-             JOIN workspaces w ON w.id = a.workspace_id \
-             JOIN account_health h ON h.account_ref = a.id JOIN credentials c ON c.account_ref = a.id",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ReconnectRow {
-                platform: r.platform,
-                account_id: r.account_id,
-                workspace: r.workspace,
-                needs_reconnect: r.needs_reconnect,
-                token_expires_at: r.token_expires_at,
-                refresh_expires_at: r.refresh_expires_at,
-                data_access_expires_at: r.data_access_expires_at,
-                refresh_failing: r.refresh_failures > 0,
-                has_refresh_token: r.has_refresh_token,
-            })
-            .collect())
+        with_db!(self, |pool| {
+            #[derive(FromRow)]
+            struct Row {
+                platform: Platform,
+                account_id: String,
+                workspace: String,
+                needs_reconnect: bool,
+                token_expires_at: Option<i64>,
+                refresh_expires_at: Option<i64>,
+                data_access_expires_at: Option<i64>,
+                refresh_failures: i64,
+                has_refresh_token: bool,
+            }
+            let rows: Vec<Row> = sqlx::query_as(
+                "SELECT a.platform, a.account_id, w.name AS workspace, h.needs_reconnect, a.token_expires_at, \
+                 a.refresh_expires_at, h.data_access_expires_at, h.refresh_failures, \
+                 c.refresh_token IS NOT NULL AS has_refresh_token FROM accounts a \
+                 JOIN workspaces w ON w.id = a.workspace_id \
+                 JOIN account_health h ON h.account_ref = a.id JOIN credentials c ON c.account_ref = a.id",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| ReconnectRow {
+                    platform: r.platform,
+                    account_id: r.account_id,
+                    workspace: r.workspace,
+                    needs_reconnect: r.needs_reconnect,
+                    token_expires_at: r.token_expires_at,
+                    refresh_expires_at: r.refresh_expires_at,
+                    data_access_expires_at: r.data_access_expires_at,
+                    refresh_failing: r.refresh_failures > 0,
+                    has_refresh_token: r.has_refresh_token,
+                })
+                .collect())
+        })
     }
 
     /// One account by row ID.
     pub async fn account_by_ref(&self, account_ref: AccountRef) -> Result<Option<Account>, StoreError> {
-        let sql = concat!(account_select!(), " WHERE a.id = $1");
-        let row: Option<AccountRow> = sqlx::query_as(sql)
-            .bind(account_ref)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.map(Account::from))
+        with_db!(self, |pool| {
+            let sql = concat!(account_select!(), " WHERE a.id = $1");
+            let row: Option<AccountRow> = sqlx::query_as(sql).bind(account_ref).fetch_optional(pool).await?;
+            Ok(row.map(Account::from))
+        })
     }
 
     /// Registers many accounts in one transaction (benchmarks and imports).
     pub async fn insert_accounts(&self, accounts: &[NewAccount]) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
-        for a in accounts {
-            insert_account_rows(&mut tx, a).await?;
-        }
-        bump_generations(&mut tx, accounts.iter().map(|a| a.workspace_id)).await?;
-        tx.commit().await?;
-        Ok(())
+        with_db!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for a in accounts {
+                insert_account_rows!(tx, a);
+            }
+            bump_generations!(tx, accounts.iter().map(|a| a.workspace_id));
+            tx.commit().await?;
+            Ok(())
+        })
     }
-}
-
-/// The three rows of a new account: the account, its credentials, its `unknown` health.
-async fn insert_account_rows(tx: &mut sqlx::Transaction<'_, Sqlite>, a: &NewAccount) -> Result<AccountRef, StoreError> {
-    let id: AccountRef = sqlx::query_scalar(
-        "INSERT INTO accounts (workspace_id, platform, account_id, username, connected_at, scopes, \
-         token_expires_at, token_issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-    )
-    .bind(a.workspace_id)
-    .bind(a.platform.as_str())
-    .bind(a.account_id.as_str())
-    .bind(&a.username)
-    .bind(a.connected_at)
-    .bind(to_json(&a.scopes))
-    .bind(a.token_expires_at)
-    .bind(a.connected_at)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(conflict_or)?;
-    sqlx::query(
-        "INSERT INTO credentials (account_ref, access_token, refresh_token, updated_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(id)
-    .bind(&a.access_token)
-    .bind(&a.refresh_token)
-    .bind(a.connected_at)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("INSERT INTO account_health (account_ref, platform, next_check_at) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(a.platform.as_str())
-        .bind(a.connected_at)
-        .execute(&mut **tx)
-        .await?;
-    Ok(id)
 }

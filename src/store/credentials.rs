@@ -5,63 +5,69 @@ use super::*;
 impl Store {
     /// The sealed credentials of an account.
     pub async fn credentials(&self, account_ref: AccountRef) -> Result<SealedCredentials, StoreError> {
-        sqlx::query_as("SELECT access_token, refresh_token FROM credentials WHERE account_ref = $1")
-            .bind(account_ref)
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or(StoreError::NotFound)
+        with_db!(self, |pool| {
+            sqlx::query_as("SELECT access_token, refresh_token FROM credentials WHERE account_ref = $1")
+                .bind(account_ref)
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound)
+        })
     }
 
     /// Replaces an account's tokens after a refresh and records it, in one transaction. Once
     /// this returns, the new tokens are durable; before, nothing may report the refresh.
     pub async fn replace_tokens(&self, r: &TokenReplacement) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let n = sqlx::query(
-            "UPDATE credentials SET access_token = $1, refresh_token = COALESCE($2, refresh_token), updated_at = $3 \
-             WHERE account_ref = $4",
-        )
-        .bind(&r.access_token)
-        .bind(&r.refresh_token)
-        .bind(r.at)
-        .bind(r.account_ref)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n != 1 {
-            return Err(StoreError::NotFound);
-        }
-        sqlx::query(
-            "UPDATE accounts SET token_expires_at = COALESCE($1, token_expires_at), \
-             refresh_expires_at = COALESCE($2, refresh_expires_at), token_issued_at = $3, \
-             scopes = COALESCE($4, scopes) WHERE id = $5",
-        )
-        .bind(r.expires_at)
-        .bind(r.refresh_expires_at)
-        .bind(r.at)
-        .bind(r.scopes.as_deref().map(to_json))
-        .bind(r.account_ref)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE account_health SET refresh_failures = 0, last_refresh_error = NULL WHERE account_ref = $1")
+        with_db!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "UPDATE credentials SET access_token = $1, refresh_token = COALESCE($2, refresh_token), updated_at = $3 \
+                 WHERE account_ref = $4",
+            )
+            .bind(&r.access_token)
+            .bind(&r.refresh_token)
+            .bind(r.at)
+            .bind(r.account_ref)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n != 1 {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query(
+                "UPDATE accounts SET token_expires_at = COALESCE($1, token_expires_at), \
+                 refresh_expires_at = COALESCE($2, refresh_expires_at), token_issued_at = $3, \
+                 scopes = COALESCE($4, scopes) WHERE id = $5",
+            )
+            .bind(r.expires_at)
+            .bind(r.refresh_expires_at)
+            .bind(r.at)
+            .bind(r.scopes.as_deref().map(to_json))
             .bind(r.account_ref)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO health_history (account_ref, at, event, outcome, health, changed, detail) \
-             VALUES ($1, $2, 'refresh', NULL, $3, FALSE, $4)",
-        )
-        .bind(r.account_ref)
-        .bind(r.at)
-        .bind(r.health.as_str())
-        .bind(
-            r.expires_at
-                .map(|t| format!("new token expires {}", crate::domain::rfc3339(t))),
-        )
-        .execute(&mut *tx)
-        .await?;
-        bump_generations(&mut tx, [r.workspace_id]).await?;
-        tx.commit().await?;
-        Ok(())
+            sqlx::query(
+                "UPDATE account_health SET refresh_failures = 0, last_refresh_error = NULL WHERE account_ref = $1",
+            )
+            .bind(r.account_ref)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO health_history (account_ref, at, event, outcome, health, changed, detail) \
+                 VALUES ($1, $2, 'refresh', NULL, $3, FALSE, $4)",
+            )
+            .bind(r.account_ref)
+            .bind(r.at)
+            .bind(r.health.as_str())
+            .bind(
+                r.expires_at
+                    .map(|t| format!("new token expires {}", crate::domain::rfc3339(t))),
+            )
+            .execute(&mut *tx)
+            .await?;
+            bump_generations!(tx, [r.workspace_id]);
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Takes the refresh lease of an account for `ttl` seconds, unless another holder has
@@ -73,33 +79,37 @@ impl Store {
         now: UnixTime,
         ttl: i64,
     ) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "INSERT INTO refresh_leases (account_ref, holder, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (account_ref) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
-             WHERE refresh_leases.expires_at <= $4",
-        )
-        .bind(account_ref)
-        .bind(holder)
-        .bind(now.saturating_add(ttl))
-        .bind(now)
-        .execute(self.pool())
-        .await;
-        match r {
-            Ok(r) => Ok(r.rows_affected() == 1),
-            // The account was deleted meanwhile: nothing to refresh.
-            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(StoreError::NotFound),
-            Err(e) => Err(e.into()),
-        }
+        with_db!(self, |pool| {
+            let r = sqlx::query(
+                "INSERT INTO refresh_leases (account_ref, holder, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (account_ref) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+                 WHERE refresh_leases.expires_at <= $4",
+            )
+            .bind(account_ref)
+            .bind(holder)
+            .bind(now.saturating_add(ttl))
+            .bind(now)
+            .execute(pool)
+            .await;
+            match r {
+                Ok(r) => Ok(r.rows_affected() == 1),
+                // The account was deleted meanwhile: nothing to refresh.
+                Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(StoreError::NotFound),
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
     /// Gives up a refresh lease held by `holder`.
     pub async fn release_refresh_lease(&self, account_ref: AccountRef, holder: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM refresh_leases WHERE account_ref = $1 AND holder = $2")
-            .bind(account_ref)
-            .bind(holder)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        with_db!(self, |pool| {
+            sqlx::query("DELETE FROM refresh_leases WHERE account_ref = $1 AND holder = $2")
+                .bind(account_ref)
+                .bind(holder)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Records a failed automatic refresh in the history.
@@ -110,21 +120,24 @@ impl Store {
         health: Health,
         detail: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO health_history (account_ref, at, event, outcome, health, changed, detail) \
-             SELECT $1, $2, 'refresh_failed', NULL, $3, FALSE, $4 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1)",
-        )
-        .bind(account_ref)
-        .bind(at)
-        .bind(health.as_str())
-        .bind(detail)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        with_db!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO health_history (account_ref, at, event, outcome, health, changed, detail) \
+                 SELECT $1, $2, 'refresh_failed', NULL, $3, FALSE, $4 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1)",
+            )
+            .bind(account_ref)
+            .bind(at)
+            .bind(health.as_str())
+            .bind(detail)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
-    /// Re-seals every stored token in one `BEGIN IMMEDIATE` transaction: the rows are read
-    /// and rewritten under the write lock, so a refresh cannot commit in between and be
+    /// Re-seals every stored token in one transaction that takes the write lock first
+    /// (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the tables' EXCLUSIVE lock): the rows are read
+    /// and rewritten under it, so a refresh cannot commit in between and be
     /// overwritten with the old tokens. `reseal` maps the rows read to their new sealed
     /// tokens, and the webhooks (ID, workspace, URL, sealed secret) to their new sealed
     /// secrets; an error from it rolls everything back. Returns how many accounts were
@@ -138,51 +151,63 @@ impl Store {
             Vec<(i64, i64, String, Vec<u8>)>,
         ) -> Result<(Vec<Resealed>, Vec<(i64, Vec<u8>)>), E>,
     ) -> Result<Result<usize, E>, StoreError> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let rows: Vec<SealedRow> = sqlx::query_as(
-            "SELECT a.id, a.workspace_id, a.platform, a.account_id, c.access_token, c.refresh_token \
-             FROM accounts a JOIN credentials c ON c.account_ref = a.id ORDER BY a.id",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let hooks: Vec<(i64, i64, String, Vec<u8>)> =
-            sqlx::query_as("SELECT id, workspace_id, url, secret FROM webhooks ORDER BY id")
-                .fetch_all(&mut *tx)
-                .await?;
-        let (resealed, secrets) = match reseal(rows, hooks) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
-        for (id, secret) in &secrets {
-            sqlx::query("UPDATE webhooks SET secret = $1 WHERE id = $2")
-                .bind(secret)
+        with_db!(self, |pool| {
+            let mut tx = if self.is_shared() {
+                let mut tx = pool.begin().await?;
+                sqlx::query("LOCK TABLE credentials, webhooks IN EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            } else {
+                pool.begin_with("BEGIN IMMEDIATE").await?
+            };
+            let rows: Vec<SealedRow> = sqlx::query_as(
+                "SELECT a.id, a.workspace_id, a.platform, a.account_id, c.access_token, c.refresh_token \
+                 FROM accounts a JOIN credentials c ON c.account_ref = a.id ORDER BY a.id",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let hooks: Vec<(i64, i64, String, Vec<u8>)> =
+                sqlx::query_as("SELECT id, workspace_id, url, secret FROM webhooks ORDER BY id")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let (resealed, secrets) = match reseal(rows, hooks) {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            for (id, secret) in &secrets {
+                sqlx::query("UPDATE webhooks SET secret = $1 WHERE id = $2")
+                    .bind(secret)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (id, access, refresh) in &resealed {
+                sqlx::query(
+                    "UPDATE credentials SET access_token = $1, refresh_token = $2, updated_at = $3 WHERE account_ref = $4",
+                )
+                .bind(access)
+                .bind(refresh)
+                .bind(now)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-        }
-        for (id, access, refresh) in &resealed {
-            sqlx::query(
-                "UPDATE credentials SET access_token = $1, refresh_token = $2, updated_at = $3 WHERE account_ref = $4",
-            )
-            .bind(access)
-            .bind(refresh)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("UPDATE workspace_generations SET generation = generation + 1")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Ok(resealed.len()))
+            }
+            sqlx::query("UPDATE workspace_generations SET generation = generation + 1")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Ok(resealed.len()))
+        })
     }
 
     /// How many accounts have sealed credentials.
     pub async fn sealed_count(&self) -> Result<i64, StoreError> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM credentials")
-            .fetch_one(self.pool())
-            .await?;
-        Ok(n)
+        with_db!(self, |pool| {
+            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM credentials")
+                .fetch_one(pool)
+                .await?;
+            Ok(n)
+        })
     }
 }

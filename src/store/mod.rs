@@ -4,16 +4,19 @@
 //! checks calls into `history` and `alerts` inside itself.
 //!
 //! This module is the backend seam: callers see [`Store`] and its row types, never a pool or
-//! a driver type, so a PostgreSQL backend is added here beside SQLite without touching them.
-//! SQL is kept portable (`$N` placeholders, `RETURNING`, BIGINT Unix seconds, `VALUES`
-//! columns named `columnN`) so that it can reuse most statements.
+//! a driver type. Two backends sit behind it, SQLite (one file, one daemon) and PostgreSQL
+//! (several daemons sharing the work), chosen by the URL's scheme. SQL is kept portable
+//! (`$N` placeholders, `RETURNING`, BIGINT Unix seconds, `VALUES` columns named `columnN`,
+//! JSON lists as TEXT): a method's body is written once and compiled for each backend by
+//! [`with_db!`]; only the statements that must differ (SQLite's one-JSON-value pages,
+//! PostgreSQL's `FOR UPDATE SKIP LOCKED` claims, locking) match on the backend.
 
 use std::path::Path;
 use std::time::Duration;
 
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::types::Json;
-use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
+use sqlx::{Database, Encode, FromRow, PgPool, QueryBuilder, SqlitePool, Type};
 
 use crate::crypto;
 use crate::domain::{AccountId, AccountRef, Health, Platform, UnixTime, WorkspaceId};
@@ -48,58 +51,74 @@ pub struct Store {
     backend: Backend,
 }
 
-/// The database behind a [`Store`]. SQLite is the only one for now; a PostgreSQL pool joins
-/// it as a second variant, and the statements that differ match on it. Callers never see it.
+/// The database behind a [`Store`]. Callers never see it.
 #[derive(Clone, Debug)]
 enum Backend {
     Sqlite(SqlitePool),
+    Postgres(PgPool),
 }
 
-impl Store {
-    /// The SQLite pool (every statement today).
-    fn pool(&self) -> &SqlitePool {
-        match &self.backend {
-            Backend::Sqlite(p) => p,
+/// Runs `$body` with `$pool` bound to the backend's pool and the type `Db` to its sqlx
+/// database: the body is compiled once per backend, so one statement serves both.
+macro_rules! with_db {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($pool) => {
+                #[allow(dead_code)]
+                type Db = sqlx::Sqlite;
+                $body
+            }
+            Backend::Postgres($pool) => {
+                #[allow(dead_code)]
+                type Db = sqlx::Postgres;
+                $body
+            }
         }
-    }
+    };
 }
 
 /// Pushes the health as read now ([`crate::health::READ_HEALTH_SQL`]) with `stale_before` bound.
-fn push_read_health(q: &mut QueryBuilder<Sqlite>, stale_before: UnixTime) {
+fn push_read_health<DB: Database>(q: &mut QueryBuilder<DB>, stale_before: UnixTime)
+where
+    for<'t> UnixTime: Encode<'t, DB> + Type<DB>,
+{
     let (head, tail) = crate::health::READ_HEALTH_SQL
         .split_once("$stale_before")
         .unwrap_or((crate::health::READ_HEALTH_SQL, ""));
     q.push(head).push_bind(stale_before).push(tail);
 }
 
-/// Bumps the generation of each of `workspaces` (duplicates are bumped once) inside `tx`:
-/// every write to a workspace's accounts or their health calls this in its own transaction.
-async fn bump_generations(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    workspaces: impl IntoIterator<Item = WorkspaceId>,
-) -> Result<(), StoreError> {
-    let mut ws: Vec<WorkspaceId> = workspaces.into_iter().collect();
-    ws.sort_unstable();
-    ws.dedup();
-    for w in ws {
-        sqlx::query(
-            "INSERT INTO workspace_generations (workspace_id, generation) VALUES ($1, 1) \
-             ON CONFLICT (workspace_id) DO UPDATE SET generation = workspace_generations.generation + 1",
-        )
-        .bind(w)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
+/// Bumps the generation of each of `$workspaces` (duplicates are bumped once, in order, so
+/// that concurrent transactions never wait on each other in a cycle) inside the transaction
+/// `$tx`: every write to a workspace's accounts or their health does this in its own
+/// transaction.
+macro_rules! bump_generations {
+    ($tx:expr, $workspaces:expr) => {{
+        let mut ws: Vec<WorkspaceId> = $workspaces.into_iter().collect();
+        ws.sort_unstable();
+        ws.dedup();
+        for w in ws {
+            sqlx::query(
+                "INSERT INTO workspace_generations (workspace_id, generation) VALUES ($1, 1) \
+                 ON CONFLICT (workspace_id) DO UPDATE SET generation = workspace_generations.generation + 1",
+            )
+            .bind(w)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    }};
 }
 
 #[macro_use]
 mod types;
-mod accounts;
+#[macro_use]
 mod alerts;
+#[macro_use]
+mod history;
+mod accounts;
 mod checks;
 mod credentials;
-mod history;
+mod instances;
 mod webhooks;
 mod workspaces;
 
@@ -112,13 +131,13 @@ impl Store {
     /// The generation of a workspace's accounts and health: it changes with every write to
     /// them, by this process or any other on the database.
     pub async fn generation(&self, workspace_id: WorkspaceId) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT generation FROM workspace_generations WHERE workspace_id = $1")
-                .bind(workspace_id)
-                .fetch_optional(self.pool())
-                .await?
-                .unwrap_or(0),
+        with_db!(self, |pool| Ok(sqlx::query_scalar(
+            "SELECT generation FROM workspace_generations WHERE workspace_id = $1"
         )
+        .bind(workspace_id)
+        .fetch_optional(pool)
+        .await?
+        .unwrap_or(0)))
     }
 
     /// Opens (creating if needed) the SQLite file with WAL, `synchronous=NORMAL`, a busy
@@ -153,19 +172,59 @@ impl Store {
         })
     }
 
-    /// Applies pending migrations.
+    /// Connects to a PostgreSQL database (`postgres://` URL; `password`, when given, replaces
+    /// any password in it).
+    pub async fn open_postgres(
+        url: &str,
+        password: Option<&str>,
+        acquire_timeout: Duration,
+        max_connections: u32,
+    ) -> Result<Store, StoreError> {
+        let mut opts: PgConnectOptions = url.parse()?;
+        if let Some(p) = password {
+            opts = opts.password(p);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(opts.application_name("socialsyncer"))
+            .await?;
+        Ok(Store {
+            backend: Backend::Postgres(pool),
+        })
+    }
+
+    /// `"sqlite"` or `"postgres"`, for messages.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Whether several daemons may share this database (PostgreSQL): sweeps and deliveries
+    /// then claim their work.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Applies pending migrations (each backend has its own; PostgreSQL's migrator holds an
+    /// advisory lock, so daemons starting together apply them once).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations").run(self.pool()).await?;
+        match &self.backend {
+            Backend::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
+            Backend::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
+        }
         Ok(())
     }
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
-        self.pool().close().await;
+        with_db!(self, |pool| pool.close().await)
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(self.pool()).await.is_ok()
+        with_db!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.is_ok())
     }
 }

@@ -46,7 +46,7 @@ pub(super) struct AccountRow {
     pub(super) account_id: String,
     pub(super) username: String,
     pub(super) connected_at: i64,
-    pub(super) scopes: Json<Vec<String>>,
+    pub(super) scopes: JsonList,
     pub(super) token_expires_at: Option<i64>,
     pub(super) refresh_expires_at: Option<i64>,
     pub(super) token_issued_at: i64,
@@ -55,9 +55,9 @@ pub(super) struct AccountRow {
     pub(super) token_valid: Option<bool>,
     #[serde(deserialize_with = "json_bool::plain")]
     pub(super) needs_reconnect: bool,
-    pub(super) permissions: Option<Json<Vec<String>>>,
-    pub(super) missing_permissions: Json<Vec<String>>,
-    pub(super) recommendations: Json<Vec<String>>,
+    pub(super) permissions: Option<JsonList>,
+    pub(super) missing_permissions: JsonList,
+    pub(super) recommendations: JsonList,
     pub(super) data_access_expires_at: Option<i64>,
     pub(super) platform_user_id: Option<String>,
     pub(super) last_error: Option<String>,
@@ -67,7 +67,7 @@ pub(super) struct AccountRow {
     pub(super) next_check_at: i64,
     pub(super) refresh_failures: i64,
     pub(super) last_refresh_error: Option<String>,
-    pub(super) open_alerts: Json<Vec<String>>,
+    pub(super) open_alerts: JsonList,
     pub(super) alert_episode: i64,
 }
 
@@ -80,6 +80,37 @@ pub(super) const ALERT_CHUNK: usize = 1000;
 /// Rows that SQLite handed over as one JSON array (`json_group_array`).
 pub(super) fn from_json_rows<T: serde::de::DeserializeOwned>(json: &str) -> Result<Vec<T>, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("rows as JSON: {e}").into())))
+}
+
+/// A list of strings stored as a JSON text (scopes, permissions, alert kinds). Read as a
+/// string and parsed here, so that both backends store the same TEXT (PostgreSQL's JSON type
+/// would need casts in every shared statement); within a page read as one JSON value it
+/// is the nested list itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct JsonList(pub Vec<String>);
+
+impl<DB: Database> Type<DB> for JsonList
+where
+    String: Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: Database> sqlx::Decode<'r, DB> for JsonList
+where
+    String: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <String as sqlx::Decode<'r, DB>>::decode(value)?;
+        Ok(JsonList(serde_json::from_str(&text)?))
+    }
 }
 
 /// SQLite's JSON has no booleans: a boolean column reads as 0 or 1.
@@ -213,6 +244,27 @@ pub struct SealedCredentials {
     pub access_token: Vec<u8>,
     /// Sealed refresh token.
     pub refresh_token: Option<Vec<u8>>,
+}
+
+/// Who claims the work a query hands out, and until when (several daemons on one
+/// PostgreSQL database; SQLite ignores claims).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// The claimant: unique to this daemon (and this sweep or delivery run).
+    pub holder: &'a str,
+    /// Now: claims that ended before this are free.
+    pub now: UnixTime,
+    /// Until when the claim holds if it is not released.
+    pub until: UnixTime,
+}
+
+/// A page of due accounts with their sealed credentials.
+#[derive(Debug, Default)]
+pub struct DuePage {
+    /// The accounts, in due order.
+    pub accounts: Vec<(Account, SealedCredentials)>,
+    /// How many of them were claimed by a peer whose claim expired unreleased.
+    pub taken_over: u64,
 }
 
 /// Which accounts a list shows.

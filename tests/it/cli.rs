@@ -777,7 +777,7 @@ fn migrate_creates_and_upgrades_a_database_and_says_so() {
         pool.close().await;
         n
     });
-    let files = std::fs::read_dir("migrations").unwrap().count() as i64;
+    let files = std::fs::read_dir("migrations/sqlite").unwrap().count() as i64;
     assert_eq!(applied, files);
     let again = env.cmd(&["migrate"]).output().unwrap();
     assert!(again.status.success(), "{}", text(&again.stderr));

@@ -1,0 +1,127 @@
+//! Several daemons on one PostgreSQL database: who this daemon is, how many peers are
+//! alive, and the platform budgets they share.
+//!
+//! Each daemon writes a heartbeat row every [`HEARTBEAT`]; the live peers are those that
+//! beat within [`LIVE_WITHIN`]. A platform's `rate_limit` is an app-wide budget, so each
+//! daemon paces at its share (`rate_limit / live peers`). An app-wide throttle (a 429 with a
+//! retry time) seen by one daemon is written to `platform_holds` and every daemon's gate
+//! holds that platform until then. On SQLite (one daemon per file) none of this runs: the
+//! daemon is alone and its gates keep the whole budget.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+use crate::domain::{self, Platform, UnixTime};
+
+/// How often a daemon beats and reads the peers and holds.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A peer that has not beaten for this long is counted out (its share goes to the others).
+pub const LIVE_WITHIN: i64 = 10;
+/// Heartbeat rows older than this are deleted.
+const FORGET_AFTER: i64 = 3600;
+
+/// This daemon among its peers.
+#[derive(Debug)]
+pub struct Instance {
+    /// Unique per process: host name, process ID and a random part (names its claims).
+    pub id: String,
+    /// When it started.
+    pub started_at: UnixTime,
+    /// Live daemons on the database, this one included (1 on SQLite).
+    peers: AtomicI64,
+}
+
+impl Instance {
+    /// A new identity for this process.
+    pub fn new() -> Instance {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let mut b = [0u8; 4];
+        rand::fill(&mut b);
+        Instance {
+            id: format!("{host}-{}-{}", std::process::id(), hex::encode(b)),
+            started_at: domain::now(),
+            peers: AtomicI64::new(1),
+        }
+    }
+
+    /// Live daemons on the database, this one included.
+    pub fn peers(&self) -> i64 {
+        self.peers.load(Ordering::Relaxed)
+    }
+
+    /// A claimant name unique to one run of this instance (a sweep, a delivery).
+    pub fn claimant(&self, what: &str) -> String {
+        let mut b = [0u8; 4];
+        rand::fill(&mut b);
+        format!("{}/{what}/{}", self.id, hex::encode(b))
+    }
+}
+
+impl Default for Instance {
+    fn default() -> Self {
+        Instance::new()
+    }
+}
+
+/// One beat: records this daemon, counts the live peers and sets the gates' shares, and
+/// takes the platform holds set by any daemon.
+pub async fn beat(state: &AppState) -> Result<(), crate::store::StoreError> {
+    let now = domain::now();
+    let me = &state.instance;
+    state.store.heartbeat(&me.id, me.started_at, now).await?;
+    let live = state
+        .store
+        .live_instances(now - LIVE_WITHIN, now - FORGET_AFTER)
+        .await?
+        .max(1);
+    if me.peers.swap(live, Ordering::Relaxed) != live {
+        tracing::info!(peers = live, "daemons sharing the database changed; each paces at its share of the rate limits");
+        state.gates.set_share(live);
+        state.metrics.set_peers(live);
+    }
+    for (platform, until) in state.store.platform_holds(state.clock.now()).await? {
+        state.gates.get(platform).block_until(until);
+    }
+    Ok(())
+}
+
+/// Beats every [`HEARTBEAT`] until `cancel`, then removes this daemon's row so that its
+/// peers take its share at once. Nothing runs on a database of one daemon (SQLite).
+pub async fn run(state: AppState, cancel: CancellationToken) {
+    if !state.store.is_shared() {
+        return;
+    }
+    state.metrics.set_peers(1);
+    loop {
+        if let Err(e) = beat(&state).await {
+            tracing::warn!(error = %e, "heartbeat not written; peers may count this daemon out");
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(HEARTBEAT) => {}
+        }
+    }
+    if let Err(e) = state.store.forget_instance(&state.instance.id).await {
+        tracing::warn!(error = %e, "could not remove this daemon's heartbeat; it expires on its own");
+    }
+}
+
+/// Tells the peers that `platform` asked every client of the app to wait until `until`.
+pub fn share_hold(state: &AppState, platform: Platform, until: UnixTime) {
+    if !state.store.is_shared() {
+        return;
+    }
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = store.hold_platform(platform, until).await {
+            tracing::warn!(%platform, error = %e, "could not share the platform's hold with the other daemons");
+        }
+    });
+}
