@@ -186,9 +186,11 @@ impl Store {
     pub async fn take_account(&self, account_ref: AccountRef) -> Result<Option<SealedCredentials>, StoreError> {
         with_db!(self, |pool| {
             // SQLite: the write lock from the start. PostgreSQL: the account's row lock, so
-            // that the other deletions wait, then find it gone.
+            // that the other deletions wait, then find it gone. NO KEY UPDATE, not UPDATE: a
+            // batch of results that holds this account's health row still takes its KEY
+            // SHARE (the history row's foreign key) and commits, instead of deadlocking.
             let (mut tx, sql) = if self.is_shared() {
-                (pool.begin().await?, "SELECT workspace_id FROM accounts WHERE id = $1 FOR UPDATE")
+                (pool.begin().await?, "SELECT workspace_id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
             } else {
                 (pool.begin_with("BEGIN IMMEDIATE").await?, "SELECT workspace_id FROM accounts WHERE id = $1")
             };

@@ -33,6 +33,15 @@ impl Store {
             if n != 1 {
                 return Err(StoreError::NotFound);
             }
+            // Rows are locked in the order every transaction uses (health, then the account),
+            // so that a batch of check results written at the same time never deadlocks
+            // with this one on PostgreSQL.
+            sqlx::query(
+                "UPDATE account_health SET refresh_failures = 0, last_refresh_error = NULL WHERE account_ref = $1",
+            )
+            .bind(r.account_ref)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query(
                 "UPDATE accounts SET token_expires_at = COALESCE($1, token_expires_at), \
                  refresh_expires_at = COALESCE($2, refresh_expires_at), token_issued_at = $3, \
@@ -42,12 +51,6 @@ impl Store {
             .bind(r.refresh_expires_at)
             .bind(r.at)
             .bind(r.scopes.as_deref().map(to_json))
-            .bind(r.account_ref)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE account_health SET refresh_failures = 0, last_refresh_error = NULL WHERE account_ref = $1",
-            )
             .bind(r.account_ref)
             .execute(&mut *tx)
             .await?;

@@ -162,13 +162,13 @@ async fn one_grouped_email_per_workspace_no_repeats_after_restart_and_a_recovery
     assert_eq!(globex.to, ["ops@example.com"]);
 
     // A restart (a new state on the same database) and another sweep send nothing again.
-    let config = socialsyncer::config::Config::from_toml(&format!(
-        "[database]\nurl = \"sqlite://{}/socialsyncer.db\"\n[email]\nsmtp_url = \"{}\"\nto = [\"ops@example.com\"]\n{}",
-        app.dir.path().display(),
+    let mut config = socialsyncer::config::Config::from_toml(&format!(
+        "[email]\nsmtp_url = \"{}\"\nto = [\"ops@example.com\"]\n{}",
         smtp.url(),
         app.sim.config_toml(app.dir.path()).unwrap()
     ))
     .unwrap();
+    app.same_database(&mut config);
     let restarted = AppState::build(config).await.unwrap();
     make_due(&db, None).await;
     let r = socialsyncer::scheduler::sweep(&restarted, &CancellationToken::new())

@@ -352,9 +352,7 @@ async fn tokens_are_sealed_in_the_database_file_and_deleted_with_the_account() {
     assert_eq!(s, 201);
 
     // Read the file with a separate connection, as someone with the file would.
-    let db = app.dir.path().join("socialsyncer.db");
-    let url = format!("sqlite://{}", db.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let pool = app.db().await;
     let (access, refresh_blob): (Vec<u8>, Option<Vec<u8>>) =
         sqlx::query_as("SELECT access_token, refresh_token FROM credentials")
             .fetch_one(&pool)
@@ -369,7 +367,7 @@ async fn tokens_are_sealed_in_the_database_file_and_deleted_with_the_account() {
         .await
         .unwrap();
     assert!(!keys.contains(&key), "the key itself is not stored");
-    // Raw bytes of the database and its write-ahead log.
+    // Raw bytes of the database and its write-ahead log (SQLite).
     for f in ["socialsyncer.db", "socialsyncer.db-wal"] {
         if let Ok(bytes) = std::fs::read(app.dir.path().join(f)) {
             assert!(!contains(&bytes, token), "{f} holds the plaintext token");
@@ -883,13 +881,7 @@ async fn lists_are_cached_per_workspace_with_an_etag_and_every_write_invalidates
     let (s, e3, body) = get("/v1/accounts/health", Some(e2), key.clone()).await;
     assert_eq!(s, 200, "a registration invalidates");
     assert!(body.contains("\"43\""));
-    let other_process = socialsyncer::store::Store::open_sqlite(
-        &app.dir.path().join("socialsyncer.db"),
-        std::time::Duration::from_secs(5),
-        1,
-    )
-    .await
-    .unwrap();
+    let other_process = app.other_store().await;
     let a = app
         .state
         .store

@@ -476,13 +476,10 @@ async fn a_wrong_app_secret_is_a_configuration_error_not_a_dead_token() {
         .await;
     assert_eq!(v["health"], "healthy");
     let other = tempfile::tempdir().unwrap();
-    let toml = format!(
-        "[database]\nurl = \"sqlite://{}/socialsyncer.db\"\n{}",
-        app.dir.path().display(),
-        app.sim.config_toml(other.path()).unwrap()
-    );
+    let toml = app.sim.config_toml(other.path()).unwrap();
     std::fs::write(other.path().join("facebook_app_secret"), "wrong-secret").unwrap();
-    let config = socialsyncer::config::Config::from_toml(&toml).unwrap();
+    let mut config = socialsyncer::config::Config::from_toml(&toml).unwrap();
+    app.same_database(&mut config);
     let state = socialsyncer::app::AppState::new(config, app.state.store.clone(), app.state.sealer.clone()).unwrap();
     let acc = state
         .store
@@ -628,12 +625,12 @@ async fn adapters_refresh_and_rotate() {
 /// platforms; `secrets` overwrite secret files (name, content) before it reads them.
 async fn second_state(app: &TestApp, secrets: &[(&str, &str)]) -> socialsyncer::app::AppState {
     let dir = app.dir.path();
-    let config = socialsyncer::config::Config::from_toml(&format!(
-        "[http]\nrequest_timeout = \"5s\"\n[database]\nurl = \"sqlite://{}/socialsyncer.db\"\n{}",
-        dir.display(),
+    let mut config = socialsyncer::config::Config::from_toml(&format!(
+        "[http]\nrequest_timeout = \"5s\"\n{}",
         app.sim.config_toml(dir).unwrap()
     ))
     .unwrap();
+    app.same_database(&mut config);
     for (name, content) in secrets {
         std::fs::write(dir.join(name), content).unwrap();
     }

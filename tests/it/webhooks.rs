@@ -243,12 +243,8 @@ async fn a_receiver_that_fails_three_times_gets_each_event_exactly_once_and_anot
     );
 
     // A restart (a new state on the same database and key) sends nobody anything again.
-    let mut config = socialsyncer::config::Config::from_toml(&format!(
-        "[database]\nurl = \"sqlite://{}/socialsyncer.db\"\n{}",
-        app.dir.path().display(),
-        app.sim.config_toml(app.dir.path()).unwrap()
-    ))
-    .unwrap();
+    let mut config = socialsyncer::config::Config::from_toml(&app.sim.config_toml(app.dir.path()).unwrap()).unwrap();
+    app.same_database(&mut config);
     config.notify.allow_insecure_loopback = true;
     let restarted = socialsyncer::app::AppState::build(config).await.unwrap();
     sqlx::query("UPDATE alert_outbox SET sent_at = NULL, next_attempt_at = 0")

@@ -1,5 +1,6 @@
-//! Test support shared by the integration test binaries: a server on a random port with a
-//! fresh SQLite file.
+//! Test support shared by the integration tests: a server on a random port with a fresh
+//! database: a SQLite file, or, in the PostgreSQL pass (`SOCIALSYNCER_TEST_BACKEND=postgres`,
+//! see `postgres::the_suite_passes_on_postgresql`), a new database on the test cluster.
 #![allow(dead_code)]
 
 use secrecy::ExposeSecret;
@@ -21,6 +22,8 @@ pub struct TestApp {
     pub state: AppState,
     pub sim: Simulator,
     pub dir: TempDir,
+    /// The database URL the app runs on.
+    pub db_url: String,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -46,12 +49,22 @@ async fn spawn(extra: &str, tweak: impl FnOnce(&mut Config), whole: bool) -> Tes
     socialsyncer::crypto::install_tls_provider();
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start().await.unwrap();
+    let db_url = match postgres_pass() {
+        true => fresh_postgres_database().await,
+        false => format!("sqlite://{}/socialsyncer.db", dir.path().display()),
+    };
     let toml = format!(
-        "[http]\nrequest_timeout = \"2s\"\n[database]\nurl = \"sqlite://{}/socialsyncer.db\"\n{}{extra}",
-        dir.path().display(),
+        "[http]\nrequest_timeout = \"2s\"\n{}{extra}",
         sim.config_toml(dir.path()).unwrap()
     );
     let mut config = Config::from_toml(&toml).expect("test config");
+    config.database.url = db_url.clone();
+    if postgres_pass() {
+        // Daemons on PostgreSQL name their key file (they share it).
+        let key = dir.path().join("token.key");
+        crypto::Sealer::load_or_create(&key).unwrap();
+        config.security.token_key_file = Some(key);
+    }
     // /metrics on the API listener, so that tests scrape what they serve.
     config.server.metrics_listen = String::new();
     // Tests check and call in quick succession: no cooldown, no per-key limit, unless a
@@ -74,6 +87,7 @@ async fn spawn(extra: &str, tweak: impl FnOnce(&mut Config), whole: bool) -> Tes
         state,
         sim,
         dir,
+        db_url,
         shutdown,
         handle: Some(handle),
     }
@@ -190,11 +204,27 @@ impl TestApp {
             .unwrap()
     }
 
-    /// A separate connection to the app's database file.
-    pub async fn db(&self) -> sqlx::SqlitePool {
-        sqlx::SqlitePool::connect(&format!("sqlite://{}/socialsyncer.db", self.dir.path().display()))
+    /// Points `config` at this app's database (and, on PostgreSQL, its key file): a second
+    /// process, or the daemon restarted.
+    pub fn same_database(&self, config: &mut Config) {
+        config.database.url = self.db_url.clone();
+        if postgres_pass() {
+            config.security.token_key_file = Some(self.dir.path().join("token.key"));
+        }
+    }
+
+    /// A second process's store on this app's database.
+    pub async fn other_store(&self) -> socialsyncer::store::Store {
+        let mut config = Config::default();
+        self.same_database(&mut config);
+        socialsyncer::app::open_store(&config, socialsyncer::app::Create::No)
             .await
             .unwrap()
+    }
+
+    /// A separate connection to the app's database (either backend).
+    pub async fn db(&self) -> sqlx::AnyPool {
+        any_pool(&self.db_url).await
     }
 
     /// Stops the server and waits for it.
@@ -231,7 +261,7 @@ pub fn keys_of(v: &Value) -> Vec<String> {
 }
 
 /// Makes accounts (of one platform, or all) due now: registration checks schedule them hours ahead.
-pub async fn make_due(db: &sqlx::SqlitePool, platform: Option<Platform>) {
+pub async fn make_due(db: &sqlx::AnyPool, platform: Option<Platform>) {
     sqlx::query(
         "UPDATE account_health SET next_check_at = $1 WHERE account_ref IN \
          (SELECT id FROM accounts WHERE $2 IS NULL OR platform = $2)",
@@ -241,4 +271,40 @@ pub async fn make_due(db: &sqlx::SqlitePool, platform: Option<Platform>) {
     .execute(db)
     .await
     .unwrap();
+}
+
+/// Whether this run is the PostgreSQL pass of the suite.
+pub fn postgres_pass() -> bool {
+    std::env::var("SOCIALSYNCER_TEST_BACKEND").as_deref() == Ok("postgres")
+}
+
+/// The test cluster's URL (`SOCIALSYNCER_TEST_POSTGRES_URL`, set by `.ci/run`), if any.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("SOCIALSYNCER_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A new, empty database on the test cluster, for one test; its URL.
+pub async fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    let admin = postgres_url().expect("SOCIALSYNCER_TEST_POSTGRES_URL is set in the PostgreSQL pass");
+    let mut b = [0u8; 6];
+    rand::fill(&mut b);
+    let name = format!("ss_test_{}", hex::encode(b));
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("test cluster answers");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// A pool on `url` (SQLite or PostgreSQL) for the tests' own queries.
+pub async fn any_pool(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(url).await.unwrap()
 }
