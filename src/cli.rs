@@ -38,8 +38,17 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: migrations, scheduler, HTTP listener (stops cleanly on SIGTERM/SIGINT).
     Serve,
-    /// Apply database migrations and exit.
-    Migrate,
+    /// Apply database migrations and exit; with --from and --to, copy a SQLite database
+    /// into an empty PostgreSQL one instead.
+    Migrate {
+        /// The SQLite database to copy (`sqlite://PATH`); needs --to.
+        #[arg(long, value_name = "URL", requires = "to")]
+        from: Option<String>,
+        /// The PostgreSQL database to copy into (`postgres://...`, empty; its password may
+        /// come from `database.password_file`); needs --from.
+        #[arg(long, value_name = "URL", requires = "from")]
+        to: Option<String>,
+    },
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -248,7 +257,11 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
             server::run(state).await?;
             drop(lock);
         }
-        Command::Migrate => {
+        Command::Migrate {
+            from: Some(from),
+            to: Some(to),
+        } => copy_database(&config, &from, &to).await?,
+        Command::Migrate { .. } => {
             say_database(&config)?;
             let store = app::open_store(&config, app::Create::Yes).await?;
             store.close().await;
@@ -315,6 +328,62 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
     Ok(ExitCode::SUCCESS)
 }
 
+/// `migrate --from sqlite://... --to postgres://...`: the whole SQLite database copied into
+/// an empty PostgreSQL one (in one transaction), then a reminder of what else moves.
+async fn copy_database(config: &Config, from: &str, to: &str) -> anyhow::Result<()> {
+    let mut source_cfg = Config::default();
+    source_cfg.database.url = from.to_owned();
+    let DatabaseTarget::Sqlite(_) = source_cfg
+        .database
+        .target()
+        .map_err(|e| anyhow::anyhow!("--from: {}", e.0))?
+    else {
+        bail!("--from: give the SQLite database to copy (sqlite://PATH)");
+    };
+    let mut target_cfg = Config::default();
+    target_cfg.database.url = to.to_owned();
+    target_cfg.database.password_file = config.database.password_file.clone();
+    let DatabaseTarget::Postgres(url) = target_cfg
+        .database
+        .target()
+        .map_err(|e| anyhow::anyhow!("--to: {}", e.0))?
+    else {
+        bail!("--to: give the PostgreSQL database to copy into (postgres://USER@HOST/DATABASE)");
+    };
+    eprintln!(
+        "copying {} into {}",
+        app::database_label(&source_cfg),
+        target_cfg.database.redacted_url()
+    );
+    let source = app::open_store(&source_cfg, app::Create::No).await?;
+    let target = app::open_postgres(&target_cfg, &url).await?;
+    target
+        .migrate()
+        .await
+        .context("Failed to migrate the PostgreSQL database")?;
+    let copied = source
+        .copy_into(&target, |table, rows| eprintln!("  {table}: {rows} row(s)"))
+        .await;
+    source.close().await;
+    target.close().await;
+    let total = match copied {
+        Ok(n) => n,
+        Err(crate::store::StoreError::Conflict) => {
+            return Err(app::UsageError(
+                "--to: the PostgreSQL database already holds workspaces; copy into an empty database".into(),
+            )
+            .into());
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("Failed to copy the database (nothing was written)")),
+    };
+    eprintln!(
+        "copied {total} row(s). Next: set database.url to the PostgreSQL URL, copy the token key ({}) to every \
+         host and name it in security.token_key_file; the tokens open with that same key",
+        app::absolute(&source_cfg.token_key_path()?).display()
+    );
+    Ok(())
+}
+
 /// `config check`: every problem on its own line on stderr, the effective config on stdout.
 async fn config_check(config: &Config) -> anyhow::Result<ExitCode> {
     let mut problems = Vec::new();
@@ -362,7 +431,9 @@ async fn config_check(config: &Config) -> anyhow::Result<ExitCode> {
                 Ok(store) => {
                     // Tables exist once `migrate` or `serve` ran; before, nothing is sealed.
                     let n = store.sealed_count().await.unwrap_or_default();
-                    notes.push(format!("database {label} answers; it holds the tokens of {n} account(s)"));
+                    notes.push(format!(
+                        "database {label} answers; it holds the tokens of {n} account(s)"
+                    ));
                     store.close().await;
                     n
                 }

@@ -82,7 +82,10 @@ pub async fn beat(state: &AppState) -> Result<(), crate::store::StoreError> {
         .await?
         .max(1);
     if me.peers.swap(live, Ordering::Relaxed) != live {
-        tracing::info!(peers = live, "daemons sharing the database changed; each paces at its share of the rate limits");
+        tracing::info!(
+            peers = live,
+            "daemons sharing the database changed; each paces at its share of the rate limits"
+        );
         state.gates.set_share(live);
         state.metrics.set_peers(live);
     }

@@ -131,6 +131,11 @@ impl Gates {
         (ns > 0).then(|| 1e9 / ns as f64)
     }
 
+    /// Until when the platform asked to wait, if that is still ahead of `now`.
+    pub fn held_until(&self, p: Platform, now: UnixTime) -> Option<UnixTime> {
+        self.get(p).blocked(now)
+    }
+
     pub(crate) fn get(&self, p: Platform) -> &Gate {
         &self.0[&p]
     }
@@ -346,7 +351,10 @@ async fn read_pages(
             now,
             until: now + lease,
         };
-        let page = state.store.due_accounts(platform, due_by, cursor, limit, &claim).await?;
+        let page = state
+            .store
+            .due_accounts(platform, due_by, cursor, limit, &claim)
+            .await?;
         if page.taken_over > 0 {
             tracing::warn!(%platform, accounts = page.taken_over, "took over accounts whose claim expired (a peer died mid-sweep)");
             state.metrics.claims_expired(page.taken_over);

@@ -309,7 +309,11 @@ pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
 /// longer than any run (every SMTP and webhook call has a timeout well under it).
 const ALERT_CLAIM: i64 = 600;
 
-async fn deliver_claimed(state: &AppState, now: domain::UnixTime, pending: Vec<PendingAlert>) -> Result<DeliveryReport, StoreError> {
+async fn deliver_claimed(
+    state: &AppState,
+    now: domain::UnixTime,
+    pending: Vec<PendingAlert>,
+) -> Result<DeliveryReport, StoreError> {
     let mut report = DeliveryReport::default();
     let mailer = state.mailer();
     if mailer.is_none() && !pending.is_empty() {

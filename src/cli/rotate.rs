@@ -41,7 +41,10 @@ pub(super) async fn rotate_token_key(config: &Config, new_key_file: &std::path::
         }
         None
     } else {
-        Some(app::DaemonLock::acquire(config, "stop it first (systemctl stop socialsyncer)")?)
+        Some(app::DaemonLock::acquire(
+            config,
+            "stop it first (systemctl stop socialsyncer)",
+        )?)
     };
     let old = app::load_sealer(config, &store).await?;
     let count = store

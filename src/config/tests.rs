@@ -28,7 +28,10 @@ fn errors_name_the_key() {
     let e = Config::from_toml("[database]\nurl = \"mysql://u:hunter2@x/db\"").unwrap_err();
     assert!(e.to_string().contains("database.url"), "{e}");
     assert!(!e.to_string().contains('\n'));
-    assert!(!e.to_string().contains("hunter2"), "the URL's password is repeated: {e}");
+    assert!(
+        !e.to_string().contains("hunter2"),
+        "the URL's password is repeated: {e}"
+    );
 }
 
 #[test]
@@ -48,9 +51,15 @@ fn a_postgres_url_never_shows_its_password() {
     .unwrap();
     let shown = c.redacted_toml();
     assert!(!shown.contains("hunter2") && !shown.contains("hunter3"), "{shown}");
-    assert!(shown.contains("postgres://app:[redacted]@db.example:5433/ss?sslmode=require&password=[redacted]"), "{shown}");
+    assert!(
+        shown.contains("postgres://app:[redacted]@db.example:5433/ss?sslmode=require&password=[redacted]"),
+        "{shown}"
+    );
     assert_eq!(
-        crate::config::redact_url_in("error connecting to postgres://app:hunter2@db.example:5433/ss: no", &c.database.url),
+        crate::config::redact_url_in(
+            "error connecting to postgres://app:hunter2@db.example:5433/ss: no",
+            &c.database.url
+        ),
         "error connecting to postgres://app:[redacted]@db.example:5433/ss: no"
     );
 }

@@ -19,6 +19,7 @@ impl Simulator {
             in_flight: AtomicU64::new(0),
             most_in_flight: AtomicU64::new(0),
             arrivals: Mutex::new(Vec::new()),
+            by_token: Mutex::new(HashMap::new()),
         });
         let shutdown = CancellationToken::new();
         let app = router(shared.clone());
@@ -187,6 +188,12 @@ impl Simulator {
     /// Requests served for `p` so far.
     pub fn calls(&self, p: Platform) -> u64 {
         self.shared.calls[idx(p)].load(Ordering::Relaxed)
+    }
+
+    /// Requests made with `token` so far.
+    pub fn calls_with(&self, token: &str) -> u64 {
+        let m = self.shared.by_token.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(token).copied().unwrap_or(0)
     }
 
     /// The most requests (of all platforms) that were being answered at once.

@@ -256,6 +256,8 @@ struct Shared {
     most_in_flight: AtomicU64,
     /// The platform of every request, in the order they arrived.
     arrivals: Mutex<Vec<Platform>>,
+    /// Requests made with each token (checks, and refreshes by refresh token).
+    by_token: Mutex<HashMap<String, u64>>,
 }
 
 impl Shared {

@@ -190,9 +190,15 @@ impl Store {
             // batch of results that holds this account's health row still takes its KEY
             // SHARE (the history row's foreign key) and commits, instead of deadlocking.
             let (mut tx, sql) = if self.is_shared() {
-                (pool.begin().await?, "SELECT workspace_id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
+                (
+                    pool.begin().await?,
+                    "SELECT workspace_id FROM accounts WHERE id = $1 FOR NO KEY UPDATE",
+                )
             } else {
-                (pool.begin_with("BEGIN IMMEDIATE").await?, "SELECT workspace_id FROM accounts WHERE id = $1")
+                (
+                    pool.begin_with("BEGIN IMMEDIATE").await?,
+                    "SELECT workspace_id FROM accounts WHERE id = $1",
+                )
             };
             let workspace: Option<WorkspaceId> = sqlx::query_scalar(sql)
                 .bind(account_ref)

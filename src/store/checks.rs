@@ -16,7 +16,9 @@ impl Store {
             let (deferred, checked): (Vec<&HealthUpdate>, Vec<&HealthUpdate>) =
                 updates.iter().partition(|u| u.deferred);
             for chunk in deferred.chunks(UPDATE_CHUNK) {
-                let mut q = QueryBuilder::<Db>::new("UPDATE account_health SET next_check_at = v.column2, claimed_until = NULL, claimed_by = NULL FROM (");
+                let mut q = QueryBuilder::<Db>::new(
+                    "UPDATE account_health SET next_check_at = v.column2, claimed_until = NULL, claimed_by = NULL FROM (",
+                );
                 q.push_values(chunk, |mut b, u| {
                     b.push_bind(u.account_ref).push_bind(u.next_check_at);
                 });
@@ -152,7 +154,10 @@ impl Store {
                         Ok((Account::from(a), credentials))
                     })
                     .collect::<Result<_, StoreError>>()?;
-                Ok(DuePage { accounts, taken_over: 0 })
+                Ok(DuePage {
+                    accounts,
+                    taken_over: 0,
+                })
             }
             Backend::Postgres(pool) => {
                 #[derive(FromRow)]

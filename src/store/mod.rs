@@ -117,6 +117,7 @@ mod alerts;
 mod history;
 mod accounts;
 mod checks;
+mod copy;
 mod credentials;
 mod instances;
 mod webhooks;

@@ -12,5 +12,6 @@ mod api;
 mod cli;
 mod faults;
 mod platforms;
+mod postgres;
 mod scheduler;
 mod webhooks;

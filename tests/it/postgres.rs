@@ -1,0 +1,554 @@
+//! PostgreSQL and several daemons on one database: the whole suite on PostgreSQL, work
+//! divided by claims, a daemon killed mid-sweep, shared budgets, alerts sent once, and the
+//! move of a SQLite database. These need a PostgreSQL server (`.ci/run` starts one and sets
+//! `SOCIALSYNCER_TEST_POSTGRES_URL`); without it they say so and pass.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use socialsyncer::accounts::seal_context;
+use socialsyncer::alerts::email::deliver;
+use socialsyncer::app::AppState;
+use socialsyncer::config::Config;
+use socialsyncer::domain::{self, AccountId, Platform};
+use socialsyncer::simulator::{Behavior, Simulator, TokenSpec, TokenState};
+use socialsyncer::store::NewAccount;
+use tokio_util::sync::CancellationToken;
+
+use crate::common::{any_pool, fresh_postgres_database, postgres_pass, postgres_url};
+use crate::smtp::SmtpServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_socialsyncer");
+
+/// Whether a test cluster is there (the PostgreSQL pass itself runs none of these).
+fn have_postgres(test: &str) -> bool {
+    if postgres_pass() {
+        return false;
+    }
+    if postgres_url().is_none() {
+        eprintln!("{test}: skipped: SOCIALSYNCER_TEST_POSTGRES_URL is not set (.ci/run sets it)");
+        return false;
+    }
+    true
+}
+
+/// A daemon's config on database `url` with platforms `sim`, the key file in `dir`;
+/// `[platforms.P]` tables in `extra` are merged into the simulator's.
+fn config_toml(dir: &std::path::Path, sim: &Simulator, url: &str, extra: &str) -> String {
+    let key = dir.join("token.key");
+    socialsyncer::crypto::Sealer::load_or_create(&key).unwrap();
+    let mut platforms = sim.config_toml(dir).unwrap();
+    let mut rest = String::new();
+    let mut table: Option<String> = None;
+    for line in extra.lines() {
+        if line.starts_with('[') {
+            table = line.starts_with("[platforms.").then(|| format!("{line}\n"));
+            if table.is_none() {
+                rest.push_str(line);
+                rest.push('\n');
+            }
+        } else if let Some(t) = &table {
+            platforms = platforms.replace(t.as_str(), &format!("{t}{line}\n"));
+        } else {
+            rest.push_str(line);
+            rest.push('\n');
+        }
+    }
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"\"\n[database]\nurl = \"{url}\"\n\
+         [security]\ntoken_key_file = \"{}\"\n{rest}\n{platforms}",
+        key.display()
+    )
+}
+
+/// `n` Threads accounts, all due, registered through the store; their access tokens.
+async fn fill(state: &AppState, sim: &Simulator, n: usize) -> Vec<String> {
+    let ws = state.store.ensure_workspace("acme", domain::now()).await.unwrap();
+    let mut tokens = Vec::new();
+    let accounts: Vec<NewAccount> = (0..n)
+        .map(|i| {
+            let id = format!("{}", 5_000 + i);
+            let issued = sim.issue(Platform::Threads, TokenSpec::valid(Platform::Threads, &id));
+            tokens.push(issued.access_token.clone());
+            NewAccount {
+                workspace_id: ws,
+                platform: Platform::Threads,
+                account_id: AccountId::parse(Platform::Threads, &id).unwrap(),
+                username: format!("u{i}"),
+                access_token: state.sealer.seal(
+                    &seal_context(ws, Platform::Threads, &id),
+                    &SecretString::from(issued.access_token),
+                ),
+                refresh_token: None,
+                token_expires_at: issued.expires_at,
+                scopes: socialsyncer::simulator::default_scopes(Platform::Threads),
+                connected_at: domain::now() - 60,
+            }
+        })
+        .collect();
+    state.store.insert_accounts(&accounts).await.unwrap();
+    tokens
+}
+
+#[test]
+fn the_suite_passes_on_postgresql() {
+    if !have_postgres("the_suite_passes_on_postgresql") {
+        return;
+    }
+    // The same integration tests, run again by this binary with the PostgreSQL backend: every
+    // test that starts an app gets a fresh PostgreSQL database instead of a SQLite file. The
+    // CLI and fault tests drive SQLite files and processes of their own and are not repeated.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--skip", "cli::", "--skip", "faults::", "--skip", "postgres::"])
+        .env("SOCIALSYNCER_TEST_BACKEND", "postgres")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("test result:"))
+        .unwrap_or("");
+    eprintln!("PostgreSQL pass: {summary}");
+    assert!(
+        out.status.success(),
+        "the suite fails on PostgreSQL:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let passed: usize = summary
+        .split_whitespace()
+        .zip(summary.split_whitespace().skip(1))
+        .find(|(_, w)| *w == "passed;")
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(0);
+    assert!(passed >= 50, "the PostgreSQL pass ran the suite ({summary})");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_daemons_check_each_due_account_exactly_once_per_round() {
+    if !have_postgres("two_daemons_check_each_due_account_exactly_once_per_round") {
+        return;
+    }
+    let url = fresh_postgres_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start().await.unwrap();
+    sim.set_latency(Platform::Threads, Duration::from_millis(5));
+    let toml = config_toml(
+        dir.path(),
+        &sim,
+        &url,
+        "[schedule]\ncron = \"\"\nconcurrency = 40\nbatch_size = 200\n[platforms.threads]\nrate_limit = 0",
+    );
+    let a = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    let b = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    let n = 2_000;
+    let tokens = fill(&a, &sim, n).await;
+    // Both daemons' cron fire together: two sweeps over the same due accounts at once.
+    let cancel = CancellationToken::new();
+    let (ra, rb) = tokio::join!(
+        socialsyncer::scheduler::sweep(&a, &cancel),
+        socialsyncer::scheduler::sweep(&b, &cancel)
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.checked + rb.checked, n, "{ra:?} {rb:?}");
+    assert!(
+        ra.checked > 0 && rb.checked > 0,
+        "both daemons took work: {} and {}",
+        ra.checked,
+        rb.checked
+    );
+    // The platform saw each token exactly once.
+    assert_eq!(sim.calls(Platform::Threads), n as u64);
+    let twice: Vec<&String> = tokens.iter().filter(|t| sim.calls_with(t) != 1).collect();
+    assert!(twice.is_empty(), "{} tokens were not checked exactly once", twice.len());
+    let db = any_pool(&url).await;
+    let most: i64 =
+        sqlx::query_scalar("SELECT MAX(c) FROM (SELECT COUNT(*) AS c FROM health_history GROUP BY account_ref) x")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(most, 1);
+    let claimed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM account_health WHERE claimed_until IS NOT NULL")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(claimed, 0, "every claim was released with its result");
+    // A second round finds nothing due.
+    let again = socialsyncer::scheduler::sweep(&b, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(again.checked, 0);
+    a.store.close().await;
+    b.store.close().await;
+}
+
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `socialsyncer serve` with `toml` on `port`.
+fn serve(dir: &std::path::Path, name: &str, toml: &str, port: u16) -> std::process::Child {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, toml.replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))).unwrap();
+    Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn get_text(port: u16, path: &str) -> Option<String> {
+    let r = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await.ok()?;
+    r.text().await.ok()
+}
+
+/// The value of an unlabelled metric in a scrape.
+fn metric(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_killed_mid_sweep_leaves_claims_that_its_peer_takes_over() {
+    if !have_postgres("a_daemon_killed_mid_sweep_leaves_claims_that_its_peer_takes_over") {
+        return;
+    }
+    let url = fresh_postgres_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start_in_thread().unwrap();
+    sim.set_latency(Platform::Threads, Duration::from_millis(20));
+    let toml = config_toml(
+        dir.path(),
+        &sim,
+        &url,
+        "[schedule]\ncron = \"* * * * * *\"\nconcurrency = 20\nbatch_size = 100\nclaim_lease = \"4s\"\n\
+         [platforms.threads]\nrate_limit = 0",
+    );
+    let n = 3_000;
+    {
+        let setup = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+        fill(&setup, &sim, n).await;
+        setup.store.close().await;
+    }
+    let db = any_pool(&url).await;
+    let checked = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM account_health WHERE last_checked_at IS NOT NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = serve(dir.path(), "a", &toml, pa);
+    let mut b = serve(dir.path(), "b", &toml, pb);
+    // Both are up and see each other.
+    let started = Instant::now();
+    loop {
+        let h = get_text(pb, "/healthz").await.unwrap_or_default();
+        if h.contains("\"peers\":2") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the daemons never saw each other: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Mid-sweep (3,000 x 20 ms / 40 in flight = 1.5 s): kill one daemon outright.
+    while checked().await < 300 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no sweep started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Command::new("kill")
+        .args(["-KILL", &a.id().to_string()])
+        .status()
+        .unwrap();
+    a.wait().unwrap();
+    let at_kill = checked().await;
+    assert!(at_kill < n as i64, "the kill landed mid-sweep ({at_kill} of {n})");
+    // The survivor finishes its own accounts, then, once the dead daemon's claims expire,
+    // checks the accounts it held.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while checked().await < n as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "the survivor did not check every account ({} of {n})",
+            checked().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let most: i64 =
+        sqlx::query_scalar("SELECT MAX(c) FROM (SELECT COUNT(*) AS c FROM health_history GROUP BY account_ref) x")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(most, 1, "no account was recorded twice");
+    let scrape = get_text(pb, "/metrics").await.unwrap();
+    assert!(metric(&scrape, "socialsyncer_claims_expired_total") >= 1.0, "{scrape}");
+    // It now counts itself alone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h = get_text(pb, "/healthz").await.unwrap_or_default();
+        if h.contains("\"peers\":1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dead peer is still counted: {h}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(get_text(pb, "/metrics").await.unwrap().contains("socialsyncer_peers 1"));
+    Command::new("kill")
+        .args(["-TERM", &b.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(b.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn daemons_share_a_platforms_rate_limit_and_its_throttle() {
+    if !have_postgres("daemons_share_a_platforms_rate_limit_and_its_throttle") {
+        return;
+    }
+    let url = fresh_postgres_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let toml = config_toml(
+        dir.path(),
+        &sim,
+        &url,
+        "[schedule]\ncron = \"\"\n[platforms.tiktok]\nrate_limit = 8",
+    );
+    let a = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    let b = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    assert_eq!(a.gates.rate(Platform::Tiktok), Some(8.0));
+    socialsyncer::cluster::beat(&a).await.unwrap();
+    socialsyncer::cluster::beat(&b).await.unwrap();
+    socialsyncer::cluster::beat(&a).await.unwrap();
+    assert_eq!((a.instance.peers(), b.instance.peers()), (2, 2));
+    // Together they stay under the platform's budget: each paces at half.
+    assert_eq!(a.gates.rate(Platform::Tiktok), Some(4.0));
+    assert_eq!(b.gates.rate(Platform::Tiktok), Some(4.0));
+
+    // A 429 seen by one daemon holds the other back until its retry time.
+    let ws = a.store.ensure_workspace("acme", domain::now()).await.unwrap();
+    let issued = sim.issue(Platform::Tiktok, TokenSpec::valid(Platform::Tiktok, "tt1"));
+    a.store
+        .insert_accounts(&[NewAccount {
+            workspace_id: ws,
+            platform: Platform::Tiktok,
+            account_id: AccountId::parse(Platform::Tiktok, "tt1").unwrap(),
+            username: "t".into(),
+            access_token: a.sealer.seal(
+                &seal_context(ws, Platform::Tiktok, "tt1"),
+                &SecretString::from(issued.access_token),
+            ),
+            refresh_token: None,
+            token_expires_at: issued.expires_at,
+            scopes: socialsyncer::simulator::default_scopes(Platform::Tiktok),
+            connected_at: domain::now() - 60,
+        }])
+        .await
+        .unwrap();
+    sim.set_platform_behavior(Platform::Tiktok, Behavior::RateLimited);
+    let r = socialsyncer::scheduler::sweep(&a, &CancellationToken::new())
+        .await
+        .unwrap();
+    // The platform was asked once and answered 429: the account is deferred.
+    assert_eq!((r.checked, r.deferred), (1, 1), "{r:?}");
+    let calls = sim.calls(Platform::Tiktok);
+    assert_eq!(calls, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        socialsyncer::cluster::beat(&b).await.unwrap();
+        if b.gates.held_until(Platform::Tiktok, b.clock.now()).is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the hold never reached the other daemon");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The other daemon's sweep defers the account without asking the platform.
+    let db = any_pool(&url).await;
+    sqlx::query("UPDATE account_health SET next_check_at = 0")
+        .execute(&db)
+        .await
+        .unwrap();
+    let r = socialsyncer::scheduler::sweep(&b, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!((r.checked, r.deferred), (1, 1), "{r:?}");
+    assert_eq!(sim.calls(Platform::Tiktok), calls);
+    a.store.close().await;
+    b.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_is_sent_once_with_two_daemons_delivering() {
+    if !have_postgres("an_alert_is_sent_once_with_two_daemons_delivering") {
+        return;
+    }
+    let url = fresh_postgres_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let smtp = SmtpServer::start().await;
+    let toml = config_toml(
+        dir.path(),
+        &sim,
+        &url,
+        &format!(
+            "[schedule]\ncron = \"\"\n[email]\nsmtp_url = \"{}\"\nfrom = \"alerts@example.com\"\nto = [\"ops@example.com\"]",
+            smtp.url()
+        ),
+    );
+    let a = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    let b = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    // Ten workspaces, each with a revoked account: ten alerts, one email each.
+    for w in 0..10 {
+        let ws = a
+            .store
+            .ensure_workspace(&format!("ws{w}"), domain::now())
+            .await
+            .unwrap();
+        let id = format!("{}", 100 + w);
+        let issued = sim.issue(
+            Platform::Threads,
+            TokenSpec {
+                state: TokenState::Revoked,
+                ..TokenSpec::valid(Platform::Threads, &id)
+            },
+        );
+        a.store
+            .insert_accounts(&[NewAccount {
+                workspace_id: ws,
+                platform: Platform::Threads,
+                account_id: AccountId::parse(Platform::Threads, &id).unwrap(),
+                username: format!("u{w}"),
+                access_token: a.sealer.seal(
+                    &seal_context(ws, Platform::Threads, &id),
+                    &SecretString::from(issued.access_token),
+                ),
+                refresh_token: None,
+                token_expires_at: issued.expires_at,
+                scopes: socialsyncer::simulator::default_scopes(Platform::Threads),
+                connected_at: domain::now() - 60,
+            }])
+            .await
+            .unwrap();
+    }
+    let r = socialsyncer::scheduler::sweep(&a, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(r.invalid, 10, "{r:?}");
+    // Both daemons' delivery loops wake at once, several times.
+    for _ in 0..3 {
+        let (ra, rb) = tokio::join!(deliver(&a), deliver(&b));
+        ra.unwrap();
+        rb.unwrap();
+    }
+    let mails = smtp.mails();
+    assert_eq!(
+        mails.len(),
+        10,
+        "{:?}",
+        mails.iter().map(|m| m.subject()).collect::<Vec<_>>()
+    );
+    let mut subjects: Vec<String> = mails.iter().map(|m| m.subject()).collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), 10, "no workspace got its email twice");
+    assert_eq!(a.store.undelivered_alerts().await.unwrap(), 0);
+    a.store.close().await;
+    b.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_moves_a_sqlite_database_to_postgresql_and_its_tokens_still_open() {
+    if !have_postgres("migrate_moves_a_sqlite_database_to_postgresql_and_its_tokens_still_open") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start_in_thread().unwrap();
+    // A populated SQLite installation: accounts registered, checked, a key.
+    let sqlite_url = format!("sqlite://{}/state/socialsyncer.db", dir.path().display());
+    let sqlite_toml = format!(
+        "[database]\nurl = \"{sqlite_url}\"\n[schedule]\ncron = \"\"\n{}",
+        sim.config_toml(dir.path()).unwrap()
+    );
+    let state = AppState::build(Config::from_toml(&sqlite_toml).unwrap()).await.unwrap();
+    let tokens = fill(&state, &sim, 25).await;
+    let r = socialsyncer::scheduler::sweep(&state, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(r.ok, 25);
+    state.store.close().await;
+
+    let pg = fresh_postgres_database().await;
+    let pg_toml = config_toml(dir.path(), &sim, &pg, "[schedule]\ncron = \"\"");
+    // config_toml created a new key beside; the installation's key is state/token.key.
+    let pg_toml = pg_toml.replace(
+        &format!("{}/token.key", dir.path().display()),
+        &format!("{}/state/token.key", dir.path().display()),
+    );
+    let pg_config = dir.path().join("pg.toml");
+    std::fs::write(&pg_config, &pg_toml).unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&pg_config)
+        .args(["migrate", "--from", &sqlite_url, "--to", &pg])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("accounts: 25 row(s)"), "{stderr}");
+    // A second copy into the now populated database is refused.
+    let again = Command::new(BIN)
+        .arg("--config")
+        .arg(&pg_config)
+        .args(["migrate", "--from", &sqlite_url, "--to", &pg])
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // On PostgreSQL the tokens open with the same key: `check` calls the platform with them.
+    let before = sim.calls(Platform::Threads);
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&pg_config)
+        .arg("check")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sim.calls(Platform::Threads), before + 25);
+    assert!(
+        tokens.iter().all(|t| sim.calls_with(t) == 2),
+        "each token was used once on each database"
+    );
+    // The history came along, and new rows get new IDs.
+    let db = any_pool(&pg).await;
+    let history: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM health_history")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(history, 50);
+}
