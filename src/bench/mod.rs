@@ -22,14 +22,19 @@ mod api;
 pub use api::{ApiBench, api};
 
 /// Parameters of the sweep benchmark.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SweepBench {
     /// Accounts.
     pub accounts: usize,
     /// Latency injected into every simulated answer.
     pub latency: Duration,
-    /// Checks in flight.
+    /// Checks in flight (per daemon).
     pub concurrency: usize,
+    /// A PostgreSQL database to run on (empty: it must hold no workspace) instead of a
+    /// temporary SQLite file.
+    pub database: Option<String>,
+    /// Daemons sweeping the same database at once in the last run (PostgreSQL).
+    pub daemons: usize,
 }
 
 /// Peak resident memory of this process in MiB (Linux `VmHWM`).
@@ -64,10 +69,17 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
         sim.set_latency(p, b.latency);
     }
     let dir = tempfile::Builder::new().prefix("socialsyncer-bench-").tempdir()?;
+    let url = match &b.database {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}/bench.db", dir.path().display()),
+    };
+    let key = dir.path().join("token.key");
+    crate::crypto::Sealer::load_or_create(&key)?;
     let mut toml = format!(
-        "[database]\nurl = \"sqlite://{}/bench.db\"\n[schedule]\ncron = \"\"\nconcurrency = {}\nbatch_size = 2000\n\
+        "[database]\nurl = \"{url}\"\n[security]\ntoken_key_file = \"{}\"\n\
+         [schedule]\ncron = \"\"\nconcurrency = {}\nbatch_size = 2000\n\
          [http]\nrequest_timeout = \"60s\"\n{}",
-        dir.path().display(),
+        key.display(),
         b.concurrency,
         sim.config_toml(dir.path())?
     );
@@ -80,6 +92,15 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
     }
     let config = Config::from_toml(&toml)?;
     let state = AppState::build(config).await?;
+    if b.daemons > 1 && !state.store.is_shared() {
+        bail!("--daemons above 1 needs a PostgreSQL --database (one daemon per SQLite file)");
+    }
+    if state.store.workspace_id("bench").await?.is_some() || state.store.sealed_count().await? > 0 {
+        bail!(
+            "the benchmark database {} already holds accounts; give it an empty database",
+            crate::config::redact_url(&url)
+        );
+    }
     let ws = state.store.ensure_workspace("bench", domain::now()).await?;
 
     eprintln!("preparing {} accounts ...", b.accounts);
@@ -123,6 +144,7 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
         "sweep benchmark ({} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    out!("  database            {}", state.store.backend_name());
     out!("  accounts N          {}", b.accounts);
     out!("  latency L           {} ms", b.latency.as_millis());
     out!("  concurrency C       {}", b.concurrency);
@@ -177,6 +199,56 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
             report.write_time.as_secs_f64(),
             report.checked
         );
+    }
+
+    // Several daemons on the database, each with its own concurrency, sweeping at once (as
+    // their crons fire together): throughput against one daemon's repeat sweep.
+    if b.daemons > 1 {
+        let mut states = vec![state.clone()];
+        for _ in 1..b.daemons {
+            states.push(AppState::build(Config::from_toml(&toml)?).await?);
+        }
+        let one = {
+            state.store.reschedule_all(domain::now()).await?;
+            let state = state.clone();
+            tokio::spawn(async move { scheduler::sweep(&state, &tokio_util::sync::CancellationToken::new()).await })
+                .await??
+        };
+        state.store.reschedule_all(domain::now()).await?;
+        let started = Instant::now();
+        let mut runs = tokio::task::JoinSet::new();
+        for s in &states {
+            let s = s.clone();
+            runs.spawn(async move { scheduler::sweep(&s, &tokio_util::sync::CancellationToken::new()).await });
+        }
+        let mut checked = Vec::new();
+        while let Some(r) = runs.join_next().await {
+            checked.push(r??.checked);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let one_rate = one.checked as f64 / one.duration.as_secs_f64();
+        let many_rate = checked.iter().sum::<usize>() as f64 / secs;
+        out!(
+            "  {} daemons at once (each C={}, same accounts, all due again)",
+            b.daemons,
+            b.concurrency
+        );
+        out!(
+            "    checked           {} ({:?} by daemon)",
+            checked.iter().sum::<usize>(),
+            checked
+        );
+        out!(
+            "    sweep time        {secs:.3} s (one daemon just before: {:.3} s)",
+            one.duration.as_secs_f64()
+        );
+        out!(
+            "    throughput        {many_rate:.0} checks/s against {one_rate:.0} for one daemon: ratio {:.2}",
+            many_rate / one_rate
+        );
+        for s in states.iter().skip(1) {
+            s.store.close().await;
+        }
     }
 
     // The floor: the same checks straight through the platform adapters, nothing read,
@@ -287,9 +359,17 @@ pub enum BenchCommand {
         /// Latency L of every simulated answer, in milliseconds.
         #[arg(long, default_value_t = 20)]
         latency_ms: u64,
-        /// Concurrency C.
+        /// Concurrency C (per daemon).
         #[arg(long, default_value_t = 200)]
         concurrency: usize,
+        /// Run on this PostgreSQL database (postgres://..., empty) instead of a temporary
+        /// SQLite file.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+        /// With a PostgreSQL --database: also sweep with this many daemons at once and print
+        /// their throughput against one daemon's.
+        #[arg(long, default_value_t = 1)]
+        daemons: usize,
     },
     /// The HTTP API: uncached and cached full lists, the 304 path, a paginated walk, memory.
     Api {
@@ -319,6 +399,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             accounts,
             latency_ms,
             concurrency,
+            database,
+            daemons,
         } => {
             if accounts == 0 || concurrency == 0 || latency_ms == 0 {
                 bail!("--accounts, --latency-ms and --concurrency must be at least 1");
@@ -327,6 +409,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 accounts,
                 latency: std::time::Duration::from_millis(latency_ms),
                 concurrency,
+                database,
+                daemons: daemons.max(1),
             })
             .await?
         }
