@@ -863,3 +863,59 @@ fn notify_test_sends_to_the_operators_receivers_and_says_what_each_answered() {
     let out = env.run(&["notify", "test", "--workspace", "nobody"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_database_password_never_shows_in_config_check_errors_or_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("token.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    // Nothing listens on port 1: every command that connects fails, and says so.
+    let url = "postgres://app:hunter2secret@127.0.0.1:1/socialsyncer?sslmode=disable&password=hunter3secret";
+    let config = dir.path().join("socialsyncer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"{url}\"\nbusy_timeout = \"1s\"\n[security]\ntoken_key_file = \"{}\"\n[schedule]\ncron = \"\"\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    for args in [&["config", "check"][..], &["migrate"], &["serve"], &["keys", "list"]] {
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .output()
+            .unwrap();
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(!out.status.success(), "{args:?}: {all}");
+        assert!(
+            !all.contains("hunter2secret") && !all.contains("hunter3secret"),
+            "{args:?} shows the password: {all}"
+        );
+        assert!(all.contains("[redacted]"), "{args:?} names the database: {all}");
+    }
+    // The password can come from a file; a missing one is named.
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"postgres://app@127.0.0.1:1/socialsyncer\"\npassword_file = \"{}/db-password\"\n\
+             [security]\ntoken_key_file = \"{}\"\n",
+            dir.path().display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stderr).contains("database.password_file: cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
+}
