@@ -338,7 +338,12 @@ async fn read_pages(
     holder: &str,
     pages: mpsc::Sender<Vec<(crate::store::Account, crate::store::SealedCredentials)>>,
 ) -> Result<(), StoreError> {
-    let batch = state.config().schedule.batch_size.max(1) as i64;
+    let mut batch = state.config().schedule.batch_size.max(1) as i64;
+    if state.store.is_shared() {
+        // Several daemons: a lane claims only about what it can start soon, so that the
+        // daemons divide a round between them instead of the first one claiming it ahead.
+        batch = batch.min(FIRST_PAGE.max(state.config().schedule.concurrency as i64));
+    }
     let mut limit = FIRST_PAGE.min(batch);
     let mut cursor = None;
     let lease = state.config().schedule.claim_lease.0.as_secs() as i64;
