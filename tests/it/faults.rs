@@ -4,11 +4,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
-use socialsyncer::accounts::seal_context;
 use socialsyncer::app::AppState;
 use socialsyncer::config::Config;
-use socialsyncer::domain::{self, AccountId, Platform};
+use socialsyncer::domain::{self, Platform};
 use socialsyncer::simulator::{Simulator, TokenSpec};
 use socialsyncer::store::NewAccount;
 use sqlx::SqlitePool;
@@ -33,21 +31,8 @@ async fn prepared(dir: &std::path::Path, sim: &Simulator, n: usize, threads: &st
     let accounts: Vec<NewAccount> = (0..n)
         .map(|i| {
             let id = format!("{}", 5_000 + i);
-            let issued = sim.issue(Platform::Threads, TokenSpec::valid(Platform::Threads, &id));
-            NewAccount {
-                workspace_id: ws,
-                platform: Platform::Threads,
-                account_id: AccountId::parse(Platform::Threads, &id).unwrap(),
-                username: format!("u{i}"),
-                access_token: state.sealer.seal(
-                    &seal_context(ws, Platform::Threads, &id),
-                    &SecretString::from(issued.access_token),
-                ),
-                refresh_token: None,
-                token_expires_at: issued.expires_at,
-                scopes: socialsyncer::simulator::default_scopes(Platform::Threads),
-                connected_at: domain::now() - 60,
-            }
+            let spec = TokenSpec::valid(Platform::Threads, &id);
+            crate::common::new_account(&state, sim, ws, Platform::Threads, &id, spec).0
         })
         .collect();
     state.store.insert_accounts(&accounts).await.unwrap();

@@ -6,17 +6,15 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
-use socialsyncer::accounts::seal_context;
 use socialsyncer::alerts::email::deliver;
 use socialsyncer::app::AppState;
 use socialsyncer::config::Config;
-use socialsyncer::domain::{self, AccountId, Platform};
+use socialsyncer::domain::{self, Platform};
 use socialsyncer::simulator::{Behavior, Simulator, TokenSpec, TokenState};
 use socialsyncer::store::NewAccount;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{any_pool, fresh_postgres_database, postgres_pass, postgres_url};
+use crate::common::{any_pool, fresh_postgres_database, new_account, postgres_pass, postgres_url};
 use crate::smtp::SmtpServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_socialsyncer");
@@ -65,28 +63,19 @@ fn config_toml(dir: &std::path::Path, sim: &Simulator, url: &str, extra: &str) -
 /// `n` Threads accounts, all due, registered through the store; their access tokens.
 async fn fill(state: &AppState, sim: &Simulator, n: usize) -> Vec<String> {
     let ws = state.store.ensure_workspace("acme", domain::now()).await.unwrap();
-    let mut tokens = Vec::new();
-    let accounts: Vec<NewAccount> = (0..n)
+    let (accounts, tokens): (Vec<NewAccount>, Vec<String>) = (0..n)
         .map(|i| {
             let id = format!("{}", 5_000 + i);
-            let issued = sim.issue(Platform::Threads, TokenSpec::valid(Platform::Threads, &id));
-            tokens.push(issued.access_token.clone());
-            NewAccount {
-                workspace_id: ws,
-                platform: Platform::Threads,
-                account_id: AccountId::parse(Platform::Threads, &id).unwrap(),
-                username: format!("u{i}"),
-                access_token: state.sealer.seal(
-                    &seal_context(ws, Platform::Threads, &id),
-                    &SecretString::from(issued.access_token),
-                ),
-                refresh_token: None,
-                token_expires_at: issued.expires_at,
-                scopes: socialsyncer::simulator::default_scopes(Platform::Threads),
-                connected_at: domain::now() - 60,
-            }
+            new_account(
+                state,
+                sim,
+                ws,
+                Platform::Threads,
+                &id,
+                TokenSpec::valid(Platform::Threads, &id),
+            )
         })
-        .collect();
+        .unzip();
     state.store.insert_accounts(&accounts).await.unwrap();
     tokens
 }
@@ -343,24 +332,15 @@ async fn daemons_share_a_platforms_rate_limit_and_its_throttle() {
 
     // A 429 seen by one daemon holds the other back until its retry time.
     let ws = a.store.ensure_workspace("acme", domain::now()).await.unwrap();
-    let issued = sim.issue(Platform::Tiktok, TokenSpec::valid(Platform::Tiktok, "tt1"));
-    a.store
-        .insert_accounts(&[NewAccount {
-            workspace_id: ws,
-            platform: Platform::Tiktok,
-            account_id: AccountId::parse(Platform::Tiktok, "tt1").unwrap(),
-            username: "t".into(),
-            access_token: a.sealer.seal(
-                &seal_context(ws, Platform::Tiktok, "tt1"),
-                &SecretString::from(issued.access_token),
-            ),
-            refresh_token: None,
-            token_expires_at: issued.expires_at,
-            scopes: socialsyncer::simulator::default_scopes(Platform::Tiktok),
-            connected_at: domain::now() - 60,
-        }])
-        .await
-        .unwrap();
+    let (account, _) = new_account(
+        &a,
+        &sim,
+        ws,
+        Platform::Tiktok,
+        "tt1",
+        TokenSpec::valid(Platform::Tiktok, "tt1"),
+    );
+    a.store.insert_accounts(&[account]).await.unwrap();
     sim.set_platform_behavior(Platform::Tiktok, Behavior::RateLimited);
     let r = socialsyncer::scheduler::sweep(&a, &CancellationToken::new())
         .await
@@ -421,30 +401,12 @@ async fn an_alert_is_sent_once_with_two_daemons_delivering() {
             .await
             .unwrap();
         let id = format!("{}", 100 + w);
-        let issued = sim.issue(
-            Platform::Threads,
-            TokenSpec {
-                state: TokenState::Revoked,
-                ..TokenSpec::valid(Platform::Threads, &id)
-            },
-        );
-        a.store
-            .insert_accounts(&[NewAccount {
-                workspace_id: ws,
-                platform: Platform::Threads,
-                account_id: AccountId::parse(Platform::Threads, &id).unwrap(),
-                username: format!("u{w}"),
-                access_token: a.sealer.seal(
-                    &seal_context(ws, Platform::Threads, &id),
-                    &SecretString::from(issued.access_token),
-                ),
-                refresh_token: None,
-                token_expires_at: issued.expires_at,
-                scopes: socialsyncer::simulator::default_scopes(Platform::Threads),
-                connected_at: domain::now() - 60,
-            }])
-            .await
-            .unwrap();
+        let spec = TokenSpec {
+            state: TokenState::Revoked,
+            ..TokenSpec::valid(Platform::Threads, &id)
+        };
+        let (account, _) = new_account(&a, &sim, ws, Platform::Threads, &id, spec);
+        a.store.insert_accounts(&[account]).await.unwrap();
     }
     let r = socialsyncer::scheduler::sweep(&a, &CancellationToken::new())
         .await

@@ -308,3 +308,32 @@ pub async fn any_pool(url: &str) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     sqlx::AnyPool::connect(url).await.unwrap()
 }
+
+/// An account of `platform` for [`socialsyncer::store::Store::insert_accounts`], with a new
+/// token of `spec` from `sim` sealed by `state`; and the plaintext access token.
+pub fn new_account(
+    state: &AppState,
+    sim: &Simulator,
+    workspace: socialsyncer::domain::WorkspaceId,
+    platform: Platform,
+    id: &str,
+    spec: TokenSpec,
+) -> (socialsyncer::store::NewAccount, String) {
+    let issued = sim.issue(platform, spec);
+    let sealed = state.sealer.seal(
+        &socialsyncer::accounts::seal_context(workspace, platform, id),
+        &secrecy::SecretString::from(issued.access_token.clone()),
+    );
+    let account = socialsyncer::store::NewAccount {
+        workspace_id: workspace,
+        platform,
+        account_id: domain::AccountId::parse(platform, id).unwrap(),
+        username: format!("u{id}"),
+        access_token: sealed,
+        refresh_token: None,
+        token_expires_at: issued.expires_at,
+        scopes: socialsyncer::simulator::default_scopes(platform),
+        connected_at: domain::now() - 60,
+    };
+    (account, issued.access_token)
+}
