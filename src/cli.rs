@@ -10,7 +10,6 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::accounts::{self, RegistrationInput};
 use crate::app::{self, AppState};
-use crate::config::DatabaseTarget;
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use crate::domain::{self, WorkspaceName};
 use crate::domain::{Health, Platform};
@@ -18,7 +17,9 @@ use crate::domain::{Health, Platform};
 use crate::{bench, demo};
 use crate::{checks, crypto, server, telemetry};
 
+mod database;
 mod rotate;
+use database::{config_check, copy_database};
 use rotate::rotate_token_key;
 
 /// socialsyncer: keeps watch over the OAuth tokens of connected social media accounts.
@@ -326,162 +327,6 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `migrate --from sqlite://... --to postgres://...`: the whole SQLite database copied into
-/// an empty PostgreSQL one (in one transaction), then a reminder of what else moves.
-async fn copy_database(config: &Config, from: &str, to: &str) -> anyhow::Result<()> {
-    let mut source_cfg = Config::default();
-    source_cfg.database.url = from.to_owned();
-    let DatabaseTarget::Sqlite(_) = source_cfg
-        .database
-        .target()
-        .map_err(|e| anyhow::anyhow!("--from: {}", e.0))?
-    else {
-        bail!("--from: give the SQLite database to copy (sqlite://PATH)");
-    };
-    let mut target_cfg = Config::default();
-    target_cfg.database.url = to.to_owned();
-    target_cfg.database.password_file = config.database.password_file.clone();
-    let DatabaseTarget::Postgres(url) = target_cfg
-        .database
-        .target()
-        .map_err(|e| anyhow::anyhow!("--to: {}", e.0))?
-    else {
-        bail!("--to: give the PostgreSQL database to copy into (postgres://USER@HOST/DATABASE)");
-    };
-    eprintln!(
-        "copying {} into {}",
-        app::database_label(&source_cfg),
-        target_cfg.database.redacted_url()
-    );
-    let source = app::open_store(&source_cfg, app::Create::No).await?;
-    let target = app::open_postgres(&target_cfg, &url).await?;
-    target
-        .migrate()
-        .await
-        .context("Failed to migrate the PostgreSQL database")?;
-    let copied = source
-        .copy_into(&target, |table, rows| eprintln!("  {table}: {rows} row(s)"))
-        .await;
-    source.close().await;
-    target.close().await;
-    let total = match copied {
-        Ok(n) => n,
-        Err(crate::store::StoreError::Conflict) => {
-            return Err(app::UsageError(
-                "--to: the PostgreSQL database already holds workspaces; copy into an empty database".into(),
-            )
-            .into());
-        }
-        Err(e) => return Err(anyhow::Error::new(e).context("Failed to copy the database (nothing was written)")),
-    };
-    eprintln!(
-        "copied {total} row(s). Next: set database.url to the PostgreSQL URL, copy the token key ({}) to every \
-         host and name it in security.token_key_file; the tokens open with that same key",
-        app::absolute(&source_cfg.token_key_path()?).display()
-    );
-    Ok(())
-}
-
-/// `config check`: every problem on its own line on stderr, the effective config on stdout.
-async fn config_check(config: &Config) -> anyhow::Result<ExitCode> {
-    let mut problems = Vec::new();
-    let mut notes = Vec::new();
-    for (key, path) in config.named_files() {
-        if let Err(ConfigError(e)) = crate::config::read_secret_file(&key, &path) {
-            problems.push(e);
-        }
-    }
-    if let Err(ConfigError(e)) = crate::alerts::email::Mailer::from_config(config) {
-        problems.push(e);
-    }
-    let key_path = config.token_key_path()?;
-    let sealed = match config.database.target()? {
-        DatabaseTarget::Sqlite(path) => {
-            let db = app::absolute(&path);
-            if db.exists() {
-                match crate::store::Store::open_sqlite(&db, config.database.busy_timeout.0, 1).await {
-                    Ok(store) => {
-                        // A database no migration has run on yet holds no tokens.
-                        let n = store.sealed_count().await.unwrap_or_default();
-                        notes.push(format!(
-                            "database {} opens; it holds the tokens of {n} account(s)",
-                            db.display()
-                        ));
-                        store.close().await;
-                        n
-                    }
-                    Err(e) => {
-                        problems.push(format!("database.url: {} cannot be opened: {e}", db.display()));
-                        0
-                    }
-                }
-            } else {
-                notes.push(format!(
-                    "database {} does not exist yet: serve, migrate or keys create create it (is `database.url` right?)",
-                    db.display()
-                ));
-                0
-            }
-        }
-        DatabaseTarget::Postgres(url) => {
-            let label = config.database.redacted_url();
-            match app::open_postgres(config, &url).await {
-                Ok(store) => {
-                    // Tables exist once `migrate` or `serve` ran; before, nothing is sealed.
-                    let n = store.sealed_count().await.unwrap_or_default();
-                    notes.push(format!(
-                        "database {label} answers; it holds the tokens of {n} account(s)"
-                    ));
-                    store.close().await;
-                    n
-                }
-                Err(e) => {
-                    problems.push(format!("database.url: {e:#}"));
-                    0
-                }
-            }
-        }
-    };
-    if key_path.exists() {
-        match crate::crypto::Sealer::load(&key_path) {
-            Ok(_) => notes.push(format!(
-                "token key {} is a valid 32-byte key",
-                app::absolute(&key_path).display()
-            )),
-            Err(e) => problems.push(format!("security.token_key_file: {e}")),
-        }
-    } else if config.security.token_key_file.is_some() {
-        problems.push(format!(
-            "security.token_key_file: {} does not exist",
-            app::absolute(&key_path).display()
-        ));
-    } else if sealed > 0 {
-        problems.push(format!(
-            "the database holds sealed tokens but there is no token key at {}",
-            app::absolute(&key_path).display()
-        ));
-    } else {
-        notes.push(format!(
-            "token key {} does not exist yet: it is created on first use",
-            app::absolute(&key_path).display()
-        ));
-    }
-    out!("{}", config.redacted_toml());
-    for n in &notes {
-        eprintln!("ok: {n}");
-    }
-    for p in &problems {
-        eprintln!("problem: {p}");
-    }
-    if problems.is_empty() {
-        eprintln!("the configuration is usable");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("{} problem(s) found", problems.len());
-        Ok(ExitCode::from(2))
-    }
 }
 
 fn read_token_from_stdin() -> anyhow::Result<SecretString> {
