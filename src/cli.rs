@@ -245,12 +245,13 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
             // SQLite: held while the daemon runs (one daemon per file; admin commands that
             // must not run beside it check it). PostgreSQL: daemons share the database, and
             // their heartbeats say who runs.
-            let lock = match state.store.is_shared() {
-                false => Some(app::DaemonLock::acquire(
+            let lock = if state.store.is_shared() {
+                None
+            } else {
+                Some(app::DaemonLock::acquire(
                     &state.config(),
                     "a second daemon on one SQLite database is refused (several daemons need PostgreSQL)",
-                )?),
-                true => None,
+                )?)
             };
             if let Some(l) = &lock {
                 tracing::debug!(lock = %l.file().display(), "holding the daemon lock");

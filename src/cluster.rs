@@ -37,11 +37,7 @@ pub struct Instance {
 impl Instance {
     /// A new identity for this process.
     pub fn new() -> Instance {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".into());
+        let host = crate::alerts::email::host_name();
         let mut b = [0u8; 4];
         rand::fill(&mut b);
         Instance {

@@ -87,23 +87,27 @@ impl Gate {
 
 /// One [`Gate`] per platform, and the number of daemons sharing each platform's budget.
 #[derive(Debug)]
-pub struct Gates(HashMap<Platform, Gate>, AtomicU64);
+pub struct Gates {
+    gates: HashMap<Platform, Gate>,
+    /// Live daemons sharing the platforms' budgets (1 on SQLite).
+    daemons: AtomicU64,
+}
 
 impl Gates {
     /// From each platform's `rate_limit`.
     pub fn new(config: &crate::config::Config) -> Gates {
-        Gates(
-            Platform::ALL
+        Gates {
+            gates: Platform::ALL
                 .into_iter()
                 .map(|p| (p, Gate::new(config.platforms.get(p).rate_limit(p))))
                 .collect(),
-            AtomicU64::new(1),
-        )
+            daemons: AtomicU64::new(1),
+        }
     }
 
     /// Takes each platform's `rate_limit` from a reloaded config.
     pub fn set_rates(&self, config: &crate::config::Config) {
-        for (p, g) in &self.0 {
+        for (p, g) in &self.gates {
             g.base_ns
                 .store(interval_ns(config.platforms.get(*p).rate_limit(*p)), Ordering::Relaxed);
         }
@@ -113,13 +117,13 @@ impl Gates {
     /// Paces each platform at `1 / daemons` of its rate limit: the live daemons on one
     /// database together stay under it.
     pub fn set_share(&self, daemons: i64) {
-        self.1.store(daemons.max(1).unsigned_abs(), Ordering::Relaxed);
+        self.daemons.store(daemons.max(1).unsigned_abs(), Ordering::Relaxed);
         self.apply_share();
     }
 
     fn apply_share(&self) {
-        let n = self.1.load(Ordering::Relaxed).max(1);
-        for g in self.0.values() {
+        let n = self.daemons.load(Ordering::Relaxed).max(1);
+        for g in self.gates.values() {
             g.interval_ns
                 .store(g.base_ns.load(Ordering::Relaxed).saturating_mul(n), Ordering::Relaxed);
         }
@@ -137,7 +141,7 @@ impl Gates {
     }
 
     pub(crate) fn get(&self, p: Platform) -> &Gate {
-        &self.0[&p]
+        &self.gates[&p]
     }
 }
 

@@ -190,21 +190,10 @@ impl Config {
             Ok(v) => v,
             Err(e) => return format!("# the configuration cannot be shown: {e}\n"),
         };
-        if let Some(url) = v
-            .get_mut("email")
-            .and_then(|e| e.get_mut("smtp_url"))
-            .and_then(|u| match u {
-                toml::Value::String(s) => Some(s),
-                _ => None,
-            })
-            && let Some((scheme, rest)) = url.split_once("://")
-            && let Some((userinfo, host)) = rest.split_once('@')
-        {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            *url = format!("{scheme}://{user}:[redacted]@{host}");
-        }
-        if let Some(db) = v.get_mut("database").and_then(|d| d.as_table_mut()) {
-            db.insert("url".into(), toml::Value::String(self.database.redacted_url()));
+        for (section, key) in [("email", "smtp_url"), ("database", "url")] {
+            if let Some(toml::Value::String(url)) = v.get_mut(section).and_then(|t| t.get_mut(key)) {
+                *url = super::redact_url(url);
+            }
         }
         toml::to_string_pretty(&v).unwrap_or_default()
     }

@@ -21,27 +21,31 @@ impl Store {
     /// expires and the alert is delivered by another.
     pub async fn pending_alerts(&self, limit: i64, claim: &Claim<'_>) -> Result<Vec<PendingAlert>, StoreError> {
         with_db!(self, |pool| {
+            // One statement (atomic on both backends); PostgreSQL also skips the rows a
+            // peer's statement is claiming at that moment.
+            macro_rules! claim_sql {
+                ($lock:literal) => {
+                    concat!(
+                        "WITH picked AS (SELECT id FROM alert_outbox WHERE sent_at IS NULL AND next_attempt_at <= $1 \
+                         AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY workspace_id, id LIMIT $2",
+                        $lock,
+                        ") UPDATE alert_outbox SET claimed_until = $3, claimed_by = $4 WHERE id IN (SELECT id FROM picked) \
+                         AND (claimed_until IS NULL OR claimed_until <= $1) RETURNING id"
+                    )
+                };
+            }
             let sql = if self.is_shared() {
-                "WITH picked AS (SELECT id FROM alert_outbox WHERE sent_at IS NULL AND next_attempt_at <= $1 \
-                 AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY workspace_id, id LIMIT $2 \
-                 FOR UPDATE SKIP LOCKED) \
-                 UPDATE alert_outbox SET claimed_until = $3, claimed_by = $4 WHERE id IN (SELECT id FROM picked) \
-                 AND (claimed_until IS NULL OR claimed_until <= $1) RETURNING id"
+                claim_sql!(" FOR UPDATE SKIP LOCKED")
             } else {
-                "WITH picked AS (SELECT id FROM alert_outbox WHERE sent_at IS NULL AND next_attempt_at <= $1 \
-                 AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY workspace_id, id LIMIT $2) \
-                 UPDATE alert_outbox SET claimed_until = $3, claimed_by = $4 WHERE id IN (SELECT id FROM picked) \
-                 AND (claimed_until IS NULL OR claimed_until <= $1) RETURNING id"
+                claim_sql!("")
             };
-            let mut tx = pool.begin().await?;
             let claimed: Vec<i64> = sqlx::query_scalar(sql)
                 .bind(claim.now)
                 .bind(limit)
                 .bind(claim.until)
                 .bind(claim.holder)
-                .fetch_all(&mut *tx)
+                .fetch_all(pool)
                 .await?;
-            tx.commit().await?;
             if claimed.is_empty() {
                 return Ok(Vec::new());
             }

@@ -56,7 +56,7 @@ async fn wait_for(db: &SqlitePool, sql: &'static str, at_least: i64, limit: Dura
 }
 
 /// `socialsyncer serve` on `config`, quiet.
-fn serve(config: &std::path::Path) -> std::process::Child {
+pub(crate) fn serve(config: &std::path::Path) -> std::process::Child {
     Command::new(BIN)
         .arg("--config")
         .arg(config)

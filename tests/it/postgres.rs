@@ -186,15 +186,7 @@ fn free_port() -> u16 {
 fn serve(dir: &std::path::Path, name: &str, toml: &str, port: u16) -> std::process::Child {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, toml.replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))).unwrap();
-    Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .arg("serve")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    crate::faults::serve(&path)
 }
 
 async fn get_text(port: u16, path: &str) -> Option<String> {

@@ -131,21 +131,17 @@ impl TestApp {
     }
 
     pub async fn put(&self, key: &str, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .put(self.url(path))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        into_parts(r).await
+        self.send_json(reqwest::Method::PUT, key, path, body).await
     }
 
     pub async fn post(&self, key: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.send_json(reqwest::Method::POST, key, path, body).await
+    }
+
+    async fn send_json(&self, method: reqwest::Method, key: &str, path: &str, body: &Value) -> (u16, Value) {
         let r = self
             .http
-            .post(self.url(path))
+            .request(method, self.url(path))
             .bearer_auth(key)
             .json(body)
             .send()
