@@ -8,7 +8,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::domain::{Health, Platform, UnixTime};
+use crate::domain::{AlertKind, Health, Platform, UnixTime};
 use crate::health::outcome_label;
 use crate::platforms::CheckOutcome;
 use crate::store::{Store, StoreError};
@@ -267,8 +267,8 @@ impl Metrics {
     }
 
     /// Counts one alert event delivered.
-    pub fn alert_sent(&self, kind: &str) {
-        self.alerts_sent.with_label_values(&[kind]).inc();
+    pub fn alert_sent(&self, kind: &AlertKind) {
+        self.alerts_sent.with_label_values(&[kind.to_string()]).inc();
     }
 
     /// Sets the number of configuration problems per platform.
@@ -281,16 +281,16 @@ impl Metrics {
     }
 
     /// Counts a failed alert delivery attempt.
-    pub fn alert_failed(&self, kind: &str) {
-        self.alert_failures.with_label_values(&[kind]).inc();
+    pub fn alert_failed(&self, kind: &AlertKind) {
+        self.alert_failures.with_label_values(&[kind.to_string()]).inc();
     }
 
     /// Starts the alert counters of every known kind at 0, so that a rule on their increase
     /// works before the first success or failure.
-    pub fn init_alert_kinds(&self, kinds: &[String]) {
+    pub fn init_alert_kinds(&self, kinds: &[AlertKind]) {
         for k in kinds {
-            self.alerts_sent.with_label_values(&[k]);
-            self.alert_failures.with_label_values(&[k]);
+            self.alerts_sent.with_label_values(&[k.to_string()]);
+            self.alert_failures.with_label_values(&[k.to_string()]);
         }
     }
 

@@ -541,7 +541,7 @@ mod tests {
             id: 1,
             workspace_id: domain::WorkspaceId(1),
             workspace: "acme".into(),
-            kind: "token_invalid".into(),
+            kind: domain::AlertKind::TokenInvalid,
             severity: severity.parse().unwrap(),
             platform: platform.parse().unwrap(),
             account_id: id.into(),

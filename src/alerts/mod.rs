@@ -5,7 +5,7 @@ pub mod webhook;
 
 pub use email::test_message;
 
-use crate::domain::{Account, Health, Platform, UnixTime};
+use crate::domain::{Account, AlertKind, Health, Platform, UnixTime};
 use crate::domain::{AccountRef, WorkspaceId};
 use crate::health::Assessment;
 use crate::platforms::{CheckOutcome, InvalidReason};
@@ -19,8 +19,8 @@ pub struct NewAlert {
     pub account_ref: AccountRef,
     /// Unique per account, token, episode and kind.
     pub dedup_key: String,
-    /// `expiring_7d`, `token_invalid`, `recovered`, ...
-    pub kind: String,
+    /// What it is about.
+    pub kind: AlertKind,
     /// How bad.
     pub severity: Health,
     /// Platform.
@@ -60,37 +60,31 @@ pub fn thresholds(config: &crate::config::AlertsConfig) -> Vec<(i64, String)> {
 }
 
 /// The tightest of `thresholds` that `left` seconds have crossed, if any. The wider ones
-/// count as sent: their kinds (`prefix` + label) are marked open without an event, so that
-/// a token first seen a day before expiry sends one alert, not three. The tightest one's
-/// kind is left for the caller to raise (it is skipped there if already open).
-fn crossed(thresholds: &[(i64, String)], left: i64, prefix: &str, open: &mut Vec<String>) -> Option<String> {
+/// count as sent: their kinds (`kind(label)`) are marked open without an event, so that a
+/// token first seen a day before expiry sends one alert, not three. The tightest one's kind
+/// is left for the caller to raise (it is skipped there if already open).
+fn crossed(
+    thresholds: &[(i64, String)],
+    left: i64,
+    kind: fn(String) -> AlertKind,
+    open: &mut Vec<AlertKind>,
+) -> Option<AlertKind> {
     let (tightest, label) = thresholds.iter().filter(|(t, _)| left <= *t).min_by_key(|(t, _)| *t)?;
     for (t, l) in thresholds {
-        let k = format!("{prefix}{l}");
+        let k = kind(l.clone());
         if left <= *t && t != tightest && !open.contains(&k) {
             open.push(k);
         }
     }
-    Some(label.clone())
+    Some(kind(label.clone()))
 }
 
 /// Every alert kind that can be raised with these thresholds (for counters that start at 0).
-pub fn kinds(thresholds: &[(i64, String)]) -> Vec<String> {
-    let mut k: Vec<String> = [
-        "token_expired",
-        "token_invalid",
-        "permissions_missing",
-        "refresh_failed",
-        "platform_unreachable",
-        "data_access_expired",
-        "recovered",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
+pub fn kinds(thresholds: &[(i64, String)]) -> Vec<AlertKind> {
+    let mut k: Vec<AlertKind> = AlertKind::plain().collect();
     for (_, label) in thresholds {
-        k.push(format!("expiring_{label}"));
-        k.push(format!("data_access_expiring_{label}"));
+        k.push(AlertKind::Expiring(label.clone()));
+        k.push(AlertKind::DataAccessExpiring(label.clone()));
     }
     k
 }
@@ -101,7 +95,7 @@ pub struct Derived {
     /// New events (deduplicated by key when stored).
     pub alerts: Vec<NewAlert>,
     /// Problem kinds alerted in the current episode.
-    pub open: Vec<String>,
+    pub open: Vec<AlertKind>,
     /// The episode number (a recovery starts the next one).
     pub episode: i64,
 }
@@ -120,7 +114,7 @@ pub fn derive(
     let mut episode = account.alert_episode;
     let mut alerts = Vec::new();
     let first_rec = a.state.recommendations.first().cloned().unwrap_or_default();
-    let mut raise = |kind: String, severity: Health, problem: String, action: String, open: &mut Vec<String>| {
+    let mut raise = |kind: AlertKind, severity: Health, problem: String, action: String, open: &mut Vec<AlertKind>| {
         if open.contains(&kind) {
             return;
         }
@@ -143,7 +137,7 @@ pub fn derive(
     if a.answered && a.state.health == Health::Healthy {
         if !open.is_empty() {
             raise(
-                "recovered".into(),
+                AlertKind::Recovered,
                 Health::Healthy,
                 "The account is healthy again.".into(),
                 "Nothing to do.".into(),
@@ -158,23 +152,21 @@ pub fn derive(
     match outcome {
         CheckOutcome::Invalid { reason, .. } => {
             let expired = *reason == InvalidReason::Expired || account.token_expires_at.is_some_and(|t| t <= now);
-            let kind = if expired { "token_expired" } else { "token_invalid" };
+            let kind = if expired {
+                AlertKind::TokenExpired
+            } else {
+                AlertKind::TokenInvalid
+            };
             let problem = if expired {
                 "The token has expired."
             } else {
                 "The token no longer works."
             };
-            raise(
-                kind.into(),
-                a.state.health,
-                problem.into(),
-                first_rec.clone(),
-                &mut open,
-            );
+            raise(kind, a.state.health, problem.into(), first_rec.clone(), &mut open);
         }
         CheckOutcome::PermissionDenied { .. } => {
             raise(
-                "permissions_missing".into(),
+                AlertKind::PermissionsMissing,
                 a.state.health,
                 "The platform refused access for lack of permission.".into(),
                 first_rec.clone(),
@@ -184,7 +176,7 @@ pub fn derive(
         CheckOutcome::Valid(_) => {
             if !a.state.missing_permissions.is_empty() {
                 raise(
-                    "permissions_missing".into(),
+                    AlertKind::PermissionsMissing,
                     a.state.health,
                     format!("Missing permissions: {}.", a.state.missing_permissions.join(", ")),
                     "Reconnect the account and grant them.".into(),
@@ -195,13 +187,13 @@ pub fn derive(
                 let left = exp - now;
                 if left <= 0 {
                     raise(
-                        "token_expired".into(),
+                        AlertKind::TokenExpired,
                         a.state.health,
                         "The token has expired.".into(),
                         "Reconnect the account.".into(),
                         &mut open,
                     );
-                } else if let Some(label) = crossed(&policy.thresholds, left, "expiring_", &mut open) {
+                } else if let Some(kind) = crossed(&policy.thresholds, left, AlertKind::Expiring, &mut open) {
                     let rec = a
                         .state
                         .recommendations
@@ -210,7 +202,7 @@ pub fn derive(
                         .cloned()
                         .unwrap_or_else(|| format!("Token expires {}.", crate::health::time_left_at(exp, now)));
                     raise(
-                        format!("expiring_{label}"),
+                        kind,
                         a.state.health,
                         rec,
                         "Reconnect the account before it expires.".into(),
@@ -224,15 +216,15 @@ pub fn derive(
                 let left = exp - now;
                 if left <= 0 {
                     raise(
-                        "data_access_expired".into(),
+                        AlertKind::DataAccessExpired,
                         a.state.health,
                         "Data access for the app has expired.".into(),
                         "The account owner must log in to the app again (reconnect the account).".into(),
                         &mut open,
                     );
-                } else if let Some(label) = crossed(&policy.thresholds, left, "data_access_expiring_", &mut open) {
+                } else if let Some(kind) = crossed(&policy.thresholds, left, AlertKind::DataAccessExpiring, &mut open) {
                     raise(
-                        format!("data_access_expiring_{label}"),
+                        kind,
                         a.state.health,
                         format!(
                             "Data access for the app expires {}.",
@@ -245,7 +237,7 @@ pub fn derive(
             }
             if let Some(e) = refresh_error {
                 raise(
-                    "refresh_failed".into(),
+                    AlertKind::RefreshFailed,
                     a.state.health,
                     format!("Automatic token refresh failed: {e}."),
                     "socialsyncer retries; reconnect the account if it keeps failing.".into(),
@@ -259,7 +251,7 @@ pub fn derive(
         CheckOutcome::Transient(_) => {
             if a.state.health == Health::Unknown && account.consecutive_failures + 1 >= policy.unreachable_after {
                 raise(
-                    "platform_unreachable".into(),
+                    AlertKind::PlatformUnreachable,
                     Health::Unknown,
                     first_rec.clone(),
                     format!(

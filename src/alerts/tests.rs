@@ -30,7 +30,7 @@ fn check(account: &Account, outcome: &CheckOutcome, refresh_error: Option<&str>,
     after.token_expires_at = a.token_expires_at;
     after.open_alerts = d.open;
     after.alert_episode = d.episode;
-    (d.alerts.into_iter().map(|e| e.kind).collect(), after)
+    (d.alerts.into_iter().map(|e| e.kind.to_string()).collect(), after)
 }
 
 #[test]
@@ -53,8 +53,8 @@ fn a_token_first_seen_a_day_before_expiry_raises_one_alert_not_three() {
     let outcome = valid(Some(Expiry::At(NOW + DAY / 2)), ALL);
     let (kinds, after) = check(&account(), &outcome, None, NOW);
     assert_eq!(kinds, ["expiring_1day"]);
-    assert!(after.open_alerts.contains(&"expiring_7days".to_owned()));
-    assert!(after.open_alerts.contains(&"expiring_3days".to_owned()));
+    assert!(after.open_alerts.contains(&AlertKind::Expiring("7days".into())));
+    assert!(after.open_alerts.contains(&AlertKind::Expiring("3days".into())));
 }
 
 #[test]

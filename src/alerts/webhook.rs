@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::config::NotifyConfig;
-use crate::domain::WorkspaceId;
+use crate::domain::{AlertKind, WorkspaceId};
 
 mod format;
 
@@ -70,20 +70,6 @@ pub const EVENT_TYPES: [&str; 8] = [
     "test",
 ];
 
-/// The public event type of an alert kind.
-pub fn event_type(kind: &str) -> &'static str {
-    match kind {
-        k if k.starts_with("expiring_") => "account.token_expiring",
-        k if k.starts_with("data_access_expiring_") => "account.data_access_expiring",
-        "token_expired" | "token_invalid" | "data_access_expired" => "account.needs_reconnect",
-        "permissions_missing" => "account.permissions_missing",
-        "refresh_failed" => "account.refresh_failed",
-        "platform_unreachable" => "account.platform_unreachable",
-        "recovered" => "account.recovered",
-        _ => "account.needs_reconnect",
-    }
-}
-
 /// A receiver of alert events.
 #[derive(Debug, Clone)]
 pub struct Receiver {
@@ -101,10 +87,10 @@ pub struct Receiver {
 
 impl Receiver {
     /// Whether it wants events of `kind`.
-    pub fn wants(&self, kind: &str) -> bool {
+    pub fn wants(&self, kind: &AlertKind) -> bool {
         self.events
             .as_ref()
-            .is_none_or(|e| e.iter().any(|t| t == event_type(kind)))
+            .is_none_or(|e| e.iter().any(|t| t == kind.event_type()))
     }
 
     /// The URL as it may be logged: scheme and host, never the path (a Slack or Discord URL

@@ -196,7 +196,7 @@ macro_rules! insert_raised {
                 b.push_bind(a.workspace_id)
                     .push_bind(a.account_ref)
                     .push_bind(&a.dedup_key)
-                    .push_bind(&a.kind)
+                    .push_bind(a.kind.to_string())
                     .push_bind(a.severity.as_str())
                     .push_bind(a.platform.as_str())
                     .push_bind(&a.account_id)

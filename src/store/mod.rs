@@ -19,7 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Database, Encode, FromRow, PgPool, QueryBuilder, SqlitePool, Type};
 
 use crate::crypto;
-use crate::domain::{AccountId, AccountRef, Health, Platform, UnixTime, WorkspaceId};
+use crate::domain::{AccountId, AccountRef, AlertKind, Health, Platform, UnixTime, WorkspaceId};
 
 /// Database errors the callers can act on.
 #[derive(Debug, thiserror::Error)]

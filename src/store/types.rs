@@ -126,7 +126,7 @@ mod json_bool {
     }
 }
 
-pub(super) fn to_json(v: &[String]) -> String {
+pub(super) fn to_json<T: serde::Serialize>(v: &[T]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
@@ -162,7 +162,8 @@ impl From<AccountRow> for Account {
             next_check_at: r.next_check_at,
             refresh_failures: r.refresh_failures,
             last_refresh_error: r.last_refresh_error,
-            open_alerts: r.open_alerts.0,
+            // Kinds this version does not know (left by another) are dropped from the episode.
+            open_alerts: r.open_alerts.0.iter().filter_map(|k| k.parse().ok()).collect(),
             alert_episode: r.alert_episode,
         }
     }
@@ -333,7 +334,7 @@ pub struct HealthUpdate {
     /// Alert events this check raised (stored in the same transaction).
     pub alerts: Vec<NewAlert>,
     /// Problem kinds alerted in the current episode, after this check.
-    pub open_alerts: Vec<String>,
+    pub open_alerts: Vec<AlertKind>,
     /// Alert episode after this check.
     pub alert_episode: i64,
     /// Everything but the check's time and the next check's is as stored: only those are
@@ -389,8 +390,8 @@ pub struct PendingAlert {
     pub workspace_id: WorkspaceId,
     /// Workspace name.
     pub workspace: String,
-    /// Kind.
-    pub kind: String,
+    /// What it is about.
+    pub kind: AlertKind,
     /// Severity (a health state).
     pub severity: Health,
     /// Platform.

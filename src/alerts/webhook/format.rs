@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Format, event_type};
+use super::Format;
 use crate::domain::{Health, rfc3339};
 use crate::store::PendingAlert;
 
@@ -11,8 +11,8 @@ use crate::store::PendingAlert;
 pub fn json_event(e: &PendingAlert) -> Value {
     let mut v = json!({
         "id": e.dedup_key,
-        "type": event_type(&e.kind),
-        "kind": e.kind,
+        "type": e.kind.event_type(),
+        "kind": e.kind.to_string(),
         "occurredAt": rfc3339(e.created_at),
         "workspace": e.workspace,
         "account": {
