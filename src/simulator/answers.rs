@@ -32,18 +32,14 @@ pub(super) async fn app_usage_header(
 pub(super) async fn preflight(s: &Shared, p: Platform, token: Option<&str>) -> Option<Response> {
     s.calls[idx(p)].fetch_add(1, Ordering::Relaxed);
     s.arrivals.lock().unwrap_or_else(|e| e.into_inner()).push(p);
-    if let Some(t) = token {
-        *s.by_token
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(t.to_owned())
-            .or_default() += 1;
-    }
     let now_in_flight = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     s.most_in_flight.fetch_max(now_in_flight, Ordering::SeqCst);
     let (latency, mode, tb) = {
-        let g = s.lock();
-        let tb = token.and_then(|t| g.tokens.get(t)).map(|t| t.behavior);
+        let mut g = s.lock();
+        let tb = token.and_then(|t| g.tokens.get_mut(t)).map(|t| {
+            t.calls += 1;
+            t.behavior
+        });
         (g.latency.get(&p).copied(), g.modes.get(&p).copied(), tb)
     };
     if let Some(d) = latency {

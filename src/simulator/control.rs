@@ -19,7 +19,6 @@ impl Simulator {
             in_flight: AtomicU64::new(0),
             most_in_flight: AtomicU64::new(0),
             arrivals: Mutex::new(Vec::new()),
-            by_token: Mutex::new(HashMap::new()),
         });
         let shutdown = CancellationToken::new();
         let app = router(shared.clone());
@@ -112,6 +111,7 @@ impl Simulator {
             behavior: spec.behavior,
             admin_id: spec.admin_id,
             app_id: spec.app_id,
+            calls: 0,
         };
         let mut g = self.shared.lock();
         g.tokens.insert(access.clone(), t);
@@ -192,8 +192,7 @@ impl Simulator {
 
     /// Requests made with `token` so far.
     pub fn calls_with(&self, token: &str) -> u64 {
-        let m = self.shared.by_token.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(token).copied().unwrap_or(0)
+        self.token(token).map_or(0, |t| t.calls)
     }
 
     /// The most requests (of all platforms) that were being answered at once.

@@ -113,6 +113,8 @@ pub struct SimToken {
     pub admin_id: Option<String>,
     /// The Meta app the token was issued to, when not the simulator's own [`APP_ID`].
     pub app_id: Option<String>,
+    /// Requests made with this token so far.
+    pub calls: u64,
 }
 
 /// What to issue.
@@ -256,8 +258,6 @@ struct Shared {
     most_in_flight: AtomicU64,
     /// The platform of every request, in the order they arrived.
     arrivals: Mutex<Vec<Platform>>,
-    /// Requests made with each token (checks, and refreshes by refresh token).
-    by_token: Mutex<HashMap<String, u64>>,
 }
 
 impl Shared {
@@ -365,6 +365,7 @@ fn rotate(g: &mut Inner, p: Platform, refresh: &str, access_ttl: i64) -> Option<
         SimToken {
             expires_at: Some(now.saturating_add(access_ttl)),
             issued_at: now,
+            calls: 0,
             ..t.clone()
         },
     );
