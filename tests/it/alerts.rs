@@ -1,6 +1,6 @@
 //! Alert emails over real SMTP (an SMTP server started by the test) and the Prometheus text.
 
-use crate::common::{TestApp, make_due, spawn_app_cfg};
+use crate::common::{TestApp, make_due, spawn_api_cfg};
 use crate::smtp::SmtpServer;
 use socialsyncer::alerts::email::{DeliveryReport, deliver};
 use socialsyncer::app::AppState;
@@ -12,7 +12,7 @@ const DAY: i64 = 86_400;
 
 async fn app_with_smtp(smtp: &SmtpServer) -> TestApp {
     let url = smtp.url();
-    spawn_app_cfg("", move |c| {
+    spawn_api_cfg("", move |c| {
         c.email.smtp_url = Some(url);
         c.email.from = Some("socialsyncer <alerts@example.com>".into());
         c.email.to = vec!["ops@example.com".into()];
@@ -368,7 +368,7 @@ fn promtool() -> Option<std::path::PathBuf> {
 /// tests use is one the daemon really emits.
 #[tokio::test]
 async fn alert_rules_on_a_real_scrape() {
-    let app = spawn_app_cfg("", |c| c.schedule.cron = String::new()).await;
+    let app = spawn_api_cfg("", |c| c.schedule.cron = String::new()).await;
     let key = app.key("acme").await;
     let no_refresh = |p, expires_in| TokenSpec {
         with_refresh: false,
@@ -631,7 +631,7 @@ async fn alerts_wait_for_a_recipient_and_a_refused_address_costs_nobody_else() {
     let smtp = SmtpServer::start().await;
     let url = smtp.url();
     // No operator address: only the workspace's own list, which is empty at first.
-    let app = spawn_app_cfg("", move |c| {
+    let app = spawn_api_cfg("", move |c| {
         c.email.smtp_url = Some(url);
         c.email.to = Vec::new();
         c.schedule.cron = String::new();
@@ -732,7 +732,7 @@ async fn alerts_wait_for_a_recipient_and_a_refused_address_costs_nobody_else() {
 /// One alert (a revoked X token) mailed to `smtp_url` by an app whose email settings `tweak`
 /// completes; returns what the delivery round did.
 async fn mail_one_alert(smtp_url: String, tweak: impl FnOnce(&mut socialsyncer::config::Config)) -> DeliveryReport {
-    let app = spawn_app_cfg("", move |c| {
+    let app = spawn_api_cfg("", move |c| {
         c.email.smtp_url = Some(smtp_url);
         c.email.from = Some("alerts@example.com".into());
         c.email.to = vec!["ops@example.com".into()];

@@ -91,7 +91,8 @@ async fn only_due_accounts_are_checked_and_results_are_batched() {
 
 #[tokio::test]
 async fn the_cron_job_runs_sweeps() {
-    let app = spawn_app_cfg("", |c| c.schedule.cron = "* * * * * *".into()).await;
+    // The test starts the scheduler itself (the daemon's would tick beside it).
+    let app = crate::common::spawn_api_cfg("", |c| c.schedule.cron = "* * * * * *".into()).await;
     let key = app.key("acme").await;
     let db = app.db().await;
     app.connect(&key, Platform::Twitter, "7", spec(Platform::Twitter)).await;

@@ -10,7 +10,7 @@ use socialsyncer::alerts::email::deliver;
 use socialsyncer::domain::Platform;
 use socialsyncer::simulator::{TokenSpec, TokenState};
 
-use crate::common::{TestApp, code, spawn_app_cfg};
+use crate::common::{TestApp, code, spawn_api_cfg, spawn_app_cfg};
 
 /// What a receiver got, and the statuses it answers in turn (then 200).
 #[derive(Default)]
@@ -93,7 +93,7 @@ fn slack_valid(body: &[u8]) -> Result<(), String> {
 }
 
 async fn app() -> TestApp {
-    spawn_app_cfg("", |c| {
+    spawn_api_cfg("", |c| {
         c.notify.allow_insecure_loopback = true;
         c.schedule.cron = String::new();
     })
@@ -336,7 +336,7 @@ async fn slack_discord_and_teams_get_one_message_a_round_in_their_shapes() {
 
 #[tokio::test]
 async fn webhook_urls_are_checked_when_set() {
-    let app = spawn_app_cfg("", |c| c.schedule.cron = String::new()).await;
+    let app = spawn_api_cfg("", |c| c.schedule.cron = String::new()).await;
     let key = app.key("acme").await;
     for (url, why) in [
         ("http://hooks.example.com/x", "https://"),
@@ -432,7 +432,7 @@ async fn the_test_message_reaches_every_receiver_and_says_what_each_answered() {
 
 #[tokio::test]
 async fn the_whole_daemon_sweeps_on_its_cron_delivers_by_webhook_and_stops_from_outside() {
-    let app = crate::common::spawn_daemon_cfg("", |c| {
+    let app = spawn_app_cfg("", |c| {
         c.notify.allow_insecure_loopback = true;
         c.schedule.cron = "* * * * * *".into();
     })

@@ -28,21 +28,23 @@ pub struct TestApp {
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Starts the API on 127.0.0.1:0 with a new database in a temp folder; `extra` is appended
-/// to the generated TOML.
+/// Starts the whole daemon in-process on 127.0.0.1:0 (HTTP, alert delivery, heartbeats;
+/// sweeps only if the test sets `schedule.cron`), as `serve` runs it
+/// (`server::run_until`), with a new database; stopped from outside by [`TestApp::stop`].
+/// `extra` is appended to the generated TOML.
 pub async fn spawn_app_with(extra: &str) -> TestApp {
     spawn_app_cfg(extra, |_| {}).await
 }
 
 /// As [`spawn_app_with`], then `tweak` edits the parsed config before the app starts.
 pub async fn spawn_app_cfg(extra: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
-    spawn(extra, tweak, false).await
+    spawn(extra, tweak, true).await
 }
 
-/// The whole daemon in-process (HTTP, sweeps on `schedule.cron`, alert delivery), as
-/// `serve` runs it, stopped from outside by [`TestApp::stop`].
-pub async fn spawn_daemon_cfg(extra: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
-    spawn(extra, tweak, true).await
+/// The HTTP API alone: for tests that run the sweeps, the scheduler or the alert deliveries
+/// themselves and assert what each call did (the daemon's own delivery would race them).
+pub async fn spawn_api_cfg(extra: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(extra, tweak, false).await
 }
 
 async fn spawn(extra: &str, tweak: impl FnOnce(&mut Config), whole: bool) -> TestApp {
@@ -71,6 +73,8 @@ async fn spawn(extra: &str, tweak: impl FnOnce(&mut Config), whole: bool) -> Tes
     // test turns them on (their own tests do).
     config.health.check_now_cooldown = socialsyncer::config::HumanDuration(std::time::Duration::ZERO);
     config.server.key_rate_limit = 0.0;
+    // Sweeps run when a test calls them, unless it sets a cron of its own.
+    config.schedule.cron = String::new();
     tweak(&mut config);
     let state = AppState::build(config).await.expect("app state");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
