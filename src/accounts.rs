@@ -99,7 +99,10 @@ impl RegistrationInput {
             .map_err(|e: domain::UnknownPlatform| invalid("unknown_platform", e.to_string()))?;
         let account_id =
             AccountId::parse(platform, &self.account_id).map_err(|e| invalid("invalid_account_id", e.to_string()))?;
-        let username = self.username.trim().to_owned();
+        // Bidi controls and line or paragraph separators are dropped: they would reorder or
+        // break the text a username is shown in (a chat card, an email, a log line).
+        let username: String = self.username.chars().filter(|c| !is_layout_control(*c)).collect();
+        let username = username.trim().to_owned();
         if username.is_empty() || username.chars().count() > 256 || username.chars().any(char::is_control) {
             return Err(invalid(
                 "invalid_username",
@@ -116,21 +119,24 @@ impl RegistrationInput {
             .map(domain::parse_rfc3339)
             .transpose()
             .map_err(|m| invalid("invalid_expires_at", format!("expiresAt: {m}")))?;
-        if self.scopes.len() > 100 {
-            return Err(invalid("invalid_scopes", "scopes: at most 100 entries."));
+        if self.scopes.len() > MAX_SCOPES {
+            return Err(invalid(
+                "invalid_scopes",
+                format!("scopes: at most {MAX_SCOPES} entries."),
+            ));
         }
         let mut scopes = Vec::with_capacity(self.scopes.len());
         for s in self.scopes {
             let s = s.trim().to_owned();
             let ok = !s.is_empty()
-                && s.len() <= 128
+                && s.len() <= MAX_SCOPE_LEN
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-' | b'/'));
             if !ok {
                 return Err(invalid(
                     "invalid_scopes",
                     format!(
-                        "scope '{}' is not valid: use letters, digits, '.', '_', ':', '-' or '/'.",
+                        "scope '{}' is not valid: at most {MAX_SCOPE_LEN} letters, digits, '.', '_', ':', '-' or '/'.",
                         domain::truncate_for_message(&s)
                     ),
                 ));
@@ -149,6 +155,18 @@ impl RegistrationInput {
             scopes,
         })
     }
+}
+
+/// Scopes an account may list at most, and the longest scope: what one account adds to
+/// every list that shows it is bounded.
+pub const MAX_SCOPES: usize = 50;
+/// See [`MAX_SCOPES`].
+pub const MAX_SCOPE_LEN: usize = 100;
+
+/// Characters that change how text around them is laid out: the bidi embeddings, overrides,
+/// isolates and marks, and the line and paragraph separators.
+fn is_layout_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
 }
 
 /// What binds a sealed token to its account (the AEAD associated data).
@@ -279,6 +297,16 @@ mod tests {
     }
 
     #[test]
+    fn bidi_controls_and_separators_are_stripped_from_usernames_and_limits_hold() {
+        let mut i = input();
+        i.username = "ev\u{202E}il\u{2028}name\u{2066}".into();
+        i.scopes = (0..50).map(|n| format!("{n}{}", "s".repeat(98))).collect();
+        let r = i.validate().unwrap();
+        assert_eq!(r.username, "evilname");
+        assert_eq!(r.scopes.len(), 50, "50 scopes of 100 characters are taken");
+    }
+
+    #[test]
     fn token_errors_never_echo_the_token() {
         let mut i = input();
         i.access_token = SecretString::from("secret value\n".to_owned());
@@ -303,6 +331,12 @@ mod tests {
             ),
             (|i| i.expires_at = Some("tomorrow".into()), "invalid_expires_at"),
             (|i| i.scopes = vec!["bad scope".into()], "invalid_scopes"),
+            (
+                |i| i.scopes = (0..51).map(|n| format!("s{n}")).collect(),
+                "invalid_scopes",
+            ),
+            (|i| i.scopes = vec!["s".repeat(101)], "invalid_scopes"),
+            (|i| i.username = "\u{202E}\u{2028}".into(), "invalid_username"),
         ];
         for (mutate, code) in cases {
             let mut i = input();

@@ -45,6 +45,9 @@ pub struct AppState {
     pub clock: Clock,
     /// This daemon among the others sharing its database.
     pub instance: Arc<crate::cluster::Instance>,
+    /// Refreshes in flight, each in a task of its own that outlives its caller; shutdown
+    /// waits for them.
+    pub refreshes: tokio_util::task::TaskTracker,
 }
 
 /// The daemon's time: the system's, plus an offset that only tests move (shared by every
@@ -322,6 +325,7 @@ impl AppState {
         let instance = Arc::new(crate::cluster::Instance::new());
         metrics.set_instance(&instance.id);
         metrics.init_alert_kinds(&crate::alerts::kinds(&alert_thresholds));
+        let list_cache = Arc::new(crate::api::cache::ListCache::new(config.server.list_cache_bytes));
         Ok(AppState {
             store,
             gates: Arc::new(Gates::new(&config)),
@@ -338,9 +342,10 @@ impl AppState {
             alert_thresholds,
             sweep_busy: Arc::new(tokio::sync::Mutex::new(())),
             key_limiter: Arc::default(),
-            list_cache: Arc::default(),
+            list_cache,
             clock: Clock::default(),
             instance,
+            refreshes: tokio_util::task::TaskTracker::new(),
         })
     }
 

@@ -77,6 +77,7 @@ pub fn policy(state: &AppState, platform: Platform) -> Policy {
     }
 }
 
+#[derive(Clone)]
 struct Tokens {
     access: SecretString,
     refresh: Option<SecretString>,
@@ -156,7 +157,58 @@ fn lease_ttl(state: &AppState) -> i64 {
 /// second refresher waits for it, then re-reads the stored tokens and uses those if they
 /// changed instead of refreshing again. If the commit fails the refresh is not reported
 /// done (the error is returned): nothing else may act on tokens that are not durable.
+///
+/// The refresh and the commit of its result run in a task of their own (tracked by
+/// `state.refreshes`), which the caller awaits: a caller that goes away (a client hanging
+/// up, a request timeout, a sweep stopped by SIGTERM) never drops tokens the platform has
+/// already rotated. On shutdown the daemon waits for these tasks.
 async fn refresh_and_commit(state: &AppState, a: &Account, tokens: &Tokens) -> Result<Refresh, StoreError> {
+    let (state, a, tokens) = (state.clone(), a.clone(), tokens.clone());
+    let handle = state
+        .refreshes
+        .clone()
+        .spawn(async move { refresh_owned(&state, &a, &tokens).await });
+    match handle.await {
+        Ok(r) => r,
+        // Only a panic ends the task early; the lease guard has released the lease.
+        Err(e) => Err(StoreError::Task(format!("a refresh task failed: {e}"))),
+    }
+}
+
+/// A refresh lease held: released when dropped, on every path (a panic included), by a
+/// task of its own when it was not released explicitly.
+struct LeaseGuard {
+    store: crate::store::Store,
+    account: crate::domain::AccountRef,
+    holder: String,
+    released: bool,
+}
+
+impl LeaseGuard {
+    async fn release(mut self) {
+        self.released = true;
+        if let Err(e) = self.store.release_refresh_lease(self.account, &self.holder).await {
+            // The lease expires on its own.
+            tracing::warn!(error = %e, "could not release the refresh lease");
+        }
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let (store, account, holder) = (self.store.clone(), self.account, std::mem::take(&mut self.holder));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = store.release_refresh_lease(account, &holder).await;
+            });
+        }
+    }
+}
+
+async fn refresh_owned(state: &AppState, a: &Account, tokens: &Tokens) -> Result<Refresh, StoreError> {
     let holder = {
         let mut b = [0u8; 12];
         rand::fill(&mut b);
@@ -165,7 +217,7 @@ async fn refresh_and_commit(state: &AppState, a: &Account, tokens: &Tokens) -> R
     let ttl = lease_ttl(state);
     let give_up = std::time::Instant::now() + std::time::Duration::from_secs(ttl.unsigned_abs());
     let mut waited = false;
-    while !state.store.try_refresh_lease(a.id, &holder, domain::now(), ttl).await? {
+    while !state.store.try_refresh_lease(a.id, &holder, ttl).await? {
         if std::time::Instant::now() >= give_up {
             tracing::warn!(platform = %a.platform, account = %a.account_id, "another refresh of this account is still running; not refreshing");
             return Ok(Refresh::Skipped);
@@ -173,11 +225,14 @@ async fn refresh_and_commit(state: &AppState, a: &Account, tokens: &Tokens) -> R
         waited = true;
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    let lease = LeaseGuard {
+        store: state.store.clone(),
+        account: a.id,
+        holder,
+        released: false,
+    };
     let result = refresh_leased(state, a, tokens, waited).await;
-    if let Err(e) = state.store.release_refresh_lease(a.id, &holder).await {
-        // The lease expires on its own.
-        tracing::warn!(platform = %a.platform, account = %a.account_id, error = %e, "could not release the refresh lease");
-    }
+    lease.release().await;
     result
 }
 

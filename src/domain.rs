@@ -64,11 +64,11 @@ impl Platform {
     /// What an account ID of this platform looks like, for error messages.
     pub fn account_id_format(self) -> &'static str {
         match self {
-            Platform::Instagram => "an Instagram user ID: digits only, e.g. 17841400123456789",
-            Platform::Facebook => "a Facebook Page ID: digits only, e.g. 111222333444555",
-            Platform::Threads => "a Threads user ID: digits only",
+            Platform::Instagram => "an Instagram user ID: digits only, no leading zero, e.g. 17841400123456789",
+            Platform::Facebook => "a Facebook Page ID: digits only, no leading zero, e.g. 111222333444555",
+            Platform::Threads => "a Threads user ID: digits only, no leading zero",
             Platform::Tiktok => "a TikTok open ID: letters, digits, '-' and '_'",
-            Platform::Twitter => "a Twitter user ID: digits only, e.g. 1234567890",
+            Platform::Twitter => "a Twitter user ID: digits only, no leading zero, e.g. 1234567890",
         }
     }
 }
@@ -119,7 +119,9 @@ impl AccountId {
             && id.len() <= MAX_ACCOUNT_ID_LEN
             && match platform {
                 Platform::Tiktok => id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-                _ => id.bytes().all(|b| b.is_ascii_digit()),
+                // Numeric IDs are numbers: "0123" would name a second row for the account
+                // "123" that the platform knows.
+                _ => id.bytes().all(|b| b.is_ascii_digit()) && (id == "0" || !id.starts_with('0')),
             };
         if ok {
             Ok(AccountId(id.to_owned()))

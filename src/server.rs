@@ -13,11 +13,39 @@ use crate::{alerts, scheduler, systemd};
 /// finish for at most `server.shutdown_timeout` before dropping them.
 pub async fn serve_http(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
     let limits = Limits::from(&state.config().server);
-    let app = api::router(state).layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        limits.request_timeout,
+    let timeout = limits.request_timeout;
+    // A request that takes longer than server.request_timeout answers 408 in the API's
+    // error format.
+    let app = api::router(state).layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(timeout, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => axum::response::IntoResponse::into_response(api::ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "The request took longer than server.request_timeout; try again.",
+                )),
+            }
+        },
     ));
     serve_limited(listener, app, limits, shutdown).await
+}
+
+/// Waits up to `timeout` for the refreshes in flight to commit. Returns how many were still
+/// running then: each is logged at ERROR, as the platform may have rotated its tokens.
+pub async fn finish_refreshes(refreshes: &TaskTracker, timeout: std::time::Duration) -> usize {
+    refreshes.close();
+    if tokio::time::timeout(timeout, refreshes.wait()).await.is_ok() {
+        return 0;
+    }
+    let left = refreshes.len();
+    tracing::error!(
+        refreshes = left,
+        timeout = ?timeout,
+        "refreshes still running at shutdown were abandoned; the platform may have rotated their tokens \
+         (the accounts may need a reconnect)"
+    );
+    left
 }
 
 /// What bounds the HTTP server.
@@ -298,6 +326,8 @@ pub async fn run_until(listener: TcpListener, state: AppState, shutdown: Cancell
     systemd::ready();
     let store = state.store.clone();
     let limit = state.config().schedule.shutdown_timeout.0;
+    let refreshes = state.refreshes.clone();
+    let token_timeout = state.config().http.token_request_timeout.0;
     serve_http(listener, state, shutdown.clone()).await?;
     if let Some(m) = metrics {
         let _ = m.await;
@@ -313,7 +343,13 @@ pub async fn run_until(listener: TcpListener, state: AppState, shutdown: Cancell
     }
     let _ = delivery.await;
     let _ = cluster.await;
+    // Refreshes in flight commit what the platform issued before the store closes.
+    let abandoned = finish_refreshes(&refreshes, token_timeout).await;
     store.close().await;
-    tracing::info!("stopped cleanly");
+    if abandoned == 0 {
+        tracing::info!("stopped cleanly");
+    } else {
+        tracing::info!(abandoned, "stopped; refreshes were abandoned");
+    }
     Ok(())
 }

@@ -393,6 +393,7 @@ pub async fn disconnect(State(state): State<AppState>, Target(a): Target) -> Res
 
 /// Query of the history route.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// How many entries, newest first (1 to 1000, default 100).

@@ -60,6 +60,11 @@ impl Cached {
         }
     }
 
+    /// Bytes this answer holds.
+    pub fn size(&self) -> usize {
+        self.body.iter().map(Bytes::len).sum::<usize>() + self.etag.len()
+    }
+
     fn fresh(&self, generation: i64, now: UnixTime) -> bool {
         self.generation == generation && self.valid_until.is_none_or(|t| now < t)
     }
@@ -120,20 +125,96 @@ impl http_body::Body for Pieces {
     }
 }
 
-/// Entries kept at most; beyond, the cache starts over (it only ever costs a rebuild).
-const MAX_ENTRIES: usize = 4_096;
+/// What an entry costs besides its body: its key, the slot and the map's share.
+const ENTRY_OVERHEAD: usize = 512;
 
-/// The cache: one slot per (route, workspace, query).
+/// One cached answer's place: the answer (built once, behind its own lock), the workspace it
+/// belongs to, what it costs and when it was last used.
+#[derive(Debug)]
+struct Slot {
+    cell: Arc<tokio::sync::Mutex<Option<Cached>>>,
+    workspace: i64,
+    bytes: usize,
+    used: u64,
+}
+
 #[derive(Debug, Default)]
+struct Slots {
+    map: HashMap<String, Slot>,
+    /// Bytes held per workspace, and in all.
+    by_workspace: HashMap<i64, usize>,
+    total: usize,
+    /// A counter that orders uses (least recently used first).
+    tick: u64,
+}
+
+impl Slots {
+    fn remove(&mut self, key: &str) {
+        if let Some(slot) = self.map.remove(key) {
+            self.total -= slot.bytes;
+            if let Some(b) = self.by_workspace.get_mut(&slot.workspace) {
+                *b -= slot.bytes;
+                if *b == 0 {
+                    self.by_workspace.remove(&slot.workspace);
+                }
+            }
+        }
+    }
+
+    fn resize(&mut self, key: &str, bytes: usize) {
+        if let Some(slot) = self.map.get_mut(key) {
+            let (old, ws) = (slot.bytes, slot.workspace);
+            slot.bytes = bytes;
+            self.total = self.total - old + bytes;
+            let b = self.by_workspace.entry(ws).or_default();
+            *b = *b - old + bytes;
+        }
+    }
+
+    /// The least recently used entry of `workspace` other than `except`.
+    fn oldest_of(&self, workspace: i64, except: &str) -> Option<String> {
+        self.map
+            .iter()
+            .filter(|(k, s)| s.workspace == workspace && k.as_str() != except)
+            .min_by_key(|(_, s)| s.used)
+            .map(|(k, _)| k.clone())
+    }
+}
+
+/// The cache: one slot per (route, workspace, query), bounded in bytes. Each workspace may
+/// hold at most a share of the bound (a quarter), and makes room only by evicting its own
+/// least recently used entries: no workspace ever evicts another's. An answer that finds no
+/// room is served without being kept.
+#[derive(Debug)]
 pub struct ListCache {
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
+    slots: Mutex<Slots>,
+    capacity: usize,
+    share: usize,
     builds: std::sync::atomic::AtomicU64,
 }
 
+impl Default for ListCache {
+    fn default() -> Self {
+        ListCache::new(64 << 20)
+    }
+}
+
 impl ListCache {
-    /// The answer for `key` at `generation`, built by `build` when there is none fresh.
+    /// A cache of at most `capacity` bytes (`server.list_cache_bytes`).
+    pub fn new(capacity: usize) -> ListCache {
+        ListCache {
+            slots: Mutex::default(),
+            capacity,
+            share: capacity / 4,
+            builds: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The answer for `key` (of `workspace`) at `generation`, built by `build` when there is
+    /// none fresh.
     pub async fn get_or_build<F, Fut, E>(
         &self,
+        workspace: i64,
         key: String,
         generation: i64,
         now: UnixTime,
@@ -143,25 +224,144 @@ impl ListCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Cached, E>>,
     {
-        let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            if slots.len() >= MAX_ENTRIES && !slots.contains_key(&key) {
-                slots.clear();
+        let cell = {
+            let mut slots = self.lock();
+            slots.tick += 1;
+            let tick = slots.tick;
+            match slots.map.get_mut(&key) {
+                Some(slot) => {
+                    slot.used = tick;
+                    slot.cell.clone()
+                }
+                None => {
+                    let cell = Arc::default();
+                    slots.map.insert(
+                        key.clone(),
+                        Slot {
+                            cell: Arc::clone(&cell),
+                            workspace,
+                            bytes: 0,
+                            used: tick,
+                        },
+                    );
+                    slots.resize(&key, ENTRY_OVERHEAD + key.len());
+                    cell
+                }
             }
-            slots.entry(key).or_default().clone()
         };
-        let mut guard = slot.lock().await;
+        let mut guard = cell.lock().await;
         if let Some(c) = guard.as_ref().filter(|c| c.fresh(generation, now)) {
             return Ok(c.clone());
         }
-        let built = build().await?;
+        let built = match build().await {
+            Ok(b) => b,
+            Err(e) => {
+                // Nothing kept for a failed build.
+                drop(guard);
+                self.forget(&key, &cell);
+                return Err(e);
+            }
+        };
         self.builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        *guard = Some(built.clone());
+        if self.admit(workspace, &key, &cell, built.size()) {
+            *guard = Some(built.clone());
+        }
         Ok(built)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes `key` if it is still the slot `cell` (a racing eviction may have replaced it).
+    fn forget(&self, key: &str, cell: &Arc<tokio::sync::Mutex<Option<Cached>>>) {
+        let mut slots = self.lock();
+        if slots.map.get(key).is_some_and(|s| Arc::ptr_eq(&s.cell, cell)) {
+            slots.remove(key);
+        }
+    }
+
+    /// Accounts a built answer of `size` bytes to its slot, evicting the workspace's own
+    /// least recently used entries until it is within its share and the whole cache within
+    /// its bound. False (and the slot dropped) when it cannot fit.
+    fn admit(&self, workspace: i64, key: &str, cell: &Arc<tokio::sync::Mutex<Option<Cached>>>, size: usize) -> bool {
+        let mut slots = self.lock();
+        if !slots.map.get(key).is_some_and(|s| Arc::ptr_eq(&s.cell, cell)) {
+            return false;
+        }
+        slots.resize(key, ENTRY_OVERHEAD + key.len() + size);
+        loop {
+            let mine = slots.by_workspace.get(&workspace).copied().unwrap_or(0);
+            if mine <= self.share && slots.total <= self.capacity {
+                return true;
+            }
+            match slots.oldest_of(workspace, key) {
+                Some(old) => slots.remove(&old),
+                None => {
+                    slots.remove(key);
+                    return false;
+                }
+            }
+        }
     }
 
     /// Answers built so far (each one shared by every request that waited for it).
     pub fn builds(&self) -> u64 {
         self.builds.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes the cache holds now (bodies and the cost of their entries), in all and for
+    /// `workspace`.
+    pub fn held_bytes(&self, workspace: i64) -> (usize, usize) {
+        let slots = self.lock();
+        (slots.total, slots.by_workspace.get(&workspace).copied().unwrap_or(0))
+    }
+
+    /// Whether an answer for `key` is kept now.
+    pub fn holds(&self, key_prefix: &str) -> usize {
+        self.lock().map.keys().filter(|k| k.starts_with(key_prefix)).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(bytes: usize) -> Cached {
+        Cached::new(1, None, vec![Bytes::from(vec![b'x'; bytes])])
+    }
+
+    async fn put(cache: &ListCache, ws: i64, key: &str, bytes: usize) {
+        cache
+            .get_or_build(ws, key.into(), 1, 0, || async { Ok::<_, ()>(answer(bytes)) })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_workspace_stays_within_its_share_and_never_evicts_another() {
+        let cache = ListCache::new(400_000);
+        put(&cache, 2, "b|1", 50_000).await;
+        for i in 0..1_000 {
+            put(&cache, 1, &format!("a|{i}"), 20_000).await;
+            let (total, mine) = cache.held_bytes(1);
+            assert!(mine <= 100_000, "a workspace holds at most a quarter: {mine}");
+            assert!(total <= 400_000, "the cache holds at most its bound: {total}");
+        }
+        assert_eq!(cache.holds("b|"), 1, "the other workspace's answer is still kept");
+        let builds = cache.builds();
+        put(&cache, 2, "b|1", 50_000).await;
+        assert_eq!(cache.builds(), builds, "and served without a rebuild");
+        // The most recent of workspace 1 are kept, the oldest were evicted.
+        assert_eq!(cache.holds("a|999"), 1);
+        assert_eq!(cache.holds("a|0"), 0);
+    }
+
+    #[tokio::test]
+    async fn an_answer_larger_than_the_share_is_served_but_not_kept() {
+        let cache = ListCache::new(100_000);
+        put(&cache, 1, "big", 60_000).await;
+        assert_eq!(cache.holds("big"), 0);
+        assert_eq!(cache.held_bytes(1), (0, 0));
     }
 }

@@ -10,11 +10,14 @@ use super::accounts::{AccountHealth, AccountList, AccountSummary, HealthList, He
 use super::cache::Cached;
 use super::{ApiError, ApiQuery, Workspace};
 use crate::app::AppState;
+use crate::crypto::Sealer;
 use crate::domain::Health;
 use crate::store::{Account, ListFilter};
+use secrecy::{ExposeSecret, SecretString};
 
 /// Query of `GET /v1/accounts`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this platform, e.g. `instagram`.
@@ -27,6 +30,7 @@ pub struct ListQuery {
 
 /// Query of `GET /v1/accounts/health`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HealthQuery {
     /// Only this platform.
@@ -57,16 +61,17 @@ pub async fn list(
         health: None,
         stale_before: 0,
     };
-    let paging = Paging::parse(q.limit, q.cursor.as_deref())?;
-    let key = format!("list|{}|{:?}|{}", ws.0, filter.platform, paging.key());
+    let query = format!("list|{}|{:?}", ws.0, filter.platform);
+    let paging = Paging::parse(q.limit, q.cursor.as_deref(), &state.sealer, &query)?;
+    let key = format!("{query}|{}", paging.key());
     let generation = state.store.generation(ws.0).await?;
     let now = state.clock.now();
     let cached = state
         .list_cache
-        .get_or_build(key, generation, now, || async {
+        .get_or_build(ws.0.0, key, generation, now, || async {
             let body = match paging {
                 Paging::Page { limit, after } => {
-                    let (rows, next_cursor) = page(&state, &filter, after, limit).await?;
+                    let (rows, next_cursor) = page(&state, &filter, &query, after, limit).await?;
                     vec![
                         serde_json::to_vec(&AccountList {
                             accounts: rows.iter().map(AccountSummary::from).collect(),
@@ -104,8 +109,10 @@ impl Paging {
         }
     }
 
-    fn parse(limit: Option<i64>, cursor: Option<&str>) -> Result<Paging, ApiError> {
-        let after = cursor.map(decode_cursor).transpose()?;
+    /// `query` names the route, the workspace and the filter: a cursor is valid only for the
+    /// query it was given for.
+    fn parse(limit: Option<i64>, cursor: Option<&str>, sealer: &Sealer, query: &str) -> Result<Paging, ApiError> {
+        let after = cursor.map(|c| decode_cursor(sealer, query, c)).transpose()?;
         match limit {
             Some(l) if !(1..=1000).contains(&l) => Err(ApiError::bad_request(
                 "invalid_limit",
@@ -118,23 +125,34 @@ impl Paging {
     }
 }
 
-/// A cursor names the last account of a page, opaquely.
-fn encode_cursor(id: i64) -> String {
+/// A cursor names the last account of a page, sealed (AES-GCM under the daemon's token key)
+/// and bound to the query it continues: opaque (no row ID shows) and authenticated (a
+/// cursor this API did not give, or gave for another workspace or filter, does not open).
+fn encode_cursor(sealer: &Sealer, query: &str, id: i64) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("a{id}"))
+    let sealed = sealer.seal(&cursor_context(query), &SecretString::from(id.to_string()));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
 }
 
-fn decode_cursor(c: &str) -> Result<i64, ApiError> {
+fn cursor_context(query: &str) -> String {
+    format!("cursor|{query}")
+}
+
+/// Longest cursor taken (the ones given are about 60 characters).
+const MAX_CURSOR: usize = 128;
+
+fn decode_cursor(sealer: &Sealer, query: &str, c: &str) -> Result<i64, ApiError> {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix('a').and_then(|n| n.parse().ok()))
+    let c = c.trim();
+    (c.len() <= MAX_CURSOR)
+        .then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok())
+        .flatten()
+        .and_then(|b| sealer.open(&cursor_context(query), &b).ok())
+        .and_then(|s| s.expose_secret().parse().ok())
         .ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_cursor",
-                "cursor is not a nextCursor this API gave; start again without it",
+                "cursor is not a nextCursor this API gave for this query; start again without it",
             )
         })
 }
@@ -143,6 +161,7 @@ fn decode_cursor(c: &str) -> Result<i64, ApiError> {
 async fn page(
     state: &AppState,
     filter: &ListFilter,
+    query: &str,
     after: Option<i64>,
     limit: i64,
 ) -> Result<(Vec<Account>, Option<String>), ApiError> {
@@ -150,7 +169,7 @@ async fn page(
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = if more {
-        rows.last().map(|a| encode_cursor(a.id.0))
+        rows.last().map(|a| encode_cursor(&state.sealer, query, a.id.0))
     } else {
         None
     };
@@ -229,14 +248,9 @@ pub async fn health(
         health,
         stale_before: now - stale_after,
     };
-    let paging = Paging::parse(q.limit, q.cursor.as_deref())?;
-    let key = format!(
-        "health|{}|{:?}|{:?}|{}|{stale_after}",
-        ws.0,
-        filter.platform,
-        filter.health,
-        paging.key()
-    );
+    let query = format!("health|{}|{:?}|{:?}", ws.0, filter.platform, filter.health);
+    let paging = Paging::parse(q.limit, q.cursor.as_deref(), &state.sealer, &query)?;
+    let key = format!("{query}|{}|{stale_after}", paging.key());
     let generation = state.store.generation(ws.0).await?;
     // The counts and the moment the answer turns stale cover the whole filtered set: one
     // count per change, not one per page of a walk through the list.
@@ -247,7 +261,7 @@ pub async fn health(
         );
         let cached = state
             .list_cache
-            .get_or_build(key, generation, now, || async {
+            .get_or_build(ws.0.0, key, generation, now, || async {
                 let summary = count(&state, &filter).await?;
                 // Valid until the first of the workspace's answering accounts turns stale.
                 let valid_until = state
@@ -263,10 +277,10 @@ pub async fn health(
     };
     let cached = state
         .list_cache
-        .get_or_build(key, generation, now, || async {
+        .get_or_build(ws.0.0, key, generation, now, || async {
             let body = match paging {
                 Paging::Page { limit, after } => {
-                    let (rows, next_cursor) = page(&state, &filter, after, limit).await?;
+                    let (rows, next_cursor) = page(&state, &filter, &query, after, limit).await?;
                     vec![
                         serde_json::to_vec(&HealthList {
                             accounts: rows.iter().map(AccountHealth::from).collect(),

@@ -52,8 +52,10 @@ impl FromRequestParts<AppState> for Workspace {
         let key = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
+            .and_then(|v| v.trim_start().split_once(' '))
+            // The scheme is case-insensitive (RFC 9110 section 11.1).
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
             .ok_or_else(|| {
                 ApiError::unauthorized(
                     "invalid_authorization",

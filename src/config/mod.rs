@@ -119,6 +119,9 @@ pub struct ServerConfig {
     pub key_rate_limit: f64,
     /// Requests an API key may send at once before `key_rate_limit` applies.
     pub key_burst: f64,
+    /// Bytes the cached list answers may hold in all; each workspace may hold a quarter of
+    /// it and evicts only its own answers.
+    pub list_cache_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -133,6 +136,7 @@ impl Default for ServerConfig {
             shutdown_timeout: HumanDuration(Duration::from_secs(10)),
             key_rate_limit: 20.0,
             key_burst: 40.0,
+            list_cache_bytes: 64 << 20,
         }
     }
 }

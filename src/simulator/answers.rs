@@ -2,7 +2,8 @@
 
 use super::*;
 
-/// Graph answers carry the app's quota usage in `X-App-Usage` ("Rate limiting").
+/// Graph answers carry the app's quota usage in `X-App-Usage` ("Rate limiting"); every
+/// answer waits its platform's `answer_delay`, after the request was acted on.
 pub(super) async fn app_usage_header(
     State(s): S,
     req: axum::extract::Request,
@@ -16,6 +17,10 @@ pub(super) async fn app_usage_header(
         .next()
         .and_then(|p| p.parse::<Platform>().ok());
     let mut response = next.run(req).await;
+    let delay = platform.and_then(|p| s.lock().tweaks.get(&p).and_then(|t| t.answer_delay));
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let usage = platform.and_then(|p| s.lock().tweaks.get(&p).and_then(|t| t.app_usage));
     if let Some(u) = usage
         && let Ok(v) = json!({"call_count": u, "total_cputime": u, "total_time": u})

@@ -235,6 +235,9 @@ pub struct Tweaks {
     pub app_usage: Option<i64>,
     /// The token endpoint (refresh) answers 503 while checks work.
     pub token_endpoint_down: bool,
+    /// How long every answer is held back after the platform acted on the request (a
+    /// refresh has rotated the tokens by then): a slow network on the way back.
+    pub answer_delay: Option<std::time::Duration>,
 }
 
 fn token_endpoint_down(s: &Shared, p: Platform) -> Option<Response> {

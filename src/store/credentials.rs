@@ -74,24 +74,18 @@ impl Store {
     }
 
     /// Takes the refresh lease of an account for `ttl` seconds, unless another holder has
-    /// one that has not expired. True when `holder` now holds it.
-    pub async fn try_refresh_lease(
-        &self,
-        account_ref: AccountRef,
-        holder: &str,
-        now: UnixTime,
-        ttl: i64,
-    ) -> Result<bool, StoreError> {
+    /// one that has not expired. True when `holder` now holds it. The time is the
+    /// database's (`unixepoch()`, in the statement): daemons whose clocks differ agree on it.
+    pub async fn try_refresh_lease(&self, account_ref: AccountRef, holder: &str, ttl: i64) -> Result<bool, StoreError> {
         with_db!(self, |pool| {
             let r = sqlx::query(
-                "INSERT INTO refresh_leases (account_ref, holder, expires_at) VALUES ($1, $2, $3) \
+                "INSERT INTO refresh_leases (account_ref, holder, expires_at) VALUES ($1, $2, unixepoch() + $3) \
                  ON CONFLICT (account_ref) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
-                 WHERE refresh_leases.expires_at <= $4",
+                 WHERE refresh_leases.expires_at <= unixepoch()",
             )
             .bind(account_ref)
             .bind(holder)
-            .bind(now.saturating_add(ttl))
-            .bind(now)
+            .bind(ttl)
             .execute(pool)
             .await;
             match r {

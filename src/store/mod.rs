@@ -33,6 +33,9 @@ pub enum StoreError {
     /// Anything else from the database.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// A task doing the work failed (it panicked).
+    #[error("internal error: {0}")]
+    Task(String),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -707,9 +707,19 @@ async fn lists_page_by_keyset_and_return_everything_without_a_limit() {
         .iter()
         .map(|a| a["accountId"].as_str().unwrap().to_owned())
         .collect();
+    // A cursor continues the query it was given for, and only that one.
+    let (s, b) = app.get(&key, &format!("/v1/accounts?limit=10&cursor={c1}")).await;
+    assert_eq!((s, code(&b)), (400, "invalid_cursor"), "{b}");
+    let (s, b) = app
+        .get(
+            &key,
+            &format!("/v1/accounts/health?platform=threads&limit=10&cursor={c1}"),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "invalid_cursor"), "{b}");
     let mut cursor = Some(c1);
     while let Some(c) = cursor {
-        let (s, p) = app.get(&key, &format!("/v1/accounts?limit=10&cursor={c}")).await;
+        let (s, p) = app.get(&key, &format!("/v1/accounts/health?limit=10&cursor={c}")).await;
         assert_eq!(s, 200, "{p}");
         seen.extend(
             p["accounts"]

@@ -11,6 +11,7 @@ mod alerts;
 mod api;
 mod cli;
 mod faults;
+mod hostile;
 mod platforms;
 mod postgres;
 mod scheduler;

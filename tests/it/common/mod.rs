@@ -228,12 +228,19 @@ impl TestApp {
     }
 
     /// Stops the server and waits for it.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_keeping_files().await;
+    }
+
+    /// Stops the server and waits for it; its folder (with the database file) stays until
+    /// the returned value is dropped.
+    pub async fn stop_keeping_files(mut self) -> TempDir {
         self.shutdown.cancel();
         if let Some(h) = self.handle.take() {
             h.await.unwrap().unwrap();
         }
         self.state.store.close().await;
+        self.dir
     }
 }
 

@@ -1,0 +1,315 @@
+//! What a hostile run found (issue 20), each attack run again against the real daemon: forged
+//! cursors, cancelled refreshes, and the smaller input checks.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use socialsyncer::domain::Platform;
+use socialsyncer::simulator::{TokenSpec, Tweaks};
+
+use crate::common::{TestApp, code, spawn_app, spawn_app_cfg};
+
+/// `n` Threads accounts of workspace `name` straight into the store; its key.
+async fn workspace_with(app: &TestApp, name: &str, n: usize, first_id: usize) -> String {
+    let key = app.key(name).await;
+    let ws = app.state.store.workspace_id(name).await.unwrap().unwrap();
+    let accounts: Vec<_> = (0..n)
+        .map(|i| {
+            crate::common::new_account(
+                &app.state,
+                &app.sim,
+                ws,
+                Platform::Threads,
+                &format!("{}", first_id + i),
+                TokenSpec::valid(Platform::Threads, "0"),
+            )
+            .0
+        })
+        .collect();
+    app.state.store.insert_accounts(&accounts).await.unwrap();
+    key
+}
+
+#[tokio::test]
+async fn forged_cursors_are_refused_and_one_workspace_cannot_evict_anothers_cached_list() {
+    use base64::Engine;
+    let app = spawn_app_cfg("", |c| c.server.list_cache_bytes = 400_000).await;
+    let victim = workspace_with(&app, "victim", 20, 1000).await;
+    let attacker = workspace_with(&app, "attacker", 300, 5000).await;
+
+    // The victim's list, cached.
+    let (s, _) = app.get(&victim, "/v1/accounts/health").await;
+    assert_eq!(s, 200);
+    let builds = app.state.list_cache.builds();
+    app.get(&victim, "/v1/accounts/health").await;
+    assert_eq!(app.state.list_cache.builds(), builds, "the victim's list is cached");
+
+    // Cursors in the old format (base64url of "a<row id>"), other garbage, and a real cursor
+    // of the victim's: each answers 400 invalid_cursor and builds nothing.
+    let (_, page) = app.get(&victim, "/v1/accounts/health?limit=5").await;
+    let victims_cursor = page["nextCursor"].as_str().unwrap().to_owned();
+    assert!(
+        !String::from_utf8_lossy(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&victims_cursor)
+                .unwrap()
+        )
+        .contains("100"),
+        "a cursor shows no row ID"
+    );
+    let builds = app.state.list_cache.builds();
+    for i in 0..300 {
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("a{}", i * 7));
+        let (s, b) = app
+            .get(&attacker, &format!("/v1/accounts/health?cursor={forged}"))
+            .await;
+        assert_eq!((s, code(&b)), (400, "invalid_cursor"), "{b}");
+    }
+    for c in [victims_cursor.as_str(), "x".repeat(4000).as_str(), "%00"] {
+        let (s, b) = app.get(&attacker, &format!("/v1/accounts/health?cursor={c}")).await;
+        assert_eq!((s, code(&b)), (400, "invalid_cursor"), "{b}");
+    }
+    assert_eq!(app.state.list_cache.builds(), builds, "a refused cursor builds nothing");
+
+    // Real, distinct pages (every limit from 1 to 300): the attacker's share of the cache
+    // is a quarter of it, whatever it asks for.
+    let attacker_ws = app.state.store.workspace_id("attacker").await.unwrap().unwrap();
+    for limit in 1..=300 {
+        let (s, _) = app.get(&attacker, &format!("/v1/accounts/health?limit={limit}")).await;
+        assert_eq!(s, 200);
+        let (total, mine) = app.state.list_cache.held_bytes(attacker_ws.0);
+        assert!(mine <= 100_000, "the attacker holds {mine} bytes");
+        assert!(total <= 400_000, "the cache holds {total} bytes");
+    }
+    let builds = app.state.list_cache.builds();
+    let (s, list) = app.get(&victim, "/v1/accounts/health").await;
+    assert_eq!(s, 200);
+    assert_eq!(list["summary"]["total"], 20);
+    assert_eq!(
+        app.state.list_cache.builds(),
+        builds,
+        "the victim's cached list survived the attacker's thousand answers"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_account_can_list_at_most_fifty_scopes_of_a_hundred_characters() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let token = app
+        .sim
+        .issue(Platform::Twitter, TokenSpec::valid(Platform::Twitter, "7"))
+        .access_token;
+    let body = |scopes: Vec<String>| json!({"platform":"twitter","accountId":"7","username":"a","accessToken":token,"scopes":scopes});
+    for scopes in [
+        (0..51).map(|i| format!("s{i}")).collect::<Vec<_>>(),
+        vec!["s".repeat(101)],
+    ] {
+        let (s, b) = app.post(&key, "/v1/accounts", &body(scopes)).await;
+        assert_eq!((s, code(&b)), (400, "invalid_scopes"), "{b}");
+    }
+    let (s, b) = app
+        .post(
+            &key,
+            "/v1/accounts",
+            &body((0..50).map(|i| format!("{i:0>100}")).collect()),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    app.stop().await;
+}
+
+/// A TikTok account whose token is inside its refresh window, and its sealed refresh token.
+async fn tiktok_due_for_refresh(app: &TestApp, key: &str, id: &str) -> Vec<u8> {
+    app.connect(
+        key,
+        Platform::Tiktok,
+        id,
+        TokenSpec {
+            expires_in: Some(20 * 60),
+            ..TokenSpec::valid(Platform::Tiktok, "0")
+        },
+    )
+    .await;
+    let db = app.db().await;
+    // Registration refreshed it already: move it back into its window.
+    sqlx::query("UPDATE accounts SET token_expires_at = $1 WHERE account_id = $2")
+        .bind(socialsyncer::domain::now() + 600)
+        .bind(id)
+        .execute(&db)
+        .await
+        .unwrap();
+    sealed_refresh_token(app, id).await
+}
+
+async fn sealed_refresh_token(app: &TestApp, id: &str) -> Vec<u8> {
+    let db = app.db().await;
+    sqlx::query_scalar(
+        "SELECT c.refresh_token FROM credentials c JOIN accounts a ON a.id = c.account_ref WHERE a.account_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&db)
+    .await
+    .unwrap()
+}
+
+async fn leases_held(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM refresh_leases")
+        .fetch_one(&app.db().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_refresh_whose_request_timed_out_still_commits_the_rotated_tokens() {
+    // The request times out after 300 ms; the platform rotates at once but its answer
+    // takes 1 s to come back.
+    let app = spawn_app_cfg("", |c| {
+        c.server.request_timeout = socialsyncer::config::HumanDuration(Duration::from_millis(300));
+    })
+    .await;
+    let key = app.key("acme").await;
+    let before = tiktok_due_for_refresh(&app, &key, "cancel-me").await;
+    let refreshes = app.sim.refreshes(Platform::Tiktok);
+    app.sim.set_tweaks(
+        Platform::Tiktok,
+        Tweaks {
+            answer_delay: Some(Duration::from_secs(1)),
+            ..Tweaks::default()
+        },
+    );
+    let (s, b) = app
+        .post(&key, "/v1/accounts/tiktok/cancel-me/check", &Value::Null)
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (408, "request_timeout"),
+        "a 408 in the API's format: {b}"
+    );
+    assert_eq!(
+        app.sim.refreshes(Platform::Tiktok),
+        refreshes + 1,
+        "the platform rotated"
+    );
+    // The refresh goes on without its caller and commits what the platform issued.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sealed_refresh_token(&app, "cancel-me").await == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotated tokens were never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(leases_held(&app).await, 0, "the lease was released");
+    // The committed refresh token is the live one: the next refresh works.
+    app.sim.set_tweaks(Platform::Tiktok, Tweaks::default());
+    sqlx::query("UPDATE accounts SET token_expires_at = $1 WHERE account_id = 'cancel-me'")
+        .bind(socialsyncer::domain::now() + 600)
+        .execute(&app.db().await)
+        .await
+        .unwrap();
+    let (s, v) = app
+        .post(&key, "/v1/accounts/tiktok/cancel-me/check", &Value::Null)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(app.sim.refreshes(Platform::Tiktok), refreshes + 2);
+    assert_eq!(v["health"], "healthy", "{v}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_a_refresh_in_flight_to_commit() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let before = tiktok_due_for_refresh(&app, &key, "stop-me").await;
+    app.sim.set_tweaks(
+        Platform::Tiktok,
+        Tweaks {
+            answer_delay: Some(Duration::from_millis(800)),
+            ..Tweaks::default()
+        },
+    );
+    let (http, url, k) = (
+        app.http.clone(),
+        app.url("/v1/accounts/tiktok/stop-me/check"),
+        key.clone(),
+    );
+    // The caller hangs up after 200 ms; the daemon is stopped while the refresh is running.
+    let call = tokio::spawn(async move {
+        http.post(url)
+            .bearer_auth(k)
+            .timeout(Duration::from_millis(200))
+            .send()
+            .await
+    });
+    assert!(call.await.unwrap().is_err(), "the client gave up");
+    let refreshes_in_flight = app.state.refreshes.len();
+    assert_eq!(refreshes_in_flight, 1, "the refresh outlived its caller");
+    let db_url = app.db_url.clone();
+    let _dir = app.stop_keeping_files().await;
+    let db = crate::common::any_pool(&db_url).await;
+    let after: Vec<u8> = sqlx::query_scalar("SELECT c.refresh_token FROM credentials c JOIN accounts a ON a.id = c.account_ref WHERE a.account_id = 'stop-me'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_ne!(
+        after, before,
+        "the rotated tokens were committed before the daemon stopped"
+    );
+    let leases: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM refresh_leases")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(leases, 0);
+}
+
+#[tokio::test]
+async fn small_input_checks() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    // The authorization scheme is case-insensitive.
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let r = app
+            .http
+            .get(app.url("/v1/accounts"))
+            .header("authorization", format!("{scheme} {key}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    // Numeric account IDs with a leading zero name no account a platform has.
+    let token = app
+        .sim
+        .issue(Platform::Twitter, TokenSpec::valid(Platform::Twitter, "7"))
+        .access_token;
+    let (s, b) = app
+        .post(
+            &key,
+            "/v1/accounts",
+            &json!({"platform":"twitter","accountId":"07","username":"a","accessToken":token}),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "invalid_account_id"), "{b}");
+    let (s, b) = app.get(&key, "/v1/accounts/twitter/007").await;
+    assert_eq!((s, code(&b)), (400, "invalid_account_id"), "{b}");
+    let (s, b) = app
+        .post(
+            &key,
+            "/v1/accounts",
+            &json!({"platform":"twitter","accountId":"7","username":"a","accessToken":token}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    // Unknown query parameters are refused, not ignored.
+    for path in [
+        "/v1/accounts?limt=5",
+        "/v1/accounts/health?status=healthy",
+        "/v1/accounts/twitter/7/history?count=3",
+    ] {
+        let (s, b) = app.get(&key, path).await;
+        assert_eq!((s, code(&b)), (400, "invalid_query"), "{path}: {b}");
+    }
+    app.stop().await;
+}
