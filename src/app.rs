@@ -124,14 +124,14 @@ impl Problems {
     }
 
     /// Sets or clears a problem that is not a platform's (e.g. alerts without a recipient).
-    pub fn set_note(&self, key: &str, problem: Option<String>) {
+    /// True when a problem is set that was not set before (what says to log it once).
+    pub fn set_note(&self, key: &str, problem: Option<String>) -> bool {
         let mut m = self.notes.lock().unwrap_or_else(|e| e.into_inner());
         match problem {
-            Some(p) => {
-                m.insert(key.to_owned(), p);
-            }
+            Some(p) => m.insert(key.to_owned(), p).is_none(),
             None => {
                 m.remove(key);
+                false
             }
         }
     }
@@ -142,14 +142,26 @@ impl Problems {
         m.retain(|k, _| keep(k));
     }
 
-    /// The current problems, as `platform: message` lines, then the others.
+    /// The current problems, as `platform: message` lines, then the others (which may name
+    /// workspaces: for the operator's metrics listener only).
     pub fn list(&self) -> Vec<String> {
-        let m = self.by_platform.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<String> = m.iter().map(|((p, _), msg)| format!("{p}: {msg}")).collect();
-        drop(m);
+        let mut out = self.platform_problems();
         let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
         out.extend(notes.values().cloned());
         out
+    }
+
+    /// The platforms' problems, as `platform: message` lines: the daemon's own configuration,
+    /// never a tenant's.
+    pub fn platform_problems(&self) -> Vec<String> {
+        let m = self.by_platform.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|((p, _), msg)| format!("{p}: {msg}")).collect()
+    }
+
+    /// How many other problems have a key starting with `prefix` (e.g. `email:`).
+    pub fn notes_count(&self, prefix: &str) -> usize {
+        let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        notes.keys().filter(|k| k.starts_with(prefix)).count()
     }
 
     /// How many problems each platform has now (every platform listed).

@@ -324,7 +324,7 @@ async fn deliver_claimed(
     }
     let host = host_name();
     // Built only when a webhook is due: a client holds the TLS roots (about a megabyte).
-    let mut hooks_client = None;
+    let mut clients = super::webhook::Clients::default();
     let mut waiting = std::collections::BTreeSet::new();
     for group in pending.chunk_by(|a, b| a.workspace_id == b.workspace_id) {
         let workspace = &group[0].workspace;
@@ -336,20 +336,23 @@ async fn deliver_claimed(
         let hooks = super::webhook::receivers(state, group[0].workspace_id).await?;
         if to.is_empty() && hooks.is_empty() {
             waiting.insert(workspace.clone());
-            state.problems.set_note(
+            let new = state.problems.set_note(
                 &format!("email:{workspace}"),
                 Some(format!(
                     "notify: {} alert(s) of workspace {workspace} wait for a recipient (email.to, a webhook, or PUT /v1/notifications)",
                     group.len()
                 )),
             );
-            tracing::warn!(%workspace, events = group.len(), "alerts wait: the workspace has no recipient (email.to, a webhook, or PUT /v1/notifications)");
+            // Said once while the workspace waits, not every round.
+            if new {
+                tracing::warn!(%workspace, events = group.len(), "alerts wait: the workspace has no recipient (email.to, a webhook, or PUT /v1/notifications)");
+            }
             continue;
         }
         state.problems.set_note(&format!("email:{workspace}"), None);
         let have = state.store.alert_deliveries(&ids).await?;
         for h in &hooks {
-            let client = hooks_client.get_or_insert_with(|| super::webhook::client(&state.config().notify));
+            let client = clients.for_receiver(h, &state.config().notify);
             super::webhook::deliver_to(state, client, h, group, &have, &host, &mut report).await?;
         }
         let Some(mailer) = &mailer else {
@@ -511,7 +514,7 @@ pub async fn test_message(
             }
         }
     }
-    let client = super::webhook::client(&state.config().notify);
+    let mut clients = super::webhook::Clients::default();
     for r in super::webhook::receivers(state, workspace_id).await? {
         if !operator && r.key.starts_with("hook:") {
             continue;
@@ -522,7 +525,8 @@ pub async fn test_message(
             f => super::webhook::chat_test(f, &workspace),
         };
         let body = serde_json::to_vec(&body).unwrap_or_default();
-        let result = match super::webhook::post(&client, &r, &body, now).await {
+        let client = clients.for_receiver(&r, &state.config().notify);
+        let result = match super::webhook::post(client, &r, &body, now).await {
             super::webhook::Sent::Delivered(s) => format!("delivered ({s})"),
             super::webhook::Sent::Gone => "answered 410 Gone (it will be disabled at the next alert)".to_owned(),
             super::webhook::Sent::Retry(why) => why,

@@ -93,6 +93,15 @@ impl Receiver {
             .is_none_or(|e| e.iter().any(|t| t == kind.event_type()))
     }
 
+    /// The operator's (`hook:` keys) or a workspace's (`webhook:` keys).
+    pub fn owner(&self) -> Owner {
+        if self.key.starts_with("hook:") {
+            Owner::Operator
+        } else {
+            Owner::Tenant
+        }
+    }
+
     /// The URL as it may be logged: scheme and host, never the path (a Slack or Discord URL
     /// holds its credential in the path).
     pub fn label(&self) -> String {
@@ -112,46 +121,92 @@ pub fn operator_key(url: &str) -> String {
     format!("hook:{}", hex::encode(&Sha256::digest(url.as_bytes())[..8]))
 }
 
-/// Whether the daemon may send to `ip`: public addresses always; loopback with
-/// `allow_insecure_loopback` or `allow_private_networks`; other private, link-local,
-/// shared and unspecified addresses only with `allow_private_networks`.
-pub fn ip_allowed(ip: IpAddr, notify: &NotifyConfig) -> bool {
+/// Whose receiver a request goes to: the operator's (`[[notify.webhook]]`) or a
+/// workspace's. `notify.allow_insecure_loopback` is the operator's alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The operator's receivers.
+    Operator,
+    /// A workspace's receivers.
+    Tenant,
+}
+
+/// The one answer for any address a receiver may not use, whatever the reason, so that no
+/// answer tells a private name from a missing one.
+pub const NOT_ALLOWED: &str = "this address is not allowed";
+
+/// The IPv4 address an IPv6 address carries, where it is one of the forms that route to it:
+/// IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`, NAT64 `64:ff9b::/96` and the
+/// local-use `64:ff9b:1::/48`, and 6to4 `2002::/16`.
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let from = |hi: u16, lo: u16| std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    match s {
+        // IPv4-compatible (:: and ::1 are not: they are the unspecified and loopback addresses).
+        [0, 0, 0, 0, 0, 0, hi, lo] if hi != 0 => Some(from(hi, lo)),
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(from(hi, lo)),
+        [0x64, 0xff9b, 1, _, _, _, hi, lo] => Some(from(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(from(hi, lo)),
+        _ => None,
+    }
+}
+
+/// Whether an IPv4 address is one the public Internet routes to anyone (global unicast).
+fn v4_global(v4: std::net::Ipv4Addr) -> bool {
+    let o = v4.octets();
+    !(v4.is_private()
+        || v4.is_loopback()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_broadcast()
+        || v4.is_multicast()
+        || v4.is_documentation()
+        || o[0] == 0
+        || (o[0] == 100 && (64..128).contains(&o[1])) // shared address space (CGNAT)
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99) // 6to4 relay anycast
+        || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking
+        || o[0] >= 240)
+}
+
+/// Whether an IPv6 address is global unicast: in `2000::/3`, and none of its special
+/// blocks (Teredo `2001::/32`, documentation `2001:db8::/32`, ORCHIDs and the other IETF
+/// assignments in `2001::/23`); one that carries an IPv4 address is judged by that.
+fn v6_global(v6: std::net::Ipv6Addr) -> bool {
+    if let Some(v4) = embedded_v4(v6) {
+        return v4_global(v4);
+    }
+    let s = v6.segments();
+    (s[0] & 0xe000) == 0x2000 // global unicast 2000::/3 (so not fc00::/7, fe80::/10, fec0::/10, 100::/64, ::)
+        && !(s[0] == 0x2001 && s[1] < 0x0200) // 2001::/23: Teredo, benchmarking, ORCHID, ...
+        && !(s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+}
+
+/// Whether the daemon may send to `ip` for a receiver of `owner`: global unicast always;
+/// loopback with `allow_private_networks`, or for the operator's receivers with
+/// `allow_insecure_loopback`; any other address only with `allow_private_networks`.
+pub fn ip_allowed(ip: IpAddr, notify: &NotifyConfig, owner: Owner) -> bool {
     let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => embedded_v4(v6).map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     };
     if ip.is_loopback() {
-        return notify.allow_insecure_loopback || notify.allow_private_networks;
+        return notify.allow_private_networks || (owner == Owner::Operator && notify.allow_insecure_loopback);
     }
-    let private = match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])) // shared address space (CGNAT)
-                || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking
-                || o[0] >= 240
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80 // link-local
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        }
+    let global = match ip {
+        IpAddr::V4(v4) => v4_global(v4),
+        IpAddr::V6(v6) => v6_global(v6),
     };
-    !private || notify.allow_private_networks
+    global || notify.allow_private_networks
 }
 
-/// Checks a receiver URL when it is set: `https://` (or `http://` to a loopback address
-/// with `notify.allow_insecure_loopback`), a host, no credentials in the authority, and an
-/// address literal the daemon may reach. Host names are checked again at each send.
+/// Checks a workspace's receiver URL when it is set: `https://` (or `http://` to a loopback
+/// address when the operator lets workspaces reach it), a host, no credentials in the
+/// authority, and an address literal the daemon may reach. Host names are checked again at
+/// each send. An address refused for any reason answers [`NOT_ALLOWED`].
 pub fn validate_url(raw: &str, notify: &NotifyConfig) -> Result<Url, String> {
     let shown = crate::domain::truncate_for_message(raw);
     let url = Url::parse(raw.trim()).map_err(|e| format!("'{shown}' is not a URL ({e})"))?;
@@ -167,37 +222,35 @@ pub fn validate_url(raw: &str, notify: &NotifyConfig) -> Result<Url, String> {
         url::Host::Domain(d) if d.eq_ignore_ascii_case("localhost") => Some(IpAddr::from([127, 0, 0, 1])),
         url::Host::Domain(_) => None,
     };
+    let loopback_ok = notify.allow_insecure_loopback && notify.allow_private_networks;
     match url.scheme() {
         "https" => {}
-        "http" if notify.allow_insecure_loopback && literal.is_some_and(|ip| ip.is_loopback()) => {}
+        "http" if loopback_ok && literal.is_some_and(|ip| ip.is_loopback()) => {}
         "http" => {
-            return Err(format!(
-                "'{}' must use https:// (http:// is accepted only to a loopback address, with notify.allow_insecure_loopback)",
-                redacted(&url)
-            ));
+            return Err(format!("'{}' must use https://", redacted(&url)));
         }
         other => return Err(format!("'{other}://' is not a webhook scheme: use https://")),
     }
     if let Some(ip) = literal
-        && !ip_allowed(ip, notify)
+        && !ip_allowed(ip, notify, Owner::Tenant)
     {
-        return Err(format!(
-            "{} is a private or reserved address, which webhooks may not reach (notify.allow_private_networks)",
-            redacted(&url)
-        ));
+        return Err(format!("{}: {NOT_ALLOWED}", redacted(&url)));
     }
     Ok(url)
 }
 
 /// Resolves host names for webhook requests and refuses the addresses the daemon may not
 /// reach, at connection time (so a name that changes its answer cannot slip past a check).
+/// A name that does not resolve, or resolves only to refused addresses, gets one answer.
 struct GuardedResolver {
     allow_loopback: bool,
     allow_private: bool,
+    owner: Owner,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let owner = self.owner;
         let notify = NotifyConfig {
             allow_insecure_loopback: self.allow_loopback,
             allow_private_networks: self.allow_private,
@@ -205,10 +258,16 @@ impl reqwest::dns::Resolve for GuardedResolver {
         };
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| ip_allowed(a.ip(), &notify)).collect();
+            let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await {
+                Ok(a) => a.collect(),
+                Err(_) => Vec::new(),
+            };
+            let allowed: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| ip_allowed(a.ip(), &notify, owner))
+                .collect();
             if allowed.is_empty() {
-                return Err(format!("{host} resolves only to addresses webhooks may not reach").into());
+                return Err(NOT_ALLOWED.into());
             }
             let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
             Ok(addrs)
@@ -216,10 +275,13 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
-/// The webhook client: no redirects, a 5 s limit, and the address guard.
-pub fn client(notify: &NotifyConfig) -> reqwest::Client {
+/// The webhook client for receivers of `owner`: no proxy (a proxy would resolve the name
+/// and the guard would see only the proxy), no redirects, a 5 s limit, and the address
+/// guard.
+pub fn client(notify: &NotifyConfig, owner: Owner) -> reqwest::Client {
     crate::crypto::install_tls_provider();
     reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))
         .connect_timeout(Duration::from_secs(5))
@@ -227,19 +289,63 @@ pub fn client(notify: &NotifyConfig) -> reqwest::Client {
         .dns_resolver(Arc::new(GuardedResolver {
             allow_loopback: notify.allow_insecure_loopback,
             allow_private: notify.allow_private_networks,
+            owner,
         }))
         .build()
         .unwrap_or_default()
 }
 
-/// The `socialsyncer-signature` header of `body` sent at `t`: `t=<unix>,v1=<hex HMAC-SHA256
-/// of "t.body">`, as Stripe and Standard Webhooks sign.
-pub fn signature(secret: &SecretString, t: i64, body: &[u8]) -> String {
+/// The webhook clients of a delivery round, each built when first needed (a client holds
+/// the TLS roots, about a megabyte).
+#[derive(Default)]
+pub struct Clients {
+    operator: Option<reqwest::Client>,
+    tenant: Option<reqwest::Client>,
+}
+
+impl Clients {
+    /// The client for `r`.
+    pub fn for_receiver(&mut self, r: &Receiver, notify: &NotifyConfig) -> &reqwest::Client {
+        let owner = r.owner();
+        let slot = match owner {
+            Owner::Operator => &mut self.operator,
+            Owner::Tenant => &mut self.tenant,
+        };
+        slot.get_or_insert_with(|| client(notify, owner))
+    }
+}
+
+/// The `socialsyncer-signature` header of `body` sent at `t` to the receiver at `url`:
+/// `t=<unix>,v2=<hex HMAC-SHA256 of "t.url.body">`. The receiver's URL is signed with the
+/// body, so that a secret used by two receivers cannot carry one's request to the other.
+pub fn signature(secret: &SecretString, t: i64, url: &Url, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC takes any key length");
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
+    mac.update(url.as_str().as_bytes());
+    mac.update(b".");
     mac.update(body);
-    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+    format!("t={t},v2={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Whether a secret a caller chose holds at least 256 bits: its length times the bits of
+/// the character classes it draws from (digits, lower case, upper case, punctuation), with
+/// at least 16 different characters. A secret made by [`new_secret`] passes.
+pub fn strong_enough(secret: &str) -> bool {
+    let mut classes = 0u32;
+    for (test, size) in [
+        (char::is_ascii_digit as fn(&char) -> bool, 10),
+        (char::is_ascii_lowercase, 26),
+        (char::is_ascii_uppercase, 26),
+        (char::is_ascii_punctuation, 32),
+    ] {
+        if secret.chars().any(|c| test(&c)) {
+            classes += size;
+        }
+    }
+    let distinct = secret.chars().collect::<std::collections::HashSet<_>>().len();
+    let bits = secret.chars().count() as f64 * f64::from(classes.max(2)).log2();
+    distinct >= 16 && bits >= 256.0
 }
 
 /// A new signing secret: `whsec_` and 32 random bytes in hex.
@@ -270,7 +376,7 @@ pub async fn post(client: &reqwest::Client, r: &Receiver, body: &[u8], now: i64)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body.to_vec());
     if let Some(secret) = &r.secret {
-        req = req.header("socialsyncer-signature", signature(secret, now, body));
+        req = req.header("socialsyncer-signature", signature(secret, now, &r.url, body));
     }
     match req.send().await {
         Ok(mut resp) => {
@@ -452,4 +558,77 @@ pub async fn deliver_to(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(ip: &str, owner: Owner, loopback: bool, private: bool) -> bool {
+        let notify = NotifyConfig {
+            allow_insecure_loopback: loopback,
+            allow_private_networks: private,
+            webhook: Vec::new(),
+        };
+        ip_allowed(ip.parse().unwrap(), &notify, owner)
+    }
+
+    #[test]
+    fn only_global_unicast_is_allowed_with_embedded_ipv4_decoded() {
+        for ip in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            // NAT64 and 6to4 of a public address.
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+        ] {
+            assert!(allowed(ip, Owner::Tenant, false, false), "{ip}");
+        }
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "100.64.0.1",
+            "169.254.169.254",
+            "192.0.0.8",
+            "192.88.99.1",
+            "198.18.0.1",
+            "::1",
+            "::",
+            "::ffff:10.0.0.1",
+            "::a00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::7f00:1",
+            "2002:a00:1::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:db8::1",
+            "fec0::1",
+            "fc00::1",
+            "fe80::1",
+            "100::1",
+            "ff02::1",
+        ] {
+            assert!(!allowed(ip, Owner::Tenant, false, false), "{ip}");
+            assert!(!allowed(ip, Owner::Operator, false, false), "{ip}");
+        }
+        // Loopback: the operator's receivers with allow_insecure_loopback; a workspace's
+        // only when the operator opens private networks.
+        assert!(allowed("127.0.0.1", Owner::Operator, true, false));
+        assert!(!allowed("127.0.0.1", Owner::Tenant, true, false));
+        assert!(allowed("127.0.0.1", Owner::Tenant, false, true));
+    }
+
+    #[test]
+    fn made_secrets_are_strong_and_short_or_repetitive_ones_are_not() {
+        use secrecy::ExposeSecret;
+        assert!(strong_enough(new_secret().expose_secret()));
+        assert!(strong_enough(&"0123456789abcdef".repeat(4)));
+        for weak in [
+            "short",
+            "a-caller-chosen-secret",
+            &"ab".repeat(100),
+            "0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(!strong_enough(weak), "{weak}");
+        }
+    }
 }

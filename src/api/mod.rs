@@ -105,21 +105,25 @@ pub struct Liveness {
               (status = 503, description = "The database does not answer", body = Liveness)))]
 pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     let database = state.store.ping().await;
-    let mut problems = state.problems.list();
-    // Receivers that failed for a day, or were disabled (410 Gone).
-    if let Ok(statuses) = state.store.receiver_statuses().await {
-        let day_ago = crate::domain::now() - 86_400;
-        for s in statuses {
-            if let Some(r) = &s.disabled_reason {
-                problems.push(format!("notify: receiver {} is disabled: {r}", s.receiver));
-            } else if let Some(t) = s.failing_since.filter(|t| *t <= day_ago) {
-                problems.push(format!(
-                    "notify: deliveries to receiver {} have failed since {}",
-                    s.receiver,
-                    crate::domain::rfc3339(t)
-                ));
-            }
-        }
+    // Aggregates only: nothing here names a workspace or a tenant's receiver (`/healthz`
+    // needs no key). The details are on the metrics listener (`/problems`).
+    let mut problems = state.problems.platform_problems();
+    let waiting = state.problems.notes_count("email:");
+    if waiting > 0 {
+        problems.push(format!(
+            "notify: alerts of {waiting} workspace(s) wait for a recipient (see /problems on the metrics listener)"
+        ));
+    }
+    let (disabled, failing) = receiver_trouble(&state).await;
+    if disabled > 0 {
+        problems.push(format!(
+            "notify: {disabled} receiver(s) are disabled (see /problems on the metrics listener)"
+        ));
+    }
+    if failing > 0 {
+        problems.push(format!(
+            "notify: deliveries to {failing} receiver(s) have failed for a day (see /problems on the metrics listener)"
+        ));
     }
     let status = if database && problems.is_empty() {
         "ok"
@@ -143,6 +147,44 @@ pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>
             version: env!("CARGO_PKG_VERSION").into(),
         }),
     )
+}
+
+/// Receivers disabled (410 Gone) and receivers whose deliveries have failed for a day.
+async fn receiver_trouble(state: &AppState) -> (usize, usize) {
+    let day_ago = crate::domain::now() - 86_400;
+    match state.store.receiver_statuses().await {
+        Ok(statuses) => (
+            statuses.iter().filter(|s| s.disabled_reason.is_some()).count(),
+            statuses
+                .iter()
+                .filter(|s| s.disabled_reason.is_none() && s.failing_since.is_some_and(|t| t <= day_ago))
+                .count(),
+        ),
+        Err(_) => (0, 0),
+    }
+}
+
+/// The daemon's problems in full, naming workspaces and receivers: on the metrics listener
+/// only (the operator's), one per line.
+pub async fn problems(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    let mut lines = state.problems.list();
+    if let Ok(statuses) = state.store.receiver_statuses().await {
+        let day_ago = crate::domain::now() - 86_400;
+        for s in statuses {
+            if let Some(r) = &s.disabled_reason {
+                lines.push(format!("notify: receiver {} is disabled: {r}", s.receiver));
+            } else if let Some(t) = s.failing_since.filter(|t| *t <= day_ago) {
+                lines.push(format!(
+                    "notify: deliveries to receiver {} have failed since {}",
+                    s.receiver,
+                    crate::domain::rfc3339(t)
+                ));
+            }
+        }
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text)
 }
 
 /// Prometheus text exposition, served on `server.metrics_listen` (default
@@ -187,10 +229,11 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// The metrics listener's router (`server.metrics_listen`): `/metrics` only.
+/// The metrics listener's router (`server.metrics_listen`): `/metrics` and `/problems`.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/problems", get(problems))
         .fallback(not_found)
         .with_state(state)
 }
@@ -200,7 +243,7 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config().server.max_body_bytes;
     let mut router = Router::new().route("/healthz", get(healthz));
     if state.config().server.metrics_listen.trim().is_empty() {
-        router = router.route("/metrics", get(metrics));
+        router = router.route("/metrics", get(metrics)).route("/problems", get(problems));
     }
     router
         .route("/v1/openapi.json", get(openapi::serve))

@@ -42,7 +42,7 @@ pub struct Webhook {
     /// Event types to send (`account.token_expiring`, `account.needs_reconnect`, ...); absent: all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<String>>,
-    /// In a request: the signing secret to use (16 to 200 characters); absent, a new one is
+    /// In a request: the signing secret to use (at most 200 characters, at least 32 random bytes); absent, a new one is
     /// made for a new URL and the stored one is kept for a known URL. In an answer: the secret,
     /// only in the answer to the PUT that set it (it is never shown again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,9 +198,14 @@ async fn set_webhooks(
             )));
         }
         let secret = match h.secret {
-            Some(s) if !(16..=200).contains(&s.chars().count()) || s.chars().any(char::is_whitespace) => {
+            Some(s)
+                if s.chars().count() > 200
+                    || s.chars().any(|c| !c.is_ascii_graphic())
+                    || !crate::alerts::webhook::strong_enough(&s) =>
+            {
                 return Err(invalid_webhook(
-                    "A webhook secret is 16 to 200 characters, without spaces.",
+                    "A webhook secret is at most 200 printable ASCII characters, without spaces, and holds at least \
+                     32 random bytes (e.g. 64 hex digits or 43 base64 characters); leave it out to get one made.",
                 ));
             }
             Some(s) => Some(secrecy::SecretString::from(s)),

@@ -313,3 +313,92 @@ async fn small_input_checks() {
     }
     app.stop().await;
 }
+
+/// Registers a revoked X token under `username`: its check raises a needs-reconnect alert.
+async fn revoked_named(app: &TestApp, key: &str, id: &str, username: &str) {
+    use socialsyncer::simulator::TokenState;
+    let issued = app.sim.issue(
+        Platform::Twitter,
+        TokenSpec {
+            state: TokenState::Revoked,
+            with_refresh: false,
+            expires_in: Some(60 * 86_400),
+            ..TokenSpec::valid(Platform::Twitter, id)
+        },
+    );
+    let (s, b) = app
+        .post(
+            key,
+            "/v1/accounts",
+            &json!({"platform": "twitter", "accountId": id, "username": username, "accessToken": issued.access_token}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+}
+
+#[tokio::test]
+async fn healthz_names_no_workspace_and_the_metrics_listener_has_the_details() {
+    let app = crate::common::spawn_api_cfg("", |c| c.schedule.cron = String::new()).await;
+    let key = app.key("tenant-by-a-secret-name").await;
+    revoked_named(&app, &key, "1", "someone").await;
+    socialsyncer::alerts::email::deliver(&app.state).await.unwrap();
+    let (_, h) = app.get("", "/healthz").await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    let text = h.to_string();
+    assert!(text.contains("1 workspace(s)"), "an aggregate count: {h}");
+    assert!(!text.contains("tenant-by-a-secret-name"), "{h}");
+    // The details, with the name, are the operator's (the metrics listener; here the API
+    // listener, as metrics_listen is empty in tests).
+    let problems = app
+        .http
+        .get(app.url("/problems"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(problems.contains("tenant-by-a-secret-name"), "{problems}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn markdown_in_a_username_reaches_teams_and_slack_as_text() {
+    let app = crate::common::spawn_api_cfg("", |c| {
+        c.schedule.cron = String::new();
+        c.notify.allow_insecure_loopback = true;
+        c.notify.allow_private_networks = true;
+    })
+    .await;
+    let key = app.key("acme").await;
+    let (teams, teams_log) = crate::webhooks::receiver(&[], false).await;
+    let (slack, slack_log) = crate::webhooks::receiver(&[], true).await;
+    let (s, v) = app
+        .put(
+            &key,
+            "/v1/notifications",
+            &json!({"emails": [], "webhooks": [{"url": teams, "format": "teams"}, {"url": slack, "format": "slack"}]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    revoked_named(&app, &key, "1", "[Click me](https://evil.example/login) *urgent*").await;
+    socialsyncer::alerts::email::deliver(&app.state).await.unwrap();
+    let post = |log: &std::sync::Arc<std::sync::Mutex<crate::webhooks::Log>>| -> Value {
+        serde_json::from_slice(&log.lock().unwrap().posts[0].1).unwrap()
+    };
+    let card = post(&teams_log);
+    let line = card["attachments"][0]["content"]["body"][1]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.contains("\\[Click me\\]\\(https:\u{200B}//evil\\.example/login\\)"),
+        "{line}"
+    );
+    assert!(!line.contains("](") && !line.contains("*urgent*"), "{line}");
+    let msg = post(&slack_log);
+    let section = &msg["blocks"][1]["text"];
+    assert_eq!(section["verbatim"], true, "{msg}");
+    assert!(!section["text"].as_str().unwrap().contains("*urgent*"), "{msg}");
+    app.stop().await;
+}

@@ -94,7 +94,9 @@ fn slack_valid(body: &[u8]) -> Result<(), String> {
 
 async fn app() -> TestApp {
     spawn_api_cfg("", |c| {
+        // Workspaces' receivers on loopback: the operator lets them reach it.
         c.notify.allow_insecure_loopback = true;
+        c.notify.allow_private_networks = true;
         c.schedule.cron = String::new();
     })
     .await
@@ -107,7 +109,7 @@ async fn set_hooks(app: &TestApp, key: &str, hooks: Value) -> (u16, Value) {
 }
 
 /// Registers an account whose token is revoked: one `account.needs_reconnect` event.
-async fn revoked(app: &TestApp, key: &str, id: &str) {
+pub(crate) async fn revoked(app: &TestApp, key: &str, id: &str) {
     app.connect(
         key,
         Platform::Twitter,
@@ -130,14 +132,15 @@ async fn due_now(app: &TestApp) {
         .unwrap();
 }
 
-fn verify(secret: &str, header: &str, body: &[u8]) -> bool {
+/// Verifies a signature as the README says a receiver at `url` does.
+fn verify(secret: &str, url: &str, header: &str, body: &[u8]) -> bool {
     use hmac::Mac;
-    let (t, v1) = header.split_once(",v1=").unwrap();
+    let (t, v2) = header.split_once(",v2=").unwrap();
     let t = t.strip_prefix("t=").unwrap();
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{t}.").as_bytes());
+    mac.update(format!("{t}.{url}.").as_bytes());
     mac.update(body);
-    mac.verify_slice(&hex::decode(v1).unwrap()).is_ok()
+    mac.verify_slice(&hex::decode(v2).unwrap()).is_ok()
 }
 
 #[tokio::test]
@@ -163,8 +166,12 @@ async fn json_events_are_signed_with_the_secret_shown_once() {
     assert_eq!(posts.len(), 1);
     let (headers, body) = &posts[0];
     let sig = headers["socialsyncer-signature"].to_str().unwrap();
-    assert!(verify(&secret, sig, body), "verifies with the secret");
-    assert!(!verify("whsec_another", sig, body), "fails with another");
+    assert!(verify(&secret, &url, sig, body), "verifies with the secret");
+    assert!(!verify("whsec_another", &url, sig, body), "fails with another");
+    assert!(
+        !verify(&secret, "https://another.example/hook", sig, body),
+        "fails at another receiver with the same secret"
+    );
     let t: i64 = sig[2..sig.find(',').unwrap()].parse().unwrap();
     assert!((socialsyncer::domain::now() - t).abs() < 60);
     let e: Value = serde_json::from_slice(body).unwrap();
@@ -246,6 +253,7 @@ async fn a_receiver_that_fails_three_times_gets_each_event_exactly_once_and_anot
     let mut config = socialsyncer::config::Config::from_toml(&app.sim.config_toml(app.dir.path()).unwrap()).unwrap();
     app.same_database(&mut config);
     config.notify.allow_insecure_loopback = true;
+    config.notify.allow_private_networks = true;
     let restarted = socialsyncer::app::AppState::build(config).await.unwrap();
     sqlx::query("UPDATE alert_outbox SET sent_at = NULL, next_attempt_at = 0")
         .execute(&app.db().await)
@@ -341,9 +349,20 @@ async fn webhook_urls_are_checked_when_set() {
     for (url, why) in [
         ("http://hooks.example.com/x", "https://"),
         ("http://127.0.0.1:9/x", "https://"),
-        ("https://10.0.0.5/x", "private"),
-        ("https://[::1]/x", "private"),
-        ("https://169.254.169.254/latest", "private"),
+        ("https://10.0.0.5/x", "this address is not allowed"),
+        ("https://[::1]/x", "this address is not allowed"),
+        ("https://169.254.169.254/latest", "this address is not allowed"),
+        // IPv4 addresses inside IPv6 ones: NAT64, 6to4, IPv4-compatible; and Teredo,
+        // site-local, the discard prefix and 192.0.0.0/24.
+        ("https://[64:ff9b::a9fe:a9fe]/x", "this address is not allowed"),
+        ("https://[64:ff9b:1::7f00:1]/x", "this address is not allowed"),
+        ("https://[2002:a00:1::1]/x", "this address is not allowed"),
+        ("https://[::a00:5]/x", "this address is not allowed"),
+        ("https://[2001:0:4136:e378::1]/x", "this address is not allowed"),
+        ("https://[fec0::1]/x", "this address is not allowed"),
+        ("https://[100::1]/x", "this address is not allowed"),
+        ("https://192.0.0.8/x", "this address is not allowed"),
+        ("https://192.88.99.1/x", "this address is not allowed"),
         ("ftp://example.com/x", "scheme"),
         ("https://user:pw@example.com/x", "password"),
         ("not a url", "not a URL"),
@@ -366,22 +385,33 @@ async fn webhook_urls_are_checked_when_set() {
     )
     .await;
     assert_eq!((s, code(&v)), (400, "invalid_webhook"), "{v}");
-    let (s, v) = set_hooks(
-        &app,
-        &key,
-        json!([{"url": "https://hooks.example.com/x", "secret": "short"}]),
-    )
-    .await;
-    assert_eq!((s, code(&v)), (400, "invalid_webhook"), "{v}");
+    // Secrets of less than 32 random bytes are refused.
+    for weak in [
+        "short",
+        "a-caller-chosen-secret",
+        &"ab".repeat(60),
+        "0123456789abcdef0123456789abcdef",
+    ] {
+        let (s, v) = set_hooks(
+            &app,
+            &key,
+            json!([{"url": "https://hooks.example.com/x", "secret": weak}]),
+        )
+        .await;
+        assert_eq!((s, code(&v)), (400, "invalid_webhook"), "{weak}: {v}");
+    }
     // A secret given by the caller is used; a body with emails only keeps the webhooks.
     let (s, v) = set_hooks(
         &app,
         &key,
-        json!([{"url": "https://hooks.example.com/x", "secret": "a-caller-chosen-secret"}]),
+        json!([{"url": "https://hooks.example.com/x", "secret": "caller-chosen-9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a"}]),
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(v["webhooks"][0]["secret"], "a-caller-chosen-secret");
+    assert_eq!(
+        v["webhooks"][0]["secret"],
+        "caller-chosen-9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a"
+    );
     let (s, v) = app
         .put(&key, "/v1/notifications", &json!({"emails": ["ops@acme.example"]}))
         .await;
@@ -391,9 +421,41 @@ async fn webhook_urls_are_checked_when_set() {
 }
 
 #[tokio::test]
+async fn allow_insecure_loopback_is_the_operators_alone() {
+    let app = spawn_api_cfg("", |c| c.notify.allow_insecure_loopback = true).await;
+    let key = app.key("acme").await;
+    for url in ["http://127.0.0.1:9/x", "https://127.0.0.1:9/x", "https://localhost:9/x"] {
+        let (s, v) = set_hooks(&app, &key, json!([{"url": url}])).await;
+        assert_eq!((s, code(&v)), (400, "invalid_webhook"), "{url}: {v}");
+    }
+    // A name that resolves to loopback is refused at send time for a workspace, with the
+    // same answer as a name that does not resolve at all.
+    let notify = socialsyncer::config::NotifyConfig {
+        allow_insecure_loopback: true,
+        ..Default::default()
+    };
+    use socialsyncer::alerts::webhook::{Format, Owner, Receiver, Sent, client, post};
+    let tenant = client(&notify, Owner::Tenant);
+    for host in ["localhost", "no-such-name.invalid"] {
+        let r = Receiver {
+            key: "webhook:1".into(),
+            url: format!("https://{host}:1/x").parse().unwrap(),
+            format: Format::Json,
+            events: None,
+            secret: None,
+        };
+        match post(&tenant, &r, b"{}", 0).await {
+            Sent::Retry(why) => assert!(why.contains("this address is not allowed"), "{host}: {why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_host_name_that_resolves_to_a_private_address_is_refused_when_sending() {
     let notify = socialsyncer::config::NotifyConfig::default();
-    let client = socialsyncer::alerts::webhook::client(&notify);
+    let client = socialsyncer::alerts::webhook::client(&notify, socialsyncer::alerts::webhook::Owner::Operator);
     let r = socialsyncer::alerts::webhook::Receiver {
         key: "hook:test".into(),
         url: "https://localhost:1/x".parse().unwrap(),
@@ -403,7 +465,7 @@ async fn a_host_name_that_resolves_to_a_private_address_is_refused_when_sending(
     };
     let sent = socialsyncer::alerts::webhook::post(&client, &r, b"{}", 0).await;
     match sent {
-        socialsyncer::alerts::webhook::Sent::Retry(why) => assert!(why.contains("may not reach"), "{why}"),
+        socialsyncer::alerts::webhook::Sent::Retry(why) => assert!(why.contains("not allowed"), "{why}"),
         other => panic!("{other:?}"),
     }
 }
@@ -434,6 +496,7 @@ async fn the_test_message_reaches_every_receiver_and_says_what_each_answered() {
 async fn the_whole_daemon_sweeps_on_its_cron_delivers_by_webhook_and_stops_from_outside() {
     let app = spawn_app_cfg("", |c| {
         c.notify.allow_insecure_loopback = true;
+        c.notify.allow_private_networks = true;
         c.schedule.cron = "* * * * * *".into();
     })
     .await;

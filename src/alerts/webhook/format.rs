@@ -76,10 +76,10 @@ pub fn chat_message(format: Format, workspace: &str, events: &[&PendingAlert], h
             let mut blocks =
                 vec![json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&title, 150)}})];
             for e in events.iter().take(45) {
-                blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&slack_escape(&line(e)), 3000)}}));
+                blocks.push(slack_section(&line(e)));
             }
-            blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": slack_escape(&footer)}]}));
-            json!({"text": title, "blocks": blocks})
+            blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": slack_escape(&footer), "verbatim": true}]}));
+            json!({"text": slack_escape(&title), "blocks": blocks})
         }
         Format::Discord => {
             let embeds: Vec<Value> = events
@@ -87,21 +87,22 @@ pub fn chat_message(format: Format, workspace: &str, events: &[&PendingAlert], h
                 .take(10)
                 .map(|e| {
                     json!({
-                        "title": truncate(&format!("{} {} ({})", e.platform.display_name(), e.username, e.account_id), 256),
-                        "description": truncate(&format!("{} {}", e.problem, e.action), 4096),
+                        "title": truncate(&markdown_escape(&format!("{} {} ({})", e.platform.display_name(), e.username, e.account_id)), 256),
+                        "description": truncate(&markdown_escape(&format!("{} {}", e.problem, e.action)), 4096),
                         "color": colour(e.severity),
                     })
                 })
                 .collect();
-            json!({"content": truncate(&title, 2000), "embeds": embeds, "allowed_mentions": {"parse": []}})
+            json!({"content": truncate(&markdown_escape(&title), 2000), "embeds": embeds, "allowed_mentions": {"parse": []}})
         }
         Format::Teams => {
-            let mut body =
-                vec![json!({"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "wrap": true})];
+            let mut body = vec![
+                json!({"type": "TextBlock", "text": markdown_escape(&title), "weight": "Bolder", "size": "Medium", "wrap": true}),
+            ];
             for e in events {
-                body.push(json!({"type": "TextBlock", "text": line(e), "wrap": true}));
+                body.push(json!({"type": "TextBlock", "text": markdown_escape(&line(e)), "wrap": true}));
             }
-            body.push(json!({"type": "TextBlock", "text": footer, "isSubtle": true, "size": "Small", "wrap": true}));
+            body.push(json!({"type": "TextBlock", "text": markdown_escape(&footer), "isSubtle": true, "size": "Small", "wrap": true}));
             teams_card(body)
         }
     }
@@ -112,10 +113,12 @@ pub fn chat_test(format: Format, workspace: &str) -> Value {
     let text = format!("socialsyncer test message for workspace {workspace}: this receiver is set up.");
     match format {
         Format::Slack | Format::Json => {
-            json!({"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(&text)}}]})
+            json!({"text": slack_escape(&text), "blocks": [slack_section(&text)]})
         }
-        Format::Discord => json!({"content": text, "allowed_mentions": {"parse": []}}),
-        Format::Teams => teams_card(vec![json!({"type": "TextBlock", "text": text, "wrap": true})]),
+        Format::Discord => json!({"content": markdown_escape(&text), "allowed_mentions": {"parse": []}}),
+        Format::Teams => teams_card(vec![
+            json!({"type": "TextBlock", "text": markdown_escape(&text), "wrap": true}),
+        ]),
     }
 }
 
@@ -135,9 +138,68 @@ pub(super) fn teams_card(body: Vec<Value>) -> Value {
     })
 }
 
-/// Slack's three escapes for text it formats.
+/// A Slack section of `text` shown as written: escaped, and `verbatim` (Slack turns no URL,
+/// channel name or mention in it into a link).
+fn slack_section(text: &str) -> Value {
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&slack_escape(text), 3000), "verbatim": true}})
+}
+
+/// Text for Slack's mrkdwn, shown as written: its three HTML escapes (`&`, `<`, `>`: no
+/// `<url|label>` link, mention or quote forms), and each formatting character (`*`, `_`,
+/// `~`, `` ` ``) set between zero-width spaces, which mrkdwn has no escape for and which keep
+/// it from pairing into bold, italics, strike-through or code.
 pub(super) fn slack_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '*' | '_' | '~' | '`' => {
+                out.push('\u{200B}');
+                out.push(c);
+                out.push('\u{200B}');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text for the Markdown of Teams' Adaptive Cards and Discord, shown as written: every ASCII
+/// punctuation character Markdown gives a meaning (links, emphasis, lists, headings, code,
+/// HTML) escaped with a backslash (CommonMark's escapes), and bare addresses broken with a
+/// zero-width space so that no client turns them into links.
+pub(super) fn markdown_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if matches!(
+            c,
+            '\\' | '`'
+                | '*'
+                | '_'
+                | '{'
+                | '}'
+                | '['
+                | ']'
+                | '('
+                | ')'
+                | '#'
+                | '+'
+                | '-'
+                | '.'
+                | '!'
+                | '|'
+                | '<'
+                | '>'
+                | '~'
+                | '&'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.replace("://", ":\u{200B}//").replace("www\\.", "www\u{200B}\\.")
 }
 
 pub(super) fn truncate(s: &str, max: usize) -> String {
@@ -147,4 +209,30 @@ pub(super) fn truncate(s: &str, max: usize) -> String {
     let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
     t.push('…');
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_in_a_username_is_shown_as_written_in_every_chat() {
+        let link = "[click](https://evil.example/x) *bold* _it_ ~s~ `c` <@U123> www.evil.example";
+        let md = markdown_escape(link);
+        assert!(
+            md.starts_with("\\[click\\]\\(https:\u{200B}//evil\\.example/x\\)"),
+            "{md}"
+        );
+        for raw in ["[click]", "](", "*bold*", "_it_", "~s~", "`c`", "://", "www."] {
+            assert!(!md.contains(raw), "{raw} in {md}");
+        }
+        assert!(md.contains("\\<@U123\\>"), "{md}");
+        let slack = slack_escape(link);
+        for raw in ["*bold*", "_it_", "~s~", "`c`", "<@U123>"] {
+            assert!(!slack.contains(raw), "{raw} in {slack}");
+        }
+        assert!(slack.contains("&lt;@U123&gt;"), "{slack}");
+        let section = slack_section(link);
+        assert_eq!(section["text"]["verbatim"], true, "Slack links nothing in it");
+    }
 }
