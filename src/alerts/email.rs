@@ -64,6 +64,23 @@ impl Mailer {
             from,
         }))
     }
+
+    /// Sends a plain-text message to `to`; the server's answer code, or why it failed.
+    pub async fn send_text(&self, to: &str, subject: &str, body: String) -> Result<String, String> {
+        let to: Mailbox = to.parse().map_err(|e| format!("not an email address: {e}"))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .message_id(None)
+            .date_now()
+            .body(body)
+            .map_err(|e| format!("could not be built: {e}"))?;
+        match self.transport.send(message).await {
+            Ok(r) => Ok(r.code().to_string()),
+            Err(e) => Err(domain::truncate_for_message(&e.to_string())),
+        }
+    }
 }
 
 /// The TLS mode of `url` (`smtps://` or `?tls=required`/`opportunistic`) trusting the CA in
@@ -231,13 +248,26 @@ pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String,
 }
 
 /// The recipients of a workspace's alerts: the operator's `email.to` and the workspace's
-/// own list, each address once (compared without case).
-async fn recipients(state: &AppState, workspace_id: WorkspaceId) -> Result<Vec<String>, StoreError> {
+/// own confirmed addresses, each address once (compared without case); and which of them
+/// are the workspace's own (counted against `notify.max_emails_per_hour`).
+async fn recipients(state: &AppState, workspace_id: WorkspaceId) -> Result<(Vec<String>, Vec<String>), StoreError> {
     let mut to: Vec<String> = state.config().email.to.clone();
-    to.extend(state.store.recipients(workspace_id).await?);
+    let own = state.store.confirmed_recipients(workspace_id).await?;
+    to.extend(own.iter().cloned());
     let mut seen = std::collections::HashSet::new();
     to.retain(|t| seen.insert(t.trim().to_ascii_lowercase()));
-    Ok(to)
+    let operators: Vec<String> = state
+        .config()
+        .email
+        .to
+        .iter()
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    let own = own
+        .into_iter()
+        .filter(|o| !operators.contains(&o.trim().to_ascii_lowercase()))
+        .collect();
+    Ok((to, own))
 }
 
 /// How long events wait after a failed delivery: 30 s, doubling with each failed attempt,
@@ -322,6 +352,11 @@ async fn deliver_claimed(
             "email.smtp_url is not set: alerts go to webhooks only"
         );
     }
+    if let Some(m) = &mailer
+        && state.config().notify.confirm_addresses
+    {
+        super::limits::send_confirmations(state, m).await?;
+    }
     let host = host_name();
     // Built only when a webhook is due: a client holds the TLS roots (about a megabyte).
     let mut clients = super::webhook::Clients::default();
@@ -329,9 +364,9 @@ async fn deliver_claimed(
     for group in pending.chunk_by(|a, b| a.workspace_id == b.workspace_id) {
         let workspace = &group[0].workspace;
         let ids: Vec<i64> = group.iter().map(|e| e.id).collect();
-        let to = match mailer {
+        let (to, own) = match mailer {
             Some(_) => recipients(state, group[0].workspace_id).await?,
-            None => Vec::new(),
+            None => (Vec::new(), Vec::new()),
         };
         let hooks = super::webhook::receivers(state, group[0].workspace_id).await?;
         if to.is_empty() && hooks.is_empty() {
@@ -366,6 +401,10 @@ async fn deliver_claimed(
                 .cloned()
                 .collect();
             if missing.is_empty() {
+                continue;
+            }
+            // The workspace's own addresses within its hourly budget; beyond, its alerts wait.
+            if own.contains(r) && !super::limits::may_email(state, group[0].workspace_id, workspace).await? {
                 continue;
             }
             let missing_ids: Vec<i64> = missing.iter().map(|e| e.id).collect();
@@ -474,45 +513,42 @@ pub async fn test_message(
 ) -> Result<Vec<(String, String)>, StoreError> {
     let workspace = state.store.workspace_name(workspace_id).await?.unwrap_or_default();
     let mut out = Vec::new();
-    let mut emails = state.store.recipients(workspace_id).await?;
-    if operator {
-        emails.extend(state.config().email.to.iter().cloned());
+    // The workspace's own addresses (within its budget; unconfirmed ones get nothing), then
+    // with `operator` the operator's.
+    let mut emails: Vec<(String, bool)> = state
+        .store
+        .confirmed_recipients(workspace_id)
+        .await?
+        .into_iter()
+        .map(|e| (e, true))
+        .collect();
+    for e in state.store.unconfirmed_recipients(workspace_id).await? {
+        out.push((e, "not sent: the address waits for confirmation".to_owned()));
     }
-    if !emails.is_empty() {
-        match state.mailer() {
-            None => {
-                for e in emails {
-                    out.push((e, "not sent: email.smtp_url is not set".to_owned()));
-                }
+    if operator {
+        emails.extend(state.config().email.to.iter().map(|e| (e.clone(), false)));
+    }
+    for (e, own) in emails {
+        let result = match state.mailer() {
+            None => "not sent: email.smtp_url is not set".to_owned(),
+            Some(_) if own && !super::limits::may_email(state, workspace_id, &workspace).await? => {
+                "not sent: the workspace reached notify.max_emails_per_hour".to_owned()
             }
             Some(mailer) => {
-                for e in emails {
-                    let result = match e.parse::<Mailbox>() {
-                        Err(err) => format!("not an email address: {err}"),
-                        Ok(to) => {
-                            let message = Message::builder()
-                                .from(mailer.from.clone())
-                                .to(to)
-                                .subject(format!("[socialsyncer] test message for {workspace}"))
-                                .message_id(None)
-                                .date_now()
-                                .body(format!(
-                                    "A test message from socialsyncer on {}: alerts of workspace {workspace} reach this address.\n",
-                                    host_name()
-                                ));
-                            match message {
-                                Err(err) => format!("could not be built: {err}"),
-                                Ok(m) => match mailer.transport.send(m).await {
-                                    Ok(r) => format!("delivered ({})", r.code()),
-                                    Err(err) => domain::truncate_for_message(&err.to_string()),
-                                },
-                            }
-                        }
-                    };
-                    out.push((e, result));
+                let body = format!(
+                    "A test message from socialsyncer on {}: alerts of workspace {workspace} reach this address.\n",
+                    host_name()
+                );
+                match mailer
+                    .send_text(&e, &format!("[socialsyncer] test message for {workspace}"), body)
+                    .await
+                {
+                    Ok(code) => format!("delivered ({code})"),
+                    Err(why) => why,
                 }
             }
-        }
+        };
+        out.push((e, result));
     }
     let mut clients = super::webhook::Clients::default();
     for r in super::webhook::receivers(state, workspace_id).await? {

@@ -1,9 +1,11 @@
 //! Alerts: which events a health change raises (pure), and their delivery by email.
 
 pub mod email;
+pub mod limits;
 pub mod webhook;
 
 pub use email::test_message;
+pub use limits::confirmation_hash;
 
 use crate::domain::{Account, AlertKind, Health, Platform, UnixTime};
 use crate::domain::{AccountRef, WorkspaceId};

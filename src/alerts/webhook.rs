@@ -254,7 +254,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let notify = NotifyConfig {
             allow_insecure_loopback: self.allow_loopback,
             allow_private_networks: self.allow_private,
-            webhook: Vec::new(),
+            ..NotifyConfig::default()
         };
         Box::pin(async move {
             let host = name.as_str().to_owned();
@@ -568,7 +568,7 @@ mod tests {
         let notify = NotifyConfig {
             allow_insecure_loopback: loopback,
             allow_private_networks: private,
-            webhook: Vec::new(),
+            ..NotifyConfig::default()
         };
         ip_allowed(ip.parse().unwrap(), &notify, owner)
     }

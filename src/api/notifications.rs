@@ -17,6 +17,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/notifications", get(show).put(replace))
         .route("/v1/notifications/test", axum::routing::post(test))
+        .route("/v1/notifications/confirm", axum::routing::post(confirm))
 }
 
 /// The recipients of a workspace's alerts.
@@ -25,6 +26,11 @@ pub fn router() -> Router<AppState> {
 pub struct Notifications {
     /// Email addresses (at most 20).
     pub emails: Vec<String>,
+    /// In an answer: the addresses of `emails` that wait for confirmation
+    /// (`notify.confirm_addresses`); they get a confirmation code and no alert until the
+    /// workspace confirms them. Ignored in a request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unconfirmed: Vec<String>,
     /// Webhooks (at most 10). Absent in a request: the stored ones stay as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhooks: Option<Vec<Webhook>>,
@@ -77,6 +83,7 @@ fn valid_email(e: &str) -> bool {
 pub async fn show(State(state): State<AppState>, ws: Workspace) -> Result<Json<Notifications>, ApiError> {
     Ok(Json(Notifications {
         emails: state.store.recipients(ws.0).await?,
+        unconfirmed: state.store.unconfirmed_recipients(ws.0).await?,
         webhooks: Some(stored_webhooks(&state, ws.0).await?),
     }))
 }
@@ -141,7 +148,12 @@ pub async fn replace(
         Some(hooks) => Some(set_webhooks(&state, ws.0, hooks).await?),
         None => None,
     };
-    state.store.set_recipients(ws.0, &emails).await?;
+    let confirm = state.config().notify.confirm_addresses;
+    state.store.set_recipients(ws.0, &emails, confirm).await?;
+    if confirm {
+        // Their confirmation codes go out with the next delivery round.
+        state.alerts_due.notify_one();
+    }
     let webhooks = match shown {
         // The stored ones, with the secrets this request set (shown this once).
         Some(secrets) => Some(
@@ -156,7 +168,11 @@ pub async fn replace(
         ),
         None => Some(stored_webhooks(&state, ws.0).await?),
     };
-    Ok(Json(Notifications { emails, webhooks }))
+    Ok(Json(Notifications {
+        emails,
+        unconfirmed: state.store.unconfirmed_recipients(ws.0).await?,
+        webhooks,
+    }))
 }
 
 fn invalid_webhook(message: impl Into<String>) -> ApiError {
@@ -294,12 +310,57 @@ pub struct TestResults {
 
 /// Send a test message to every receiver of the workspace.
 #[utoipa::path(post, path = "/v1/notifications/test", tag = "notifications", security(("api_key" = [])),
-    responses((status = 200, body = TestResults), (status = 401, body = super::error::ErrorBody)))]
+    responses((status = 200, body = TestResults), (status = 401, body = super::error::ErrorBody),
+              (status = 429, description = "A test was sent less than a minute ago", body = super::error::ErrorBody)))]
 pub async fn test(State(state): State<AppState>, ws: Workspace) -> Result<Json<TestResults>, ApiError> {
+    if !state.store.take_test_slot(ws.0).await? {
+        return Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "test_too_soon",
+            "A test message goes out at most once a minute per workspace; retry in a minute.",
+        )
+        .retry_after(60));
+    }
     let results = crate::alerts::test_message(&state, ws.0, false)
         .await?
         .into_iter()
         .map(|(receiver, result)| TestResult { receiver, result })
         .collect();
     Ok(Json(TestResults { results }))
+}
+
+/// A confirmation code, as the address got it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmation {
+    /// The address, as set in `emails`.
+    pub email: String,
+    /// The code the confirmation message gave.
+    pub code: String,
+}
+
+/// Confirm an address (`notify.confirm_addresses`) with the code it was sent.
+#[utoipa::path(post, path = "/v1/notifications/confirm", tag = "notifications", request_body = Confirmation,
+    security(("api_key" = [])),
+    responses((status = 200, body = Notifications),
+              (status = 400, description = "Not an address waiting for confirmation, or a wrong code", body = super::error::ErrorBody),
+              (status = 401, body = super::error::ErrorBody)))]
+pub async fn confirm(
+    State(state): State<AppState>,
+    ws: Workspace,
+    ApiJson(body): ApiJson<Confirmation>,
+) -> Result<Json<Notifications>, ApiError> {
+    let wrong = || {
+        ApiError::bad_request(
+            "invalid_confirmation",
+            "That address does not wait for confirmation, or the code is not the one it was sent.",
+        )
+    };
+    let email = body.email.trim();
+    let stored = state.store.confirmation_code(ws.0, email).await?.ok_or_else(wrong)?;
+    if !crate::crypto::hashes_equal(&stored, &crate::alerts::confirmation_hash(body.code.trim())) {
+        return Err(wrong());
+    }
+    state.store.confirm_recipient(ws.0, email).await?;
+    show(State(state), ws).await
 }

@@ -23,6 +23,7 @@ use super::{accounts, lists};
         super::notifications::show,
         super::notifications::replace,
         super::notifications::test,
+        super::notifications::confirm,
         super::metrics,
     ),
     components(schemas(super::notifications::WebhookEvent)),

@@ -378,7 +378,7 @@ pub struct EmailConfig {
 }
 
 /// `[notify]`
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     /// Lets webhook URLs use `http://` to a loopback address (tests, a local relay).
@@ -388,6 +388,24 @@ pub struct NotifyConfig {
     pub allow_private_networks: bool,
     /// `[[notify.webhook]]`: the operator's receivers, sent every workspace's alerts.
     pub webhook: Vec<WebhookConfig>,
+    /// Emails an hour at most to the addresses a workspace set (alerts, tests and
+    /// confirmations together); beyond, its alerts wait for the next hour. 0: no cap.
+    pub max_emails_per_hour: u32,
+    /// A new address a workspace sets gets a confirmation code first, and nothing else until
+    /// the workspace confirms it (`POST /v1/notifications/confirm`).
+    pub confirm_addresses: bool,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            allow_insecure_loopback: false,
+            allow_private_networks: false,
+            webhook: Vec::new(),
+            max_emails_per_hour: 200,
+            confirm_addresses: false,
+        }
+    }
 }
 
 /// One `[[notify.webhook]]`.

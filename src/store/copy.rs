@@ -6,7 +6,7 @@ use super::*;
 
 /// The tables to copy, parents before children. Heartbeats, refresh leases and platform
 /// holds belong to running daemons and are not copied.
-const TABLES: [&str; 12] = [
+const TABLES: [&str; 13] = [
     "workspaces",
     "api_keys",
     "accounts",
@@ -19,6 +19,7 @@ const TABLES: [&str; 12] = [
     "workspace_generations",
     "webhooks",
     "receiver_status",
+    "workspace_limits",
 ];
 
 /// Rows per INSERT (PostgreSQL takes at most 65,535 parameters a statement).

@@ -402,3 +402,110 @@ async fn markdown_in_a_username_reaches_teams_and_slack_as_text() {
     assert!(!section["text"].as_str().unwrap().contains("*urgent*"), "{msg}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_test_route_and_a_workspaces_emails_are_capped_and_new_addresses_confirmed() {
+    use crate::smtp::SmtpServer;
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    let app = crate::common::spawn_api_cfg("", move |c| {
+        c.email.smtp_url = Some(url);
+        c.schedule.cron = String::new();
+        c.notify.max_emails_per_hour = 5;
+        c.notify.confirm_addresses = true;
+    })
+    .await;
+    let key = app.key("acme").await;
+    let emails: Vec<String> = (0..3).map(|i| format!("victim{i}@example.com")).collect();
+    let (s, v) = app.put(&key, "/v1/notifications", &json!({"emails": emails})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["unconfirmed"].as_array().unwrap().len(), 3, "{v}");
+
+    // The test route: once a minute per workspace; unconfirmed addresses get nothing.
+    let (s, v) = app.post(&key, "/v1/notifications/test", &json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["result"].as_str().unwrap().contains("waits for confirmation")),
+        "{v}"
+    );
+    assert!(smtp.mails().is_empty(), "no test message to an unconfirmed address");
+    let r = app
+        .http
+        .post(app.url("/v1/notifications/test"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "60");
+
+    // A delivery round sends each new address its confirmation code, and nothing else.
+    revoked_named(&app, &key, "1", "someone").await;
+    socialsyncer::alerts::email::deliver(&app.state).await.unwrap();
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 3, "{mails:?}");
+    assert!(mails.iter().all(|m| m.subject().contains("confirm")), "{mails:?}");
+    let code_of = |m: &crate::smtp::Mail| {
+        let t = m.text();
+        let at = t.find("give them this code: ").unwrap() + "give them this code: ".len();
+        t[at..at + 10].to_owned()
+    };
+    let to0 = mails.iter().find(|m| m.to[0].contains("victim0")).unwrap();
+    let (s, b) = app
+        .post(
+            &key,
+            "/v1/notifications/confirm",
+            &json!({"email": "victim0@example.com", "code": "WRONGCODE2"}),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "invalid_confirmation"), "{b}");
+    let (s, v) = app
+        .post(
+            &key,
+            "/v1/notifications/confirm",
+            &json!({"email": "victim0@example.com", "code": code_of(to0)}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["unconfirmed"].as_array().unwrap().len(), 2, "{v}");
+
+    // The confirmed address gets the alert; the budget (5 an hour: 3 codes, 1 alert) then
+    // holds the next ones back without dropping them.
+    let db = app.db().await;
+    let due = || async {
+        sqlx::query("UPDATE alert_outbox SET next_attempt_at = 0 WHERE sent_at IS NULL")
+            .execute(&db)
+            .await
+            .unwrap();
+    };
+    due().await;
+    socialsyncer::alerts::email::deliver(&app.state).await.unwrap();
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 4, "{mails:?}");
+    assert!(mails[3].to[0].contains("victim0") && !mails[3].subject().contains("confirm"));
+    for id in ["2", "3"] {
+        revoked_named(&app, &key, id, "someone").await;
+        due().await;
+        socialsyncer::alerts::email::deliver(&app.state).await.unwrap();
+    }
+    assert_eq!(smtp.mails().len(), 5, "the fifth email of the hour, then nothing");
+    assert!(
+        app.state.store.undelivered_alerts().await.unwrap() >= 1,
+        "the alerts beyond the budget wait in the outbox"
+    );
+    let problems = app
+        .http
+        .get(app.url("/problems"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(problems.contains("max_emails_per_hour"), "{problems}");
+    app.stop().await;
+}
