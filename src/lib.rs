@@ -28,6 +28,7 @@ pub mod demo; // `socialsyncer demo`: simulated platforms and sample accounts
 pub mod domain; // validated domain types
 pub mod health; // pure health assessment
 pub mod metrics; // Prometheus metrics
+pub mod pacing; // per-platform pacing gates, throttle holds and on-demand turns
 pub mod platforms; // one adapter per platform behind one trait
 pub mod scheduler; // cron-driven sweeps with bounded concurrency
 pub mod server; // the daemon's listener and shutdown

@@ -1,9 +1,7 @@
 //! Sweeps: on each cron tick, check the accounts whose `next_check_at` is due, with bounded
 //! concurrency and a per-platform pace, writing results in batched transactions.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
@@ -25,125 +23,7 @@ const FIRST_PAGE: i64 = 256;
 /// Longest a result waits in the write buffer.
 const WRITE_EVERY: Duration = Duration::from_millis(200);
 
-/// Spaces out the requests to one platform (at most `rate` a second, no burst), and stops
-/// them for a while when the platform says it is throttling.
-#[derive(Debug)]
-pub struct Gate {
-    /// Nanoseconds between two requests at the whole rate limit; 0: no pacing. A reload may
-    /// change it.
-    base_ns: AtomicU64,
-    /// Nanoseconds between two requests of this daemon: `base_ns` times the live daemons
-    /// sharing the platform's budget.
-    interval_ns: AtomicU64,
-    /// When the next request may go (tokio's clock, so tests can run it paused).
-    next: std::sync::Mutex<tokio::time::Instant>,
-    blocked_until: AtomicI64,
-}
-
-fn interval_ns(rate: Option<f64>) -> u64 {
-    rate.map_or(0, |r| {
-        Duration::from_secs_f64(1.0 / r)
-            .as_nanos()
-            .try_into()
-            .unwrap_or(u64::MAX)
-    })
-}
-
-impl Gate {
-    fn new(rate: Option<f64>) -> Gate {
-        Gate {
-            base_ns: AtomicU64::new(interval_ns(rate)),
-            interval_ns: AtomicU64::new(interval_ns(rate)),
-            next: std::sync::Mutex::new(tokio::time::Instant::now()),
-            blocked_until: AtomicI64::new(0),
-        }
-    }
-
-    /// Waits for this request's turn.
-    pub(crate) async fn pace(&self) {
-        let interval = Duration::from_nanos(self.interval_ns.load(Ordering::Relaxed));
-        if interval.is_zero() {
-            return;
-        }
-        let at = {
-            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            let at = (*next).max(tokio::time::Instant::now());
-            *next = at + interval;
-            at
-        };
-        tokio::time::sleep_until(at).await;
-    }
-
-    /// The time the platform asked us to wait until, if it is still ahead.
-    pub(crate) fn blocked(&self, now: UnixTime) -> Option<UnixTime> {
-        let until = self.blocked_until.load(Ordering::Relaxed);
-        (until > now).then_some(until)
-    }
-
-    pub(crate) fn block_until(&self, t: UnixTime) {
-        self.blocked_until.fetch_max(t, Ordering::Relaxed);
-    }
-}
-
-/// One [`Gate`] per platform, and the number of daemons sharing each platform's budget.
-#[derive(Debug)]
-pub struct Gates {
-    gates: HashMap<Platform, Gate>,
-    /// Live daemons sharing the platforms' budgets (1 on SQLite).
-    daemons: AtomicU64,
-}
-
-impl Gates {
-    /// From each platform's `rate_limit`.
-    pub fn new(config: &crate::config::Config) -> Gates {
-        Gates {
-            gates: Platform::ALL
-                .into_iter()
-                .map(|p| (p, Gate::new(config.platforms.get(p).rate_limit(p))))
-                .collect(),
-            daemons: AtomicU64::new(1),
-        }
-    }
-
-    /// Takes each platform's `rate_limit` from a reloaded config.
-    pub fn set_rates(&self, config: &crate::config::Config) {
-        for (p, g) in &self.gates {
-            g.base_ns
-                .store(interval_ns(config.platforms.get(*p).rate_limit(*p)), Ordering::Relaxed);
-        }
-        self.apply_share();
-    }
-
-    /// Paces each platform at `1 / daemons` of its rate limit: the live daemons on one
-    /// database together stay under it.
-    pub fn set_share(&self, daemons: i64) {
-        self.daemons.store(daemons.max(1).unsigned_abs(), Ordering::Relaxed);
-        self.apply_share();
-    }
-
-    fn apply_share(&self) {
-        let n = self.daemons.load(Ordering::Relaxed).max(1);
-        for g in self.gates.values() {
-            g.interval_ns
-                .store(g.base_ns.load(Ordering::Relaxed).saturating_mul(n), Ordering::Relaxed);
-        }
-    }
-
-    /// This daemon's pace for a platform, in requests a second (`None`: unlimited).
-    pub fn rate(&self, p: Platform) -> Option<f64> {
-        let ns = self.get(p).interval_ns.load(Ordering::Relaxed);
-        (ns > 0).then(|| 1e9 / ns as f64)
-    }
-
-    /// Until when the platform asked to wait, if that is still ahead of `now`.
-    pub fn held_until(&self, p: Platform, now: UnixTime) -> Option<UnixTime> {
-        self.get(p).blocked(now)
-    }
-
-    pub(crate) fn get(&self, p: Platform) -> &Gate {
-        &self.gates[&p]
-    }
-}
+pub use crate::pacing::{Gate, Gates};
 
 /// Holds a platform's gate when a check met an app-wide throttle; a throttle of one token
 /// or Page defers that account alone.
@@ -508,6 +388,3 @@ pub async fn start(
     sched.start().await?;
     Ok(Some(sched))
 }
-
-#[cfg(test)]
-mod tests;

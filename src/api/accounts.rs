@@ -277,10 +277,27 @@ pub async fn register(
         .account_by_ref(id)
         .await?
         .ok_or_else(ApiError::account_not_found)?;
-    // A platform that is down does not refuse the registration: the health stays unknown.
-    let (a, _) = checks::check_and_record(&state, a).await?;
+    // The first check goes through the platform's gate like a check-now: not while the
+    // platform asks to wait, and within the on-demand share of its budget. Without a turn,
+    // or with a platform that is down, the registration stands and the health stays unknown
+    // until the next sweep.
+    let turn = match state.gates.held_until(a.platform, state.clock.now()) {
+        Some(_) => None,
+        None => state.gates.reserve_on_demand(a.platform, ON_DEMAND_WAIT).ok(),
+    };
+    let a = match turn {
+        Some((share, turn)) => {
+            share.wait().await;
+            turn.wait().await;
+            checks::check_and_record(&state, a).await?.0
+        }
+        None => a,
+    };
     Ok((StatusCode::CREATED, Json(AccountDetail::from(&seen_now(&state, a)))))
 }
+
+/// The longest a check made on request waits for its turn at the platform's gate.
+const ON_DEMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Check one account now and answer its fresh health.
 #[utoipa::path(post, path = "/v1/accounts/{platform}/{accountId}/check", tag = "accounts",
@@ -290,6 +307,7 @@ pub async fn register(
               (status = 400, body = super::error::ErrorBody),
               (status = 401, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody),
+              (status = 429, description = "Checks on request are at their share of the platform's rate limit", body = super::error::ErrorBody),
               (status = 502, description = "The platform answered garbage", body = super::error::ErrorBody),
               (status = 503, description = "The platform could not be reached or is rate limiting", body = super::error::ErrorBody)))]
 pub async fn check_now(State(state): State<AppState>, Target(a): Target) -> Result<axum::response::Response, ApiError> {
@@ -321,7 +339,25 @@ pub async fn check_now(State(state): State<AppState>, Target(a): Target) -> Resu
         )
         .retry_after((until - now).max(1).unsigned_abs()));
     }
-    gate.pace().await;
+    // A turn within the check-now share of the platform's budget, at most 2 s away; else
+    // 429. A caller that goes away gives its turn back.
+    let (share, turn) = state
+        .gates
+        .reserve_on_demand(a.platform, ON_DEMAND_WAIT)
+        .map_err(|wait| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "platform_busy",
+                format!(
+                    "Checks of {} on request are at their share of its rate limit (health.check_now_share); retry in {} s.",
+                    a.platform.display_name(),
+                    wait.as_secs().max(1)
+                ),
+            )
+            .retry_after(wait.as_secs().max(1))
+        })?;
+    share.wait().await;
+    turn.wait().await;
     let (fresh, outcome) = checks::check_and_record(&state, a).await?;
     if let CheckOutcome::Transient(t) = &outcome
         && t.is_throttle()

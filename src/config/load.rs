@@ -124,6 +124,11 @@ impl Config {
                 "email.smtp_url: '{url}' must start with smtp:// (plain or STARTTLS with ?tls=required) or smtps://"
             )));
         }
+        if !(self.health.check_now_share > 0.0 && self.health.check_now_share <= 1.0) {
+            return Err(ConfigError(
+                "health.check_now_share: must be a share of the rate limit above 0 and at most 1, e.g. 0.25".into(),
+            ));
+        }
         if self.health.check_interval.0 < Duration::from_secs(60) {
             return Err(ConfigError("health.check_interval: must be at least 1m".into()));
         }

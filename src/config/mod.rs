@@ -338,6 +338,9 @@ pub struct HealthConfig {
     /// A "check now" within this long of the account's last check answers that check's
     /// result (with an `X-Check-Cooldown` header) instead of calling the platform again.
     pub check_now_cooldown: HumanDuration,
+    /// The share of each platform's `rate_limit` that check-now requests and registration
+    /// checks may use together (0 to 1); sweeps are never starved by them.
+    pub check_now_share: f64,
 }
 
 impl Default for HealthConfig {
@@ -348,6 +351,7 @@ impl Default for HealthConfig {
             stale_after: HumanDuration(Duration::from_secs(24 * 3_600)),
             history_retention: HumanDuration(Duration::from_secs(30 * 86_400)),
             check_now_cooldown: HumanDuration(Duration::from_secs(10)),
+            check_now_share: 0.25,
         }
     }
 }

@@ -509,3 +509,101 @@ async fn the_test_route_and_a_workspaces_emails_are_capped_and_new_addresses_con
     assert!(problems.contains("max_emails_per_hour"), "{problems}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn check_now_keeps_to_its_share_gives_back_a_cancelled_turn_and_registration_is_paced() {
+    let app = spawn_app_cfg("", |c| {
+        // 4 TikTok calls a second; a quarter of that for checks on request.
+        c.platforms.tiktok.rate_limit = Some(4.0);
+        c.health.check_now_share = 0.25;
+    })
+    .await;
+    let key = app.key("acme").await;
+    let ws = app.state.store.workspace_id("acme").await.unwrap().unwrap();
+    let accounts: Vec<_> = (0..12)
+        .map(|i| {
+            crate::common::new_account(
+                &app.state,
+                &app.sim,
+                ws,
+                Platform::Tiktok,
+                &format!("tt-{i}"),
+                TokenSpec::valid(Platform::Tiktok, "0"),
+            )
+            .0
+        })
+        .collect();
+    app.state.store.insert_accounts(&accounts).await.unwrap();
+    let check = |id: String, timeout: Option<Duration>| {
+        let (http, url, key) = (
+            app.http.clone(),
+            app.url(&format!("/v1/accounts/tiktok/{id}/check")),
+            key.clone(),
+        );
+        async move {
+            let mut r = http.post(url).bearer_auth(key);
+            if let Some(t) = timeout {
+                r = r.timeout(t);
+            }
+            r.send().await.map(|r| {
+                let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                (r.status().as_u16(), retry)
+            })
+        }
+    };
+    // Turns at 0, 1 and 2 s are given; a fourth would be 3 s away: 429, not a queue.
+    let calls = app.sim.calls(Platform::Tiktok);
+    let first = tokio::spawn(check("tt-0".into(), None));
+    let second = tokio::spawn(check("tt-1".into(), None));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The third's caller gives up while it waits for its turn at 2 s...
+    assert!(check("tt-2".into(), Some(Duration::from_millis(300))).await.is_err());
+    // ...so the next request gets that turn instead of a 429.
+    let third = tokio::spawn(check("tt-3".into(), None));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (s, retry) = check("tt-4".into(), None).await.unwrap();
+    assert_eq!(s, 429, "the next turn is more than 2 s away");
+    assert!(retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
+    assert_eq!(
+        third.await.unwrap().unwrap().0,
+        200,
+        "the cancelled request's turn was given back"
+    );
+    assert_eq!(first.await.unwrap().unwrap().0, 200);
+    assert_eq!(second.await.unwrap().unwrap().0, 200);
+    assert_eq!(
+        app.sim.calls(Platform::Tiktok) - calls,
+        3,
+        "three checks reached TikTok"
+    );
+
+    // Registrations go through the same gate: a burst of them checks within the share, and
+    // the rest stand with their health unknown until the next sweep.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let calls = app.sim.calls(Platform::Tiktok);
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let issued = app.sim.issue(
+            Platform::Tiktok,
+            TokenSpec::valid(Platform::Tiktok, &format!("reg-{i}")),
+        );
+        let (http, url, key) = (app.http.clone(), app.url("/v1/accounts"), key.clone());
+        burst.spawn(async move {
+            let body = json!({"platform": "tiktok", "accountId": format!("reg-{i}"), "username": "u",
+                "accessToken": issued.access_token, "refreshToken": issued.refresh_token});
+            let r = http.post(url).bearer_auth(key).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<Value>().await.unwrap()
+        });
+    }
+    let mut unknown = 0;
+    while let Some(v) = burst.join_next().await {
+        if v.unwrap()["health"] == "unknown" {
+            unknown += 1;
+        }
+    }
+    let checked = app.sim.calls(Platform::Tiktok) - calls;
+    assert_eq!(checked, 3, "registration checks at 0, 1 and 2 s reached TikTok");
+    assert_eq!(unknown, 5, "the other registrations stand unchecked");
+    app.stop().await;
+}

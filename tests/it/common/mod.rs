@@ -73,6 +73,9 @@ async fn spawn(extra: &str, tweak: impl FnOnce(&mut Config), whole: bool) -> Tes
     // test turns them on (their own tests do).
     config.health.check_now_cooldown = socialsyncer::config::HumanDuration(std::time::Duration::ZERO);
     config.server.key_rate_limit = 0.0;
+    // Checks on request may use the whole of a platform's budget (their share is tested
+    // on its own).
+    config.health.check_now_share = 1.0;
     // Sweeps run when a test calls them, unless it sets a cron of its own.
     config.schedule.cron = String::new();
     tweak(&mut config);
