@@ -257,7 +257,9 @@ pub fn database_label(config: &Config) -> String {
 pub async fn load_sealer(config: &Config, store: &Store) -> anyhow::Result<Sealer> {
     let path = config.token_key_path()?;
     if config.security.token_key_file.is_some() {
-        return Sealer::load(&path).context("Failed to load security.token_key_file");
+        let sealer = Sealer::load(&path).context("Failed to load security.token_key_file")?;
+        bind_key(store, &sealer, &path).await?;
+        return Ok(sealer);
     }
     if !path.exists() {
         let sealed = store.sealed_count().await?;
@@ -274,7 +276,21 @@ pub async fn load_sealer(config: &Config, store: &Store) -> anyhow::Result<Seale
     if created {
         tracing::warn!(path = %path.display(), "created a new token sealing key; back it up with the database");
     }
+    bind_key(store, &sealer, &path).await?;
     Ok(sealer)
+}
+
+/// Binds the store to `sealer`'s key: refused when the database names another key.
+async fn bind_key(store: &Store, sealer: &Sealer, path: &std::path::Path) -> anyhow::Result<()> {
+    match store.bind_token_key(sealer.fingerprint()).await {
+        Err(crate::store::StoreError::KeyChanged) => Err(UsageError(format!(
+            "the token key at {} is not the key this database's tokens are sealed with (rotate-token-key \
+             named another); set security.token_key_file to the key it made",
+            absolute(path).display()
+        ))
+        .into()),
+        other => Ok(other?),
+    }
 }
 
 /// The daemon's liveness lock: an exclusive lock on `<database>.lock`, held for as long as

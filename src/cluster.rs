@@ -32,6 +32,9 @@ pub struct Instance {
     pub started_at: UnixTime,
     /// Live daemons on the database, this one included (1 on SQLite).
     peers: AtomicI64,
+    /// Seconds this host's clock is ahead of the database's (negative: behind), when more
+    /// than [`SKEW_TOLERANCE`]; else 0.
+    pub skew: AtomicI64,
 }
 
 impl Instance {
@@ -44,6 +47,7 @@ impl Instance {
             id: format!("{host}-{}-{}", std::process::id(), hex::encode(b)),
             started_at: domain::now(),
             peers: AtomicI64::new(1),
+            skew: AtomicI64::new(0),
         }
     }
 
@@ -69,14 +73,11 @@ impl Default for Instance {
 /// One beat: records this daemon, counts the live peers and sets the gates' shares, and
 /// takes the platform holds set by any daemon.
 pub async fn beat(state: &AppState) -> Result<(), crate::store::StoreError> {
-    let now = domain::now();
     let me = &state.instance;
-    state.store.heartbeat(&me.id, me.started_at, now).await?;
-    let live = state
-        .store
-        .live_instances(now - LIVE_WITHIN, now - FORGET_AFTER)
-        .await?
-        .max(1);
+    let before = domain::now();
+    let db_now = state.store.heartbeat(&me.id, me.started_at).await?;
+    note_skew(state, before, domain::now(), db_now);
+    let live = state.store.live_instances(LIVE_WITHIN, FORGET_AFTER).await?.max(1);
     if me.peers.swap(live, Ordering::Relaxed) != live {
         tracing::info!(
             peers = live,
@@ -85,10 +86,51 @@ pub async fn beat(state: &AppState) -> Result<(), crate::store::StoreError> {
         state.gates.set_share(live);
         state.metrics.set_peers(live);
     }
-    for (platform, until) in state.store.platform_holds(state.clock.now()).await? {
-        state.gates.get(platform).block_until(until);
+    // A rotate-token-key run elsewhere: this daemon seals with a key the database no longer
+    // names (its writes of sealed data are refused); say so until it restarts.
+    let current = state.store.token_key_current().await?;
+    let new = state.problems.set_note(
+        "token-key",
+        (!current)
+            .then(|| "token key: rotate-token-key named another key; restart this daemon with the new key file".into()),
+    );
+    if new {
+        tracing::error!("the token key was rotated while this daemon ran; restart it with the new key file");
+    }
+    // Holds are kept on the database's clock; each gate holds for what is left of them.
+    let now = state.clock.now();
+    for (platform, left) in state.store.platform_holds().await? {
+        state.gates.get(platform).block_until(now + left);
     }
     Ok(())
+}
+
+/// Largest difference between this host's clock and the database's that goes unremarked.
+pub const SKEW_TOLERANCE: i64 = 5;
+
+/// Compares this host's clock with the database's (`db_now`, read between `before` and
+/// `after` by this host's clock): a difference over [`SKEW_TOLERANCE`] is logged when it
+/// starts and shown by `/healthz` while it lasts. Coordination never depends on it (leases,
+/// claims, heartbeats and holds are on the database's clock), but expiry times and the
+/// times in answers are this host's.
+fn note_skew(state: &AppState, before: UnixTime, after: UnixTime, db_now: UnixTime) {
+    let skew = if db_now < before {
+        before - db_now
+    } else if db_now > after {
+        after - db_now
+    } else {
+        0
+    };
+    let skew = if skew.abs() > SKEW_TOLERANCE { skew } else { 0 };
+    let old = state.instance.skew.swap(skew, Ordering::Relaxed);
+    if skew != 0 && old == 0 {
+        tracing::warn!(
+            seconds = skew,
+            "this host's clock differs from the database's by more than {SKEW_TOLERANCE} s; fix its time (NTP)"
+        );
+    } else if skew == 0 && old != 0 {
+        tracing::info!("this host's clock agrees with the database's again");
+    }
 }
 
 /// Beats every [`HEARTBEAT`] until `cancel`, then removes this daemon's row so that its
@@ -118,8 +160,9 @@ pub fn share_hold(state: &AppState, platform: Platform, until: UnixTime) {
         return;
     }
     let store = state.store.clone();
+    let secs = until - state.clock.now();
     tokio::spawn(async move {
-        if let Err(e) = store.hold_platform(platform, until).await {
+        if let Err(e) = store.hold_platform(platform, secs).await {
             tracing::warn!(%platform, error = %e, "could not share the platform's hold with the other daemons");
         }
     });

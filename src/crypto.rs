@@ -78,6 +78,7 @@ pub enum CryptoError {
 #[derive(Clone)]
 pub struct Sealer {
     cipher: Aes256Gcm,
+    fingerprint: String,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -89,9 +90,19 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// A sealer from 32 raw key bytes.
     pub fn from_key(key: &[u8; 32]) -> Self {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(b"socialsyncer token key fingerprint v1");
         Sealer {
             cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key)),
+            fingerprint: hex::encode(&mac.finalize().into_bytes()[..16]),
         }
+    }
+
+    /// Names the key without revealing it (an HMAC of a fixed label under the key): what the
+    /// database records of the key its tokens are sealed with.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Reads the key file: 32 raw bytes, or 64 hex digits (surrounding white space ignored).

@@ -234,11 +234,10 @@ async fn read_pages(
     loop {
         // A page is claimed (shared database) until its checks are written: the lease
         // covers this page and the one still being checked ahead of it.
-        let now = state.clock.now();
         let claim = Claim {
             holder,
-            now,
-            until: now + lease,
+            now: state.clock.now(),
+            lease,
         };
         let page = state
             .store

@@ -13,3 +13,11 @@ CREATE TABLE workspace_limits (
 ALTER TABLE workspace_recipients ADD COLUMN confirmed BOOLEAN NOT NULL DEFAULT TRUE;
 ALTER TABLE workspace_recipients ADD COLUMN confirm_code TEXT;
 ALTER TABLE workspace_recipients ADD COLUMN confirm_sent_at BIGINT;
+
+-- The token key the sealed tokens are sealed with, by fingerprint (an HMAC of a fixed label
+-- under the key). A daemon with another key refuses to start or to seal; rotate-token-key
+-- changes it in the same transaction as the re-seal.
+CREATE TABLE token_key (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    fingerprint  TEXT NOT NULL
+);

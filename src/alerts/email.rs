@@ -322,7 +322,7 @@ pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
     let claim = crate::store::Claim {
         holder: &holder,
         now,
-        until: now + ALERT_CLAIM,
+        lease: ALERT_CLAIM,
     };
     let pending = state.store.pending_alerts(5_000, &claim).await?;
     let ids: Vec<i64> = pending.iter().map(|a| a.id).collect();

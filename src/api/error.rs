@@ -139,6 +139,14 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::account_not_found(),
             StoreError::Conflict => ApiError::conflict("conflict", "That resource already exists."),
+            StoreError::KeyChanged => {
+                tracing::error!("{}", StoreError::KeyChanged);
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "token_key_rotated",
+                    "The daemon's token key was rotated while it ran; it stores no new token until it restarts with the new key.",
+                )
+            }
             other => ApiError::internal(other),
         }
     }

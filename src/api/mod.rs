@@ -97,6 +97,10 @@ pub struct Liveness {
     pub peers: i64,
     /// `sqlite` or `postgres`.
     pub backend: String,
+    /// Seconds this host's clock is ahead of the database's (negative: behind), when they
+    /// differ by more than 5 s (several daemons on PostgreSQL); absent otherwise.
+    #[serde(rename = "clockSkewSeconds", skip_serializing_if = "Option::is_none")]
+    pub clock_skew_seconds: Option<i64>,
 }
 
 /// The daemon's own liveness.
@@ -112,6 +116,12 @@ pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>
     if waiting > 0 {
         problems.push(format!(
             "notify: alerts of {waiting} workspace(s) wait for a recipient (see /problems on the metrics listener)"
+        ));
+    }
+    let skew = state.instance.skew.load(std::sync::atomic::Ordering::Relaxed);
+    if skew != 0 {
+        problems.push(format!(
+            "clock: this host's clock differs from the database's by {skew} s; fix its time (NTP)"
         ));
     }
     let (disabled, failing) = receiver_trouble(&state).await;
@@ -144,6 +154,7 @@ pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>
             instance_id: state.instance.id.clone(),
             peers: state.instance.peers(),
             backend: state.store.backend_name().into(),
+            clock_skew_seconds: (skew != 0).then_some(skew),
             version: env!("CARGO_PKG_VERSION").into(),
         }),
     )

@@ -27,10 +27,8 @@ pub(super) async fn rotate_token_key(config: &Config, new_key_file: &std::path::
     // The daemon would go on sealing and opening with the old key: it must be stopped, and
     // it cannot start while the lock is held here.
     let _lock = if store.is_shared() {
-        let now = domain::now();
-        let running = store
-            .live_instances(now - crate::cluster::LIVE_WITHIN, now - 86_400)
-            .await?;
+        // On the database's clock: a host whose clock is off cannot miss a live daemon.
+        let running = store.live_instances(crate::cluster::LIVE_WITHIN, 86_400).await?;
         if running > 0 {
             return Err(app::UsageError(format!(
                 "{running} socialsyncer daemon(s) are running on this database (heartbeats within {} s); \
@@ -48,7 +46,7 @@ pub(super) async fn rotate_token_key(config: &Config, new_key_file: &std::path::
     };
     let old = app::load_sealer(config, &store).await?;
     let count = store
-        .reseal_all(domain::now(), |rows, hooks| {
+        .reseal_all(domain::now(), new.fingerprint(), |rows, hooks| {
             let mut resealed = Vec::with_capacity(rows.len());
             for r in &rows {
                 let platform: Platform = r.platform.parse()?;

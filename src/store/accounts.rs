@@ -4,7 +4,7 @@ use super::*;
 
 /// The three rows of a new account: the account, its credentials, its `unknown` health.
 macro_rules! insert_account_rows {
-    ($tx:expr, $a:expr) => {{
+    ($store:expr, $tx:expr, $a:expr) => {{
         let a: &NewAccount = $a;
         let id: AccountRef = sqlx::query_scalar(
             "INSERT INTO accounts (workspace_id, platform, account_id, username, connected_at, scopes, \
@@ -30,6 +30,7 @@ macro_rules! insert_account_rows {
         .bind(a.connected_at)
         .execute(&mut *$tx)
         .await?;
+        check_token_key!($store, $tx);
         sqlx::query("INSERT INTO account_health (account_ref, platform, next_check_at) VALUES ($1, $2, $3)")
             .bind(id)
             .bind(a.platform.as_str())
@@ -46,7 +47,7 @@ impl Store {
     pub async fn insert_account(&self, a: &NewAccount) -> Result<AccountRef, StoreError> {
         with_db!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let id = insert_account_rows!(tx, a);
+            let id = insert_account_rows!(self, tx, a);
             bump_generations!(tx, [a.workspace_id]);
             tx.commit().await?;
             Ok(id)
@@ -327,7 +328,7 @@ impl Store {
         with_db!(self, |pool| {
             let mut tx = pool.begin().await?;
             for a in accounts {
-                insert_account_rows!(tx, a);
+                insert_account_rows!(self, tx, a);
             }
             bump_generations!(tx, accounts.iter().map(|a| a.workspace_id));
             tx.commit().await?;

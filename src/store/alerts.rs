@@ -27,10 +27,11 @@ impl Store {
                 ($lock:literal) => {
                     concat!(
                         "WITH picked AS (SELECT id FROM alert_outbox WHERE sent_at IS NULL AND next_attempt_at <= $1 \
-                         AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY workspace_id, id LIMIT $2",
+                         AND (claimed_until IS NULL OR claimed_until <= unixepoch()) ORDER BY workspace_id, id LIMIT $2",
                         $lock,
-                        ") UPDATE alert_outbox SET claimed_until = $3, claimed_by = $4 WHERE id IN (SELECT id FROM picked) \
-                         AND (claimed_until IS NULL OR claimed_until <= $1) RETURNING id"
+                        ") UPDATE alert_outbox SET claimed_until = unixepoch() + $3, claimed_by = $4 \
+                         WHERE id IN (SELECT id FROM picked) \
+                         AND (claimed_until IS NULL OR claimed_until <= unixepoch()) RETURNING id"
                     )
                 };
             }
@@ -42,7 +43,7 @@ impl Store {
             let claimed: Vec<i64> = sqlx::query_scalar(sql)
                 .bind(claim.now)
                 .bind(limit)
-                .bind(claim.until)
+                .bind(claim.lease)
                 .bind(claim.holder)
                 .fetch_all(pool)
                 .await?;

@@ -173,9 +173,9 @@ impl Store {
                 let sql = concat!(
                     "WITH due AS (SELECT account_ref, claimed_until FROM account_health WHERE platform = $1 \
                      AND next_check_at <= $2 AND (next_check_at, account_ref) > ($3, $4) \
-                     AND (claimed_until IS NULL OR claimed_until <= $6) \
+                     AND (claimed_until IS NULL OR claimed_until <= unixepoch()) \
                      ORDER BY next_check_at, account_ref LIMIT $5 FOR UPDATE SKIP LOCKED), \
-                     claimed AS (UPDATE account_health SET claimed_until = $7, claimed_by = $8 FROM due \
+                     claimed AS (UPDATE account_health SET claimed_until = unixepoch() + $6, claimed_by = $7 FROM due \
                      WHERE account_health.account_ref = due.account_ref \
                      RETURNING account_health.account_ref, due.claimed_until AS old_claim) \
                      SELECT ",
@@ -191,8 +191,7 @@ impl Store {
                     .bind(t)
                     .bind(id)
                     .bind(limit)
-                    .bind(claim.now)
-                    .bind(claim.until)
+                    .bind(claim.lease)
                     .bind(claim.holder)
                     .fetch_all(pool)
                     .await?;

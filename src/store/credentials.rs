@@ -33,6 +33,7 @@ impl Store {
             if n != 1 {
                 return Err(StoreError::NotFound);
             }
+            check_token_key!(self, tx);
             // Rows are locked in the order every transaction uses (health, then the account),
             // so that a batch of check results written at the same time never deadlocks
             // with this one on PostgreSQL.
@@ -143,6 +144,7 @@ impl Store {
     pub async fn reseal_all<E>(
         &self,
         now: UnixTime,
+        new_fingerprint: &str,
         reseal: impl FnOnce(
             Vec<SealedRow>,
             Vec<(i64, i64, String, Vec<u8>)>,
@@ -158,6 +160,15 @@ impl Store {
             } else {
                 pool.begin_with("BEGIN IMMEDIATE").await?
             };
+            // The database names the new key in the same transaction as the re-seal: a
+            // daemon still holding the old one refuses to seal with it from then on.
+            sqlx::query(
+                "INSERT INTO token_key (id, fingerprint) VALUES (1, $1) \
+                 ON CONFLICT (id) DO UPDATE SET fingerprint = excluded.fingerprint",
+            )
+            .bind(new_fingerprint)
+            .execute(&mut *tx)
+            .await?;
             let rows: Vec<SealedRow> = sqlx::query_as(
                 "SELECT a.id, a.workspace_id, a.platform, a.account_id, c.access_token, c.refresh_token \
                  FROM accounts a JOIN credentials c ON c.account_ref = a.id ORDER BY a.id",

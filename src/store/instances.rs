@@ -5,32 +5,31 @@
 use super::*;
 
 impl Store {
-    /// Records that instance `id` is alive at `now` (inserting it on its first beat).
-    pub async fn heartbeat(&self, id: &str, started_at: UnixTime, now: UnixTime) -> Result<(), StoreError> {
+    /// Records that instance `id` is alive now, by the database's clock (inserting it on its
+    /// first beat); answers that clock's time, Unix seconds.
+    pub async fn heartbeat(&self, id: &str, started_at: UnixTime) -> Result<UnixTime, StoreError> {
         with_db!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO instances (id, started_at, heartbeat_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            Ok(sqlx::query_scalar(
+                "INSERT INTO instances (id, started_at, heartbeat_at) VALUES ($1, $2, unixepoch()) \
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at RETURNING heartbeat_at",
             )
             .bind(id)
             .bind(started_at)
-            .bind(now)
-            .execute(pool)
-            .await?;
-            Ok(())
+            .fetch_one(pool)
+            .await?)
         })
     }
 
-    /// How many instances beat at or after `since` (this one included), and forgets those
-    /// that last beat before `forget_before`.
-    pub async fn live_instances(&self, since: UnixTime, forget_before: UnixTime) -> Result<i64, StoreError> {
+    /// How many instances beat within the last `live_within` seconds (this one included),
+    /// and forgets those that have not beaten for `forget_after`; the database's clock.
+    pub async fn live_instances(&self, live_within: i64, forget_after: i64) -> Result<i64, StoreError> {
         with_db!(self, |pool| {
-            sqlx::query("DELETE FROM instances WHERE heartbeat_at < $1")
-                .bind(forget_before)
+            sqlx::query("DELETE FROM instances WHERE heartbeat_at < unixepoch() - $1")
+                .bind(forget_after)
                 .execute(pool)
                 .await?;
-            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM instances WHERE heartbeat_at >= $1")
-                .bind(since)
+            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM instances WHERE heartbeat_at >= unixepoch() - $1")
+                .bind(live_within)
                 .fetch_one(pool)
                 .await?;
             Ok(n)
@@ -48,28 +47,28 @@ impl Store {
         })
     }
 
-    /// Holds `platform` until `until` for every daemon (a later hold wins).
-    pub async fn hold_platform(&self, platform: Platform, until: UnixTime) -> Result<(), StoreError> {
+    /// Holds `platform` for `secs` seconds from now for every daemon (a later hold wins);
+    /// stored on the database's clock.
+    pub async fn hold_platform(&self, platform: Platform, secs: i64) -> Result<(), StoreError> {
         with_db!(self, |pool| {
             sqlx::query(
-                "INSERT INTO platform_holds (platform, until) VALUES ($1, $2) \
+                "INSERT INTO platform_holds (platform, until) VALUES ($1, unixepoch() + $2) \
                  ON CONFLICT (platform) DO UPDATE SET until = excluded.until \
                  WHERE platform_holds.until < excluded.until",
             )
             .bind(platform.as_str())
-            .bind(until)
+            .bind(secs)
             .execute(pool)
             .await?;
             Ok(())
         })
     }
 
-    /// The platforms held past `now`, and until when.
-    pub async fn platform_holds(&self, now: UnixTime) -> Result<Vec<(Platform, UnixTime)>, StoreError> {
+    /// The platforms held now, and for how many more seconds (the database's clock).
+    pub async fn platform_holds(&self) -> Result<Vec<(Platform, i64)>, StoreError> {
         with_db!(self, |pool| Ok(sqlx::query_as(
-            "SELECT platform, until FROM platform_holds WHERE until > $1"
+            "SELECT platform, until - unixepoch() FROM platform_holds WHERE until > unixepoch()"
         )
-        .bind(now)
         .fetch_all(pool)
         .await?))
     }

@@ -12,6 +12,7 @@
 //! PostgreSQL's `FOR UPDATE SKIP LOCKED` claims, locking) match on the backend.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -33,6 +34,12 @@ pub enum StoreError {
     /// Anything else from the database.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The database's token key changed under this process (`rotate-token-key` ran): it
+    /// seals with a key the database no longer names, and refuses to.
+    #[error(
+        "the token key was rotated while this daemon ran: it refuses to seal with the old key; restart it with the new key file"
+    )]
+    KeyChanged,
     /// A task doing the work failed (it panicked).
     #[error("internal error: {0}")]
     Task(String),
@@ -52,6 +59,10 @@ fn conflict_or(e: sqlx::Error) -> StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// The fingerprint of the token key this process seals with, once bound
+    /// ([`Store::bind_token_key`]): every write of sealed data checks, in its transaction,
+    /// that the database still names that key.
+    key: Arc<std::sync::OnceLock<String>>,
 }
 
 /// The database behind a [`Store`]. Callers never see it.
@@ -89,6 +100,22 @@ where
         .split_once("$stale_before")
         .unwrap_or((crate::health::READ_HEALTH_SQL, ""));
     q.push(head).push_bind(stale_before).push(tail);
+}
+
+/// Inside a transaction `$tx` that writes sealed data, after the write (which on
+/// PostgreSQL waits for a `rotate-token-key` holding the tables): fails with
+/// [`StoreError::KeyChanged`] if the database no longer names the key this process seals with.
+macro_rules! check_token_key {
+    ($store:expr, $tx:expr) => {
+        if let Some(fp) = $store.key.get() {
+            let stored: Option<String> = sqlx::query_scalar("SELECT fingerprint FROM token_key WHERE id = 1")
+                .fetch_optional(&mut *$tx)
+                .await?;
+            if stored.as_deref().is_some_and(|s| s != fp.as_str()) {
+                return Err(StoreError::KeyChanged);
+            }
+        }
+    };
 }
 
 /// Bumps the generation of each of `$workspaces` (duplicates are bumped once, in order, so
@@ -173,6 +200,7 @@ impl Store {
             .await?;
         Ok(Store {
             backend: Backend::Sqlite(pool),
+            key: Arc::default(),
         })
     }
 
@@ -195,6 +223,7 @@ impl Store {
             .await?;
         Ok(Store {
             backend: Backend::Postgres(pool),
+            key: Arc::default(),
         })
     }
 
@@ -225,6 +254,42 @@ impl Store {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         with_db!(self, |pool| pool.close().await)
+    }
+
+    /// Binds this process to the token key whose fingerprint is `fingerprint`: the database
+    /// records it if it names no key yet; a database that names another key is refused
+    /// ([`StoreError::KeyChanged`]). From then on every write of sealed data checks it.
+    pub async fn bind_token_key(&self, fingerprint: &str) -> Result<(), StoreError> {
+        let stored = self.token_key_fingerprint_or(fingerprint).await?;
+        if stored != fingerprint {
+            return Err(StoreError::KeyChanged);
+        }
+        let _ = self.key.set(fingerprint.to_owned());
+        Ok(())
+    }
+
+    /// The fingerprint the database names, recording `fingerprint` if it names none.
+    pub async fn token_key_fingerprint_or(&self, fingerprint: &str) -> Result<String, StoreError> {
+        with_db!(self, |pool| {
+            sqlx::query("INSERT INTO token_key (id, fingerprint) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+                .bind(fingerprint)
+                .execute(pool)
+                .await?;
+            Ok(sqlx::query_scalar("SELECT fingerprint FROM token_key WHERE id = 1")
+                .fetch_one(pool)
+                .await?)
+        })
+    }
+
+    /// Whether the database still names the key this process bound (true when none is bound).
+    pub async fn token_key_current(&self) -> Result<bool, StoreError> {
+        let Some(fp) = self.key.get() else { return Ok(true) };
+        with_db!(self, |pool| {
+            let stored: Option<String> = sqlx::query_scalar("SELECT fingerprint FROM token_key WHERE id = 1")
+                .fetch_optional(pool)
+                .await?;
+            Ok(stored.is_none_or(|s| s == *fp))
+        })
     }
 
     /// Whether the database answers.

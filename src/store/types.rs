@@ -253,10 +253,11 @@ pub struct SealedCredentials {
 pub struct Claim<'a> {
     /// The claimant: unique to this daemon (and this sweep or delivery run).
     pub holder: &'a str,
-    /// Now: claims that ended before this are free.
+    /// Now, by the daemon's clock: what is due (checks, alert retries) is judged by it.
     pub now: UnixTime,
-    /// Until when the claim holds if it is not released.
-    pub until: UnixTime,
+    /// Seconds the claim holds if it is not released. Claims start and end on the
+    /// database's clock (`unixepoch()`), which every daemon shares, whatever its own.
+    pub lease: i64,
 }
 
 /// A page of due accounts with their sealed credentials.

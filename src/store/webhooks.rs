@@ -102,6 +102,7 @@ impl Store {
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
+                        check_token_key!(self, tx);
                     }
                     None => {
                         sqlx::query(

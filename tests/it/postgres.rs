@@ -506,3 +506,167 @@ async fn migrate_moves_a_sqlite_database_to_postgresql_and_its_tokens_still_open
         .unwrap();
     assert_eq!(history, 50);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn daemons_whose_clocks_are_off_agree_on_leases_claims_heartbeats_and_holds() {
+    if !have_postgres("daemons_whose_clocks_are_off_agree_on_leases_claims_heartbeats_and_holds") {
+        return;
+    }
+    let url = fresh_postgres_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let toml = config_toml(dir.path(), &sim, &url, "[schedule]\ncron = \"\"");
+    let a = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    let b = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    // The database's clock runs 120 s ahead of both hosts' (as a host 120 s behind would
+    // see it); the daemons' own clocks also disagree with each other by 120 s.
+    let db = any_pool(&url).await;
+    sqlx::query(
+        "CREATE OR REPLACE FUNCTION unixepoch() RETURNS BIGINT LANGUAGE SQL STABLE \
+         AS $$ SELECT CAST(floor(EXTRACT(EPOCH FROM now())) AS BIGINT) + 120 $$",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    b.clock.advance(120);
+
+    // Heartbeats: each counts the other as live, and says its clock is off.
+    socialsyncer::cluster::beat(&a).await.unwrap();
+    socialsyncer::cluster::beat(&b).await.unwrap();
+    socialsyncer::cluster::beat(&a).await.unwrap();
+    assert_eq!((a.instance.peers(), b.instance.peers()), (2, 2));
+    let skew = a.instance.skew.load(std::sync::atomic::Ordering::Relaxed);
+    assert!((-122..=-118).contains(&skew), "{skew}");
+
+    // A refresh lease held by one is not taken by the other.
+    let ws = a.store.ensure_workspace("acme", domain::now()).await.unwrap();
+    let (account, _) = new_account(
+        &a,
+        &sim,
+        ws,
+        Platform::Threads,
+        "1",
+        TokenSpec::valid(Platform::Threads, "1"),
+    );
+    a.store.insert_accounts(&[account]).await.unwrap();
+    let account_ref: socialsyncer::domain::AccountRef =
+        sqlx::query_scalar("SELECT id FROM accounts WHERE account_id = '1'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(a.store.try_refresh_lease(account_ref, "a", 90).await.unwrap());
+    assert!(!b.store.try_refresh_lease(account_ref, "b", 90).await.unwrap());
+
+    // A page claimed by one is not claimed again by the other, however far ahead its clock.
+    let claim = |holder: &'static str, now| socialsyncer::store::Claim {
+        holder,
+        now,
+        lease: 900,
+    };
+    let page = a
+        .store
+        .due_accounts(
+            Platform::Threads,
+            a.clock.now() + 10,
+            None,
+            10,
+            &claim("a", a.clock.now()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.accounts.len(), 1);
+    let page = b
+        .store
+        .due_accounts(
+            Platform::Threads,
+            b.clock.now() + 10,
+            None,
+            10,
+            &claim("b", b.clock.now()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.accounts.len(), 0, "the claim holds on the database's clock");
+
+    // A hold one daemon shares reaches the other for the time the platform gave.
+    a.store.hold_platform(Platform::Tiktok, 60).await.unwrap();
+    socialsyncer::cluster::beat(&b).await.unwrap();
+    let held = b.gates.held_until(Platform::Tiktok, b.clock.now()).unwrap();
+    assert!((58..=61).contains(&(held - b.clock.now())), "{}", held - b.clock.now());
+
+    // /healthz says the clock is off.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(socialsyncer::server::serve_http(listener, a.clone(), stop.clone()));
+    let h: serde_json::Value = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(h["clockSkewSeconds"].as_i64().is_some_and(|s| s < -100), "{h}");
+    assert!(h["problems"].to_string().contains("clock"), "{h}");
+    stop.cancel();
+    server.await.unwrap().unwrap();
+    a.store.close().await;
+    b.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_refuses_to_seal_with_a_key_rotate_token_key_replaced() {
+    if !have_postgres("a_daemon_refuses_to_seal_with_a_key_rotate_token_key_replaced") {
+        return;
+    }
+    let url = fresh_postgres_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let toml = config_toml(dir.path(), &sim, &url, "[schedule]\ncron = \"\"");
+    let a = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    let ws = a.store.ensure_workspace("acme", domain::now()).await.unwrap();
+    let (account, _) = new_account(
+        &a,
+        &sim,
+        ws,
+        Platform::Threads,
+        "1",
+        TokenSpec::valid(Platform::Threads, "1"),
+    );
+    a.store.insert_accounts(&[account]).await.unwrap();
+    // rotate-token-key, with the daemon not beating (as if its host's clock were far off).
+    let new_key = dir.path().join("new.key");
+    socialsyncer::crypto::Sealer::load_or_create(&new_key).unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, &toml).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "rotate-token-key",
+            "--new-key-file",
+            new_key.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The running daemon still has the old key: it refuses to seal a new account with it.
+    let (account, _) = new_account(
+        &a,
+        &sim,
+        ws,
+        Platform::Threads,
+        "2",
+        TokenSpec::valid(Platform::Threads, "2"),
+    );
+    let err = a.store.insert_accounts(&[account]).await.unwrap_err();
+    assert!(matches!(err, socialsyncer::store::StoreError::KeyChanged), "{err}");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
+        .fetch_one(&any_pool(&url).await)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "nothing sealed under the old key was stored");
+    // And a daemon started with the old key refuses to start.
+    let err = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap_err();
+    assert!(err.to_string().contains("not the key"), "{err}");
+    a.store.close().await;
+}
