@@ -5,8 +5,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use std::time::Duration;
+
 use crate::api;
 use crate::app::AppState;
+
+pub mod conns;
 use crate::{alerts, scheduler, systemd};
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then lets open requests
@@ -57,6 +61,12 @@ pub struct Limits {
     pub request_timeout: std::time::Duration,
     /// Open connections.
     pub max_connections: usize,
+    /// Open connections from one client address.
+    pub max_per_address: usize,
+    /// Longest a write to a client may make no progress.
+    pub write_timeout: std::time::Duration,
+    /// Whether HTTP/2 is served besides HTTP/1.
+    pub http2: bool,
     /// Draining on shutdown.
     pub shutdown_timeout: std::time::Duration,
 }
@@ -67,16 +77,21 @@ impl From<&crate::config::ServerConfig> for Limits {
             header_timeout: c.header_timeout.0,
             request_timeout: c.request_timeout.0,
             max_connections: c.max_connections.max(1),
+            max_per_address: c.max_connections_per_address.max(1),
+            write_timeout: c.write_timeout.0,
+            http2: c.http2,
             shutdown_timeout: c.shutdown_timeout.0,
         }
     }
 }
 
-/// The accept loop: at most `max_connections` open (the rest wait in the backlog, so the
-/// file limit is never reached), HTTP/1 connections closed when headers do not arrive in
-/// `header_timeout` (which also bounds idle keep-alive), a graceful stop bounded by
-/// `shutdown_timeout`. An accept error (e.g. out of file descriptors) pauses accepting
-/// briefly instead of ending the server.
+/// The accept loop: at most `max_connections` open and `max_connections_per_address` from one
+/// client address, making room by closing the oldest idle connection (see [`conns`]);
+/// HTTP/1 only unless `server.http2`; connections closed when headers do not arrive in
+/// `header_timeout` (which also bounds idle keep-alive, and idle HTTP/2), and when a write
+/// makes no progress for `write_timeout`; a graceful stop bounded by `shutdown_timeout`. An
+/// accept error (e.g. out of file descriptors) pauses accepting briefly instead of ending
+/// the server.
 pub async fn serve_limited(
     listener: TcpListener,
     app: axum::Router,
@@ -84,7 +99,7 @@ pub async fn serve_limited(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let registry = conns::Registry::new(limits.max_connections, limits.max_per_address);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -95,46 +110,94 @@ pub async fn serve_limited(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(limits.header_timeout))
-        .keep_alive_timeout(limits.header_timeout);
+        .keep_alive_timeout(limits.header_timeout)
+        .max_concurrent_streams(32)
+        .max_header_list_size(16 * 1024)
+        .max_pending_accept_reset_streams(16);
+    let builder = if limits.http2 { builder } else { builder.http1_only() };
+    // Idle HTTP/2 connections (a client may answer PINGs forever) are closed like HTTP/1's.
+    let sweeper = {
+        let (registry, idle, stop) = (registry.clone(), limits.header_timeout, shutdown.clone());
+        tokio::spawn(async move {
+            while tokio::time::timeout(Duration::from_secs(1), stop.cancelled())
+                .await
+                .is_err()
+            {
+                registry.close_idle(idle);
+            }
+        })
+    };
     loop {
-        let slot = tokio::select! {
-            () = shutdown.cancelled() => break,
-            slot = slots.clone().acquire_owned() => slot.context("connection slots closed")?,
-        };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not accept a connection; pausing accepts briefly");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
+        // Room for it, by closing an idle connection if need be; none when every one in the
+        // way has a request in flight.
+        let Some(admitted) = registry.admit(peer.ip()) else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (app, builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
-        let first_byte = limits.header_timeout;
+        let (first_byte, write_timeout, http2) = (limits.header_timeout, limits.write_timeout, limits.http2);
         tokio::spawn(async move {
+            let admitted = std::sync::Arc::new(admitted);
+            let close = admitted.close.clone();
             // A connection that sends nothing is closed after header_timeout: the protocol
             // sniffing (HTTP/1 or HTTP/2) would otherwise wait for its first byte forever.
             // From then on hyper's header-read timer also bounds idle keep-alive.
             let mut byte = [0u8; 1];
-            if !matches!(
-                tokio::time::timeout(first_byte, stream.peek(&mut byte)).await,
-                Ok(Ok(1..))
-            ) {
-                drop(slot);
+            let first = tokio::select! {
+                () = close.cancelled() => return,
+                r = tokio::time::timeout(first_byte, stream.peek(&mut byte)) => r,
+            };
+            if !matches!(first, Ok(Ok(1..))) {
                 return;
             }
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let _ = watcher.watch(conn).await;
-            drop(slot);
+            let inner = hyper_util::service::TowerToHyperService::new(app);
+            let tracked = admitted.clone();
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(api::ClientAddr(peer.ip()));
+                // In flight until its answer has been sent: the connection is not idle.
+                let busy = tracked.request();
+                let answer = hyper::service::Service::call(&inner, req);
+                async move {
+                    let response = answer.await?;
+                    Ok::<_, std::convert::Infallible>(
+                        response.map(|body| axum::body::Body::new(conns::HoldBody::new(body, busy))),
+                    )
+                }
+            });
+            let io = TokioIo::new(conns::DeadlineStream::new(
+                stream,
+                write_timeout,
+                admitted.waiting.clone(),
+            ));
+            // (`serve_connection` is the one that keeps to HTTP/1 when HTTP/2 is off.)
+            if http2 {
+                let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
+                tokio::select! {
+                    _ = watcher.watch(conn) => {}
+                    () = close.cancelled() => {}
+                }
+            } else {
+                let conn = builder.serve_connection(io, service).into_owned();
+                tokio::select! {
+                    _ = watcher.watch(conn) => {}
+                    () = close.cancelled() => {}
+                }
+            }
         });
     }
+    sweeper.abort();
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
@@ -237,9 +300,8 @@ fn spawn_reloader(
     let _ = (state, sched, shutdown, tracker);
 }
 
-/// Binds `server.listen` with a deep accept backlog: connections beyond
-/// `server.max_connections` wait there (holding no file descriptor of ours) until a slot
-/// frees, instead of being refused at once.
+/// Binds `server.listen` with a deep accept backlog: a burst of new connections waits there
+/// (holding no file descriptor of ours) until the accept loop takes them.
 pub async fn bind(state: &AppState) -> anyhow::Result<TcpListener> {
     let addr = state.config().server.listen.clone();
     bind_addr(&addr)

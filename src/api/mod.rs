@@ -35,6 +35,63 @@ pub struct ApiQuery<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
 
+/// The client address a request came from (set by the server for each connection).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// The bucket of a client address: IPv4 addresses each, IPv6 by /64 (one host often holds a
+/// whole /64).
+fn address_bucket(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => format!("addr:{v4}"),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("addr:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("addr:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// Takes one request from the bucket of the client address in `extensions` (when the
+/// server set one): requests without a valid key are limited per address.
+fn limit_address(state: &AppState, extensions: &axum::http::Extensions) -> Result<(), ApiError> {
+    let Some(ClientAddr(ip)) = extensions.get::<ClientAddr>().copied() else {
+        return Ok(());
+    };
+    let rate = state.config().server.address_rate_limit;
+    state
+        .key_limiter
+        .check(&address_bucket(ip), rate, rate * 2.0)
+        .map_err(|retry| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "This address sends requests without a valid API key faster than the daemon allows \
+                     (server.address_rate_limit); retry in {} s.",
+                    retry.max(1)
+                ),
+            )
+            .retry_after(retry)
+        })
+}
+
+/// Requests without an `Authorization` header are limited per client address.
+async fn anonymous_limit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !req.headers().contains_key(header::AUTHORIZATION)
+        && let Err(e) = limit_address(&state, req.extensions())
+    {
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
 /// The workspace a request acts for, from its `Authorization: Bearer sk_...` header.
 #[derive(Debug, Clone, Copy)]
 pub struct Workspace(pub crate::domain::WorkspaceId);
@@ -71,10 +128,14 @@ impl FromRequestParts<AppState> for Workspace {
                     .map_err(ApiError::rate_limited)?;
                 Ok(Workspace(ws))
             }
-            None => Err(ApiError::unauthorized(
-                "invalid_api_key",
-                "The API key is unknown or has been revoked. Create one with `socialsyncer keys create`.",
-            )),
+            None => {
+                // Guessing keys is limited per client address.
+                limit_address(state, &parts.extensions)?;
+                Err(ApiError::unauthorized(
+                    "invalid_api_key",
+                    "The API key is unknown or has been revoked. Create one with `socialsyncer keys create`.",
+                ))
+            }
         }
     }
 }
@@ -262,6 +323,7 @@ pub fn router(state: AppState) -> Router {
         .merge(notifications::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), anonymous_limit))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()

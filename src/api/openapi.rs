@@ -1,6 +1,5 @@
 //! `GET /v1/openapi.json`: the OpenAPI 3 description, generated from the handlers and types.
 
-use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -48,7 +47,11 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Serves the description.
-pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// Serves the description: built and serialized once per process (it never changes while
+/// the daemon runs), so that a flood of requests for it costs a copy each, not a build.
+pub async fn serve() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    static DOC: std::sync::LazyLock<axum::body::Bytes> =
+        std::sync::LazyLock::new(|| serde_json::to_vec(&ApiDoc::openapi()).unwrap_or_default().into());
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], DOC.clone()).into_response()
 }

@@ -18,8 +18,10 @@ use crate::simulator::{Simulator, TokenSpec};
 use crate::store::{HealthUpdate, NewAccount};
 
 mod api;
+mod conns;
 
 pub use api::{ApiBench, api};
+pub use conns::conns;
 
 /// Parameters of the sweep benchmark.
 #[derive(Debug, Clone)]
@@ -388,6 +390,13 @@ pub enum BenchCommand {
         #[arg(long)]
         keep: bool,
     },
+    /// Connections that hold on (silent, half a request, idle, HTTP/2, never reading) at the
+    /// shipped limits: how long a real request waits, and what each held connection costs.
+    Conns {
+        /// Connections of each kind.
+        #[arg(long, default_value_t = 5_000)]
+        connections: usize,
+    },
 }
 
 /// Runs a `bench` subcommand.
@@ -430,6 +439,12 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 keep,
             })
             .await?
+        }
+        BenchCommand::Conns { connections } => {
+            if connections == 0 {
+                bail!("--connections must be at least 1");
+            }
+            conns(connections).await?
         }
     }
     Ok(())

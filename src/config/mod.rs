@@ -110,15 +110,29 @@ pub struct ServerConfig {
     pub header_timeout: HumanDuration,
     /// Longest a request may take from its headers to the answer (then 408).
     pub request_timeout: HumanDuration,
-    /// Open connections at most (keep it below the file limit, `LimitNOFILE=` in the unit);
-    /// further connections wait in the kernel's backlog until one closes.
+    /// Open connections at most (keep it below the file limit, `LimitNOFILE=` in the unit).
+    /// At the limit a new connection closes the one idle the longest; when every one has a
+    /// request in flight, the new one is closed.
     pub max_connections: usize,
+    /// Open connections at most from one client address; at the limit, a new one closes
+    /// that address's connection idle the longest.
+    pub max_connections_per_address: usize,
+    /// Longest a write to a client may make no progress (a client that does not read its
+    /// answers); then the connection is closed.
+    pub write_timeout: HumanDuration,
+    /// Serve HTTP/2 (prior knowledge) besides HTTP/1: at most 32 streams a connection,
+    /// 16 KiB of headers, idle connections closed after `header_timeout`. Off by default.
+    pub http2: bool,
     /// On shutdown, how long open connections may finish before they are dropped.
     pub shutdown_timeout: HumanDuration,
     /// Requests a second each API key may send on `/v1` (a token bucket); 0 turns it off.
     pub key_rate_limit: f64,
     /// Requests an API key may send at once before `key_rate_limit` applies.
     pub key_burst: f64,
+    /// Requests a second a client address may send without a valid API key (`/healthz`,
+    /// the OpenAPI document, requests with an unknown key), in bursts of twice as many; 0
+    /// turns it off. IPv6 addresses count by their /64.
+    pub address_rate_limit: f64,
     /// Bytes the cached list answers may hold in all; each workspace may hold a quarter of
     /// it and evicts only its own answers.
     pub list_cache_bytes: usize,
@@ -132,10 +146,14 @@ impl Default for ServerConfig {
             metrics_listen: "127.0.0.1:9464".into(),
             header_timeout: HumanDuration(Duration::from_secs(10)),
             request_timeout: HumanDuration(Duration::from_secs(30)),
-            max_connections: 512,
+            max_connections: 16_384,
+            max_connections_per_address: 4_096,
+            write_timeout: HumanDuration(Duration::from_secs(10)),
+            http2: false,
             shutdown_timeout: HumanDuration(Duration::from_secs(10)),
             key_rate_limit: 20.0,
             key_burst: 40.0,
+            address_rate_limit: 20.0,
             list_cache_bytes: 64 << 20,
         }
     }

@@ -607,3 +607,132 @@ async fn check_now_keeps_to_its_share_gives_back_a_cancelled_turn_and_registrati
     assert_eq!(unknown, 5, "the other registrations stand unchecked");
     app.stop().await;
 }
+
+/// Opens a TCP connection to the app and writes `bytes` (kept open by the caller).
+async fn raw(app: &TestApp, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = app.base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    if !bytes.is_empty() {
+        s.write_all(bytes).await.unwrap();
+    }
+    s
+}
+
+#[tokio::test]
+async fn connections_that_say_nothing_idle_or_never_read_keep_no_real_request_out() {
+    use socialsyncer::config::HumanDuration;
+    // Scaled down from the shipped defaults (16,384 in all, 4,096 per address): 120 in all,
+    // 100 per address, and timers long enough that nothing times out during the test.
+    let app = spawn_app_cfg("", |c| {
+        c.server.max_connections = 120;
+        c.server.max_connections_per_address = 100;
+        c.server.header_timeout = HumanDuration(Duration::from_secs(60));
+        c.server.write_timeout = HumanDuration(Duration::from_secs(60));
+    })
+    .await;
+    let mut held = Vec::new();
+    // Connections that send nothing, half a request line, or an HTTP/2 preface (served
+    // HTTP/1 only: refused), and connections that pipeline requests and never read.
+    for _ in 0..150 {
+        held.push(raw(&app, b"").await);
+    }
+    for _ in 0..50 {
+        held.push(raw(&app, b"GET /healthz HT").await);
+    }
+    for _ in 0..20 {
+        held.push(raw(&app, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await);
+    }
+    let pipelined = b"GET /v1/openapi.json HTTP/1.1\r\nhost: x\r\n\r\n".repeat(2_000);
+    for _ in 0..20 {
+        held.push(raw(&app, &pipelined).await);
+    }
+    // A real client from the same address is answered.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let r = client.get(app.url("/healthz")).send().await;
+        assert!(
+            r.as_ref().is_ok_and(|r| r.status() == 200),
+            "a real request was kept out: {r:?}"
+        );
+    }
+    // HTTP/2 is not served unless configured.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let r = h2.get(app.url("/healthz")).send().await;
+    assert!(r.is_err(), "{:?}", r.map(|r| r.version()));
+    drop(held);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answer_is_cut_off_after_the_write_timeout() {
+    use socialsyncer::config::HumanDuration;
+    use tokio::io::AsyncReadExt;
+    let app = spawn_app_cfg("", |c| {
+        c.server.write_timeout = HumanDuration(Duration::from_millis(500));
+        c.server.header_timeout = HumanDuration(Duration::from_secs(60));
+    })
+    .await;
+    // Enough pipelined requests that the answers fill the socket buffers.
+    let pipelined = b"GET /v1/openapi.json HTTP/1.1\r\nhost: x\r\n\r\n".repeat(3_000);
+    let mut s = raw(&app, &pipelined).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The server gave up on it: after what the buffers held, the stream ends.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection was still open");
+    let one = app
+        .http
+        .get(app.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .len();
+    assert!(got < one * 3_000, "it was cut off ({got} of {} bytes)", one * 3_000);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_key_are_limited_per_client_address() {
+    let app = spawn_app_cfg("", |c| c.server.address_rate_limit = 2.0).await;
+    let key = app.key("acme").await;
+    // A burst of twice the rate, then 429 with Retry-After: guessing keys...
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let (s, _) = app.get(&format!("sk_{:0>48}", i), "/v1/accounts").await;
+        statuses.push(s);
+    }
+    assert_eq!(&statuses[..4], &[401; 4], "{statuses:?}");
+    assert!(statuses[4..].iter().all(|s| *s == 429), "{statuses:?}");
+    // ...and the routes that need no key share the address's bucket.
+    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(code(&body), "rate_limited");
+    // A valid key is limited by its own bucket, not the address's.
+    for _ in 0..10 {
+        let (s, _) = app.get(&key, "/v1/accounts").await;
+        assert_eq!(s, 200);
+    }
+    app.stop().await;
+}

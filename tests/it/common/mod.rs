@@ -73,6 +73,7 @@ async fn spawn(extra: &str, tweak: impl FnOnce(&mut Config), whole: bool) -> Tes
     // test turns them on (their own tests do).
     config.health.check_now_cooldown = socialsyncer::config::HumanDuration(std::time::Duration::ZERO);
     config.server.key_rate_limit = 0.0;
+    config.server.address_rate_limit = 0.0;
     // Checks on request may use the whole of a platform's budget (their share is tested
     // on its own).
     config.health.check_now_share = 1.0;
