@@ -65,6 +65,33 @@ impl Mailer {
         }))
     }
 
+    /// Sends `events` of `workspace` to `to` as one alert email (text and HTML).
+    pub async fn send_alert(
+        &self,
+        to: Mailbox,
+        workspace: &str,
+        events: &[PendingAlert],
+        host: &str,
+    ) -> Result<(), MailFailure> {
+        let (subject, text, html) = compose(workspace, events, host);
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .message_id(None)
+            .date_now()
+            .multipart(MultiPart::alternative_plain_html(text, html))
+            .map_err(|e| MailFailure::Unbuildable(e.to_string()))?;
+        self.transport.send(message).await.map(|_| ()).map_err(|e| {
+            let msg = domain::truncate_for_message(&e.to_string());
+            if e.is_permanent() {
+                MailFailure::Permanent(msg)
+            } else {
+                MailFailure::Transient(msg)
+            }
+        })
+    }
+
     /// Sends a plain-text message to `to`; the server's answer code, or why it failed.
     pub async fn send_text(&self, to: &str, subject: &str, body: String) -> Result<String, String> {
         let to: Mailbox = to.parse().map_err(|e| format!("not an email address: {e}"))?;
@@ -109,6 +136,17 @@ fn tls_with_ca(url: &str, ca: &std::path::Path) -> Result<Tls, ConfigError> {
     }
 }
 
+/// Why an alert email did not go.
+#[derive(Debug, Clone)]
+pub enum MailFailure {
+    /// The server refused the recipient for good.
+    Permanent(String),
+    /// The server or the connection failed for now: retry.
+    Transient(String),
+    /// The message could not be built (a header the builder refuses).
+    Unbuildable(String),
+}
+
 /// What one delivery round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DeliveryReport {
@@ -124,6 +162,18 @@ pub struct DeliveryReport {
     pub webhooks: usize,
     /// Webhook POSTs that failed for now (retried with the same backoff as email).
     pub webhook_failures: usize,
+}
+
+impl DeliveryReport {
+    /// Adds what another part of the round did.
+    pub fn add(&mut self, other: &DeliveryReport) {
+        self.emails += other.emails;
+        self.events += other.events;
+        self.failed += other.failed;
+        self.refused += other.refused;
+        self.webhooks += other.webhooks;
+        self.webhook_failures += other.webhook_failures;
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -247,261 +297,7 @@ pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String,
     (subject, text, html)
 }
 
-/// The recipients of a workspace's alerts: the operator's `email.to` and the workspace's
-/// own confirmed addresses, each address once (compared without case); and which of them
-/// are the workspace's own (counted against `notify.max_emails_per_hour`).
-async fn recipients(state: &AppState, workspace_id: WorkspaceId) -> Result<(Vec<String>, Vec<String>), StoreError> {
-    let mut to: Vec<String> = state.config().email.to.clone();
-    let own = state.store.confirmed_recipients(workspace_id).await?;
-    to.extend(own.iter().cloned());
-    let mut seen = std::collections::HashSet::new();
-    to.retain(|t| seen.insert(t.trim().to_ascii_lowercase()));
-    let operators: Vec<String> = state
-        .config()
-        .email
-        .to
-        .iter()
-        .map(|t| t.trim().to_ascii_lowercase())
-        .collect();
-    let own = own
-        .into_iter()
-        .filter(|o| !operators.contains(&o.trim().to_ascii_lowercase()))
-        .collect();
-    Ok((to, own))
-}
-
-/// How long events wait after a failed delivery: 30 s, doubling with each failed attempt,
-/// at most an hour (email and webhooks alike).
-pub(crate) fn retry_backoff(events: &[PendingAlert]) -> i64 {
-    let attempts = events.iter().map(|e| e.attempts).max().unwrap_or(0);
-    (30i64 << attempts.clamp(0, 7)).min(3_600)
-}
-
-/// Marks sent the events of `group` that every current recipient has: each email address,
-/// and each webhook that wants the event's type.
-async fn mark_done(
-    state: &AppState,
-    ids: &[i64],
-    group: &[PendingAlert],
-    to: &[String],
-    hooks: &[super::webhook::Receiver],
-    report: &mut DeliveryReport,
-) -> Result<(), StoreError> {
-    let have = state.store.alert_deliveries(ids).await?;
-    let has = |id: i64, who: &str| have.iter().any(|(i, w)| *i == id && w == who);
-    let done: Vec<i64> = group
-        .iter()
-        .filter(|e| {
-            to.iter().all(|r| has(e.id, r)) && hooks.iter().filter(|h| h.wants(&e.kind)).all(|h| has(e.id, &h.key))
-        })
-        .map(|e| e.id)
-        .collect();
-    if !done.is_empty() {
-        state.store.mark_alerts_sent(&done, domain::now(), None).await?;
-        report.events += done.len();
-    }
-    Ok(())
-}
-
-/// Delivers every pending alert: per workspace, one message to each recipient (the
-/// operator's copy apart from the workspace's, and nobody sees another recipient's address),
-/// with the events that recipient does not have yet. A recipient the server refuses for
-/// good is given up for those events (logged and counted); one refused for now is retried
-/// with backoff. Webhooks get the same events (see [`super::webhook::deliver_to`]), each
-/// receiver with its own delivery records. An event is marked sent once every recipient has
-/// it. Alerts of a workspace without any recipient wait (and `/healthz` says so) until one
-/// is added.
-///
-/// Of several daemons on one database, each event is delivered by the one that claimed it
-/// (see [`crate::store::Store::pending_alerts`]); what a run leaves undelivered is released
-/// for the next run of any daemon.
-#[tracing::instrument(name = "deliver", skip_all)]
-pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
-    let now = domain::now();
-    let holder = state.instance.claimant("deliver");
-    let claim = crate::store::Claim {
-        holder: &holder,
-        now,
-        lease: ALERT_CLAIM,
-    };
-    let pending = state.store.pending_alerts(5_000, &claim).await?;
-    let ids: Vec<i64> = pending.iter().map(|a| a.id).collect();
-    let result = deliver_claimed(state, now, pending).await;
-    if !ids.is_empty()
-        && let Err(e) = state.store.release_alerts(&ids, &holder).await
-    {
-        tracing::warn!(error = %e, "could not release the claims on undelivered alerts; they expire on their own");
-    }
-    result
-}
-
-/// How long a delivery run's claim on its alerts holds if the daemon dies before it ends:
-/// longer than any run (every SMTP and webhook call has a timeout well under it).
-const ALERT_CLAIM: i64 = 600;
-
-async fn deliver_claimed(
-    state: &AppState,
-    now: domain::UnixTime,
-    pending: Vec<PendingAlert>,
-) -> Result<DeliveryReport, StoreError> {
-    let mut report = DeliveryReport::default();
-    let mailer = state.mailer();
-    if mailer.is_none() && !pending.is_empty() {
-        tracing::debug!(
-            pending = pending.len(),
-            "email.smtp_url is not set: alerts go to webhooks only"
-        );
-    }
-    if let Some(m) = &mailer
-        && state.config().notify.confirm_addresses
-    {
-        super::limits::send_confirmations(state, m).await?;
-    }
-    let host = host_name();
-    // Built only when a webhook is due: a client holds the TLS roots (about a megabyte).
-    let mut clients = super::webhook::Clients::default();
-    let mut waiting = std::collections::BTreeSet::new();
-    for group in pending.chunk_by(|a, b| a.workspace_id == b.workspace_id) {
-        let workspace = &group[0].workspace;
-        let ids: Vec<i64> = group.iter().map(|e| e.id).collect();
-        let (to, own) = match mailer {
-            Some(_) => recipients(state, group[0].workspace_id).await?,
-            None => (Vec::new(), Vec::new()),
-        };
-        let hooks = super::webhook::receivers(state, group[0].workspace_id).await?;
-        if to.is_empty() && hooks.is_empty() {
-            waiting.insert(workspace.clone());
-            let new = state.problems.set_note(
-                &format!("email:{workspace}"),
-                Some(format!(
-                    "notify: {} alert(s) of workspace {workspace} wait for a recipient (email.to, a webhook, or PUT /v1/notifications)",
-                    group.len()
-                )),
-            );
-            // Said once while the workspace waits, not every round.
-            if new {
-                tracing::warn!(%workspace, events = group.len(), "alerts wait: the workspace has no recipient (email.to, a webhook, or PUT /v1/notifications)");
-            }
-            continue;
-        }
-        state.problems.set_note(&format!("email:{workspace}"), None);
-        let have = state.store.alert_deliveries(&ids).await?;
-        for h in &hooks {
-            let client = clients.for_receiver(h, &state.config().notify);
-            super::webhook::deliver_to(state, client, h, group, &have, &host, &mut report).await?;
-        }
-        let Some(mailer) = &mailer else {
-            mark_done(state, &ids, group, &to, &hooks, &mut report).await?;
-            continue;
-        };
-        for r in &to {
-            let missing: Vec<PendingAlert> = group
-                .iter()
-                .filter(|e| !have.iter().any(|(id, who)| *id == e.id && who == r))
-                .cloned()
-                .collect();
-            if missing.is_empty() {
-                continue;
-            }
-            // The workspace's own addresses within its hourly budget; beyond, its alerts wait.
-            if own.contains(r) && !super::limits::may_email(state, group[0].workspace_id, workspace).await? {
-                continue;
-            }
-            let missing_ids: Vec<i64> = missing.iter().map(|e| e.id).collect();
-            let mailbox: Mailbox = match r.parse() {
-                Ok(m) => m,
-                Err(e) => {
-                    let note = format!("not an email address: {e}");
-                    tracing::warn!(%workspace, recipient = %r, problem = %note, "recipient given up");
-                    state.store.record_deliveries(&missing_ids, r, now, Some(&note)).await?;
-                    report.refused += 1;
-                    continue;
-                }
-            };
-            let (subject, text, html) = compose(workspace, &missing, &host);
-            let message = Message::builder()
-                .from(mailer.from.clone())
-                .to(mailbox)
-                .subject(subject)
-                .message_id(None)
-                .date_now()
-                .multipart(MultiPart::alternative_plain_html(text, html));
-            let message = match message {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::error!(error = %e, "could not build an alert email");
-                    continue;
-                }
-            };
-            match mailer.transport.send(message).await {
-                Ok(_) => {
-                    state
-                        .store
-                        .record_deliveries(&missing_ids, r, domain::now(), None)
-                        .await?;
-                    for e in &missing {
-                        state.metrics.alert_sent(&e.kind);
-                    }
-                    report.emails += 1;
-                    tracing::info!(%workspace, recipient = %r, events = missing.len(), "alert email sent");
-                }
-                Err(err) if err.is_permanent() => {
-                    let msg = domain::truncate_for_message(&err.to_string());
-                    state
-                        .store
-                        .record_deliveries(&missing_ids, r, domain::now(), Some(&format!("refused: {msg}")))
-                        .await?;
-                    for e in &missing {
-                        state.metrics.alert_failed(&e.kind);
-                    }
-                    report.refused += 1;
-                    tracing::warn!(%workspace, recipient = %r, error = %msg, "the SMTP server refused this recipient for good; the others still get the alerts");
-                }
-                Err(err) => {
-                    let msg = domain::truncate_for_message(&err.to_string());
-                    for e in &missing {
-                        state.metrics.alert_failed(&e.kind);
-                    }
-                    state.metrics.notification_failed("email");
-                    report.failed += 1;
-                    tracing::warn!(%workspace, recipient = %r, error = %msg, "alert email not accepted; will retry");
-                    state
-                        .store
-                        .mark_alerts_failed(&missing_ids, &msg, domain::now() + retry_backoff(&missing))
-                        .await?;
-                }
-            }
-        }
-        mark_done(state, &ids, group, &to, &hooks, &mut report).await?;
-    }
-    // Workspaces that got a recipient (or whose alerts all went) no longer wait.
-    state
-        .problems
-        .retain_notes(|key| key.strip_prefix("email:").is_none_or(|ws| waiting.contains(ws)));
-    Ok(report)
-}
-
-/// Delivers pending alerts every `alerts.delivery_interval`, and at once when a sweep wakes
-/// it, until `cancel` fires; then makes one last attempt so a clean stop leaves nothing
-/// deliverable behind.
-pub async fn run(state: AppState, cancel: tokio_util::sync::CancellationToken) {
-    let every = state.config().alerts.delivery_interval.0;
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = tokio::time::sleep(every) => {}
-            () = state.alerts_due.notified() => {}
-        }
-        if let Err(e) = deliver(&state).await {
-            tracing::error!(error = %e, "alert delivery failed");
-        }
-    }
-    match tokio::time::timeout(Duration::from_secs(10), deliver(&state)).await {
-        Ok(Err(e)) => tracing::error!(error = %e, "final alert delivery failed"),
-        Err(_) => tracing::warn!("final alert delivery timed out; pending alerts stay in the outbox"),
-        Ok(Ok(_)) => {}
-    }
-}
+pub use super::deliver::{deliver, run};
 
 /// Sends a test message to every receiver of workspace `workspace_id` (its own addresses
 /// and webhooks; with `operator`, the operator's `email.to` and `[[notify.webhook]]` too)
@@ -550,7 +346,7 @@ pub async fn test_message(
         };
         out.push((e, result));
     }
-    let mut clients = super::webhook::Clients::default();
+    let clients = super::webhook::Clients::default();
     for r in super::webhook::receivers(state, workspace_id).await? {
         if !operator && r.key.starts_with("hook:") {
             continue;

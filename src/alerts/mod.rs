@@ -1,5 +1,6 @@
 //! Alerts: which events a health change raises (pure), and their delivery by email.
 
+pub mod deliver;
 pub mod email;
 pub mod limits;
 pub mod webhook;

@@ -68,6 +68,21 @@ impl Store {
         })
     }
 
+    /// Extends the claims `holder` still has on alerts to `lease` seconds from now (the
+    /// database's clock): a delivery round that runs long keeps them.
+    pub async fn renew_alert_claims(&self, holder: &str, lease: i64) -> Result<u64, StoreError> {
+        with_db!(self, |pool| {
+            Ok(sqlx::query(
+                "UPDATE alert_outbox SET claimed_until = unixepoch() + $1 WHERE claimed_by = $2 AND sent_at IS NULL",
+            )
+            .bind(lease)
+            .bind(holder)
+            .execute(pool)
+            .await?
+            .rows_affected())
+        })
+    }
+
     /// Ends the claims on alerts that a delivery run neither sent nor failed (they wait for
     /// a recipient): the next run, by any daemon, takes them again.
     pub async fn release_alerts(&self, ids: &[i64], holder: &str) -> Result<(), StoreError> {

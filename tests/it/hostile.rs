@@ -736,3 +736,87 @@ async fn requests_without_a_valid_key_are_limited_per_client_address() {
     }
     app.stop().await;
 }
+
+/// A receiver that takes every request and never answers; how many it took.
+async fn silent_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::future::pending::<()>()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn one_workspaces_slow_receivers_do_not_hold_up_anothers_alerts() {
+    let app = crate::common::spawn_api_cfg("", |c| {
+        c.schedule.cron = String::new();
+        c.notify.allow_insecure_loopback = true;
+        c.notify.allow_private_networks = true;
+    })
+    .await;
+    let slow_key = app.key("slow").await;
+    let fast_key = app.key("fast").await;
+    // Ten receivers that never answer, and one JSON receiver of 30 events.
+    let mut silent = Vec::new();
+    for _ in 0..10 {
+        silent.push(silent_receiver().await);
+    }
+    let hooks: Vec<Value> = silent.iter().map(|(u, _)| json!({"url": u})).collect();
+    let (s, v) = app
+        .put(
+            &slow_key,
+            "/v1/notifications",
+            &json!({"emails": [], "webhooks": hooks}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (fast, fast_log) = crate::webhooks::receiver(&[], false).await;
+    let (s, v) = app
+        .put(
+            &fast_key,
+            "/v1/notifications",
+            &json!({"emails": [], "webhooks": [{"url": fast}]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    revoked_named(&app, &slow_key, "1", "slow").await;
+    for i in 0..30 {
+        revoked_named(&app, &fast_key, &format!("{}", 100 + i), "fast").await;
+    }
+    let r = socialsyncer::alerts::email::deliver(&app.state).await.unwrap();
+    // The round ended at the slow workspace's budget; the other workspace's receiver got its
+    // events meanwhile, a JSON receiver at most 20 requests a round.
+    let posts = fast_log.lock().unwrap().posts.len();
+    assert_eq!(posts, socialsyncer::alerts::deliver::POSTS_PER_ROUND, "{r:?}");
+    assert_eq!(r.webhooks, posts);
+    for (_, seen) in &silent {
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "every slow receiver was tried at once, side by side"
+        );
+    }
+    // The slow workspace's event waits for the next round; the fast one's last 10 go then.
+    let db = app.db().await;
+    sqlx::query("UPDATE alert_outbox SET next_attempt_at = 0 WHERE sent_at IS NULL")
+        .execute(&db)
+        .await
+        .unwrap();
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alert_outbox WHERE sent_at IS NULL")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(pending, 11);
+    let r = socialsyncer::alerts::email::deliver(&app.state).await.unwrap();
+    assert!(r.webhooks >= 10, "{r:?}");
+    assert_eq!(fast_log.lock().unwrap().posts.len(), 30);
+    app.stop().await;
+}

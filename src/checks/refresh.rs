@@ -1,0 +1,188 @@
+//! A refresh under the account's lease, in a task of its own that commits what the platform
+//! issued whatever becomes of its caller.
+
+use super::*;
+
+/// How long a refresh lease lasts: longer than the slowest token-endpoint call, so that
+/// it never runs out under a live holder, yet frees an account whose holder crashed.
+fn lease_ttl(state: &AppState) -> i64 {
+    let http = &state.config().http;
+    let token_timeout = http.token_request_timeout.0.max(http.request_timeout.0);
+    i64::try_from(token_timeout.as_secs()).unwrap_or(600).saturating_add(30)
+}
+
+/// Refreshes the account's tokens under its refresh lease, then seals and commits the new
+/// ones before returning.
+///
+/// TikTok and X rotate refresh tokens on every use: two refreshers racing with the same
+/// refresh token burn it (the loser's `invalid_grant` would mark a healthy account for
+/// reconnection). So a refresh takes a lease stored in the database (it holds across the
+/// daemon, a `check` process and several daemons; it expires if its holder crashes); a
+/// second refresher waits for it, then re-reads the stored tokens and uses those if they
+/// changed instead of refreshing again. If the commit fails the refresh is not reported
+/// done (the error is returned): nothing else may act on tokens that are not durable.
+///
+/// The refresh and the commit of its result run in a task of their own (tracked by
+/// `state.refreshes`), which the caller awaits: a caller that goes away (a client hanging
+/// up, a request timeout, a sweep stopped by SIGTERM) never drops tokens the platform has
+/// already rotated. On shutdown the daemon waits for these tasks.
+pub(super) async fn refresh_and_commit(state: &AppState, a: &Account, tokens: &Tokens) -> Result<Refresh, StoreError> {
+    let (state, a, tokens) = (state.clone(), a.clone(), tokens.clone());
+    let handle = state
+        .refreshes
+        .clone()
+        .spawn(async move { refresh_owned(&state, &a, &tokens).await });
+    match handle.await {
+        Ok(r) => r,
+        // Only a panic ends the task early; the lease guard has released the lease.
+        Err(e) => Err(StoreError::Task(format!("a refresh task failed: {e}"))),
+    }
+}
+
+/// A refresh lease held: released when dropped, on every path (a panic included), by a
+/// task of its own when it was not released explicitly.
+struct LeaseGuard {
+    store: crate::store::Store,
+    account: crate::domain::AccountRef,
+    holder: String,
+    released: bool,
+}
+
+impl LeaseGuard {
+    async fn release(mut self) {
+        self.released = true;
+        if let Err(e) = self.store.release_refresh_lease(self.account, &self.holder).await {
+            // The lease expires on its own.
+            tracing::warn!(error = %e, "could not release the refresh lease");
+        }
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let (store, account, holder) = (self.store.clone(), self.account, std::mem::take(&mut self.holder));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = store.release_refresh_lease(account, &holder).await;
+            });
+        }
+    }
+}
+
+async fn refresh_owned(state: &AppState, a: &Account, tokens: &Tokens) -> Result<Refresh, StoreError> {
+    let holder = {
+        let mut b = [0u8; 12];
+        rand::fill(&mut b);
+        hex::encode(b)
+    };
+    let ttl = lease_ttl(state);
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(ttl.unsigned_abs());
+    let mut waited = false;
+    while !state.store.try_refresh_lease(a.id, &holder, ttl).await? {
+        if std::time::Instant::now() >= give_up {
+            tracing::warn!(platform = %a.platform, account = %a.account_id, "another refresh of this account is still running; not refreshing");
+            return Ok(Refresh::Skipped);
+        }
+        waited = true;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let lease = LeaseGuard {
+        store: state.store.clone(),
+        account: a.id,
+        holder,
+        released: false,
+    };
+    let result = refresh_leased(state, a, tokens, waited).await;
+    lease.release().await;
+    result
+}
+
+/// The refresh itself, with the lease held.
+#[tracing::instrument(name = "refresh", skip_all, fields(platform = %a.platform, account = %a.account_id))]
+async fn refresh_leased(state: &AppState, a: &Account, tokens: &Tokens, waited: bool) -> Result<Refresh, StoreError> {
+    // Another refresher may have committed new tokens since ours were read.
+    let Some(stored) = open_tokens(state, a, None).await? else {
+        return Ok(Refresh::Failed(
+            "the stored token cannot be opened with the current token key".into(),
+        ));
+    };
+    // Someone refreshed since this check read the account (its tokens may already be the
+    // new ones, read after that refresh committed): nothing to do.
+    let now_stored = state.store.account_by_ref(a.id).await?.ok_or(StoreError::NotFound)?;
+    let refreshed_since =
+        (now_stored.token_issued_at, now_stored.token_expires_at) != (a.token_issued_at, a.token_expires_at);
+    if !stored.same_as(tokens) || refreshed_since {
+        tracing::debug!(platform = %a.platform, account = %a.account_id, waited, "tokens were refreshed meanwhile");
+        return Ok(Refresh::Done(stored));
+    }
+    match state.platforms.refresh(a.platform, &context(a, &stored)).await {
+        RefreshOutcome::Refreshed(n) => {
+            let ctx = seal_context(a.workspace_id, a.platform, &a.account_id);
+            let replacement = TokenReplacement {
+                account_ref: a.id,
+                workspace_id: a.workspace_id,
+                access_token: state.sealer.seal(&ctx, &n.access_token),
+                refresh_token: n.refresh_token.as_ref().map(|r| state.sealer.seal(&ctx, r)),
+                expires_at: n.expires_at,
+                refresh_expires_at: n.refresh_expires_at,
+                scopes: n.scopes,
+                at: domain::now(),
+                health: a.state.health,
+            };
+            match state.store.replace_tokens(&replacement).await {
+                Ok(()) => {}
+                Err(StoreError::NotFound) => {
+                    // The account was deleted while its refresh ran: the new grant must not
+                    // be left alive at the platform with nobody holding it.
+                    let minted = Tokens {
+                        access: n.access_token,
+                        refresh: n.refresh_token.or_else(|| stored.refresh.clone()),
+                    };
+                    let outcome = state.platforms.revoke(a.platform, &context(a, &minted)).await;
+                    tracing::info!(
+                        platform = %a.platform,
+                        account = %a.account_id,
+                        revoked = matches!(outcome, crate::platforms::RevokeOutcome::Revoked),
+                        "the account was deleted during its refresh; the new tokens were revoked"
+                    );
+                    return Err(StoreError::NotFound);
+                }
+                Err(e) => {
+                    tracing::error!(
+                        platform = %a.platform,
+                        account = %a.account_id,
+                        error = %e,
+                        "the platform issued new tokens but they could not be stored"
+                    );
+                    return Err(e);
+                }
+            }
+            state.problems.set(a.platform, Area::Refresh, None);
+            tracing::info!(platform = %a.platform, account = %a.account_id, "token refreshed");
+            Ok(Refresh::Done(Tokens {
+                access: n.access_token,
+                // A platform that did not rotate keeps the stored refresh token valid.
+                refresh: n.refresh_token.or_else(|| stored.refresh.clone()),
+            }))
+        }
+        RefreshOutcome::Fatal(d) => {
+            // Before calling it final: if the stored tokens changed, someone else refreshed
+            // (outside the lease, e.g. an older binary) and the account is fine.
+            match open_tokens(state, a, None).await? {
+                Some(now_stored) if !now_stored.same_as(&stored) => Ok(Refresh::Done(now_stored)),
+                _ => Ok(Refresh::Fatal(d)),
+            }
+        }
+        RefreshOutcome::Transient(t) if t.is_throttle() => Ok(Refresh::Throttled(t)),
+        RefreshOutcome::Transient(t) => Ok(Refresh::Failed(t.detail)),
+        RefreshOutcome::Misconfigured(m) => {
+            tracing::error!(platform = %a.platform, account = %a.account_id, problem = %m, "configuration problem");
+            state.problems.set(a.platform, Area::Refresh, Some(m.clone()));
+            Ok(Refresh::Misconfigured(m))
+        }
+        RefreshOutcome::NotSupported(_) => Ok(Refresh::Skipped),
+    }
+}
