@@ -237,13 +237,22 @@ pub async fn disconnect(state: &AppState, account: &Account) -> Result<RevokeOut
                             .into_iter()
                             .filter(|p| state.platforms.shares_meta_grant(*p))
                             .collect();
-                        // The account itself is gone already; only the others count.
-                        let shared = state.store.accounts_sharing_user(&user, &platforms, account.id).await?;
-                        if shared > 0 {
+                        // The account itself is gone already; only the others count. Other
+                        // workspaces' accounts stop the revocation too, but are never counted
+                        // in the answer (a workspace learns nothing of another's).
+                        let (mine, others) = state
+                            .store
+                            .accounts_sharing_user(&user, &platforms, account.id, account.workspace_id)
+                            .await?;
+                        if mine > 0 {
                             RevokeOutcome::NotSupported(format!(
-                                "the grant is shared with {shared} other connected account{}",
-                                if shared == 1 { "" } else { "s" }
+                                "the grant is shared with {mine} other connected account{} of this workspace",
+                                if mine == 1 { "" } else { "s" }
                             ))
+                        } else if others > 0 {
+                            RevokeOutcome::NotSupported(
+                                "the grant may be shared with other connections, so it was left in place".into(),
+                            )
                         } else {
                             let user = user.clone();
                             t.platform_user_id = Some(&user);

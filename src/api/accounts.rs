@@ -272,11 +272,15 @@ pub async fn register(
     }
     .validate()?;
     let id = accounts::register(&state, ws.0, &reg).await?;
-    let a = state
-        .store
-        .account_by_ref(id)
-        .await?
-        .ok_or_else(ApiError::account_not_found)?;
+    // A DELETE of the same account may win the race from here on: that is a conflict
+    // with this registration, not an account that never was.
+    let deleted = || {
+        ApiError::conflict(
+            "account_deleted",
+            "The account was deleted while it was being registered; register it again if that was not meant.",
+        )
+    };
+    let a = state.store.account_by_ref(id).await?.ok_or_else(deleted)?;
     // The first check goes through the platform's gate like a check-now: not while the
     // platform asks to wait, and within the on-demand share of its budget. Without a turn,
     // or with a platform that is down, the registration stands and the health stays unknown
@@ -289,7 +293,11 @@ pub async fn register(
         Some((share, turn)) => {
             share.wait().await;
             turn.wait().await;
-            checks::check_and_record(&state, a).await?.0
+            match checks::check_and_record(&state, a).await {
+                Ok((a, _)) => a,
+                Err(crate::store::StoreError::NotFound) => return Err(deleted()),
+                Err(e) => return Err(e.into()),
+            }
         }
         None => a,
     };

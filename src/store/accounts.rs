@@ -228,27 +228,32 @@ impl Store {
         })
     }
 
-    /// How many other accounts, in any workspace, on `platforms`, share the Meta user
-    /// `platform_user_id` (whose grant a revocation would remove for all of them).
+    /// How many other accounts on `platforms` share the Meta user `platform_user_id` (whose
+    /// grant a revocation would remove for all of them): in workspace `workspace`, and in
+    /// every other workspace together.
     pub async fn accounts_sharing_user(
         &self,
         platform_user_id: &str,
         platforms: &[Platform],
         except: AccountRef,
-    ) -> Result<i64, StoreError> {
+        workspace: WorkspaceId,
+    ) -> Result<(i64, i64), StoreError> {
         with_db!(self, |pool| {
-            let mut q = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM account_health WHERE account_ref <> ");
-            q.push_bind(except)
-                .push(" AND platform_user_id = ")
+            let mut q = QueryBuilder::<Db>::new("SELECT COALESCE(SUM(CASE WHEN a.workspace_id = ");
+            q.push_bind(workspace)
+                .push(" THEN 1 ELSE 0 END), 0), COUNT(*) FROM account_health h JOIN accounts a ON a.id = h.account_ref")
+                .push(" WHERE h.account_ref <> ")
+                .push_bind(except)
+                .push(" AND h.platform_user_id = ")
                 .push_bind(platform_user_id);
-            q.push(" AND platform IN (");
+            q.push(" AND h.platform IN (");
             let mut sep = q.separated(", ");
             for p in platforms {
                 sep.push_bind(p.as_str());
             }
             q.push(")");
-            let (n,): (i64,) = q.build_query_as().fetch_one(pool).await?;
-            Ok(n)
+            let (mine, all): (i64, i64) = q.build_query_as().fetch_one(pool).await?;
+            Ok((mine, all - mine))
         })
     }
 

@@ -688,7 +688,12 @@ async fn a_meta_revoke_never_removes_a_grant_other_accounts_share() {
     assert_eq!(s, 200);
     assert_eq!(v["deleted"], true);
     assert_eq!(v["revoked"], false, "{v}");
-    assert_eq!(v["reason"], "the grant is shared with 3 other connected accounts");
+    // Only this workspace's accounts are counted (2: a Page and the Instagram account);
+    // the other workspace's Page stops the revocation too, without being told of.
+    assert_eq!(
+        v["reason"],
+        "the grant is shared with 2 other connected accounts of this workspace"
+    );
     for t in [&p1, &p2, &p3, &ig] {
         assert_eq!(app.sim.token(&t.access_token).unwrap().state, TokenState::Valid);
     }
@@ -718,7 +723,10 @@ async fn a_meta_revoke_never_removes_a_grant_other_accounts_share() {
 
     // Once the others are gone, the last one revokes the person's grant.
     app.delete(&acme, "/v1/accounts/facebook/501").await;
-    app.delete(&acme, "/v1/accounts/instagram/17841400000000500").await;
+    // Only another workspace's account shares it now: not revoked, and nothing counted.
+    let (_, v) = app.delete(&acme, "/v1/accounts/instagram/17841400000000500").await;
+    assert_eq!(v["revoked"], false, "{v}");
+    assert!(!v["reason"].as_str().unwrap().contains('1'), "{v}");
     let (_, v) = app.delete(&other, "/v1/accounts/facebook/502").await;
     assert_eq!(v["revoked"], true, "{v}");
     assert_eq!(app.sim.token(&p3.access_token).unwrap().state, TokenState::Revoked);
