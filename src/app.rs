@@ -208,9 +208,20 @@ pub async fn open_store(config: &Config, create: Create) -> anyhow::Result<Store
                 ))
                 .into());
             }
-            Store::open_sqlite(&path, config.database.busy_timeout.0, config.database.max_connections)
+            private_folder(&path)?;
+            // Processes starting together on a new file (serve, keys create) migrate one at a
+            // time: the others wait for the lock, then find the migrations applied.
+            let lock = migration_lock(&path).await?;
+            let store = Store::open_sqlite(&path, config.database.busy_timeout.0, config.database.max_connections)
                 .await
-                .with_context(|| format!("Failed to open the database {}", path.display()))?
+                .with_context(|| format!("Failed to open the database {}", path.display()))?;
+            store
+                .migrate()
+                .await
+                .with_context(|| format!("Failed to migrate the database {}", database_label(config)))?;
+            owner_only_files(&path);
+            drop(lock);
+            return Ok(store);
         }
         DatabaseTarget::Postgres(url) => open_postgres(config, &url).await?,
     };
@@ -219,6 +230,56 @@ pub async fn open_store(config: &Config, create: Create) -> anyhow::Result<Store
         .await
         .with_context(|| format!("Failed to migrate the database {}", database_label(config)))?;
     Ok(store)
+}
+
+/// Creates the database's folder owner-only (0700) when it does not exist yet.
+fn private_folder(db: &std::path::Path) -> anyhow::Result<()> {
+    let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) else {
+        return Ok(());
+    };
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+        .with_context(|| format!("Failed to create the database folder {}", absolute(dir).display()))
+}
+
+/// An exclusive lock on `<database>.migrate.lock`, waited for.
+async fn migration_lock(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".migrate.lock");
+    let path = db.with_file_name(name);
+    tokio::task::spawn_blocking(move || {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let file = opts
+            .open(&path)
+            .with_context(|| format!("Failed to open {}", absolute(&path).display()))?;
+        file.lock()
+            .with_context(|| format!("Failed to lock {}", absolute(&path).display()))?;
+        anyhow::Ok(file)
+    })
+    .await?
+}
+
+/// The database file and its WAL and shared-memory files, owner-only (0600), whatever the
+/// umask (outside systemd there is none of its own).
+fn owner_only_files(db: &std::path::Path) {
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mut name = db.as_os_str().to_os_string();
+        name.push(suffix);
+        let p = std::path::PathBuf::from(name);
+        if p.exists()
+            && let Err(e) = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(file = %p.display(), error = %e, "could not make the database file owner-only");
+        }
+    }
 }
 
 /// Connects to the PostgreSQL database of the config (its password from

@@ -111,6 +111,7 @@ impl Sealer {
             path: path.to_owned(),
             reason,
         };
+        private_enough(path).map_err(err)?;
         let data = fs::read(path).map_err(|e| err(e.to_string()))?;
         let key = parse_key(&data).ok_or_else(|| {
             err("expected 32 raw bytes or 64 hex digits (create one with `head -c 32 /dev/urandom`)".into())
@@ -188,6 +189,28 @@ impl Sealer {
             .map(SecretString::from)
             .map_err(|_| CryptoError::Open)
     }
+}
+
+/// A key file must be readable by its owner alone (mode 0600 or 0400), unless systemd
+/// handed it over (`$CREDENTIALS_DIRECTORY`, which only the service can read).
+fn private_enough(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let under_systemd = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .is_some_and(|d| !d.is_empty() && path.starts_with(std::path::Path::new(&d)));
+        let mode = fs::metadata(path).map_err(|e| e.to_string())?.permissions().mode();
+        if !under_systemd && mode & 0o077 != 0 {
+            return Err(format!(
+                "is readable or writable by group or others (mode {:o}); make it the owner's alone: chmod 600 {}",
+                mode & 0o777,
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn parse_key(data: &[u8]) -> Option<[u8; 32]> {

@@ -575,6 +575,7 @@ fn admin_commands_never_create_a_database_or_a_key_and_say_which_database() {
     let key_file = env.dir.path().join("state/token.key");
     let new_key = env.dir.path().join("new.key");
     std::fs::write(&new_key, [7u8; 32]).unwrap();
+    crate::common::owner_only(&new_key);
     let new_key = new_key.display().to_string();
     for args in [
         vec!["keys", "list"],
@@ -674,6 +675,7 @@ fn config_check_validates_the_named_files_and_redacts_secrets() {
     std::fs::remove_file(env.dir.path().join("tiktok_client_secret")).unwrap();
     let key = env.dir.path().join("short.key");
     std::fs::write(&key, [1u8; 16]).unwrap();
+    crate::common::owner_only(&key);
     let out = env
         .cmd(&["config", "check"])
         .env("SOCIALSYNCER__SECURITY__TOKEN_KEY_FILE", &key)
@@ -869,6 +871,7 @@ fn a_database_password_never_shows_in_config_check_errors_or_logs() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("token.key");
     std::fs::write(&key, [7u8; 32]).unwrap();
+    crate::common::owner_only(&key);
     // Nothing listens on port 1: every command that connects fails, and says so.
     let url = "postgres://app:hunter2secret@127.0.0.1:1/socialsyncer?sslmode=disable&password=hunter3secret";
     let config = dir.path().join("socialsyncer.toml");
@@ -918,4 +921,68 @@ fn a_database_password_never_shows_in_config_check_errors_or_logs() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn processes_starting_together_on_a_new_file_migrate_one_at_a_time_and_leave_it_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    for round in 0..6 {
+        let env = env_with("");
+        // keys create and migrate, three each, all at once on a database that is not there.
+        let children: Vec<Child> = (0..6)
+            .map(|i| {
+                let args: &[&str] = if i % 2 == 0 {
+                    &["keys", "create", "--workspace", "w"]
+                } else {
+                    &["migrate"]
+                };
+                env.cmd(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", text(&out.stderr));
+        }
+        let state = env.dir.path().join("state");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700, "the database's folder");
+        for f in ["socialsyncer.db", "socialsyncer.db-wal", "socialsyncer.db-shm"] {
+            if state.join(f).exists() {
+                assert_eq!(mode(&state.join(f)), 0o600, "{f}");
+            }
+        }
+        assert_eq!(mode(&state.join("socialsyncer.db")), 0o600);
+    }
+}
+
+#[test]
+fn a_token_key_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = env_with("");
+    env.create_key("acme");
+    let key = env.dir.path().join("state/token.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.run_with_stdin(
+        &[
+            "accounts",
+            "import",
+            "--workspace",
+            "acme",
+            "--platform",
+            "threads",
+            "--account-id",
+            "1",
+            "--username",
+            "u",
+        ],
+        "THQVtoken\n",
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("chmod 600"), "{}", text(&out.stderr));
 }

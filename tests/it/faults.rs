@@ -217,6 +217,7 @@ async fn rotate_token_key_reseals_every_token() {
     let config = prepared(dir.path(), &sim, 5, "").await;
     let new_key = dir.path().join("new.key");
     std::fs::write(&new_key, [9u8; 32]).unwrap();
+    crate::common::owner_only(&new_key);
     let out = Command::new(BIN)
         .arg("--config")
         .arg(&config)

@@ -348,3 +348,9 @@ pub fn new_account(
     };
     (account, issued.access_token)
 }
+
+/// Makes a file its owner's alone (mode 0600), as a key file must be.
+pub fn owner_only(path: impl AsRef<std::path::Path>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
