@@ -250,16 +250,20 @@ async fn migration_lock(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
     let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".migrate.lock");
     let path = db.with_file_name(name);
+    let shown = absolute(db).display().to_string();
     tokio::task::spawn_blocking(move || {
         let mut opts = std::fs::OpenOptions::new();
         opts.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let file = opts
-            .open(&path)
-            .with_context(|| format!("Failed to open {}", absolute(&path).display()))?;
-        file.lock()
-            .with_context(|| format!("Failed to lock {}", absolute(&path).display()))?;
+        let what = || {
+            format!(
+                "Failed to open the database {shown}: its migration lock {}",
+                path.display()
+            )
+        };
+        let file = opts.open(&path).with_context(what)?;
+        file.lock().with_context(what)?;
         anyhow::Ok(file)
     })
     .await?

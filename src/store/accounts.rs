@@ -185,6 +185,10 @@ impl Store {
     /// that locks it first (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the row): of several concurrent deletions exactly one gets them (and revokes them
     /// at the platform); the others get `None` (the account is gone).
     pub async fn take_account(&self, account_ref: AccountRef) -> Result<Option<SealedCredentials>, StoreError> {
+        retrying(|| self.take_account_once(account_ref)).await
+    }
+
+    async fn take_account_once(&self, account_ref: AccountRef) -> Result<Option<SealedCredentials>, StoreError> {
         with_db!(self, |pool| {
             // SQLite: the write lock from the start. PostgreSQL: the account's row lock, so
             // that the other deletions wait, then find it gone. NO KEY UPDATE, not UPDATE: a

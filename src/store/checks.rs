@@ -7,6 +7,10 @@ impl Store {
     /// Writes check results as the accounts' current health, with their history rows, all in
     /// one transaction.
     pub async fn record_checks(&self, updates: &[HealthUpdate]) -> Result<(), StoreError> {
+        retrying(|| self.record_checks_once(updates)).await
+    }
+
+    async fn record_checks_once(&self, updates: &[HealthUpdate]) -> Result<(), StoreError> {
         with_db!(self, |pool| {
             let mut tx = pool.begin().await?;
             // One multi-row UPDATE ... FROM (VALUES ...) per chunk instead of a statement per

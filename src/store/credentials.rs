@@ -17,6 +17,10 @@ impl Store {
     /// Replaces an account's tokens after a refresh and records it, in one transaction. Once
     /// this returns, the new tokens are durable; before, nothing may report the refresh.
     pub async fn replace_tokens(&self, r: &TokenReplacement) -> Result<(), StoreError> {
+        retrying(|| self.replace_tokens_once(r)).await
+    }
+
+    async fn replace_tokens_once(&self, r: &TokenReplacement) -> Result<(), StoreError> {
         with_db!(self, |pool| {
             let mut tx = pool.begin().await?;
             let n = sqlx::query(

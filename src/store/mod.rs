@@ -48,6 +48,33 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// Whether `e` is a deadlock or a serialization failure: PostgreSQL rolled the transaction
+/// back, and running it again is the remedy.
+fn retryable(e: &StoreError) -> bool {
+    matches!(e, StoreError::Db(sqlx::Error::Database(d)) if matches!(d.code().as_deref(), Some("40P01" | "40001")))
+}
+
+/// Runs the transaction `f` makes, again (up to three times more, after a short pause) when
+/// the database rolled it back for a deadlock: the rows are locked in one order everywhere
+/// (health, then account), and this covers what no order can (a peer's statement locking
+/// rows of a whole workspace).
+async fn retrying<T, Fut>(mut f: impl FnMut() -> Fut) -> Result<T, StoreError>
+where
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match f().await {
+            Err(e) if retryable(&e) && attempt < 3 => {
+                attempt += 1;
+                tracing::debug!(attempt, error = %e, "a transaction met a deadlock; running it again");
+                tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 fn conflict_or(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
@@ -295,5 +322,75 @@ impl Store {
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
         with_db!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database error with an SQLSTATE, as PostgreSQL reports one.
+    #[derive(Debug)]
+    struct Coded(&'static str);
+
+    impl std::fmt::Display for Coded {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "sqlstate {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Coded {}
+
+    impl sqlx::error::DatabaseError for Coded {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn failure(code: &'static str) -> StoreError {
+        StoreError::Db(sqlx::Error::Database(Box::new(Coded(code))))
+    }
+
+    #[tokio::test]
+    async fn a_deadlocked_transaction_runs_again_and_other_errors_do_not() {
+        let mut runs = 0;
+        let r = retrying(|| {
+            runs += 1;
+            let n = runs;
+            async move { if n < 3 { Err(failure("40P01")) } else { Ok(n) } }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 3, "two deadlocks, then it went through");
+        let mut runs = 0;
+        let r: Result<(), _> = retrying(|| {
+            runs += 1;
+            async { Err(failure("23505")) }
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(runs, 1, "a unique violation is not retried");
+        let mut runs = 0;
+        let r: Result<(), _> = retrying(|| {
+            runs += 1;
+            async { Err(failure("40001")) }
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(runs, 4, "at most three more runs");
     }
 }
