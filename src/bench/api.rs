@@ -277,6 +277,34 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
     let not_modified = throughput(&full, key, Some(&etag), b.clients, b.duration).await?;
     let loaded = rss_of(&pid);
 
+    // One key asking for 1,000 distinct pages (each page size its own cache entry), then
+    // 1,000 forged cursors (issue 20): the cache keeps to server.list_cache_bytes (64 MiB),
+    // the key's workspace to a quarter of it, and a forged cursor builds nothing.
+    let before_distinct = rss_of(&pid);
+    for limit in 1..=1000 {
+        http.get(format!("{full}?limit={limit}"))
+            .bearer_auth(key)
+            .send()
+            .await?
+            .bytes()
+            .await?;
+    }
+    let after_distinct = rss_of(&pid);
+    let mut refused = 0;
+    for i in 0..1000 {
+        use base64::Engine;
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("a{i}"));
+        let r = http
+            .get(format!("{full}?cursor={forged}"))
+            .bearer_auth(key)
+            .send()
+            .await?;
+        if r.status() == reqwest::StatusCode::BAD_REQUEST {
+            refused += 1;
+        }
+    }
+    let after_forged = rss_of(&pid);
+
     // A paginated walk of the whole workspace, 100 at a time.
     let started = Instant::now();
     let (mut cursor, mut pages) = (None::<String>, 0);
@@ -326,6 +354,14 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
         "  paginated walk          {pages} pages of 100 in {:.1} ms",
         walk.as_secs_f64() * 1e3
     );
+    if let (Some(b0), Some(d), Some(f)) = (before_distinct, after_distinct, after_forged) {
+        out!(
+            "  1,000 distinct pages    RSS {b0:.1} -> {d:.1} MiB (+{:.1}; bound: the cache's 64 MiB + 16 = 80: {:.2}x)",
+            d - b0,
+            (d - b0) / 80.0
+        );
+        out!("  1,000 forged cursors    {refused} refused with 400, RSS {d:.1} -> {f:.1} MiB");
+    }
     if let (Some(i), Some(l)) = (idle, loaded) {
         out!(
             "  daemon RSS              {i:.1} MiB idle (bound 15: {:.2}x), {l:.1} MiB after the runs",
