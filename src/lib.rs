@@ -20,6 +20,7 @@ pub mod app; // shared state and start-up
 pub mod bench; // `socialsyncer bench sweep` and `bench api`
 pub mod checks; // one check of one account, and many in parallel
 pub mod cli; // command-line commands
+pub mod clock; // the daemon's clock (tests move it)
 pub mod cluster; // several daemons on one PostgreSQL database: heartbeats, shared budgets
 pub mod config; // typed configuration
 pub mod crypto; // API key hashing and token sealing
@@ -30,6 +31,7 @@ pub mod health; // pure health assessment
 pub mod metrics; // Prometheus metrics
 pub mod pacing; // per-platform pacing gates, throttle holds and on-demand turns
 pub mod platforms; // one adapter per platform behind one trait
+pub mod problems; // the daemon's own configuration problems
 pub mod scheduler; // cron-driven sweeps with bounded concurrency
 pub mod server; // the daemon's listener and shutdown
 #[cfg(feature = "simulator")]

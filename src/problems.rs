@@ -1,0 +1,105 @@
+//! The daemon's own configuration problems (an app secret a platform rejects, alerts that
+//! wait for a recipient), never blamed on an account: `/healthz` counts them, `/problems` on
+//! the metrics listener lists them, `socialsyncer_configuration_problems` counts each
+//! platform's.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::domain::Platform;
+use crate::platforms::CheckOutcome;
+
+/// Where a configuration problem was seen: a platform's checks, or its token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Area {
+    /// Checks (e.g. the app secret `debug_token` rejects, an X app refusal).
+    Check,
+    /// Refreshes (e.g. a TikTok or X client secret the token endpoint rejects).
+    Refresh,
+}
+
+/// The daemon's own configuration problems, by platform and area (e.g. an app secret the
+/// platform rejects). They are never blamed on an account: `/healthz` reports them, a log
+/// line names them, and `socialsyncer_configuration_problems` counts them.
+#[derive(Debug, Default)]
+pub struct Problems {
+    by_platform: Mutex<BTreeMap<(Platform, Area), String>>,
+    /// Other problems by a key of their own (e.g. `email:<workspace>`).
+    notes: Mutex<BTreeMap<String, String>>,
+}
+
+impl Problems {
+    /// Records what a check says about the configuration of `platform`'s checks.
+    pub fn observe(&self, platform: Platform, outcome: &CheckOutcome) {
+        match outcome {
+            CheckOutcome::Misconfigured(msg) => {
+                self.set(platform, Area::Check, Some(msg.clone()));
+            }
+            CheckOutcome::Transient(_) | CheckOutcome::OtherApp(_) => {}
+            _ => self.set(platform, Area::Check, None),
+        }
+    }
+
+    /// Sets or clears the problem of one platform and area.
+    pub fn set(&self, platform: Platform, area: Area, problem: Option<String>) {
+        let mut m = self.by_platform.lock().unwrap_or_else(|e| e.into_inner());
+        match problem {
+            Some(p) => {
+                m.insert((platform, area), p);
+            }
+            None => {
+                m.remove(&(platform, area));
+            }
+        }
+    }
+
+    /// Sets or clears a problem that is not a platform's (e.g. alerts without a recipient).
+    /// True when a problem is set that was not set before (what says to log it once).
+    pub fn set_note(&self, key: &str, problem: Option<String>) -> bool {
+        let mut m = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        match problem {
+            Some(p) => m.insert(key.to_owned(), p).is_none(),
+            None => {
+                m.remove(key);
+                false
+            }
+        }
+    }
+
+    /// Keeps only the other problems whose key `keep` accepts.
+    pub fn retain_notes(&self, keep: impl Fn(&str) -> bool) {
+        let mut m = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|k, _| keep(k));
+    }
+
+    /// The current problems, as `platform: message` lines, then the others (which may name
+    /// workspaces: for the operator's metrics listener only).
+    pub fn list(&self) -> Vec<String> {
+        let mut out = self.platform_problems();
+        let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        out.extend(notes.values().cloned());
+        out
+    }
+
+    /// The platforms' problems, as `platform: message` lines: the daemon's own configuration,
+    /// never a tenant's.
+    pub fn platform_problems(&self) -> Vec<String> {
+        let m = self.by_platform.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|((p, _), msg)| format!("{p}: {msg}")).collect()
+    }
+
+    /// How many other problems have a key starting with `prefix` (e.g. `email:`).
+    pub fn notes_count(&self, prefix: &str) -> usize {
+        let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        notes.keys().filter(|k| k.starts_with(prefix)).count()
+    }
+
+    /// How many problems each platform has now (every platform listed).
+    pub fn counts(&self) -> Vec<(Platform, usize)> {
+        let m = self.by_platform.lock().unwrap_or_else(|e| e.into_inner());
+        Platform::ALL
+            .into_iter()
+            .map(|p| (p, m.keys().filter(|(q, _)| *q == p).count()))
+            .collect()
+    }
+}
