@@ -16,6 +16,7 @@ impl Simulator {
             inner: Mutex::new(Inner::default()),
             calls: Default::default(),
             refreshes: Default::default(),
+            token_calls: Default::default(),
             in_flight: AtomicU64::new(0),
             most_in_flight: AtomicU64::new(0),
             arrivals: Mutex::new(Vec::new()),
@@ -183,6 +184,12 @@ impl Simulator {
     /// Refreshes of `p` that issued new tokens so far.
     pub fn refreshes(&self, p: Platform) -> u64 {
         self.shared.refreshes[idx(p)].load(Ordering::Relaxed)
+    }
+
+    /// Calls that reached `p`'s token endpoint so far, whatever it answered (a refused or
+    /// burnt refresh token included): what proves a refresh was not attempted twice.
+    pub fn token_calls(&self, p: Platform) -> u64 {
+        self.shared.token_calls[idx(p)].load(Ordering::Relaxed)
     }
 
     /// Requests served for `p` so far.

@@ -256,6 +256,8 @@ struct Shared {
     calls: [AtomicU64; 5],
     /// Refreshes that issued new tokens.
     refreshes: [AtomicU64; 5],
+    /// Calls to each token endpoint, whatever their answer (refused ones included).
+    token_calls: [AtomicU64; 5],
     /// Requests being answered now (inside their latency), and the most at once.
     in_flight: AtomicU64,
     most_in_flight: AtomicU64,

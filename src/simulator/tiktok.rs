@@ -44,6 +44,7 @@ pub(super) async fn tiktok_user_info(State(s): S, h: HeaderMap, Query(q): Q) -> 
 }
 
 pub(super) async fn tiktok_token(State(s): S, Form(f): Form<HashMap<String, String>>) -> Response {
+    s.token_calls[idx(Platform::Tiktok)].fetch_add(1, Ordering::Relaxed);
     if let Some(r) = preflight(&s, Platform::Tiktok, None).await {
         return r;
     }

@@ -42,6 +42,7 @@ pub(super) async fn twitter_me(State(s): S, h: HeaderMap) -> Response {
 }
 
 pub(super) async fn twitter_token(State(s): S, h: HeaderMap, Form(f): Form<HashMap<String, String>>) -> Response {
+    s.token_calls[idx(Platform::Twitter)].fetch_add(1, Ordering::Relaxed);
     if let Some(r) = preflight(&s, Platform::Twitter, None).await {
         return r;
     }
