@@ -6,6 +6,7 @@
 
 mod common;
 mod smtp;
+mod structure;
 
 mod alerts;
 mod api;
