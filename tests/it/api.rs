@@ -925,3 +925,87 @@ async fn lists_are_cached_per_workspace_with_an_etag_and_every_write_invalidates
     assert!(body.contains("has not answered since"), "{body}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_cached_list_is_invalidated_by_an_import_from_another_process_and_by_a_token_replacement() {
+    use socialsyncer::domain::Platform;
+    use socialsyncer::simulator::TokenSpec;
+    // The CLI below drives the SQLite file (the PostgreSQL pass has its own database URL).
+    if crate::common::postgres_pass() {
+        return;
+    }
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    app.connect(&key, Platform::Threads, "1", TokenSpec::valid(Platform::Threads, "0"))
+        .await;
+    let (_, first) = app.get(&key, "/v1/accounts").await;
+    let builds = app.state.list_cache.builds();
+    let (_, again) = app.get(&key, "/v1/accounts").await;
+    assert_eq!((app.state.list_cache.builds(), &again), (builds, &first), "cached");
+
+    // `accounts import` from another process, nothing else between.
+    let cfg = app.dir.path().join("cli.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nmetrics_listen = \"\"\n[database]\nurl = \"{}\"\n{}",
+            app.db_url,
+            app.sim.config_toml(app.dir.path()).unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_socialsyncer"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["accounts", "import", "--workspace", "acme", "--platform", "threads"])
+        .args(["--account-id", "2", "--username", "imported"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"THQVimported\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, after) = app.get(&key, "/v1/accounts").await;
+    assert_eq!(after["accounts"].as_array().unwrap().len(), 2, "{after}");
+
+    // A token replacement (a refresh's commit), nothing else between.
+    let (_, before) = app.get(&key, "/v1/accounts/health").await;
+    let a = app
+        .state
+        .store
+        .all_accounts(Some(Platform::Threads))
+        .await
+        .unwrap()
+        .remove(0);
+    let later = socialsyncer::domain::now() + 99 * 86_400;
+    app.state
+        .store
+        .replace_tokens(&socialsyncer::store::TokenReplacement {
+            account_ref: a.id,
+            workspace_id: a.workspace_id,
+            access_token: app.state.sealer.seal(
+                &socialsyncer::accounts::seal_context(a.workspace_id, a.platform, &a.account_id),
+                &secrecy::SecretString::from("THQVnew".to_owned()),
+            ),
+            refresh_token: None,
+            expires_at: Some(later),
+            refresh_expires_at: None,
+            scopes: None,
+            at: socialsyncer::domain::now(),
+            health: a.state.health,
+        })
+        .await
+        .unwrap();
+    let (_, now_shown) = app.get(&key, "/v1/accounts/health").await;
+    assert_ne!(
+        before["accounts"][0]["tokenExpiresAt"], now_shown["accounts"][0]["tokenExpiresAt"],
+        "the new expiry shows at once"
+    );
+    assert_eq!(
+        now_shown["accounts"][0]["tokenExpiresAt"],
+        socialsyncer::domain::rfc3339(later)
+    );
+    app.stop().await;
+}
