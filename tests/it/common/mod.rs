@@ -289,11 +289,44 @@ pub fn postgres_pass() -> bool {
     std::env::var("SOCIALSYNCER_TEST_BACKEND").as_deref() == Ok("postgres")
 }
 
-/// The test cluster's URL (`SOCIALSYNCER_TEST_POSTGRES_URL`, set by `.ci/run`), if any.
+/// The test cluster's URL: `SOCIALSYNCER_TEST_POSTGRES_URL` (`.ci/run` sets it), or else a
+/// throwaway cluster this run starts with `.ci/postgres` (once per test process; it stays in
+/// /tmp until the machine restarts). `None` only with `SOCIALSYNCER_SKIP_POSTGRES=1`, which
+/// skips the PostgreSQL tests on purpose; a cluster that cannot be started fails the tests
+/// that need it, saying how to get one.
 pub fn postgres_url() -> Option<String> {
-    std::env::var("SOCIALSYNCER_TEST_POSTGRES_URL")
+    static STARTED: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    if let Some(u) = std::env::var("SOCIALSYNCER_TEST_POSTGRES_URL")
         .ok()
         .filter(|u| !u.is_empty())
+    {
+        return Some(u);
+    }
+    if std::env::var("SOCIALSYNCER_SKIP_POSTGRES").as_deref() == Ok("1") {
+        return None;
+    }
+    let started = STARTED.get_or_init(|| {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/postgres");
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if out.status.success() && url.starts_with("postgres://") {
+            Ok(url)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    match started {
+        Ok(url) => Some(url.clone()),
+        Err(why) => panic!(
+            "the PostgreSQL tests need a server and `bash .ci/postgres` could not start one:\n{why}\n\
+             Set SOCIALSYNCER_TEST_POSTGRES_URL to a server's URL (a superuser: each test creates a \
+             database), or SOCIALSYNCER_SKIP_POSTGRES=1 to skip these tests on purpose."
+        ),
+    }
 }
 
 /// A new, empty database on the test cluster, for one test; its URL.
