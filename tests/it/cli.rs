@@ -986,3 +986,19 @@ fn a_token_key_others_can_read_is_refused() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("chmod 600"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn serve_stops_cleanly_on_sigint_as_on_sigterm() {
+    let env = env_with("");
+    env.create_key("acme");
+    let mut d = start_daemon(&env);
+    let ok = Command::new("kill")
+        .args(["-INT", &d.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}");
+    let all: Vec<String> = d.logs.iter().collect();
+    assert!(all.join("\n").contains("stopped cleanly"), "{all:?}");
+}

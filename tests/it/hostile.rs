@@ -848,3 +848,65 @@ async fn a_registration_that_a_delete_overtakes_answers_409() {
     assert_eq!((s, code(&v)), (409, "account_deleted"), "{v}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_refresh_lease_whose_holder_died_expires_and_a_replacement_without_a_refresh_token_keeps_the_stored_one() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let before = tiktok_due_for_refresh(&app, &key, "held").await;
+    let account_ref: socialsyncer::domain::AccountRef =
+        sqlx::query_scalar("SELECT id FROM accounts WHERE account_id = 'held'")
+            .fetch_one(&app.db().await)
+            .await
+            .unwrap();
+    // A holder that took the lease for 1 s and died: nobody else gets it until it expires
+    // (on the database's clock, whole seconds), then the next one does.
+    assert!(app.state.store.try_refresh_lease(account_ref, "dead", 1).await.unwrap());
+    assert!(
+        !app.state
+            .store
+            .try_refresh_lease(account_ref, "next", 60)
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert!(
+        app.state
+            .store
+            .try_refresh_lease(account_ref, "next", 60)
+            .await
+            .unwrap()
+    );
+    app.state
+        .store
+        .release_refresh_lease(account_ref, "next")
+        .await
+        .unwrap();
+    // A replacement without a refresh token (a platform that did not rotate it) keeps the
+    // stored refresh token.
+    let a = app.state.store.account_by_ref(account_ref).await.unwrap().unwrap();
+    app.state
+        .store
+        .replace_tokens(&socialsyncer::store::TokenReplacement {
+            account_ref,
+            workspace_id: a.workspace_id,
+            access_token: app.state.sealer.seal(
+                &socialsyncer::accounts::seal_context(a.workspace_id, a.platform, &a.account_id),
+                &secrecy::SecretString::from("act.new".to_owned()),
+            ),
+            refresh_token: None,
+            expires_at: Some(socialsyncer::domain::now() + 86_400),
+            refresh_expires_at: None,
+            scopes: None,
+            at: socialsyncer::domain::now(),
+            health: a.state.health,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sealed_refresh_token(&app, "held").await,
+        before,
+        "the stored refresh token stays"
+    );
+    app.stop().await;
+}
