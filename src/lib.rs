@@ -1,5 +1,6 @@
 //! socialsyncer: watches the OAuth tokens of connected social media accounts, records their
-//! health in SQLite, serves it over HTTP and warns people before a token dies.
+//! health in SQLite (or PostgreSQL, for several daemons), serves it over HTTP and warns people
+//! before a token dies.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
