@@ -148,8 +148,6 @@ pub struct Gates {
     /// Per platform, the share of its budget check-now requests may use
     /// (`health.check_now_share`); they take a turn at this gate and at the platform's.
     check_now: HashMap<Platform, Gate>,
-    /// The share, in millionths.
-    share_ppm: AtomicU64,
     /// Live daemons sharing the platforms' budgets (1 on SQLite).
     daemons: AtomicU64,
 }
@@ -172,7 +170,6 @@ impl Gates {
                 .into_iter()
                 .map(|p| (p, Gate::new(share_rate(config.platforms.get(p).rate_limit(p), share))))
                 .collect(),
-            share_ppm: AtomicU64::new((share.clamp(0.0, 1.0) * 1e6) as u64),
             daemons: AtomicU64::new(1),
         }
     }
@@ -180,8 +177,6 @@ impl Gates {
     /// Takes each platform's `rate_limit` (and the check-now share) from a reloaded config.
     pub fn set_rates(&self, config: &crate::config::Config) {
         let share = config.health.check_now_share;
-        self.share_ppm
-            .store((share.clamp(0.0, 1.0) * 1e6) as u64, Ordering::Relaxed);
         for (p, g) in &self.gates {
             let rate = config.platforms.get(*p).rate_limit(*p);
             g.base_ns.store(interval_ns(rate), Ordering::Relaxed);

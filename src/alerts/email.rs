@@ -65,6 +65,16 @@ impl Mailer {
         }))
     }
 
+    /// A message from the configured sender to `to`, with its `Message-ID` and `Date`.
+    fn message(&self, to: Mailbox, subject: &str) -> lettre::message::MessageBuilder {
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .message_id(None)
+            .date_now()
+    }
+
     /// Sends `events` of `workspace` to `to` as one alert email (text and HTML).
     pub async fn send_alert(
         &self,
@@ -74,12 +84,8 @@ impl Mailer {
         host: &str,
     ) -> Result<(), MailFailure> {
         let (subject, text, html) = compose(workspace, events, host);
-        let message = Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(subject)
-            .message_id(None)
-            .date_now()
+        let message = self
+            .message(to, &subject)
             .multipart(MultiPart::alternative_plain_html(text, html))
             .map_err(|e| MailFailure::Unbuildable(e.to_string()))?;
         self.transport.send(message).await.map(|_| ()).map_err(|e| {
@@ -95,12 +101,8 @@ impl Mailer {
     /// Sends a plain-text message to `to`; the server's answer code, or why it failed.
     pub async fn send_text(&self, to: &str, subject: &str, body: String) -> Result<String, String> {
         let to: Mailbox = to.parse().map_err(|e| format!("not an email address: {e}"))?;
-        let message = Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(subject)
-            .message_id(None)
-            .date_now()
+        let message = self
+            .message(to, subject)
             .body(body)
             .map_err(|e| format!("could not be built: {e}"))?;
         match self.transport.send(message).await {

@@ -223,37 +223,49 @@ pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>
 
 /// Receivers disabled (410 Gone) and receivers whose deliveries have failed for a day.
 async fn receiver_trouble(state: &AppState) -> (usize, usize) {
+    let troubles = receiver_troubles(state).await;
+    let disabled = troubles.iter().filter(|t| t.disabled).count();
+    (disabled, troubles.len() - disabled)
+}
+
+/// A receiver disabled (410 Gone), or whose deliveries have failed for a day.
+struct ReceiverTrouble {
+    disabled: bool,
+    line: String,
+}
+
+async fn receiver_troubles(state: &AppState) -> Vec<ReceiverTrouble> {
     let day_ago = crate::domain::now() - 86_400;
-    match state.store.receiver_statuses().await {
-        Ok(statuses) => (
-            statuses.iter().filter(|s| s.disabled_reason.is_some()).count(),
-            statuses
-                .iter()
-                .filter(|s| s.disabled_reason.is_none() && s.failing_since.is_some_and(|t| t <= day_ago))
-                .count(),
-        ),
-        Err(_) => (0, 0),
-    }
+    let Ok(statuses) = state.store.receiver_statuses().await else {
+        return Vec::new();
+    };
+    statuses
+        .into_iter()
+        .filter_map(
+            |s| match (&s.disabled_reason, s.failing_since.filter(|t| *t <= day_ago)) {
+                (Some(r), _) => Some(ReceiverTrouble {
+                    disabled: true,
+                    line: format!("notify: receiver {} is disabled: {r}", s.receiver),
+                }),
+                (None, Some(t)) => Some(ReceiverTrouble {
+                    disabled: false,
+                    line: format!(
+                        "notify: deliveries to receiver {} have failed since {}",
+                        s.receiver,
+                        crate::domain::rfc3339(t)
+                    ),
+                }),
+                (None, None) => None,
+            },
+        )
+        .collect()
 }
 
 /// The daemon's problems in full, naming workspaces and receivers: on the metrics listener
 /// only (the operator's), one per line.
 pub async fn problems(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     let mut lines = state.problems.list();
-    if let Ok(statuses) = state.store.receiver_statuses().await {
-        let day_ago = crate::domain::now() - 86_400;
-        for s in statuses {
-            if let Some(r) = &s.disabled_reason {
-                lines.push(format!("notify: receiver {} is disabled: {r}", s.receiver));
-            } else if let Some(t) = s.failing_since.filter(|t| *t <= day_ago) {
-                lines.push(format!(
-                    "notify: deliveries to receiver {} have failed since {}",
-                    s.receiver,
-                    crate::domain::rfc3339(t)
-                ));
-            }
-        }
-    }
+    lines.extend(receiver_troubles(&state).await.into_iter().map(|t| t.line));
     let mut text = lines.join("\n");
     text.push('\n');
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text)

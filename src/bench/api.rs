@@ -30,6 +30,43 @@ pub(super) fn rss_of(pid: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Starts `socialsyncer serve --config config` as the systemd unit does (its log in
+/// `dir/daemon.log`) and waits until it answers `/healthz` on `port`; the process and its
+/// ID.
+pub(super) async fn spawn_daemon(
+    dir: &std::path::Path,
+    config: &std::path::Path,
+    port: u16,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let log = std::fs::File::create(dir.join("daemon.log"))?;
+    let mut daemon = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        // As the systemd unit starts it (see socialsyncer.service).
+        .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = daemon.id().context("the daemon exited at once")?.to_string();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        if started.elapsed() > Duration::from_secs(30) || daemon.try_wait()?.is_some() {
+            let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+            anyhow::bail!("the daemon did not start:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((daemon, pid))
+}
+
 /// The build of one workspace's first 1,000 accounts without HTTP, as the handler makes it:
 /// the store read, then their serialization as read now. The median of 50 builds and of
 /// their reads, and the body's size.
@@ -224,28 +261,9 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
     state.store.close().await;
 
     eprintln!("starting the daemon ...");
-    let log = std::fs::File::create(dir.path().join("daemon.log"))?;
-    let mut daemon = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("serve")
-        .arg("--config")
-        .arg(&config_path)
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        // As the systemd unit starts it (see socialsyncer.service).
-        .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = daemon.id().context("the daemon exited at once")?.to_string();
+    let (mut daemon, pid) = spawn_daemon(dir.path(), &config_path, port).await?;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        if started.elapsed() > Duration::from_secs(30) || daemon.try_wait()?.is_some() {
-            let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
-            anyhow::bail!("the daemon did not start:\n{log}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_of(&pid);
     let key = &keys[last];

@@ -46,17 +46,7 @@ pub async fn conns(n: usize) -> anyhow::Result<()> {
         state.store.close().await;
         secrecy::ExposeSecret::expose_secret(&k.secret).to_owned()
     };
-    let log = std::fs::File::create(dir.path().join("daemon.log"))?;
-    let mut daemon = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("serve")
-        .arg("--config")
-        .arg(&config_path)
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = daemon.id().context("the daemon exited at once")?.to_string();
+    let (mut daemon, pid) = super::api::spawn_daemon(dir.path(), &config_path, port).await?;
     let base = format!("http://127.0.0.1:{port}");
     // A new connection for every probe, as a new client makes (a pooled one may have been
     // closed to make room while it idled).
@@ -64,14 +54,6 @@ pub async fn conns(n: usize) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(0)
         .build()?;
-    let started = Instant::now();
-    while probe.get(format!("{base}/healthz")).send().await.is_err() {
-        if started.elapsed() > Duration::from_secs(30) || daemon.try_wait()?.is_some() {
-            let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
-            bail!("the daemon did not start:\n{log}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // Pipelined requests for the OpenAPI document, never read: 10 a connection (a slow
     // reader), and 100 (a flood of 500,000 requests at 5,000 connections: what it measures
     // is the CPU a request costs, not a connection slot).

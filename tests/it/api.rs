@@ -980,24 +980,7 @@ async fn a_cached_list_is_invalidated_by_an_import_from_another_process_and_by_a
         .unwrap()
         .remove(0);
     let later = socialsyncer::domain::now() + 99 * 86_400;
-    app.state
-        .store
-        .replace_tokens(&socialsyncer::store::TokenReplacement {
-            account_ref: a.id,
-            workspace_id: a.workspace_id,
-            access_token: app.state.sealer.seal(
-                &socialsyncer::accounts::seal_context(a.workspace_id, a.platform, &a.account_id),
-                &secrecy::SecretString::from("THQVnew".to_owned()),
-            ),
-            refresh_token: None,
-            expires_at: Some(later),
-            refresh_expires_at: None,
-            scopes: None,
-            at: socialsyncer::domain::now(),
-            health: a.state.health,
-        })
-        .await
-        .unwrap();
+    crate::common::replace_access_token(&app.state, &a, "THQVnew", later).await;
     let (_, now_shown) = app.get(&key, "/v1/accounts/health").await;
     assert_ne!(
         before["accounts"][0]["tokenExpiresAt"], now_shown["accounts"][0]["tokenExpiresAt"],

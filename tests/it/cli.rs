@@ -968,21 +968,7 @@ fn a_token_key_others_can_read_is_refused() {
     let key = env.dir.path().join("state/token.key");
     std::fs::write(&key, [7u8; 32]).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = env.run_with_stdin(
-        &[
-            "accounts",
-            "import",
-            "--workspace",
-            "acme",
-            "--platform",
-            "threads",
-            "--account-id",
-            "1",
-            "--username",
-            "u",
-        ],
-        "THQVtoken\n",
-    );
+    let out = env.import("threads", "1", "u", "THQVtoken");
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("chmod 600"), "{}", text(&out.stderr));
 }

@@ -340,6 +340,12 @@ async fn revoked_named(app: &TestApp, key: &str, id: &str, username: &str) {
     assert_eq!(s, 201, "{b}");
 }
 
+/// What `/problems` says (served on the API listener in tests: `metrics_listen` is empty).
+async fn problems(app: &TestApp) -> String {
+    let r = app.http.get(app.url("/problems")).send().await.unwrap();
+    r.text().await.unwrap()
+}
+
 #[tokio::test]
 async fn healthz_names_no_workspace_and_the_metrics_listener_has_the_details() {
     let app = crate::common::spawn_api_cfg("", |c| c.schedule.cron = String::new()).await;
@@ -353,15 +359,7 @@ async fn healthz_names_no_workspace_and_the_metrics_listener_has_the_details() {
     assert!(!text.contains("tenant-by-a-secret-name"), "{h}");
     // The details, with the name, are the operator's (the metrics listener; here the API
     // listener, as metrics_listen is empty in tests).
-    let problems = app
-        .http
-        .get(app.url("/problems"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let problems = problems(&app).await;
     assert!(problems.contains("tenant-by-a-secret-name"), "{problems}");
     app.stop().await;
 }
@@ -501,15 +499,7 @@ async fn the_test_route_and_a_workspaces_emails_are_capped_and_new_addresses_con
         app.state.store.undelivered_alerts().await.unwrap() >= 1,
         "the alerts beyond the budget wait in the outbox"
     );
-    let problems = app
-        .http
-        .get(app.url("/problems"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let problems = problems(&app).await;
     assert!(problems.contains("max_emails_per_hour"), "{problems}");
     app.stop().await;
 }
@@ -885,24 +875,7 @@ async fn a_refresh_lease_whose_holder_died_expires_and_a_replacement_without_a_r
     // A replacement without a refresh token (a platform that did not rotate it) keeps the
     // stored refresh token.
     let a = app.state.store.account_by_ref(account_ref).await.unwrap().unwrap();
-    app.state
-        .store
-        .replace_tokens(&socialsyncer::store::TokenReplacement {
-            account_ref,
-            workspace_id: a.workspace_id,
-            access_token: app.state.sealer.seal(
-                &socialsyncer::accounts::seal_context(a.workspace_id, a.platform, &a.account_id),
-                &secrecy::SecretString::from("act.new".to_owned()),
-            ),
-            refresh_token: None,
-            expires_at: Some(socialsyncer::domain::now() + 86_400),
-            refresh_expires_at: None,
-            scopes: None,
-            at: socialsyncer::domain::now(),
-            health: a.state.health,
-        })
-        .await
-        .unwrap();
+    crate::common::replace_access_token(&app.state, &a, "act.new", socialsyncer::domain::now() + 86_400).await;
     assert_eq!(
         sealed_refresh_token(&app, "held").await,
         before,

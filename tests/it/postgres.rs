@@ -561,35 +561,19 @@ async fn daemons_whose_clocks_are_off_agree_on_leases_claims_heartbeats_and_hold
     assert!(!b.store.try_refresh_lease(account_ref, "b", 90).await.unwrap());
 
     // A page claimed by one is not claimed again by the other, however far ahead its clock.
-    let claim = |holder: &'static str, now| socialsyncer::store::Claim {
-        holder,
-        now,
-        lease: 900,
-    };
-    let page = a
-        .store
-        .due_accounts(
-            Platform::Threads,
-            a.clock.now() + 10,
-            None,
-            10,
-            &claim("a", a.clock.now()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(page.accounts.len(), 1);
-    let page = b
-        .store
-        .due_accounts(
-            Platform::Threads,
-            b.clock.now() + 10,
-            None,
-            10,
-            &claim("b", b.clock.now()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(page.accounts.len(), 0, "the claim holds on the database's clock");
+    async fn claim_due(d: &AppState, holder: &str) -> usize {
+        let claim = socialsyncer::store::Claim {
+            holder,
+            now: d.clock.now(),
+            lease: 900,
+        };
+        let page = d
+            .store
+            .due_accounts(Platform::Threads, d.clock.now() + 10, None, 10, &claim);
+        page.await.unwrap().accounts.len()
+    }
+    assert_eq!(claim_due(&a, "a").await, 1);
+    assert_eq!(claim_due(&b, "b").await, 0, "the claim holds on the database's clock");
 
     // A hold one daemon shares reaches the other for the time the platform gave.
     a.store.hold_platform(Platform::Tiktok, 60).await.unwrap();

@@ -387,3 +387,26 @@ pub fn owner_only(path: impl AsRef<std::path::Path>) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
+
+/// Commits a new access token for `a`, expiring at `expires_at`, as a refresh that did not
+/// rotate the refresh token does (the stored refresh token stays).
+pub async fn replace_access_token(state: &AppState, a: &socialsyncer::store::Account, token: &str, expires_at: i64) {
+    state
+        .store
+        .replace_tokens(&socialsyncer::store::TokenReplacement {
+            account_ref: a.id,
+            workspace_id: a.workspace_id,
+            access_token: state.sealer.seal(
+                &socialsyncer::accounts::seal_context(a.workspace_id, a.platform, &a.account_id),
+                &secrecy::SecretString::from(token.to_owned()),
+            ),
+            refresh_token: None,
+            expires_at: Some(expires_at),
+            refresh_expires_at: None,
+            scopes: None,
+            at: domain::now(),
+            health: a.state.health,
+        })
+        .await
+        .unwrap();
+}
