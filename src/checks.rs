@@ -282,7 +282,7 @@ async fn check_inner(
         );
         state
             .store
-            .record_refresh_failure(account.id, domain::now(), account.state.health, e)
+            .record_refresh_failure(account.id, state.clock.now(), account.state.health, e)
             .await?;
     }
     // After a refresh the stored expiry and scopes changed: assess against them.
@@ -396,9 +396,35 @@ fn assess(
     }
 }
 
+/// Holds a platform's gate when a check met an app-wide throttle (see [`crate::pacing::hold`]);
+/// a throttle of one token or Page defers that account alone.
+pub(crate) fn note_throttle(state: &AppState, c: &Checked) {
+    if let CheckOutcome::Transient(Transient {
+        kind: TransientKind::RateLimited,
+        retry_at,
+        scope: ThrottleScope::App,
+        ..
+    }) = &c.outcome
+    {
+        let now = state.clock.now();
+        let until = retry_at.unwrap_or(now + DEFAULT_THROTTLE_WAIT);
+        crate::pacing::hold(&state.gates, &state.store, c.account.platform, until, now);
+    }
+}
+
+/// The deferral of an account whose platform asked to wait until `until`.
+pub(crate) fn gate_deferral(account: Account, until: UnixTime, now: UnixTime) -> Checked {
+    let detail = format!(
+        "{} asked to wait until {}",
+        account.platform.display_name(),
+        domain::rfc3339(until)
+    );
+    deferred(account, until, detail, now)
+}
+
 /// The result of not asking the platform at all (it told us to wait until `retry_at`):
 /// the account keeps everything but its next check time.
-pub fn deferred(account: Account, retry_at: UnixTime, detail: String) -> Checked {
+pub fn deferred(account: Account, retry_at: UnixTime, detail: String, now: UnixTime) -> Checked {
     let outcome = CheckOutcome::Transient(Transient {
         kind: TransientKind::RateLimited,
         retry_at: Some(retry_at),
@@ -406,7 +432,7 @@ pub fn deferred(account: Account, retry_at: UnixTime, detail: String) -> Checked
         scope: ThrottleScope::App,
     });
     Checked {
-        update: HealthUpdate::deferral(&account, domain::now(), retry_at),
+        update: HealthUpdate::deferral(&account, now, retry_at),
         account,
         outcome,
         deferred: true,
@@ -442,10 +468,10 @@ pub async fn check_all(
             gate.pace().await;
             let _permit = permits.acquire_owned().await;
             if let Some(until) = gate.blocked(state.clock.now()) {
-                return Ok(crate::scheduler::gate_deferral(account, until));
+                return Ok(gate_deferral(account, until, state.clock.now()));
             }
             let c = check(&state, account).await?;
-            crate::scheduler::note_throttle(&state, &c);
+            note_throttle(&state, &c);
             Ok(c)
         });
     }

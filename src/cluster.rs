@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
-use crate::domain::{self, Platform, UnixTime};
+use crate::domain::{self, UnixTime};
 
 /// How often a daemon beats and reads the peers and holds.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -152,18 +152,4 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
     if let Err(e) = state.store.forget_instance(&state.instance.id).await {
         tracing::warn!(error = %e, "could not remove this daemon's heartbeat; it expires on its own");
     }
-}
-
-/// Tells the peers that `platform` asked every client of the app to wait until `until`.
-pub fn share_hold(state: &AppState, platform: Platform, until: UnixTime) {
-    if !state.store.is_shared() {
-        return;
-    }
-    let store = state.store.clone();
-    let secs = until - state.clock.now();
-    tokio::spawn(async move {
-        if let Err(e) = store.hold_platform(platform, secs).await {
-            tracing::warn!(%platform, error = %e, "could not share the platform's hold with the other daemons");
-        }
-    });
 }

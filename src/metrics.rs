@@ -302,11 +302,11 @@ impl Metrics {
         store: &Store,
         stale_after: i64,
         per_account: bool,
+        now: crate::domain::UnixTime,
         renewed: impl Fn(Platform, bool) -> bool,
     ) -> Result<String, MetricsError> {
         let (pending, oldest) = store.pending_alert_stats().await?;
         self.alerts_pending.set(pending);
-        let now = crate::domain::now();
         self.oldest_pending_alert_age
             .set(oldest.map_or(0.0, |t| (now - t).max(0) as f64));
         self.token_expiry.reset();
@@ -316,7 +316,7 @@ impl Metrics {
         if per_account {
             self.render_per_account(store, renewed).await?;
         }
-        let counts = store.health_counts(crate::domain::now() - stale_after).await?;
+        let counts = store.health_counts(now - stale_after).await?;
         self.accounts.reset();
         for p in Platform::ALL {
             for h in Health::ALL {

@@ -1,7 +1,9 @@
 //! Pacing the requests to each platform: a [`Gate`] per platform spaces them at its rate
 //! limit (shared among the daemons on one database) and holds them while the platform asks
 //! to wait. Check-now requests take a reserved slot that is never more than a bound away, from
-//! a share of the budget of their own, and give it back when their caller goes away.
+//! a share of the budget of their own, and give it back when their caller goes away. Holds
+//! (a platform's app-wide throttle, shared with the other daemons) and the Graph app-usage
+//! pause live here too.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -225,6 +227,82 @@ impl Gates {
         let turn = self.gates[&p].reserve(max_wait)?;
         Ok((share, turn))
     }
+}
+
+/// Usage of the app's shared Graph quota above which socialsyncer stops calling (percent).
+/// The quota is shared with the user's own publishing product, which must never be starved.
+pub const APP_USAGE_LIMIT: i64 = 90;
+
+/// The app's shared Graph quota as the platform last reported it in `X-App-Usage`
+/// (`{"call_count":N,"total_cputime":N,"total_time":N}`, percentages), and the pause it
+/// imposes: above [`APP_USAGE_LIMIT`] no call goes out until the pause ends.
+#[derive(Debug)]
+pub struct AppUsage {
+    pause: i64,
+    paused_until: AtomicI64,
+    last_percent: AtomicI64,
+}
+
+impl AppUsage {
+    /// A tracker that pauses for `pause` seconds once usage is above the limit.
+    pub fn new(pause: i64) -> std::sync::Arc<AppUsage> {
+        std::sync::Arc::new(AppUsage {
+            pause: pause.max(1),
+            paused_until: AtomicI64::new(0),
+            last_percent: AtomicI64::new(0),
+        })
+    }
+
+    /// Takes in the usage an answer reported (in `X-App-Usage`, when present) and starts a
+    /// pause above the limit.
+    pub fn observe(&self, percent: Option<i64>, now: UnixTime) {
+        let Some(percent) = percent else {
+            return;
+        };
+        self.last_percent.store(percent, Ordering::Relaxed);
+        if percent > APP_USAGE_LIMIT {
+            self.pause_until(now.saturating_add(self.pause));
+        }
+    }
+
+    /// Stops calls until `t` (never shortens a pause already running).
+    pub fn pause_until(&self, t: UnixTime) {
+        self.paused_until.fetch_max(t, Ordering::Relaxed);
+    }
+
+    /// The end of the current pause, if one is running.
+    pub fn paused(&self, now: UnixTime) -> Option<UnixTime> {
+        let t = self.paused_until.load(Ordering::Relaxed);
+        (t > now).then_some(t)
+    }
+
+    /// How long a pause lasts, in seconds.
+    pub fn pause(&self) -> i64 {
+        self.pause
+    }
+
+    /// The last reported usage, in percent of the most used of the three measures.
+    pub fn last_percent(&self) -> i64 {
+        self.last_percent.load(Ordering::Relaxed)
+    }
+}
+
+/// Holds `platform`'s gate until `until` after an app-wide throttle (a 429 naming a time for
+/// every client of the app), and tells the daemons sharing the database (`platform_holds`),
+/// whose gates then hold too. A throttle of one token or Page defers that account alone and
+/// never comes here.
+pub fn hold(gates: &Gates, store: &crate::store::Store, platform: Platform, until: UnixTime, now: UnixTime) {
+    let gate = gates.get(platform);
+    if store.is_shared() && gate.blocked(now).is_none_or(|held| held < until) {
+        let store = store.clone();
+        let secs = until - now;
+        tokio::spawn(async move {
+            if let Err(e) = store.hold_platform(platform, secs).await {
+                tracing::warn!(%platform, error = %e, "could not share the platform's hold with the other daemons");
+            }
+        });
+    }
+    gate.block_until(until);
 }
 
 #[cfg(test)]

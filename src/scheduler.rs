@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::app::AppState;
 use crate::checks::{self, Checked};
 use crate::domain::{self, Platform, UnixTime};
-use crate::platforms::{CheckOutcome, ThrottleScope, Transient, TransientKind};
+use crate::platforms::CheckOutcome;
 use crate::store::{Claim, StoreError};
 
 /// Results written per transaction.
@@ -24,35 +24,6 @@ const FIRST_PAGE: i64 = 256;
 const WRITE_EVERY: Duration = Duration::from_millis(200);
 
 pub use crate::pacing::{Gate, Gates};
-
-/// Holds a platform's gate when a check met an app-wide throttle; a throttle of one token
-/// or Page defers that account alone.
-pub(crate) fn note_throttle(state: &AppState, c: &Checked) {
-    if let CheckOutcome::Transient(Transient {
-        kind: TransientKind::RateLimited,
-        retry_at,
-        scope: ThrottleScope::App,
-        ..
-    }) = &c.outcome
-    {
-        let until = retry_at.unwrap_or(state.clock.now() + checks::DEFAULT_THROTTLE_WAIT);
-        let gate = state.gates.get(c.account.platform);
-        if gate.blocked(state.clock.now()).is_none_or(|held| held < until) {
-            crate::cluster::share_hold(state, c.account.platform, until);
-        }
-        gate.block_until(until);
-    }
-}
-
-/// The deferral of an account whose platform asked to wait until `until`.
-pub(crate) fn gate_deferral(account: crate::store::Account, until: UnixTime) -> Checked {
-    let detail = format!(
-        "{} asked to wait until {}",
-        account.platform.display_name(),
-        domain::rfc3339(until)
-    );
-    checks::deferred(account, until, detail)
-}
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone)]
@@ -127,10 +98,10 @@ pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<Sweep
     if let Some(e) = failure {
         return Err(e);
     }
-    let cutoff = domain::now() - state.config().health.history_retention.secs();
+    let cutoff = state.clock.now() - state.config().health.history_retention.secs();
     report.pruned = state.store.prune_history(cutoff).await?;
     report.duration = started.elapsed();
-    state.metrics.sweep_finished(domain::now());
+    state.metrics.sweep_finished(state.clock.now());
     state.alerts_due.notify_one();
     Ok(report)
 }
@@ -183,12 +154,8 @@ impl Lane {
                 // Checked after waiting: the platform may have asked to back off meanwhile.
                 if let Some(until) = gate.blocked(self.state.clock.now()) {
                     drop(permit);
-                    let detail = format!(
-                        "{} asked to wait until {}",
-                        account.platform.display_name(),
-                        domain::rfc3339(until)
-                    );
-                    let _ = self.tx.send(checks::deferred(account, until, detail)).await;
+                    let now = self.state.clock.now();
+                    let _ = self.tx.send(checks::gate_deferral(account, until, now)).await;
                     continue;
                 }
                 let (state, tx) = (self.state.clone(), self.tx.clone());
@@ -197,7 +164,7 @@ impl Lane {
                 self.checks.spawn(tracing::Instrument::in_current_span(async move {
                     match checks::check_with(&state, account, Some(credentials)).await {
                         Ok(c) => {
-                            note_throttle(&state, &c);
+                            checks::note_throttle(&state, &c);
                             // The permit is held until the writer has the result: a slow
                             // database slows the sweep instead of piling up results.
                             let _ = tx.send(c).await;

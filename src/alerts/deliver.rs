@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use super::email::{DeliveryReport, MailFailure, Mailer, host_name};
 use super::webhook::{Clients, Receiver};
 use crate::app::AppState;
-use crate::domain::{self, WorkspaceId};
+use crate::domain::WorkspaceId;
 use crate::store::{PendingAlert, StoreError};
 
 /// How long one workspace's webhooks may take in a round; what is left goes next round.
@@ -82,7 +82,7 @@ async fn mark_done(
         .map(|e| e.id)
         .collect();
     if !done.is_empty() {
-        state.store.mark_alerts_sent(&done, domain::now(), None).await?;
+        state.store.mark_alerts_sent(&done, state.clock.now(), None).await?;
         report.events += done.len();
     }
     Ok(())
@@ -102,7 +102,7 @@ async fn mark_done(
 /// for the next run of any daemon.
 #[tracing::instrument(name = "deliver", skip_all)]
 pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
-    let now = domain::now();
+    let now = state.clock.now();
     let holder = state.instance.claimant("deliver");
     let claim = crate::store::Claim {
         holder: &holder,
@@ -332,7 +332,7 @@ async fn emails(
                 tracing::warn!(%workspace, recipient = %r, problem = %note, "recipient given up");
                 state
                     .store
-                    .record_deliveries(&missing_ids, r, domain::now(), Some(&note))
+                    .record_deliveries(&missing_ids, r, state.clock.now(), Some(&note))
                     .await?;
                 report.refused += 1;
                 continue;
@@ -342,7 +342,7 @@ async fn emails(
             Ok(()) => {
                 state
                     .store
-                    .record_deliveries(&missing_ids, r, domain::now(), None)
+                    .record_deliveries(&missing_ids, r, state.clock.now(), None)
                     .await?;
                 for e in &missing {
                     state.metrics.alert_sent(&e.kind);
@@ -356,7 +356,7 @@ async fn emails(
             Err(MailFailure::Permanent(msg)) => {
                 state
                     .store
-                    .record_deliveries(&missing_ids, r, domain::now(), Some(&format!("refused: {msg}")))
+                    .record_deliveries(&missing_ids, r, state.clock.now(), Some(&format!("refused: {msg}")))
                     .await?;
                 for e in &missing {
                     state.metrics.alert_failed(&e.kind);
@@ -373,7 +373,7 @@ async fn emails(
                 tracing::warn!(%workspace, recipient = %r, error = %msg, "alert email not accepted; will retry");
                 state
                     .store
-                    .mark_alerts_failed(&missing_ids, &msg, domain::now() + retry_backoff(&missing))
+                    .mark_alerts_failed(&missing_ids, &msg, state.clock.now() + retry_backoff(&missing))
                     .await?;
             }
         }

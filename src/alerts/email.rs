@@ -353,6 +353,7 @@ pub async fn test_message(
         if !operator && r.key.starts_with("hook:") {
             continue;
         }
+        // The real time: the receiver checks the signature's time against its own clock.
         let now = domain::now();
         let body = match r.format {
             super::webhook::Format::Json => super::webhook::test_event(&workspace, now),

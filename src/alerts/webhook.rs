@@ -518,6 +518,8 @@ pub async fn deliver_to(
     for (n, (events, body)) in messages.iter().enumerate() {
         let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
         let body = serde_json::to_vec(body).unwrap_or_default();
+        // The real time, not the daemon's clock: the receiver checks the signature's time
+        // against its own.
         let now = crate::domain::now();
         match post(client, r, &body, now).await {
             Sent::Delivered(status) => {

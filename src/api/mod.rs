@@ -235,7 +235,7 @@ struct ReceiverTrouble {
 }
 
 async fn receiver_troubles(state: &AppState) -> Vec<ReceiverTrouble> {
-    let day_ago = crate::domain::now() - 86_400;
+    let day_ago = state.clock.now() - 86_400;
     let Ok(statuses) = state.store.receiver_statuses().await else {
         return Vec::new();
     };
@@ -286,6 +286,7 @@ pub async fn metrics(
             &state.store,
             state.config().health.stale_after.secs(),
             state.config().metrics.per_account,
+            state.clock.now(),
             |p, has_refresh| crate::checks::renewed_automatically(&state, p, has_refresh),
         )
         .await

@@ -241,10 +241,7 @@ async fn set_webhooks(
             secret: sealed,
         });
     }
-    state
-        .store
-        .set_webhooks(workspace_id, &rows, crate::domain::now())
-        .await?;
+    state.store.set_webhooks(workspace_id, &rows, state.clock.now()).await?;
     Ok(secrets)
 }
 

@@ -129,6 +129,7 @@ async fn refresh_leased(state: &AppState, a: &Account, tokens: &Tokens, waited: 
                 expires_at: n.expires_at,
                 refresh_expires_at: n.refresh_expires_at,
                 scopes: n.scopes,
+                // The real time, as the adapter's expiry is (see `clock.rs`).
                 at: domain::now(),
                 health: a.state.health,
             };

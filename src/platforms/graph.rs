@@ -2,7 +2,6 @@
 //! long-lived token refresh and permission revocation.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -13,64 +12,13 @@ use super::{
     wait_until,
 };
 use crate::domain::{self, Platform, UnixTime};
+pub use crate::pacing::{APP_USAGE_LIMIT, AppUsage};
 
 /// Longest lifetime accepted for a long-lived Graph token: 60 days documented, times two.
 const MAX_LONG_LIVED: i64 = 2 * 60 * 86_400;
 
-/// Usage of the app's shared Graph quota above which socialsyncer stops calling (percent).
-/// The quota is shared with the user's own publishing product, which must never be starved.
-pub const APP_USAGE_LIMIT: i64 = 90;
-
-/// The app's shared Graph quota as the platform last reported it in `X-App-Usage`
-/// (`{"call_count":N,"total_cputime":N,"total_time":N}`, percentages), and the pause it
-/// imposes: above [`APP_USAGE_LIMIT`] no call goes out until the pause ends.
-#[derive(Debug)]
-pub struct AppUsage {
-    pause: i64,
-    paused_until: AtomicI64,
-    last_percent: AtomicI64,
-}
-
-impl AppUsage {
-    /// A tracker that pauses for `pause` seconds once usage is above the limit.
-    pub fn new(pause: i64) -> Arc<AppUsage> {
-        Arc::new(AppUsage {
-            pause: pause.max(1),
-            paused_until: AtomicI64::new(0),
-            last_percent: AtomicI64::new(0),
-        })
-    }
-
-    /// Reads `X-App-Usage` from an answer (when present) and starts a pause above the limit.
-    pub fn observe(&self, reply: &Reply, now: UnixTime) {
-        let Some(percent) = app_usage_percent(reply) else {
-            return;
-        };
-        self.last_percent.store(percent, Ordering::Relaxed);
-        if percent > APP_USAGE_LIMIT {
-            self.pause_until(wait_until(now, self.pause));
-        }
-    }
-
-    /// Stops calls until `t` (never shortens a pause already running).
-    pub fn pause_until(&self, t: UnixTime) {
-        self.paused_until.fetch_max(t, Ordering::Relaxed);
-    }
-
-    /// The end of the current pause, if one is running.
-    pub fn paused(&self, now: UnixTime) -> Option<UnixTime> {
-        let t = self.paused_until.load(Ordering::Relaxed);
-        (t > now).then_some(t)
-    }
-
-    /// The last reported usage, in percent of the most used of the three measures.
-    pub fn last_percent(&self) -> i64 {
-        self.last_percent.load(Ordering::Relaxed)
-    }
-}
-
 /// The highest of the three percentages in `X-App-Usage`, clamped to 0..=1000.
-fn app_usage_percent(reply: &Reply) -> Option<i64> {
+pub(super) fn app_usage_percent(reply: &Reply) -> Option<i64> {
     let raw = reply.headers.get("x-app-usage")?.to_str().ok()?;
     let v: Value = serde_json::from_str(raw).ok()?;
     ["call_count", "total_cputime", "total_time"]
@@ -318,7 +266,7 @@ impl Graph {
         } else {
             self.http.send(self.platform, req).await?
         };
-        self.usage.observe(&reply, now);
+        self.usage.observe(app_usage_percent(&reply), now);
         // Code 4 (the app's own limit) pauses every call of the app, not only this account's.
         if let Ok(v) = reply.json(self.platform)
             && let Some(e) = v.get("error").and_then(GraphError::from_value)
@@ -326,7 +274,7 @@ impl Graph {
         {
             let until = buc_retry_at(&reply, now)
                 .or_else(|| reply.retry_at(now))
-                .unwrap_or_else(|| wait_until(now, self.usage.pause));
+                .unwrap_or_else(|| wait_until(now, self.usage.pause()));
             self.usage.pause_until(until);
         }
         Ok(reply)

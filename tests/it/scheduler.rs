@@ -123,7 +123,7 @@ async fn the_cron_job_runs_sweeps() {
     // The sweep's end, within this test's run (not the 0 a registered gauge starts at).
     let last: f64 = sample(&metrics, "socialsyncer_last_sweep_timestamp_seconds ");
     assert!(
-        last as i64 >= before && last as i64 <= domain::now(),
+        last as i64 >= before && last as i64 <= app.state.clock.now(),
         "{last} vs {before}"
     );
     // Each check is counted and timed by platform and outcome.
