@@ -2,7 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::app::AppState;
+use crate::checks::Checker;
 use crate::domain::{self, AccountId, Platform, UnixTime};
 use crate::domain::{AccountRef, WorkspaceId};
 use crate::platforms::{RevokeOutcome, TokenContext};
@@ -169,14 +169,11 @@ fn is_layout_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
 }
 
-/// What binds a sealed token to its account (the AEAD associated data).
-pub fn seal_context(workspace_id: WorkspaceId, platform: Platform, account_id: &str) -> String {
-    format!("{workspace_id}/{platform}/{account_id}")
-}
+pub use crate::crypto::seal_context;
 
 /// Seals the tokens and stores the account with `unknown` health. Returns the row ID.
 pub async fn register(
-    state: &AppState,
+    state: &Checker,
     workspace_id: WorkspaceId,
     reg: &Registration,
 ) -> Result<AccountRef, RegistrationError> {
@@ -210,7 +207,7 @@ pub async fn register(
 ///
 /// The account is deleted first, in one transaction that also takes its credentials: of
 /// several concurrent `DELETE`s exactly one revokes, the others find it gone (`NotFound`).
-pub async fn disconnect(state: &AppState, account: &Account) -> Result<RevokeOutcome, StoreError> {
+pub async fn disconnect(state: &Checker, account: &Account) -> Result<RevokeOutcome, StoreError> {
     let sealed = state
         .store
         .take_account(account.id)

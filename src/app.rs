@@ -1,60 +1,71 @@
-//! The shared application state and the start-up steps that build it.
+//! The composition root: the start-up steps, and [`AppState`], which builds each engine's
+//! context and holds what a reload replaces.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::alerts::Outbox;
 use crate::alerts::email::Mailer;
+pub use crate::api::ApiState;
+pub use crate::checks::Checker;
 pub use crate::clock::Clock;
+pub use crate::cluster::{Cluster, Instance};
 use crate::config::{Config, DatabaseTarget};
 use crate::crypto::Sealer;
+use crate::live::Setter;
 use crate::metrics::Metrics;
+use crate::pacing::Gates;
 use crate::platforms::{Http, Platforms};
 pub use crate::problems::{Area, Problems};
-use crate::scheduler::Gates;
+pub use crate::scheduler::Sweeper;
 use crate::store::Store;
+pub use crate::tasks::Tasks;
 
-/// Everything the API handlers and background jobs share. Cheap to clone.
+/// The composition root: builds each engine's context from the shared pieces and holds
+/// what a reload replaces. Only `server.rs`, the CLI, `demo` and the benchmarks take it;
+/// every engine takes its own context ([`Checker`], [`Sweeper`], [`Outbox`], [`Cluster`],
+/// [`ApiState`]). Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The database.
     pub store: Store,
-    /// The configuration in force (`config()`); SIGHUP replaces what can change live.
-    live: Arc<Live>,
     /// Seals and opens platform tokens.
     pub sealer: Sealer,
     /// The platform adapters (sharing one HTTP client).
     pub platforms: Arc<Platforms>,
     /// Configuration problems seen at run time, shown by `/healthz`.
     pub problems: Arc<Problems>,
-    /// Per-platform pacing for sweeps.
+    /// Per-platform pacing.
     pub gates: Arc<Gates>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// Wakes the alert delivery task (after a sweep).
-    pub alerts_due: Arc<tokio::sync::Notify>,
-    /// Expiry alert thresholds with their labels, computed once.
-    pub alert_thresholds: Arc<Vec<(i64, String)>>,
-    /// One sweep at a time, across cron ticks and a scheduler replaced by a reload.
-    pub sweep_busy: Arc<tokio::sync::Mutex<()>>,
-    /// The per-API-key request limit.
-    pub key_limiter: Arc<crate::api::limit::KeyLimiter>,
-    /// Serialized list answers, per workspace and query.
-    pub list_cache: Arc<crate::api::cache::ListCache>,
     /// The time checks, sweeps and deliveries go by.
     pub clock: Clock,
     /// This daemon among the others sharing its database.
-    pub instance: Arc<crate::cluster::Instance>,
-    /// Refreshes in flight, each in a task of its own that outlives its caller; shutdown
-    /// waits for them.
-    pub refreshes: tokio_util::task::TaskTracker,
+    pub instance: Arc<Instance>,
+    /// Every background task (sweeps, refreshes, delivery, heartbeat, reload, watchdog).
+    pub tasks: Tasks,
+    /// Checks and refreshes one account; registration.
+    pub checker: Checker,
+    /// Runs sweeps.
+    pub sweeper: Sweeper,
+    /// Delivers alerts.
+    pub outbox: Outbox,
+    /// Heartbeats and shared budgets among the daemons on one database.
+    pub cluster: Cluster,
+    /// What the HTTP handlers take their pieces from.
+    pub api: ApiState,
+    /// What a reload replaces.
+    live: Arc<Reloadable>,
 }
 
-/// What a reload can replace while the daemon runs.
+/// What a reload can replace while the daemon runs: each engine holds a [`crate::live::Live`]
+/// reader of these.
 #[derive(Debug)]
-struct Live {
-    config: std::sync::RwLock<Arc<Config>>,
-    mailer: std::sync::RwLock<Option<Arc<Mailer>>>,
+struct Reloadable {
+    config: Setter<Arc<Config>>,
+    mailer: Setter<Option<Arc<Mailer>>>,
     /// The file the config was loaded from, and whether it was named explicitly (what a
     /// reload reads again); `None` when it did not come from a file.
     source: std::sync::RwLock<Option<(std::path::PathBuf, bool)>>,
@@ -294,37 +305,100 @@ impl DaemonLock {
 }
 
 impl AppState {
-    /// Assembles the state from an open store and sealer; builds the HTTP client and adapters.
+    /// Assembles the state from an open store and sealer; builds the HTTP client, the
+    /// adapters and each engine's context.
     pub fn new(config: Config, store: Store, sealer: Sealer) -> anyhow::Result<AppState> {
         let http = Http::new(&config)?;
-        let platforms = Platforms::new(&config, http)?;
+        let platforms = Arc::new(Platforms::new(&config, http)?);
         let mailer = Mailer::from_config(&config)?.map(Arc::new);
         let alert_thresholds = Arc::new(crate::alerts::thresholds(&config.alerts));
         let metrics = Metrics::new();
-        let instance = Arc::new(crate::cluster::Instance::new());
+        let instance = Arc::new(Instance::new());
         metrics.set_instance(&instance.id);
         metrics.init_alert_kinds(&crate::alerts::kinds(&alert_thresholds));
+        let metrics = Arc::new(metrics);
         let list_cache = Arc::new(crate::api::cache::ListCache::new(config.server.list_cache_bytes));
-        Ok(AppState {
-            store,
-            gates: Arc::new(Gates::new(&config)),
-            live: Arc::new(Live {
-                config: std::sync::RwLock::new(Arc::new(config)),
-                mailer: std::sync::RwLock::new(mailer),
-                source: std::sync::RwLock::new(None),
-            }),
-            sealer,
-            platforms: Arc::new(platforms),
-            problems: Arc::new(Problems::default()),
-            metrics: Arc::new(metrics),
-            alerts_due: Arc::new(tokio::sync::Notify::new()),
+        let gates = Arc::new(Gates::new(&config));
+        let live = Arc::new(Reloadable {
+            config: Setter::new(Arc::new(config)),
+            mailer: Setter::new(mailer),
+            source: std::sync::RwLock::new(None),
+        });
+        let (problems, clock, tasks) = (Arc::new(Problems::default()), Clock::default(), Tasks::new());
+        let alerts_due = Arc::new(tokio::sync::Notify::new());
+        let checker = Checker {
+            store: store.clone(),
+            sealer: sealer.clone(),
+            platforms: platforms.clone(),
+            problems: problems.clone(),
+            gates: gates.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
             alert_thresholds,
-            sweep_busy: Arc::new(tokio::sync::Mutex::new(())),
+            tasks: tasks.clone(),
+            config: live.config.live(),
+        };
+        let sweeper = Sweeper {
+            checker: checker.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            config: live.config.live(),
+            gates: gates.clone(),
+            instance: instance.clone(),
+            metrics: metrics.clone(),
+            alerts_due: alerts_due.clone(),
+            sweep_busy: Arc::default(),
+            tasks: tasks.clone(),
+        };
+        let outbox = Outbox {
+            store: store.clone(),
+            sealer: sealer.clone(),
+            clock: clock.clone(),
+            config: live.config.live(),
+            mailer: live.mailer.live(),
+            metrics: metrics.clone(),
+            problems: problems.clone(),
+            instance: instance.clone(),
+            alerts_due,
+        };
+        let cluster = Cluster {
+            store: store.clone(),
+            clock: clock.clone(),
+            gates: gates.clone(),
+            instance: instance.clone(),
+            metrics: metrics.clone(),
+            problems: problems.clone(),
+        };
+        let api = ApiState {
+            store: store.clone(),
+            sealer: sealer.clone(),
+            clock: clock.clone(),
+            gates: gates.clone(),
+            instance: instance.clone(),
+            metrics: metrics.clone(),
+            problems: problems.clone(),
+            checker: checker.clone(),
+            outbox: outbox.clone(),
             key_limiter: Arc::default(),
             list_cache,
-            clock: Clock::default(),
+            config: live.config.live(),
+        };
+        Ok(AppState {
+            store,
+            sealer,
+            platforms,
+            problems,
+            gates,
+            metrics,
+            clock,
             instance,
-            refreshes: tokio_util::task::TaskTracker::new(),
+            tasks,
+            checker,
+            sweeper,
+            outbox,
+            cluster,
+            api,
+            live,
         })
     }
 
@@ -345,59 +419,29 @@ impl AppState {
 
     /// The configuration in force now.
     pub fn config(&self) -> Arc<Config> {
-        self.live.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.live.config.get()
     }
 
     /// The SMTP sender in force now, when `email.smtp_url` is set.
     pub fn mailer(&self) -> Option<Arc<Mailer>> {
-        self.live.mailer.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.live.mailer.get()
     }
 
-    /// Applies a newly loaded configuration: what can change live is taken (`email.*` and
-    /// with it the recipients, `schedule.*`, each platform's `rate_limit`, `log.level`);
-    /// everything else keeps its value until a restart. Returns what changed and what was
-    /// left for a restart, as config key names.
+    /// Applies a newly loaded configuration: what can change live is taken (see
+    /// [`Config::with_reloadable`]: `email.*` and with it the recipients, `schedule.*`, each
+    /// platform's `rate_limit`, `log.level`); everything else keeps its value until a
+    /// restart. Returns what changed and what was left for a restart, as the config keys
+    /// whose values differ.
     pub fn reload(&self, new: Config) -> anyhow::Result<Reloaded> {
         let old = self.config();
         let mailer = Mailer::from_config(&new)?.map(Arc::new);
-        let sections = |c: &Config| -> toml::Table {
-            toml::Value::try_from(c)
-                .ok()
-                .and_then(|v| v.as_table().cloned())
-                .unwrap_or_default()
-        };
-        let (before, after) = (sections(&old), sections(&new));
-        let mut changed = Vec::new();
-        let mut restart = Vec::new();
-        for (section, value) in &after {
-            let was = before.get(section);
-            let keys = changed_keys(section, was, value);
-            let live = |key: &str| {
-                key.starts_with("email.")
-                    || key.starts_with("schedule.")
-                    || key == "log.level"
-                    || (key.starts_with("platforms.") && key.ends_with(".rate_limit"))
-            };
-            for k in keys {
-                if live(&k) {
-                    changed.push(k);
-                } else {
-                    restart.push(k);
-                }
-            }
-        }
-        // The effective config: the old one with the live parts replaced.
-        let mut effective = toml::Value::try_from(&*old)?;
-        let fresh = toml::Value::try_from(&new)?;
-        for key in &changed {
-            let path: Vec<&str> = key.split('.').collect();
-            set_path(&mut effective, &path, get_path(&fresh, &path).cloned());
-        }
-        let effective: Config = effective.try_into()?;
+        let effective = old.with_reloadable(&new);
+        let changed = crate::config::differing_keys(&old, &effective);
+        let restart = crate::config::differing_keys(&effective, &new);
         self.gates.set_rates(&effective);
         crate::telemetry::set_level(&effective.log.level);
-        *self.live.mailer.write().unwrap_or_else(|e| e.into_inner()) = mailer;
-        *self.live.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(effective);
+        self.live.mailer.set(mailer);
+        self.live.config.set(Arc::new(effective));
         Ok(Reloaded { changed, restart })
     }
 
@@ -428,50 +472,5 @@ impl Reloaded {
     /// Whether `schedule.cron` changed (the sweep job must be replaced).
     pub fn cron_changed(&self) -> bool {
         self.changed.iter().any(|k| k == "schedule.cron")
-    }
-}
-
-/// The dotted keys under `prefix` whose values differ between `old` and `new`.
-fn changed_keys(prefix: &str, old: Option<&toml::Value>, new: &toml::Value) -> Vec<String> {
-    match (old, new) {
-        (Some(toml::Value::Table(o)), toml::Value::Table(n)) => {
-            let mut out = Vec::new();
-            for (k, v) in n {
-                out.extend(changed_keys(&format!("{prefix}.{k}"), o.get(k), v));
-            }
-            for k in o.keys().filter(|k| !n.contains_key(*k)) {
-                out.push(format!("{prefix}.{k}"));
-            }
-            out
-        }
-        (Some(o), n) if o == n => Vec::new(),
-        _ => vec![prefix.to_owned()],
-    }
-}
-
-fn get_path<'a>(v: &'a toml::Value, path: &[&str]) -> Option<&'a toml::Value> {
-    path.iter().try_fold(v, |v, k| v.get(*k))
-}
-
-fn set_path(v: &mut toml::Value, path: &[&str], value: Option<toml::Value>) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut cur = v;
-    for k in parents {
-        let toml::Value::Table(t) = cur else { return };
-        cur = t
-            .entry((*k).to_owned())
-            .or_insert_with(|| toml::Value::Table(Default::default()));
-    }
-    if let toml::Value::Table(t) = cur {
-        match value {
-            Some(x) => {
-                t.insert((*last).to_owned(), x);
-            }
-            None => {
-                t.remove(*last);
-            }
-        }
     }
 }

@@ -8,15 +8,48 @@ use secrecy::SecretString;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::accounts::seal_context;
 use crate::alerts::{self, AlertPolicy};
-use crate::app::{AppState, Area};
+use crate::crypto::seal_context;
 use crate::domain::{self, Platform, UnixTime};
 use crate::health::{self, Policy, Timing};
 use crate::platforms::{
     CheckOutcome, InvalidReason, RefreshOutcome, ThrottleScope, TokenContext, Transient, TransientKind,
 };
-use crate::store::{Account, HealthUpdate, SealedCredentials, StoreError, TokenReplacement};
+use crate::problems::{Area, Problems};
+use crate::store::{Account, HealthUpdate, SealedCredentials, Store, StoreError, TokenReplacement};
+
+/// What a check needs, and nothing else: the accounts' tokens and the platforms to ask.
+/// Cheap to clone. Built by `app.rs`; registration (`accounts`) uses it too.
+#[derive(Clone, Debug)]
+pub struct Checker {
+    /// The database.
+    pub store: Store,
+    /// Opens and seals the stored tokens.
+    pub sealer: crate::crypto::Sealer,
+    /// The platform adapters.
+    pub platforms: Arc<crate::platforms::Platforms>,
+    /// Where a check reports the daemon's own configuration problems.
+    pub problems: Arc<Problems>,
+    /// Per-platform pacing and holds.
+    pub gates: Arc<crate::pacing::Gates>,
+    /// Counts and times checks.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The time checks go by.
+    pub clock: crate::clock::Clock,
+    /// Expiry alert thresholds with their labels.
+    pub alert_thresholds: Arc<Vec<(i64, String)>>,
+    /// Refreshes run as tasks of their own here (they outlive their caller).
+    pub tasks: crate::tasks::Tasks,
+    /// The configuration (`platforms.*`, `health.*`, `alerts.*`, `http.*` are read).
+    pub config: crate::live::Live<Arc<crate::config::Config>>,
+}
+
+impl Checker {
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<crate::config::Config> {
+        self.config.get()
+    }
+}
 
 /// How long to wait after a throttle answer that names no time.
 pub const DEFAULT_THROTTLE_WAIT: i64 = 60;
@@ -35,19 +68,19 @@ pub struct Checked {
 }
 
 /// Whether accounts of `platform` get their tokens refreshed automatically.
-fn auto_refresh(state: &AppState, platform: Platform) -> bool {
+fn auto_refresh(state: &Checker, platform: Platform) -> bool {
     state.platforms.can_refresh(platform) && state.config().platforms.get(platform).auto_refresh()
 }
 
 /// The one predicate for "this account's token is renewed automatically", by platform and
 /// whether a refresh token is stored (TikTok and X need one; Instagram Login and Threads
 /// refresh the access token itself).
-pub fn renewed_automatically(state: &AppState, platform: Platform, has_refresh_token: bool) -> bool {
+pub fn renewed_automatically(state: &Checker, platform: Platform, has_refresh_token: bool) -> bool {
     auto_refresh(state, platform) && (has_refresh_token || matches!(platform, Platform::Instagram | Platform::Threads))
 }
 
 /// When the access token enters its refresh window.
-fn refresh_at(state: &AppState, a: &Account) -> Option<UnixTime> {
+fn refresh_at(state: &Checker, a: &Account) -> Option<UnixTime> {
     let exp = a.token_expires_at?;
     let mut at = exp - state.config().platforms.get(a.platform).refresh_before(a.platform);
     // Long-lived Graph tokens can be refreshed only once they are a day old.
@@ -57,7 +90,7 @@ fn refresh_at(state: &AppState, a: &Account) -> Option<UnixTime> {
     Some(at)
 }
 
-fn alert_policy(state: &AppState, auto_refresh: bool) -> AlertPolicy {
+fn alert_policy(state: &Checker, auto_refresh: bool) -> AlertPolicy {
     AlertPolicy {
         thresholds: state.alert_thresholds.clone(),
         unreachable_after: state.config().alerts.unreachable_after,
@@ -66,7 +99,7 @@ fn alert_policy(state: &AppState, auto_refresh: bool) -> AlertPolicy {
 }
 
 /// The assessment policy for accounts of `platform`.
-pub fn policy(state: &AppState, platform: Platform) -> Policy {
+pub fn policy(state: &Checker, platform: Platform) -> Policy {
     let c = state.config();
     let pc = c.platforms.get(platform);
     Policy {
@@ -93,7 +126,7 @@ impl Tokens {
 }
 
 async fn open_tokens(
-    state: &AppState,
+    state: &Checker,
     a: &Account,
     prefetched: Option<SealedCredentials>,
 ) -> Result<Option<Tokens>, StoreError> {
@@ -170,7 +203,7 @@ impl Attempts {
     }
 }
 
-async fn ask(state: &AppState, a: &Account, tokens: &Tokens) -> CheckOutcome {
+async fn ask(state: &Checker, a: &Account, tokens: &Tokens) -> CheckOutcome {
     let outcome = state.platforms.check(a.platform, &context(a, tokens)).await;
     // The token must belong to the account it is registered as.
     if let CheckOutcome::Valid(v) = &outcome
@@ -191,14 +224,14 @@ async fn ask(state: &AppState, a: &Account, tokens: &Tokens) -> CheckOutcome {
 /// Checks one account against its platform, refreshing its tokens first when they are in
 /// their refresh window (or were just rejected and a refresh token is stored). New tokens
 /// are committed at once; the health update is returned, not written.
-pub async fn check(state: &AppState, account: Account) -> Result<Checked, StoreError> {
+pub async fn check(state: &Checker, account: Account) -> Result<Checked, StoreError> {
     check_with(state, account, None).await
 }
 
 /// As [`check`], with the sealed credentials already read (sweeps read them with the page).
 /// Counts the check and its duration in the metrics.
 pub async fn check_with(
-    state: &AppState,
+    state: &Checker,
     account: Account,
     credentials: Option<SealedCredentials>,
 ) -> Result<Checked, StoreError> {
@@ -210,7 +243,7 @@ pub async fn check_with(
 }
 
 async fn check_inner(
-    state: &AppState,
+    state: &Checker,
     account: Account,
     credentials: Option<SealedCredentials>,
 ) -> Result<Checked, StoreError> {
@@ -302,7 +335,7 @@ async fn check_inner(
 /// `before` is as it was when the check started). The caller records what the outcome says
 /// about the daemon's configuration (`Problems::observe`).
 fn assess(
-    state: &AppState,
+    state: &Checker,
     before: Account,
     current: &Account,
     outcome: CheckOutcome,
@@ -398,7 +431,7 @@ fn assess(
 
 /// Holds a platform's gate when a check met an app-wide throttle (see [`crate::pacing::hold`]);
 /// a throttle of one token or Page defers that account alone.
-pub(crate) fn note_throttle(state: &AppState, c: &Checked) {
+pub(crate) fn note_throttle(state: &Checker, c: &Checked) {
     if let CheckOutcome::Transient(Transient {
         kind: TransientKind::RateLimited,
         retry_at,
@@ -408,7 +441,7 @@ pub(crate) fn note_throttle(state: &AppState, c: &Checked) {
     {
         let now = state.clock.now();
         let until = retry_at.unwrap_or(now + DEFAULT_THROTTLE_WAIT);
-        crate::pacing::hold(&state.gates, &state.store, c.account.platform, until, now);
+        crate::pacing::hold(&state.gates, &state.store, &state.tasks, c.account.platform, until, now);
     }
 }
 
@@ -440,7 +473,7 @@ pub fn deferred(account: Account, retry_at: UnixTime, detail: String, now: UnixT
 }
 
 /// Checks one account and writes the result at once; returns the fresh account.
-pub async fn check_and_record(state: &AppState, account: Account) -> Result<(Account, CheckOutcome), StoreError> {
+pub async fn check_and_record(state: &Checker, account: Account) -> Result<(Account, CheckOutcome), StoreError> {
     let id = account.id;
     let c = check(state, account).await?;
     state.store.record_checks(std::slice::from_ref(&c.update)).await?;
@@ -452,7 +485,7 @@ pub async fn check_and_record(state: &AppState, account: Account) -> Result<(Acc
 /// throttled by the same gates as sweeps; `on_done` sees each result as it finishes (for
 /// progress). Results come back in completion order; nothing is written.
 pub async fn check_all(
-    state: &AppState,
+    state: &Checker,
     accounts: Vec<Account>,
     concurrency: usize,
     mut on_done: impl FnMut(&Checked),

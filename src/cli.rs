@@ -317,7 +317,7 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
             };
             let sealer = app::load_sealer(&config, &store).await?;
             let state = AppState::new(config, store, sealer)?;
-            accounts::register(&state, ws_id, &reg).await?;
+            accounts::register(&state.checker, ws_id, &reg).await?;
             out!(
                 "registered {} account {} ({})",
                 reg.platform,
@@ -412,7 +412,7 @@ async fn notify_test(config: Config, workspace: Option<String>) -> anyhow::Resul
         // No workspace has this ID: the operator's receivers only.
         None => crate::domain::WorkspaceId(-1),
     };
-    let results = crate::alerts::test_message(&state, ws, true).await?;
+    let results = crate::alerts::test_message(&state.outbox, ws, true).await?;
     if results.is_empty() {
         out!("no receivers: set email.to or [[notify.webhook]], or a workspace's via PUT /v1/notifications");
         return Ok(ExitCode::from(1));
@@ -436,7 +436,7 @@ async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitC
     let mut done = 0usize;
     let started = std::time::Instant::now();
     let mut last_print = started;
-    let checked = checks::check_all(&state, accounts, state.config().schedule.concurrency, |_| {
+    let checked = checks::check_all(&state.checker, accounts, state.config().schedule.concurrency, |_| {
         done += 1;
         if progress && (last_print.elapsed().as_millis() >= 250 || done == total) {
             last_print = std::time::Instant::now();

@@ -13,8 +13,36 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
 use crate::domain::{self, UnixTime};
+
+/// The machine's name: part of this daemon's name, and the line of an alert that says
+/// which installation wrote.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// What the heartbeat needs: this daemon's identity, the database, and the gates whose
+/// shares and holds it sets. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// The database.
+    pub store: crate::store::Store,
+    /// The daemon's clock (holds are kept on the database's; each gate holds for what is left).
+    pub clock: crate::clock::Clock,
+    /// Per-platform pacing: each daemon paces at its share.
+    pub gates: std::sync::Arc<crate::pacing::Gates>,
+    /// This daemon.
+    pub instance: std::sync::Arc<Instance>,
+    /// The peers gauge.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Where a rotated token key is reported.
+    pub problems: std::sync::Arc<crate::problems::Problems>,
+}
 
 /// How often a daemon beats and reads the peers and holds.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -40,7 +68,7 @@ pub struct Instance {
 impl Instance {
     /// A new identity for this process.
     pub fn new() -> Instance {
-        let host = crate::alerts::email::host_name();
+        let host = host_name();
         let mut b = [0u8; 4];
         rand::fill(&mut b);
         Instance {
@@ -72,7 +100,7 @@ impl Default for Instance {
 
 /// One beat: records this daemon, counts the live peers and sets the gates' shares, and
 /// takes the platform holds set by any daemon.
-pub async fn beat(state: &AppState) -> Result<(), crate::store::StoreError> {
+pub async fn beat(state: &Cluster) -> Result<(), crate::store::StoreError> {
     let me = &state.instance;
     let before = domain::now();
     let db_now = state.store.heartbeat(&me.id, me.started_at).await?;
@@ -113,7 +141,7 @@ pub const SKEW_TOLERANCE: i64 = 5;
 /// starts and shown by `/healthz` while it lasts. Coordination never depends on it (leases,
 /// claims, heartbeats and holds are on the database's clock), but expiry times and the
 /// times in answers are this host's.
-fn note_skew(state: &AppState, before: UnixTime, after: UnixTime, db_now: UnixTime) {
+fn note_skew(state: &Cluster, before: UnixTime, after: UnixTime, db_now: UnixTime) {
     let skew = if db_now < before {
         before - db_now
     } else if db_now > after {
@@ -135,7 +163,7 @@ fn note_skew(state: &AppState, before: UnixTime, after: UnixTime, db_now: UnixTi
 
 /// Beats every [`HEARTBEAT`] until `cancel`, then removes this daemon's row so that its
 /// peers take its share at once. Nothing runs on a database of one daemon (SQLite).
-pub async fn run(state: AppState, cancel: CancellationToken) {
+pub async fn run(state: Cluster, cancel: CancellationToken) {
     if !state.store.is_shared() {
         return;
     }

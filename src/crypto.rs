@@ -228,6 +228,15 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// What binds a sealed token to its account (the AEAD associated data).
+pub fn seal_context(
+    workspace_id: crate::domain::WorkspaceId,
+    platform: crate::domain::Platform,
+    account_id: &str,
+) -> String {
+    format!("{workspace_id}/{platform}/{account_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,10 +109,10 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
             scopes,
         }
         .validate()?;
-        accounts::register(&state, ws, &reg).await?;
+        accounts::register(&state.checker, ws, &reg).await?;
     }
     let all = state.store.all_accounts(None).await?;
-    let checked = checks::check_all(&state, all, state.config().schedule.concurrency, |_| {}).await?;
+    let checked = checks::check_all(&state.checker, all, state.config().schedule.concurrency, |_| {}).await?;
     let updates: Vec<_> = checked.into_iter().map(|c| c.update).collect();
     state.store.record_checks(&updates).await?;
 

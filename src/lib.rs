@@ -29,6 +29,7 @@ pub mod crypto; // API key hashing and token sealing
 pub mod demo; // `socialsyncer demo`: simulated platforms and sample accounts
 pub mod domain; // validated domain types
 pub mod health; // pure health assessment
+pub mod live; // values a reload replaces (watch channels)
 pub mod metrics; // Prometheus metrics
 pub mod pacing; // per-platform pacing gates, throttle holds and on-demand turns
 pub mod platforms; // one adapter per platform behind one trait
@@ -39,4 +40,5 @@ pub mod server; // the daemon's listener and shutdown
 pub mod simulator; // simulated platforms on loopback for tests, demo and benchmarks
 pub mod store; // every SQL statement
 pub mod systemd; // READY, WATCHDOG and STOPPING notifications
+pub mod tasks; // every background task, named, through one tracker
 pub mod telemetry; // tracing setup

@@ -291,12 +291,19 @@ impl AppUsage {
 /// every client of the app), and tells the daemons sharing the database (`platform_holds`),
 /// whose gates then hold too. A throttle of one token or Page defers that account alone and
 /// never comes here.
-pub fn hold(gates: &Gates, store: &crate::store::Store, platform: Platform, until: UnixTime, now: UnixTime) {
+pub fn hold(
+    gates: &Gates,
+    store: &crate::store::Store,
+    tasks: &crate::tasks::Tasks,
+    platform: Platform,
+    until: UnixTime,
+    now: UnixTime,
+) {
     let gate = gates.get(platform);
     if store.is_shared() && gate.blocked(now).is_none_or(|held| held < until) {
         let store = store.clone();
         let secs = until - now;
-        tokio::spawn(async move {
+        tasks.spawn("hold share", true, async move {
             if let Err(e) = store.hold_platform(platform, secs).await {
                 tracing::warn!(%platform, error = %e, "could not share the platform's hold with the other daemons");
             }

@@ -10,8 +10,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::AppState;
-use crate::checks::{self, Checked};
+use crate::checks::{self, Checked, Checker};
 use crate::domain::{self, Platform, UnixTime};
 use crate::platforms::CheckOutcome;
 use crate::store::{Claim, StoreError};
@@ -24,6 +23,39 @@ const FIRST_PAGE: i64 = 256;
 const WRITE_EVERY: Duration = Duration::from_millis(200);
 
 pub use crate::pacing::{Gate, Gates};
+
+/// What sweeps need: the checker, and what pages, claims, paces and reports them. Cheap to
+/// clone.
+#[derive(Clone, Debug)]
+pub struct Sweeper {
+    /// Checks one account.
+    pub checker: Checker,
+    /// The database.
+    pub store: crate::store::Store,
+    /// The time sweeps go by.
+    pub clock: crate::clock::Clock,
+    /// The configuration (`schedule.*`, `health.history_retention` are read).
+    pub config: crate::live::Live<Arc<crate::config::Config>>,
+    /// Per-platform pacing.
+    pub gates: Arc<Gates>,
+    /// Names this daemon's claims.
+    pub instance: Arc<crate::cluster::Instance>,
+    /// The sweep's figures.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Wakes the alert delivery after a sweep.
+    pub alerts_due: Arc<tokio::sync::Notify>,
+    /// One sweep at a time, across cron ticks and a scheduler replaced by a reload.
+    pub sweep_busy: Arc<tokio::sync::Mutex<()>>,
+    /// Where the sweeps run (shutdown waits for the one in progress).
+    pub tasks: crate::tasks::Tasks,
+}
+
+impl Sweeper {
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<crate::config::Config> {
+        self.config.get()
+    }
+}
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone)]
@@ -56,7 +88,7 @@ pub struct SweepReport {
 /// a paced or throttled platform never holds up the others and no more than `concurrency`
 /// checks exist at once.
 #[tracing::instrument(name = "sweep", skip_all, fields(started_at = domain::now()))]
-pub async fn sweep(state: &AppState, cancel: &CancellationToken) -> Result<SweepReport, SweepError> {
+pub async fn sweep(state: &Sweeper, cancel: &CancellationToken) -> Result<SweepReport, SweepError> {
     let started = Instant::now();
     let due_by = state.clock.now();
     let cfg = &state.config().schedule;
@@ -119,7 +151,7 @@ pub enum SweepError {
 
 /// One platform's part of a sweep.
 struct Lane {
-    state: AppState,
+    state: Sweeper,
     platform: Platform,
     due_by: UnixTime,
     permits: Arc<Semaphore>,
@@ -162,9 +194,9 @@ impl Lane {
                 // A check runs in its lane's span (no span of its own: one per check cost
                 // measurable time in a sweep of 100,000).
                 self.checks.spawn(tracing::Instrument::in_current_span(async move {
-                    match checks::check_with(&state, account, Some(credentials)).await {
+                    match checks::check_with(&state.checker, account, Some(credentials)).await {
                         Ok(c) => {
-                            checks::note_throttle(&state, &c);
+                            checks::note_throttle(&state.checker, &c);
                             // The permit is held until the writer has the result: a slow
                             // database slows the sweep instead of piling up results.
                             let _ = tx.send(c).await;
@@ -183,7 +215,7 @@ impl Lane {
 /// Reads `platform`'s due accounts page by page, one page ahead of the lane. The first pages
 /// are small so that checks start at once; later ones grow to `schedule.batch_size`.
 async fn read_pages(
-    state: AppState,
+    state: Sweeper,
     platform: Platform,
     due_by: UnixTime,
     holder: &str,
@@ -227,7 +259,7 @@ async fn read_pages(
 
 /// Collects results and hands them to [`flush_batches`] a batch at a time (while one batch
 /// is written the next one fills); counts outcomes.
-async fn write_results(state: AppState, mut rx: mpsc::Receiver<Checked>) -> Result<SweepReport, SweepError> {
+async fn write_results(state: Sweeper, mut rx: mpsc::Receiver<Checked>) -> Result<SweepReport, SweepError> {
     let mut report = SweepReport::default();
     let (batches, batch_rx) = mpsc::channel(1);
     let flusher = tokio::spawn(flush_batches(state, batch_rx));
@@ -282,7 +314,7 @@ async fn write_results(state: AppState, mut rx: mpsc::Receiver<Checked>) -> Resu
 /// stay due and are checked again. Returns the time spent writing, the batches and the
 /// first error.
 async fn flush_batches(
-    state: AppState,
+    state: Sweeper,
     mut batches: mpsc::Receiver<Vec<crate::store::HealthUpdate>>,
 ) -> (Duration, usize, Option<StoreError>) {
     let mut write_time = Duration::ZERO;
@@ -305,13 +337,30 @@ async fn flush_batches(
     (write_time, written, first_error)
 }
 
-/// Runs sweeps on the cron schedule until shutdown. `tracker` lets shutdown wait for a sweep
-/// in progress. Returns `None` when `schedule.cron` is empty (sweeps disabled).
-pub async fn start(
-    state: AppState,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-) -> anyhow::Result<Option<JobScheduler>> {
+/// The one line a sweep logs when it ends: INFO with its figures when it checked
+/// anything, DEBUG when nothing was due, ERROR when it failed.
+pub fn log_sweep(result: Result<SweepReport, SweepError>) {
+    match result {
+        Ok(r) if r.checked > 0 => tracing::info!(
+            checked = r.checked,
+            ok = r.ok,
+            invalid = r.invalid,
+            transient_error = r.transient,
+            deferred = r.deferred,
+            duration_ms = r.duration.as_millis() as u64,
+            write_ms = r.write_time.as_millis() as u64,
+            pruned = r.pruned,
+            "sweep finished"
+        ),
+        Ok(r) => tracing::debug!(pruned = r.pruned, "sweep found nothing due"),
+        Err(e) => tracing::error!(error = %e, "sweep failed"),
+    }
+}
+
+/// Runs sweeps on the cron schedule until shutdown, each a task of `state.tasks` (shutdown
+/// waits for the one in progress). Returns `None` when `schedule.cron` is empty (sweeps
+/// disabled).
+pub async fn start(state: Sweeper, cancel: CancellationToken) -> anyhow::Result<Option<JobScheduler>> {
     let cron = state.config().schedule.cron.trim().to_owned();
     if cron.is_empty() {
         tracing::warn!("schedule.cron is empty: no sweeps will run");
@@ -321,32 +370,22 @@ pub async fn start(
     // beside one still running.
     let busy = state.sweep_busy.clone();
     let job = Job::new_async(cron.as_str(), move |_, _| {
-        let (state, cancel, tracker, busy) = (state.clone(), cancel.clone(), tracker.clone(), busy.clone());
+        let (state, cancel, busy) = (state.clone(), cancel.clone(), busy.clone());
         Box::pin(async move {
             // A tick while the last sweep still runs does not start a second one.
-            let Ok(_guard) = busy.try_lock() else {
+            let Ok(guard) = busy.try_lock_owned() else {
                 tracing::info!("previous sweep still running; tick skipped");
                 return;
             };
             if cancel.is_cancelled() {
                 return;
             }
-            let run = tracker.track_future(sweep(&state, &cancel));
-            match run.await {
-                Ok(r) if r.checked > 0 => tracing::info!(
-                    checked = r.checked,
-                    ok = r.ok,
-                    invalid = r.invalid,
-                    transient_error = r.transient,
-                    deferred = r.deferred,
-                    duration_ms = r.duration.as_millis() as u64,
-                    write_ms = r.write_time.as_millis() as u64,
-                    pruned = r.pruned,
-                    "sweep finished"
-                ),
-                Ok(r) => tracing::debug!(pruned = r.pruned, "sweep found nothing due"),
-                Err(e) => tracing::error!(error = %e, "sweep failed"),
-            }
+            let tasks = state.tasks.clone();
+            let run = tasks.spawn("sweep", true, async move {
+                let _guard = guard;
+                log_sweep(sweep(&state, &cancel).await);
+            });
+            let _ = run.await;
         })
     })?;
     let sched = JobScheduler::new().await?;

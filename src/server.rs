@@ -3,7 +3,6 @@
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ pub async fn serve_http(listener: TcpListener, state: AppState, shutdown: Cancel
     let timeout = limits.request_timeout;
     // A request that takes longer than server.request_timeout answers 408 in the API's
     // error format.
-    let app = api::router(state).layer(axum::middleware::from_fn(
+    let app = api::router(state.api.clone()).layer(axum::middleware::from_fn(
         move |req: axum::extract::Request, next: axum::middleware::Next| async move {
             match tokio::time::timeout(timeout, next.run(req)).await {
                 Ok(response) => response,
@@ -35,20 +34,24 @@ pub async fn serve_http(listener: TcpListener, state: AppState, shutdown: Cancel
     serve_limited(listener, app, limits, shutdown).await
 }
 
-/// Waits up to `timeout` for the refreshes in flight to commit. Returns how many were still
-/// running then: each is logged at ERROR, as the platform may have rotated its tokens.
-pub async fn finish_refreshes(refreshes: &TaskTracker, timeout: std::time::Duration) -> usize {
-    refreshes.close();
-    if tokio::time::timeout(timeout, refreshes.wait()).await.is_ok() {
-        return 0;
+/// No task may start any more; waits up to `timeout` for every running one (the sweep in
+/// progress, refreshes committing what the platform issued, the last delivery). Returns the
+/// tasks still running then, each logged: a refresh at ERROR, as the platform may have
+/// rotated its tokens.
+pub async fn finish_tasks(tasks: &crate::tasks::Tasks, timeout: std::time::Duration) -> Vec<(&'static str, usize)> {
+    let left = tasks.finish(timeout).await;
+    for (name, n) in &left {
+        if *name == "refresh" {
+            tracing::error!(
+                refreshes = n,
+                timeout = ?timeout,
+                "refreshes still running at shutdown were abandoned; the platform may have rotated their tokens \
+                 (the accounts may need a reconnect)"
+            );
+        } else {
+            tracing::warn!(task = name, running = n, timeout = ?timeout, "a task did not finish in time; it is dropped");
+        }
     }
-    let left = refreshes.len();
-    tracing::error!(
-        refreshes = left,
-        timeout = ?timeout,
-        "refreshes still running at shutdown were abandoned; the platform may have rotated their tokens \
-         (the accounts may need a reconnect)"
-    );
     left
 }
 
@@ -253,7 +256,6 @@ fn spawn_reloader(
     state: AppState,
     sched: std::sync::Arc<tokio::sync::Mutex<Option<tokio_cron_scheduler::JobScheduler>>>,
     shutdown: CancellationToken,
-    tracker: TaskTracker,
 ) {
     #[cfg(unix)]
     {
@@ -262,7 +264,8 @@ fn spawn_reloader(
             tracing::warn!("cannot listen for SIGHUP; reloading needs a restart");
             return;
         };
-        tokio::spawn(async move {
+        let tasks = state.tasks.clone();
+        tasks.spawn("reload", true, async move {
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -276,7 +279,7 @@ fn spawn_reloader(
                             if let Some(old) = s.as_mut() {
                                 let _ = old.shutdown().await;
                             }
-                            match scheduler::start(state.clone(), shutdown.clone(), tracker.clone()).await {
+                            match scheduler::start(state.sweeper.clone(), shutdown.clone()).await {
                                 Ok(new) => *s = new,
                                 Err(e) => {
                                     tracing::error!(error = %e, "the new schedule could not start; no sweeps run until a restart")
@@ -297,7 +300,7 @@ fn spawn_reloader(
         });
     }
     #[cfg(not(unix))]
-    let _ = (state, sched, shutdown, tracker);
+    let _ = (state, sched, shutdown);
 }
 
 /// Binds `server.listen` with a deep accept backlog: a burst of new connections waits there
@@ -343,11 +346,15 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
     // The handlers are installed before READY=1, so no signal is missed.
     let signal = shutdown_signal();
     let signal_token = shutdown.clone();
-    tokio::spawn(async move {
-        signal.await;
-        tracing::info!("shutdown requested; finishing open requests and the sweep in progress");
-        systemd::stopping();
-        signal_token.cancel();
+    state.tasks.spawn("signals", true, async move {
+        tokio::select! {
+            () = signal => {
+                tracing::info!("shutdown requested; finishing open requests and the sweep in progress");
+                systemd::stopping();
+                signal_token.cancel();
+            }
+            () = signal_token.cancelled() => {}
+        }
     });
     run_until(listener, state, shutdown).await
 }
@@ -356,23 +363,35 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
 /// `shutdown` fires, then the same clean stop as on SIGTERM. Tests start and stop the daemon
 /// in-process with it.
 pub async fn run_until(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let tracker = TaskTracker::new();
+    let tasks = state.tasks.clone();
     state.metrics.set_last_sweep(state.store.last_check_at().await?);
-    let sched = scheduler::start(state.clone(), shutdown.clone(), tracker.clone()).await?;
-    let delivery = tokio::spawn(alerts::email::run(state.clone(), shutdown.clone()));
-    let cluster = tokio::spawn(crate::cluster::run(state.clone(), shutdown.clone()));
-    let metrics = match state.config().server.metrics_listen.trim() {
-        "" => None,
+    let sched = scheduler::start(state.sweeper.clone(), shutdown.clone()).await?;
+    tasks.spawn(
+        "alert delivery",
+        false,
+        alerts::run(state.outbox.clone(), shutdown.clone()),
+    );
+    tasks.spawn(
+        "heartbeat",
+        false,
+        crate::cluster::run(state.cluster.clone(), shutdown.clone()),
+    );
+    match state.config().server.metrics_listen.trim() {
+        "" => {}
         addr => {
             let l = bind_addr(addr)
                 .await
                 .with_context(|| format!("Failed to listen on {addr} (server.metrics_listen)"))?;
             tracing::info!(metrics_listen = %l.local_addr()?, "Prometheus metrics are served at /metrics");
-            let (app, stop) = (api::metrics_router(state.clone()), shutdown.clone());
+            let (app, stop) = (api::metrics_router(state.api.clone()), shutdown.clone());
             let limits = Limits::from(&state.config().server);
-            Some(tokio::spawn(serve_limited(l, app, limits, stop)))
+            tasks.spawn("metrics listener", false, async move {
+                if let Err(e) = serve_limited(l, app, limits, stop).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
         }
-    };
+    }
     if state.config().email.smtp_url.is_some() && state.config().email.to.is_empty() {
         tracing::warn!(
             "email.smtp_url is set but email.to is empty: alerts reach only the workspaces that set recipients \
@@ -382,36 +401,33 @@ pub async fn run_until(listener: TcpListener, state: AppState, shutdown: Cancell
     let sched = std::sync::Arc::new(tokio::sync::Mutex::new(sched));
     // SIGHUP is handled before anyone is told the daemon is up: a reload sent right after
     // READY=1 (or the log line) must not meet the default action, which ends the process.
-    spawn_reloader(state.clone(), sched.clone(), shutdown.clone(), tracker.clone());
-    systemd::spawn_watchdog(state.clone(), shutdown.clone());
+    spawn_reloader(state.clone(), sched.clone(), shutdown.clone());
+    systemd::spawn_watchdog(&tasks, state.store.clone(), shutdown.clone());
     tracing::info!(listen = %listener.local_addr()?, "socialsyncer is serving");
     systemd::ready();
     let store = state.store.clone();
-    let limit = state.config().schedule.shutdown_timeout.0;
-    let refreshes = state.refreshes.clone();
-    let token_timeout = state.config().http.token_request_timeout.0;
+    // The sweep in progress finishes within schedule.shutdown_timeout, a refresh within the
+    // token endpoint's timeout, the last delivery within 10 s: all of them, at once.
+    let limit = state
+        .config()
+        .schedule
+        .shutdown_timeout
+        .0
+        .max(state.config().http.token_request_timeout.0)
+        .max(Duration::from_secs(10));
     serve_http(listener, state, shutdown.clone()).await?;
-    if let Some(m) = metrics {
-        let _ = m.await;
-    }
     if let Some(s) = sched.lock().await.as_mut()
         && let Err(e) = s.shutdown().await
     {
         tracing::warn!(error = %e, "scheduler did not shut down cleanly");
     }
-    tracker.close();
-    if tokio::time::timeout(limit, tracker.wait()).await.is_err() {
-        tracing::warn!(timeout = ?limit, "the sweep in progress did not finish in time");
-    }
-    let _ = delivery.await;
-    let _ = cluster.await;
     // Refreshes in flight commit what the platform issued before the store closes.
-    let abandoned = finish_refreshes(&refreshes, token_timeout).await;
+    let left = finish_tasks(&tasks, limit).await;
     store.close().await;
-    if abandoned == 0 {
+    if left.is_empty() {
         tracing::info!("stopped cleanly");
     } else {
-        tracing::info!(abandoned, "stopped; refreshes were abandoned");
+        tracing::info!(unfinished = left.len(), "stopped; some tasks were abandoned");
     }
     Ok(())
 }

@@ -4,8 +4,6 @@
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
-
 fn notify(state: NotifyState<'_>) {
     if std::env::var_os("NOTIFY_SOCKET").is_some()
         && let Err(e) = sd_notify::notify(&[state])
@@ -31,21 +29,30 @@ pub fn stopping() {
 
 /// Pings the watchdog at half its interval while the database answers, so a hung runtime or
 /// a dead database gets the service restarted. Does nothing without `WatchdogSec=`.
-pub fn spawn_watchdog(state: AppState, cancel: CancellationToken) {
+pub fn spawn_watchdog(tasks: &crate::tasks::Tasks, store: crate::store::Store, cancel: CancellationToken) {
     let Some(interval) = sd_notify::watchdog_enabled() else {
         return;
     };
-    tokio::spawn(watchdog(state, cancel, interval / 2, || notify(NotifyState::Watchdog)));
+    tasks.spawn(
+        "watchdog",
+        false,
+        watchdog(store, cancel, interval / 2, || notify(NotifyState::Watchdog)),
+    );
 }
 
 /// Every `every`, calls `ping` if the database answers, and logs instead if it does not.
-pub async fn watchdog(state: AppState, cancel: CancellationToken, every: std::time::Duration, ping: impl Fn()) {
+pub async fn watchdog(
+    store: crate::store::Store,
+    cancel: CancellationToken,
+    every: std::time::Duration,
+    ping: impl Fn(),
+) {
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
             () = tokio::time::sleep(every) => {}
         }
-        if state.store.ping().await {
+        if store.ping().await {
             ping();
         } else {
             tracing::error!("database does not answer; withholding the watchdog ping");

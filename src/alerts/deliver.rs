@@ -1,22 +1,22 @@
-//! The delivery round: the claimed pending alerts, per workspace, to every recipient (email)
-//! and receiver (webhooks). Workspaces are delivered concurrently, and within one workspace
-//! its receivers are; a workspace's webhooks get a time budget per round
-//! ([`WORKSPACE_BUDGET`]), a JSON receiver at most [`POSTS_PER_ROUND`] requests a round, and
-//! the round's claims are renewed while it runs. So one workspace's slow receivers never
-//! hold another's alerts back by more than the budget.
+//! The delivery round: the claimed pending alerts, per workspace, to every channel (email
+//! addresses and webhook receivers, see [`super::channel`]). Workspaces are delivered
+//! concurrently, and within one workspace its receivers are; a workspace's webhooks get a
+//! time budget per round ([`WORKSPACE_BUDGET`]), a JSON receiver at most
+//! [`super::channel::POSTS_PER_ROUND`] requests a round, and the round's claims are renewed
+//! while it runs. So one workspace's slow receivers never hold another's alerts back by more
+//! than the budget. What a send came to is recorded here, the same way for every channel.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::message::Mailbox;
 use tokio::task::JoinSet;
 
-use super::email::{DeliveryReport, MailFailure, Mailer, host_name};
-use super::webhook::{Clients, Receiver};
-use crate::app::AppState;
+use super::Outbox;
+use super::channel::{Channel, Outcome, Senders};
+use crate::domain::PendingAlert;
 use crate::domain::WorkspaceId;
-use crate::store::{PendingAlert, StoreError};
+use crate::store::StoreError;
 
 /// How long one workspace's webhooks may take in a round; what is left goes next round.
 pub const WORKSPACE_BUDGET: Duration = Duration::from_secs(5);
@@ -24,61 +24,81 @@ pub const WORKSPACE_BUDGET: Duration = Duration::from_secs(5);
 const WORKSPACES_AT_ONCE: usize = 32;
 /// Receivers of one workspace posted to at once.
 const RECEIVERS_AT_ONCE: usize = 16;
-/// Requests a JSON receiver gets at most in one round (one per event); the rest wait.
-pub const POSTS_PER_ROUND: usize = 20;
 
 /// How long a delivery run's claim on its alerts holds if the daemon dies before it ends;
 /// a running round renews it every [`RENEW_EVERY`].
 const ALERT_CLAIM: i64 = 600;
 const RENEW_EVERY: Duration = Duration::from_secs(60);
 
-/// The recipients of a workspace's alerts: the operator's `email.to` and the workspace's
-/// own confirmed addresses, each address once (compared without case); and which of them
-/// are the workspace's own (counted against `notify.max_emails_per_hour`).
-async fn recipients(state: &AppState, workspace_id: WorkspaceId) -> Result<(Vec<String>, Vec<String>), StoreError> {
-    let mut to: Vec<String> = state.config().email.to.clone();
+/// What one delivery round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// Emails accepted by the server (one per recipient and workspace).
+    pub emails: usize,
+    /// Alert events that every recipient now has (marked sent).
+    pub events: usize,
+    /// Emails that failed for now (their events wait for the retry).
+    pub failed: usize,
+    /// Recipients the server refused for good (given up for these events).
+    pub refused: usize,
+    /// Webhook POSTs a receiver accepted.
+    pub webhooks: usize,
+    /// Webhook POSTs that failed for now (retried with the same backoff as email).
+    pub webhook_failures: usize,
+}
+
+impl DeliveryReport {
+    /// Adds what another part of the round did.
+    pub fn add(&mut self, other: &DeliveryReport) {
+        self.emails += other.emails;
+        self.events += other.events;
+        self.failed += other.failed;
+        self.refused += other.refused;
+        self.webhooks += other.webhooks;
+        self.webhook_failures += other.webhook_failures;
+    }
+}
+
+/// The email channels of a workspace's alerts: the operator's `email.to` and the
+/// workspace's own confirmed addresses, each address once (compared without case); the
+/// workspace's own are counted against `notify.max_emails_per_hour`.
+async fn email_channels(state: &Outbox, workspace_id: WorkspaceId) -> Result<Vec<Channel>, StoreError> {
+    let operators: Vec<String> = state.config().email.to.clone();
     let own = state.store.confirmed_recipients(workspace_id).await?;
-    to.extend(own.iter().cloned());
     let mut seen = std::collections::HashSet::new();
-    to.retain(|t| seen.insert(t.trim().to_ascii_lowercase()));
-    let operators: Vec<String> = state
-        .config()
-        .email
-        .to
-        .iter()
-        .map(|t| t.trim().to_ascii_lowercase())
-        .collect();
-    let own = own
+    let mut out = Vec::new();
+    for (address, own) in operators
         .into_iter()
-        .filter(|o| !operators.contains(&o.trim().to_ascii_lowercase()))
-        .collect();
-    Ok((to, own))
+        .map(|a| (a, false))
+        .chain(own.into_iter().map(|a| (a, true)))
+    {
+        if seen.insert(address.trim().to_ascii_lowercase()) {
+            out.push(Channel::Email { address, own });
+        }
+    }
+    Ok(out)
 }
 
 /// How long events wait after a failed delivery: 30 s, doubling with each failed attempt,
-/// at most an hour (email and webhooks alike).
+/// at most an hour (every channel alike).
 pub(crate) fn retry_backoff(events: &[PendingAlert]) -> i64 {
     let attempts = events.iter().map(|e| e.attempts).max().unwrap_or(0);
     (30i64 << attempts.clamp(0, 7)).min(3_600)
 }
 
-/// Marks sent the events of `group` that every current recipient has: each email address,
-/// and each webhook that wants the event's type.
+/// Marks sent the events of `group` that every channel that wants them has.
 async fn mark_done(
-    state: &AppState,
+    state: &Outbox,
     ids: &[i64],
     group: &[PendingAlert],
-    to: &[String],
-    hooks: &[Receiver],
+    channels: &[Channel],
     report: &mut DeliveryReport,
 ) -> Result<(), StoreError> {
     let have = state.store.alert_deliveries(ids).await?;
     let has = |id: i64, who: &str| have.iter().any(|(i, w)| *i == id && w == who);
     let done: Vec<i64> = group
         .iter()
-        .filter(|e| {
-            to.iter().all(|r| has(e.id, r)) && hooks.iter().filter(|h| h.wants(&e.kind)).all(|h| has(e.id, &h.key))
-        })
+        .filter(|e| channels.iter().filter(|c| c.wants(&e.kind)).all(|c| has(e.id, c.key())))
         .map(|e| e.id)
         .collect();
     if !done.is_empty() {
@@ -88,25 +108,23 @@ async fn mark_done(
     Ok(())
 }
 
-/// Delivers every pending alert: per workspace, one message to each recipient (the
-/// operator's copy apart from the workspace's, and nobody sees another recipient's address),
-/// with the events that recipient does not have yet. A recipient the server refuses for
-/// good is given up for those events (logged and counted); one refused for now is retried
-/// with backoff. Webhooks get the same events (see [`super::webhook::deliver_to`]), each
-/// receiver with its own delivery records. An event is marked sent once every recipient has
-/// it. Alerts of a workspace without any recipient wait (and `/healthz` says so) until one
-/// is added.
+/// Delivers every pending alert: per workspace, to each channel the events it wants and
+/// does not have yet (an email address gets one message with them all, and nobody sees
+/// another recipient's address; a JSON webhook one POST per event; a chat webhook one
+/// message). A channel that refuses for good is given up for those events (logged and
+/// counted); one that fails for now is retried with backoff; a webhook that answers 410 is
+/// disabled. An event is marked sent once every channel that wants it has it. Alerts of a
+/// workspace without any channel wait (and `/healthz` says so) until one is added.
 ///
 /// Of several daemons on one database, each event is delivered by the one that claimed it
 /// (see [`crate::store::Store::pending_alerts`]); what a run leaves undelivered is released
 /// for the next run of any daemon.
 #[tracing::instrument(name = "deliver", skip_all)]
-pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
-    let now = state.clock.now();
+pub async fn deliver(state: &Outbox) -> Result<DeliveryReport, StoreError> {
     let holder = state.instance.claimant("deliver");
     let claim = crate::store::Claim {
         holder: &holder,
-        now,
+        now: state.clock.now(),
         lease: ALERT_CLAIM,
     };
     let pending = state.store.pending_alerts(5_000, &claim).await?;
@@ -133,36 +151,27 @@ pub async fn deliver(state: &AppState) -> Result<DeliveryReport, StoreError> {
     result
 }
 
-async fn deliver_claimed(state: &AppState, pending: Vec<PendingAlert>) -> Result<DeliveryReport, StoreError> {
-    let mailer = state.mailer();
-    if mailer.is_none() && !pending.is_empty() {
+async fn deliver_claimed(state: &Outbox, pending: Vec<PendingAlert>) -> Result<DeliveryReport, StoreError> {
+    let senders = Arc::new(state.senders());
+    if senders.mailer.is_none() && !pending.is_empty() {
         tracing::debug!(
             pending = pending.len(),
             "email.smtp_url is not set: alerts go to webhooks only"
         );
     }
-    if let Some(m) = &mailer
+    if let Some(m) = &senders.mailer
         && state.config().notify.confirm_addresses
     {
         super::limits::send_confirmations(state, m).await?;
     }
-    let host: Arc<str> = host_name().into();
-    // Built only when a webhook is due: a client holds the TLS roots (about a megabyte).
-    let clients = Arc::new(Clients::default());
     let slots = Arc::new(tokio::sync::Semaphore::new(WORKSPACES_AT_ONCE));
     let mut tasks = JoinSet::new();
     for group in pending.chunk_by(|a, b| a.workspace_id == b.workspace_id) {
         let permit = slots.clone().acquire_owned().await.ok();
-        let (state, mailer, host, clients, group) = (
-            state.clone(),
-            mailer.clone(),
-            host.clone(),
-            clients.clone(),
-            group.to_vec(),
-        );
+        let (state, senders, group) = (state.clone(), senders.clone(), group.to_vec());
         tasks.spawn(async move {
             let _permit = permit;
-            deliver_workspace(&state, mailer.as_deref(), &group, &host, &clients).await
+            deliver_workspace(&state, &senders, &group).await
         });
     }
     let mut report = DeliveryReport::default();
@@ -189,25 +198,28 @@ async fn deliver_claimed(state: &AppState, pending: Vec<PendingAlert>) -> Result
 }
 
 /// One workspace's events of a round (`group`): its webhooks concurrently within
-/// [`WORKSPACE_BUDGET`], then its emails. Returns what it did, and the workspace's name when
-/// its alerts wait for a recipient.
+/// [`WORKSPACE_BUDGET`], then its email addresses one by one (an SMTP conversation is never
+/// cut off halfway). Returns what it did, and the workspace's name when its alerts wait for
+/// a recipient.
 async fn deliver_workspace(
-    state: &AppState,
-    mailer: Option<&Mailer>,
+    state: &Outbox,
+    senders: &Arc<Senders>,
     group: &[PendingAlert],
-    host: &Arc<str>,
-    clients: &Arc<Clients>,
 ) -> Result<(DeliveryReport, Option<String>), StoreError> {
     let mut report = DeliveryReport::default();
     let workspace = &group[0].workspace;
     let workspace_id = group[0].workspace_id;
     let ids: Vec<i64> = group.iter().map(|e| e.id).collect();
-    let (to, own) = match mailer {
-        Some(_) => recipients(state, workspace_id).await?,
-        None => (Vec::new(), Vec::new()),
+    let emails = match senders.mailer {
+        Some(_) => email_channels(state, workspace_id).await?,
+        None => Vec::new(),
     };
-    let hooks = super::webhook::receivers(state, workspace_id).await?;
-    if to.is_empty() && hooks.is_empty() {
+    let hooks: Vec<Channel> = super::webhook::receivers(state, workspace_id)
+        .await?
+        .into_iter()
+        .map(Channel::Webhook)
+        .collect();
+    if emails.is_empty() && hooks.is_empty() {
         let new = state.problems.set_note(
             &format!("email:{workspace}"),
             Some(format!(
@@ -223,46 +235,44 @@ async fn deliver_workspace(
     }
     state.problems.set_note(&format!("email:{workspace}"), None);
     let have = Arc::new(state.store.alert_deliveries(&ids).await?);
+    let group: Arc<[PendingAlert]> = group.into();
     if !hooks.is_empty() {
-        webhooks(state, group, &hooks, &have, host, clients, &mut report).await?;
+        webhooks(state, senders, &group, &hooks, &have, &mut report).await?;
     }
-    if let Some(mailer) = mailer {
-        emails(state, mailer, group, &to, &own, &have, host, &mut report).await?;
+    for c in &emails {
+        deliver_to(state, senders, c, &group, &have, &mut report).await?;
     }
-    mark_done(state, &ids, group, &to, &hooks, &mut report).await?;
+    let channels: Vec<Channel> = hooks.into_iter().chain(emails).collect();
+    mark_done(state, &ids, &group, &channels, &mut report).await?;
     Ok((report, None))
 }
 
-/// The workspace's receivers, [`RECEIVERS_AT_ONCE`] at a time, for at most
+/// The workspace's webhooks, [`RECEIVERS_AT_ONCE`] at a time, for at most
 /// [`WORKSPACE_BUDGET`]: a receiver cut off then gets its events next round.
 async fn webhooks(
-    state: &AppState,
-    group: &[PendingAlert],
-    hooks: &[Receiver],
+    state: &Outbox,
+    senders: &Arc<Senders>,
+    group: &Arc<[PendingAlert]>,
+    hooks: &[Channel],
     have: &Arc<Vec<(i64, String)>>,
-    host: &Arc<str>,
-    clients: &Arc<Clients>,
     report: &mut DeliveryReport,
 ) -> Result<(), StoreError> {
     let workspace = &group[0].workspace;
-    let group: Arc<[PendingAlert]> = group.into();
     let slots = Arc::new(tokio::sync::Semaphore::new(RECEIVERS_AT_ONCE));
     let mut posts = JoinSet::new();
     for h in hooks {
-        let (state, group, have, host, clients, slots, h) = (
+        let (state, senders, group, have, slots, h) = (
             state.clone(),
+            senders.clone(),
             group.clone(),
             have.clone(),
-            host.clone(),
-            clients.clone(),
             slots.clone(),
             h.clone(),
         );
         posts.spawn(async move {
             let _permit = slots.acquire_owned().await.ok();
             let mut r = DeliveryReport::default();
-            let client = clients.for_receiver(&h, &state.config().notify);
-            super::webhook::deliver_to(&state, client, &h, &group, &have, &host, &mut r)
+            deliver_to(&state, &senders, &h, &group, &have, &mut r)
                 .await
                 .map(|()| r)
         });
@@ -297,84 +307,95 @@ async fn webhooks(
     }
 }
 
-/// One email to each recipient with the events of `group` it does not have yet; the
-/// workspace's own addresses within its hourly budget.
-#[allow(clippy::too_many_arguments)]
-async fn emails(
-    state: &AppState,
-    mailer: &Mailer,
+/// Sends channel `c` the events of `group` (one workspace's) it wants and does not have,
+/// message by message, and records each outcome: delivered events are recorded for `c`;
+/// refused ones are given up for `c`; 410 disables `c` (it stops counting as a recipient);
+/// a failure delays this message's events and the later ones with the backoff, without
+/// holding up any other channel. The workspace's own email addresses send within its
+/// hourly budget; beyond it, their events wait.
+async fn deliver_to(
+    state: &Outbox,
+    senders: &Senders,
+    c: &Channel,
     group: &[PendingAlert],
-    to: &[String],
-    own: &[String],
     have: &[(i64, String)],
-    host: &str,
     report: &mut DeliveryReport,
 ) -> Result<(), StoreError> {
+    let missing: Vec<&PendingAlert> = group
+        .iter()
+        .filter(|e| c.wants(&e.kind) && !have.iter().any(|(i, w)| *i == e.id && w == c.key()))
+        .collect();
     let workspace = &group[0].workspace;
-    for r in to {
-        let missing: Vec<PendingAlert> = group
-            .iter()
-            .filter(|e| !have.iter().any(|(id, who)| *id == e.id && who == r))
-            .cloned()
-            .collect();
-        if missing.is_empty() {
-            continue;
-        }
-        // The workspace's own addresses within its hourly budget; beyond, its alerts wait.
-        if own.contains(r) && !super::limits::may_email(state, group[0].workspace_id, workspace).await? {
-            continue;
-        }
-        let missing_ids: Vec<i64> = missing.iter().map(|e| e.id).collect();
-        let mailbox: Mailbox = match r.parse() {
-            Ok(m) => m,
-            Err(e) => {
-                let note = format!("not an email address: {e}");
-                tracing::warn!(%workspace, recipient = %r, problem = %note, "recipient given up");
-                state
-                    .store
-                    .record_deliveries(&missing_ids, r, state.clock.now(), Some(&note))
-                    .await?;
-                report.refused += 1;
-                continue;
-            }
-        };
-        match mailer.send_alert(mailbox, workspace, &missing, host).await {
-            Ok(()) => {
-                state
-                    .store
-                    .record_deliveries(&missing_ids, r, state.clock.now(), None)
-                    .await?;
-                for e in &missing {
+    let messages = c.messages(missing);
+    if messages.is_empty() {
+        return Ok(());
+    }
+    if let Channel::Email { own: true, .. } = c
+        && !super::limits::may_email(state, group[0].workspace_id, workspace).await?
+    {
+        return Ok(());
+    }
+    let (key, label, email) = (c.key(), c.label(), matches!(c, Channel::Email { .. }));
+    for (n, events) in messages.iter().enumerate() {
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        let outcome = c.send(senders, workspace, events).await;
+        let now = state.clock.now();
+        match outcome {
+            Outcome::Delivered(status) => {
+                state.store.record_deliveries(&ids, key, now, None).await?;
+                if c.tracked() {
+                    state.store.receiver_result(key, true, now).await?;
+                }
+                for e in events {
                     state.metrics.alert_sent(&e.kind);
                 }
-                report.emails += 1;
-                tracing::info!(%workspace, recipient = %r, events = missing.len(), "alert email sent");
+                if email {
+                    report.emails += 1;
+                    tracing::info!(%workspace, recipient = %label, events = events.len(), "alert email sent");
+                } else {
+                    report.webhooks += 1;
+                    tracing::info!(%workspace, receiver = %label, %status, events = events.len(), "webhook delivered");
+                }
             }
-            Err(MailFailure::Unbuildable(e)) => {
-                tracing::error!(%workspace, error = %e, "could not build an alert email");
-            }
-            Err(MailFailure::Permanent(msg)) => {
-                state
-                    .store
-                    .record_deliveries(&missing_ids, r, state.clock.now(), Some(&format!("refused: {msg}")))
-                    .await?;
-                for e in &missing {
+            Outcome::Refused(note) => {
+                state.store.record_deliveries(&ids, key, now, Some(&note)).await?;
+                for e in events {
                     state.metrics.alert_failed(&e.kind);
                 }
                 report.refused += 1;
-                tracing::warn!(%workspace, recipient = %r, error = %msg, "the SMTP server refused this recipient for good; the others still get the alerts");
+                tracing::warn!(%workspace, recipient = %label, problem = %note, "the recipient refused for good; the others still get the alerts");
             }
-            Err(MailFailure::Transient(msg)) => {
-                for e in &missing {
+            Outcome::Gone => {
+                state.store.disable_receiver(key, "answered 410 Gone", now).await?;
+                state.metrics.notification_failed(c.name());
+                tracing::warn!(%workspace, receiver = %label, "the webhook answered 410 Gone: it is disabled (set it again to enable it)");
+                return Ok(());
+            }
+            Outcome::Retry(why) => {
+                if c.tracked() {
+                    state.store.receiver_result(key, false, now).await?;
+                }
+                state.metrics.notification_failed(c.name());
+                for e in events {
                     state.metrics.alert_failed(&e.kind);
                 }
-                state.metrics.notification_failed("email");
-                report.failed += 1;
-                tracing::warn!(%workspace, recipient = %r, error = %msg, "alert email not accepted; will retry");
+                if email {
+                    report.failed += 1;
+                } else {
+                    report.webhook_failures += 1;
+                }
+                tracing::warn!(%workspace, channel = %label, problem = %why, "alert not delivered; will retry");
+                // This message and the ones after it wait for the retry.
+                let owned: Vec<PendingAlert> = messages[n..].iter().flatten().map(|e| (*e).clone()).collect();
+                let ids: Vec<i64> = owned.iter().map(|e| e.id).collect();
                 state
                     .store
-                    .mark_alerts_failed(&missing_ids, &msg, state.clock.now() + retry_backoff(&missing))
+                    .mark_alerts_failed(&ids, &c.failure_note(&why), now + retry_backoff(&owned))
                     .await?;
+                return Ok(());
+            }
+            Outcome::Unsendable(e) => {
+                tracing::error!(%workspace, error = %e, "could not build an alert message");
             }
         }
     }
@@ -384,7 +405,7 @@ async fn emails(
 /// Delivers pending alerts every `alerts.delivery_interval`, and at once when a sweep wakes
 /// it, until `cancel` fires; then makes one last attempt so a clean stop leaves nothing
 /// deliverable behind.
-pub async fn run(state: AppState, cancel: tokio_util::sync::CancellationToken) {
+pub async fn run(state: Outbox, cancel: tokio_util::sync::CancellationToken) {
     let every = state.config().alerts.delivery_interval.0;
     loop {
         tokio::select! {
@@ -401,4 +422,57 @@ pub async fn run(state: AppState, cancel: tokio_util::sync::CancellationToken) {
         Err(_) => tracing::warn!("final alert delivery timed out; pending alerts stay in the outbox"),
         Ok(Ok(_)) => {}
     }
+}
+
+/// Sends a test message to every receiver of workspace `workspace_id` (its own addresses
+/// and webhooks; with `operator`, the operator's `email.to` and `[[notify.webhook]]` too)
+/// and says what each answered, receiver by receiver.
+pub async fn test_message(
+    state: &Outbox,
+    workspace_id: WorkspaceId,
+    operator: bool,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let workspace = state.store.workspace_name(workspace_id).await?.unwrap_or_default();
+    let mut out = Vec::new();
+    // The workspace's own addresses (within its budget; unconfirmed ones get nothing), then
+    // with `operator` the operator's; then the webhooks.
+    let mut channels: Vec<Channel> = state
+        .store
+        .confirmed_recipients(workspace_id)
+        .await?
+        .into_iter()
+        .map(|address| Channel::Email { address, own: true })
+        .collect();
+    for e in state.store.unconfirmed_recipients(workspace_id).await? {
+        out.push((e, "not sent: the address waits for confirmation".to_owned()));
+    }
+    if operator {
+        let to = state.config().email.to.clone();
+        channels.extend(to.into_iter().map(|address| Channel::Email { address, own: false }));
+    }
+    for r in super::webhook::receivers(state, workspace_id).await? {
+        if operator || !r.key.starts_with("hook:") {
+            channels.push(Channel::Webhook(r));
+        }
+    }
+    let senders = state.senders();
+    for c in channels {
+        if let Channel::Email { own: true, .. } = c
+            && senders.mailer.is_some()
+            && !super::limits::may_email(state, workspace_id, &workspace).await?
+        {
+            out.push((
+                c.label(),
+                "not sent: the workspace reached notify.max_emails_per_hour".to_owned(),
+            ));
+            continue;
+        }
+        let said = match c.send_test(&senders, &workspace).await {
+            Outcome::Delivered(code) => format!("delivered ({code})"),
+            Outcome::Gone => "answered 410 Gone (it will be disabled at the next alert)".to_owned(),
+            Outcome::Refused(why) | Outcome::Retry(why) | Outcome::Unsendable(why) => why,
+        };
+        out.push((c.label(), said));
+    }
+    Ok(out)
 }

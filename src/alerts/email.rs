@@ -10,11 +10,9 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
-use crate::app::AppState;
 use crate::config::{Config, ConfigError, read_secret_file};
-use crate::domain::WorkspaceId;
+use crate::domain::PendingAlert;
 use crate::domain::{self, Health};
-use crate::store::{PendingAlert, StoreError};
 
 /// The SMTP transport and sender.
 pub struct Mailer {
@@ -149,50 +147,11 @@ pub enum MailFailure {
     Unbuildable(String),
 }
 
-/// What one delivery round did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DeliveryReport {
-    /// Emails accepted by the server (one per recipient and workspace).
-    pub emails: usize,
-    /// Alert events that every recipient now has (marked sent).
-    pub events: usize,
-    /// Emails that failed for now (their events wait for the retry).
-    pub failed: usize,
-    /// Recipients the server refused for good (given up for these events).
-    pub refused: usize,
-    /// Webhook POSTs a receiver accepted.
-    pub webhooks: usize,
-    /// Webhook POSTs that failed for now (retried with the same backoff as email).
-    pub webhook_failures: usize,
-}
-
-impl DeliveryReport {
-    /// Adds what another part of the round did.
-    pub fn add(&mut self, other: &DeliveryReport) {
-        self.emails += other.emails;
-        self.events += other.events;
-        self.failed += other.failed;
-        self.refused += other.refused;
-        self.webhooks += other.webhooks;
-        self.webhook_failures += other.webhook_failures;
-    }
-}
-
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-/// The machine's name, for the line that says which installation wrote.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 /// "2 unhealthy, 1 warning": the events' accounts counted by state, worst first.
@@ -299,78 +258,6 @@ pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String,
     (subject, text, html)
 }
 
-pub use super::deliver::{deliver, run};
-
-/// Sends a test message to every receiver of workspace `workspace_id` (its own addresses
-/// and webhooks; with `operator`, the operator's `email.to` and `[[notify.webhook]]` too)
-/// and says what each answered, receiver by receiver.
-pub async fn test_message(
-    state: &AppState,
-    workspace_id: WorkspaceId,
-    operator: bool,
-) -> Result<Vec<(String, String)>, StoreError> {
-    let workspace = state.store.workspace_name(workspace_id).await?.unwrap_or_default();
-    let mut out = Vec::new();
-    // The workspace's own addresses (within its budget; unconfirmed ones get nothing), then
-    // with `operator` the operator's.
-    let mut emails: Vec<(String, bool)> = state
-        .store
-        .confirmed_recipients(workspace_id)
-        .await?
-        .into_iter()
-        .map(|e| (e, true))
-        .collect();
-    for e in state.store.unconfirmed_recipients(workspace_id).await? {
-        out.push((e, "not sent: the address waits for confirmation".to_owned()));
-    }
-    if operator {
-        emails.extend(state.config().email.to.iter().map(|e| (e.clone(), false)));
-    }
-    for (e, own) in emails {
-        let result = match state.mailer() {
-            None => "not sent: email.smtp_url is not set".to_owned(),
-            Some(_) if own && !super::limits::may_email(state, workspace_id, &workspace).await? => {
-                "not sent: the workspace reached notify.max_emails_per_hour".to_owned()
-            }
-            Some(mailer) => {
-                let body = format!(
-                    "A test message from socialsyncer on {}: alerts of workspace {workspace} reach this address.\n",
-                    host_name()
-                );
-                match mailer
-                    .send_text(&e, &format!("[socialsyncer] test message for {workspace}"), body)
-                    .await
-                {
-                    Ok(code) => format!("delivered ({code})"),
-                    Err(why) => why,
-                }
-            }
-        };
-        out.push((e, result));
-    }
-    let clients = super::webhook::Clients::default();
-    for r in super::webhook::receivers(state, workspace_id).await? {
-        if !operator && r.key.starts_with("hook:") {
-            continue;
-        }
-        // The real time: the receiver checks the signature's time against its own clock.
-        let now = domain::now();
-        let body = match r.format {
-            super::webhook::Format::Json => super::webhook::test_event(&workspace, now),
-            f => super::webhook::chat_test(f, &workspace),
-        };
-        let body = serde_json::to_vec(&body).unwrap_or_default();
-        let client = clients.for_receiver(&r, &state.config().notify);
-        let result = match super::webhook::post(client, &r, &body, now).await {
-            super::webhook::Sent::Delivered(s) => format!("delivered ({s})"),
-            super::webhook::Sent::Gone => "answered 410 Gone (it will be disabled at the next alert)".to_owned(),
-            super::webhook::Sent::Retry(why) => why,
-        };
-        out.push((r.label(), result));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +267,7 @@ mod tests {
             id: 1,
             workspace_id: domain::WorkspaceId(1),
             workspace: "acme".into(),
+            account_ref: domain::AccountRef(1),
             kind: domain::AlertKind::TokenInvalid,
             severity: severity.parse().unwrap(),
             platform: platform.parse().unwrap(),

@@ -5,8 +5,8 @@
 
 use sha2::{Digest, Sha256};
 
+use super::Outbox;
 use super::email::Mailer;
-use crate::app::AppState;
 use crate::domain::WorkspaceId;
 use crate::store::StoreError;
 
@@ -29,7 +29,7 @@ fn new_code() -> String {
 /// Takes one email from the workspace's hourly budget. When it is spent, says so once per
 /// hour (a log line and a problem note on the metrics listener) and answers false: the
 /// email waits, nothing is dropped.
-pub async fn may_email(state: &AppState, workspace_id: WorkspaceId, workspace: &str) -> Result<bool, StoreError> {
+pub async fn may_email(state: &Outbox, workspace_id: WorkspaceId, workspace: &str) -> Result<bool, StoreError> {
     let cap = state.config().notify.max_emails_per_hour;
     if cap == 0 || state.store.take_email(workspace_id, cap).await? {
         state.problems.set_note(&format!("email-cap:{workspace}"), None);
@@ -49,7 +49,7 @@ pub async fn may_email(state: &AppState, workspace_id: WorkspaceId, workspace: &
 
 /// Mails a confirmation code to every address that waits for one, within each workspace's
 /// budget. An address whose message fails is tried again next round. Returns how many went.
-pub async fn send_confirmations(state: &AppState, mailer: &Mailer) -> Result<usize, StoreError> {
+pub async fn send_confirmations(state: &Outbox, mailer: &Mailer) -> Result<usize, StoreError> {
     let mut sent = 0;
     for (workspace_id, workspace, email) in state.store.confirmations_to_send().await? {
         if !may_email(state, workspace_id, &workspace).await? {

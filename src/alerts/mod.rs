@@ -1,46 +1,66 @@
 //! Alerts: which events a health change raises (pure), and their delivery by email.
 
+pub mod channel;
 pub mod deliver;
 pub mod email;
 pub mod limits;
 pub mod webhook;
 
-pub use email::test_message;
+pub use deliver::{DeliveryReport, deliver};
+pub use deliver::{run, test_message};
 pub use limits::confirmation_hash;
 
-use crate::domain::{Account, AlertKind, Health, Platform, UnixTime};
-use crate::domain::{AccountRef, WorkspaceId};
+use crate::domain::{Account, AlertKind, Health, PendingAlert, UnixTime};
 use crate::health::Assessment;
 use crate::platforms::{CheckOutcome, InvalidReason};
-
-/// An alert event to put in the outbox.
-#[derive(Debug, Clone)]
-pub struct NewAlert {
-    /// Workspace to notify.
-    pub workspace_id: WorkspaceId,
-    /// The account concerned.
-    pub account_ref: AccountRef,
-    /// Unique per account, token, episode and kind.
-    pub dedup_key: String,
-    /// What it is about.
-    pub kind: AlertKind,
-    /// How bad.
-    pub severity: Health,
-    /// Platform.
-    pub platform: Platform,
-    /// Account ID.
-    pub account_id: String,
-    /// Display name.
-    pub username: String,
-    /// What is wrong.
-    pub problem: String,
-    /// What to do.
-    pub action: String,
-    /// When it was raised.
-    pub created_at: UnixTime,
-}
+use std::sync::Arc;
 
 /// What decides the alerts besides the assessment.
+/// What delivering alerts needs, and nothing else. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    /// The database (the outbox, the delivery records, the receivers).
+    pub store: crate::store::Store,
+    /// Opens the workspaces' webhook secrets.
+    pub sealer: crate::crypto::Sealer,
+    /// The daemon's clock (delivery records, retry times).
+    pub clock: crate::clock::Clock,
+    /// The configuration (`email.*` and `notify.*` are read; `email.*` reloads).
+    pub config: crate::live::Live<Arc<crate::config::Config>>,
+    /// The SMTP sender in force (`email.smtp_url`; a reload replaces it).
+    pub mailer: crate::live::Live<Option<Arc<email::Mailer>>>,
+    /// Counts sent and failed alerts.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where waiting workspaces and spent budgets are noted for `/healthz` and `/problems`.
+    pub problems: Arc<crate::problems::Problems>,
+    /// Names this daemon's claims on the outbox.
+    pub instance: Arc<crate::cluster::Instance>,
+    /// Wakes the delivery loop (after a sweep, a new recipient).
+    pub alerts_due: Arc<tokio::sync::Notify>,
+}
+
+impl Outbox {
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<crate::config::Config> {
+        self.config.get()
+    }
+
+    /// The SMTP sender in force now, when `email.smtp_url` is set.
+    pub fn mailer(&self) -> Option<Arc<email::Mailer>> {
+        self.mailer.get()
+    }
+
+    /// The senders of one round.
+    pub(crate) fn senders(&self) -> channel::Senders {
+        channel::Senders {
+            mailer: self.mailer(),
+            clients: Default::default(),
+            notify: self.config().notify.clone(),
+            host: crate::cluster::host_name(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AlertPolicy {
     /// Expiry thresholds in seconds, each with its label (`7days`), widest first.
@@ -96,7 +116,7 @@ pub fn kinds(thresholds: &[(i64, String)]) -> Vec<AlertKind> {
 #[derive(Debug, Default)]
 pub struct Derived {
     /// New events (deduplicated by key when stored).
-    pub alerts: Vec<NewAlert>,
+    pub alerts: Vec<PendingAlert>,
     /// Problem kinds alerted in the current episode.
     pub open: Vec<AlertKind>,
     /// The episode number (a recovery starts the next one).
@@ -121,7 +141,11 @@ pub fn derive(
         if open.contains(&kind) {
             return;
         }
-        alerts.push(NewAlert {
+        alerts.push(PendingAlert {
+            id: 0,
+            workspace: String::new(),
+            attempts: 0,
+            reconnect_by: None,
             workspace_id: account.workspace_id,
             account_ref: account.id,
             dedup_key: format!("{}:{}:{}:{kind}", account.id, account.token_issued_at, episode),

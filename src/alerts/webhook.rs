@@ -8,7 +8,6 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
 use sha2::Sha256;
 
 use crate::config::NotifyConfig;
@@ -16,7 +15,6 @@ use crate::domain::{AlertKind, WorkspaceId};
 
 mod format;
 
-use crate::store::PendingAlert;
 pub use format::{chat_message, chat_test, json_event, test_event};
 
 /// How a receiver wants its messages.
@@ -58,17 +56,24 @@ impl Format {
     }
 }
 
-/// The event types a receiver can ask for.
-pub const EVENT_TYPES: [&str; 8] = [
-    "account.token_expiring",
-    "account.needs_reconnect",
-    "account.permissions_missing",
-    "account.refresh_failed",
-    "account.platform_unreachable",
-    "account.data_access_expiring",
-    "account.recovered",
-    "test",
-];
+/// The event types a receiver can ask for: those of every [`AlertKind`], and `test`.
+pub fn event_types() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    let labelled = [
+        AlertKind::Expiring(String::new()),
+        AlertKind::DataAccessExpiring(String::new()),
+    ];
+    for kind in std::iter::once(labelled[0].clone())
+        .chain(AlertKind::plain())
+        .chain([labelled[1].clone()])
+    {
+        if !out.contains(&kind.event_type()) {
+            out.push(kind.event_type());
+        }
+    }
+    out.push("test");
+    out
+}
 
 /// A receiver of alert events.
 #[derive(Debug, Clone)]
@@ -297,7 +302,7 @@ pub fn client(notify: &NotifyConfig, owner: Owner) -> reqwest::Client {
 
 /// The webhook clients of a delivery round, each built when first needed (a client holds
 /// the TLS roots, about a megabyte).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Clients {
     operator: std::sync::OnceLock<reqwest::Client>,
     tenant: std::sync::OnceLock<reqwest::Client>,
@@ -414,7 +419,7 @@ fn root_cause(e: &reqwest::Error) -> String {
 /// The receivers of a workspace's alerts that are not disabled: its own webhooks (secrets
 /// unsealed) and the operator's `[[notify.webhook]]`.
 pub async fn receivers(
-    state: &crate::app::AppState,
+    state: &super::Outbox,
     workspace_id: WorkspaceId,
 ) -> Result<Vec<Receiver>, crate::store::StoreError> {
     let notify = &state.config().notify;
@@ -482,89 +487,6 @@ pub async fn receivers(
 /// What a webhook secret is sealed to: its workspace and URL.
 pub fn secret_context(workspace_id: WorkspaceId, url: &str) -> String {
     format!("webhook/{workspace_id}/{url}")
-}
-
-/// Sends `r` the events of `group` (one workspace's) it wants and does not have: one POST per
-/// event in the JSON format, one message for them all in a chat format. A 2xx records them
-/// as delivered to `r`; 410 disables `r` (it stops counting as a recipient); anything else
-/// counts a failure, starts or continues `r`'s failure run, and delays those events with the
-/// email backoff, without holding up any other receiver.
-pub async fn deliver_to(
-    state: &crate::app::AppState,
-    client: &reqwest::Client,
-    r: &Receiver,
-    group: &[PendingAlert],
-    have: &[(i64, String)],
-    host: &str,
-    report: &mut super::email::DeliveryReport,
-) -> Result<(), crate::store::StoreError> {
-    let missing: Vec<&PendingAlert> = group
-        .iter()
-        .filter(|e| r.wants(&e.kind) && !have.iter().any(|(i, w)| *i == e.id && *w == r.key))
-        .collect();
-    let Some(first) = missing.first() else {
-        return Ok(());
-    };
-    let workspace = first.workspace.clone();
-    let messages: Vec<(Vec<&PendingAlert>, Value)> = match r.format {
-        // One POST per event, at most POSTS_PER_ROUND a round: the rest go next round.
-        Format::Json => missing
-            .iter()
-            .take(super::deliver::POSTS_PER_ROUND)
-            .map(|e| (vec![*e], json_event(e)))
-            .collect(),
-        f => vec![(missing.clone(), chat_message(f, &workspace, &missing, host))],
-    };
-    for (n, (events, body)) in messages.iter().enumerate() {
-        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-        let body = serde_json::to_vec(body).unwrap_or_default();
-        // The real time, not the daemon's clock: the receiver checks the signature's time
-        // against its own.
-        let now = crate::domain::now();
-        match post(client, r, &body, now).await {
-            Sent::Delivered(status) => {
-                state.store.record_deliveries(&ids, &r.key, now, None).await?;
-                state.store.receiver_result(&r.key, true, now).await?;
-                for e in events {
-                    state.metrics.alert_sent(&e.kind);
-                }
-                report.webhooks += 1;
-                tracing::info!(%workspace, receiver = %r.label(), status, events = events.len(), "webhook delivered");
-            }
-            Sent::Gone => {
-                state.store.disable_receiver(&r.key, "answered 410 Gone", now).await?;
-                state.metrics.notification_failed(r.format.as_str());
-                tracing::warn!(%workspace, receiver = %r.label(), "the webhook answered 410 Gone: it is disabled (set it again to enable it)");
-                return Ok(());
-            }
-            Sent::Retry(why) => {
-                state.store.receiver_result(&r.key, false, now).await?;
-                state.metrics.notification_failed(r.format.as_str());
-                for e in events {
-                    state.metrics.alert_failed(&e.kind);
-                }
-                report.webhook_failures += 1;
-                tracing::warn!(%workspace, receiver = %r.label(), problem = %why, "webhook not delivered; will retry");
-                // This message and the ones after it wait for the retry.
-                let owned: Vec<PendingAlert> = messages[n..]
-                    .iter()
-                    .flat_map(|(events, _)| events.iter().map(|e| (*e).clone()))
-                    .collect();
-                let ids: Vec<i64> = owned.iter().map(|e| e.id).collect();
-                state
-                    .store
-                    .mark_alerts_failed(
-                        &ids,
-                        &format!("webhook {}: {why}", r.label()),
-                        now + super::deliver::retry_backoff(&owned),
-                    )
-                    .await?;
-                // The receiver is down: the rest waits for the retry.
-                return Ok(());
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,31 +2,18 @@
 //! (the two lists are in `lists`).
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ApiJson, ApiPath, ApiQuery, Workspace};
+use super::{ApiError, ApiJson, ApiQuery, ApiState, Target, Workspace};
 use crate::accounts::{self, RegistrationError, RegistrationInput};
-use crate::app::AppState;
 use crate::checks;
-use crate::domain::{AccountId, Health, Platform, rfc3339};
+use crate::domain::{Health, Platform, rfc3339};
 use crate::platforms::{CheckOutcome, RevokeOutcome, TransientKind};
 use crate::store::Account;
-
-/// The routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/accounts", get(super::lists::list).post(register))
-        .route("/v1/accounts/health", get(super::lists::health))
-        .route("/v1/accounts/{platform}/{account_id}", get(details).delete(disconnect))
-        .route("/v1/accounts/{platform}/{account_id}/check", post(check_now))
-        .route("/v1/accounts/{platform}/{account_id}/history", get(history))
-}
 
 /// One entry of `GET /v1/accounts`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -170,36 +157,8 @@ impl From<&Account> for AccountDetail {
 }
 
 /// The account as a reader sees it now (staleness derived at read time).
-pub(super) fn seen_now(state: &AppState, a: Account) -> Account {
+pub(super) fn seen_now(state: &ApiState, a: Account) -> Account {
     crate::health::read_view(a, state.clock.now(), state.config().health.stale_after.secs())
-}
-
-pub(super) fn parse_platform(p: &str) -> Result<Platform, ApiError> {
-    p.parse()
-        .map_err(|e: crate::domain::UnknownPlatform| ApiError::bad_request("unknown_platform", e.to_string()))
-}
-
-/// Validates the `{platform}/{accountId}` path.
-pub fn parse_target(platform: &str, account_id: &str) -> Result<(Platform, AccountId), ApiError> {
-    let p = parse_platform(platform)?;
-    let id = AccountId::parse(p, account_id).map_err(|e| ApiError::bad_request("invalid_account_id", e.to_string()))?;
-    Ok((p, id))
-}
-
-/// The account that a `/{platform}/{accountId}` route names, in the caller's workspace: 401
-/// without a valid key, 400 for a malformed platform or ID, 404 when there is no such account.
-pub struct Target(pub Account);
-
-impl axum::extract::FromRequestParts<AppState> for Target {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ws = Workspace::from_request_parts(parts, state).await?;
-        let ApiPath((platform, account_id)) = ApiPath::<(String, String)>::from_request_parts(parts, state).await?;
-        let (p, id) = parse_target(&platform, &account_id)?;
-        let account = state.store.get_account(ws.0, p, &id).await?;
-        account.map(Target).ok_or_else(ApiError::account_not_found)
-    }
 }
 
 /// One account's details.
@@ -210,7 +169,7 @@ impl axum::extract::FromRequestParts<AppState> for Target {
               (status = 400, body = super::error::ErrorBody),
               (status = 401, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody)))]
-pub async fn details(State(state): State<AppState>, Target(a): Target) -> Result<Json<AccountDetail>, ApiError> {
+pub async fn details(State(state): State<ApiState>, Target(a): Target) -> Result<Json<AccountDetail>, ApiError> {
     Ok(Json(AccountDetail::from(&seen_now(&state, a))))
 }
 
@@ -257,7 +216,7 @@ impl From<RegistrationError> for ApiError {
               (status = 409, description = "Already registered", body = super::error::ErrorBody),
               (status = 413, body = super::error::ErrorBody)))]
 pub async fn register(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     ws: Workspace,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<AccountDetail>), ApiError> {
@@ -271,7 +230,7 @@ pub async fn register(
         scopes: body.scopes.unwrap_or_default(),
     }
     .validate()?;
-    let id = accounts::register(&state, ws.0, &reg).await?;
+    let id = accounts::register(&state.checker, ws.0, &reg).await?;
     // A DELETE of the same account may win the race from here on: that is a conflict
     // with this registration, not an account that never was.
     let deleted = || {
@@ -293,7 +252,7 @@ pub async fn register(
         Some((share, turn)) => {
             share.wait().await;
             turn.wait().await;
-            match checks::check_and_record(&state, a).await {
+            match checks::check_and_record(&state.checker, a).await {
                 Ok((a, _)) => a,
                 Err(crate::store::StoreError::NotFound) => return Err(deleted()),
                 Err(e) => return Err(e.into()),
@@ -318,7 +277,7 @@ const ON_DEMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
               (status = 429, description = "Checks on request are at their share of the platform's rate limit", body = super::error::ErrorBody),
               (status = 502, description = "The platform answered garbage", body = super::error::ErrorBody),
               (status = 503, description = "The platform could not be reached or is rate limiting", body = super::error::ErrorBody)))]
-pub async fn check_now(State(state): State<AppState>, Target(a): Target) -> Result<axum::response::Response, ApiError> {
+pub async fn check_now(State(state): State<ApiState>, Target(a): Target) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let now = state.clock.now();
     // Checked a moment ago: that result, without calling the platform again.
@@ -366,7 +325,7 @@ pub async fn check_now(State(state): State<AppState>, Target(a): Target) -> Resu
         })?;
     share.wait().await;
     turn.wait().await;
-    let (fresh, outcome) = checks::check_and_record(&state, a).await?;
+    let (fresh, outcome) = checks::check_and_record(&state.checker, a).await?;
     if let CheckOutcome::Transient(t) = &outcome
         && t.is_throttle()
         && t.scope == crate::platforms::ThrottleScope::App
@@ -422,8 +381,8 @@ pub struct Deleted {
               (status = 400, body = super::error::ErrorBody),
               (status = 401, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody)))]
-pub async fn disconnect(State(state): State<AppState>, Target(a): Target) -> Result<Json<Deleted>, ApiError> {
-    let outcome = accounts::disconnect(&state, &a).await?;
+pub async fn disconnect(State(state): State<ApiState>, Target(a): Target) -> Result<Json<Deleted>, ApiError> {
+    let outcome = accounts::disconnect(&state.checker, &a).await?;
     let (revoked, reason) = match outcome {
         RevokeOutcome::Revoked => (true, None),
         RevokeOutcome::NotSupported(r) | RevokeOutcome::Failed(r) => (false, Some(r)),
@@ -478,7 +437,7 @@ pub struct HistoryList {
               (status = 401, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody)))]
 pub async fn history(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Target(a): Target,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<HistoryList>, ApiError> {

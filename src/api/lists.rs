@@ -6,10 +6,11 @@ use axum::extract::State;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::accounts::{AccountHealth, AccountList, AccountSummary, HealthList, HealthSummary, parse_platform};
+use super::ApiState;
+use super::accounts::{AccountHealth, AccountList, AccountSummary, HealthList, HealthSummary};
 use super::cache::Cached;
+use super::extract::parse_platform;
 use super::{ApiError, ApiQuery, Workspace};
-use crate::app::AppState;
 use crate::crypto::Sealer;
 use crate::domain::Health;
 use crate::store::{Account, ListFilter};
@@ -50,7 +51,7 @@ pub struct HealthQuery {
               (status = 400, description = "Unknown platform", body = super::error::ErrorBody),
               (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorBody)))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     ws: Workspace,
     headers: axum::http::HeaderMap,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -159,7 +160,7 @@ fn decode_cursor(sealer: &Sealer, query: &str, c: &str) -> Result<i64, ApiError>
 
 /// One page (`limit` rows after `after`) and the cursor of the next, if there is one.
 async fn page(
-    state: &AppState,
+    state: &ApiState,
     filter: &ListFilter,
     query: &str,
     after: Option<i64>,
@@ -188,7 +189,7 @@ const LIST_STEP: i64 = 500;
 /// A full list, read page by page, in one piece a page: `{"accounts":[` ... `]` then
 /// `trailer` (which closes the object). `entry` serializes one account (as read now).
 async fn collect_list(
-    state: &AppState,
+    state: &ApiState,
     filter: &ListFilter,
     entry: impl Fn(Account) -> serde_json::Result<Vec<u8>>,
     trailer: &[u8],
@@ -227,7 +228,7 @@ async fn collect_list(
               (status = 400, description = "Unknown platform or health", body = super::error::ErrorBody),
               (status = 401, body = super::error::ErrorBody)))]
 pub async fn health(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     ws: Workspace,
     headers: axum::http::HeaderMap,
     ApiQuery(q): ApiQuery<HealthQuery>,
@@ -311,7 +312,7 @@ pub async fn health(
 }
 
 /// How many of the filtered accounts are in each health, as read now.
-async fn count(state: &AppState, filter: &ListFilter) -> Result<HealthSummary, ApiError> {
+async fn count(state: &ApiState, filter: &ListFilter) -> Result<HealthSummary, ApiError> {
     let mut summary = HealthSummary::default();
     for (h, n) in state.store.health_summary(filter).await? {
         let n = usize::try_from(n).unwrap_or(0);

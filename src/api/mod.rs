@@ -3,140 +3,56 @@
 pub mod accounts;
 pub mod cache;
 pub mod error;
+pub mod extract;
 pub mod limit;
 pub mod lists;
 pub mod notifications;
 pub mod openapi;
 
-use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 pub use error::ApiError;
+pub use extract::{ApiJson, ApiPath, ApiQuery, ClientAddr, Target, Workspace};
 
-/// JSON body extractor whose rejections use [`ApiError`].
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub struct ApiJson<T>(pub T);
-
-/// Query string extractor whose rejections use [`ApiError`].
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct ApiQuery<T>(pub T);
-
-/// Path extractor whose rejections use [`ApiError`].
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct ApiPath<T>(pub T);
-
-/// The client address a request came from (set by the server for each connection).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub std::net::IpAddr);
-
-/// The bucket of a client address: IPv4 addresses each, IPv6 by /64 (one host often holds a
-/// whole /64).
-fn address_bucket(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(v4) => format!("addr:{v4}"),
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => format!("addr:{v4}"),
-            None => {
-                let s = v6.segments();
-                format!("addr:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-    }
+/// What the HTTP handlers need; each takes the pieces it uses (axum's `FromRef`). Cheap to
+/// clone. Built by `app.rs`.
+#[derive(Clone, Debug, axum::extract::FromRef)]
+pub struct ApiState {
+    /// The database.
+    pub store: crate::store::Store,
+    /// Seals registered tokens and opens list cursors.
+    pub sealer: crate::crypto::Sealer,
+    /// The time answers and staleness go by.
+    pub clock: crate::clock::Clock,
+    /// Per-platform pacing (check-now turns).
+    pub gates: std::sync::Arc<crate::pacing::Gates>,
+    /// This daemon (`/healthz`).
+    pub instance: std::sync::Arc<crate::cluster::Instance>,
+    /// Prometheus metrics.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The daemon's configuration problems.
+    pub problems: std::sync::Arc<crate::problems::Problems>,
+    /// Registration, check-now and disconnect.
+    pub checker: crate::checks::Checker,
+    /// Recipients, confirmations and test messages.
+    pub outbox: crate::alerts::Outbox,
+    /// The per-key and per-address request limits.
+    pub key_limiter: std::sync::Arc<limit::KeyLimiter>,
+    /// Serialized list answers, per workspace and query.
+    pub list_cache: std::sync::Arc<cache::ListCache>,
+    /// The configuration (`server.*`, `health.*`, `notify.*` are read).
+    pub config: crate::live::Live<std::sync::Arc<crate::config::Config>>,
 }
 
-/// Takes one request from the bucket of the client address in `extensions` (when the
-/// server set one): requests without a valid key are limited per address.
-fn limit_address(state: &AppState, extensions: &axum::http::Extensions) -> Result<(), ApiError> {
-    let Some(ClientAddr(ip)) = extensions.get::<ClientAddr>().copied() else {
-        return Ok(());
-    };
-    let rate = state.config().server.address_rate_limit;
-    state
-        .key_limiter
-        .check(&address_bucket(ip), rate, rate * 2.0)
-        .map_err(|retry| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
-                    "This address sends requests without a valid API key faster than the daemon allows \
-                     (server.address_rate_limit); retry in {} s.",
-                    retry.max(1)
-                ),
-            )
-            .retry_after(retry)
-        })
-}
-
-/// Requests without an `Authorization` header are limited per client address.
-async fn anonymous_limit(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    if !req.headers().contains_key(header::AUTHORIZATION)
-        && let Err(e) = limit_address(&state, req.extensions())
-    {
-        return e.into_response();
-    }
-    next.run(req).await
-}
-
-/// The workspace a request acts for, from its `Authorization: Bearer sk_...` header.
-#[derive(Debug, Clone, Copy)]
-pub struct Workspace(pub crate::domain::WorkspaceId);
-
-impl FromRequestParts<AppState> for Workspace {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthorized(
-                "missing_api_key",
-                "This route needs an API key: send the header Authorization: Bearer sk_...",
-            )
-        })?;
-        let key = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim_start().split_once(' '))
-            // The scheme is case-insensitive (RFC 9110 section 11.1).
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, key)| key.trim())
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "invalid_authorization",
-                    "The Authorization header must be of the form: Bearer sk_...",
-                )
-            })?;
-        match state.store.authenticate(key).await? {
-            Some(ws) => {
-                let server = &state.config().server;
-                state
-                    .key_limiter
-                    .check(key, server.key_rate_limit, server.key_burst)
-                    .map_err(ApiError::rate_limited)?;
-                Ok(Workspace(ws))
-            }
-            None => {
-                // Guessing keys is limited per client address.
-                limit_address(state, &parts.extensions)?;
-                Err(ApiError::unauthorized(
-                    "invalid_api_key",
-                    "The API key is unknown or has been revoked. Create one with `socialsyncer keys create`.",
-                ))
-            }
-        }
+impl ApiState {
+    /// The configuration in force now.
+    pub fn config(&self) -> std::sync::Arc<crate::config::Config> {
+        self.config.get()
     }
 }
 
@@ -168,7 +84,7 @@ pub struct Liveness {
 #[utoipa::path(get, path = "/healthz", tag = "daemon", security(()),
     responses((status = 200, description = "The daemon is up", body = Liveness),
               (status = 503, description = "The database does not answer", body = Liveness)))]
-pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+pub async fn healthz(axum::extract::State(state): axum::extract::State<ApiState>) -> impl IntoResponse {
     let database = state.store.ping().await;
     // Aggregates only: nothing here names a workspace or a tenant's receiver (`/healthz`
     // needs no key). The details are on the metrics listener (`/problems`).
@@ -222,7 +138,7 @@ pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>
 }
 
 /// Receivers disabled (410 Gone) and receivers whose deliveries have failed for a day.
-async fn receiver_trouble(state: &AppState) -> (usize, usize) {
+async fn receiver_trouble(state: &ApiState) -> (usize, usize) {
     let troubles = receiver_troubles(state).await;
     let disabled = troubles.iter().filter(|t| t.disabled).count();
     (disabled, troubles.len() - disabled)
@@ -234,7 +150,7 @@ struct ReceiverTrouble {
     line: String,
 }
 
-async fn receiver_troubles(state: &AppState) -> Vec<ReceiverTrouble> {
+async fn receiver_troubles(state: &ApiState) -> Vec<ReceiverTrouble> {
     let day_ago = state.clock.now() - 86_400;
     let Ok(statuses) = state.store.receiver_statuses().await else {
         return Vec::new();
@@ -263,7 +179,7 @@ async fn receiver_troubles(state: &AppState) -> Vec<ReceiverTrouble> {
 
 /// The daemon's problems in full, naming workspaces and receivers: on the metrics listener
 /// only (the operator's), one per line.
-pub async fn problems(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+pub async fn problems(axum::extract::State(state): axum::extract::State<ApiState>) -> impl IntoResponse {
     let mut lines = state.problems.list();
     lines.extend(receiver_troubles(&state).await.into_iter().map(|t| t.line));
     let mut text = lines.join("\n");
@@ -277,7 +193,7 @@ pub async fn problems(axum::extract::State(state): axum::extract::State<AppState
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain"),
               (status = 404, description = "Metrics are served on server.metrics_listen, not here", body = error::ErrorBody)))]
 pub async fn metrics(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(state): axum::extract::State<ApiState>,
 ) -> Result<axum::response::Response, ApiError> {
     state.metrics.set_configuration_problems(&state.problems.counts());
     let text = state
@@ -287,7 +203,7 @@ pub async fn metrics(
             state.config().health.stale_after.secs(),
             state.config().metrics.per_account,
             state.clock.now(),
-            |p, has_refresh| crate::checks::renewed_automatically(&state, p, has_refresh),
+            |p, has_refresh| crate::checks::renewed_automatically(&state.checker, p, has_refresh),
         )
         .await
         .map_err(ApiError::internal)?;
@@ -315,7 +231,7 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// The metrics listener's router (`server.metrics_listen`): `/metrics` and `/problems`.
-pub fn metrics_router(state: AppState) -> Router {
+pub fn metrics_router(state: ApiState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/problems", get(problems))
@@ -324,7 +240,7 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 /// The whole router with its state.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: ApiState) -> Router {
     let limit = state.config().server.max_body_bytes;
     let mut router = Router::new().route("/healthz", get(healthz));
     if state.config().server.metrics_listen.trim().is_empty() {
@@ -332,11 +248,26 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .route("/v1/openapi.json", get(openapi::serve))
-        .merge(accounts::router())
-        .merge(notifications::router())
+        .route("/v1/accounts", get(lists::list).post(accounts::register))
+        .route("/v1/accounts/health", get(lists::health))
+        .route(
+            "/v1/accounts/{platform}/{account_id}",
+            get(accounts::details).delete(accounts::disconnect),
+        )
+        .route("/v1/accounts/{platform}/{account_id}/check", post(accounts::check_now))
+        .route("/v1/accounts/{platform}/{account_id}/history", get(accounts::history))
+        .route(
+            "/v1/notifications",
+            get(notifications::show).put(notifications::replace),
+        )
+        .route("/v1/notifications/test", post(notifications::test))
+        .route("/v1/notifications/confirm", post(notifications::confirm))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), anonymous_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::anonymous_limit,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()

@@ -1,24 +1,15 @@
 //! `/v1/notifications`: the workspace's own alert recipients (added to `email.to`) and its
 //! webhooks, and a test message to all of them.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::ApiState;
 use super::{ApiError, ApiJson, Workspace};
-use crate::app::AppState;
 use crate::domain::WorkspaceId;
 use crate::domain::truncate_for_message;
-
-/// The routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/notifications", get(show).put(replace))
-        .route("/v1/notifications/test", axum::routing::post(test))
-        .route("/v1/notifications/confirm", axum::routing::post(confirm))
-}
 
 /// The recipients of a workspace's alerts.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -80,7 +71,7 @@ fn valid_email(e: &str) -> bool {
 /// The workspace's alert recipients.
 #[utoipa::path(get, path = "/v1/notifications", tag = "notifications", security(("api_key" = [])),
     responses((status = 200, body = Notifications), (status = 401, body = super::error::ErrorBody)))]
-pub async fn show(State(state): State<AppState>, ws: Workspace) -> Result<Json<Notifications>, ApiError> {
+pub async fn show(State(state): State<ApiState>, ws: Workspace) -> Result<Json<Notifications>, ApiError> {
     Ok(Json(Notifications {
         emails: state.store.recipients(ws.0).await?,
         unconfirmed: state.store.unconfirmed_recipients(ws.0).await?,
@@ -89,7 +80,7 @@ pub async fn show(State(state): State<AppState>, ws: Workspace) -> Result<Json<N
 }
 
 /// The workspace's webhooks as shown: never their secrets.
-async fn stored_webhooks(state: &AppState, workspace_id: WorkspaceId) -> Result<Vec<Webhook>, ApiError> {
+async fn stored_webhooks(state: &ApiState, workspace_id: WorkspaceId) -> Result<Vec<Webhook>, ApiError> {
     let statuses = state.store.receiver_statuses().await?;
     Ok(state
         .store
@@ -121,7 +112,7 @@ async fn stored_webhooks(state: &AppState, workspace_id: WorkspaceId) -> Result<
     responses((status = 200, body = Notifications), (status = 400, body = super::error::ErrorBody),
               (status = 401, body = super::error::ErrorBody)))]
 pub async fn replace(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     ws: Workspace,
     ApiJson(body): ApiJson<Notifications>,
 ) -> Result<Json<Notifications>, ApiError> {
@@ -152,7 +143,7 @@ pub async fn replace(
     state.store.set_recipients(ws.0, &emails, confirm).await?;
     if confirm {
         // Their confirmation codes go out with the next delivery round.
-        state.alerts_due.notify_one();
+        state.outbox.alerts_due.notify_one();
     }
     let webhooks = match shown {
         // The stored ones, with the secrets this request set (shown this once).
@@ -181,11 +172,11 @@ fn invalid_webhook(message: impl Into<String>) -> ApiError {
 
 /// Validates and stores `hooks`; returns the secrets set by this request, by URL.
 async fn set_webhooks(
-    state: &AppState,
+    state: &ApiState,
     workspace_id: WorkspaceId,
     hooks: Vec<Webhook>,
 ) -> Result<Vec<(String, String)>, ApiError> {
-    use crate::alerts::webhook::{EVENT_TYPES, Format, new_secret, secret_context, validate_url};
+    use crate::alerts::webhook::{Format, event_types, new_secret, secret_context, validate_url};
     use secrecy::ExposeSecret;
     if hooks.len() > 10 {
         return Err(invalid_webhook("At most 10 webhooks."));
@@ -206,11 +197,12 @@ async fn set_webhooks(
             return Err(invalid_webhook("A webhook URL is listed twice."));
         }
         let format = Format::parse(h.format.as_deref().unwrap_or("json")).map_err(invalid_webhook)?;
-        if let Some(bad) = h.events.iter().flatten().find(|e| !EVENT_TYPES.contains(&e.as_str())) {
+        let known = event_types();
+        if let Some(bad) = h.events.iter().flatten().find(|e| !known.contains(&e.as_str())) {
             return Err(invalid_webhook(format!(
                 "'{}' is not an event type: use {}.",
                 truncate_for_message(bad),
-                EVENT_TYPES.join(", ")
+                known.join(", ")
             )));
         }
         let secret = match h.secret {
@@ -309,7 +301,7 @@ pub struct TestResults {
 #[utoipa::path(post, path = "/v1/notifications/test", tag = "notifications", security(("api_key" = [])),
     responses((status = 200, body = TestResults), (status = 401, body = super::error::ErrorBody),
               (status = 429, description = "A test was sent less than a minute ago", body = super::error::ErrorBody)))]
-pub async fn test(State(state): State<AppState>, ws: Workspace) -> Result<Json<TestResults>, ApiError> {
+pub async fn test(State(state): State<ApiState>, ws: Workspace) -> Result<Json<TestResults>, ApiError> {
     if !state.store.take_test_slot(ws.0).await? {
         return Err(ApiError::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
@@ -318,7 +310,7 @@ pub async fn test(State(state): State<AppState>, ws: Workspace) -> Result<Json<T
         )
         .retry_after(60));
     }
-    let results = crate::alerts::test_message(&state, ws.0, false)
+    let results = crate::alerts::test_message(&state.outbox, ws.0, false)
         .await?
         .into_iter()
         .map(|(receiver, result)| TestResult { receiver, result })
@@ -343,7 +335,7 @@ pub struct Confirmation {
               (status = 400, description = "Not an address waiting for confirmation, or a wrong code", body = super::error::ErrorBody),
               (status = 401, body = super::error::ErrorBody)))]
 pub async fn confirm(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     ws: Workspace,
     ApiJson(body): ApiJson<Confirmation>,
 ) -> Result<Json<Notifications>, ApiError> {

@@ -165,8 +165,10 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
         let cpu_before = cpu_time();
         let report = {
             let state = state.clone();
-            tokio::spawn(async move { scheduler::sweep(&state, &tokio_util::sync::CancellationToken::new()).await })
-                .await??
+            tokio::spawn(
+                async move { scheduler::sweep(&state.sweeper, &tokio_util::sync::CancellationToken::new()).await },
+            )
+            .await??
         };
         let cpu = cpu_before.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
         let secs = report.duration.as_secs_f64();
@@ -219,7 +221,7 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
         let mut runs = tokio::task::JoinSet::new();
         for s in &states {
             let s = s.clone();
-            runs.spawn(async move { scheduler::sweep(&s, &tokio_util::sync::CancellationToken::new()).await });
+            runs.spawn(async move { scheduler::sweep(&s.sweeper, &tokio_util::sync::CancellationToken::new()).await });
         }
         let mut checked = Vec::new();
         while let Some(r) = runs.join_next().await {

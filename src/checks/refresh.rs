@@ -5,7 +5,7 @@ use super::*;
 
 /// How long a refresh lease lasts: longer than the slowest token-endpoint call, so that
 /// it never runs out under a live holder, yet frees an account whose holder crashed.
-fn lease_ttl(state: &AppState) -> i64 {
+fn lease_ttl(state: &Checker) -> i64 {
     let http = &state.config().http;
     let token_timeout = http.token_request_timeout.0.max(http.request_timeout.0);
     i64::try_from(token_timeout.as_secs()).unwrap_or(600).saturating_add(30)
@@ -23,18 +23,17 @@ fn lease_ttl(state: &AppState) -> i64 {
 /// done (the error is returned): nothing else may act on tokens that are not durable.
 ///
 /// The refresh and the commit of its result run in a task of their own (tracked by
-/// `state.refreshes`), which the caller awaits: a caller that goes away (a client hanging
+/// `state.tasks` as `refresh`), which the caller awaits: a caller that goes away (a client hanging
 /// up, a request timeout, a sweep stopped by SIGTERM) never drops tokens the platform has
 /// already rotated. On shutdown the daemon waits for these tasks.
-pub(super) async fn refresh_and_commit(state: &AppState, a: &Account, tokens: &Tokens) -> Result<Refresh, StoreError> {
+pub(super) async fn refresh_and_commit(state: &Checker, a: &Account, tokens: &Tokens) -> Result<Refresh, StoreError> {
     let (state, a, tokens) = (state.clone(), a.clone(), tokens.clone());
-    let handle = state
-        .refreshes
-        .clone()
-        .spawn(async move { refresh_owned(&state, &a, &tokens).await });
+    let tasks = state.tasks.clone();
+    let handle = tasks.spawn("refresh", true, async move { refresh_owned(&state, &a, &tokens).await });
     match handle.await {
-        Ok(r) => r,
+        Ok(Some(r)) => r,
         // Only a panic ends the task early; the lease guard has released the lease.
+        Ok(None) => Err(StoreError::Task("a refresh task failed".into())),
         Err(e) => Err(StoreError::Task(format!("a refresh task failed: {e}"))),
     }
 }
@@ -43,6 +42,7 @@ pub(super) async fn refresh_and_commit(state: &AppState, a: &Account, tokens: &T
 /// task of its own when it was not released explicitly.
 struct LeaseGuard {
     store: crate::store::Store,
+    tasks: crate::tasks::Tasks,
     account: crate::domain::AccountRef,
     holder: String,
     released: bool,
@@ -64,15 +64,15 @@ impl Drop for LeaseGuard {
             return;
         }
         let (store, account, holder) = (self.store.clone(), self.account, std::mem::take(&mut self.holder));
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.tasks.spawn("lease release", true, async move {
                 let _ = store.release_refresh_lease(account, &holder).await;
             });
         }
     }
 }
 
-async fn refresh_owned(state: &AppState, a: &Account, tokens: &Tokens) -> Result<Refresh, StoreError> {
+async fn refresh_owned(state: &Checker, a: &Account, tokens: &Tokens) -> Result<Refresh, StoreError> {
     let holder = {
         let mut b = [0u8; 12];
         rand::fill(&mut b);
@@ -91,6 +91,7 @@ async fn refresh_owned(state: &AppState, a: &Account, tokens: &Tokens) -> Result
     }
     let lease = LeaseGuard {
         store: state.store.clone(),
+        tasks: state.tasks.clone(),
         account: a.id,
         holder,
         released: false,
@@ -102,7 +103,7 @@ async fn refresh_owned(state: &AppState, a: &Account, tokens: &Tokens) -> Result
 
 /// The refresh itself, with the lease held.
 #[tracing::instrument(name = "refresh", skip_all, fields(platform = %a.platform, account = %a.account_id))]
-async fn refresh_leased(state: &AppState, a: &Account, tokens: &Tokens, waited: bool) -> Result<Refresh, StoreError> {
+async fn refresh_leased(state: &Checker, a: &Account, tokens: &Tokens, waited: bool) -> Result<Refresh, StoreError> {
     // Another refresher may have committed new tokens since ours were read.
     let Some(stored) = open_tokens(state, a, None).await? else {
         return Ok(Refresh::Failed(

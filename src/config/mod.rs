@@ -15,6 +15,8 @@ use crate::domain::Platform;
 
 mod load;
 mod platforms;
+mod reload;
+pub use reload::differing_keys;
 
 pub use load::{read_secret_file, resolve_credential_path};
 pub use platforms::*;
@@ -65,7 +67,7 @@ impl HumanDuration {
 }
 
 /// The whole configuration.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `[server]`
@@ -95,7 +97,7 @@ pub struct Config {
 }
 
 /// `[server]`: the HTTP listener.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on.
@@ -160,7 +162,7 @@ impl Default for ServerConfig {
 }
 
 /// `[database]`
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH` (relative paths are relative to the working directory), or
@@ -311,7 +313,7 @@ pub fn redact_url(raw: &str) -> String {
 }
 
 /// `[schedule]`
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScheduleConfig {
     /// Six-field cron expression (with seconds) for the sweep tick; empty disables sweeps.
@@ -342,7 +344,7 @@ impl Default for ScheduleConfig {
 }
 
 /// `[health]`
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
     /// A token expiring within this window is a warning.
@@ -375,7 +377,7 @@ impl Default for HealthConfig {
 }
 
 /// `[security]`
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityConfig {
     /// File holding the 32-byte token sealing key; default `token.key` beside the database.
@@ -383,7 +385,7 @@ pub struct SecurityConfig {
 }
 
 /// `[email]`
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmailConfig {
     /// `smtp://host:port`, `smtp://host:port?tls=required` (STARTTLS) or `smtps://host:port`.
@@ -400,7 +402,7 @@ pub struct EmailConfig {
 }
 
 /// `[notify]`
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     /// Lets webhook URLs use `http://` to a loopback address (tests, a local relay).
@@ -448,7 +450,7 @@ pub struct WebhookConfig {
 }
 
 /// `[alerts]`: which events send email, and how often the outbox is delivered.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
     /// A token expiring within each of these raises one alert (per token).
@@ -473,7 +475,7 @@ impl Default for AlertsConfig {
 }
 
 /// `[http]`: the one outbound HTTP client.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// TCP + TLS connect timeout.
@@ -499,7 +501,7 @@ impl Default for HttpConfig {
 }
 
 /// `[metrics]`
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Serve the per-account series (token expiry, reconnect deadline, needs reconnect,
@@ -515,7 +517,7 @@ impl Default for MetricsConfig {
 }
 
 /// `[log]`
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `compact` (default) or `json`.

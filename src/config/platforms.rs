@@ -3,7 +3,7 @@
 use super::*;
 
 /// `[platforms]`: one table per platform.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlatformsConfig {
     /// `[platforms.instagram]`
@@ -29,6 +29,17 @@ impl PlatformsConfig {
             Platform::Twitter => &self.twitter,
         }
     }
+
+    /// The table of one platform, to change.
+    pub fn get_mut(&mut self, p: Platform) -> &mut PlatformConfig {
+        match p {
+            Platform::Instagram => &mut self.instagram,
+            Platform::Facebook => &mut self.facebook,
+            Platform::Threads => &mut self.threads,
+            Platform::Tiktok => &mut self.tiktok,
+            Platform::Twitter => &mut self.twitter,
+        }
+    }
 }
 
 /// How Instagram accounts were connected, which decides the API used to check them.
@@ -43,7 +54,7 @@ pub enum InstagramLogin {
 }
 
 /// One platform's table. Keys a platform has no use for are ignored by its adapter.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlatformConfig {
     /// API host, e.g. `https://graph.facebook.com`; tests point it at loopback.

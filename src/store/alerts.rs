@@ -51,7 +51,7 @@ impl Store {
                 return Ok(Vec::new());
             }
             let mut q = QueryBuilder::<Db>::new(
-                "SELECT o.id, o.workspace_id, w.name AS workspace, o.kind, o.severity, o.platform, o.account_id, \
+                "SELECT o.id, o.workspace_id, w.name AS workspace, o.account_ref, o.kind, o.severity, o.platform, o.account_id, \
                  o.username, o.problem, o.action, o.attempts, o.dedup_key, o.created_at, \
                  CASE WHEN o.kind LIKE 'expiring_%' THEN a.token_expires_at \
                       WHEN o.kind LIKE 'data_access_expiring_%' THEN h.data_access_expires_at END AS reconnect_by \
@@ -200,7 +200,7 @@ impl Store {
 /// deleted while it was being checked raises nothing.
 macro_rules! insert_raised {
     ($tx:expr, $alerts:expr) => {{
-        let alerts: &[&NewAlert] = $alerts;
+        let alerts: &[&PendingAlert] = $alerts;
         for chunk in alerts.chunks(ALERT_CHUNK) {
             let mut q = QueryBuilder::<Db>::new(
                 "INSERT INTO alert_outbox (workspace_id, account_ref, dedup_key, kind, severity, platform, account_id, \

@@ -94,7 +94,7 @@ impl Store {
             }
             // The alerts these changes raised and a history row per check, in the same
             // transaction.
-            let alerts: Vec<&NewAlert> = updates.iter().flat_map(|u| &u.alerts).collect();
+            let alerts: Vec<&PendingAlert> = updates.iter().flat_map(|u| &u.alerts).collect();
             insert_raised!(tx, &alerts);
             let checked: Vec<&HealthUpdate> = updates.iter().filter(|u| !u.deferred).collect();
             insert_checks!(tx, &checked);

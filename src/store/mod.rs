@@ -19,7 +19,6 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Database, Encode, FromRow, PgPool, QueryBuilder, SqlitePool, Type};
 
-use crate::crypto;
 use crate::domain::{AccountId, AccountRef, AlertKind, Health, Platform, UnixTime, WorkspaceId};
 
 /// Database errors the callers can act on.
@@ -180,7 +179,7 @@ mod instances;
 mod webhooks;
 mod workspaces;
 
-pub use crate::alerts::NewAlert;
+pub use crate::domain::PendingAlert;
 pub use crate::domain::{Account, HealthState};
 pub use types::*;
 pub use webhooks::{NewWebhook, ReceiverStatus, WebhookRow};

@@ -333,7 +333,7 @@ pub struct HealthUpdate {
     /// Why the last automatic refresh failed, while it keeps failing.
     pub last_refresh_error: Option<String>,
     /// Alert events this check raised (stored in the same transaction).
-    pub alerts: Vec<NewAlert>,
+    pub alerts: Vec<PendingAlert>,
     /// Problem kinds alerted in the current episode, after this check.
     pub open_alerts: Vec<AlertKind>,
     /// Alert episode after this check.
@@ -380,39 +380,6 @@ impl HealthUpdate {
             && self.open_alerts == a.open_alerts
             && self.alert_episode == a.alert_episode
     }
-}
-
-/// An alert waiting in the outbox.
-#[derive(Debug, Clone, FromRow)]
-pub struct PendingAlert {
-    /// Outbox row.
-    pub id: i64,
-    /// Workspace to notify.
-    pub workspace_id: WorkspaceId,
-    /// Workspace name.
-    pub workspace: String,
-    /// What it is about.
-    pub kind: AlertKind,
-    /// Severity (a health state).
-    pub severity: Health,
-    /// Platform.
-    pub platform: Platform,
-    /// Account ID.
-    pub account_id: String,
-    /// Display name.
-    pub username: String,
-    /// What is wrong.
-    pub problem: String,
-    /// What to do.
-    pub action: String,
-    /// Failed attempts so far.
-    pub attempts: i64,
-    /// The event's stable key (unique per account, token, episode and kind).
-    pub dedup_key: String,
-    /// When it was raised.
-    pub created_at: UnixTime,
-    /// For an expiry warning: the time by which the account must be reconnected.
-    pub reconnect_by: Option<UnixTime>,
 }
 
 /// New tokens from a refresh, sealed, replacing the stored ones.

@@ -70,25 +70,16 @@ impl Store {
         })
     }
 
-    /// The workspace of an active key, comparing hashes in constant time.
-    pub async fn authenticate(&self, key: &str) -> Result<Option<WorkspaceId>, StoreError> {
+    /// The live API keys whose prefix is `prefix`: their workspaces and stored hashes (the
+    /// caller compares them; see `api::extract`).
+    pub async fn api_keys_with_prefix(&self, prefix: &str) -> Result<Vec<(WorkspaceId, String)>, StoreError> {
         with_db!(self, |pool| {
-            if !crypto::looks_like_api_key(key) {
-                return Ok(None);
-            }
-            let hash = crypto::hash_api_key(key);
-            let candidates: Vec<(WorkspaceId, String)> =
+            Ok(
                 sqlx::query_as("SELECT workspace_id, key_hash FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL")
-                    .bind(&key[..crypto::KEY_PREFIX_LEN])
+                    .bind(prefix)
                     .fetch_all(pool)
-                    .await?;
-            let mut found = None;
-            for (ws, stored) in candidates {
-                if crypto::hashes_equal(&stored, &hash) {
-                    found = Some(ws);
-                }
-            }
-            Ok(found)
+                    .await?,
+            )
         })
     }
 

@@ -2,7 +2,7 @@
 
 use crate::common::{TestApp, make_due, spawn_api_cfg};
 use crate::smtp::SmtpServer;
-use socialsyncer::alerts::email::{DeliveryReport, deliver};
+use socialsyncer::alerts::{DeliveryReport, deliver};
 use socialsyncer::app::AppState;
 use socialsyncer::domain::{self, Platform};
 use socialsyncer::simulator::{Behavior, TokenSpec, TokenState};
@@ -89,7 +89,7 @@ async fn one_grouped_email_per_workspace_no_repeats_after_restart_and_a_recovery
     )
     .await;
 
-    let r = deliver(&app.state).await.unwrap();
+    let r = deliver(&app.state.outbox).await.unwrap();
     assert_eq!(
         r,
         DeliveryReport {
@@ -171,11 +171,11 @@ async fn one_grouped_email_per_workspace_no_repeats_after_restart_and_a_recovery
     app.same_database(&mut config);
     let restarted = AppState::build(config).await.unwrap();
     make_due(&db, None).await;
-    let r = socialsyncer::scheduler::sweep(&restarted, &CancellationToken::new())
+    let r = socialsyncer::scheduler::sweep(&restarted.sweeper, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(r.checked, 4);
-    assert_eq!(deliver(&restarted).await.unwrap(), DeliveryReport::default());
+    assert_eq!(deliver(&restarted.outbox).await.unwrap(), DeliveryReport::default());
     assert_eq!(smtp.mails().len(), 3);
 
     // The user reconnects X: the account is healthy again, and one recovery email says so.
@@ -184,7 +184,7 @@ async fn one_grouped_email_per_workspace_no_repeats_after_restart_and_a_recovery
         .post(&a, "/v1/accounts/twitter/1/check", &serde_json::Value::Null)
         .await;
     assert_eq!((s, v["health"].as_str()), (200, Some("healthy")), "{v}");
-    let r = deliver(&restarted).await.unwrap();
+    let r = deliver(&restarted.outbox).await.unwrap();
     assert_eq!((r.emails, r.events), (2, 1));
     let last = smtp.mails().pop().unwrap();
     assert_eq!(last.subject(), "[socialsyncer] acme: 1 account recovered");
@@ -192,7 +192,7 @@ async fn one_grouped_email_per_workspace_no_repeats_after_restart_and_a_recovery
     // Checking again sends nothing more.
     app.post(&a, "/v1/accounts/twitter/1/check", &serde_json::Value::Null)
         .await;
-    assert_eq!(deliver(&restarted).await.unwrap().emails, 0);
+    assert_eq!(deliver(&restarted.outbox).await.unwrap().emails, 0);
     app.stop().await;
 }
 
@@ -225,7 +225,7 @@ async fn an_smtp_outage_delays_alerts_without_losing_them() {
     )
     .await;
     for attempt in 1..=3 {
-        let r = deliver(&app.state).await.unwrap();
+        let r = deliver(&app.state.outbox).await.unwrap();
         assert_eq!(
             r,
             DeliveryReport {
@@ -255,7 +255,7 @@ async fn an_smtp_outage_delays_alerts_without_losing_them() {
     );
 
     smtp.set_up(true);
-    let r = deliver(&app.state).await.unwrap();
+    let r = deliver(&app.state.outbox).await.unwrap();
     assert_eq!(
         r,
         DeliveryReport {
@@ -298,7 +298,7 @@ async fn unreachable_alerts_wait_for_several_failures_and_thresholds_fire_once()
     };
     for sweep in 1..=4 {
         make_due(&db, None).await;
-        socialsyncer::scheduler::sweep(&app.state, &CancellationToken::new())
+        socialsyncer::scheduler::sweep(&app.state.sweeper, &CancellationToken::new())
             .await
             .unwrap();
         assert_eq!(unreachable().await, i64::from(sweep >= 3), "after sweep {sweep}");
@@ -323,7 +323,7 @@ async fn unreachable_alerts_wait_for_several_failures_and_thresholds_fire_once()
     };
     assert_eq!(kinds().await, ["expiring_7days"]);
     make_due(&db, None).await;
-    socialsyncer::scheduler::sweep(&app.state, &CancellationToken::new())
+    socialsyncer::scheduler::sweep(&app.state.sweeper, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(kinds().await, ["expiring_7days"], "no repeat");
@@ -648,7 +648,7 @@ async fn alerts_wait_for_a_recipient_and_a_refused_address_costs_nobody_else() {
         ..spec(Platform::Twitter)
     };
     app.connect(&key, Platform::Twitter, "1", revoked("1")).await;
-    let r = deliver(&app.state).await.unwrap();
+    let r = deliver(&app.state.outbox).await.unwrap();
     assert_eq!(r, DeliveryReport::default());
     assert_eq!(
         app.state.store.undelivered_alerts().await.unwrap(),
@@ -678,7 +678,7 @@ async fn alerts_wait_for_a_recipient_and_a_refused_address_costs_nobody_else() {
         .await;
     assert_eq!(s, 200);
     smtp.refuse("gone@acme.example", "550 5.1.1 No such user");
-    let r = deliver(&app.state).await.unwrap();
+    let r = deliver(&app.state.outbox).await.unwrap();
     assert_eq!(
         r,
         DeliveryReport {
@@ -711,7 +711,7 @@ async fn alerts_wait_for_a_recipient_and_a_refused_address_costs_nobody_else() {
     // A transient refusal (450) is retried, and only the missing copy is sent again.
     smtp.refuse("ok@acme.example", "450 4.2.1 Mailbox busy, try later");
     app.connect(&key, Platform::Twitter, "2", revoked("2")).await;
-    let r = deliver(&app.state).await.unwrap();
+    let r = deliver(&app.state.outbox).await.unwrap();
     assert_eq!((r.emails, r.failed, r.refused, r.events), (0, 1, 1, 0), "{r:?}");
     assert_eq!(app.state.store.undelivered_alerts().await.unwrap(), 1);
     smtp.refuse.lock().unwrap().remove("ok@acme.example");
@@ -719,7 +719,7 @@ async fn alerts_wait_for_a_recipient_and_a_refused_address_costs_nobody_else() {
         .execute(&db)
         .await
         .unwrap();
-    let r = deliver(&app.state).await.unwrap();
+    let r = deliver(&app.state.outbox).await.unwrap();
     assert_eq!(
         (r.emails, r.refused, r.events),
         (1, 0, 1),
@@ -755,7 +755,7 @@ async fn mail_one_alert(smtp_url: String, tweak: impl FnOnce(&mut socialsyncer::
         },
     )
     .await;
-    let r = deliver(&app.state).await.unwrap();
+    let r = deliver(&app.state.outbox).await.unwrap();
     app.stop().await;
     r
 }

@@ -514,7 +514,7 @@ async fn a_delete_racing_anything_is_never_a_500_and_never_costs_other_accounts(
     crate::common::make_due(&db, Some(Platform::Twitter)).await;
     let state = app.state.clone();
     let sweep = tokio::spawn(async move {
-        socialsyncer::scheduler::sweep(&state, &tokio_util::sync::CancellationToken::new()).await
+        socialsyncer::scheduler::sweep(&state.sweeper, &tokio_util::sync::CancellationToken::new()).await
     });
     tokio::time::sleep(std::time::Duration::from_millis(40)).await;
     for i in 0..5 {
@@ -781,7 +781,7 @@ async fn concurrent_full_lists_share_one_build_and_another_workspace_is_not_held
         .collect();
     app.state.store.insert_accounts(&accounts).await.unwrap();
 
-    let builds = app.state.list_cache.builds();
+    let builds = app.state.api.list_cache.builds();
     let get = |key: String| {
         let (http, url) = (app.http.clone(), app.url("/v1/accounts/health"));
         async move {
@@ -827,7 +827,7 @@ async fn concurrent_full_lists_share_one_build_and_another_workspace_is_not_held
     );
     assert_eq!(list["summary"]["total"], 1234);
     // The big list and its counts once for 20 requests, and the small workspace's two.
-    assert_eq!(app.state.list_cache.builds() - builds, 4);
+    assert_eq!(app.state.api.list_cache.builds() - builds, 4);
     app.stop().await;
 }
 
@@ -939,9 +939,9 @@ async fn a_cached_list_is_invalidated_by_an_import_from_another_process_and_by_a
     app.connect(&key, Platform::Threads, "1", TokenSpec::valid(Platform::Threads, "0"))
         .await;
     let (_, first) = app.get(&key, "/v1/accounts").await;
-    let builds = app.state.list_cache.builds();
+    let builds = app.state.api.list_cache.builds();
     let (_, again) = app.get(&key, "/v1/accounts").await;
-    assert_eq!((app.state.list_cache.builds(), &again), (builds, &first), "cached");
+    assert_eq!((app.state.api.list_cache.builds(), &again), (builds, &first), "cached");
 
     // `accounts import` from another process, nothing else between.
     let cfg = app.dir.path().join("cli.toml");

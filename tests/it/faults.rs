@@ -153,7 +153,7 @@ async fn a_database_locked_by_another_process_delays_writes_without_losing_them(
             .unwrap();
         assert_eq!(line.trim(), "locked");
     }
-    let report = socialsyncer::scheduler::sweep(&state, &tokio_util::sync::CancellationToken::new())
+    let report = socialsyncer::scheduler::sweep(&state.sweeper, &tokio_util::sync::CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(report.checked, n);
@@ -232,7 +232,7 @@ async fn rotate_token_key_reseals_every_token() {
         + &format!("[security]\ntoken_key_file = \"{}\"\n", new_key.display());
     let state = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
     for a in state.store.all_accounts(None).await.unwrap() {
-        let (fresh, _) = socialsyncer::checks::check_and_record(&state, a).await.unwrap();
+        let (fresh, _) = socialsyncer::checks::check_and_record(&state.checker, a).await.unwrap();
         assert_eq!(fresh.state.health, domain::Health::Healthy);
     }
     let out = Command::new(BIN)
@@ -445,7 +445,7 @@ async fn the_watchdog_is_pinged_only_while_the_database_answers() {
     let task = {
         let pings = pings.clone();
         tokio::spawn(socialsyncer::systemd::watchdog(
-            app.state.clone(),
+            app.state.store.clone(),
             cancel.clone(),
             Duration::from_millis(20),
             move || {

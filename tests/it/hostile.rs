@@ -40,9 +40,9 @@ async fn forged_cursors_are_refused_and_one_workspace_cannot_evict_anothers_cach
     // The victim's list, cached.
     let (s, _) = app.get(&victim, "/v1/accounts/health").await;
     assert_eq!(s, 200);
-    let builds = app.state.list_cache.builds();
+    let builds = app.state.api.list_cache.builds();
     app.get(&victim, "/v1/accounts/health").await;
-    assert_eq!(app.state.list_cache.builds(), builds, "the victim's list is cached");
+    assert_eq!(app.state.api.list_cache.builds(), builds, "the victim's list is cached");
 
     // Cursors in the old format (base64url of "a<row id>"), other garbage, and a real cursor
     // of the victim's: each answers 400 invalid_cursor and builds nothing.
@@ -57,7 +57,7 @@ async fn forged_cursors_are_refused_and_one_workspace_cannot_evict_anothers_cach
         .contains("100"),
         "a cursor shows no row ID"
     );
-    let builds = app.state.list_cache.builds();
+    let builds = app.state.api.list_cache.builds();
     for i in 0..300 {
         let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("a{}", i * 7));
         let (s, b) = app
@@ -69,7 +69,11 @@ async fn forged_cursors_are_refused_and_one_workspace_cannot_evict_anothers_cach
         let (s, b) = app.get(&attacker, &format!("/v1/accounts/health?cursor={c}")).await;
         assert_eq!((s, code(&b)), (400, "invalid_cursor"), "{b}");
     }
-    assert_eq!(app.state.list_cache.builds(), builds, "a refused cursor builds nothing");
+    assert_eq!(
+        app.state.api.list_cache.builds(),
+        builds,
+        "a refused cursor builds nothing"
+    );
 
     // Real, distinct pages (every limit from 1 to 300): the attacker's share of the cache
     // is a quarter of it, whatever it asks for.
@@ -77,16 +81,16 @@ async fn forged_cursors_are_refused_and_one_workspace_cannot_evict_anothers_cach
     for limit in 1..=300 {
         let (s, _) = app.get(&attacker, &format!("/v1/accounts/health?limit={limit}")).await;
         assert_eq!(s, 200);
-        let (total, mine) = app.state.list_cache.held_bytes(attacker_ws.0);
+        let (total, mine) = app.state.api.list_cache.held_bytes(attacker_ws.0);
         assert!(mine <= 100_000, "the attacker holds {mine} bytes");
         assert!(total <= 400_000, "the cache holds {total} bytes");
     }
-    let builds = app.state.list_cache.builds();
+    let builds = app.state.api.list_cache.builds();
     let (s, list) = app.get(&victim, "/v1/accounts/health").await;
     assert_eq!(s, 200);
     assert_eq!(list["summary"]["total"], 20);
     assert_eq!(
-        app.state.list_cache.builds(),
+        app.state.api.list_cache.builds(),
         builds,
         "the victim's cached list survived the attacker's thousand answers"
     );
@@ -248,7 +252,7 @@ async fn shutdown_waits_for_a_refresh_in_flight_to_commit() {
             .await
     });
     assert!(call.await.unwrap().is_err(), "the client gave up");
-    let refreshes_in_flight = app.state.refreshes.len();
+    let refreshes_in_flight = app.state.tasks.running("refresh");
     assert_eq!(refreshes_in_flight, 1, "the refresh outlived its caller");
     let db_url = app.db_url.clone();
     let _dir = app.stop_keeping_files().await;
@@ -351,7 +355,7 @@ async fn healthz_names_no_workspace_and_the_metrics_listener_has_the_details() {
     let app = crate::common::spawn_api_cfg("", |c| c.schedule.cron = String::new()).await;
     let key = app.key("tenant-by-a-secret-name").await;
     revoked_named(&app, &key, "1", "someone").await;
-    socialsyncer::alerts::email::deliver(&app.state).await.unwrap();
+    socialsyncer::alerts::deliver(&app.state.outbox).await.unwrap();
     let (_, h) = app.get("", "/healthz").await;
     assert_eq!(h["status"], "degraded", "{h}");
     let text = h.to_string();
@@ -384,7 +388,7 @@ async fn markdown_in_a_username_reaches_teams_and_slack_as_text() {
         .await;
     assert_eq!(s, 200, "{v}");
     revoked_named(&app, &key, "1", "[Click me](https://evil.example/login) *urgent*").await;
-    socialsyncer::alerts::email::deliver(&app.state).await.unwrap();
+    socialsyncer::alerts::deliver(&app.state.outbox).await.unwrap();
     let post = |log: &std::sync::Arc<std::sync::Mutex<crate::webhooks::Log>>| -> Value {
         serde_json::from_slice(&log.lock().unwrap().posts[0].1).unwrap()
     };
@@ -447,7 +451,7 @@ async fn the_test_route_and_a_workspaces_emails_are_capped_and_new_addresses_con
 
     // A delivery round sends each new address its confirmation code, and nothing else.
     revoked_named(&app, &key, "1", "someone").await;
-    socialsyncer::alerts::email::deliver(&app.state).await.unwrap();
+    socialsyncer::alerts::deliver(&app.state.outbox).await.unwrap();
     let mails = smtp.mails();
     assert_eq!(mails.len(), 3, "{mails:?}");
     assert!(mails.iter().all(|m| m.subject().contains("confirm")), "{mails:?}");
@@ -485,14 +489,14 @@ async fn the_test_route_and_a_workspaces_emails_are_capped_and_new_addresses_con
             .unwrap();
     };
     due().await;
-    socialsyncer::alerts::email::deliver(&app.state).await.unwrap();
+    socialsyncer::alerts::deliver(&app.state.outbox).await.unwrap();
     let mails = smtp.mails();
     assert_eq!(mails.len(), 4, "{mails:?}");
     assert!(mails[3].to[0].contains("victim0") && !mails[3].subject().contains("confirm"));
     for id in ["2", "3"] {
         revoked_named(&app, &key, id, "someone").await;
         due().await;
-        socialsyncer::alerts::email::deliver(&app.state).await.unwrap();
+        socialsyncer::alerts::deliver(&app.state.outbox).await.unwrap();
     }
     assert_eq!(smtp.mails().len(), 5, "the fifth email of the hour, then nothing");
     assert!(
@@ -785,11 +789,11 @@ async fn one_workspaces_slow_receivers_do_not_hold_up_anothers_alerts() {
     for i in 0..30 {
         revoked_named(&app, &fast_key, &format!("{}", 100 + i), "fast").await;
     }
-    let r = socialsyncer::alerts::email::deliver(&app.state).await.unwrap();
+    let r = socialsyncer::alerts::deliver(&app.state.outbox).await.unwrap();
     // The round ended at the slow workspace's budget; the other workspace's receiver got its
     // events meanwhile, a JSON receiver at most 20 requests a round.
     let posts = fast_log.lock().unwrap().posts.len();
-    assert_eq!(posts, socialsyncer::alerts::deliver::POSTS_PER_ROUND, "{r:?}");
+    assert_eq!(posts, socialsyncer::alerts::channel::POSTS_PER_ROUND, "{r:?}");
     assert_eq!(r.webhooks, posts);
     for (_, seen) in &silent {
         assert_eq!(
@@ -809,7 +813,7 @@ async fn one_workspaces_slow_receivers_do_not_hold_up_anothers_alerts() {
         .await
         .unwrap();
     assert_eq!(pending, 11);
-    let r = socialsyncer::alerts::email::deliver(&app.state).await.unwrap();
+    let r = socialsyncer::alerts::deliver(&app.state.outbox).await.unwrap();
     assert!(r.webhooks >= 10, "{r:?}");
     assert_eq!(fast_log.lock().unwrap().posts.len(), 30);
     app.stop().await;

@@ -487,7 +487,9 @@ async fn a_wrong_app_secret_is_a_configuration_error_not_a_dead_token() {
         .await
         .unwrap()
         .remove(0);
-    let (fresh, outcome) = socialsyncer::checks::check_and_record(&state, acc).await.unwrap();
+    let (fresh, outcome) = socialsyncer::checks::check_and_record(&state.checker, acc)
+        .await
+        .unwrap();
     assert!(
         matches!(outcome, socialsyncer::platforms::CheckOutcome::Misconfigured(_)),
         "{outcome:?}"
@@ -850,13 +852,13 @@ async fn concurrent_refreshers_use_a_rotating_refresh_token_exactly_once() {
         let (other, p) = (other.clone(), *p);
         tasks.spawn(async move {
             let acc = other.store.all_accounts(Some(p)).await.unwrap().remove(0);
-            let c = socialsyncer::checks::check(&other, acc).await.unwrap();
+            let c = socialsyncer::checks::check(&other.checker, acc).await.unwrap();
             other.store.record_checks(&[c.update]).await.unwrap();
         });
     }
     let state = app.state.clone();
     tasks.spawn(async move {
-        socialsyncer::scheduler::sweep(&state, &tokio_util::sync::CancellationToken::new())
+        socialsyncer::scheduler::sweep(&state.sweeper, &tokio_util::sync::CancellationToken::new())
             .await
             .unwrap();
     });
@@ -895,7 +897,7 @@ async fn an_app_level_x_refusal_is_the_daemons_problem_and_leaves_accounts_alone
     ] {
         app.sim.set_platform_behavior(Platform::Twitter, b);
         crate::common::make_due(&db, Some(Platform::Twitter)).await;
-        let r = socialsyncer::scheduler::sweep(&app.state, &tokio_util::sync::CancellationToken::new())
+        let r = socialsyncer::scheduler::sweep(&app.state.sweeper, &tokio_util::sync::CancellationToken::new())
             .await
             .unwrap();
         assert_eq!(r.checked, 3, "{b:?}");
@@ -1031,7 +1033,7 @@ async fn a_graph_app_above_90_percent_of_its_quota_pauses_its_calls() {
     // Sweeps defer the Graph lanes without a call.
     let db = app.db().await;
     crate::common::make_due(&db, None).await;
-    let r = socialsyncer::scheduler::sweep(&app.state, &tokio_util::sync::CancellationToken::new())
+    let r = socialsyncer::scheduler::sweep(&app.state.sweeper, &tokio_util::sync::CancellationToken::new())
         .await
         .unwrap();
     assert_eq!((r.checked, r.deferred), (2, 2), "{r:?}");
@@ -1226,7 +1228,7 @@ async fn a_rejected_client_secret_is_the_daemons_problem_not_the_accounts() {
                 app.sim.update(&i.access_token, |t| t.expires_at = Some(at));
             }
             let acc = state.store.all_accounts(Some(*p)).await.unwrap().remove(0);
-            let c = socialsyncer::checks::check(&state, acc).await.unwrap();
+            let c = socialsyncer::checks::check(&state.checker, acc).await.unwrap();
             state.store.record_checks(&[c.update]).await.unwrap();
             let v = details(&app, &key, *p, id).await;
             assert_ne!(v["health"], "unhealthy", "{p} expired={expired}: {v}");
@@ -1290,7 +1292,7 @@ async fn absurd_numbers_from_a_platform_are_bounded() {
     }
     let db = app.db().await;
     crate::common::make_due(&db, None).await;
-    let r = socialsyncer::scheduler::sweep(&app.state, &tokio_util::sync::CancellationToken::new())
+    let r = socialsyncer::scheduler::sweep(&app.state.sweeper, &tokio_util::sync::CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(r.deferred, 3, "{r:?}");

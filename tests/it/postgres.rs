@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use socialsyncer::alerts::email::deliver;
+use socialsyncer::alerts::deliver;
 use socialsyncer::app::AppState;
 use socialsyncer::config::Config;
 use socialsyncer::domain::{self, Platform};
@@ -140,8 +140,8 @@ async fn two_daemons_check_each_due_account_exactly_once_per_round() {
     // Both daemons' cron fire together: two sweeps over the same due accounts at once.
     let cancel = CancellationToken::new();
     let (ra, rb) = tokio::join!(
-        socialsyncer::scheduler::sweep(&a, &cancel),
-        socialsyncer::scheduler::sweep(&b, &cancel)
+        socialsyncer::scheduler::sweep(&a.sweeper, &cancel),
+        socialsyncer::scheduler::sweep(&b.sweeper, &cancel)
     );
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.checked + rb.checked, n, "{ra:?} {rb:?}");
@@ -168,7 +168,7 @@ async fn two_daemons_check_each_due_account_exactly_once_per_round() {
         .unwrap();
     assert_eq!(claimed, 0, "every claim was released with its result");
     // A second round finds nothing due.
-    let again = socialsyncer::scheduler::sweep(&b, &CancellationToken::new())
+    let again = socialsyncer::scheduler::sweep(&b.sweeper, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(again.checked, 0);
@@ -317,9 +317,9 @@ async fn daemons_share_a_platforms_rate_limit_and_its_throttle() {
     let a = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
     let b = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
     assert_eq!(a.gates.rate(Platform::Tiktok), Some(8.0));
-    socialsyncer::cluster::beat(&a).await.unwrap();
-    socialsyncer::cluster::beat(&b).await.unwrap();
-    socialsyncer::cluster::beat(&a).await.unwrap();
+    socialsyncer::cluster::beat(&a.cluster).await.unwrap();
+    socialsyncer::cluster::beat(&b.cluster).await.unwrap();
+    socialsyncer::cluster::beat(&a.cluster).await.unwrap();
     assert_eq!((a.instance.peers(), b.instance.peers()), (2, 2));
     // Together they stay under the platform's budget: each paces at half.
     assert_eq!(a.gates.rate(Platform::Tiktok), Some(4.0));
@@ -337,7 +337,7 @@ async fn daemons_share_a_platforms_rate_limit_and_its_throttle() {
     );
     a.store.insert_accounts(&[account]).await.unwrap();
     sim.set_platform_behavior(Platform::Tiktok, Behavior::RateLimited);
-    let r = socialsyncer::scheduler::sweep(&a, &CancellationToken::new())
+    let r = socialsyncer::scheduler::sweep(&a.sweeper, &CancellationToken::new())
         .await
         .unwrap();
     // The platform was asked once and answered 429: the account is deferred.
@@ -346,7 +346,7 @@ async fn daemons_share_a_platforms_rate_limit_and_its_throttle() {
     assert_eq!(calls, 1);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        socialsyncer::cluster::beat(&b).await.unwrap();
+        socialsyncer::cluster::beat(&b.cluster).await.unwrap();
         if b.gates.held_until(Platform::Tiktok, b.clock.now()).is_some() {
             break;
         }
@@ -359,7 +359,7 @@ async fn daemons_share_a_platforms_rate_limit_and_its_throttle() {
         .execute(&db)
         .await
         .unwrap();
-    let r = socialsyncer::scheduler::sweep(&b, &CancellationToken::new())
+    let r = socialsyncer::scheduler::sweep(&b.sweeper, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!((r.checked, r.deferred), (1, 1), "{r:?}");
@@ -403,13 +403,13 @@ async fn an_alert_is_sent_once_with_two_daemons_delivering() {
         let (account, _) = new_account(&a, &sim, ws, Platform::Threads, &id, spec);
         a.store.insert_accounts(&[account]).await.unwrap();
     }
-    let r = socialsyncer::scheduler::sweep(&a, &CancellationToken::new())
+    let r = socialsyncer::scheduler::sweep(&a.sweeper, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(r.invalid, 10, "{r:?}");
     // Both daemons' delivery loops wake at once, several times.
     for _ in 0..3 {
-        let (ra, rb) = tokio::join!(deliver(&a), deliver(&b));
+        let (ra, rb) = tokio::join!(deliver(&a.outbox), deliver(&b.outbox));
         ra.unwrap();
         rb.unwrap();
     }
@@ -444,7 +444,7 @@ async fn migrate_moves_a_sqlite_database_to_postgresql_and_its_tokens_still_open
     );
     let state = AppState::build(Config::from_toml(&sqlite_toml).unwrap()).await.unwrap();
     let tokens = fill(&state, &sim, 25).await;
-    let r = socialsyncer::scheduler::sweep(&state, &CancellationToken::new())
+    let r = socialsyncer::scheduler::sweep(&state.sweeper, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(r.ok, 25);
@@ -534,9 +534,9 @@ async fn daemons_whose_clocks_are_off_agree_on_leases_claims_heartbeats_and_hold
     b.clock.advance(120);
 
     // Heartbeats: each counts the other as live, and says its clock is off.
-    socialsyncer::cluster::beat(&a).await.unwrap();
-    socialsyncer::cluster::beat(&b).await.unwrap();
-    socialsyncer::cluster::beat(&a).await.unwrap();
+    socialsyncer::cluster::beat(&a.cluster).await.unwrap();
+    socialsyncer::cluster::beat(&b.cluster).await.unwrap();
+    socialsyncer::cluster::beat(&a.cluster).await.unwrap();
     assert_eq!((a.instance.peers(), b.instance.peers()), (2, 2));
     let skew = a.instance.skew.load(std::sync::atomic::Ordering::Relaxed);
     assert!((-122..=-118).contains(&skew), "{skew}");
@@ -577,7 +577,7 @@ async fn daemons_whose_clocks_are_off_agree_on_leases_claims_heartbeats_and_hold
 
     // A hold one daemon shares reaches the other for the time the platform gave.
     a.store.hold_platform(Platform::Tiktok, 60).await.unwrap();
-    socialsyncer::cluster::beat(&b).await.unwrap();
+    socialsyncer::cluster::beat(&b.cluster).await.unwrap();
     let held = b.gates.held_until(Platform::Tiktok, b.clock.now()).unwrap();
     assert!((58..=61).contains(&(held - b.clock.now())), "{}", held - b.clock.now());
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use socialsyncer::alerts::email::deliver;
+use socialsyncer::alerts::deliver;
 use socialsyncer::domain::Platform;
 use socialsyncer::simulator::{TokenSpec, TokenState};
 
@@ -160,7 +160,7 @@ async fn json_events_are_signed_with_the_secret_shown_once() {
     assert_eq!(shown["webhooks"][0]["format"], "json");
 
     revoked(&app, &key, "1").await;
-    let r = deliver(&app.state).await.unwrap();
+    let r = deliver(&app.state.outbox).await.unwrap();
     assert_eq!((r.webhooks, r.events), (1, 1), "{r:?}");
     let posts = std::mem::take(&mut log.lock().unwrap().posts);
     assert_eq!(posts.len(), 1);
@@ -190,7 +190,7 @@ async fn json_events_are_signed_with_the_secret_shown_once() {
 
     // Nothing is sent twice.
     due_now(&app).await;
-    deliver(&app.state).await.unwrap();
+    deliver(&app.state.outbox).await.unwrap();
     assert!(log.lock().unwrap().posts.is_empty());
     app.stop().await;
 }
@@ -206,7 +206,7 @@ async fn a_receiver_that_fails_three_times_gets_each_event_exactly_once_and_anot
     revoked(&app, &key, "1").await;
     revoked(&app, &key, "2").await;
 
-    let r = deliver(&app.state).await.unwrap();
+    let r = deliver(&app.state.outbox).await.unwrap();
     assert_eq!(
         up_log.lock().unwrap().posts.len(),
         2,
@@ -216,7 +216,7 @@ async fn a_receiver_that_fails_three_times_gets_each_event_exactly_once_and_anot
     assert_eq!(r.events, 0, "not done while a receiver misses them");
     for _ in 0..3 {
         due_now(&app).await;
-        deliver(&app.state).await.unwrap();
+        deliver(&app.state.outbox).await.unwrap();
     }
     let got: Vec<String> = down_log
         .lock()
@@ -259,7 +259,7 @@ async fn a_receiver_that_fails_three_times_gets_each_event_exactly_once_and_anot
         .execute(&app.db().await)
         .await
         .unwrap();
-    let r = deliver(&restarted).await.unwrap();
+    let r = deliver(&restarted.outbox).await.unwrap();
     assert_eq!((r.webhooks, r.webhook_failures), (0, 0), "{r:?}");
     assert_eq!(down_log.lock().unwrap().posts.len(), 5);
     assert_eq!(up_log.lock().unwrap().posts.len(), 2);
@@ -273,7 +273,7 @@ async fn a_receiver_that_answers_410_is_disabled_and_says_so() {
     let (gone, log) = receiver(&[410], false).await;
     set_hooks(&app, &key, json!([{"url": gone}])).await;
     revoked(&app, &key, "1").await;
-    deliver(&app.state).await.unwrap();
+    deliver(&app.state.outbox).await.unwrap();
     assert_eq!(log.lock().unwrap().posts.len(), 1);
     let (_, v) = app.get(&key, "/v1/notifications").await;
     assert_eq!(v["webhooks"][0]["disabled"], true, "{v}");
@@ -284,13 +284,13 @@ async fn a_receiver_that_answers_410_is_disabled_and_says_so() {
     // with no recipient at all), and go out once it is set again, which enables it.
     revoked(&app, &key, "2").await;
     due_now(&app).await;
-    deliver(&app.state).await.unwrap();
+    deliver(&app.state.outbox).await.unwrap();
     assert_eq!(log.lock().unwrap().posts.len(), 1);
     set_hooks(&app, &key, json!([{"url": gone}])).await;
     let (_, v) = app.get(&key, "/v1/notifications").await;
     assert!(v["webhooks"][0].get("disabled").is_none(), "{v}");
     due_now(&app).await;
-    let r = deliver(&app.state).await.unwrap();
+    let r = deliver(&app.state.outbox).await.unwrap();
     assert_eq!((r.webhooks, r.events), (2, 2), "{r:?}");
     let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alert_outbox WHERE sent_at IS NULL")
         .fetch_one(&app.db().await)
@@ -320,7 +320,7 @@ async fn slack_discord_and_teams_get_one_message_a_round_in_their_shapes() {
     assert_eq!(s, 200, "{v}");
     revoked(&app, &key, "1").await;
     revoked(&app, &key, "2").await;
-    let r = deliver(&app.state).await.unwrap();
+    let r = deliver(&app.state.outbox).await.unwrap();
     assert_eq!(r.webhook_failures, 0, "the Slack receiver accepted the body: {r:?}");
     let posts = std::mem::take(&mut slack_log.lock().unwrap().posts);
     assert_eq!(posts.len(), 1, "one message for the round");

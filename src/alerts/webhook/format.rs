@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use super::Format;
+use crate::domain::PendingAlert;
 use crate::domain::{Health, rfc3339};
-use crate::store::PendingAlert;
 
 /// One event in socialsyncer's JSON format.
 pub fn json_event(e: &PendingAlert) -> Value {
