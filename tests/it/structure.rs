@@ -55,3 +55,42 @@ fn the_adapters_and_the_simulator_never_name_each_other() {
         found.join("\n")
     );
 }
+
+#[test]
+fn only_the_composition_root_and_its_callers_take_the_whole_state() {
+    let allowed = |path: &str| {
+        let rel = path.split("/src/").nth(1).unwrap_or(path);
+        rel == "app.rs"
+            || rel == "server.rs"
+            || rel == "demo.rs"
+            || rel.starts_with("cli")
+            || rel.starts_with("bench/")
+    };
+    let found: Vec<String> = naming(&sources("src"), "AppState")
+        .into_iter()
+        .filter(|l| !allowed(l.split(':').next().unwrap_or_default()))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "an engine takes the whole AppState (give it a context of its own):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_file_import_graph_has_no_cycle_and_no_file_is_over_600_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("python3")
+        .arg(root.join(".ci/imports"))
+        .output()
+        .expect("python3 runs .ci/imports (install Python 3)");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), ".ci/imports refused the graph:\n{said}");
+    assert!(said.contains("0 cycle(s)"), "{said}");
+    let long: Vec<String> = sources("src")
+        .into_iter()
+        .filter(|(_, text)| text.lines().count() > 600)
+        .map(|(p, text)| format!("{p}: {} lines", text.lines().count()))
+        .collect();
+    assert!(long.is_empty(), "files over 600 lines:\n{}", long.join("\n"));
+}
