@@ -16,6 +16,13 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
+use axum::extract::State;
+
+use crate::cluster::Instance;
+use crate::problems::Problems;
+use crate::store::Store;
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, ApiQuery, ClientAddr, Target, Workspace};
 
@@ -84,24 +91,29 @@ pub struct Liveness {
 #[utoipa::path(get, path = "/healthz", tag = "daemon", security(()),
     responses((status = 200, description = "The daemon is up", body = Liveness),
               (status = 503, description = "The database does not answer", body = Liveness)))]
-pub async fn healthz(axum::extract::State(state): axum::extract::State<ApiState>) -> impl IntoResponse {
-    let database = state.store.ping().await;
+pub async fn healthz(
+    State(store): State<Store>,
+    State(problems): State<Arc<Problems>>,
+    State(instance): State<Arc<Instance>>,
+    State(clock): State<crate::clock::Clock>,
+) -> impl IntoResponse {
+    let database = store.ping().await;
     // Aggregates only: nothing here names a workspace or a tenant's receiver (`/healthz`
     // needs no key). The details are on the metrics listener (`/problems`).
-    let mut problems = state.problems.platform_problems();
-    let waiting = state.problems.notes_count("email:");
+    let waiting = problems.notes_count("email:");
+    let mut problems = problems.platform_problems();
     if waiting > 0 {
         problems.push(format!(
             "notify: alerts of {waiting} workspace(s) wait for a recipient (see /problems on the metrics listener)"
         ));
     }
-    let skew = state.instance.skew.load(std::sync::atomic::Ordering::Relaxed);
+    let skew = instance.skew.load(std::sync::atomic::Ordering::Relaxed);
     if skew != 0 {
         problems.push(format!(
             "clock: this host's clock differs from the database's by {skew} s; fix its time (NTP)"
         ));
     }
-    let (disabled, failing) = receiver_trouble(&state).await;
+    let (disabled, failing) = receiver_trouble(&store, clock.now()).await;
     if disabled > 0 {
         problems.push(format!(
             "notify: {disabled} receiver(s) are disabled (see /problems on the metrics listener)"
@@ -128,9 +140,9 @@ pub async fn healthz(axum::extract::State(state): axum::extract::State<ApiState>
             status: status.into(),
             database,
             problems,
-            instance_id: state.instance.id.clone(),
-            peers: state.instance.peers(),
-            backend: state.store.backend_name().into(),
+            instance_id: instance.id.clone(),
+            peers: instance.peers(),
+            backend: store.backend_name().into(),
             clock_skew_seconds: (skew != 0).then_some(skew),
             version: env!("CARGO_PKG_VERSION").into(),
         }),
@@ -138,8 +150,8 @@ pub async fn healthz(axum::extract::State(state): axum::extract::State<ApiState>
 }
 
 /// Receivers disabled (410 Gone) and receivers whose deliveries have failed for a day.
-async fn receiver_trouble(state: &ApiState) -> (usize, usize) {
-    let troubles = receiver_troubles(state).await;
+async fn receiver_trouble(store: &Store, now: crate::domain::UnixTime) -> (usize, usize) {
+    let troubles = receiver_troubles(store, now).await;
     let disabled = troubles.iter().filter(|t| t.disabled).count();
     (disabled, troubles.len() - disabled)
 }
@@ -150,9 +162,9 @@ struct ReceiverTrouble {
     line: String,
 }
 
-async fn receiver_troubles(state: &ApiState) -> Vec<ReceiverTrouble> {
-    let day_ago = state.clock.now() - 86_400;
-    let Ok(statuses) = state.store.receiver_statuses().await else {
+async fn receiver_troubles(store: &Store, now: crate::domain::UnixTime) -> Vec<ReceiverTrouble> {
+    let day_ago = now - 86_400;
+    let Ok(statuses) = store.receiver_statuses().await else {
         return Vec::new();
     };
     statuses
@@ -179,9 +191,13 @@ async fn receiver_troubles(state: &ApiState) -> Vec<ReceiverTrouble> {
 
 /// The daemon's problems in full, naming workspaces and receivers: on the metrics listener
 /// only (the operator's), one per line.
-pub async fn problems(axum::extract::State(state): axum::extract::State<ApiState>) -> impl IntoResponse {
-    let mut lines = state.problems.list();
-    lines.extend(receiver_troubles(&state).await.into_iter().map(|t| t.line));
+pub async fn problems(
+    State(store): State<Store>,
+    State(problems): State<Arc<Problems>>,
+    State(clock): State<crate::clock::Clock>,
+) -> impl IntoResponse {
+    let mut lines = problems.list();
+    lines.extend(receiver_troubles(&store, clock.now()).await.into_iter().map(|t| t.line));
     let mut text = lines.join("\n");
     text.push('\n');
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text)
