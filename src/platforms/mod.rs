@@ -5,6 +5,7 @@
 pub mod facebook;
 pub mod graph;
 pub mod instagram;
+mod oauth2;
 pub mod threads;
 pub mod tiktok;
 pub mod twitter;

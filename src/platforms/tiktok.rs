@@ -5,8 +5,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::{
-    CheckOutcome, Http, InvalidReason, NewTokens, PlatformApi, RefreshOutcome, RevokeOutcome, ThrottleScope,
-    TokenContext, Transient, TransientKind, ValidToken, expiry_in, scope_list, status_transient,
+    CheckOutcome, Http, InvalidReason, PlatformApi, RefreshOutcome, RevokeOutcome, ThrottleScope, TokenContext,
+    Transient, TransientKind, ValidToken, oauth2, status_transient,
 };
 use crate::domain::{self, Platform};
 
@@ -72,6 +72,10 @@ fn describe(code: &str, msg: &str) -> String {
 const MAX_ACCESS_LIFETIME: i64 = 2 * 86_400;
 /// Longest refresh-token lifetime accepted: 365 days (the most TikTok has documented), times two.
 const MAX_REFRESH_LIFETIME: i64 = 2 * 365 * 86_400;
+const LIFETIMES: oauth2::Lifetimes = oauth2::Lifetimes {
+    access: MAX_ACCESS_LIFETIME,
+    refresh: Some(MAX_REFRESH_LIFETIME),
+};
 
 impl Tiktok {
     /// `POST /v2/oauth/revoke/` with one access token; `Ok(())` when TikTok confirmed.
@@ -163,12 +167,12 @@ impl PlatformApi for Tiktok {
             );
         };
         let url = format!("{}/v2/oauth/token/", self.base);
-        let req = self.http.client().post(url).form(&[
-            ("client_key", key),
-            ("client_secret", secret),
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh.expose_secret()),
-        ]);
+        let client = [("client_key", key.to_owned()), ("client_secret", secret.to_owned())];
+        let req = self
+            .http
+            .client()
+            .post(url)
+            .form(&oauth2::refresh_form(&client, refresh));
         let now = domain::now();
         let reply = match self.http.send_token(P, req).await {
             Ok(r) => r,
@@ -176,21 +180,9 @@ impl PlatformApi for Tiktok {
         };
         let v = reply.json(P).ok();
         if reply.status == 200
-            && let Some(v) = &v
-            && let Some(access) = v.get("access_token").and_then(Value::as_str).filter(|s| !s.is_empty())
+            && let Some(t) = v.as_ref().and_then(|v| oauth2::tokens(v, now, LIFETIMES))
         {
-            let secs = |k: &str, max: i64| v.get(k).and_then(Value::as_i64).map(|s| expiry_in(now, s, max));
-            return RefreshOutcome::Refreshed(NewTokens {
-                access_token: SecretString::from(access.to_owned()),
-                refresh_token: v
-                    .get("refresh_token")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| SecretString::from(s.to_owned())),
-                expires_at: secs("expires_in", MAX_ACCESS_LIFETIME),
-                refresh_expires_at: secs("refresh_expires_in", MAX_REFRESH_LIFETIME),
-                scopes: v.get("scope").and_then(scope_list),
-            });
+            return RefreshOutcome::Refreshed(t);
         }
         let misconfigured = |d: String| {
             RefreshOutcome::Misconfigured(format!(

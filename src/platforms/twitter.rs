@@ -4,8 +4,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::{
-    CheckOutcome, Http, InvalidReason, NewTokens, PlatformApi, RefreshOutcome, Reply, RevokeOutcome, ThrottleScope,
-    TokenContext, Transient, TransientKind, ValidToken, expiry_in, scope_list, status_transient,
+    CheckOutcome, Http, InvalidReason, PlatformApi, RefreshOutcome, Reply, RevokeOutcome, ThrottleScope, TokenContext,
+    Transient, TransientKind, ValidToken, oauth2, status_transient,
 };
 use crate::domain::{self, Platform};
 
@@ -71,6 +71,11 @@ impl Twitter {
 
 /// Longest access-token lifetime accepted: X documents 2 hours, times two.
 const MAX_ACCESS_LIFETIME: i64 = 2 * 7_200;
+/// X's token answer names no refresh-token lifetime.
+const LIFETIMES: oauth2::Lifetimes = oauth2::Lifetimes {
+    access: MAX_ACCESS_LIFETIME,
+    refresh: None,
+};
 
 /// The problem type of an X error body (`https://api.x.com/2/problems/<name>`), its last
 /// path segment, lower-cased.
@@ -184,10 +189,7 @@ impl PlatformApi for Twitter {
         if self.client_id.is_none() {
             return RefreshOutcome::Misconfigured("X refresh needs platforms.twitter.client_id".into());
         }
-        let mut form = vec![
-            ("grant_type", "refresh_token".to_owned()),
-            ("refresh_token", refresh.expose_secret().to_owned()),
-        ];
+        let mut form = oauth2::refresh_form(&[], refresh);
         let req = self.authed(
             self.http.client().post(format!("{}/2/oauth2/token", self.base)),
             &mut form,
@@ -199,35 +201,15 @@ impl PlatformApi for Twitter {
         };
         let v = reply.json(P).ok();
         if reply.status == 200
-            && let Some(v) = &v
-            && let Some(access) = v.get("access_token").and_then(Value::as_str).filter(|s| !s.is_empty())
+            && let Some(t) = v.as_ref().and_then(|v| oauth2::tokens(v, now, LIFETIMES))
         {
-            return RefreshOutcome::Refreshed(NewTokens {
-                access_token: SecretString::from(access.to_owned()),
-                refresh_token: v
-                    .get("refresh_token")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| SecretString::from(s.to_owned())),
-                expires_at: v
-                    .get("expires_in")
-                    .and_then(Value::as_i64)
-                    .map(|s| expiry_in(now, s, MAX_ACCESS_LIFETIME)),
-                refresh_expires_at: None,
-                scopes: v.get("scope").and_then(scope_list),
-            });
+            return RefreshOutcome::Refreshed(t);
         }
         if let Some(m) = app_refusal(&reply) {
             return RefreshOutcome::Misconfigured(m);
         }
-        let field = |k: &str| {
-            v.as_ref()
-                .and_then(|v| v.get(k))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let (code, description) = (field("error"), field("error_description").to_ascii_lowercase());
+        let (code, description) = oauth2::error(v.as_ref());
+        let description = description.to_ascii_lowercase();
         match (reply.status, code.as_str()) {
             (_, "invalid_grant") => RefreshOutcome::Fatal(problem(&reply)),
             // X answers a used, revoked or unknown refresh token with 400 invalid_request

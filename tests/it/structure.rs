@@ -60,11 +60,7 @@ fn the_adapters_and_the_simulator_never_name_each_other() {
 fn only_the_composition_root_and_its_callers_take_the_whole_state() {
     let allowed = |path: &str| {
         let rel = path.split("/src/").nth(1).unwrap_or(path);
-        rel == "app.rs"
-            || rel == "server.rs"
-            || rel == "demo.rs"
-            || rel.starts_with("cli")
-            || rel.starts_with("bench/")
+        rel == "app.rs" || rel == "server.rs" || rel == "demo.rs" || rel.starts_with("cli") || rel.starts_with("bench/")
     };
     let found: Vec<String> = naming(&sources("src"), "AppState")
         .into_iter()
