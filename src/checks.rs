@@ -394,7 +394,7 @@ fn assess(
     tracing::debug!(
         platform = %current.platform,
         account = %current.account_id,
-        outcome = health::outcome_label(&outcome),
+        outcome = health::outcome_label(&outcome).as_str(),
         health = %a.state.health,
         "checked"
     );

@@ -394,7 +394,56 @@ pub struct Account {
 }
 
 mod alert;
-pub use alert::{AlertKind, PendingAlert};
+pub use alert::{AlertKind, PendingAlert, WebhookFormat};
+
+/// What a history row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
+pub enum HistoryEvent {
+    /// A check (its `outcome` says what the platform answered).
+    Check,
+    /// New tokens committed by an automatic refresh.
+    Refresh,
+    /// An automatic refresh that failed.
+    RefreshFailed,
+}
+
+impl HistoryEvent {
+    /// `check`, `refresh` or `refresh_failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryEvent::Check => "check",
+            HistoryEvent::Refresh => "refresh",
+            HistoryEvent::RefreshFailed => "refresh_failed",
+        }
+    }
+}
+
+/// What a check came to, in three words: the `outcome` of a history row and the `outcome`
+/// label of `socialsyncer_checks_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
+pub enum CheckLabel {
+    /// The platform answered with a valid token.
+    Ok,
+    /// The token is dead or lacks a permission.
+    Invalid,
+    /// No usable answer.
+    TransientError,
+}
+
+impl CheckLabel {
+    /// `ok`, `invalid` or `transient_error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckLabel::Ok => "ok",
+            CheckLabel::Invalid => "invalid",
+            CheckLabel::TransientError => "transient_error",
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

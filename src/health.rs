@@ -498,11 +498,14 @@ pub fn next_check_at(outcome: &CheckOutcome, a: &Assessment, t: Timing, now: Uni
 }
 
 /// The `outcome` label of `socialsyncer_checks_total`.
-pub fn outcome_label(o: &CheckOutcome) -> &'static str {
+pub fn outcome_label(o: &CheckOutcome) -> crate::domain::CheckLabel {
+    use crate::domain::CheckLabel;
     match o {
-        CheckOutcome::Valid(_) => "ok",
-        CheckOutcome::Invalid { .. } | CheckOutcome::PermissionDenied { .. } => "invalid",
-        CheckOutcome::Transient(_) | CheckOutcome::Misconfigured(_) | CheckOutcome::OtherApp(_) => "transient_error",
+        CheckOutcome::Valid(_) => CheckLabel::Ok,
+        CheckOutcome::Invalid { .. } | CheckOutcome::PermissionDenied { .. } => CheckLabel::Invalid,
+        CheckOutcome::Transient(_) | CheckOutcome::Misconfigured(_) | CheckOutcome::OtherApp(_) => {
+            CheckLabel::TransientError
+        }
     }
 }
 

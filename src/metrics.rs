@@ -228,7 +228,7 @@ impl Metrics {
     /// Counts one check and its duration.
     pub fn observe_check(&self, platform: Platform, outcome: &CheckOutcome, took: Duration) {
         self.checks
-            .with_label_values(&[platform.as_str(), outcome_label(outcome)])
+            .with_label_values(&[platform.as_str(), outcome_label(outcome).as_str()])
             .inc();
         self.check_duration
             .with_label_values(&[platform.as_str()])

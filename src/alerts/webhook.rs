@@ -17,44 +17,7 @@ mod format;
 
 pub use format::{chat_message, chat_test, json_event, test_event};
 
-/// How a receiver wants its messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// One signed POST per event, in socialsyncer's event format.
-    Json,
-    /// One message per workspace per round, in Slack's incoming-webhook shape.
-    Slack,
-    /// The same, in Discord's webhook shape.
-    Discord,
-    /// The same, as a Microsoft Teams (Workflows) Adaptive Card message.
-    Teams,
-}
-
-impl Format {
-    /// Parses `json`, `slack`, `discord` or `teams`.
-    pub fn parse(s: &str) -> Result<Format, String> {
-        match s {
-            "json" => Ok(Format::Json),
-            "slack" => Ok(Format::Slack),
-            "discord" => Ok(Format::Discord),
-            "teams" => Ok(Format::Teams),
-            other => Err(format!(
-                "'{}' is not a webhook format: use json, slack, discord or teams",
-                crate::domain::truncate_for_message(other)
-            )),
-        }
-    }
-
-    /// The lower-case name (also the `channel` label of the failure counter).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            Format::Slack => "slack",
-            Format::Discord => "discord",
-            Format::Teams => "teams",
-        }
-    }
-}
+pub use crate::domain::WebhookFormat as Format;
 
 /// The event types a receiver can ask for: those of every [`AlertKind`], and `test`.
 pub fn event_types() -> Vec<&'static str> {
@@ -437,7 +400,8 @@ pub async fn receivers(
         if disabled.contains(&key) {
             continue;
         }
-        let (Ok(url), Ok(format)) = (Url::parse(&w.url), Format::parse(&w.format)) else {
+        let format = w.format;
+        let Ok(url) = Url::parse(&w.url) else {
             continue;
         };
         let secret = match state.sealer.open(&secret_context(workspace_id, &w.url), &w.secret) {

@@ -454,8 +454,8 @@ pub async fn history(
             .into_iter()
             .map(|r| HistoryItem {
                 at: rfc3339(r.at),
-                event: r.event,
-                outcome: r.outcome,
+                event: r.event.as_str().to_owned(),
+                outcome: r.outcome.map(|o| o.as_str().to_owned()),
                 health: r.health,
                 changed: r.changed,
                 detail: r.detail,

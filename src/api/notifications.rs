@@ -96,7 +96,7 @@ async fn stored_webhooks(state: &ApiState, workspace_id: WorkspaceId) -> Result<
             });
             Webhook {
                 url: w.url,
-                format: Some(w.format),
+                format: Some(w.format.as_str().to_owned()),
                 events: w.events.map(|e| e.0),
                 secret: None,
                 disabled: st.is_some_and(|s| s.disabled_at.is_some()),
@@ -228,7 +228,7 @@ async fn set_webhooks(
         }
         rows.push(crate::store::NewWebhook {
             url,
-            format: format.as_str().to_owned(),
+            format,
             events: h.events,
             secret: sealed,
         });

@@ -306,7 +306,7 @@ fn bulk_update(a: &crate::store::Account, unchanged: bool) -> HealthUpdate {
     // The stored assessment again, answered: a deferral's content as a real check's result.
     let mut u = HealthUpdate {
         answered: true,
-        outcome: "ok",
+        outcome: crate::domain::CheckLabel::Ok,
         unchanged,
         deferred: false,
         ..HealthUpdate::deferral(a, now, now + 21_600)

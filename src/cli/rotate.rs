@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use crate::accounts;
 use crate::app;
 use crate::config::Config;
-use crate::domain::{self, Platform};
+use crate::domain;
 
 use super::say_database;
 
@@ -49,7 +49,7 @@ pub(super) async fn rotate_token_key(config: &Config, new_key_file: &std::path::
         .reseal_all(domain::now(), new.fingerprint(), |rows, hooks| {
             let mut resealed = Vec::with_capacity(rows.len());
             for r in &rows {
-                let platform: Platform = r.platform.parse()?;
+                let platform = r.platform;
                 let ctx = accounts::seal_context(r.workspace_id, platform, &r.account_id);
                 let access = old.open(&ctx, &r.access_token).with_context(|| {
                     format!(

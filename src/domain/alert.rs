@@ -163,6 +163,46 @@ pub struct PendingAlert {
     pub reconnect_by: Option<UnixTime>,
 }
 
+/// How a receiver wants its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// One signed POST per event, in socialsyncer's event format.
+    Json,
+    /// One message per workspace per round, in Slack's incoming-webhook shape.
+    Slack,
+    /// The same, in Discord's webhook shape.
+    Discord,
+    /// The same, as a Microsoft Teams (Workflows) Adaptive Card message.
+    Teams,
+}
+
+impl WebhookFormat {
+    /// Parses `json`, `slack`, `discord` or `teams`.
+    pub fn parse(s: &str) -> Result<WebhookFormat, String> {
+        match s {
+            "json" => Ok(WebhookFormat::Json),
+            "slack" => Ok(WebhookFormat::Slack),
+            "discord" => Ok(WebhookFormat::Discord),
+            "teams" => Ok(WebhookFormat::Teams),
+            other => Err(format!(
+                "'{}' is not a webhook format: use json, slack, discord or teams",
+                super::truncate_for_message(other)
+            )),
+        }
+    }
+
+    /// The lower-case name (also the `channel` label of the failure counter).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Json => "json",
+            WebhookFormat::Slack => "slack",
+            WebhookFormat::Discord => "discord",
+            WebhookFormat::Teams => "teams",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,7 +61,7 @@ impl Store {
             .await?;
             sqlx::query(
                 "INSERT INTO health_history (account_ref, at, event, outcome, health, changed, detail) \
-                 VALUES ($1, $2, 'refresh', NULL, $3, FALSE, $4)",
+                 VALUES ($1, $2, $5, NULL, $3, FALSE, $4)",
             )
             .bind(r.account_ref)
             .bind(r.at)
@@ -70,6 +70,7 @@ impl Store {
                 r.expires_at
                     .map(|t| format!("new token expires {}", crate::domain::rfc3339(t))),
             )
+            .bind(HistoryEvent::Refresh)
             .execute(&mut *tx)
             .await?;
             bump_generations!(tx, [r.workspace_id]);
@@ -125,12 +126,13 @@ impl Store {
         with_db!(self, |pool| {
             sqlx::query(
                 "INSERT INTO health_history (account_ref, at, event, outcome, health, changed, detail) \
-                 SELECT $1, $2, 'refresh_failed', NULL, $3, FALSE, $4 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1)",
+                 SELECT $1, $2, $5, NULL, $3, FALSE, $4 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1)",
             )
             .bind(account_ref)
             .bind(at)
             .bind(health.as_str())
             .bind(detail)
+            .bind(HistoryEvent::RefreshFailed)
             .execute(pool)
             .await?;
             Ok(())

@@ -43,7 +43,7 @@ macro_rules! insert_checks {
             q.push_values(chunk, |mut b, u| {
                 b.push_bind(u.account_ref)
                     .push_bind(u.checked_at)
-                    .push_bind("check")
+                    .push_bind(HistoryEvent::Check)
                     .push_bind(u.outcome)
                     .push_bind(u.state.health.as_str())
                     .push_bind(u.state.health != u.previous_health)

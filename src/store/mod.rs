@@ -19,7 +19,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Database, Encode, FromRow, PgPool, QueryBuilder, SqlitePool, Type};
 
-use crate::domain::{AccountId, AccountRef, AlertKind, Health, Platform, UnixTime, WorkspaceId};
+use crate::domain::{
+    AccountId, AccountRef, AlertKind, CheckLabel, Health, HistoryEvent, Platform, UnixTime, WebhookFormat, WorkspaceId,
+};
 
 /// Database errors the callers can act on.
 #[derive(Debug, thiserror::Error)]

@@ -228,8 +228,8 @@ pub struct SealedRow {
     pub id: i64,
     /// Workspace.
     pub workspace_id: WorkspaceId,
-    /// Platform name.
-    pub platform: String,
+    /// Platform.
+    pub platform: Platform,
     /// Account ID.
     pub account_id: String,
     /// Sealed access token.
@@ -323,7 +323,7 @@ pub struct HealthUpdate {
     /// Next scheduled check.
     pub next_check_at: UnixTime,
     /// The `outcome` label of the check (`ok`, `invalid`, `transient_error`).
-    pub outcome: &'static str,
+    pub outcome: CheckLabel,
     /// The health before this check (history marks changes).
     pub previous_health: Health,
     /// The access token expiry before this check (the row is only touched when it changes).
@@ -357,7 +357,7 @@ impl HealthUpdate {
             checked_at: now,
             answered: false,
             next_check_at,
-            outcome: "transient_error",
+            outcome: CheckLabel::TransientError,
             previous_health: a.state.health,
             previous_token_expires_at: a.token_expires_at,
             refresh_failures: a.refresh_failures,
@@ -410,10 +410,10 @@ pub struct TokenReplacement {
 pub struct HistoryEntry {
     /// When.
     pub at: UnixTime,
-    /// `check`, `refresh` or `refresh_failed`.
-    pub event: String,
-    /// For checks: `ok`, `invalid` or `transient_error`.
-    pub outcome: Option<String>,
+    /// What the row records.
+    pub event: HistoryEvent,
+    /// For checks: what the check came to.
+    pub outcome: Option<CheckLabel>,
     /// Health after the event.
     pub health: Health,
     /// Whether the health changed.

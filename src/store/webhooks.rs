@@ -11,8 +11,8 @@ pub struct WebhookRow {
     pub workspace_id: WorkspaceId,
     /// Where to POST.
     pub url: String,
-    /// `json`, `slack`, `discord` or `teams`.
-    pub format: String,
+    /// Message shape.
+    pub format: WebhookFormat,
     /// Event types it wants; `None`: every type.
     pub events: Option<JsonList>,
     /// The sealed signing secret.
@@ -24,8 +24,8 @@ pub struct WebhookRow {
 pub struct NewWebhook {
     /// Where to POST.
     pub url: String,
-    /// `json`, `slack`, `discord` or `teams`.
-    pub format: String,
+    /// Message shape.
+    pub format: WebhookFormat,
     /// Event types it wants; `None`: every type.
     pub events: Option<Vec<String>>,
     /// The sealed signing secret, or `None` to keep the stored one.
@@ -96,7 +96,7 @@ impl Store {
                         )
                         .bind(workspace_id)
                         .bind(&h.url)
-                        .bind(&h.format)
+                        .bind(h.format)
                         .bind(events)
                         .bind(secret)
                         .bind(now)
@@ -108,7 +108,7 @@ impl Store {
                         sqlx::query(
                             "UPDATE webhooks SET format = $1, events = $2 WHERE workspace_id = $3 AND url = $4",
                         )
-                        .bind(&h.format)
+                        .bind(h.format)
                         .bind(events)
                         .bind(workspace_id)
                         .bind(&h.url)
