@@ -364,7 +364,8 @@ fn promtool() -> Option<std::path::PathBuf> {
     found
 }
 
-/// The alert rules, evaluated by promtool on series scraped from a running daemon whose
+/// The alert rules, evaluated by promtool on series scraped from a running daemon (as two
+/// daemons sharing its database would export them: every series twice, once per target) whose
 /// accounts are in every state: each rule fires exactly for the accounts the API says need
 /// a person, never for a healthy one, and every series the rules and their hand-written
 /// tests use is one the daemon really emits.
@@ -489,8 +490,17 @@ async fn alert_rules_on_a_real_scrape() {
                 .unwrap();
             deadlines.insert(id.to_owned(), v as i64);
         }
-        let labels = name_labels.replace('\'', "\\'");
-        series.push(format!("      - series: '{labels}'\n        values: '{v}x40'\n"));
+        // Two daemons on one database export the same accounts; Prometheus adds each
+        // target's `job` and `instance`. Each alert must still fire once.
+        for instance in ["daemon-a:9464", "daemon-b:9464"] {
+            let target = format!("job=\"socialsyncer\",instance=\"{instance}\"");
+            let labels = match name_labels.split_once('{') {
+                Some((n, rest)) => format!("{n}{{{target},{rest}"),
+                None => format!("{name_labels}{{{target}}}"),
+            };
+            let labels = labels.replace('\'', "\\'");
+            series.push(format!("      - series: '{labels}'\n        values: '{v}x40'\n"));
+        }
     }
     // The rules and the hand-written rule tests name only series the daemon emits.
     let rules = std::fs::read_to_string("config/prometheus/alerts.yml").unwrap();
