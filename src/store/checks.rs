@@ -109,8 +109,10 @@ impl Store {
     /// of the last one seen), at most `limit`.
     ///
     /// On a shared database (PostgreSQL) the page is claimed for `claim.holder` until
-    /// `claim.until` (`FOR UPDATE SKIP LOCKED`, so two daemons never get the same account,
-    /// and accounts claimed by a live peer are skipped); writing an account's result
+    /// `claim.until`: the statement re-checks each row's claim, so two daemons never get the
+    /// same account and accounts claimed by a live peer are skipped, and `FOR UPDATE SKIP
+    /// LOCKED` keeps a daemon from waiting behind the rows a peer's claim is locking (it takes
+    /// the others instead); writing an account's result
     /// releases its claim. Accounts whose claim expired unreleased (a peer died holding
     /// them) are taken over: [`DuePage::taken_over`] counts them.
     pub async fn due_accounts(
