@@ -1068,7 +1068,7 @@ async fn a_token_of_another_account_is_unhealthy_and_alerts() {
             },
         );
         let mut body = serde_json::json!({"platform": p.as_str(), "accountId": registered, "username": "u",
-            "accessToken": i.access_token, "scopes": socialsyncer::simulator::default_scopes(p)});
+            "accessToken": i.access_token, "scopes": crate::common::documented_scopes(p)});
         if let Some(r) = &i.refresh_token {
             body["refreshToken"] = r.clone().into();
         }

@@ -396,7 +396,7 @@ async fn failed_refreshes_back_off_and_only_fatal_answers_demand_a_reconnect() {
     for (p, id, i) in [(Platform::Twitter, "8", &tw), (Platform::Tiktok, "tt8", &tt)] {
         let body = serde_json::json!({"platform": p.as_str(), "accountId": id, "username": "u",
             "accessToken": i.access_token, "refreshToken": i.refresh_token,
-            "expiresAt": domain::rfc3339(domain::now() + 600), "scopes": socialsyncer::simulator::default_scopes(p)});
+            "expiresAt": domain::rfc3339(domain::now() + 600), "scopes": crate::common::documented_scopes(p)});
         let (s, _) = app.post(&key, "/v1/accounts", &body).await;
         assert_eq!(s, 201);
     }

@@ -90,3 +90,14 @@ fn the_file_import_graph_has_no_cycle_and_no_file_is_over_600_lines() {
         .collect();
     assert!(long.is_empty(), "files over 600 lines:\n{}", long.join("\n"));
 }
+
+#[test]
+fn the_tests_take_scopes_from_the_documentation_not_from_the_simulator() {
+    let needle = ["default", "_scopes"].concat();
+    let found = naming(&sources("tests"), &needle);
+    assert!(
+        found.is_empty(),
+        "a test takes its expectation from the simulator (use common::documented_scopes):\n{}",
+        found.join("\n")
+    );
+}

@@ -376,10 +376,33 @@ pub fn new_account(
         access_token: sealed,
         refresh_token: None,
         token_expires_at: issued.expires_at,
-        scopes: socialsyncer::simulator::default_scopes(platform),
+        scopes: documented_scopes(platform),
         connected_at: domain::now() - 60,
     };
     (account, issued.access_token)
+}
+
+/// The scopes a publishing app asks each platform for, as the platforms document them (the
+/// tests' expectations come from here, never from the simulator):
+/// - Facebook Pages: `pages_show_list`, `pages_manage_posts`, `pages_read_engagement`
+///   (developers.facebook.com/docs/pages-api/posts, "Requirements");
+/// - Instagram (Facebook Login): `instagram_basic`, `instagram_content_publish`,
+///   `pages_show_list` (developers.facebook.com/docs/instagram-platform/content-publishing);
+/// - Threads: `threads_basic`, `threads_content_publish`
+///   (developers.facebook.com/docs/threads/posts, "Permissions");
+/// - TikTok: `user.info.basic`, `video.publish` (developers.tiktok.com/doc/content-posting-api-get-started);
+/// - X: `tweet.read`, `tweet.write`, `users.read`, `offline.access`
+///   (docs.x.com/resources/fundamentals/authentication/oauth-2-0/authorization-code, scopes;
+///   POST /2/tweets names the first three, offline.access gives the refresh token).
+pub fn documented_scopes(platform: Platform) -> Vec<String> {
+    let s: &[&str] = match platform {
+        Platform::Facebook => &["pages_show_list", "pages_manage_posts", "pages_read_engagement"],
+        Platform::Instagram => &["instagram_basic", "instagram_content_publish", "pages_show_list"],
+        Platform::Threads => &["threads_basic", "threads_content_publish"],
+        Platform::Tiktok => &["user.info.basic", "video.publish"],
+        Platform::Twitter => &["tweet.read", "tweet.write", "users.read", "offline.access"],
+    };
+    s.iter().map(|x| (*x).to_owned()).collect()
 }
 
 /// Makes a file its owner's alone (mode 0600), as a key file must be.
