@@ -36,13 +36,18 @@ pub(super) async fn app_usage_header(
 /// (of the platform, or of the token) instead of the documented path.
 pub(super) async fn preflight(s: &Shared, p: Platform, token: Option<&str>) -> Option<Response> {
     s.calls[idx(p)].fetch_add(1, Ordering::Relaxed);
-    s.arrivals.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+    let seq = {
+        let mut arrivals = s.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        arrivals.push(p);
+        arrivals.len() as u64
+    };
     let now_in_flight = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     s.most_in_flight.fetch_max(now_in_flight, Ordering::SeqCst);
     let (latency, mode, tb) = {
         let mut g = s.lock();
         let tb = token.and_then(|t| g.tokens.get_mut(t)).map(|t| {
             t.calls += 1;
+            t.last_call = seq;
             t.behavior
         });
         (g.latency.get(&p).copied(), g.modes.get(&p).copied(), tb)

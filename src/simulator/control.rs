@@ -113,6 +113,7 @@ impl Simulator {
             admin_id: spec.admin_id,
             app_id: spec.app_id,
             calls: 0,
+            last_call: 0,
         };
         let mut g = self.shared.lock();
         g.tokens.insert(access.clone(), t);

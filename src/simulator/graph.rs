@@ -172,6 +172,7 @@ pub(super) async fn graph_refresh(State(s): S, p: Platform, Query(q): Q) -> Resp
             expires_at: Some(now.saturating_add(expires_in)),
             issued_at: now,
             calls: 0,
+            last_call: 0,
             ..t
         },
     );

@@ -115,6 +115,9 @@ pub struct SimToken {
     pub app_id: Option<String>,
     /// Requests made with this token so far.
     pub calls: u64,
+    /// When the last of them arrived: its place among all the simulator's requests (from 1;
+    /// 0: none yet).
+    pub last_call: u64,
 }
 
 /// What to issue.
@@ -371,6 +374,7 @@ fn rotate(g: &mut Inner, p: Platform, refresh: &str, access_ttl: i64) -> Option<
             expires_at: Some(now.saturating_add(access_ttl)),
             issued_at: now,
             calls: 0,
+            last_call: 0,
             ..t.clone()
         },
     );

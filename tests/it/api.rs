@@ -512,11 +512,19 @@ async fn a_delete_racing_anything_is_never_a_500_and_never_costs_other_accounts(
     }
     let db = app.db().await;
     crate::common::make_due(&db, Some(Platform::Twitter)).await;
+    // The platform holds its answers, and the accounts are deleted once it has the sweep's
+    // first request: the deletes land while the checks are in flight, every run.
+    app.sim
+        .set_latency(Platform::Twitter, std::time::Duration::from_millis(300));
+    let asked = app.sim.calls(Platform::Twitter);
     let state = app.state.clone();
     let sweep = tokio::spawn(async move {
         socialsyncer::scheduler::sweep(&state.sweeper, &tokio_util::sync::CancellationToken::new()).await
     });
-    tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    while app.sim.calls(Platform::Twitter) == asked {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
     for i in 0..5 {
         let (s, _) = app.delete(&key, &format!("/v1/accounts/twitter/{}", 600 + i)).await;
         assert!(s == 200 || s == 404);
@@ -560,8 +568,12 @@ async fn tokens_a_refresh_minted_for_a_deleted_account_are_revoked() {
     app.sim
         .set_latency(Platform::Tiktok, std::time::Duration::from_millis(400));
     let (http, url, k) = (app.http.clone(), app.url("/v1/accounts/tiktok/gone/check"), key.clone());
+    let asked = app.sim.token_calls(Platform::Tiktok);
     let check = tokio::spawn(async move { http.post(url).bearer_auth(k).send().await.unwrap().status().as_u16() });
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    // The DELETE goes once TikTok has the refresh request (and holds its answer).
+    while app.sim.token_calls(Platform::Tiktok) == asked {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
     let (s, v) = app.delete(&key, "/v1/accounts/tiktok/gone").await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(check.await.unwrap(), 404);

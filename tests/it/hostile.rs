@@ -835,7 +835,10 @@ async fn a_registration_that_a_delete_overtakes_answers_409() {
         let r = http.post(url).bearer_auth(k).json(&body).send().await.unwrap();
         crate::common::into_parts(r).await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The DELETE goes once Threads has the registration's first check (and holds its answer).
+    while app.sim.calls(Platform::Threads) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let (s, v) = app.delete(&key, "/v1/accounts/threads/42").await;
     assert_eq!(s, 200, "{v}");
     let (s, v) = register.await.unwrap();

@@ -664,3 +664,119 @@ async fn a_sweep_keeps_to_its_concurrency_and_a_paced_lane_holds_up_no_other() {
     assert!(last_twitter < third_threads, "the paced lane held up X: {arrivals:?}");
     app.stop().await;
 }
+
+/// A sweep checks the most overdue accounts first: with one check at a time, the platform
+/// sees the accounts in the order of their `next_check_at`, not of their registration, page
+/// after page.
+#[tokio::test]
+async fn a_sweep_checks_the_most_overdue_accounts_first() {
+    let app = spawn_app_cfg("", |c| {
+        c.schedule.cron = String::new();
+        c.schedule.concurrency = 1;
+        // Pages of two: the database picks each page, not only its order.
+        c.schedule.batch_size = 2;
+    })
+    .await;
+    let key = app.key("acme").await;
+    let db = app.db().await;
+    // Registered in one order, overdue in another (seconds overdue by account).
+    let overdue = [("41", 60), ("42", 3_600), ("43", 5), ("44", 86_400), ("45", 600)];
+    let mut tokens = Vec::new();
+    for (id, _) in overdue {
+        let (issued, _) = app
+            .connect(&key, Platform::Twitter, id, TokenSpec::valid(Platform::Twitter, id))
+            .await;
+        tokens.push((id, issued.access_token));
+    }
+    for (id, secs) in overdue {
+        sqlx::query(
+            "UPDATE account_health SET next_check_at = $1 WHERE account_ref = \
+             (SELECT id FROM accounts WHERE account_id = $2)",
+        )
+        .bind(app.state.clock.now() - secs)
+        .bind(id)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    let r = sweep(&app).await;
+    assert_eq!(r.checked, 5);
+    let mut seen: Vec<(u64, &str)> = tokens
+        .iter()
+        .map(|(id, t)| (app.sim.token(t).unwrap().last_call, *id))
+        .collect();
+    seen.sort();
+    let order: Vec<&str> = seen.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(order, ["44", "42", "45", "41", "43"], "most overdue first");
+    app.stop().await;
+}
+
+/// Log lines written by the thread's subscriber (INFO and above), kept for a test to read.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The README: "one line per sweep goes to the log". A cron sweep over twenty due accounts
+/// writes one INFO line with its figures, and none per account.
+#[tokio::test(flavor = "current_thread")]
+async fn a_sweep_writes_one_log_line() {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let app = crate::common::spawn_api_cfg("", |c| c.schedule.cron = "* * * * * *".into()).await;
+    let key = app.key("acme").await;
+    for i in 0..20 {
+        let id = format!("{}", 700 + i);
+        app.connect(&key, Platform::Twitter, &id, TokenSpec::valid(Platform::Twitter, &id))
+            .await;
+    }
+    let db = app.db().await;
+    app.state.clock.advance(2);
+    make_due(&db, None).await;
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let cancel = CancellationToken::new();
+    let mut sched = scheduler::start(app.state.sweeper.clone(), cancel.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let finished = |l: &Lines| {
+        String::from_utf8_lossy(&l.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains("sweep finished"))
+            .count()
+    };
+    for _ in 0..100 {
+        if finished(&lines) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cancel.cancel();
+    sched.shutdown().await.unwrap();
+    while app.state.tasks.running("sweep") > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(_guard);
+    let text = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+    let sweep_lines: Vec<&str> = text.lines().filter(|l| l.contains("sweep")).collect();
+    assert_eq!(sweep_lines.len(), 1, "one line for the sweep:\n{text}");
+    assert!(sweep_lines[0].contains("checked=20"), "{text}");
+    assert!(
+        !text.lines().any(|l| (700..720).any(|i| l.contains(&format!("{i}")))),
+        "no line per account:\n{text}"
+    );
+    app.stop().await;
+}

@@ -342,6 +342,48 @@ async fn slack_discord_and_teams_get_one_message_a_round_in_their_shapes() {
     app.stop().await;
 }
 
+/// The shape Microsoft documents for a Workflows webhook ("Create incoming webhooks with
+/// Workflows for Microsoft Teams", learn.microsoft.com): a `message` whose one attachment is
+/// an Adaptive Card (`application/vnd.microsoft.card.adaptive`); Teams renders card versions
+/// up to 1.5 ("Cards reference", Adaptive Card support in Teams).
+#[tokio::test]
+async fn a_teams_receiver_gets_one_adaptive_card_in_the_workflows_shape() {
+    let app = app().await;
+    let key = app.key("acme").await;
+    let (teams, teams_log) = receiver(&[], false).await;
+    let (s, v) = set_hooks(&app, &key, json!([{"url": teams, "format": "teams"}])).await;
+    assert_eq!(s, 200, "{v}");
+    revoked(&app, &key, "1").await;
+    revoked(&app, &key, "2").await;
+    let r = deliver(&app.state.outbox).await.unwrap();
+    assert_eq!((r.webhooks, r.webhook_failures), (1, 0), "{r:?}");
+    let posts = std::mem::take(&mut teams_log.lock().unwrap().posts);
+    assert_eq!(posts.len(), 1, "one card for the round");
+    let m: Value = serde_json::from_slice(&posts[0].1).unwrap();
+    assert_eq!(m["type"], "message", "{m}");
+    let attachments = m["attachments"].as_array().unwrap();
+    assert_eq!(attachments.len(), 1, "{m}");
+    assert_eq!(attachments[0]["contentType"], "application/vnd.microsoft.card.adaptive");
+    let card = &attachments[0]["content"];
+    assert_eq!(card["type"], "AdaptiveCard", "{card}");
+    assert_eq!(card["$schema"], "http://adaptivecards.io/schemas/adaptive-card.json");
+    let version: f64 = card["version"].as_str().unwrap().parse().unwrap();
+    assert!((1.0..=1.5).contains(&version), "a version Teams renders: {version}");
+    let body = card["body"].as_array().unwrap();
+    assert_eq!(body.len(), 4, "a title, one line per account, a footer: {card}");
+    assert!(
+        body.iter().all(|b| b["type"] == "TextBlock" && b["wrap"] == true),
+        "{card}"
+    );
+    assert_eq!(body[0]["weight"], "Bolder");
+    assert!(body[0]["text"].as_str().unwrap().contains("acme"), "{card}");
+    for (n, id) in [(1, "1"), (2, "2")] {
+        assert!(body[n]["text"].as_str().unwrap().contains(id), "{card}");
+    }
+    assert_eq!(body[3]["isSubtle"], true);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn webhook_urls_are_checked_when_set() {
     let app = spawn_api_cfg("", |c| c.schedule.cron = String::new()).await;
