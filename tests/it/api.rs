@@ -938,6 +938,30 @@ async fn lists_are_cached_per_workspace_with_an_etag_and_every_write_invalidates
     app.stop().await;
 }
 
+/// A registration invalidates a cached list by itself: here its first check is not made (the
+/// platform's on-demand share has no turn for it), so nothing else writes.
+#[tokio::test]
+async fn a_cached_list_is_invalidated_by_a_registration_that_was_not_checked() {
+    use socialsyncer::domain::Platform;
+    use socialsyncer::simulator::TokenSpec;
+    // One TikTok request every 1,000 s: the first registration takes the turn, the second
+    // finds none and stands unchecked.
+    let app = spawn_app_cfg("", |c| c.platforms.tiktok.rate_limit = Some(0.001)).await;
+    let key = app.key("acme").await;
+    app.connect(&key, Platform::Tiktok, "1", TokenSpec::valid(Platform::Tiktok, "1"))
+        .await;
+    let (_, first) = app.get(&key, "/v1/accounts").await;
+    assert_eq!(first["accounts"].as_array().unwrap().len(), 1, "{first}");
+    let calls = app.sim.calls(Platform::Tiktok);
+    let (_, v) = app
+        .connect(&key, Platform::Tiktok, "2", TokenSpec::valid(Platform::Tiktok, "2"))
+        .await;
+    assert_eq!(app.sim.calls(Platform::Tiktok), calls, "not checked: {v}");
+    let (_, after) = app.get(&key, "/v1/accounts").await;
+    assert_eq!(after["accounts"].as_array().unwrap().len(), 2, "{after}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_cached_list_is_invalidated_by_an_import_from_another_process_and_by_a_token_replacement() {
     use socialsyncer::domain::Platform;
