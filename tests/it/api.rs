@@ -959,6 +959,24 @@ async fn a_cached_list_is_invalidated_by_a_registration_that_was_not_checked() {
     assert_eq!(app.sim.calls(Platform::Tiktok), calls, "not checked: {v}");
     let (_, after) = app.get(&key, "/v1/accounts").await;
     assert_eq!(after["accounts"].as_array().unwrap().len(), 2, "{after}");
+    // The store's bulk insert (benchmarks, fixtures) invalidates it too.
+    let ws = app
+        .state
+        .store
+        .ensure_workspace("acme", socialsyncer::domain::now())
+        .await
+        .unwrap();
+    let (bulk, _) = crate::common::new_account(
+        &app.state,
+        &app.sim,
+        ws,
+        Platform::Tiktok,
+        "3",
+        TokenSpec::valid(Platform::Tiktok, "3"),
+    );
+    app.state.store.insert_accounts(&[bulk]).await.unwrap();
+    let (_, after) = app.get(&key, "/v1/accounts").await;
+    assert_eq!(after["accounts"].as_array().unwrap().len(), 3, "{after}");
     app.stop().await;
 }
 
