@@ -3,7 +3,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::checks::Checker;
-use crate::domain::{self, AccountId, Platform, UnixTime};
+use crate::domain::{self, AccountId, Custody, Platform, UnixTime};
 use crate::domain::{AccountRef, WorkspaceId};
 use crate::platforms::{RevokeOutcome, TokenContext};
 use crate::store::{Account, NewAccount, StoreError};
@@ -25,6 +25,8 @@ pub struct RegistrationInput {
     pub expires_at: Option<String>,
     /// Granted scopes.
     pub scopes: Vec<String>,
+    /// Who refreshes its grant; `None`: `accounts.default_custody`.
+    pub custody: Option<Custody>,
 }
 
 /// Why a registration was refused; each maps to a 400 or a 409.
@@ -88,6 +90,8 @@ pub struct Registration {
     pub expires_at: Option<UnixTime>,
     /// Granted scopes.
     pub scopes: Vec<String>,
+    /// Who refreshes its grant; `None`: `accounts.default_custody`.
+    pub custody: Option<Custody>,
 }
 
 impl RegistrationInput {
@@ -153,6 +157,7 @@ impl RegistrationInput {
             refresh_token: self.refresh_token,
             expires_at,
             scopes,
+            custody: self.custody,
         })
     }
 }
@@ -188,6 +193,7 @@ pub async fn register(
         token_expires_at: reg.expires_at,
         scopes: reg.scopes.clone(),
         connected_at: domain::now(),
+        custody: reg.custody.unwrap_or(state.config().accounts.default_custody),
     };
     match state.store.insert_account(&new).await {
         Ok(id) => Ok(id),
@@ -291,6 +297,7 @@ mod tests {
             refresh_token: None,
             expires_at: Some("2026-12-01T00:00:00Z".into()),
             scopes: vec!["tweet.read".into(), "tweet.read".into()],
+            custody: None,
         }
     }
 

@@ -79,6 +79,17 @@ pub fn renewed_automatically(state: &Checker, platform: Platform, has_refresh_to
     auto_refresh(state, platform) && (has_refresh_token || matches!(platform, Platform::Instagram | Platform::Threads))
 }
 
+/// Whether anyone renews an account's access token before it expires (socialsyncer, or in
+/// `product` custody the product): the reconnect deadline is then the refresh token's.
+pub fn renewed(state: &Checker, platform: Platform, has_refresh_token: bool, custody: crate::domain::Custody) -> bool {
+    match custody {
+        crate::domain::Custody::Socialsyncer => renewed_automatically(state, platform, has_refresh_token),
+        crate::domain::Custody::Product => {
+            has_refresh_token || matches!(platform, Platform::Instagram | Platform::Threads)
+        }
+    }
+}
+
 /// When the access token enters its refresh window.
 fn refresh_at(state: &Checker, a: &Account) -> Option<UnixTime> {
     let exp = a.token_expires_at?;
@@ -172,8 +183,10 @@ fn context<'a>(a: &'a Account, tokens: &'a Tokens) -> TokenContext<'a> {
     }
 }
 
+mod custody;
 mod refresh;
-use refresh::refresh_and_commit;
+pub use custody::{HandedToken, PushError, PushedTokens, RefreshChange, TokenError, hand_out, push_tokens};
+use refresh::{refresh_and_commit, take_lease};
 
 /// What the refreshes of one check came to.
 #[derive(Default)]
@@ -253,10 +266,16 @@ async fn check_inner(
             "the stored token cannot be opened with the current token key (security.token_key_file)".into(),
         );
         state.problems.observe(account.platform, &o);
-        return Ok(assess(state, account.clone(), &account, o, None, false));
+        return Ok(assess(state, account.clone(), &account, o, None, false, false));
     };
     let now = state.clock.now();
-    let refreshable = renewed_automatically(state, account.platform, tokens.refresh.is_some());
+    // In product custody an expired access token is not sent to the platform: new ones
+    // are pushed by the product.
+    if account.custody == crate::domain::Custody::Product && account.token_expires_at.is_some_and(|e| e <= now) {
+        return Ok(custody::awaiting_tokens(state, account, now));
+    }
+    let renewed = custody::renewed_by_someone(state, &account, tokens.refresh.is_some());
+    let refreshable = custody::refreshes_itself(state, &account, tokens.refresh.is_some());
     let deferral = |t: Transient| {
         assess(
             state,
@@ -264,7 +283,8 @@ async fn check_inner(
             &account,
             CheckOutcome::Transient(t),
             None,
-            refreshable,
+            renewed,
+            false,
         )
     };
     let mut done = Attempts::default();
@@ -272,7 +292,20 @@ async fn check_inner(
     if tried_refresh && let Some(t) = done.absorb(refresh_and_commit(state, &account, &tokens).await?, &mut tokens) {
         return Ok(deferral(t));
     }
+    // A refresh refused for good while the access token has not expired: ask with the access
+    // token before deciding (another party may have used the refresh token).
+    let mut superseded = false;
     let mut outcome = match &done.fatal {
+        Some(d) if account.token_expires_at.is_none_or(|e| e > now) => match ask(state, &account, &tokens).await {
+            o @ CheckOutcome::Valid(_) => {
+                superseded = true;
+                o
+            }
+            _ => CheckOutcome::Invalid {
+                reason: InvalidReason::RefreshRejected,
+                detail: format!("the refresh token was rejected: {d}"),
+            },
+        },
         Some(d) => CheckOutcome::Invalid {
             reason: InvalidReason::RefreshRejected,
             detail: format!("the refresh token was rejected: {d}"),
@@ -328,7 +361,15 @@ async fn check_inner(
     } else {
         account.clone()
     };
-    Ok(assess(state, account, &current, outcome, refresh_error, refreshable))
+    Ok(assess(
+        state,
+        account,
+        &current,
+        outcome,
+        refresh_error,
+        renewed,
+        superseded,
+    ))
 }
 
 /// Assesses an outcome into a health update for `current` (the account as stored now;
@@ -341,6 +382,7 @@ fn assess(
     outcome: CheckOutcome,
     refresh_error: Option<String>,
     refreshable: bool,
+    superseded: bool,
 ) -> Checked {
     if let CheckOutcome::Misconfigured(m) = &outcome {
         tracing::error!(platform = %current.platform, account = %current.account_id, problem = %m, "configuration problem");
@@ -361,7 +403,7 @@ fn assess(
     }
     let mut p = policy(state, current.platform);
     p.auto_refresh = refreshable && refresh_error.is_none();
-    let a = health::assess(&outcome, current, &p, now, refresh_error.as_deref());
+    let mut a = health::assess(&outcome, current, &p, now, refresh_error.as_deref());
     // Counted while refreshes keep failing; a successful refresh resets it in the store
     // (and `current` is then re-read).
     let refresh_failures = current.refresh_failures + i64::from(refresh_error.is_some());
@@ -369,7 +411,7 @@ fn assess(
         check_interval: state.config().health.check_interval.secs(),
         failures: if a.answered { 0 } else { current.consecutive_failures },
         refresh_failures: if refresh_error.is_some() { refresh_failures } else { 0 },
-        refresh_at: if refreshable {
+        refresh_at: if refreshable && current.custody == crate::domain::Custody::Socialsyncer {
             // The window as it will be once this update is stored.
             refresh_at(
                 state,
@@ -383,7 +425,7 @@ fn assess(
         },
     };
     let next = health::next_check_at(&outcome, &a, timing, now, rand::random::<f64>());
-    let derived = alerts::derive(
+    let mut derived = alerts::derive(
         current,
         &outcome,
         &a,
@@ -391,6 +433,9 @@ fn assess(
         &alert_policy(state, p.auto_refresh),
         now,
     );
+    if superseded {
+        custody::superseded(current, &mut a, &mut derived, now);
+    }
     tracing::debug!(
         platform = %current.platform,
         account = %current.account_id,

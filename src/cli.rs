@@ -1,22 +1,19 @@
 //! The command line: `serve`, `migrate`, `keys`, `accounts import`.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use secrecy::{ExposeSecret, SecretString};
 
-use crate::accounts::{self, RegistrationInput};
 use crate::app::{self, AppState};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use crate::domain::{self, WorkspaceName};
 use crate::domain::{Health, Platform};
 #[cfg(feature = "simulator")]
 use crate::{bench, demo};
-use crate::{checks, crypto, server, telemetry};
+use crate::{checks, server, telemetry};
 
+mod accounts_cli;
 mod database;
 mod rotate;
 use database::{config_check, copy_database};
@@ -122,6 +119,10 @@ pub enum KeysCommand {
         /// Workspace name.
         #[arg(long)]
         workspace: String,
+        /// What the key may do, comma-separated: read (the GET routes), manage (register,
+        /// replace, delete, check, notifications), tokens (read tokens).
+        #[arg(long, default_value = "read,manage")]
+        scope: String,
     },
     /// List keys by prefix (the keys themselves are never shown again).
     List,
@@ -158,6 +159,14 @@ pub enum AccountsCommand {
         /// Granted scopes, comma-separated.
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
+        /// Who refreshes the grant: socialsyncer or product (default: accounts.default_custody).
+        #[arg(long)]
+        custody: Option<String>,
+        /// Give an account already registered new tokens (after a reconnect): they are checked
+        /// at the platform, must be this account's, and nothing is revoked. Without
+        /// --refresh-token-file the stored refresh token stays.
+        #[arg(long)]
+        replace: bool,
     },
 }
 
@@ -269,7 +278,7 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
             store.close().await;
             eprintln!("migrations applied");
         }
-        Command::Keys(k) => keys(k, &config).await?,
+        Command::Keys(k) => accounts_cli::keys(k, &config).await?,
         Command::Config(ConfigCommand::Check) => return config_check(&config).await,
         Command::Check { platform } => return check(config, platform).await,
         Command::Notify(NotifyCommand::Test { workspace }) => return notify_test(config, workspace).await,
@@ -278,123 +287,9 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
         Command::RotateTokenKey { new_key_file } => rotate_token_key(&config, &new_key_file).await?,
         #[cfg(feature = "simulator")]
         Command::Bench(b) => bench::run(b).await?,
-        Command::Accounts(AccountsCommand::Import {
-            workspace,
-            platform,
-            account_id,
-            username,
-            refresh_token_file,
-            expires_at,
-            scopes,
-        }) => {
-            let ws: WorkspaceName = workspace.parse()?;
-            let access_token = read_token_from_stdin()?;
-            let refresh_token = refresh_token_file
-                .map(|p| {
-                    std::fs::read_to_string(&p)
-                        .with_context(|| format!("Failed to read --refresh-token-file {}", p.display()))
-                        .map(|s| SecretString::from(s.trim().to_owned()))
-                })
-                .transpose()?;
-            let reg = RegistrationInput {
-                platform,
-                account_id,
-                username,
-                access_token,
-                refresh_token,
-                expires_at,
-                scopes,
-            }
-            .validate()?;
-            say_database(&config)?;
-            let store = app::open_store(&config, app::Create::No).await?;
-            let Some(ws_id) = store.workspace_id(ws.as_str()).await? else {
-                bail!(
-                    "workspace '{}' does not exist; create it with `socialsyncer keys create --workspace {}`",
-                    ws.as_str(),
-                    ws.as_str()
-                );
-            };
-            let sealer = app::load_sealer(&config, &store).await?;
-            let state = AppState::new(config, store, sealer)?;
-            accounts::register(&state.checker, ws_id, &reg).await?;
-            out!(
-                "registered {} account {} ({})",
-                reg.platform,
-                reg.account_id,
-                reg.username
-            );
-            state.store.close().await;
-        }
+        Command::Accounts(cmd) => accounts_cli::run(cmd, config).await?,
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn read_token_from_stdin() -> anyhow::Result<SecretString> {
-    let mut buf = String::new();
-    std::io::stdin()
-        .take(64 * 1024)
-        .read_to_string(&mut buf)
-        .context("Failed to read the access token from standard input")?;
-    let token = buf.trim().to_owned();
-    if token.is_empty() {
-        bail!("no access token on standard input; pipe it in, e.g. `socialsyncer accounts import ... < token.txt`");
-    }
-    Ok(SecretString::from(token))
-}
-
-async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
-    say_database(config)?;
-    // Only `keys create` may start a new installation's database.
-    let create = if matches!(cmd, KeysCommand::Create { .. }) {
-        app::Create::Yes
-    } else {
-        app::Create::No
-    };
-    let store = app::open_store(config, create).await?;
-    match cmd {
-        KeysCommand::Create { workspace } => {
-            let ws: WorkspaceName = workspace.parse()?;
-            let now = domain::now();
-            let ws_id = store.ensure_workspace(ws.as_str(), now).await?;
-            let key = crypto::generate_api_key();
-            store.insert_api_key(ws_id, &key.prefix, &key.hash, now).await?;
-            out!("{}", key.secret.expose_secret());
-            eprintln!(
-                "created key {} for workspace '{}'; it is shown only this once",
-                key.prefix,
-                ws.as_str()
-            );
-        }
-        KeysCommand::List => {
-            let keys = store.list_api_keys().await?;
-            out!("{:<12} {:<24} {:<21} STATUS", "PREFIX", "WORKSPACE", "CREATED");
-            for k in keys {
-                let status = match k.revoked_at {
-                    Some(t) => format!("revoked {}", domain::rfc3339(t)),
-                    None => "active".into(),
-                };
-                out!(
-                    "{:<12} {:<24} {:<21} {status}",
-                    k.prefix,
-                    k.workspace,
-                    domain::rfc3339(k.created_at)
-                );
-            }
-        }
-        KeysCommand::Revoke { prefix } => {
-            let n = store.revoke_api_keys(prefix.trim(), domain::now()).await?;
-            if n == 0 {
-                bail!(
-                    "no active key has the prefix '{}'; `socialsyncer keys list` shows the prefixes",
-                    domain::truncate_for_message(&prefix)
-                );
-            }
-            eprintln!("revoked {n} key(s) with prefix {}", prefix.trim());
-        }
-    }
-    store.close().await;
-    Ok(())
 }
 
 async fn notify_test(config: Config, workspace: Option<String>) -> anyhow::Result<ExitCode> {

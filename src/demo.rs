@@ -92,7 +92,10 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
     let now = domain::now();
     let ws = state.store.ensure_workspace("demo", now).await?;
     let key = crypto::generate_api_key();
-    state.store.insert_api_key(ws, &key.prefix, &key.hash, now).await?;
+    state
+        .store
+        .insert_api_key(ws, &key.prefix, &key.hash, now, &crate::domain::KeyScope::ALL)
+        .await?;
     for s in samples() {
         let mut spec = TokenSpec::valid(s.platform, s.id);
         spec.username = s.username.to_owned();
@@ -100,6 +103,7 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
         let scopes = spec.scopes.clone();
         let issued = sim.issue(s.platform, spec);
         let reg = RegistrationInput {
+            custody: None,
             platform: s.platform.as_str().to_owned(),
             account_id: s.id.to_owned(),
             username: s.username.to_owned(),

@@ -365,6 +365,8 @@ pub struct Account {
     pub username: String,
     /// Registration time.
     pub connected_at: UnixTime,
+    /// Who refreshes its grant.
+    pub custody: Custody,
     /// Scopes stored at registration or last refresh.
     pub scopes: Vec<String>,
     /// Access token expiry, when known.
@@ -393,7 +395,9 @@ pub struct Account {
     pub alert_episode: i64,
 }
 
+mod access;
 mod alert;
+pub use access::{Custody, KeyScope};
 pub use alert::{AlertKind, PendingAlert, WebhookFormat};
 
 /// What a history row records.
@@ -405,6 +409,8 @@ pub enum HistoryEvent {
     Check,
     /// New tokens committed by an automatic refresh.
     Refresh,
+    /// Tokens pushed in (`PUT .../credentials`, `accounts import --replace`).
+    TokensReplaced,
     /// An automatic refresh that failed.
     RefreshFailed,
 }
@@ -415,6 +421,7 @@ impl HistoryEvent {
         match self {
             HistoryEvent::Check => "check",
             HistoryEvent::Refresh => "refresh",
+            HistoryEvent::TokensReplaced => "tokens_replaced",
             HistoryEvent::RefreshFailed => "refresh_failed",
         }
     }

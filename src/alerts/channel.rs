@@ -86,10 +86,10 @@ impl Channel {
         }
     }
 
-    /// Whether it wants events of `kind` (email: every kind).
+    /// Whether it wants events of `kind` (email: every kind but the opt-in ones).
     pub fn wants(&self, kind: &AlertKind) -> bool {
         match self {
-            Channel::Email { .. } => true,
+            Channel::Email { .. } => !kind.opt_in(),
             Channel::Webhook(r) => r.wants(kind),
         }
     }

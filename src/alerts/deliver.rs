@@ -220,6 +220,16 @@ async fn deliver_workspace(
         .map(Channel::Webhook)
         .collect();
     if emails.is_empty() && hooks.is_empty() {
+        // Events only a receiver that asks for them gets (tokens refreshed) do not wait for
+        // one: with nobody asking, they are done.
+        let opt_in: Vec<i64> = group.iter().filter(|e| e.kind.opt_in()).map(|e| e.id).collect();
+        if !opt_in.is_empty() {
+            state.store.mark_alerts_sent(&opt_in, state.clock.now(), None).await?;
+            report.events += opt_in.len();
+        }
+        if opt_in.len() == group.len() {
+            return Ok((report, None));
+        }
         let new = state.problems.set_note(
             &format!("email:{workspace}"),
             Some(format!(

@@ -56,9 +56,11 @@ pub struct Receiver {
 impl Receiver {
     /// Whether it wants events of `kind`.
     pub fn wants(&self, kind: &AlertKind) -> bool {
-        self.events
-            .as_ref()
-            .is_none_or(|e| e.iter().any(|t| t == kind.event_type()))
+        match &self.events {
+            Some(e) => e.iter().any(|t| t == kind.event_type()),
+            // Every type but the opt-in ones.
+            None => !kind.opt_in(),
+        }
     }
 
     /// The operator's (`hook:` keys) or a workspace's (`webhook:` keys).

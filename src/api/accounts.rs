@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ApiError, ApiJson, ApiQuery, ApiState, Target, Workspace};
 use crate::accounts::{self, RegistrationError, RegistrationInput};
 use crate::checks;
-use crate::domain::{Health, Platform, rfc3339};
+use crate::domain::{Custody, Health, Platform, rfc3339};
 use crate::platforms::{CheckOutcome, RevokeOutcome, TransientKind};
 use crate::store::Account;
 
@@ -27,6 +27,8 @@ pub struct AccountSummary {
     pub username: String,
     /// RFC 3339 UTC.
     pub connected_at: String,
+    /// Who refreshes the grant: `socialsyncer` or `product`.
+    pub custody: Custody,
 }
 
 /// `GET /v1/accounts` answer.
@@ -108,6 +110,10 @@ pub struct AccountDetail {
     pub account: AccountHealth,
     /// RFC 3339 UTC.
     pub connected_at: String,
+    /// Who refreshes the grant: `socialsyncer` (it refreshes; read tokens from
+    /// `GET .../token`) or `product` (the product refreshes and pushes them with
+    /// `PUT .../credentials`).
+    pub custody: Custody,
     /// The last problem seen, if any.
     pub last_error: Option<String>,
 }
@@ -123,6 +129,7 @@ impl From<&Account> for AccountSummary {
             account_id: a.account_id.clone(),
             username: a.username.clone(),
             connected_at: rfc3339(a.connected_at),
+            custody: a.custody,
         }
     }
 }
@@ -151,6 +158,7 @@ impl From<&Account> for AccountDetail {
         AccountDetail {
             account: AccountHealth::from(a),
             connected_at: rfc3339(a.connected_at),
+            custody: a.custody,
             last_error: a.state.last_error.clone(),
         }
     }
@@ -169,7 +177,7 @@ pub(super) fn seen_now(state: &ApiState, a: Account) -> Account {
               (status = 400, body = super::error::ErrorBody),
               (status = 401, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody)))]
-pub async fn details(State(state): State<ApiState>, Target(a): Target) -> Result<Json<AccountDetail>, ApiError> {
+pub async fn details(State(state): State<ApiState>, Target(a, _): Target) -> Result<Json<AccountDetail>, ApiError> {
     Ok(Json(AccountDetail::from(&seen_now(&state, a))))
 }
 
@@ -193,15 +201,21 @@ pub struct RegisterBody {
     pub expires_at: Option<String>,
     /// Scopes granted.
     pub scopes: Option<Vec<String>>,
+    /// Who refreshes the grant; absent: `accounts.default_custody`.
+    pub custody: Option<Custody>,
 }
 
 impl From<RegistrationError> for ApiError {
     fn from(e: RegistrationError) -> Self {
         match e {
             RegistrationError::Invalid { code, message } => ApiError::bad_request(code, message),
-            e @ RegistrationError::Exists(..) => {
-                ApiError::conflict("account_exists", format!("{e}. Delete it first to register it again."))
-            }
+            e @ RegistrationError::Exists(..) => ApiError::conflict(
+                "account_exists",
+                format!(
+                    "{e}. To give it new tokens (after a reconnect), use PUT /v1/accounts/{{platform}}/{{accountId}}/credentials; \
+                         nothing is revoked."
+                ),
+            ),
             RegistrationError::Store(e) => e.into(),
         }
     }
@@ -228,9 +242,21 @@ pub async fn register(
         refresh_token: body.refresh_token,
         expires_at: body.expires_at,
         scopes: body.scopes.unwrap_or_default(),
+        custody: body.custody,
     }
     .validate()?;
-    let id = accounts::register(&state.checker, ws.0, &reg).await?;
+    let id = accounts::register(&state.checker, ws.0, &reg).await;
+    let e = crate::store::NewAuditEvent {
+        workspace_id: ws.0,
+        key_prefix: &ws.1.0,
+        action: "account.register",
+        account: Some((reg.platform, reg.account_id.as_str())),
+        result: if id.is_ok() { "ok" } else { "refused" },
+    };
+    if let Err(err) = state.store.record_audit(&e, state.clock.now()).await {
+        tracing::warn!(error = %err, "could not record the registration in the audit trail");
+    }
+    let id = id?;
     // A DELETE of the same account may win the race from here on: that is a conflict
     // with this registration, not an account that never was.
     let deleted = || {
@@ -277,7 +303,10 @@ const ON_DEMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
               (status = 429, description = "Checks on request are at their share of the platform's rate limit", body = super::error::ErrorBody),
               (status = 502, description = "The platform answered garbage", body = super::error::ErrorBody),
               (status = 503, description = "The platform could not be reached or is rate limiting", body = super::error::ErrorBody)))]
-pub async fn check_now(State(state): State<ApiState>, Target(a): Target) -> Result<axum::response::Response, ApiError> {
+pub async fn check_now(
+    State(state): State<ApiState>,
+    Target(a, _): Target,
+) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let now = state.clock.now();
     // Checked a moment ago: that result, without calling the platform again.
@@ -381,8 +410,10 @@ pub struct Deleted {
               (status = 400, body = super::error::ErrorBody),
               (status = 401, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody)))]
-pub async fn disconnect(State(state): State<ApiState>, Target(a): Target) -> Result<Json<Deleted>, ApiError> {
-    let outcome = accounts::disconnect(&state.checker, &a).await?;
+pub async fn disconnect(State(state): State<ApiState>, Target(a, key): Target) -> Result<Json<Deleted>, ApiError> {
+    let outcome = accounts::disconnect(&state.checker, &a).await;
+    super::audit::audit(&state, &a, &key, "account.delete", &outcome).await;
+    let outcome = outcome?;
     let (revoked, reason) = match outcome {
         RevokeOutcome::Revoked => (true, None),
         RevokeOutcome::NotSupported(r) | RevokeOutcome::Failed(r) => (false, Some(r)),
@@ -438,7 +469,7 @@ pub struct HistoryList {
               (status = 404, body = super::error::ErrorBody)))]
 pub async fn history(
     State(state): State<ApiState>,
-    Target(a): Target,
+    Target(a, _): Target,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<HistoryList>, ApiError> {
     let limit = q.limit.unwrap_or(100);

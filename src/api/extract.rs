@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
 use super::{ApiError, ApiState};
-use crate::domain::{AccountId, Platform};
+use crate::domain::{AccountId, KeyScope, Platform};
 use crate::store::Account;
 
 /// JSON body extractor whose rejections use [`ApiError`].
@@ -88,26 +88,44 @@ pub(super) async fn anonymous_limit(
 async fn authenticate(
     store: &crate::store::Store,
     key: &str,
-) -> Result<Option<crate::domain::WorkspaceId>, crate::store::StoreError> {
+) -> Result<Option<(crate::domain::WorkspaceId, String)>, crate::store::StoreError> {
     if !crate::crypto::looks_like_api_key(key) {
         return Ok(None);
     }
     let hash = crate::crypto::hash_api_key(key);
     let mut found = None;
-    for (ws, stored) in store
+    for (ws, stored, scopes) in store
         .api_keys_with_prefix(&key[..crate::crypto::KEY_PREFIX_LEN])
         .await?
     {
         if crate::crypto::hashes_equal(&stored, &hash) {
-            found = Some(ws);
+            found = Some((ws, scopes));
         }
     }
     Ok(found)
 }
 
-/// The workspace a request acts for, from its `Authorization: Bearer sk_...` header.
-#[derive(Debug, Clone, Copy)]
-pub struct Workspace(pub crate::domain::WorkspaceId);
+/// The scope a request needs: `tokens` to read an account's token, `read` for the other
+/// GET routes, `manage` for everything that changes something.
+pub fn required_scope(method: &axum::http::Method, path: &str) -> KeyScope {
+    if path.ends_with("/token") {
+        KeyScope::Tokens
+    } else if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        KeyScope::Read
+    } else {
+        KeyScope::Manage
+    }
+}
+
+/// The workspace a request acts for, from its `Authorization: Bearer sk_...` header, with
+/// the key's prefix (for the audit trail). The key must hold the scope the request needs
+/// ([`required_scope`]); else 403 `insufficient_scope`.
+#[derive(Debug, Clone)]
+pub struct Workspace(pub crate::domain::WorkspaceId, pub KeyPrefix);
+
+/// The prefix of the API key a request came with (never the key).
+#[derive(Debug, Clone)]
+pub struct KeyPrefix(pub String);
 
 impl FromRequestParts<ApiState> for Workspace {
     type Rejection = ApiError;
@@ -133,13 +151,28 @@ impl FromRequestParts<ApiState> for Workspace {
                 )
             })?;
         match authenticate(&state.store, key).await? {
-            Some(ws) => {
+            Some((ws, scopes)) => {
                 let server = &state.config().server;
                 state
                     .key_limiter
                     .check(key, server.key_rate_limit, server.key_burst)
                     .map_err(ApiError::rate_limited)?;
-                Ok(Workspace(ws))
+                let need = required_scope(&parts.method, parts.uri.path());
+                let held = KeyScope::parse_list(&scopes).unwrap_or_default();
+                if !held.contains(&need) {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "insufficient_scope",
+                        format!(
+                            "This API key lacks the `{}` scope this route needs (it has: {scopes}). Create a key with it: \
+                             socialsyncer keys create --workspace W --scope {}",
+                            need.as_str(),
+                            need.as_str()
+                        ),
+                    ));
+                }
+                let prefix = key[..crate::crypto::KEY_PREFIX_LEN].to_owned();
+                Ok(Workspace(ws, KeyPrefix(prefix)))
             }
             None => {
                 // Guessing keys is limited per client address.
@@ -167,7 +200,7 @@ pub fn parse_target(platform: &str, account_id: &str) -> Result<(Platform, Accou
 
 /// The account that a `/{platform}/{accountId}` route names, in the caller's workspace: 401
 /// without a valid key, 400 for a malformed platform or ID, 404 when there is no such account.
-pub struct Target(pub Account);
+pub struct Target(pub Account, pub KeyPrefix);
 
 impl axum::extract::FromRequestParts<ApiState> for Target {
     type Rejection = ApiError;
@@ -177,6 +210,6 @@ impl axum::extract::FromRequestParts<ApiState> for Target {
         let ApiPath((platform, account_id)) = ApiPath::<(String, String)>::from_request_parts(parts, state).await?;
         let (p, id) = parse_target(&platform, &account_id)?;
         let account = state.store.get_account(ws.0, p, &id).await?;
-        account.map(Target).ok_or_else(ApiError::account_not_found)
+        account.map(|a| Target(a, ws.1)).ok_or_else(ApiError::account_not_found)
     }
 }

@@ -129,7 +129,7 @@ impl Paging {
 /// A cursor names the last account of a page, sealed (AES-GCM under the daemon's token key)
 /// and bound to the query it continues: opaque (no row ID shows) and authenticated (a
 /// cursor this API did not give, or gave for another workspace or filter, does not open).
-fn encode_cursor(sealer: &Sealer, query: &str, id: i64) -> String {
+pub(super) fn encode_cursor(sealer: &Sealer, query: &str, id: i64) -> String {
     use base64::Engine;
     let sealed = sealer.seal(&cursor_context(query), &SecretString::from(id.to_string()));
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
@@ -142,7 +142,7 @@ fn cursor_context(query: &str) -> String {
 /// Longest cursor taken (the ones given are about 60 characters).
 const MAX_CURSOR: usize = 128;
 
-fn decode_cursor(sealer: &Sealer, query: &str, c: &str) -> Result<i64, ApiError> {
+pub(super) fn decode_cursor(sealer: &Sealer, query: &str, c: &str) -> Result<i64, ApiError> {
     use base64::Engine;
     let c = c.trim();
     (c.len() <= MAX_CURSOR)

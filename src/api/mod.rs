@@ -1,7 +1,9 @@
 //! The HTTP API: routing, authentication, extractors that answer in the API's error format.
 
 pub mod accounts;
+mod audit;
 pub mod cache;
+pub mod custody;
 pub mod error;
 pub mod extract;
 pub mod limit;
@@ -219,7 +221,7 @@ pub async fn metrics(
             state.config().health.stale_after.secs(),
             state.config().metrics.per_account,
             state.clock.now(),
-            |p, has_refresh| crate::checks::renewed_automatically(&state.checker, p, has_refresh),
+            |p, has_refresh, custody| crate::checks::renewed(&state.checker, p, has_refresh, custody),
         )
         .await
         .map_err(ApiError::internal)?;
@@ -268,8 +270,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/accounts/health", get(lists::health))
         .route(
             "/v1/accounts/{platform}/{account_id}",
-            get(accounts::details).delete(accounts::disconnect),
+            get(accounts::details)
+                .delete(accounts::disconnect)
+                .patch(custody::patch),
         )
+        .route("/v1/accounts/{platform}/{account_id}/token", get(custody::token))
+        .route(
+            "/v1/accounts/{platform}/{account_id}/credentials",
+            axum::routing::put(custody::credentials),
+        )
+        .route("/v1/audit", get(custody::audit_list))
         .route("/v1/accounts/{platform}/{account_id}/check", post(accounts::check_now))
         .route("/v1/accounts/{platform}/{account_id}/history", get(accounts::history))
         .route(

@@ -229,13 +229,14 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
         let k = crate::crypto::generate_api_key();
         state
             .store
-            .insert_api_key(ws, &k.prefix, &k.hash, domain::now())
+            .insert_api_key(ws, &k.prefix, &k.hash, domain::now(), &crate::domain::KeyScope::ALL)
             .await?;
         keys.push(secrecy::ExposeSecret::expose_secret(&k.secret).to_owned());
         let accounts: Vec<NewAccount> = (0..size)
             .map(|i| {
                 let id = format!("{}", 10_000_000 + i);
                 NewAccount {
+                    custody: crate::domain::Custody::Socialsyncer,
                     workspace_id: ws,
                     platform: Platform::Threads,
                     account_id: AccountId::parse(Platform::Threads, &id).expect("digits"),

@@ -41,7 +41,7 @@ pub async fn conns(n: usize) -> anyhow::Result<()> {
         let k = crate::crypto::generate_api_key();
         state
             .store
-            .insert_api_key(ws, &k.prefix, &k.hash, domain::now())
+            .insert_api_key(ws, &k.prefix, &k.hash, domain::now(), &crate::domain::KeyScope::ALL)
             .await?;
         state.store.close().await;
         secrecy::ExposeSecret::expose_secret(&k.secret).to_owned()

@@ -121,6 +121,7 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
         let ctx = seal_context(ws, p, &id);
         tokens.push((p, id.clone(), SecretString::from(issued.access_token.clone())));
         batch.push(NewAccount {
+            custody: crate::domain::Custody::Socialsyncer,
             workspace_id: ws,
             platform: p,
             account_id: AccountId::parse(p, &id).context("generated ID")?,

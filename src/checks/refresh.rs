@@ -40,7 +40,7 @@ pub(super) async fn refresh_and_commit(state: &Checker, a: &Account, tokens: &To
 
 /// A refresh lease held: released when dropped, on every path (a panic included), by a
 /// task of its own when it was not released explicitly.
-struct LeaseGuard {
+pub(crate) struct LeaseGuard {
     store: crate::store::Store,
     tasks: crate::tasks::Tasks,
     account: crate::domain::AccountRef,
@@ -49,7 +49,8 @@ struct LeaseGuard {
 }
 
 impl LeaseGuard {
-    async fn release(mut self) {
+    /// Gives the lease back.
+    pub(crate) async fn release(mut self) {
         self.released = true;
         if let Err(e) = self.store.release_refresh_lease(self.account, &self.holder).await {
             // The lease expires on its own.
@@ -72,7 +73,10 @@ impl Drop for LeaseGuard {
     }
 }
 
-async fn refresh_owned(state: &Checker, a: &Account, tokens: &Tokens) -> Result<Refresh, StoreError> {
+/// Takes the account's refresh lease (the one every writer of its tokens takes: a refresh,
+/// a push of new tokens), waiting while another holds it, for at most the lease's own
+/// length. `None`: the other holder is still at it. The guard says whether it waited.
+pub(crate) async fn take_lease(state: &Checker, a: &Account) -> Result<Option<(LeaseGuard, bool)>, StoreError> {
     let holder = {
         let mut b = [0u8; 12];
         rand::fill(&mut b);
@@ -83,8 +87,8 @@ async fn refresh_owned(state: &Checker, a: &Account, tokens: &Tokens) -> Result<
     let mut waited = false;
     while !state.store.try_refresh_lease(a.id, &holder, ttl).await? {
         if std::time::Instant::now() >= give_up {
-            tracing::warn!(platform = %a.platform, account = %a.account_id, "another refresh of this account is still running; not refreshing");
-            return Ok(Refresh::Skipped);
+            tracing::warn!(platform = %a.platform, account = %a.account_id, "another writer of this account's tokens is still running");
+            return Ok(None);
         }
         waited = true;
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -95,6 +99,13 @@ async fn refresh_owned(state: &Checker, a: &Account, tokens: &Tokens) -> Result<
         account: a.id,
         holder,
         released: false,
+    };
+    Ok(Some((lease, waited)))
+}
+
+async fn refresh_owned(state: &Checker, a: &Account, tokens: &Tokens) -> Result<Refresh, StoreError> {
+    let Some((lease, waited)) = take_lease(state, a).await? else {
+        return Ok(Refresh::Skipped);
     };
     let result = refresh_leased(state, a, tokens, waited).await;
     lease.release().await;
@@ -133,6 +144,7 @@ async fn refresh_leased(state: &Checker, a: &Account, tokens: &Tokens, waited: b
                 // The real time, as the adapter's expiry is (see `clock.rs`).
                 at: domain::now(),
                 health: a.state.health,
+                pushed: None,
             };
             match state.store.replace_tokens(&replacement).await {
                 Ok(()) => {}

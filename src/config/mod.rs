@@ -13,7 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::domain::Platform;
 
+mod custody;
 mod load;
+pub use custody::{AccountsConfig, TokensConfig};
 mod platforms;
 mod reload;
 pub use reload::differing_keys;
@@ -94,6 +96,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[platforms.*]`
     pub platforms: PlatformsConfig,
+    /// `[accounts]`: custody of new accounts.
+    pub accounts: AccountsConfig,
+    /// `[tokens]`: tokens handed out.
+    pub tokens: TokensConfig,
 }
 
 /// `[server]`: the HTTP listener.

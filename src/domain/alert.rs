@@ -28,6 +28,12 @@ pub enum AlertKind {
     DataAccessExpired,
     /// The account is healthy again (closes the episode).
     Recovered,
+    /// A refresh was refused because another party used the refresh token, while the access
+    /// token still works: the account works until that token expires.
+    RefreshSuperseded,
+    /// New tokens were committed by a refresh (no token in the event; webhooks that list
+    /// `account.tokens_refreshed` only).
+    TokensRefreshed,
     /// The access token crossed the expiry threshold with this label.
     Expiring(String),
     /// Facebook's data access crossed the expiry threshold with this label.
@@ -35,7 +41,7 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
-    const PLAIN: [(AlertKind, &'static str); 7] = [
+    const PLAIN: [(AlertKind, &'static str); 9] = [
         (AlertKind::TokenExpired, "token_expired"),
         (AlertKind::TokenInvalid, "token_invalid"),
         (AlertKind::PermissionsMissing, "permissions_missing"),
@@ -43,11 +49,19 @@ impl AlertKind {
         (AlertKind::PlatformUnreachable, "platform_unreachable"),
         (AlertKind::DataAccessExpired, "data_access_expired"),
         (AlertKind::Recovered, "recovered"),
+        (AlertKind::RefreshSuperseded, "refresh_superseded"),
+        (AlertKind::TokensRefreshed, "tokens_refreshed"),
     ];
 
     /// Every kind that has no threshold label.
     pub fn plain() -> impl Iterator<Item = AlertKind> {
         AlertKind::PLAIN.into_iter().map(|(k, _)| k)
+    }
+
+    /// Whether only receivers that name this kind's event type get it (never email, never a
+    /// receiver that takes every type).
+    pub fn opt_in(&self) -> bool {
+        matches!(self, AlertKind::TokensRefreshed)
     }
 
     /// The public event type (webhooks, and the `events` a receiver asks for).
@@ -62,6 +76,8 @@ impl AlertKind {
             AlertKind::RefreshFailed => "account.refresh_failed",
             AlertKind::PlatformUnreachable => "account.platform_unreachable",
             AlertKind::Recovered => "account.recovered",
+            AlertKind::RefreshSuperseded => "account.refresh_superseded",
+            AlertKind::TokensRefreshed => "account.tokens_refreshed",
         }
     }
 }

@@ -27,6 +27,7 @@ pub(crate) fn account() -> Account {
         account_id: "1".into(),
         username: "u".into(),
         connected_at: NOW - DAY,
+        custody: crate::domain::Custody::Socialsyncer,
         scopes: vec![],
         token_expires_at: None,
         refresh_expires_at: None,

@@ -8,7 +8,7 @@ macro_rules! insert_account_rows {
         let a: &NewAccount = $a;
         let id: AccountRef = sqlx::query_scalar(
             "INSERT INTO accounts (workspace_id, platform, account_id, username, connected_at, scopes, \
-         token_expires_at, token_issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+         token_expires_at, token_issued_at, custody) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(a.workspace_id)
         .bind(a.platform.as_str())
@@ -18,6 +18,7 @@ macro_rules! insert_account_rows {
         .bind(to_json(&a.scopes))
         .bind(a.token_expires_at)
         .bind(a.connected_at)
+        .bind(a.custody)
         .fetch_one(&mut *$tx)
         .await
         .map_err(conflict_or)?;
@@ -42,6 +43,30 @@ macro_rules! insert_account_rows {
 }
 
 impl Store {
+    /// Sets who refreshes the account's grant.
+    pub async fn set_custody(
+        &self,
+        account_ref: AccountRef,
+        workspace_id: WorkspaceId,
+        custody: Custody,
+    ) -> Result<(), StoreError> {
+        with_db!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query("UPDATE accounts SET custody = $1 WHERE id = $2")
+                .bind(custody)
+                .bind(account_ref)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n != 1 {
+                return Err(StoreError::NotFound);
+            }
+            bump_generations!(tx, [workspace_id]);
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
     /// Registers an account with its sealed credentials and an `unknown` health row, in one
     /// transaction. `StoreError::Conflict` if it exists in the workspace.
     pub async fn insert_account(&self, a: &NewAccount) -> Result<AccountRef, StoreError> {
@@ -296,11 +321,14 @@ impl Store {
                 data_access_expires_at: Option<i64>,
                 refresh_failures: i64,
                 has_refresh_token: bool,
+                custody: Custody,
+                superseded: bool,
             }
             let rows: Vec<Row> = sqlx::query_as(
                 "SELECT a.platform, a.account_id, w.name AS workspace, h.needs_reconnect, a.token_expires_at, \
                  a.refresh_expires_at, h.data_access_expires_at, h.refresh_failures, \
-                 c.refresh_token IS NOT NULL AS has_refresh_token FROM accounts a \
+                 c.refresh_token IS NOT NULL AS has_refresh_token, a.custody, \
+                 h.open_alerts LIKE '%refresh_superseded%' AS superseded FROM accounts a \
                  JOIN workspaces w ON w.id = a.workspace_id \
                  JOIN account_health h ON h.account_ref = a.id JOIN credentials c ON c.account_ref = a.id",
             )
@@ -316,8 +344,10 @@ impl Store {
                     token_expires_at: r.token_expires_at,
                     refresh_expires_at: r.refresh_expires_at,
                     data_access_expires_at: r.data_access_expires_at,
-                    refresh_failing: r.refresh_failures > 0,
+                    // A refresh token used elsewhere: the access token's expiry is the deadline.
+                    refresh_failing: r.refresh_failures > 0 || r.superseded,
                     has_refresh_token: r.has_refresh_token,
+                    custody: r.custody,
                 })
                 .collect())
         })

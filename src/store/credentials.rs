@@ -24,13 +24,15 @@ impl Store {
         with_db!(self, |pool| {
             let mut tx = pool.begin().await?;
             let n = sqlx::query(
-                "UPDATE credentials SET access_token = $1, refresh_token = COALESCE($2, refresh_token), updated_at = $3 \
+                "UPDATE credentials SET access_token = $1, \
+                 refresh_token = CASE WHEN $5 THEN NULL ELSE COALESCE($2, refresh_token) END, updated_at = $3 \
                  WHERE account_ref = $4",
             )
             .bind(&r.access_token)
             .bind(&r.refresh_token)
             .bind(r.at)
             .bind(r.account_ref)
+            .bind(r.pushed.is_some_and(|p| p.remove_refresh))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -48,15 +50,19 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "UPDATE accounts SET token_expires_at = COALESCE($1, token_expires_at), \
-                 refresh_expires_at = COALESCE($2, refresh_expires_at), token_issued_at = $3, \
-                 scopes = COALESCE($4, scopes) WHERE id = $5",
+                "UPDATE accounts SET token_expires_at = CASE WHEN $6 THEN $1 ELSE COALESCE($1, token_expires_at) END, \
+                 refresh_expires_at = CASE WHEN $7 THEN $2 ELSE COALESCE($2, refresh_expires_at) END, \
+                 token_issued_at = $3, scopes = COALESCE($4, scopes) WHERE id = $5",
             )
             .bind(r.expires_at)
             .bind(r.refresh_expires_at)
             .bind(r.at)
             .bind(r.scopes.as_deref().map(to_json))
             .bind(r.account_ref)
+            // Pushed tokens' expiries are as given; a refresh token's too when one was pushed
+            // or removed.
+            .bind(r.pushed.is_some())
+            .bind(r.pushed.is_some_and(|p| p.remove_refresh) || (r.pushed.is_some() && r.refresh_token.is_some()))
             .execute(&mut *tx)
             .await?;
             sqlx::query(
@@ -70,7 +76,11 @@ impl Store {
                 r.expires_at
                     .map(|t| format!("new token expires {}", crate::domain::rfc3339(t))),
             )
-            .bind(HistoryEvent::Refresh)
+            .bind(if r.pushed.is_some() {
+                HistoryEvent::TokensReplaced
+            } else {
+                HistoryEvent::Refresh
+            })
             .execute(&mut *tx)
             .await?;
             bump_generations!(tx, [r.workspace_id]);

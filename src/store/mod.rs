@@ -20,7 +20,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Database, Encode, FromRow, PgPool, QueryBuilder, SqlitePool, Type};
 
 use crate::domain::{
-    AccountId, AccountRef, AlertKind, CheckLabel, Health, HistoryEvent, Platform, UnixTime, WebhookFormat, WorkspaceId,
+    AccountId, AccountRef, AlertKind, CheckLabel, Custody, Health, HistoryEvent, Platform, UnixTime, WebhookFormat,
+    WorkspaceId,
 };
 
 /// Database errors the callers can act on.
@@ -174,6 +175,8 @@ mod alerts;
 #[macro_use]
 mod history;
 mod accounts;
+mod audit;
+pub use audit::{AuditEvent, NewAuditEvent};
 mod checks;
 mod copy;
 mod credentials;

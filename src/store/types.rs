@@ -13,6 +13,8 @@ pub struct ApiKeyInfo {
     pub created_at: UnixTime,
     /// When it was revoked, if it was.
     pub revoked_at: Option<UnixTime>,
+    /// What it may do: `read,manage`.
+    pub scopes: String,
 }
 
 /// An account to register, with its tokens already sealed.
@@ -36,6 +38,8 @@ pub struct NewAccount {
     pub scopes: Vec<String>,
     /// Registration time.
     pub connected_at: UnixTime,
+    /// Who refreshes its grant.
+    pub custody: Custody,
 }
 
 #[derive(FromRow, serde::Deserialize)]
@@ -46,6 +50,7 @@ pub(super) struct AccountRow {
     pub(super) account_id: String,
     pub(super) username: String,
     pub(super) connected_at: i64,
+    pub(super) custody: Custody,
     pub(super) scopes: JsonList,
     pub(super) token_expires_at: Option<i64>,
     pub(super) refresh_expires_at: Option<i64>,
@@ -137,6 +142,7 @@ impl From<AccountRow> for Account {
 
             id: r.id,
             workspace_id: r.workspace_id,
+            custody: r.custody,
             scopes: r.scopes.0,
 
             account_id: r.account_id,
@@ -174,7 +180,7 @@ impl From<AccountRow> for Account {
 macro_rules! account_columns {
     ($list:ident) => {
         concat!(
-            "a.id, a.workspace_id, a.platform, a.account_id, a.username, a.connected_at, ",
+            "a.id, a.workspace_id, a.platform, a.account_id, a.username, a.connected_at, a.custody, ",
             $list!("a.scopes"),
             ", a.token_expires_at, a.refresh_expires_at, a.token_issued_at, \
              h.health, h.token_valid, h.needs_reconnect, ",
@@ -303,6 +309,8 @@ pub struct ReconnectRow {
     pub refresh_failing: bool,
     /// A refresh token is stored.
     pub has_refresh_token: bool,
+    /// Who refreshes its grant.
+    pub custody: Custody,
 }
 
 /// The result of one check, to be written as the account's current health.
@@ -403,6 +411,16 @@ pub struct TokenReplacement {
     pub at: UnixTime,
     /// The account's health, for the history row.
     pub health: Health,
+    /// Tokens pushed by the product (`PUT .../credentials`), not issued by a refresh: the
+    /// expiries are taken as given (absent: unknown), and the refresh token may be removed.
+    pub pushed: Option<Pushed>,
+}
+
+/// How pushed tokens replace the stored ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Pushed {
+    /// `"refreshToken": null`: the stored refresh token is removed.
+    pub remove_refresh: bool,
 }
 
 /// One row of an account's history.

@@ -32,16 +32,20 @@ impl Store {
         prefix: &str,
         hash: &str,
         now: UnixTime,
+        scopes: &[crate::domain::KeyScope],
     ) -> Result<(), StoreError> {
         with_db!(self, |pool| {
-            sqlx::query("INSERT INTO api_keys (workspace_id, prefix, key_hash, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(workspace_id)
-                .bind(prefix)
-                .bind(hash)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map_err(conflict_or)?;
+            sqlx::query(
+                "INSERT INTO api_keys (workspace_id, prefix, key_hash, created_at, scopes) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(workspace_id)
+            .bind(prefix)
+            .bind(hash)
+            .bind(now)
+            .bind(crate::domain::KeyScope::join(scopes))
+            .execute(pool)
+            .await
+            .map_err(conflict_or)?;
             Ok(())
         })
     }
@@ -50,7 +54,7 @@ impl Store {
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
         with_db!(self, |pool| {
             Ok(sqlx::query_as(
-                "SELECT k.prefix, w.name AS workspace, k.created_at, k.revoked_at \
+                "SELECT k.prefix, w.name AS workspace, k.created_at, k.revoked_at, k.scopes \
                  FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id ORDER BY k.created_at DESC, k.id DESC",
             )
             .fetch_all(pool)
@@ -70,16 +74,16 @@ impl Store {
         })
     }
 
-    /// The live API keys whose prefix is `prefix`: their workspaces and stored hashes (the
-    /// caller compares them; see `api::extract`).
-    pub async fn api_keys_with_prefix(&self, prefix: &str) -> Result<Vec<(WorkspaceId, String)>, StoreError> {
+    /// The live API keys whose prefix is `prefix`: their workspaces, stored hashes (the
+    /// caller compares them; see `api::extract`) and scopes (`read,manage`).
+    pub async fn api_keys_with_prefix(&self, prefix: &str) -> Result<Vec<(WorkspaceId, String, String)>, StoreError> {
         with_db!(self, |pool| {
-            Ok(
-                sqlx::query_as("SELECT workspace_id, key_hash FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL")
-                    .bind(prefix)
-                    .fetch_all(pool)
-                    .await?,
+            Ok(sqlx::query_as(
+                "SELECT workspace_id, key_hash, scopes FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL",
             )
+            .bind(prefix)
+            .fetch_all(pool)
+            .await?)
         })
     }
 

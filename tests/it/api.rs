@@ -22,7 +22,10 @@ async fn list_shapes_filters_and_errors() {
     let accounts = body["accounts"].as_array().unwrap();
     assert_eq!(accounts.len(), 3);
     for a in accounts {
-        assert_eq!(keys_of(a), ["accountId", "connectedAt", "platform", "username"]);
+        assert_eq!(
+            keys_of(a),
+            ["accountId", "connectedAt", "custody", "platform", "username"]
+        );
         let at = a["connectedAt"].as_str().unwrap();
         assert!(at.ends_with('Z') && at.len() == 20, "{at}");
     }
@@ -788,6 +791,7 @@ async fn concurrent_full_lists_share_one_build_and_another_workspace_is_not_held
                 token_expires_at: Some(now() + 50 * 86_400),
                 scopes: vec!["threads_basic".into()],
                 connected_at: now(),
+                custody: socialsyncer::domain::Custody::Socialsyncer,
             }
         })
         .collect();

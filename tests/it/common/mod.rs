@@ -107,8 +107,13 @@ pub async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
-    /// Creates a key for `workspace` (creating the workspace) and returns it.
+    /// Creates a key with every scope for `workspace` (creating the workspace) and returns it.
     pub async fn key(&self, workspace: &str) -> String {
+        self.key_with(workspace, &socialsyncer::domain::KeyScope::ALL).await
+    }
+
+    /// Creates a key with `scopes` for `workspace` and returns it.
+    pub async fn key_with(&self, workspace: &str, scopes: &[socialsyncer::domain::KeyScope]) -> String {
         let ws = self
             .state
             .store
@@ -118,7 +123,7 @@ impl TestApp {
         let k = crypto::generate_api_key();
         self.state
             .store
-            .insert_api_key(ws, &k.prefix, &k.hash, domain::now())
+            .insert_api_key(ws, &k.prefix, &k.hash, domain::now(), scopes)
             .await
             .unwrap();
         k.secret.expose_secret().to_owned()
@@ -378,6 +383,7 @@ pub fn new_account(
         token_expires_at: issued.expires_at,
         scopes: documented_scopes(platform),
         connected_at: domain::now() - 60,
+        custody: socialsyncer::domain::Custody::Socialsyncer,
     };
     (account, issued.access_token)
 }
@@ -429,6 +435,7 @@ pub async fn replace_access_token(state: &AppState, a: &socialsyncer::store::Acc
             scopes: None,
             at: domain::now(),
             health: a.state.health,
+            pushed: None,
         })
         .await
         .unwrap();
