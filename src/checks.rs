@@ -293,8 +293,11 @@ async fn check_inner(
         return Ok(deferral(t));
     }
     // A refresh refused for good while the access token has not expired: ask with the access
-    // token before deciding (another party may have used the refresh token).
-    let mut superseded = false;
+    // token before deciding (another party may have used the refresh token). Found so
+    // earlier, it stays so while the access token works, until new tokens are pushed.
+    let mut superseded = account
+        .open_alerts
+        .contains(&crate::domain::AlertKind::RefreshSuperseded);
     let mut outcome = match &done.fatal {
         Some(d) if account.token_expires_at.is_none_or(|e| e > now) => match ask(state, &account, &tokens).await {
             o @ CheckOutcome::Valid(_) => {
@@ -312,6 +315,7 @@ async fn check_inner(
         },
         None => ask(state, &account, &tokens).await,
     };
+    superseded &= matches!(outcome, CheckOutcome::Valid(_));
     // A rejected access token with a stored refresh token: refresh once, then decide.
     if let CheckOutcome::Invalid { reason, .. } = &outcome
         && *reason != InvalidReason::WrongAccount
@@ -425,6 +429,9 @@ fn assess(
         },
     };
     let next = health::next_check_at(&outcome, &a, timing, now, rand::random::<f64>());
+    if superseded {
+        custody::mark_superseded(current, &mut a);
+    }
     let mut derived = alerts::derive(
         current,
         &outcome,
@@ -434,7 +441,7 @@ fn assess(
         now,
     );
     if superseded {
-        custody::superseded(current, &mut a, &mut derived, now);
+        custody::superseded_alert(current, &a, &mut derived, now);
     }
     tracing::debug!(
         platform = %current.platform,

@@ -49,8 +49,19 @@ pub(super) fn renewed_by_someone(state: &Checker, a: &Account, has_refresh_token
 
 /// The refresh was refused as fatal, but the access token still answered: another party
 /// used the refresh token. The account works until its access token expires: a warning that
-/// names that deadline and one `refresh_superseded` alert, never a reconnect before it.
-pub(super) fn superseded(current: &Account, a: &mut health::Assessment, derived: &mut alerts::Derived, now: UnixTime) {
+/// names that deadline (this) and one `refresh_superseded` alert ([`superseded_alert`]),
+/// never a reconnect before it.
+pub(super) fn mark_superseded(current: &Account, a: &mut health::Assessment) {
+    let (_, message) = superseded_words(current, a);
+    if a.state.health == Health::Healthy {
+        a.state.health = Health::Warning;
+    }
+    a.state.needs_reconnect = false;
+    a.state.last_error = Some(message);
+}
+
+/// The deadline's words and the message of a superseded refresh token.
+fn superseded_words(current: &Account, a: &health::Assessment) -> (String, String) {
     let deadline = a.token_expires_at.or(current.token_expires_at);
     let until = deadline.map_or_else(|| "its access token expires".to_owned(), domain::rfc3339);
     let message = format!(
@@ -58,11 +69,18 @@ pub(super) fn superseded(current: &Account, a: &mut health::Assessment, derived:
          (PUT /v1/accounts/{}/{}/credentials) or reconnect before then.",
         current.platform, current.account_id
     );
-    if a.state.health == Health::Healthy {
-        a.state.health = Health::Warning;
-    }
-    a.state.needs_reconnect = false;
-    a.state.last_error = Some(message.clone());
+    (until, message)
+}
+
+/// The alert of a superseded refresh token (once an episode), and no reconnect alert.
+pub(super) fn superseded_alert(
+    current: &Account,
+    a: &health::Assessment,
+    derived: &mut alerts::Derived,
+    now: UnixTime,
+) {
+    let deadline = a.token_expires_at.or(current.token_expires_at);
+    let (until, message) = superseded_words(current, a);
     let kind = AlertKind::RefreshSuperseded;
     // The superseded refresh is not a failure of the account: no reconnect alert now.
     derived.alerts.retain(|e| {
@@ -286,7 +304,9 @@ pub async fn push_tokens(state: &Checker, a: &Account, new: PushedTokens) -> Res
     lease.release().await;
     stored?;
     tracing::info!(platform = %a.platform, account = %a.account_id, "new tokens pushed");
-    let fresh = state.store.account_by_ref(a.id).await?.ok_or(StoreError::NotFound)?;
+    let mut fresh = state.store.account_by_ref(a.id).await?.ok_or(StoreError::NotFound)?;
+    // New tokens end a superseded refresh token's warning: they are assessed afresh.
+    fresh.open_alerts.retain(|k| *k != AlertKind::RefreshSuperseded);
     let (fresh, _) = check_and_record(state, fresh).await?;
     Ok(fresh)
 }

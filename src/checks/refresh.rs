@@ -176,6 +176,7 @@ async fn refresh_leased(state: &Checker, a: &Account, tokens: &Tokens, waited: b
             }
             state.problems.set(a.platform, Area::Refresh, None);
             tracing::info!(platform = %a.platform, account = %a.account_id, "token refreshed");
+            tokens_refreshed(state, a, replacement.expires_at, replacement.at).await;
             Ok(Refresh::Done(Tokens {
                 access: n.access_token,
                 // A platform that did not rotate keeps the stored refresh token valid.
@@ -198,5 +199,32 @@ async fn refresh_leased(state: &Checker, a: &Account, tokens: &Tokens, waited: b
             Ok(Refresh::Misconfigured(m))
         }
         RefreshOutcome::NotSupported(_) => Ok(Refresh::Skipped),
+    }
+}
+
+/// Raises `account.tokens_refreshed` for receivers that ask for it (products that cache
+/// tokens): the account and the new expiry, never a token. A failure to raise it is logged;
+/// the refresh stands.
+async fn tokens_refreshed(state: &Checker, a: &Account, expires_at: Option<UnixTime>, at: UnixTime) {
+    let expiry = expires_at.map_or_else(|| "unknown".to_owned(), domain::rfc3339);
+    let event = crate::domain::PendingAlert {
+        id: 0,
+        workspace: String::new(),
+        attempts: 0,
+        reconnect_by: expires_at,
+        workspace_id: a.workspace_id,
+        account_ref: a.id,
+        dedup_key: format!("{}:{at}:tokens_refreshed:{}", a.id, rand::random::<u32>()),
+        kind: crate::domain::AlertKind::TokensRefreshed,
+        severity: a.state.health,
+        platform: a.platform,
+        account_id: a.account_id.clone(),
+        username: a.username.clone(),
+        problem: format!("New tokens were committed; the access token expires {expiry}."),
+        action: "Read the current token from GET /v1/accounts/{platform}/{accountId}/token.".into(),
+        created_at: at,
+    };
+    if let Err(e) = state.store.raise_alerts(std::slice::from_ref(&event)).await {
+        tracing::warn!(error = %e, "could not raise account.tokens_refreshed");
     }
 }

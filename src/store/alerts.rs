@@ -53,7 +53,8 @@ impl Store {
             let mut q = QueryBuilder::<Db>::new(
                 "SELECT o.id, o.workspace_id, w.name AS workspace, o.account_ref, o.kind, o.severity, o.platform, o.account_id, \
                  o.username, o.problem, o.action, o.attempts, o.dedup_key, o.created_at, \
-                 CASE WHEN o.kind LIKE 'expiring_%' THEN a.token_expires_at \
+                 CASE WHEN o.kind LIKE 'expiring_%' OR o.kind = 'tokens_refreshed' OR o.kind = 'refresh_superseded' \
+                      THEN a.token_expires_at \
                       WHEN o.kind LIKE 'data_access_expiring_%' THEN h.data_access_expires_at END AS reconnect_by \
                  FROM alert_outbox o JOIN workspaces w ON w.id = o.workspace_id \
                  LEFT JOIN accounts a ON a.id = o.account_ref LEFT JOIN account_health h ON h.account_ref = o.account_ref \
@@ -225,4 +226,18 @@ macro_rules! insert_raised {
             q.build().execute(&mut *$tx).await?;
         }
     }};
+}
+
+impl Store {
+    /// Puts events raised outside a check (a refresh's `tokens_refreshed`) in the outbox; a
+    /// key seen before is skipped.
+    pub async fn raise_alerts(&self, alerts: &[PendingAlert]) -> Result<(), StoreError> {
+        with_db!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let refs: Vec<&PendingAlert> = alerts.iter().collect();
+            insert_raised!(tx, &refs);
+            tx.commit().await?;
+            Ok(())
+        })
+    }
 }

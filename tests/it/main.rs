@@ -11,6 +11,7 @@ mod structure;
 mod alerts;
 mod api;
 mod cli;
+mod custody;
 mod faults;
 mod hostile;
 mod platforms;

@@ -24,8 +24,11 @@ pub fn json_event(e: &PendingAlert) -> Value {
         "problem": e.problem,
         "recommendations": [e.action],
     });
-    if let Some(t) = e.reconnect_by {
-        v["reconnectBy"] = json!(rfc3339(t));
+    match (e.reconnect_by, &e.kind) {
+        // New tokens: their expiry, not a deadline (and never a token).
+        (Some(t), crate::domain::AlertKind::TokensRefreshed) => v["expiresAt"] = json!(rfc3339(t)),
+        (Some(t), _) => v["reconnectBy"] = json!(rfc3339(t)),
+        (None, _) => {}
     }
     v
 }
