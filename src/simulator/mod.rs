@@ -215,6 +215,8 @@ struct Inner {
     tokens: HashMap<String, SimToken>,
     /// refresh token -> access token it was issued with
     refresh: HashMap<String, String>,
+    /// refresh token -> how many times it was presented, refused uses included
+    refresh_uses: HashMap<String, u64>,
     modes: HashMap<Platform, Behavior>,
     latency: HashMap<Platform, Duration>,
     /// Platform-wide answer tweaks (absurd numbers, quota headers).
@@ -359,6 +361,8 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 
 /// Rotates a refresh token: the old one stops working, a new pair is issued.
 fn rotate(g: &mut Inner, p: Platform, refresh: &str, access_ttl: i64) -> Option<(String, String, SimToken)> {
+    *g.refresh_uses.entry(refresh.to_owned()).or_default() += 1;
+    // Single-use: once presented it is gone, whatever comes of it.
     let old_access = g.refresh.remove(refresh)?;
     let t = g
         .tokens

@@ -94,6 +94,11 @@ async fn fifty_readers_on_two_daemons_cause_one_refresh_and_get_the_same_new_tok
         "exactly one refresh reached the platform"
     );
     assert_eq!(tokens.len(), 1, "every reader got the same token: {tokens:?}");
+    assert_eq!(
+        app.sim.refresh_token_uses(issued.refresh_token.as_deref().unwrap()),
+        1,
+        "the single-use refresh token was presented once"
+    );
     let new = tokens.into_iter().next().unwrap();
     assert_ne!(new, issued.access_token, "the refreshed token");
     assert!(app.sim.token(&new).is_some(), "a token TikTok issued");
