@@ -206,6 +206,26 @@ async fn refresh_leased(state: &Checker, a: &Account, tokens: &Tokens, waited: b
 /// tokens): the account and the new expiry, never a token. A failure to raise it is logged;
 /// the refresh stands.
 async fn tokens_refreshed(state: &Checker, a: &Account, expires_at: Option<UnixTime>, at: UnixTime) {
+    // Raised only when a receiver asks for it: most products read tokens when they publish,
+    // and an outbox row per refresh would be noise.
+    let kind = crate::domain::AlertKind::TokensRefreshed;
+    let wanted = |events: Option<&[String]>| events.is_some_and(|e| e.iter().any(|t| t == kind.event_type()));
+    let operator = state
+        .config()
+        .notify
+        .webhook
+        .iter()
+        .any(|w| wanted(w.events.as_deref()));
+    let tenant = match state.store.webhooks(a.workspace_id).await {
+        Ok(hooks) => hooks.iter().any(|w| wanted(w.events.as_ref().map(|e| e.0.as_slice()))),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the workspace's webhooks");
+            false
+        }
+    };
+    if !operator && !tenant {
+        return;
+    }
     let expiry = expires_at.map_or_else(|| "unknown".to_owned(), domain::rfc3339);
     let event = crate::domain::PendingAlert {
         id: 0,

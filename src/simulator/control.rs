@@ -201,12 +201,7 @@ impl Simulator {
     /// Times `refresh_token` was presented to a token endpoint, refused uses included (a
     /// used one is refused: TikTok and X refresh tokens are single-use).
     pub fn refresh_token_uses(&self, refresh_token: &str) -> u64 {
-        self.shared
-            .lock()
-            .refresh_uses
-            .get(refresh_token)
-            .copied()
-            .unwrap_or(0)
+        self.shared.lock().refresh_uses.get(refresh_token).copied().unwrap_or(0)
     }
 
     /// Requests made with `token` so far.

@@ -507,3 +507,105 @@ async fn a_refresh_raises_tokens_refreshed_only_for_receivers_that_ask() {
     assert_eq!(pending, 0, "nothing waits for a receiver that does not want it");
     app.stop().await;
 }
+
+/// `accounts import --custody product` registers in the product's custody, and `--replace`
+/// gives a registered account new tokens from another process, checked at the platform;
+/// an unhealthy account pushed back to health sends `account.recovered`. (Multi-threaded:
+/// the simulator answers the CLI while this test waits for it.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_registers_with_a_custody_and_replaces_tokens() {
+    // The CLI drives the SQLite file (the PostgreSQL pass has its own database URL).
+    if crate::common::postgres_pass() {
+        return;
+    }
+    let app = app().await;
+    let key = app.key("acme").await;
+    let cfg = app.dir.path().join("cli.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nmetrics_listen = \"\"\n[database]\nurl = \"{}\"\n{}",
+            app.db_url,
+            app.sim.config_toml(app.dir.path()).unwrap()
+        ),
+    )
+    .unwrap();
+    let import = |extra: &[&str], token: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_socialsyncer"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["accounts", "import", "--workspace", "acme", "--platform", "tiktok"])
+            .args(["--account-id", "tt9", "--username", "cli"])
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{token}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let revoked = app.sim.issue(
+        Platform::Tiktok,
+        TokenSpec {
+            state: socialsyncer::simulator::TokenState::Revoked,
+            ..TokenSpec::valid(Platform::Tiktok, "tt9")
+        },
+    );
+    let out = import(&["--custody", "product"], &revoked.access_token);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, v) = app.post(&key, "/v1/accounts/tiktok/tt9/check", &Value::Null).await;
+    assert_eq!(
+        (v["custody"].as_str(), v["health"].as_str()),
+        (Some("product"), Some("unhealthy")),
+        "{v}"
+    );
+    // Another account's token: refused, nothing changes.
+    let stranger = app
+        .sim
+        .issue(Platform::Tiktok, TokenSpec::valid(Platform::Tiktok, "not-tt9"));
+    let out = import(&["--replace"], &stranger.access_token);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The customer reconnected: the new token goes in, the account recovers.
+    let fresh = app
+        .sim
+        .issue(Platform::Tiktok, TokenSpec::valid(Platform::Tiktok, "tt9"));
+    let out = import(&["--replace"], &fresh.access_token);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("health healthy"));
+    let (_, v) = app.get(&key, "/v1/accounts/tiktok/tt9").await;
+    assert_eq!(v["health"], "healthy", "{v}");
+    assert!(
+        kinds(&app).await.contains(&"recovered".to_owned()),
+        "{:?}",
+        kinds(&app).await
+    );
+    let (_, a) = app.get(&key, "/v1/audit").await;
+    let cli: Vec<(&str, &str)> = a["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["keyPrefix"] == "cli")
+        .map(|e| (e["action"].as_str().unwrap(), e["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        cli,
+        [
+            ("tokens.replace", "ok"),
+            ("tokens.replace", "refused"),
+            ("account.register", "ok")
+        ]
+    );
+    app.stop().await;
+}
