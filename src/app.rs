@@ -382,6 +382,10 @@ impl AppState {
             key_limiter: Arc::default(),
             list_cache,
             config: live.config.live(),
+            connector: crate::connect::Connector {
+                checker: checker.clone(),
+                config: live.config.live(),
+            },
         };
         Ok(AppState {
             store,

@@ -24,6 +24,7 @@ pub mod cli; // command-line commands
 pub mod clock; // the daemon's clock (tests move it)
 pub mod cluster; // several daemons on one PostgreSQL database: heartbeats, shared budgets
 pub mod config; // typed configuration
+pub mod connect; // connect links: sessions and the OAuth callbacks
 pub mod crypto; // API key hashing and token sealing
 #[cfg(feature = "simulator")]
 pub mod demo; // `socialsyncer demo`: simulated platforms and sample accounts

@@ -392,6 +392,22 @@ pub async fn run_until(listener: TcpListener, state: AppState, shutdown: Cancell
             });
         }
     }
+    match state.config().connect.listen.trim() {
+        "" => {}
+        addr => {
+            let l = bind_addr(addr)
+                .await
+                .with_context(|| format!("Failed to listen on {addr} (connect.listen)"))?;
+            tracing::info!(connect_listen = %l.local_addr()?, "connect links are served at /connect/");
+            let app = api::connect::router(state.api.connector.clone(), state.api.key_limiter.clone());
+            let (limits, stop) = (Limits::from(&state.config().server), shutdown.clone());
+            tasks.spawn("connect listener", false, async move {
+                if let Err(e) = serve_limited(l, app, limits, stop).await {
+                    tracing::error!(error = %e, "the connect listener stopped");
+                }
+            });
+        }
+    }
     if state.config().email.smtp_url.is_some() && state.config().email.to.is_empty() {
         tracing::warn!(
             "email.smtp_url is set but email.to is empty: alerts reach only the workspaces that set recipients \

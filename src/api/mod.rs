@@ -3,6 +3,7 @@
 pub mod accounts;
 mod audit;
 pub mod cache;
+pub mod connect;
 pub mod custody;
 pub mod error;
 pub mod extract;
@@ -56,6 +57,8 @@ pub struct ApiState {
     pub list_cache: std::sync::Arc<cache::ListCache>,
     /// The configuration (`server.*`, `health.*`, `notify.*` are read).
     pub config: crate::live::Live<std::sync::Arc<crate::config::Config>>,
+    /// Connect links.
+    pub connector: crate::connect::Connector,
 }
 
 impl ApiState {
@@ -280,6 +283,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::put(custody::credentials),
         )
         .route("/v1/audit", get(custody::audit_list))
+        .route("/v1/connect", post(connect::start))
         .route("/v1/accounts/{platform}/{account_id}/check", post(accounts::check_now))
         .route("/v1/accounts/{platform}/{account_id}/history", get(accounts::history))
         .route(

@@ -22,6 +22,7 @@ use super::{accounts, lists};
         super::custody::credentials,
         super::custody::patch,
         super::custody::audit_list,
+        super::connect::start,
         super::healthz,
         super::notifications::show,
         super::notifications::replace,

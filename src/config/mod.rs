@@ -13,7 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::domain::Platform;
 
+mod connect;
 mod custody;
+pub use connect::ConnectConfig;
 mod load;
 pub use custody::{AccountsConfig, TokensConfig};
 mod platforms;
@@ -100,6 +102,8 @@ pub struct Config {
     pub accounts: AccountsConfig,
     /// `[tokens]`: tokens handed out.
     pub tokens: TokensConfig,
+    /// `[connect]`: connect links.
+    pub connect: ConnectConfig,
 }
 
 /// `[server]`: the HTTP listener.

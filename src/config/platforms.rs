@@ -77,6 +77,11 @@ pub struct PlatformConfig {
     pub required_permissions: Option<Vec<String>>,
     /// Checks per second sent to this platform during sweeps; 0 means no limit.
     pub rate_limit: Option<f64>,
+    /// The platform's authorization page for connect links (default: the documented one;
+    /// see `src/platforms/README.md`).
+    pub authorize_url: Option<String>,
+    /// The scopes a connect link asks for (default: what checks and refreshes need).
+    pub connect_scopes: Option<Vec<String>>,
     /// Refresh tokens automatically where the platform allows it (default true).
     pub auto_refresh: Option<bool>,
     /// How long before the access token expires it is refreshed.

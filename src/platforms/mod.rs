@@ -503,6 +503,20 @@ impl Platforms {
         }
     }
 
+    /// Exchanges an authorization code (connect links) for tokens. X only so far.
+    pub async fn exchange_code(
+        &self,
+        platform: Platform,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &SecretString,
+    ) -> Result<NewTokens, String> {
+        match platform {
+            Platform::Twitter => self.twitter.exchange_code(code, redirect_uri, verifier).await,
+            p => Err(format!("connecting {} accounts is not built yet", p.display_name())),
+        }
+    }
+
     /// Revokes a token of `platform`.
     pub async fn revoke(&self, platform: Platform, t: &TokenContext<'_>) -> RevokeOutcome {
         match platform {

@@ -19,6 +19,22 @@ pub(super) fn refresh_form(client: &[(&'static str, String)], refresh: &SecretSt
     form
 }
 
+/// The form of an `authorization_code` grant (RFC 6749 section 4.1.3) with PKCE's
+/// `code_verifier` (RFC 7636 section 4.5), after `client`.
+pub(super) fn code_form(
+    client: &[(&'static str, String)],
+    code: &str,
+    redirect_uri: &str,
+    verifier: &SecretString,
+) -> Vec<(&'static str, String)> {
+    let mut form = client.to_vec();
+    form.push(("grant_type", "authorization_code".to_owned()));
+    form.push(("code", code.to_owned()));
+    form.push(("redirect_uri", redirect_uri.to_owned()));
+    form.push(("code_verifier", verifier.expose_secret().to_owned()));
+    form
+}
+
 /// How long a platform's tokens may live at most: a lifetime above these is clamped (a
 /// garbled `expires_in` must never park an account for years).
 #[derive(Debug, Clone, Copy)]

@@ -86,47 +86,20 @@ impl Simulator {
              [platforms.instagram]\nbase_url = \"{}\"\n\
              [platforms.threads]\nbase_url = \"{}\"\n\
              [platforms.tiktok]\nbase_url = \"{}\"\nclient_key = \"{TIKTOK_CLIENT_KEY}\"\nclient_secret_file = \"{tt}\"\n\
-             [platforms.twitter]\nbase_url = \"{}\"\nclient_id = \"{TWITTER_CLIENT_ID}\"\nclient_secret_file = \"{tw}\"\n",
+             [platforms.twitter]\nbase_url = \"{}\"\nclient_id = \"{TWITTER_CLIENT_ID}\"\nclient_secret_file = \"{tw}\"\n\
+             authorize_url = \"{}/i/oauth2/authorize\"\n",
             self.base_url(Platform::Facebook),
             self.base_url(Platform::Instagram),
             self.base_url(Platform::Threads),
             self.base_url(Platform::Tiktok),
+            self.base_url(Platform::Twitter),
             self.base_url(Platform::Twitter),
         ))
     }
 
     /// Issues a token.
     pub fn issue(&self, platform: Platform, spec: TokenSpec) -> Issued {
-        let now = domain::now();
-        let access = random_token(token_prefix(platform));
-        let expires_at = spec.expires_in.map(|s| now + s);
-        let t = SimToken {
-            platform,
-            user_id: spec.user_id,
-            username: spec.username,
-            scopes: spec.scopes,
-            expires_at,
-            data_access_expires_at: spec.data_access_expires_in.map(|s| now + s),
-            issued_at: now - spec.issued_ago,
-            state: spec.state,
-            behavior: spec.behavior,
-            admin_id: spec.admin_id,
-            app_id: spec.app_id,
-            calls: 0,
-            last_call: 0,
-        };
-        let mut g = self.shared.lock();
-        g.tokens.insert(access.clone(), t);
-        let refresh_token = spec.with_refresh.then(|| {
-            let r = random_token("rt-");
-            g.refresh.insert(r.clone(), access.clone());
-            r
-        });
-        Issued {
-            access_token: access,
-            refresh_token,
-            expires_at,
-        }
+        issue_in(&mut self.shared.lock(), platform, spec)
     }
 
     /// Changes a token in place.

@@ -217,6 +217,8 @@ struct Inner {
     refresh: HashMap<String, String>,
     /// refresh token -> how many times it was presented, refused uses included
     refresh_uses: HashMap<String, u64>,
+    /// authorization codes given by a consent page, not exchanged yet
+    codes: HashMap<String, twitter::GrantedCode>,
     modes: HashMap<Platform, Behavior>,
     latency: HashMap<Platform, Duration>,
     /// Platform-wide answer tweaks (absurd numbers, quota headers).
@@ -293,6 +295,39 @@ impl Drop for Simulator {
     }
 }
 
+/// Issues a token into the simulator's state (see [`Simulator::issue`]).
+fn issue_in(g: &mut Inner, platform: Platform, spec: TokenSpec) -> Issued {
+    let now = domain::now();
+    let access = random_token(token_prefix(platform));
+    let expires_at = spec.expires_in.map(|s| now + s);
+    let t = SimToken {
+        platform,
+        user_id: spec.user_id,
+        username: spec.username,
+        scopes: spec.scopes,
+        expires_at,
+        data_access_expires_at: spec.data_access_expires_in.map(|s| now + s),
+        issued_at: now - spec.issued_ago,
+        state: spec.state,
+        behavior: spec.behavior,
+        admin_id: spec.admin_id,
+        app_id: spec.app_id,
+        calls: 0,
+        last_call: 0,
+    };
+    g.tokens.insert(access.clone(), t);
+    let refresh_token = spec.with_refresh.then(|| {
+        let r = random_token("rt-");
+        g.refresh.insert(r.clone(), access.clone());
+        r
+    });
+    Issued {
+        access_token: access,
+        refresh_token,
+        expires_at,
+    }
+}
+
 fn random_token(prefix: &str) -> String {
     let mut b = [0u8; 24];
     rand::fill(&mut b);
@@ -332,6 +367,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/tiktok/v2/oauth/revoke/", post(tiktok_revoke))
         .route("/twitter/2/users/me", get(twitter_me))
         .route("/twitter/2/oauth2/token", post(twitter_token))
+        .route(
+            "/twitter/i/oauth2/authorize",
+            get(twitter::authorize).post(twitter::consent),
+        )
         .route("/twitter/2/oauth2/revoke", post(twitter_revoke))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), app_usage_header))
         .with_state(shared)

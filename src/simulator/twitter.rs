@@ -1,4 +1,5 @@
-//! X: `/2/users/me`, token refresh, revoke.
+//! X: `/2/users/me`, token refresh, revoke, and the authorization code flow with PKCE
+//! (a consent page, the code exchange).
 
 use super::*;
 
@@ -56,6 +57,9 @@ pub(super) async fn twitter_token(State(s): S, h: HeaderMap, Form(f): Form<HashM
             "Missing valid authorization header",
         );
     }
+    if f.get("grant_type").map(String::as_str) == Some("authorization_code") {
+        return exchange_code(&s, &f);
+    }
     if f.get("grant_type").map(String::as_str) != Some("refresh_token") {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -105,4 +109,117 @@ pub(super) async fn twitter_revoke(State(s): S, h: HeaderMap, Form(f): Form<Hash
     }
     g.refresh.retain(|r, a| *a != token && *r != token);
     Json(json!({"revoked": true})).into_response()
+}
+
+/// What a consent granted, until its code is exchanged (once).
+#[derive(Debug, Clone)]
+pub(super) struct GrantedCode {
+    redirect_uri: String,
+    challenge: String,
+    user_id: String,
+}
+
+/// HTML-escapes a value placed in the consent page.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `GET /i/oauth2/authorize`: X's authorization dialog. The simulated person types the user
+/// ID to sign in as and presses Allow or Cancel. A request X would refuse (another client,
+/// no PKCE S256 challenge, no `response_type=code`) gets an error page.
+pub(super) async fn authorize(Query(q): Query<HashMap<String, String>>) -> Response {
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    if get("client_id") != TWITTER_CLIENT_ID
+        || get("response_type") != "code"
+        || get("code_challenge_method") != "S256"
+        || get("code_challenge").is_empty()
+        || get("redirect_uri").is_empty()
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Something went wrong: this app cannot be authorized.",
+        )
+            .into_response();
+    }
+    let hidden: String = ["redirect_uri", "state", "code_challenge", "scope"]
+        .iter()
+        .map(|k| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", esc(&get(k))))
+        .collect();
+    let page = format!(
+        "<!doctype html><html><head><title>Authorize app (simulated X)</title></head><body>\
+         <h1>An app wants to access your X account</h1><p>It asks for: {}</p>\
+         <form method=\"post\" action=\"/twitter/i/oauth2/authorize\">{hidden}\
+         <label>Sign in as user ID <input name=\"user_id\" value=\"4242\"></label>\
+         <button name=\"action\" value=\"allow\">Authorize app</button>\
+         <button name=\"action\" value=\"cancel\">Cancel</button></form></body></html>",
+        esc(&get("scope"))
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+}
+
+/// `POST /i/oauth2/authorize`: the person's answer; back to the app's `redirect_uri` with a
+/// single-use `code` (or `error=access_denied`) and the `state`.
+pub(super) async fn consent(State(s): S, Form(f): Form<HashMap<String, String>>) -> Response {
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let Ok(mut back) = reqwest::Url::parse(&get("redirect_uri")) else {
+        return (StatusCode::BAD_REQUEST, "invalid redirect_uri").into_response();
+    };
+    if get("action") == "allow" {
+        let code = random_token("code-");
+        s.lock().codes.insert(
+            code.clone(),
+            GrantedCode {
+                redirect_uri: get("redirect_uri"),
+                challenge: get("code_challenge"),
+                user_id: get("user_id"),
+            },
+        );
+        back.query_pairs_mut()
+            .append_pair("state", &get("state"))
+            .append_pair("code", &code);
+    } else {
+        back.query_pairs_mut()
+            .append_pair("error", "access_denied")
+            .append_pair("state", &get("state"));
+    }
+    (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
+}
+
+/// The `authorization_code` grant: the code once, with the same `redirect_uri`, and a
+/// `code_verifier` whose SHA-256 (base64url) is the challenge (RFC 7636 section 4.6).
+fn exchange_code(s: &Shared, f: &HashMap<String, String>) -> Response {
+    use sha2::Digest;
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let mut g = s.lock();
+    // Single-use: gone once presented, whatever comes of it.
+    let Some(granted) = g.codes.remove(&get("code")) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Value passed for the authorization code was invalid.",
+        );
+    };
+    let challenge =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(get("code_verifier").as_bytes()));
+    if granted.redirect_uri != get("redirect_uri") || granted.challenge != challenge {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Value passed for the authorization code was invalid.",
+        );
+    }
+    let spec = TokenSpec {
+        with_refresh: true,
+        ..TokenSpec::valid(Platform::Twitter, &granted.user_id)
+    };
+    let issued = issue_in(&mut g, Platform::Twitter, spec);
+    let t = g.tokens.get(&issued.access_token).cloned();
+    Json(json!({
+        "token_type": "bearer", "expires_in": TWITTER_ACCESS_TTL, "access_token": issued.access_token,
+        "scope": t.map(|t| t.scopes.join(" ")).unwrap_or_default(), "refresh_token": issued.refresh_token
+    }))
+    .into_response()
 }

@@ -178,6 +178,8 @@ mod accounts;
 mod audit;
 pub use audit::{AuditEvent, NewAuditEvent};
 mod checks;
+mod connect;
+pub use connect::ConnectSession;
 mod copy;
 mod credentials;
 mod instances;

@@ -11,6 +11,7 @@ mod structure;
 mod alerts;
 mod api;
 mod cli;
+mod connect;
 mod custody;
 mod faults;
 mod hostile;

@@ -1,0 +1,81 @@
+//! Connect sessions: created by `POST /v1/connect`, taken once by the platform's callback.
+
+use super::*;
+
+/// A connect session as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct ConnectSession {
+    /// The random ID (the link's last segment and the OAuth `state`).
+    pub id: String,
+    /// The workspace the account joins.
+    pub workspace_id: WorkspaceId,
+    /// The platform.
+    pub platform: Platform,
+    /// The account a reconnect is pinned to.
+    pub account_id: Option<String>,
+    /// The sealed PKCE verifier.
+    pub verifier: Vec<u8>,
+    /// Where the browser goes back to.
+    pub redirect_url: String,
+    /// When it stops being valid.
+    pub expires_at: UnixTime,
+    /// When the callback took it.
+    pub used_at: Option<UnixTime>,
+}
+
+impl Store {
+    /// Stores a new session.
+    pub async fn create_connect_session(&self, s: &ConnectSession, now: UnixTime) -> Result<(), StoreError> {
+        with_db!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO connect_sessions (id, workspace_id, platform, account_id, verifier, redirect_url, \
+                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&s.id)
+            .bind(s.workspace_id)
+            .bind(s.platform.as_str())
+            .bind(&s.account_id)
+            .bind(&s.verifier)
+            .bind(&s.redirect_url)
+            .bind(now)
+            .bind(s.expires_at)
+            .execute(pool)
+            .await?;
+            // Old sessions go, a day after they expired.
+            sqlx::query("DELETE FROM connect_sessions WHERE expires_at < $1")
+                .bind(now - 86_400)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// A session by ID, whatever its state.
+    pub async fn connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError> {
+        with_db!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT id, workspace_id, platform, account_id, verifier, redirect_url, expires_at, used_at \
+                 FROM connect_sessions WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?)
+        })
+    }
+
+    /// Takes the session for its callback: true for exactly one caller, while it is unused
+    /// and unexpired.
+    pub async fn take_connect_session(&self, id: &str, now: UnixTime) -> Result<bool, StoreError> {
+        with_db!(self, |pool| {
+            let n = sqlx::query(
+                "UPDATE connect_sessions SET used_at = $2 WHERE id = $1 AND used_at IS NULL AND expires_at > $2",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            Ok(n == 1)
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! Connect links (issue 23, X so far): a browser follows socialsyncer's link to the platform's
+//! consent, posts it, and comes back through the callback to the product's `redirectUrl`,
+//! over real HTTP, redirect by redirect.
+
+use serde_json::{Value, json};
+use socialsyncer::domain::Platform;
+use socialsyncer::simulator::TokenSpec;
+
+use crate::common::{TestApp, code, spawn_app_cfg};
+
+const BACK: &str = "https://product.example/connected";
+
+async fn app() -> (TestApp, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let public = format!("http://127.0.0.1:{port}");
+    let p = public.clone();
+    let app = spawn_app_cfg("", move |c| {
+        c.schedule.cron = String::new();
+        c.connect.public_url = p;
+        c.connect.listen = format!("127.0.0.1:{port}");
+        c.connect.allowed_redirects = vec!["https://product.example/".into()];
+    })
+    .await;
+    (app, public)
+}
+
+/// A browser that does not follow redirects by itself: each hop is looked at.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn location(r: &reqwest::Response) -> String {
+    assert_eq!(r.status().as_u16(), 302, "a redirect");
+    r.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Follows a connect link as a person at the platform's consent page who signs in as
+/// `user_id` and presses `action`; returns where the browser lands at the end.
+async fn walk(link: &str, user_id: &str, action: &str) -> String {
+    let b = browser();
+    let r = b.get(link).send().await.unwrap();
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let consent = location(&r);
+    let page = b.get(&consent).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200, "the consent page");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<form"), "{html}");
+    // The form's hidden fields, as a browser posts them.
+    let url = reqwest::Url::parse(&consent).unwrap();
+    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(q["scope"].contains("offline.access"), "{q:?}");
+    let mut form: Vec<(String, String)> = ["redirect_uri", "state", "code_challenge", "scope"]
+        .iter()
+        .map(|k| ((*k).to_owned(), q[*k].clone()))
+        .collect();
+    form.push(("user_id".into(), user_id.into()));
+    form.push(("action".into(), action.into()));
+    let post_to = format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap(),
+        match url.port() {
+            Some(p) => format!(":{p}{}", url.path()),
+            None => url.path().to_owned(),
+        }
+    );
+    let back = location(&b.post(post_to).form(&form).send().await.unwrap());
+    // The platform sends the browser to socialsyncer's callback...
+    assert!(back.contains("/connect/callback/twitter?"), "{back}");
+    // ...which sends it on to the product.
+    location(&b.get(&back).send().await.unwrap())
+}
+
+async fn link(app: &TestApp, key: &str, body: Value) -> String {
+    let (s, v) = app.post(key, "/v1/connect", &body).await;
+    assert_eq!(s, 200, "{v}");
+    v["url"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_x_account_is_connected_through_a_link_and_checked() {
+    let (app, public) = app().await;
+    let key = app.key("acme").await;
+    let url = link(&app, &key, json!({"platform": "twitter", "redirectUrl": BACK})).await;
+    assert!(url.starts_with(&format!("{public}/connect/")), "{url}");
+    let end = walk(&url, "777", "allow").await;
+    assert_eq!(end, format!("{BACK}?status=connected&platform=twitter&accountId=777"));
+    let (s, v) = app.get(&key, "/v1/accounts/twitter/777").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["health"].as_str(), v["custody"].as_str()),
+        (Some("healthy"), Some("socialsyncer")),
+        "{v}"
+    );
+    // The link was single-use.
+    let r = browser().get(&url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_failure_goes_back_with_an_error_and_stores_nothing() {
+    let (app, _) = app().await;
+    let key = app.key("acme").await;
+    // A redirect the operator does not allow, an unknown platform to connect.
+    let (s, v) = app
+        .post(
+            &key,
+            "/v1/connect",
+            &json!({"platform": "twitter", "redirectUrl": "https://evil.example/x"}),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (400, "invalid_redirect_url"));
+    // Consent denied.
+    let url = link(&app, &key, json!({"platform": "twitter", "redirectUrl": BACK})).await;
+    assert_eq!(
+        walk(&url, "778", "cancel").await,
+        format!("{BACK}?status=error&error=access_denied")
+    );
+    // An unknown state: a plain page, no redirect.
+    let r = browser()
+        .get(format!(
+            "{}/connect/callback/twitter?state=forged&code=x",
+            url.split("/connect/").next().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("Nothing was connected"));
+    // A replayed callback: the session was taken by the first.
+    let url = link(&app, &key, json!({"platform": "twitter", "redirectUrl": BACK})).await;
+    let b = browser();
+    let consent = location(&b.get(&url).send().await.unwrap());
+    let q: std::collections::HashMap<String, String> = reqwest::Url::parse(&consent)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let callback = format!("{}?state={}&code=not-a-code", q["redirect_uri"], q["state"]);
+    assert_eq!(
+        location(&b.get(&callback).send().await.unwrap()),
+        format!("{BACK}?status=error&error=exchange_failed"),
+        "a code X refuses"
+    );
+    assert_eq!(
+        location(&b.get(&callback).send().await.unwrap()),
+        format!("{BACK}?status=error&error=invalid_state"),
+        "the session is single-use"
+    );
+    let (_, list) = app.get(&key, "/v1/accounts").await;
+    assert_eq!(list["accounts"].as_array().unwrap().len(), 0, "nothing stored: {list}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_reconnect_returning_another_account_is_refused_and_the_right_one_replaces_tokens() {
+    let (app, _) = app().await;
+    let key = app.key("acme").await;
+    let (issued, _) = app
+        .connect(
+            &key,
+            Platform::Twitter,
+            "900",
+            TokenSpec::valid(Platform::Twitter, "900"),
+        )
+        .await;
+    let pinned = json!({"platform": "twitter", "redirectUrl": BACK, "accountId": "900"});
+    let url = link(&app, &key, pinned.clone()).await;
+    assert_eq!(
+        walk(&url, "901", "allow").await,
+        format!("{BACK}?status=error&error=wrong_account")
+    );
+    let (_, t) = app.get(&key, "/v1/accounts/twitter/900/token").await;
+    assert_eq!(
+        t["accessToken"],
+        issued.access_token.as_str(),
+        "the pinned account's tokens are unchanged"
+    );
+    let (_, list) = app.get(&key, "/v1/accounts").await;
+    assert_eq!(
+        list["accounts"].as_array().unwrap().len(),
+        1,
+        "the other account was not stored"
+    );
+    let url = link(&app, &key, pinned).await;
+    assert_eq!(
+        walk(&url, "900", "allow").await,
+        format!("{BACK}?status=connected&platform=twitter&accountId=900")
+    );
+    let (_, t) = app.get(&key, "/v1/accounts/twitter/900/token").await;
+    assert_ne!(t["accessToken"], issued.access_token.as_str(), "new tokens");
+    let (_, h) = app.get(&key, "/v1/accounts/twitter/900/history").await;
+    assert!(
+        h["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "tokens_replaced"),
+        "{h}"
+    );
+    app.stop().await;
+}
