@@ -124,6 +124,54 @@ fn connectable(config: &Config, platform: Platform) -> Result<(), ConnectError> 
     }
 }
 
+/// `config check`'s view of `[connect]`: problems with it, and which platforms can connect.
+pub fn check_config(config: &Config, notes: &mut Vec<String>, problems: &mut Vec<String>) {
+    let c = &config.connect;
+    let Some(public) = c.public_url() else {
+        notes.push("connect: off (connect.public_url is not set)".into());
+        return;
+    };
+    let http = |u: &str| {
+        reqwest::Url::parse(u)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+    };
+    if http(public).is_none() {
+        problems.push(format!(
+            "connect.public_url: '{}' is not an http(s) URL",
+            domain::truncate_for_message(public)
+        ));
+    }
+    if c.listen.trim().is_empty() {
+        problems.push("connect.listen: empty, so nothing serves the connect links connect.public_url names".into());
+    }
+    if c.allowed_redirects.is_empty() {
+        problems.push(
+            "connect.allowed_redirects: empty, so no connect link can be made (POST /v1/connect answers 400)".into(),
+        );
+    }
+    for r in &c.allowed_redirects {
+        if http(r).is_none() {
+            problems.push(format!(
+                "connect.allowed_redirects: '{}' is not an http(s) URL",
+                domain::truncate_for_message(r)
+            ));
+        }
+    }
+    let (can, cannot): (Vec<Platform>, Vec<Platform>) =
+        Platform::ALL.into_iter().partition(|p| connectable(config, *p).is_ok());
+    let names = |ps: &[Platform]| ps.iter().map(|p| p.display_name()).collect::<Vec<_>>().join(", ");
+    notes.push(format!(
+        "connect: links at {public}/connect/; can connect: {}; cannot: {}",
+        if can.is_empty() { "none".into() } else { names(&can) },
+        if cannot.is_empty() {
+            "none".into()
+        } else {
+            names(&cannot)
+        }
+    ));
+}
+
 /// The platform's callback for connect links.
 fn callback_url(config: &Config, platform: Platform) -> String {
     format!(

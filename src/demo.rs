@@ -80,10 +80,17 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
         .prefix("socialsyncer-demo-")
         .tempdir()
         .context("Failed to create a folder for the demo database")?;
+    // Connect links on a port of their own, next to the API.
+    let connect = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        format!("http://{}", l.local_addr()?)
+    };
     let toml = format!(
-        "[server]\nlisten = \"{}\"\nmetrics_listen = \"\"\n[database]\nurl = \"sqlite://{}/demo.db\"\n[schedule]\ncron = \"*/30 * * * * *\"\n{}",
+        "[server]\nlisten = \"{}\"\nmetrics_listen = \"\"\n[database]\nurl = \"sqlite://{}/demo.db\"\n[schedule]\ncron = \"*/30 * * * * *\"\n\
+         [connect]\npublic_url = \"{connect}\"\nlisten = \"{}\"\nallowed_redirects = [\"{connect}/connect/done\"]\n{}",
         listen.as_deref().unwrap_or("127.0.0.1:8080"),
         dir.path().display(),
+        connect.trim_start_matches("http://"),
         sim.config_toml(dir.path())?
     );
     let config = Config::from_toml(&toml)?;
@@ -120,6 +127,14 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
     let updates: Vec<_> = checked.into_iter().map(|c| c.update).collect();
     state.store.record_checks(&updates).await?;
 
+    let link = crate::connect::start(
+        &state.api.connector,
+        ws,
+        crate::domain::Platform::Twitter,
+        &format!("{connect}/connect/done"),
+        None,
+    )
+    .await?;
     let listener = server::bind(&state).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let k = key.secret.expose_secret();
@@ -135,8 +150,12 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
          \x20 curl -X POST -H 'Authorization: Bearer {k}' {base}/v1/accounts/instagram/17841400123456789/check\n\
          \x20 curl -X DELETE -H 'Authorization: Bearer {k}' {base}/v1/accounts/tiktok/723f24d7-e717-40f8-a2b6-cb8464cd23b4\n\
          \x20 curl {base}/healthz\n\
-         \x20 curl {base}/v1/openapi.json\n",
-        dir.path().display()
+         \x20 curl {base}/v1/openapi.json\n\n\
+         Connect a simulated X account in a browser (single-use, for an hour):\n\
+         \x20 {}\n\
+         More links: curl -X POST -H 'Authorization: Bearer {k}' -H 'Content-Type: application/json' -d '{{\"platform\":\"twitter\",\"redirectUrl\":\"{connect}/connect/done\"}}' {base}/v1/connect\n",
+        dir.path().display(),
+        link.url
     );
     server::run_on(listener, state).await?;
     drop(sim);

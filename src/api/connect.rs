@@ -148,6 +148,34 @@ async fn callback(State(c): State<Connector>, Path(platform): Path<String>, Quer
     }
 }
 
+/// What `/connect/done` is told.
+#[derive(Debug, Default, Deserialize)]
+struct Done {
+    status: Option<String>,
+    platform: Option<String>,
+    #[serde(rename = "accountId")]
+    account_id: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /connect/done`: socialsyncer's own page to come back to (the demo's `redirectUrl`,
+/// and any operator who allows it), saying what happened.
+async fn done(Query(d): Query<Done>) -> Response {
+    match (d.status.as_deref(), d.platform, d.account_id, d.error) {
+        (Some("connected"), Some(p), Some(id), _) => page(
+            StatusCode::OK,
+            "Connected",
+            &format!("The {p} account {id} is connected. You can close this page."),
+        ),
+        (_, _, _, Some(e)) => page(
+            StatusCode::OK,
+            "Not connected",
+            &format!("Nothing was connected ({e})."),
+        ),
+        _ => page(StatusCode::OK, "Not connected", "Nothing was connected."),
+    }
+}
+
 /// The connect listener's router: `/connect/{id}` and `/connect/callback/{platform}`, each
 /// answer with a strict Content-Security-Policy, limited per client address.
 pub fn router(c: Connector, limiter: std::sync::Arc<super::limit::KeyLimiter>) -> axum::Router {
@@ -155,6 +183,7 @@ pub fn router(c: Connector, limiter: std::sync::Arc<super::limit::KeyLimiter>) -
     axum::Router::new()
         .route("/connect/{id}", axum::routing::get(follow))
         .route("/connect/callback/{platform}", axum::routing::get(callback))
+        .route("/connect/done", axum::routing::get(done))
         .fallback(|| async { page(StatusCode::NOT_FOUND, "Not found", "No such page.") })
         .with_state(c)
         .layer(axum::middleware::from_fn(

@@ -148,6 +148,7 @@ pub(super) async fn config_check(config: &Config) -> anyhow::Result<ExitCode> {
             app::absolute(&key_path).display()
         ));
     }
+    crate::connect::check_config(config, &mut notes, &mut problems);
     out!("{}", config.redacted_toml());
     for n in &notes {
         eprintln!("ok: {n}");

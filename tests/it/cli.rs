@@ -691,6 +691,30 @@ fn config_check_validates_the_named_files_and_redacts_secrets() {
     assert!(stderr.contains("2 problem(s) found"), "{stderr}");
 }
 
+/// `config check` validates `[connect]` and says which platforms can connect.
+#[test]
+fn config_check_says_what_connect_links_can_do() {
+    let env = env_with("");
+    let out = env.run(&["config", "check"]);
+    assert!(text(&out.stderr).contains("ok: connect: off"), "{}", text(&out.stderr));
+    let env = env_with(
+        "[connect]\npublic_url = \"https://connect.example.com\"\nlisten = \"127.0.0.1:0\"\n\
+         allowed_redirects = [\"https://app.example.com/done\", \"not a url\"]\n",
+    );
+    let out = env.run(&["config", "check"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("problem: connect.allowed_redirects: 'not a url'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("ok: connect: links at https://connect.example.com/connect/; can connect: X (Twitter); cannot:"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn sighup_reloads_what_it_can_and_says_what_needs_a_restart() {
     let env = env_with("[schedule]\ncron = \"0 0 * * * *\"\n");
