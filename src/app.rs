@@ -360,6 +360,10 @@ impl AppState {
             problems: problems.clone(),
             instance: instance.clone(),
             alerts_due,
+            links: Arc::new(crate::connect::Connector {
+                checker: checker.clone(),
+                config: live.config.live(),
+            }),
         };
         let cluster = Cluster {
             store: store.clone(),

@@ -102,6 +102,7 @@ pub async fn start(
         redirect_url: redirect_url.to_owned(),
         expires_at: now + config.connect.session_ttl.secs(),
         used_at: None,
+        retry: false,
     };
     c.checker.store.create_connect_session(&session, now).await?;
     Ok(Link {
@@ -268,23 +269,35 @@ fn failed(redirect: Option<&str>, code: &'static str) -> Outcome {
 /// any failure.
 pub async fn callback(c: &Connector, platform: Platform, cb: Callback) -> Result<Outcome, StoreError> {
     let store = &c.checker.store;
-    let Some(id) = cb.state.filter(|s| !s.is_empty() && s.len() <= 64) else {
+    let Some(id) = cb.state.clone().filter(|s| !s.is_empty() && s.len() <= 64) else {
         return Ok(failed(None, "invalid_state"));
     };
     let Some(s) = store.connect_session(&id).await? else {
         return Ok(failed(None, "invalid_state"));
     };
-    let back = Some(s.redirect_url.as_str());
     if s.platform != platform || !store.take_connect_session(&id, c.checker.clock.now()).await? {
-        return Ok(failed(back, "invalid_state"));
+        return Ok(failed(Some(s.redirect_url.as_str()), "invalid_state"));
     }
+    let outcome = finish(c, &s, platform, cb).await;
+    // An alert's reconnect link is used only by a success: a refusal or a failed exchange
+    // gives it back for another try.
+    if s.retry && !matches!(outcome, Ok(Outcome::Connected(_))) {
+        store.give_back_connect_session(&id).await?;
+    }
+    outcome
+}
+
+/// The rest of a callback, with the session taken.
+async fn finish(c: &Connector, s: &ConnectSession, platform: Platform, cb: Callback) -> Result<Outcome, StoreError> {
+    let (store, id) = (&c.checker.store, &s.id);
+    let back = Some(s.redirect_url.as_str());
     if cb.error.is_some() {
         return Ok(failed(back, "access_denied"));
     }
     let Some(code) = cb.code.filter(|c| !c.is_empty()) else {
         return Ok(failed(back, "invalid_request"));
     };
-    let Ok(verifier) = c.checker.sealer.open(&verifier_context(&id), &s.verifier) else {
+    let Ok(verifier) = c.checker.sealer.open(&verifier_context(id), &s.verifier) else {
         return Ok(failed(back, "invalid_state"));
     };
     let config = c.config.get();
@@ -332,7 +345,11 @@ pub async fn callback(c: &Connector, platform: Platform, cb: Callback) -> Result
                 refresh_expires_at: tokens.refresh_expires_at,
                 scopes: tokens.scopes,
             };
-            checks::push_tokens(&c.checker, &a, pushed).await.is_ok()
+            let ok = checks::push_tokens(&c.checker, &a, pushed).await.is_ok();
+            if ok && s.account_id.is_some() {
+                reconnected(c, &a).await;
+            }
+            ok
         }
         None => register(c, s.workspace_id, platform, &account_id, &username, tokens).await?,
     };
@@ -352,6 +369,73 @@ pub async fn callback(c: &Connector, platform: Platform, cb: Callback) -> Result
         Some(u) => Outcome::Connected(u),
         None => failed(None, "invalid_redirect"),
     })
+}
+
+/// Raises `account.reconnected` for an account a reconnect link gave new tokens (its
+/// `account.recovered`, when it had been unhealthy, comes from the check that followed).
+async fn reconnected(c: &Connector, a: &crate::domain::Account) {
+    let now = c.checker.clock.now();
+    let event = crate::domain::PendingAlert {
+        reconnect_url: None,
+        id: 0,
+        workspace: String::new(),
+        attempts: 0,
+        reconnect_by: None,
+        workspace_id: a.workspace_id,
+        account_ref: a.id,
+        dedup_key: format!("{}:{now}:reconnected:{}", a.id, rand::random::<u32>()),
+        kind: crate::domain::AlertKind::Reconnected,
+        severity: crate::domain::Health::Healthy,
+        platform: a.platform,
+        account_id: a.account_id.clone(),
+        username: a.username.clone(),
+        problem: "The account was reconnected through its reconnect link.".into(),
+        action: "Nothing to do.".into(),
+        created_at: now,
+    };
+    if let Err(e) = c.checker.store.raise_alerts(std::slice::from_ref(&event)).await {
+        tracing::warn!(error = %e, "could not raise account.reconnected");
+    }
+}
+
+/// A reconnect link for an alert about `account_id` (valid `connect.link_ttl`, pinned to the
+/// account, used only by a success), when connecting is on and the platform can connect.
+pub async fn alert_link(c: &Connector, ws: WorkspaceId, platform: Platform, account_id: &str) -> Option<String> {
+    let config = c.config.get();
+    let public = config.connect.public_url()?;
+    connectable(&config, platform).ok()?;
+    let id = random_b64(24);
+    let verifier = SecretString::from(random_b64(32));
+    let now = c.checker.clock.now();
+    let session = ConnectSession {
+        id: id.clone(),
+        workspace_id: ws,
+        platform,
+        account_id: Some(account_id.to_owned()),
+        verifier: c.checker.sealer.seal(&verifier_context(&id), &verifier),
+        redirect_url: format!("{public}/connect/done"),
+        expires_at: now + config.connect.link_ttl.secs(),
+        used_at: None,
+        retry: true,
+    };
+    match c.checker.store.create_connect_session(&session, now).await {
+        Ok(()) => Some(format!("{public}/connect/{id}")),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not make a reconnect link; the alert goes without one");
+            None
+        }
+    }
+}
+
+impl crate::alerts::ReconnectLinks for Connector {
+    fn link<'a>(
+        &'a self,
+        workspace_id: WorkspaceId,
+        platform: Platform,
+        account_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + 'a>> {
+        Box::pin(alert_link(self, workspace_id, platform, account_id))
+    }
 }
 
 /// Registers a newly connected account in socialsyncer's custody and checks it at once.

@@ -10,6 +10,8 @@ CREATE TABLE connect_sessions (
     redirect_url  TEXT    NOT NULL,
     created_at    BIGINT  NOT NULL,
     expires_at    BIGINT  NOT NULL,
-    used_at       BIGINT
+    used_at       BIGINT,
+    -- An alert's reconnect link: a failed attempt leaves it usable; only a success uses it.
+    retry         BOOLEAN NOT NULL DEFAULT FALSE
 );
 CREATE INDEX connect_sessions_by_expiry ON connect_sessions(expires_at);

@@ -245,6 +245,18 @@ async fn deliver_workspace(
     }
     state.problems.set_note(&format!("email:{workspace}"), None);
     let have = Arc::new(state.store.alert_deliveries(&ids).await?);
+    // Events that ask a person to act carry a reconnect link pinned to their account (one
+    // per account a round), when connecting is on.
+    let mut group = group.to_vec();
+    let mut links: std::collections::HashMap<(crate::domain::Platform, String), Option<String>> = Default::default();
+    for e in group.iter_mut().filter(|e| e.kind.needs_person()) {
+        let key = (e.platform, e.account_id.clone());
+        if !links.contains_key(&key) {
+            let link = state.links.link(e.workspace_id, e.platform, &e.account_id).await;
+            links.insert(key.clone(), link);
+        }
+        e.reconnect_url = links.get(&key).cloned().flatten();
+    }
     let group: Arc<[PendingAlert]> = group.into();
     if !hooks.is_empty() {
         webhooks(state, senders, &group, &hooks, &have, &mut report).await?;

@@ -220,6 +220,9 @@ pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String,
     for e in &sorted {
         let who = format!("{} {} ({})", e.platform.display_name(), e.username, e.account_id);
         text.push_str(&format!("- {who} [{}]: {} {}\n", e.severity, e.problem, e.action));
+        if let Some(u) = &e.reconnect_url {
+            text.push_str(&format!("  Reconnect: {u}\n"));
+        }
     }
     text.push_str(&format!("\n{footer}\n"));
 
@@ -248,7 +251,15 @@ pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String,
             badge_colour(e.severity),
             escape(e.severity.as_str()),
             escape(&e.problem),
-            escape(&e.action)
+            match &e.reconnect_url {
+                Some(u) => format!(
+                    "{}<br><a href=\"{}\" style=\"display:inline-block;margin-top:6px;padding:6px 12px;border-radius:6px;\
+                     background:#1570ef;color:#ffffff;text-decoration:none\">Reconnect</a>",
+                    escape(&e.action),
+                    escape(u)
+                ),
+                None => escape(&e.action),
+            }
         ));
     }
     html.push_str(&format!(
@@ -264,6 +275,7 @@ mod tests {
 
     fn ev(platform: &str, id: &str, severity: &str) -> PendingAlert {
         PendingAlert {
+            reconnect_url: None,
             id: 1,
             workspace_id: domain::WorkspaceId(1),
             workspace: "acme".into(),

@@ -37,6 +37,20 @@ pub struct Outbox {
     pub instance: Arc<crate::cluster::Instance>,
     /// Wakes the delivery loop (after a sweep, a new recipient).
     pub alerts_due: Arc<tokio::sync::Notify>,
+    /// Makes the reconnect links alerts carry (when connecting is on).
+    pub links: Arc<dyn ReconnectLinks>,
+}
+
+/// Makes the reconnect link an alert about an account carries (implemented by the connect
+/// links; `None` when connecting is off or the platform cannot connect).
+pub trait ReconnectLinks: Send + Sync + std::fmt::Debug {
+    /// A link pinned to the account.
+    fn link<'a>(
+        &'a self,
+        workspace_id: crate::domain::WorkspaceId,
+        platform: crate::domain::Platform,
+        account_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + 'a>>;
 }
 
 impl Outbox {
@@ -142,6 +156,7 @@ pub fn derive(
             return;
         }
         alerts.push(PendingAlert {
+            reconnect_url: None,
             id: 0,
             workspace: String::new(),
             attempts: 0,

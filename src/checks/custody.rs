@@ -99,6 +99,7 @@ pub(super) fn superseded_alert(
         return;
     }
     derived.alerts.push(crate::domain::PendingAlert {
+        reconnect_url: None,
         id: 0,
         workspace: String::new(),
         attempts: 0,

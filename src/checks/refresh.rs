@@ -228,6 +228,7 @@ async fn tokens_refreshed(state: &Checker, a: &Account, expires_at: Option<UnixT
     }
     let expiry = expires_at.map_or_else(|| "unknown".to_owned(), domain::rfc3339);
     let event = crate::domain::PendingAlert {
+        reconnect_url: None,
         id: 0,
         workspace: String::new(),
         attempts: 0,

@@ -19,6 +19,8 @@ pub struct ConnectConfig {
     pub allowed_redirects: Vec<String>,
     /// How long a connect link is valid.
     pub session_ttl: HumanDuration,
+    /// How long the reconnect link in an alert is valid.
+    pub link_ttl: HumanDuration,
     /// Requests a second per client address on the connect listener.
     pub rate_limit: f64,
     /// Requests in a burst per client address.
@@ -32,6 +34,7 @@ impl Default for ConnectConfig {
             listen: String::new(),
             allowed_redirects: Vec::new(),
             session_ttl: HumanDuration(std::time::Duration::from_secs(3600)),
+            link_ttl: HumanDuration(std::time::Duration::from_secs(7 * 86_400)),
             rate_limit: 10.0,
             rate_burst: 30.0,
         }

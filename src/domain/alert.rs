@@ -31,6 +31,8 @@ pub enum AlertKind {
     /// A refresh was refused because another party used the refresh token, while the access
     /// token still works: the account works until that token expires.
     RefreshSuperseded,
+    /// A connect link reconnected the account.
+    Reconnected,
     /// New tokens were committed by a refresh (no token in the event; webhooks that list
     /// `account.tokens_refreshed` only).
     TokensRefreshed,
@@ -41,7 +43,7 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
-    const PLAIN: [(AlertKind, &'static str); 9] = [
+    const PLAIN: [(AlertKind, &'static str); 10] = [
         (AlertKind::TokenExpired, "token_expired"),
         (AlertKind::TokenInvalid, "token_invalid"),
         (AlertKind::PermissionsMissing, "permissions_missing"),
@@ -51,11 +53,28 @@ impl AlertKind {
         (AlertKind::Recovered, "recovered"),
         (AlertKind::RefreshSuperseded, "refresh_superseded"),
         (AlertKind::TokensRefreshed, "tokens_refreshed"),
+        (AlertKind::Reconnected, "reconnected"),
     ];
 
     /// Every kind that has no threshold label.
     pub fn plain() -> impl Iterator<Item = AlertKind> {
         AlertKind::PLAIN.into_iter().map(|(k, _)| k)
+    }
+
+    /// Whether the event asks a person to act on the account (and so carries a reconnect
+    /// link when connecting is on): it needs a reconnect, lacks permissions, its token
+    /// expires and nothing renews it, or its refresh token was used elsewhere.
+    pub fn needs_person(&self) -> bool {
+        matches!(
+            self,
+            AlertKind::TokenExpired
+                | AlertKind::TokenInvalid
+                | AlertKind::DataAccessExpired
+                | AlertKind::PermissionsMissing
+                | AlertKind::Expiring(_)
+                | AlertKind::DataAccessExpiring(_)
+                | AlertKind::RefreshSuperseded
+        )
     }
 
     /// Whether only receivers that name this kind's event type get it (never email, never a
@@ -78,6 +97,7 @@ impl AlertKind {
             AlertKind::Recovered => "account.recovered",
             AlertKind::RefreshSuperseded => "account.refresh_superseded",
             AlertKind::TokensRefreshed => "account.tokens_refreshed",
+            AlertKind::Reconnected => "account.reconnected",
         }
     }
 }
@@ -177,6 +197,10 @@ pub struct PendingAlert {
     pub created_at: UnixTime,
     /// For an expiry warning: the time by which the account must be reconnected.
     pub reconnect_by: Option<UnixTime>,
+    /// A connect link pinned to the account, made when the event is delivered (never stored
+    /// with the event).
+    #[sqlx(skip)]
+    pub reconnect_url: Option<String>,
 }
 
 /// How a receiver wants its messages.

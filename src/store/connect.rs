@@ -21,6 +21,8 @@ pub struct ConnectSession {
     pub expires_at: UnixTime,
     /// When the callback took it.
     pub used_at: Option<UnixTime>,
+    /// An alert's reconnect link: a failed attempt gives it back.
+    pub retry: bool,
 }
 
 impl Store {
@@ -29,7 +31,7 @@ impl Store {
         with_db!(self, |pool| {
             sqlx::query(
                 "INSERT INTO connect_sessions (id, workspace_id, platform, account_id, verifier, redirect_url, \
-                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 created_at, expires_at, retry) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(&s.id)
             .bind(s.workspace_id)
@@ -39,6 +41,7 @@ impl Store {
             .bind(&s.redirect_url)
             .bind(now)
             .bind(s.expires_at)
+            .bind(s.retry)
             .execute(pool)
             .await?;
             // Old sessions go, a day after they expired.
@@ -54,12 +57,24 @@ impl Store {
     pub async fn connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError> {
         with_db!(self, |pool| {
             Ok(sqlx::query_as(
-                "SELECT id, workspace_id, platform, account_id, verifier, redirect_url, expires_at, used_at \
+                "SELECT id, workspace_id, platform, account_id, verifier, redirect_url, expires_at, used_at, retry \
                  FROM connect_sessions WHERE id = $1",
             )
             .bind(id)
             .fetch_optional(pool)
             .await?)
+        })
+    }
+
+    /// Gives back a session taken by a callback that failed (an alert's reconnect link is
+    /// used only by a success).
+    pub async fn give_back_connect_session(&self, id: &str) -> Result<(), StoreError> {
+        with_db!(self, |pool| {
+            sqlx::query("UPDATE connect_sessions SET used_at = NULL WHERE id = $1 AND retry")
+                .bind(id)
+                .execute(pool)
+                .await?;
+            Ok(())
         })
     }
 

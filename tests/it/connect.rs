@@ -210,3 +210,82 @@ async fn a_pinned_reconnect_returning_another_account_is_refused_and_the_right_o
     );
     app.stop().await;
 }
+
+/// An alert about an X account that needs a reconnect carries a link pinned to it (here in a
+/// JSON webhook); a cancelled attempt leaves the link usable, a successful one replaces the
+/// tokens, raises `account.reconnected` and `account.recovered`, and uses the link up.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alerts_reconnect_link_fixes_the_account_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let public = format!("http://127.0.0.1:{port}");
+    let p = public.clone();
+    let app = spawn_app_cfg("", move |c| {
+        c.schedule.cron = String::new();
+        c.connect.public_url = p;
+        c.connect.listen = format!("127.0.0.1:{port}");
+        c.notify.allow_insecure_loopback = true;
+        c.notify.allow_private_networks = true;
+    })
+    .await;
+    let key = app.key("acme").await;
+    let (hook, log) = crate::webhooks::receiver(&[], false).await;
+    let (s, v) = app
+        .put(
+            &key,
+            "/v1/notifications",
+            &json!({"emails": [], "webhooks": [{"url": hook}]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    app.connect(
+        &key,
+        Platform::Twitter,
+        "960",
+        TokenSpec {
+            state: socialsyncer::simulator::TokenState::Revoked,
+            ..TokenSpec::valid(Platform::Twitter, "960")
+        },
+    )
+    .await;
+    socialsyncer::alerts::deliver(&app.state.outbox).await.unwrap();
+    let mut event = Value::Null;
+    for _ in 0..200 {
+        if let Some((_, body)) = log.lock().unwrap().posts.first() {
+            event = serde_json::from_slice(body).unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(event["type"], "account.needs_reconnect", "{event}");
+    let link = event["reconnectUrl"].as_str().unwrap().to_owned();
+    assert!(link.starts_with(&format!("{public}/connect/")), "{link}");
+    let done = format!("{public}/connect/done");
+    // Cancelled: the link still works.
+    assert_eq!(
+        walk(&link, "960", "cancel").await,
+        format!("{done}?status=error&error=access_denied")
+    );
+    assert_eq!(
+        walk(&link, "960", "allow").await,
+        format!("{done}?status=connected&platform=twitter&accountId=960")
+    );
+    let (_, v) = app.get(&key, "/v1/accounts/twitter/960").await;
+    assert_eq!(v["health"], "healthy", "{v}");
+    let kinds: Vec<(String,)> = sqlx::query_as("SELECT kind FROM alert_outbox ORDER BY id")
+        .fetch_all(&app.db().await)
+        .await
+        .unwrap();
+    let kinds: Vec<String> = kinds.into_iter().map(|(k,)| k).collect();
+    assert!(
+        kinds.contains(&"reconnected".to_owned()) && kinds.contains(&"recovered".to_owned()),
+        "{kinds:?}"
+    );
+    // Used by the success: no second one.
+    let r = browser().get(&link).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    app.stop().await;
+}

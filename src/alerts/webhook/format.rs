@@ -24,6 +24,9 @@ pub fn json_event(e: &PendingAlert) -> Value {
         "problem": e.problem,
         "recommendations": [e.action],
     });
+    if let Some(u) = &e.reconnect_url {
+        v["reconnectUrl"] = json!(u);
+    }
     match (e.reconnect_by, &e.kind) {
         // New tokens: their expiry, not a deadline (and never a token).
         (Some(t), crate::domain::AlertKind::TokensRefreshed) => v["expiresAt"] = json!(rfc3339(t)),
@@ -79,7 +82,12 @@ pub fn chat_message(format: Format, workspace: &str, events: &[&PendingAlert], h
             let mut blocks =
                 vec![json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&title, 150)}})];
             for e in events.iter().take(45) {
-                blocks.push(slack_section(&line(e)));
+                let mut section = slack_section(&line(e));
+                if let Some(u) = &e.reconnect_url {
+                    section["accessory"] =
+                        json!({"type": "button", "text": {"type": "plain_text", "text": "Reconnect"}, "url": u});
+                }
+                blocks.push(section);
             }
             blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": slack_escape(&footer), "verbatim": true}]}));
             json!({"text": slack_escape(&title), "blocks": blocks})
@@ -89,11 +97,16 @@ pub fn chat_message(format: Format, workspace: &str, events: &[&PendingAlert], h
                 .iter()
                 .take(10)
                 .map(|e| {
-                    json!({
+                    let mut embed = json!({
                         "title": truncate(&markdown_escape(&format!("{} {} ({})", e.platform.display_name(), e.username, e.account_id)), 256),
                         "description": truncate(&markdown_escape(&format!("{} {}", e.problem, e.action)), 4096),
                         "color": colour(e.severity),
-                    })
+                    });
+                    // The embed's title links to the reconnect link.
+                    if let Some(u) = &e.reconnect_url {
+                        embed["url"] = json!(u);
+                    }
+                    embed
                 })
                 .collect();
             json!({"content": truncate(&markdown_escape(&title), 2000), "embeds": embeds, "allowed_mentions": {"parse": []}})
@@ -106,7 +119,20 @@ pub fn chat_message(format: Format, workspace: &str, events: &[&PendingAlert], h
                 body.push(json!({"type": "TextBlock", "text": markdown_escape(&line(e)), "wrap": true}));
             }
             body.push(json!({"type": "TextBlock", "text": markdown_escape(&footer), "isSubtle": true, "size": "Small", "wrap": true}));
-            teams_card(body)
+            let mut card = teams_card(body);
+            let actions: Vec<Value> = events
+                .iter()
+                .filter_map(|e| {
+                    e.reconnect_url.as_ref().map(|u| {
+                        json!({"type": "Action.OpenUrl", "title": truncate(&format!("Reconnect {}", e.account_id), 40), "url": u})
+                    })
+                })
+                .take(5)
+                .collect();
+            if !actions.is_empty() {
+                card["attachments"][0]["content"]["actions"] = json!(actions);
+            }
+            card
         }
     }
 }
