@@ -404,9 +404,19 @@ pub async fn alert_link(c: &Connector, ws: WorkspaceId, platform: Platform, acco
     let config = c.config.get();
     let public = config.connect.public_url()?;
     connectable(&config, platform).ok()?;
+    let now = c.checker.clock.now();
+    // One link an account while it works: the alerts and the account's JSON give the same.
+    // (A link made now must stay usable a while: one expiring within a day is not reused.)
+    if let Ok(Some(id)) = c
+        .checker
+        .store
+        .live_reconnect_link(ws, platform, account_id, now + 86_400)
+        .await
+    {
+        return Some(format!("{public}/connect/{id}"));
+    }
     let id = random_b64(24);
     let verifier = SecretString::from(random_b64(32));
-    let now = c.checker.clock.now();
     let session = ConnectSession {
         id: id.clone(),
         workspace_id: ws,

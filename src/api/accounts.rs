@@ -116,6 +116,10 @@ pub struct AccountDetail {
     pub custody: Custody,
     /// The last problem seen, if any.
     pub last_error: Option<String>,
+    /// For an account that needs a reconnect and can connect: its reconnect link (connect
+    /// links on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnect_url: Option<String>,
 }
 
 fn permissions_of(a: &Account) -> Vec<String> {
@@ -160,6 +164,7 @@ impl From<&Account> for AccountDetail {
             connected_at: rfc3339(a.connected_at),
             custody: a.custody,
             last_error: a.state.last_error.clone(),
+            reconnect_url: None,
         }
     }
 }
@@ -178,7 +183,13 @@ pub(super) fn seen_now(state: &ApiState, a: Account) -> Account {
               (status = 401, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody)))]
 pub async fn details(State(state): State<ApiState>, Target(a, _): Target) -> Result<Json<AccountDetail>, ApiError> {
-    Ok(Json(AccountDetail::from(&seen_now(&state, a))))
+    let a = seen_now(&state, a);
+    let mut detail = AccountDetail::from(&a);
+    if a.state.needs_reconnect {
+        detail.reconnect_url =
+            crate::connect::alert_link(&state.connector, a.workspace_id, a.platform, &a.account_id).await;
+    }
+    Ok(Json(detail))
 }
 
 /// `POST /v1/accounts` body.

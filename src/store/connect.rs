@@ -66,6 +66,28 @@ impl Store {
         })
     }
 
+    /// The ID of an account's reconnect link that still works, if there is one.
+    pub async fn live_reconnect_link(
+        &self,
+        workspace_id: WorkspaceId,
+        platform: Platform,
+        account_id: &str,
+        now: UnixTime,
+    ) -> Result<Option<String>, StoreError> {
+        with_db!(self, |pool| {
+            Ok(sqlx::query_scalar(
+                "SELECT id FROM connect_sessions WHERE workspace_id = $1 AND platform = $2 AND account_id = $3 \
+                 AND retry AND used_at IS NULL AND expires_at > $4 ORDER BY expires_at DESC LIMIT 1",
+            )
+            .bind(workspace_id)
+            .bind(platform.as_str())
+            .bind(account_id)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?)
+        })
+    }
+
     /// Gives back a session taken by a callback that failed (an alert's reconnect link is
     /// used only by a success).
     pub async fn give_back_connect_session(&self, id: &str) -> Result<(), StoreError> {

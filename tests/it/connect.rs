@@ -264,6 +264,9 @@ async fn an_alerts_reconnect_link_fixes_the_account_once() {
     let link = event["reconnectUrl"].as_str().unwrap().to_owned();
     assert!(link.starts_with(&format!("{public}/connect/")), "{link}");
     let done = format!("{public}/connect/done");
+    // The account's JSON gives the same link.
+    let (_, v) = app.get(&key, "/v1/accounts/twitter/960").await;
+    assert_eq!(v["reconnectUrl"], link.as_str(), "{v}");
     // Cancelled: the link still works.
     assert_eq!(
         walk(&link, "960", "cancel").await,
@@ -275,6 +278,7 @@ async fn an_alerts_reconnect_link_fixes_the_account_once() {
     );
     let (_, v) = app.get(&key, "/v1/accounts/twitter/960").await;
     assert_eq!(v["health"], "healthy", "{v}");
+    assert!(v.get("reconnectUrl").is_none(), "no link once healthy: {v}");
     let kinds: Vec<(String,)> = sqlx::query_as("SELECT kind FROM alert_outbox ORDER BY id")
         .fetch_all(&app.db().await)
         .await
