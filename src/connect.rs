@@ -90,25 +90,51 @@ pub async fn start(
         return Err(ConnectError::BadRedirect);
     }
     connectable(&config, platform)?;
+    let now = c.checker.clock.now();
+    let expires_at = now + config.connect.session_ttl.secs();
+    let pinned = pinned.map(|a| a.as_str().to_owned());
+    let id = new_session(
+        c,
+        ws,
+        platform,
+        pinned,
+        redirect_url.to_owned(),
+        (now, expires_at),
+        false,
+    )
+    .await?;
+    Ok(Link {
+        url: format!("{public}/connect/{id}"),
+        expires_at,
+    })
+}
+
+/// Stores a new session (a random 192-bit ID, a sealed PKCE verifier) valid from `now` to
+/// `expires_at`; returns its ID.
+async fn new_session(
+    c: &Connector,
+    ws: WorkspaceId,
+    platform: Platform,
+    account_id: Option<String>,
+    redirect_url: String,
+    (now, expires_at): (UnixTime, UnixTime),
+    retry: bool,
+) -> Result<String, StoreError> {
     let id = random_b64(24);
     let verifier = SecretString::from(random_b64(32));
-    let now = c.checker.clock.now();
     let session = ConnectSession {
         id: id.clone(),
         workspace_id: ws,
         platform,
-        account_id: pinned.map(|a| a.as_str().to_owned()),
+        account_id,
         verifier: c.checker.sealer.seal(&verifier_context(&id), &verifier),
-        redirect_url: redirect_url.to_owned(),
-        expires_at: now + config.connect.session_ttl.secs(),
+        redirect_url,
+        expires_at,
         used_at: None,
-        retry: false,
+        retry,
     };
     c.checker.store.create_connect_session(&session, now).await?;
-    Ok(Link {
-        url: format!("{public}/connect/{id}"),
-        expires_at: session.expires_at,
-    })
+    Ok(id)
 }
 
 /// Whether `platform` can be connected with this configuration.
@@ -415,21 +441,18 @@ pub async fn alert_link(c: &Connector, ws: WorkspaceId, platform: Platform, acco
     {
         return Some(format!("{public}/connect/{id}"));
     }
-    let id = random_b64(24);
-    let verifier = SecretString::from(random_b64(32));
-    let session = ConnectSession {
-        id: id.clone(),
-        workspace_id: ws,
+    let made = new_session(
+        c,
+        ws,
         platform,
-        account_id: Some(account_id.to_owned()),
-        verifier: c.checker.sealer.seal(&verifier_context(&id), &verifier),
-        redirect_url: format!("{public}/connect/done"),
-        expires_at: now + config.connect.link_ttl.secs(),
-        used_at: None,
-        retry: true,
-    };
-    match c.checker.store.create_connect_session(&session, now).await {
-        Ok(()) => Some(format!("{public}/connect/{id}")),
+        Some(account_id.to_owned()),
+        format!("{public}/connect/done"),
+        (now, now + config.connect.link_ttl.secs()),
+        true,
+    )
+    .await;
+    match made {
+        Ok(id) => Some(format!("{public}/connect/{id}")),
         Err(e) => {
             tracing::warn!(error = %e, "could not make a reconnect link; the alert goes without one");
             None

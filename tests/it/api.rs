@@ -1002,16 +1002,7 @@ async fn a_cached_list_is_invalidated_by_an_import_from_another_process_and_by_a
     assert_eq!((app.state.api.list_cache.builds(), &again), (builds, &first), "cached");
 
     // `accounts import` from another process, nothing else between.
-    let cfg = app.dir.path().join("cli.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nmetrics_listen = \"\"\n[database]\nurl = \"{}\"\n{}",
-            app.db_url,
-            app.sim.config_toml(app.dir.path()).unwrap()
-        ),
-    )
-    .unwrap();
+    let cfg = app.cli_config();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_socialsyncer"))
         .arg("--config")
         .arg(&cfg)

@@ -11,6 +11,11 @@ use crate::common::{TestApp, code, spawn_app_cfg};
 const BACK: &str = "https://product.example/connected";
 
 async fn app() -> (TestApp, String) {
+    app_with(|_| {}).await
+}
+
+/// The whole daemon with connect links on a port of their own, `tweak` applied; its public URL.
+async fn app_with(tweak: impl FnOnce(&mut socialsyncer::config::Config) + Send + 'static) -> (TestApp, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -23,6 +28,7 @@ async fn app() -> (TestApp, String) {
         c.connect.public_url = p;
         c.connect.listen = format!("127.0.0.1:{port}");
         c.connect.allowed_redirects = vec!["https://product.example/".into()];
+        tweak(c);
     })
     .await;
     (app, public)
@@ -216,17 +222,7 @@ async fn a_pinned_reconnect_returning_another_account_is_refused_and_the_right_o
 /// tokens, raises `account.reconnected` and `account.recovered`, and uses the link up.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alerts_reconnect_link_fixes_the_account_once() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let public = format!("http://127.0.0.1:{port}");
-    let p = public.clone();
-    let app = spawn_app_cfg("", move |c| {
-        c.schedule.cron = String::new();
-        c.connect.public_url = p;
-        c.connect.listen = format!("127.0.0.1:{port}");
+    let (app, public) = app_with(|c| {
         c.notify.allow_insecure_loopback = true;
         c.notify.allow_private_networks = true;
     })

@@ -520,16 +520,7 @@ async fn the_cli_registers_with_a_custody_and_replaces_tokens() {
     }
     let app = app().await;
     let key = app.key("acme").await;
-    let cfg = app.dir.path().join("cli.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nmetrics_listen = \"\"\n[database]\nurl = \"{}\"\n{}",
-            app.db_url,
-            app.sim.config_toml(app.dir.path()).unwrap()
-        ),
-    )
-    .unwrap();
+    let cfg = app.cli_config();
     let import = |extra: &[&str], token: &str| {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_socialsyncer"))
             .arg("--config")

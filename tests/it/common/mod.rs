@@ -222,6 +222,21 @@ impl TestApp {
         }
     }
 
+    /// A config file for a command-line process on this app's database and platforms.
+    pub fn cli_config(&self) -> std::path::PathBuf {
+        let cfg = self.dir.path().join("cli.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[server]\nmetrics_listen = \"\"\n[database]\nurl = \"{}\"\n{}",
+                self.db_url,
+                self.sim.config_toml(self.dir.path()).unwrap()
+            ),
+        )
+        .unwrap();
+        cfg
+    }
+
     /// A second process's store on this app's database.
     pub async fn other_store(&self) -> socialsyncer::store::Store {
         let mut config = Config::default();
