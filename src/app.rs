@@ -309,6 +309,7 @@ impl AppState {
     /// adapters and each engine's context.
     pub fn new(config: Config, store: Store, sealer: Sealer) -> anyhow::Result<AppState> {
         let http = Http::new(&config)?;
+        let apps = Arc::new(crate::platforms::connect::Apps::new(&config, http.clone())?);
         let platforms = Arc::new(Platforms::new(&config, http)?);
         let mailer = Mailer::from_config(&config)?.map(Arc::new);
         let alert_thresholds = Arc::new(crate::alerts::thresholds(&config.alerts));
@@ -363,6 +364,7 @@ impl AppState {
             links: Arc::new(crate::connect::Connector {
                 checker: checker.clone(),
                 config: live.config.live(),
+                apps: apps.clone(),
             }),
         };
         let cluster = Cluster {
@@ -389,6 +391,7 @@ impl AppState {
             connector: crate::connect::Connector {
                 checker: checker.clone(),
                 config: live.config.live(),
+                apps,
             },
         };
         Ok(AppState {

@@ -127,14 +127,18 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
     let updates: Vec<_> = checked.into_iter().map(|c| c.update).collect();
     state.store.record_checks(&updates).await?;
 
-    let link = crate::connect::start(
-        &state.api.connector,
-        ws,
-        crate::domain::Platform::Twitter,
-        &format!("{connect}/connect/done"),
-        None,
-    )
-    .await?;
+    let mut links = Vec::new();
+    for platform in [crate::domain::Platform::Twitter, crate::domain::Platform::Facebook] {
+        let link = crate::connect::start(
+            &state.api.connector,
+            ws,
+            platform,
+            &format!("{connect}/connect/done"),
+            None,
+        )
+        .await?;
+        links.push(link.url);
+    }
     let listener = server::bind(&state).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let k = key.secret.expose_secret();
@@ -151,11 +155,14 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
          \x20 curl -X DELETE -H 'Authorization: Bearer {k}' {base}/v1/accounts/tiktok/723f24d7-e717-40f8-a2b6-cb8464cd23b4\n\
          \x20 curl {base}/healthz\n\
          \x20 curl {base}/v1/openapi.json\n\n\
-         Connect a simulated X account in a browser (single-use, for an hour):\n\
-         \x20 {}\n\
-         More links: curl -X POST -H 'Authorization: Bearer {k}' -H 'Content-Type: application/json' -d '{{\"platform\":\"twitter\",\"redirectUrl\":\"{connect}/connect/done\"}}' {base}/v1/connect\n",
+         Connect simulated accounts in a browser (each link single-use, for an hour):\n\
+         \x20 an X account:        {}\n\
+         \x20 Facebook Pages:      {} (you choose the Pages on socialsyncer's page)\n\
+         More links (platform facebook, instagram, threads, tiktok or twitter):\n\
+         \x20 curl -X POST -H 'Authorization: Bearer {k}' -H 'Content-Type: application/json' -d '{{\"platform\":\"threads\",\"redirectUrl\":\"{connect}/connect/done\"}}' {base}/v1/connect\n",
         dir.path().display(),
-        link.url
+        links[0],
+        links[1]
     );
     server::run_on(listener, state).await?;
     drop(sim);

@@ -10,15 +10,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::parse_platform;
-use super::{ApiError, ApiJson, ApiState, ClientAddr, Workspace};
-use crate::connect::{self, Callback, ConnectError, Connector, Outcome};
-use crate::domain::{AccountId, rfc3339};
+use super::{ApiError, ApiJson, ApiState, ClientAddr, Workspace, html};
+use crate::connect::{self, Callback, Choice, ConnectError, Connector, Outcome};
+use crate::domain::{AccountId, Platform, rfc3339};
 
 /// `POST /v1/connect` body.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectBody {
-    /// The platform to connect (`twitter` so far).
+    /// The platform to connect: `facebook`, `instagram`, `threads`, `tiktok` or `twitter`.
     pub platform: String,
     /// Where the browser goes back to; must start with one of `connect.allowed_redirects`.
     pub redirect_url: String,
@@ -75,22 +75,40 @@ pub async fn start(
     }))
 }
 
-/// A small page, no script, escaped text.
 fn page(status: StatusCode, title: &str, text: &str) -> Response {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
+    let class = if status.is_success() { "" } else { "bad" };
+    html::message(status, title, class, text)
+}
+
+/// The chooser: one consent granted several accounts; the person ticks the ones to connect.
+/// A form without script, posted back to `/connect/{id}/choose`.
+fn chooser(public: &str, choice: &Choice) -> Response {
+    let what = match choice.platform {
+        Platform::Facebook => "Facebook Pages",
+        _ => "Instagram accounts",
     };
+    let rows: String = choice
+        .accounts
+        .iter()
+        .map(|(id, name)| {
+            let name = if name.is_empty() { id } else { name };
+            format!(
+                "<label class=\"row\"><input type=\"checkbox\" name=\"account\" value=\"{id}\" checked>\
+                 <span>{name}</span><small>{id}</small></label>",
+                id = html::esc(id),
+                name = html::esc(name)
+            )
+        })
+        .collect();
     let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title></head>\
-         <body><h1>{}</h1><p>{}</p></body></html>",
-        esc(title),
-        esc(title),
-        esc(text)
+        "<p>Your consent covers these {what}. Choose the ones socialsyncer should watch; \
+         the others are not stored.</p>\
+         <form method=\"post\" action=\"{action}\"><fieldset><legend>{what}</legend>{rows}</fieldset>\
+         <div class=\"actions\"><button type=\"submit\" name=\"action\" value=\"connect\">Connect selected</button>\
+         <button type=\"submit\" name=\"action\" value=\"cancel\" class=\"secondary\">Cancel</button></div></form>",
+        action = html::esc(&format!("{public}/connect/{}/choose", choice.session)),
     );
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+    html::document(StatusCode::OK, &format!("Choose {what}"), "", &body)
 }
 
 fn redirect(to: &str) -> Response {
@@ -124,13 +142,11 @@ async fn follow(State(c): State<Connector>, Path(id): Path<String>) -> Response 
     }
 }
 
-/// `GET /connect/callback/{platform}`: the platform sends the browser back here.
-async fn callback(State(c): State<Connector>, Path(platform): Path<String>, Query(q): Query<Callback>) -> Response {
-    let Ok(platform) = platform.parse() else {
-        return page(StatusCode::NOT_FOUND, "Not connected", "No such platform.");
-    };
-    match connect::callback(&c, platform, q).await {
+/// Where an outcome sends the browser: on to the product, to the chooser, or a page.
+fn outcome(c: &Connector, o: Result<Outcome, crate::store::StoreError>) -> Response {
+    match o {
         Ok(Outcome::Connected(to)) => redirect(&to),
+        Ok(Outcome::Choose(choice)) => chooser(c.config.get().connect.public_url().unwrap_or_default(), &choice),
         Ok(Outcome::Failed { redirect: Some(to), .. }) => redirect(&to),
         Ok(Outcome::Failed { redirect: None, code }) => page(
             StatusCode::BAD_REQUEST,
@@ -148,6 +164,35 @@ async fn callback(State(c): State<Connector>, Path(platform): Path<String>, Quer
     }
 }
 
+/// `GET /connect/callback/{platform}`: the platform sends the browser back here.
+async fn callback(State(c): State<Connector>, Path(platform): Path<String>, Query(q): Query<Callback>) -> Response {
+    let Ok(platform) = platform.parse() else {
+        return page(StatusCode::NOT_FOUND, "Not connected", "No such platform.");
+    };
+    let o = connect::callback(&c, platform, q).await;
+    outcome(&c, o)
+}
+
+/// `POST /connect/{id}/choose`: the chooser's form (`account` for each ticked account,
+/// `action=cancel` for Cancel).
+async fn choose(
+    State(c): State<Connector>,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    if id.len() > 64 || form.len() > 1_000 {
+        return page(StatusCode::BAD_REQUEST, "Not connected", "The form is not valid.");
+    }
+    let accounts: Vec<String> = form
+        .iter()
+        .filter(|(k, _)| k == "account")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let cancel = form.iter().any(|(k, v)| k == "action" && v == "cancel");
+    let o = connect::choose(&c, &id, &accounts, cancel).await;
+    outcome(&c, o)
+}
+
 /// What `/connect/done` is told.
 #[derive(Debug, Default, Deserialize)]
 struct Done {
@@ -162,17 +207,19 @@ struct Done {
 /// and any operator who allows it), saying what happened.
 async fn done(Query(d): Query<Done>) -> Response {
     match (d.status.as_deref(), d.platform, d.account_id, d.error) {
-        (Some("connected"), Some(p), Some(id), _) => page(
+        (Some("connected"), Some(p), Some(id), _) => html::message(
             StatusCode::OK,
             "Connected",
+            "ok",
             &format!("The {p} account {id} is connected. You can close this page."),
         ),
-        (_, _, _, Some(e)) => page(
+        (_, _, _, Some(e)) => html::message(
             StatusCode::OK,
             "Not connected",
+            "bad",
             &format!("Nothing was connected ({e})."),
         ),
-        _ => page(StatusCode::OK, "Not connected", "Nothing was connected."),
+        _ => html::message(StatusCode::OK, "Not connected", "bad", "Nothing was connected."),
     }
 }
 
@@ -183,6 +230,7 @@ pub fn router(c: Connector, limiter: std::sync::Arc<super::limit::KeyLimiter>) -
     axum::Router::new()
         .route("/connect/{id}", axum::routing::get(follow))
         .route("/connect/callback/{platform}", axum::routing::get(callback))
+        .route("/connect/{id}/choose", axum::routing::post(choose))
         .route("/connect/done", axum::routing::get(done))
         .fallback(|| async { page(StatusCode::NOT_FOUND, "Not found", "No such page.") })
         .with_state(c)
@@ -205,12 +253,7 @@ pub fn router(c: Connector, limiter: std::sync::Arc<super::limit::KeyLimiter>) -
                     }
                     let mut r = next.run(req).await;
                     let h = r.headers_mut();
-                    h.insert(
-                        header::CONTENT_SECURITY_POLICY,
-                        HeaderValue::from_static(
-                            "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-                        ),
-                    );
+                    h.insert(header::CONTENT_SECURITY_POLICY, html::CSP.clone());
                     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
                     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
                     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -7,6 +7,7 @@ pub mod connect;
 pub mod custody;
 pub mod error;
 pub mod extract;
+pub mod html;
 pub mod limit;
 pub mod lists;
 pub mod notifications;

@@ -214,6 +214,9 @@ impl Config {
             if let Some(f) = &c.client_secret_file {
                 out.push((format!("platforms.{p}.client_secret_file"), f.clone()));
             }
+            if let Some(f) = &c.login_app_secret_file {
+                out.push((format!("platforms.{p}.login_app_secret_file"), f.clone()));
+            }
         }
         if let Some(f) = &self.email.credentials_file {
             out.push(("email.credentials_file".into(), f.clone()));

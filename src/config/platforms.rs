@@ -73,6 +73,11 @@ pub struct PlatformConfig {
     pub client_id: Option<String>,
     /// File holding the TikTok or X client secret (or the Instagram app secret).
     pub client_secret_file: Option<PathBuf>,
+    /// Instagram only: the Instagram Login app's ID, for connect links with Instagram Login
+    /// (`app_id` stays the Facebook Login side).
+    pub login_app_id: Option<String>,
+    /// Instagram only: the file holding the Instagram Login app's secret.
+    pub login_app_secret_file: Option<PathBuf>,
     /// Permissions an account needs for publishing; a missing one makes it unhealthy.
     pub required_permissions: Option<Vec<String>>,
     /// Checks per second sent to this platform during sweeps; 0 means no limit.

@@ -2,6 +2,7 @@
 //! they share. Adapters map each platform's documented answers into [`CheckOutcome`],
 //! [`RefreshOutcome`] and [`RevokeOutcome`]; they never log or return a token.
 
+pub mod connect;
 pub mod facebook;
 pub mod graph;
 pub mod instagram;
@@ -500,20 +501,6 @@ impl Platforms {
             Platform::Threads => self.threads.refresh(t).await,
             Platform::Tiktok => self.tiktok.refresh(t).await,
             Platform::Twitter => self.twitter.refresh(t).await,
-        }
-    }
-
-    /// Exchanges an authorization code (connect links) for tokens. X only so far.
-    pub async fn exchange_code(
-        &self,
-        platform: Platform,
-        code: &str,
-        redirect_uri: &str,
-        verifier: &SecretString,
-    ) -> Result<NewTokens, String> {
-        match platform {
-            Platform::Twitter => self.twitter.exchange_code(code, redirect_uri, verifier).await,
-            p => Err(format!("connecting {} accounts is not built yet", p.display_name())),
         }
     }
 

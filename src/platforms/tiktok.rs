@@ -72,7 +72,7 @@ fn describe(code: &str, msg: &str) -> String {
 const MAX_ACCESS_LIFETIME: i64 = 2 * 86_400;
 /// Longest refresh-token lifetime accepted: 365 days (the most TikTok has documented), times two.
 const MAX_REFRESH_LIFETIME: i64 = 2 * 365 * 86_400;
-const LIFETIMES: oauth2::Lifetimes = oauth2::Lifetimes {
+pub(super) const LIFETIMES: oauth2::Lifetimes = oauth2::Lifetimes {
     access: MAX_ACCESS_LIFETIME,
     refresh: Some(MAX_REFRESH_LIFETIME),
 };

@@ -4,8 +4,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::{
-    CheckOutcome, Http, InvalidReason, NewTokens, PlatformApi, RefreshOutcome, Reply, RevokeOutcome, ThrottleScope,
-    TokenContext, Transient, TransientKind, ValidToken, oauth2, status_transient,
+    CheckOutcome, Http, InvalidReason, PlatformApi, RefreshOutcome, Reply, RevokeOutcome, ThrottleScope, TokenContext,
+    Transient, TransientKind, ValidToken, oauth2, status_transient,
 };
 use crate::domain::{self, Platform};
 
@@ -72,7 +72,7 @@ impl Twitter {
 /// Longest access-token lifetime accepted: X documents 2 hours, times two.
 const MAX_ACCESS_LIFETIME: i64 = 2 * 7_200;
 /// X's token answer names no refresh-token lifetime.
-const LIFETIMES: oauth2::Lifetimes = oauth2::Lifetimes {
+pub(super) const LIFETIMES: oauth2::Lifetimes = oauth2::Lifetimes {
     access: MAX_ACCESS_LIFETIME,
     refresh: None,
 };
@@ -116,36 +116,6 @@ fn app_refusal(reply: &Reply) -> Option<String> {
 }
 
 impl Twitter {
-    /// The code exchange of OAuth 2.0's authorization code flow with PKCE (X, "OAuth 2.0
-    /// Authorization Code Flow with PKCE", step 3: `POST /2/oauth2/token` with `code`,
-    /// `grant_type=authorization_code`, `redirect_uri` and `code_verifier`; a confidential
-    /// client authenticates with HTTP Basic). The tokens, or what X said.
-    pub async fn exchange_code(
-        &self,
-        code: &str,
-        redirect_uri: &str,
-        verifier: &SecretString,
-    ) -> Result<NewTokens, String> {
-        if self.client_id.is_none() {
-            return Err("connecting X needs platforms.twitter.client_id".into());
-        }
-        let mut form = oauth2::code_form(&[], code, redirect_uri, verifier);
-        let req = self.authed(
-            self.http.client().post(format!("{}/2/oauth2/token", self.base)),
-            &mut form,
-        );
-        let now = domain::now();
-        match self.http.send_token(P, req.form(&form)).await {
-            Err(tr) => Err(tr.detail),
-            Ok(reply) if reply.status == 200 => reply
-                .json(P)
-                .ok()
-                .and_then(|v| oauth2::tokens(&v, now, LIFETIMES))
-                .ok_or_else(|| "X answered the code exchange without an access token".to_owned()),
-            Ok(reply) => Err(problem(&reply)),
-        }
-    }
-
     /// `POST /2/oauth2/revoke` for one token; `Ok(())` when X confirmed.
     async fn revoke_one(&self, token: &str, hint: &str) -> Result<(), String> {
         let mut form = vec![("token", token.to_owned()), ("token_type_hint", hint.to_owned())];

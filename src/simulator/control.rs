@@ -81,19 +81,27 @@ impl Simulator {
         let fb = write("facebook_app_secret", APP_SECRET)?;
         let tt = write("tiktok_client_secret", TIKTOK_CLIENT_SECRET)?;
         let tw = write("twitter_client_secret", TWITTER_CLIENT_SECRET)?;
-        Ok(format!(
-            "[platforms.facebook]\nbase_url = \"{}\"\napp_id = \"{APP_ID}\"\napp_secret_file = \"{fb}\"\n\
-             [platforms.instagram]\nbase_url = \"{}\"\n\
-             [platforms.threads]\nbase_url = \"{}\"\n\
-             [platforms.tiktok]\nbase_url = \"{}\"\nclient_key = \"{TIKTOK_CLIENT_KEY}\"\nclient_secret_file = \"{tt}\"\n\
-             [platforms.twitter]\nbase_url = \"{}\"\nclient_id = \"{TWITTER_CLIENT_ID}\"\nclient_secret_file = \"{tw}\"\n\
-             authorize_url = \"{}/i/oauth2/authorize\"\n",
+        let ig = write("instagram_login_app_secret", INSTAGRAM_LOGIN_APP_SECRET)?;
+        let th = write("threads_app_secret", THREADS_APP_SECRET)?;
+        let (fb_url, ig_url, th_url, tt_url, tw_url) = (
             self.base_url(Platform::Facebook),
             self.base_url(Platform::Instagram),
             self.base_url(Platform::Threads),
             self.base_url(Platform::Tiktok),
             self.base_url(Platform::Twitter),
-            self.base_url(Platform::Twitter),
+        );
+        // Each platform's consent page is the simulator's (Instagram's serves both logins).
+        Ok(format!(
+            "[platforms.facebook]\nbase_url = \"{fb_url}\"\napp_id = \"{APP_ID}\"\napp_secret_file = \"{fb}\"\n\
+             authorize_url = \"{fb_url}/dialog/oauth\"\n\
+             [platforms.instagram]\nbase_url = \"{ig_url}\"\nauthorize_url = \"{ig_url}/oauth/authorize\"\n\
+             login_app_id = \"{INSTAGRAM_LOGIN_APP_ID}\"\nlogin_app_secret_file = \"{ig}\"\n\
+             [platforms.threads]\nbase_url = \"{th_url}\"\napp_id = \"{THREADS_APP_ID}\"\napp_secret_file = \"{th}\"\n\
+             authorize_url = \"{th_url}/oauth/authorize\"\n\
+             [platforms.tiktok]\nbase_url = \"{tt_url}\"\nclient_key = \"{TIKTOK_CLIENT_KEY}\"\nclient_secret_file = \"{tt}\"\n\
+             authorize_url = \"{tt_url}/v2/auth/authorize/\"\n\
+             [platforms.twitter]\nbase_url = \"{tw_url}\"\nclient_id = \"{TWITTER_CLIENT_ID}\"\nclient_secret_file = \"{tw}\"\n\
+             authorize_url = \"{tw_url}/i/oauth2/authorize\"\n",
         ))
     }
 

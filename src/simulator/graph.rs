@@ -84,6 +84,9 @@ pub(super) async fn debug_token(State(s): S, p: Platform, Query(q): Q) -> Respon
         data["expires_at"] = json!(t.expires_at.unwrap_or(0));
         data["data_access_expires_at"] = json!(t.data_access_expires_at.unwrap_or(0));
         data["scopes"] = json!(t.scopes);
+        if let Some(gs) = consent::granular_scopes(&g, &input, &t.scopes) {
+            data["granular_scopes"] = gs;
+        }
     }
     match graph_failure(t, now) {
         None => data["is_valid"] = json!(true),

@@ -24,12 +24,14 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::{self, Platform, UnixTime};
 
 mod answers;
+mod consent;
 mod control;
 mod graph;
 mod tiktok;
 mod twitter;
 
 use answers::*;
+pub use consent::{INSTAGRAM_LOGIN_APP_ID, INSTAGRAM_LOGIN_APP_SECRET, THREADS_APP_ID, THREADS_APP_SECRET};
 use graph::*;
 use tiktok::*;
 use twitter::*;
@@ -218,7 +220,9 @@ struct Inner {
     /// refresh token -> how many times it was presented, refused uses included
     refresh_uses: HashMap<String, u64>,
     /// authorization codes given by a consent page, not exchanged yet
-    codes: HashMap<String, twitter::GrantedCode>,
+    codes: HashMap<String, consent::GrantedCode>,
+    /// Meta user tokens -> the person's Pages and the ones they granted
+    persons: HashMap<String, consent::Person>,
     modes: HashMap<Platform, Behavior>,
     latency: HashMap<Platform, Duration>,
     /// Platform-wide answer tweaks (absurd numbers, quota headers).
@@ -357,11 +361,32 @@ fn router(shared: Arc<Shared>) -> Router {
                 delete(move |s: S, path, q| graph_revoke(s, p, path, q)),
             )
             .route("/refresh_access_token", get(move |s: S, q| graph_refresh(s, p, q)))
+            .route(
+                "/{ver}/oauth/access_token",
+                get(move |s: S, q| consent::meta_token(s, p, q)),
+            )
+            .route("/{ver}/me/accounts", get(move |s: S, q| consent::me_accounts(s, p, q)))
+            .route(
+                "/oauth/access_token",
+                post(move |s: S, f| consent::short_token(s, p, f)),
+            )
+            .route("/access_token", get(move |s: S, q| consent::long_token(s, p, q)))
     };
+    let dialog = |d: consent::Dialog| get(move |q| consent::page(d, q)).post(move |s: S, f| consent::answer(s, d, f));
     Router::new()
         .nest("/facebook", graph(Platform::Facebook))
         .nest("/instagram", graph(Platform::Instagram))
         .nest("/threads", graph(Platform::Threads))
+        .route(
+            "/facebook/dialog/oauth",
+            dialog(consent::Dialog::Meta(Platform::Facebook)),
+        )
+        .route(
+            "/instagram/oauth/authorize",
+            dialog(consent::Dialog::Meta(Platform::Instagram)),
+        )
+        .route("/threads/oauth/authorize", dialog(consent::Dialog::Threads))
+        .route("/tiktok/v2/auth/authorize/", dialog(consent::Dialog::Tiktok))
         .route("/tiktok/v2/user/info/", get(tiktok_user_info))
         .route("/tiktok/v2/oauth/token/", post(tiktok_token))
         .route("/tiktok/v2/oauth/revoke/", post(tiktok_revoke))

@@ -60,6 +60,9 @@ pub(super) async fn tiktok_token(State(s): S, Form(f): Form<HashMap<String, Stri
             "Client key or secret is incorrect.",
         );
     }
+    if f.get("grant_type").map(String::as_str) == Some("authorization_code") {
+        return consent::tiktok_code(&s, &f);
+    }
     if f.get("grant_type").map(String::as_str) != Some("refresh_token") {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Unsupported grant_type.");
     }

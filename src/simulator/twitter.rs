@@ -111,22 +111,6 @@ pub(super) async fn twitter_revoke(State(s): S, h: HeaderMap, Form(f): Form<Hash
     Json(json!({"revoked": true})).into_response()
 }
 
-/// What a consent granted, until its code is exchanged (once).
-#[derive(Debug, Clone)]
-pub(super) struct GrantedCode {
-    redirect_uri: String,
-    challenge: String,
-    user_id: String,
-}
-
-/// HTML-escapes a value placed in the consent page.
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// `GET /i/oauth2/authorize`: X's authorization dialog. The simulated person types the user
 /// ID to sign in as and presses Allow or Cancel. A request X would refuse (another client,
 /// no PKCE S256 challenge, no `response_type=code`) gets an error page.
@@ -146,7 +130,12 @@ pub(super) async fn authorize(Query(q): Query<HashMap<String, String>>) -> Respo
     }
     let hidden: String = ["redirect_uri", "state", "code_challenge", "scope"]
         .iter()
-        .map(|k| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", esc(&get(k))))
+        .map(|k| {
+            format!(
+                "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
+                consent::esc(&get(k))
+            )
+        })
         .collect();
     let page = format!(
         "<!doctype html><html><head><title>Authorize app (simulated X)</title></head><body>\
@@ -155,7 +144,7 @@ pub(super) async fn authorize(Query(q): Query<HashMap<String, String>>) -> Respo
          <label>Sign in as user ID <input name=\"user_id\" value=\"4242\"></label>\
          <button name=\"action\" value=\"allow\">Authorize app</button>\
          <button name=\"action\" value=\"cancel\">Cancel</button></form></body></html>",
-        esc(&get("scope"))
+        consent::esc(&get("scope"))
     );
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
@@ -171,10 +160,17 @@ pub(super) async fn consent(State(s): S, Form(f): Form<HashMap<String, String>>)
         let code = random_token("code-");
         s.lock().codes.insert(
             code.clone(),
-            GrantedCode {
+            consent::GrantedCode {
+                platform: Platform::Twitter,
                 redirect_uri: get("redirect_uri"),
                 challenge: get("code_challenge"),
                 user_id: get("user_id"),
+                scopes: get("scope")
+                    .split(' ')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                person: consent::Person::default(),
             },
         );
         back.query_pairs_mut()
@@ -195,7 +191,7 @@ fn exchange_code(s: &Shared, f: &HashMap<String, String>) -> Response {
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
     let mut g = s.lock();
     // Single-use: gone once presented, whatever comes of it.
-    let Some(granted) = g.codes.remove(&get("code")) else {
+    let Some(granted) = g.codes.remove(&get("code")).filter(|c| c.platform == Platform::Twitter) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",

@@ -115,4 +115,44 @@ impl Store {
             Ok(n == 1)
         })
     }
+
+    /// Holds the sealed accounts a consent granted until the person chooses among them.
+    pub async fn hold_connect_grant(&self, id: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        with_db!(self, |pool| {
+            sqlx::query("UPDATE connect_sessions SET granted = $2 WHERE id = $1")
+                .bind(id)
+                .bind(sealed)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// The sealed accounts a session holds for a choice, while it is unexpired.
+    pub async fn connect_grant(&self, id: &str, now: UnixTime) -> Result<Option<Vec<u8>>, StoreError> {
+        with_db!(self, |pool| {
+            Ok(sqlx::query_scalar::<_, Option<Vec<u8>>>(
+                "SELECT granted FROM connect_sessions WHERE id = $1 AND expires_at > $2",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?
+            .flatten())
+        })
+    }
+
+    /// Takes the held accounts for the choice: true for exactly one caller (the same
+    /// `sealed` it read), and the tokens are gone from the row.
+    pub async fn take_connect_grant(&self, id: &str, sealed: &[u8]) -> Result<bool, StoreError> {
+        with_db!(self, |pool| {
+            let n = sqlx::query("UPDATE connect_sessions SET granted = NULL WHERE id = $1 AND granted = $2")
+                .bind(id)
+                .bind(sealed)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            Ok(n == 1)
+        })
+    }
 }

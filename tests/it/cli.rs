@@ -710,7 +710,7 @@ fn config_check_says_what_connect_links_can_do() {
     );
     assert!(
         stderr
-            .contains("ok: connect: links at https://connect.example.com/connect/; can connect: X (Twitter); cannot:"),
+            .contains("ok: connect: links at https://connect.example.com/connect/; can connect: Instagram, Facebook, Threads, TikTok, X (Twitter); cannot: none"),
         "{stderr}"
     );
 }

@@ -8,14 +8,16 @@ use socialsyncer::simulator::TokenSpec;
 
 use crate::common::{TestApp, code, spawn_app_cfg};
 
-const BACK: &str = "https://product.example/connected";
+pub(crate) const BACK: &str = "https://product.example/connected";
 
-async fn app() -> (TestApp, String) {
+pub(crate) async fn app() -> (TestApp, String) {
     app_with(|_| {}).await
 }
 
 /// The whole daemon with connect links on a port of their own, `tweak` applied; its public URL.
-async fn app_with(tweak: impl FnOnce(&mut socialsyncer::config::Config) + Send + 'static) -> (TestApp, String) {
+pub(crate) async fn app_with(
+    tweak: impl FnOnce(&mut socialsyncer::config::Config) + Send + 'static,
+) -> (TestApp, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -35,21 +37,44 @@ async fn app_with(tweak: impl FnOnce(&mut socialsyncer::config::Config) + Send +
 }
 
 /// A browser that does not follow redirects by itself: each hop is looked at.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
 }
 
-fn location(r: &reqwest::Response) -> String {
+pub(crate) fn location(r: &reqwest::Response) -> String {
     assert_eq!(r.status().as_u16(), 302, "a redirect");
     r.headers()["location"].to_str().unwrap().to_owned()
 }
 
-/// Follows a connect link as a person at the platform's consent page who signs in as
-/// `user_id` and presses `action`; returns where the browser lands at the end.
-async fn walk(link: &str, user_id: &str, action: &str) -> String {
+/// The hidden fields of a form, as a browser posts them.
+fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    html.split("<input type=\"hidden\" ")
+        .skip(1)
+        .filter_map(|rest| {
+            let attr = |name: &str| {
+                let start = rest.find(&format!("{name}=\""))? + name.len() + 2;
+                let end = start + rest[start..].find('"')?;
+                Some(
+                    rest[start..end]
+                        .replace("&quot;", "\"")
+                        .replace("&lt;", "<")
+                        .replace("&gt;", ">")
+                        .replace("&amp;", "&"),
+                )
+            };
+            Some((attr("name")?, attr("value")?))
+        })
+        .collect()
+}
+
+/// Follows a connect link to the platform's consent page (checking the link's answer has a
+/// strict CSP), posts the form with `fields` and `action` as a person would, and follows the
+/// platform's redirect to socialsyncer's callback. The consent page's URL, and the
+/// callback's answer.
+pub(crate) async fn consent(link: &str, fields: &[(&str, &str)], action: &str) -> (String, reqwest::Response) {
     let b = browser();
     let r = b.get(link).send().await.unwrap();
     let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
@@ -59,34 +84,32 @@ async fn walk(link: &str, user_id: &str, action: &str) -> String {
     assert_eq!(page.status().as_u16(), 200, "the consent page");
     let html = page.text().await.unwrap();
     assert!(html.contains("<form"), "{html}");
-    // The form's hidden fields, as a browser posts them.
-    let url = reqwest::Url::parse(&consent).unwrap();
-    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
-    assert_eq!(q["code_challenge_method"], "S256");
-    assert!(q["scope"].contains("offline.access"), "{q:?}");
-    let mut form: Vec<(String, String)> = ["redirect_uri", "state", "code_challenge", "scope"]
-        .iter()
-        .map(|k| ((*k).to_owned(), q[*k].clone()))
-        .collect();
-    form.push(("user_id".into(), user_id.into()));
+    let mut form = hidden_fields(&html);
+    form.extend(fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     form.push(("action".into(), action.into()));
-    let post_to = format!(
-        "{}://{}{}",
-        url.scheme(),
-        url.host_str().unwrap(),
-        match url.port() {
-            Some(p) => format!(":{p}{}", url.path()),
-            None => url.path().to_owned(),
-        }
-    );
-    let back = location(&b.post(post_to).form(&form).send().await.unwrap());
-    // The platform sends the browser to socialsyncer's callback...
-    assert!(back.contains("/connect/callback/twitter?"), "{back}");
-    // ...which sends it on to the product.
-    location(&b.get(&back).send().await.unwrap())
+    let back = location(&b.post(&consent).form(&form).send().await.unwrap());
+    // The platform sends the browser to socialsyncer's callback.
+    assert!(back.contains("/connect/callback/"), "{back}");
+    (consent, b.get(&back).send().await.unwrap())
 }
 
-async fn link(app: &TestApp, key: &str, body: Value) -> String {
+/// Follows a connect link as a person at the platform's consent page who signs in as
+/// `user_id` and presses `action`; returns where the browser lands at the end.
+pub(crate) async fn walk(link: &str, user_id: &str, action: &str) -> String {
+    let (consent_url, r) = consent(link, &[("user_id", user_id)], action).await;
+    if consent_url.contains("/twitter/") {
+        let q: std::collections::HashMap<String, String> = reqwest::Url::parse(&consent_url)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        assert_eq!(q["code_challenge_method"], "S256");
+        assert!(q["scope"].contains("offline.access"), "{q:?}");
+    }
+    location(&r)
+}
+
+pub(crate) async fn link(app: &TestApp, key: &str, body: Value) -> String {
     let (s, v) = app.post(key, "/v1/connect", &body).await;
     assert_eq!(s, 200, "{v}");
     v["url"].as_str().unwrap().to_owned()

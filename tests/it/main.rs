@@ -12,6 +12,7 @@ mod alerts;
 mod api;
 mod cli;
 mod connect;
+mod connect_flows;
 mod custody;
 mod faults;
 mod hostile;

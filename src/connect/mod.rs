@@ -1,8 +1,10 @@
 //! Connect links: a session that sends a person's browser through a platform's consent and
 //! back, and what comes of the callback (a new account in socialsyncer's custody, or new
 //! tokens for the account a reconnect is pinned to). The flows follow each platform's
-//! documentation (see `src/platforms/README.md`); X's authorization code flow with PKCE is
-//! built so far.
+//! documentation (`crate::platforms::connect` talks to the platforms; `src/platforms/README.md`
+//! cites each step). When one consent grants several accounts (Facebook Pages, Instagram
+//! accounts through Facebook Login), the person chooses them on socialsyncer's own page
+//! ([`choose`]). What comes of a flow is stored in `accounts.rs`.
 
 use std::sync::Arc;
 
@@ -10,12 +12,16 @@ use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Digest;
 
-use crate::checks::{self, Checker, PushedTokens, RefreshChange};
+use crate::checks::Checker;
 use crate::config::Config;
-use crate::domain::{self, AccountId, Custody, Platform, UnixTime, WorkspaceId};
+use crate::domain::{self, AccountId, Platform, UnixTime, WorkspaceId};
 use crate::live::Live;
-use crate::platforms::{CheckOutcome, TokenContext};
+use crate::platforms::connect::{Apps, Exchanged, connectable};
 use crate::store::{ConnectSession, StoreError};
+
+mod accounts;
+
+pub use accounts::{Choice, alert_link, choose};
 
 /// What connect links need. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -24,6 +30,8 @@ pub struct Connector {
     pub checker: Checker,
     /// The configuration (`connect.*`, each platform's `authorize_url`, `connect_scopes`).
     pub config: Live<Arc<Config>>,
+    /// The platforms' app credentials and their code exchanges.
+    pub apps: Arc<Apps>,
 }
 
 /// Why a connect link could not be made.
@@ -89,7 +97,7 @@ pub async fn start(
     if !allowed || redirect_url.len() > 2048 {
         return Err(ConnectError::BadRedirect);
     }
-    connectable(&config, platform)?;
+    connectable(&config, platform).map_err(ConnectError::NotConnectable)?;
     let now = c.checker.clock.now();
     let expires_at = now + config.connect.session_ttl.secs();
     let pinned = pinned.map(|a| a.as_str().to_owned());
@@ -137,20 +145,6 @@ async fn new_session(
     Ok(id)
 }
 
-/// Whether `platform` can be connected with this configuration.
-fn connectable(config: &Config, platform: Platform) -> Result<(), ConnectError> {
-    match platform {
-        Platform::Twitter if config.platforms.twitter.client_id.is_some() => Ok(()),
-        Platform::Twitter => Err(ConnectError::NotConnectable(
-            "connecting X needs platforms.twitter.client_id".into(),
-        )),
-        p => Err(ConnectError::NotConnectable(format!(
-            "connecting {} accounts through socialsyncer is not built yet; register them with POST /v1/accounts",
-            p.display_name()
-        ))),
-    }
-}
-
 /// `config check`'s view of `[connect]`: problems with it, and which platforms can connect.
 pub fn check_config(config: &Config, notes: &mut Vec<String>, problems: &mut Vec<String>) {
     let c = &config.connect;
@@ -185,17 +179,24 @@ pub fn check_config(config: &Config, notes: &mut Vec<String>, problems: &mut Vec
             ));
         }
     }
-    let (can, cannot): (Vec<Platform>, Vec<Platform>) =
-        Platform::ALL.into_iter().partition(|p| connectable(config, *p).is_ok());
-    let names = |ps: &[Platform]| ps.iter().map(|p| p.display_name()).collect::<Vec<_>>().join(", ");
+    let mut can = Vec::new();
+    let mut cannot = Vec::new();
+    for p in Platform::ALL {
+        match connectable(config, p) {
+            Ok(()) => can.push(p.display_name().to_owned()),
+            // "connecting Threads accounts needs platforms.threads.app_id and app_secret_file"
+            Err(why) => cannot.push(format!(
+                "{} ({})",
+                p.display_name(),
+                why.split(" needs ").nth(1).map_or(why.as_str(), |k| k)
+            )),
+        }
+    }
+    let list = |v: &[String]| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
     notes.push(format!(
         "connect: links at {public}/connect/; can connect: {}; cannot: {}",
-        if can.is_empty() { "none".into() } else { names(&can) },
-        if cannot.is_empty() {
-            "none".into()
-        } else {
-            names(&cannot)
-        }
+        list(&can),
+        list(&cannot)
     ));
 }
 
@@ -220,30 +221,20 @@ pub async fn authorize_url(c: &Connector, id: &str) -> Result<Option<String>, St
         return Ok(None);
     };
     let config = c.config.get();
-    let pc = config.platforms.get(s.platform);
-    let base = pc
-        .authorize_url
-        .clone()
-        .unwrap_or_else(|| "https://x.com/i/oauth2/authorize".to_owned());
-    let Ok(mut url) = reqwest::Url::parse(&base) else {
-        return Ok(None);
-    };
-    let mut scopes = pc.connect_scopes.clone().unwrap_or_else(|| {
-        let mut s = pc.required_permissions(s.platform, config.platforms.instagram.login);
-        // X issues a refresh token only with offline.access.
-        s.push("offline.access".into());
-        s
-    });
-    scopes.dedup();
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", pc.client_id.as_deref().unwrap_or_default())
-        .append_pair("redirect_uri", &callback_url(&config, s.platform))
-        .append_pair("scope", &scopes.join(" "))
-        .append_pair("state", id)
-        .append_pair("code_challenge", &challenge(verifier.expose_secret()))
-        .append_pair("code_challenge_method", "S256");
-    Ok(Some(url.to_string()))
+    let url = crate::platforms::connect::authorize_url(
+        &config,
+        s.platform,
+        &callback_url(&config, s.platform),
+        id,
+        &challenge(verifier.expose_secret()),
+    );
+    match url {
+        Ok(u) => Ok(Some(u)),
+        Err(e) => {
+            tracing::warn!(platform = %s.platform, error = %e, "a connect link cannot go to the platform");
+            Ok(None)
+        }
+    }
 }
 
 /// The platform's answer as it reaches the callback.
@@ -262,6 +253,8 @@ pub struct Callback {
 pub enum Outcome {
     /// Connected: the browser goes to this URL (`status=connected&platform&accountId`).
     Connected(String),
+    /// The consent granted several accounts: the person chooses on socialsyncer's page.
+    Choose(Choice),
     /// Failed, nothing stored: to the session's `redirectUrl` with `status=error&error=code`
     /// when there is one, else a page that says what happened.
     Failed {
@@ -272,7 +265,7 @@ pub enum Outcome {
     },
 }
 
-fn with_query(base: &str, pairs: &[(&str, &str)]) -> Option<String> {
+pub(crate) fn with_query(base: &str, pairs: &[(&str, &str)]) -> Option<String> {
     let mut u = reqwest::Url::parse(base).ok()?;
     {
         let mut q = u.query_pairs_mut();
@@ -283,7 +276,7 @@ fn with_query(base: &str, pairs: &[(&str, &str)]) -> Option<String> {
     Some(u.to_string())
 }
 
-fn failed(redirect: Option<&str>, code: &'static str) -> Outcome {
+pub(crate) fn failed(redirect: Option<&str>, code: &'static str) -> Outcome {
     Outcome::Failed {
         redirect: redirect.and_then(|r| with_query(r, &[("status", "error"), ("error", code)])),
         code,
@@ -315,7 +308,7 @@ pub async fn callback(c: &Connector, platform: Platform, cb: Callback) -> Result
 
 /// The rest of a callback, with the session taken.
 async fn finish(c: &Connector, s: &ConnectSession, platform: Platform, cb: Callback) -> Result<Outcome, StoreError> {
-    let (store, id) = (&c.checker.store, &s.id);
+    let id = &s.id;
     let back = Some(s.redirect_url.as_str());
     if cb.error.is_some() {
         return Ok(failed(back, "access_denied"));
@@ -327,185 +320,40 @@ async fn finish(c: &Connector, s: &ConnectSession, platform: Platform, cb: Callb
         return Ok(failed(back, "invalid_state"));
     };
     let config = c.config.get();
-    let tokens = match c
-        .checker
-        .platforms
-        .exchange_code(platform, &code, &callback_url(&config, platform), &verifier)
+    let exchanged = match c
+        .apps
+        .exchange(platform, &code, &callback_url(&config, platform), &verifier)
         .await
     {
-        Ok(t) => t,
+        Ok(e) => e,
         Err(e) => {
             tracing::warn!(%platform, error = %e, "a connect link's code exchange failed");
             return Ok(failed(back, "exchange_failed"));
         }
     };
-    // Whose tokens these are.
-    let ctx = TokenContext {
-        account_id: "",
-        access_token: &tokens.access_token,
-        refresh_token: None,
-        platform_user_id: None,
-        expires_at: tokens.expires_at,
-    };
-    let (account_id, username) = match c.checker.platforms.check(platform, &ctx).await {
-        CheckOutcome::Valid(v) => match v.owner_id.or(v.user_id) {
-            Some(id) => (id, v.username.unwrap_or_default()),
+    let granted = match exchanged {
+        Exchanged::One { tokens, account_id } => match accounts::identify(c, platform, tokens, account_id).await {
+            Some(g) => vec![g],
             None => return Ok(failed(back, "exchange_failed")),
         },
-        _ => return Ok(failed(back, "exchange_failed")),
+        Exchanged::Many(list) => list,
     };
-    if let Some(pinned) = &s.account_id
-        && pinned != &account_id
-    {
-        return Ok(failed(back, "wrong_account"));
-    }
-    let Ok(parsed) = AccountId::parse(platform, &account_id) else {
-        return Ok(failed(back, "exchange_failed"));
-    };
-    let stored = match store.get_account(s.workspace_id, platform, &parsed).await? {
-        Some(a) => {
-            let pushed = PushedTokens {
-                access_token: tokens.access_token,
-                refresh: tokens.refresh_token.map_or(RefreshChange::Keep, RefreshChange::Set),
-                expires_at: tokens.expires_at,
-                refresh_expires_at: tokens.refresh_expires_at,
-                scopes: tokens.scopes,
-            };
-            let ok = checks::push_tokens(&c.checker, &a, pushed).await.is_ok();
-            if ok && s.account_id.is_some() {
-                reconnected(c, &a).await;
-            }
-            ok
-        }
-        None => register(c, s.workspace_id, platform, &account_id, &username, tokens).await?,
-    };
-    if !stored {
-        return Ok(failed(back, "exchange_failed"));
-    }
-    tracing::info!(%platform, account = %account_id, "account connected through a connect link");
-    let to = with_query(
-        &s.redirect_url,
-        &[
-            ("status", "connected"),
-            ("platform", platform.as_str()),
-            ("accountId", &account_id),
-        ],
-    );
-    Ok(match to {
-        Some(u) => Outcome::Connected(u),
-        None => failed(None, "invalid_redirect"),
-    })
-}
-
-/// Raises `account.reconnected` for an account a reconnect link gave new tokens (its
-/// `account.recovered`, when it had been unhealthy, comes from the check that followed).
-async fn reconnected(c: &Connector, a: &crate::domain::Account) {
-    let now = c.checker.clock.now();
-    let event = crate::domain::PendingAlert {
-        reconnect_url: None,
-        id: 0,
-        workspace: String::new(),
-        attempts: 0,
-        reconnect_by: None,
-        workspace_id: a.workspace_id,
-        account_ref: a.id,
-        dedup_key: format!("{}:{now}:reconnected:{}", a.id, rand::random::<u32>()),
-        kind: crate::domain::AlertKind::Reconnected,
-        severity: crate::domain::Health::Healthy,
-        platform: a.platform,
-        account_id: a.account_id.clone(),
-        username: a.username.clone(),
-        problem: "The account was reconnected through its reconnect link.".into(),
-        action: "Nothing to do.".into(),
-        created_at: now,
-    };
-    if let Err(e) = c.checker.store.raise_alerts(std::slice::from_ref(&event)).await {
-        tracing::warn!(error = %e, "could not raise account.reconnected");
-    }
-}
-
-/// A reconnect link for an alert about `account_id` (valid `connect.link_ttl`, pinned to the
-/// account, used only by a success), when connecting is on and the platform can connect.
-pub async fn alert_link(c: &Connector, ws: WorkspaceId, platform: Platform, account_id: &str) -> Option<String> {
-    let config = c.config.get();
-    let public = config.connect.public_url()?;
-    connectable(&config, platform).ok()?;
-    let now = c.checker.clock.now();
-    // One link an account while it works: the alerts and the account's JSON give the same.
-    // (A link made now must stay usable a while: one expiring within a day is not reused.)
-    if let Ok(Some(id)) = c
-        .checker
-        .store
-        .live_reconnect_link(ws, platform, account_id, now + 86_400)
-        .await
-    {
-        return Some(format!("{public}/connect/{id}"));
-    }
-    let made = new_session(
-        c,
-        ws,
-        platform,
-        Some(account_id.to_owned()),
-        format!("{public}/connect/done"),
-        (now, now + config.connect.link_ttl.secs()),
-        true,
-    )
-    .await;
-    match made {
-        Ok(id) => Some(format!("{public}/connect/{id}")),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not make a reconnect link; the alert goes without one");
-            None
+    let mut granted: Vec<_> = granted
+        .into_iter()
+        .filter(|g| AccountId::parse(platform, &g.account_id).is_ok())
+        .collect();
+    if let Some(pinned) = &s.account_id {
+        // A reconnect takes the pinned account's tokens and nothing else the consent granted.
+        granted.retain(|g| &g.account_id == pinned);
+        if granted.is_empty() {
+            return Ok(failed(back, "wrong_account"));
         }
     }
-}
-
-impl crate::alerts::ReconnectLinks for Connector {
-    fn link<'a>(
-        &'a self,
-        workspace_id: WorkspaceId,
-        platform: Platform,
-        account_id: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + 'a>> {
-        Box::pin(alert_link(self, workspace_id, platform, account_id))
+    match granted.len() {
+        0 => Ok(failed(back, "no_accounts")),
+        1 => accounts::store_chosen(c, s, granted).await,
+        _ => accounts::hold(c, s, granted).await,
     }
-}
-
-/// Registers a newly connected account in socialsyncer's custody and checks it at once.
-async fn register(
-    c: &Connector,
-    ws: WorkspaceId,
-    platform: Platform,
-    account_id: &str,
-    username: &str,
-    tokens: crate::platforms::NewTokens,
-) -> Result<bool, StoreError> {
-    let input = crate::accounts::RegistrationInput {
-        platform: platform.as_str().to_owned(),
-        account_id: account_id.to_owned(),
-        username: if username.is_empty() {
-            account_id.to_owned()
-        } else {
-            username.to_owned()
-        },
-        access_token: tokens.access_token,
-        refresh_token: tokens.refresh_token,
-        expires_at: tokens.expires_at.map(domain::rfc3339),
-        scopes: tokens.scopes.unwrap_or_default(),
-        custody: Some(Custody::Socialsyncer),
-    };
-    let Ok(reg) = input.validate() else {
-        return Ok(false);
-    };
-    let id = match crate::accounts::register(&c.checker, ws, &reg).await {
-        Ok(id) => id,
-        Err(crate::accounts::RegistrationError::Store(e)) => return Err(e),
-        Err(_) => return Ok(false),
-    };
-    if let Some(a) = c.checker.store.account_by_ref(id).await? {
-        checks::check_and_record(&c.checker, a).await?;
-    }
-    Ok(true)
 }
 
 #[cfg(test)]
