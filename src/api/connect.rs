@@ -146,7 +146,12 @@ async fn follow(State(c): State<Connector>, Path(id): Path<String>) -> Response 
 fn outcome(c: &Connector, o: Result<Outcome, crate::store::StoreError>) -> Response {
     match o {
         Ok(Outcome::Connected(to)) => redirect(&to),
-        Ok(Outcome::Choose(choice)) => chooser(c.config.get().connect.public_url().unwrap_or_default(), &choice),
+        // To the chooser's own address (a reload shows it again; the code leaves the history).
+        Ok(Outcome::Choose(choice)) => redirect(&format!(
+            "{}/connect/{}/choose",
+            c.config.get().connect.public_url().unwrap_or_default(),
+            choice.session
+        )),
         Ok(Outcome::Failed { redirect: Some(to), .. }) => redirect(&to),
         Ok(Outcome::Failed { redirect: None, code }) => page(
             StatusCode::BAD_REQUEST,
@@ -171,6 +176,29 @@ async fn callback(State(c): State<Connector>, Path(platform): Path<String>, Quer
     };
     let o = connect::callback(&c, platform, q).await;
     outcome(&c, o)
+}
+
+/// `GET /connect/{id}/choose`: the chooser, while the session holds accounts to choose from.
+async fn show_choice(State(c): State<Connector>, Path(id): Path<String>) -> Response {
+    if id.len() > 64 {
+        return page(StatusCode::NOT_FOUND, "Nothing to choose", "No such link.");
+    }
+    match connect::held(&c, &id).await {
+        Ok(Some(choice)) => chooser(c.config.get().connect.public_url().unwrap_or_default(), &choice),
+        Ok(None) => page(
+            StatusCode::NOT_FOUND,
+            "Nothing to choose",
+            "The choice was already made, or the link has expired. Ask for a new one.",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "a connect choice could not be read");
+            page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                "The choice could not be read just now.",
+            )
+        }
+    }
 }
 
 /// `POST /connect/{id}/choose`: the chooser's form (`account` for each ticked account,
@@ -207,12 +235,15 @@ struct Done {
 /// and any operator who allows it), saying what happened.
 async fn done(Query(d): Query<Done>) -> Response {
     match (d.status.as_deref(), d.platform, d.account_id, d.error) {
-        (Some("connected"), Some(p), Some(id), _) => html::message(
-            StatusCode::OK,
-            "Connected",
-            "ok",
-            &format!("The {p} account {id} is connected. You can close this page."),
-        ),
+        (Some("connected"), Some(p), Some(id), _) => {
+            let p = p.parse::<Platform>().map_or(p, |p| p.display_name().to_owned());
+            html::message(
+                StatusCode::OK,
+                "Connected",
+                "ok",
+                &format!("The {p} account {id} is connected. You can close this page."),
+            )
+        }
         (_, _, _, Some(e)) => html::message(
             StatusCode::OK,
             "Not connected",
@@ -230,8 +261,10 @@ pub fn router(c: Connector, limiter: std::sync::Arc<super::limit::KeyLimiter>) -
     axum::Router::new()
         .route("/connect/{id}", axum::routing::get(follow))
         .route("/connect/callback/{platform}", axum::routing::get(callback))
-        .route("/connect/{id}/choose", axum::routing::post(choose))
+        .route("/connect/{id}/choose", axum::routing::get(show_choice).post(choose))
         .route("/connect/done", axum::routing::get(done))
+        // Browsers ask for one: nothing, rather than a 404 in their console.
+        .route("/favicon.ico", axum::routing::get(|| async { StatusCode::NO_CONTENT }))
         .fallback(|| async { page(StatusCode::NOT_FOUND, "Not found", "No such page.") })
         .with_state(c)
         .layer(axum::middleware::from_fn(

@@ -89,6 +89,27 @@ pub(super) async fn hold(c: &Connector, s: &ConnectSession, granted: Vec<Granted
     }))
 }
 
+/// The accounts a session holds for the person's choice (for the chooser page, which may be
+/// shown again on a reload); `None` once chosen, or when there is nothing to choose.
+pub async fn held(c: &Connector, id: &str) -> Result<Option<Choice>, StoreError> {
+    let store = &c.checker.store;
+    let Some(s) = store.connect_session(id).await? else {
+        return Ok(None);
+    };
+    let Some(sealed) = store.connect_grant(id, c.checker.clock.now()).await? else {
+        return Ok(None);
+    };
+    let Ok(json) = c.checker.sealer.open(&held_context(id), &sealed) else {
+        return Ok(None);
+    };
+    let held: Vec<Held> = serde_json::from_str(json.expose_secret()).unwrap_or_default();
+    Ok(Some(Choice {
+        session: s.id,
+        platform: s.platform,
+        accounts: held.into_iter().map(|h| (h.account_id, h.username)).collect(),
+    }))
+}
+
 /// The person's choice on socialsyncer's page (`POST /connect/{id}/choose`): `accounts` are
 /// the IDs they ticked; `cancel` when they pressed Cancel. The held accounts are taken once.
 pub async fn choose(c: &Connector, id: &str, accounts: &[String], cancel: bool) -> Result<Outcome, StoreError> {

@@ -21,7 +21,7 @@ use crate::store::{ConnectSession, StoreError};
 
 mod accounts;
 
-pub use accounts::{Choice, alert_link, choose};
+pub use accounts::{Choice, alert_link, choose, held};
 
 /// What connect links need. Cheap to clone.
 #[derive(Clone, Debug)]

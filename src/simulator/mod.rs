@@ -397,6 +397,7 @@ fn router(shared: Arc<Shared>) -> Router {
             get(twitter::authorize).post(twitter::consent),
         )
         .route("/twitter/2/oauth2/revoke", post(twitter_revoke))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), app_usage_header))
         .with_state(shared)
 }

@@ -114,6 +114,12 @@ async fn facebook_pages_the_person_granted_are_offered_and_only_the_chosen_are_s
         "allow",
     )
     .await;
+    let chooser_url = location(&r);
+    assert!(
+        chooser_url.starts_with(&format!("{public}/connect/")) && chooser_url.ends_with("/choose"),
+        "{chooser_url}"
+    );
+    let r = browser().get(&chooser_url).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200, "the chooser");
     let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
     assert!(csp.contains("style-src 'sha256-") && !csp.contains("script"), "{csp}");
@@ -177,7 +183,7 @@ async fn the_chooser_connects_several_pages_and_cancelling_or_choosing_none_stor
     let pages = [("pages", "2000000000000041:Forty One,2000000000000042:Forty Two")];
     let choice = |url: String| async move {
         let (_, r) = consent(&url, &pages, "allow").await;
-        let html = r.text().await.unwrap();
+        let html = browser().get(location(&r)).send().await.unwrap().text().await.unwrap();
         html.split("action=\"")
             .nth(1)
             .unwrap()

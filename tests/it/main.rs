@@ -10,6 +10,7 @@ mod structure;
 
 mod alerts;
 mod api;
+mod browser;
 mod cli;
 mod connect;
 mod connect_flows;

@@ -146,4 +146,3 @@ pub fn authorize_url(
     }
     Ok(url.to_string())
 }
-
