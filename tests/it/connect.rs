@@ -50,7 +50,7 @@ pub(crate) fn location(r: &reqwest::Response) -> String {
 }
 
 /// The hidden fields of a form, as a browser posts them.
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
+pub(crate) fn hidden_fields(html: &str) -> Vec<(String, String)> {
     html.split("<input type=\"hidden\" ")
         .skip(1)
         .filter_map(|rest| {

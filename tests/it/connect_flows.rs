@@ -383,3 +383,103 @@ async fn a_refused_exchange_or_a_consent_without_accounts_stores_nothing() {
     assert!(stored(&app, &key).await.is_empty(), "nothing stored");
     app.stop().await;
 }
+
+/// An alert email about a Facebook Page that needs a reconnect carries a button with the
+/// Page's reconnect link; following it through Facebook's consent (which covers two Pages)
+/// replaces that Page's token only, and raises `account.reconnected`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_emails_reconnect_button_reconnects_its_page() {
+    let smtp = crate::smtp::SmtpServer::start().await;
+    let url = smtp.url();
+    let (app, public) = app_with(move |c| {
+        c.email.smtp_url = Some(url);
+        c.email.from = Some("socialsyncer <alerts@example.com>".into());
+    })
+    .await;
+    let key = app.key("acme").await;
+    let (s, v) = app
+        .put(&key, "/v1/notifications", &json!({"emails": ["social@acme.example"]}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (issued, _) = app
+        .connect(
+            &key,
+            Platform::Facebook,
+            "2000000000000061",
+            TokenSpec {
+                state: socialsyncer::simulator::TokenState::Revoked,
+                ..TokenSpec::valid(Platform::Facebook, "2000000000000061")
+            },
+        )
+        .await;
+    socialsyncer::alerts::deliver(&app.state.outbox).await.unwrap();
+    let mail = smtp.mails().into_iter().next().expect("an alert email");
+    let text = mail.text();
+    let start = text
+        .find(&format!("{public}/connect/"))
+        .expect("a reconnect link in the email");
+    let link: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || ":/._-".contains(*c))
+        .collect();
+    assert!(text.contains(">Reconnect</a>"), "a button: {text}");
+    let pages = "2000000000000061:Sixty One,2000000000000062:Sixty Two";
+    let (_, r) = consent(&link, &[("pages", pages)], "allow").await;
+    assert_eq!(
+        location(&r),
+        format!("{public}/connect/done?status=connected&platform=facebook&accountId=2000000000000061")
+    );
+    let (_, t) = app.get(&key, "/v1/accounts/facebook/2000000000000061/token").await;
+    assert_ne!(t["accessToken"], issued.access_token.as_str(), "new tokens");
+    assert_eq!(
+        account(&app, &key, "facebook", "2000000000000061").await["health"],
+        "healthy"
+    );
+    assert_eq!(stored(&app, &key).await.len(), 1, "only the Page the link is pinned to");
+    let kinds: Vec<(String,)> = sqlx::query_as("SELECT kind FROM alert_outbox ORDER BY id")
+        .fetch_all(&app.db().await)
+        .await
+        .unwrap();
+    assert!(kinds.iter().any(|(k,)| k == "reconnected"), "{kinds:?}");
+    app.stop().await;
+}
+
+/// A hostile browser races one consent's callback: of two identical callbacks sent at once,
+/// one connects and the other is refused; of two choices posted at once, one is taken.
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_callbacks_and_choices_connect_once() {
+    let (app, _) = app().await;
+    let key = app.key("acme").await;
+    let url = link(&app, &key, json!({"platform": "threads", "redirectUrl": BACK})).await;
+    let b = browser();
+    let consent_url = location(&b.get(&url).send().await.unwrap());
+    let page = b.get(&consent_url).send().await.unwrap().text().await.unwrap();
+    let mut form = crate::connect::hidden_fields(&page);
+    form.push(("user_id".into(), "3000000000000081".into()));
+    form.push(("action".into(), "allow".into()));
+    let callback = location(&b.post(&consent_url).form(&form).send().await.unwrap());
+    let (r1, r2) = tokio::join!(b.get(&callback).send(), b.get(&callback).send());
+    let mut ends = [location(&r1.unwrap()), location(&r2.unwrap())];
+    ends.sort();
+    assert_eq!(
+        ends,
+        [
+            format!("{BACK}?status=connected&platform=threads&accountId=3000000000000081"),
+            format!("{BACK}?status=error&error=invalid_state"),
+        ]
+    );
+    let url = link(&app, &key, json!({"platform": "facebook", "redirectUrl": BACK})).await;
+    let (_, r) = consent(&url, &[("pages", "2000000000000071:A,2000000000000072:B")], "allow").await;
+    let action = location(&r);
+    let one = [("account", "2000000000000071"), ("action", "connect")];
+    let two = [("account", "2000000000000072"), ("action", "connect")];
+    let (r1, r2) = tokio::join!(b.post(&action).form(&one).send(), b.post(&action).form(&two).send());
+    let ends = [location(&r1.unwrap()), location(&r2.unwrap())];
+    assert_eq!(
+        ends.iter().filter(|e| e.contains("status=connected")).count(),
+        1,
+        "one choice is taken: {ends:?}"
+    );
+    assert_eq!(stored(&app, &key).await.len(), 2, "the Threads account and one Page");
+    app.stop().await;
+}
