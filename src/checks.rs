@@ -220,8 +220,8 @@ async fn ask(state: &Checker, a: &Account, tokens: &Tokens) -> CheckOutcome {
     let outcome = state.platforms.check(a.platform, &context(a, tokens)).await;
     // The token must belong to the account it is registered as.
     if let CheckOutcome::Valid(v) = &outcome
+        && v.belongs_to(a.platform, &a.account_id) == Some(false)
         && let Some(owner) = &v.owner_id
-        && owner != &a.account_id
     {
         return CheckOutcome::Invalid {
             reason: InvalidReason::WrongAccount,

@@ -252,7 +252,9 @@ pub async fn push_tokens(state: &Checker, a: &Account, new: PushedTokens) -> Res
     };
     match state.platforms.check(a.platform, &ctx).await {
         CheckOutcome::Valid(v) => {
-            if let Some(owner) = v.owner_id.filter(|o| o != &a.account_id) {
+            if v.belongs_to(a.platform, &a.account_id) == Some(false)
+                && let Some(owner) = v.owner_id
+            {
                 return Err(PushError::WrongAccount(format!(
                     "These tokens belong to another {} account (ID {}), not {}; nothing was changed.",
                     a.platform.display_name(),

@@ -353,10 +353,19 @@ impl Graph {
                 format!("{} answered /me without an ID", p.display_name()),
             ));
         };
+        // Instagram Login names the account twice: `user_id` (the professional account) and
+        // `id` (app-scoped from v24.0): either may be the one a product stored.
+        let other_ids = v
+            .get("id")
+            .and_then(as_id)
+            .filter(|id| id != &user_id)
+            .into_iter()
+            .collect();
         CheckOutcome::Valid(ValidToken {
             owner_id: Some(user_id.clone()),
             user_id: Some(user_id),
             username: v.get("username").and_then(Value::as_str).map(str::to_owned),
+            other_ids,
             ..ValidToken::default()
         })
     }
@@ -521,6 +530,7 @@ pub fn parse_debug_token(p: Platform, v: &Value, now: UnixTime, app_id: Option<&
         user_id,
         owner_id,
         username: None,
+        other_ids: Vec::new(),
     })
 }
 

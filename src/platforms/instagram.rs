@@ -39,7 +39,7 @@ impl PlatformApi for Instagram {
                 CheckOutcome::Valid(v) => CheckOutcome::Valid(ValidToken { owner_id: None, ..v }),
                 other => other,
             },
-            InstagramLogin::Instagram => self.graph.me(t, "user_id,username", "user_id").await,
+            InstagramLogin::Instagram => self.graph.me(t, "id,user_id,username", "user_id").await,
         }
     }
 

@@ -65,6 +65,27 @@ pub struct ValidToken {
     pub owner_id: Option<String>,
     /// The username, when the platform returns one.
     pub username: Option<String>,
+    /// Other IDs the answer gives the same account (Instagram Login's `/me` answers `id`, the
+    /// app-scoped ID, and `user_id`, the professional account's): products store either.
+    pub other_ids: Vec<String>,
+}
+
+impl ValidToken {
+    /// Whether the token belongs to `account_id`: the owner ID or one of the other IDs the
+    /// answer named, TikTok's `open_id` compared without its dashes (products store it both
+    /// ways). `None` when the answer names no account.
+    pub fn belongs_to(&self, platform: Platform, account_id: &str) -> Option<bool> {
+        let owner = self.owner_id.as_ref()?;
+        let norm = |s: &str| {
+            if platform == Platform::Tiktok {
+                s.replace('-', "")
+            } else {
+                s.to_owned()
+            }
+        };
+        let want = norm(account_id);
+        Some(std::iter::once(owner).chain(&self.other_ids).any(|id| norm(id) == want))
+    }
 }
 
 /// A token's expiry as a platform reports it.

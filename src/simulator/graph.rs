@@ -124,9 +124,19 @@ pub(super) async fn graph_me(State(s): S, p: Platform, Query(q): Q) -> Response 
     let t = t.expect("checked above");
     let fields = q.get("fields").map(String::as_str).unwrap_or("id");
     let mut out = serde_json::Map::new();
+    // Instagram Login's `id` is the app-scoped ID (v24.0 on), `user_id` the professional
+    // account's ("IG User" /me reference): two numbers for one account.
+    let id = if p == Platform::Instagram {
+        format!("9{}", t.user_id)
+    } else {
+        t.user_id.clone()
+    };
     for f in fields.split(',') {
         match f {
-            "id" | "user_id" => {
+            "id" => {
+                out.insert(f.to_owned(), json!(id));
+            }
+            "user_id" => {
                 out.insert(f.to_owned(), json!(t.user_id));
             }
             "username" => {
@@ -135,7 +145,7 @@ pub(super) async fn graph_me(State(s): S, p: Platform, Query(q): Q) -> Response 
             _ => {}
         }
     }
-    out.entry("id").or_insert_with(|| json!(t.user_id));
+    out.entry("id").or_insert_with(|| json!(id));
     Json(Value::Object(out)).into_response()
 }
 

@@ -7,6 +7,7 @@
 mod common;
 mod smtp;
 mod structure;
+mod truth;
 
 mod alerts;
 mod api;

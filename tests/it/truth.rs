@@ -1,0 +1,116 @@
+//! Platform truth, round 3 (issue 24): whose ID is compared, which consent covers what, and
+//! what a check says, against the simulator taught each documented behaviour (sources in
+//! `src/platforms/README.md`). Each test failed on the code before its fix.
+
+use serde_json::{Value, json};
+use socialsyncer::config::InstagramLogin;
+use socialsyncer::domain::{self, Platform};
+use socialsyncer::simulator::{Issued, TokenSpec};
+
+use crate::common::{TestApp, spawn_app, spawn_app_cfg};
+
+/// Registers `account_id` with a token the simulator issued for `spec` (whose user may be
+/// named otherwise, as products store IDs their own way).
+async fn register_as(app: &TestApp, key: &str, platform: Platform, account_id: &str, spec: TokenSpec) -> Issued {
+    let issued = app.sim.issue(platform, spec);
+    let mut body = json!({"platform": platform.as_str(), "accountId": account_id, "username": "u",
+        "accessToken": issued.access_token});
+    if let Some(r) = &issued.refresh_token {
+        body["refreshToken"] = json!(r);
+    }
+    if let Some(e) = issued.expires_at {
+        body["expiresAt"] = json!(domain::rfc3339(e));
+    }
+    body["scopes"] = json!(app.sim.token(&issued.access_token).unwrap().scopes);
+    let (s, v) = app.post(key, "/v1/accounts", &body).await;
+    assert_eq!(s, 201, "{v}");
+    issued
+}
+
+/// An Instagram Login token (its `instagram_business_*` scopes) of `user_id`.
+fn ig_login(user_id: &str) -> TokenSpec {
+    TokenSpec {
+        scopes: vec![
+            "instagram_business_basic".into(),
+            "instagram_business_content_publish".into(),
+        ],
+        ..TokenSpec::valid(Platform::Instagram, user_id)
+    }
+}
+
+async fn detail(app: &TestApp, key: &str, platform: Platform, id: &str) -> Value {
+    let (s, v) = app.get(key, &format!("/v1/accounts/{platform}/{id}")).await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+/// Item 2: Instagram Login's `/me` names the account twice, `id` (app-scoped) and `user_id`
+/// (the professional account); an account registered under either is the token's owner.
+#[tokio::test]
+async fn an_instagram_login_account_is_its_tokens_owner_under_either_id() {
+    let app = spawn_app_cfg("", |c| c.platforms.instagram.login = InstagramLogin::Instagram).await;
+    let key = app.key("acme").await;
+    register_as(
+        &app,
+        &key,
+        Platform::Instagram,
+        "17841400000000301",
+        ig_login("17841400000000301"),
+    )
+    .await;
+    // The simulator's app-scoped ID is the professional ID behind a 9.
+    register_as(
+        &app,
+        &key,
+        Platform::Instagram,
+        "917841400000000302",
+        ig_login("17841400000000302"),
+    )
+    .await;
+    for id in ["17841400000000301", "917841400000000302"] {
+        let v = detail(&app, &key, Platform::Instagram, id).await;
+        assert_eq!(v["health"], "healthy", "{v}");
+    }
+    // Another account's token is still refused.
+    register_as(
+        &app,
+        &key,
+        Platform::Instagram,
+        "17841400000000399",
+        ig_login("17841400000000303"),
+    )
+    .await;
+    let v = detail(&app, &key, Platform::Instagram, "17841400000000399").await;
+    assert_eq!(v["health"], "unhealthy", "{v}");
+    app.stop().await;
+}
+
+/// Item 3: TikTok's `open_id` is dashed; a product that stored it without dashes has the
+/// right account, and the platform's form is what the daemon keeps as the user.
+#[tokio::test]
+async fn a_tiktok_open_id_stored_without_dashes_is_the_same_account() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let dashed = "723f24d7-e717-40f8-a2b6-cb8464cd2301";
+    let plain = dashed.replace('-', "");
+    register_as(
+        &app,
+        &key,
+        Platform::Tiktok,
+        &plain,
+        TokenSpec::valid(Platform::Tiktok, dashed),
+    )
+    .await;
+    let v = detail(&app, &key, Platform::Tiktok, &plain).await;
+    assert_eq!(v["health"], "healthy", "{v}");
+    let (user,): (Option<String>,) = sqlx::query_as(
+        "SELECT h.platform_user_id FROM account_health h JOIN accounts a ON a.id = h.account_ref \
+         WHERE a.account_id = $1",
+    )
+    .bind(&plain)
+    .fetch_one(&app.db().await)
+    .await
+    .unwrap();
+    assert_eq!(user.as_deref(), Some(dashed), "the platform's form is kept");
+    app.stop().await;
+}
