@@ -408,6 +408,25 @@ fn assess(
     let mut p = policy(state, current.platform);
     p.auto_refresh = refreshable && refresh_error.is_none();
     let mut a = health::assess(&outcome, current, &p, now, refresh_error.as_deref());
+    // An X token that socialsyncer would renew but cannot: X issued no refresh token, which
+    // it does only when offline.access is granted. Say why.
+    if current.platform == Platform::Twitter
+        && !refreshable
+        && current.custody == crate::domain::Custody::Socialsyncer
+        && auto_refresh(state, Platform::Twitter)
+    {
+        for r in a
+            .state
+            .recommendations
+            .iter_mut()
+            .filter(|r| r.contains("Consider reconnecting"))
+        {
+            r.push_str(
+                " X issued no refresh token for it (the offline.access scope was not granted), so socialsyncer \
+                 cannot renew it: reconnect with offline.access.",
+            );
+        }
+    }
     // Counted while refreshes keep failing; a successful refresh resets it in the store
     // (and `current` is then re-read).
     let refresh_failures = current.refresh_failures + i64::from(refresh_error.is_some());

@@ -240,9 +240,14 @@ fn assess_valid(v: &ValidToken, account: &Account, policy: &Policy, now: UnixTim
     if let Some(exp) = data_access_expires_at {
         let left = exp - now;
         if left <= 0 {
-            recs.push("Data access has expired: the account owner must log in to the app again (reconnect).".into());
-            worsen(Health::Unhealthy, &mut health);
-            needs_reconnect = true;
+            // Nothing documents that a Page token stops publishing when data access expires:
+            // a warning until a call with the token fails.
+            recs.push(
+                "Data access has expired; Facebook does not document that the token stops publishing then, \
+                 so it is checked as usual: have the account owner log in to the app again to renew it."
+                    .into(),
+            );
+            worsen(Health::Warning, &mut health);
         } else if left <= policy.warn_before {
             recs.push(format!(
                 "Data access expires {}: the account owner must log in to the app again before then.",
@@ -294,21 +299,28 @@ fn assess_invalid(reason: InvalidReason, detail: &str, account: &Account, now: U
             true,
         ),
         InvalidReason::PasswordChanged => (
-            "The user changed their password, which invalidated the token: reconnect the account.".to_owned(),
+            "The user changed their password, or Facebook changed the session for security reasons, which \
+             invalidated the token: reconnect the account."
+                .to_owned(),
             true,
         ),
+        // Graph 459 and 464 ask the person to act at facebook.com; the token works again
+        // afterwards, so no reconnect is asked for.
         InvalidReason::Checkpointed => (
-            "The user must log in at facebook.com to clear a security checkpoint, then reconnect the account."
+            "The user must log in at facebook.com and clear a security checkpoint; the token works again \
+             afterwards (no reconnect needed)."
                 .to_owned(),
             false,
         ),
         InvalidReason::UnconfirmedUser => (
-            "The user must confirm their Facebook account, then reconnect the account.".to_owned(),
+            "The user must log in at facebook.com and confirm their account; the token works again afterwards \
+             (no reconnect needed)."
+                .to_owned(),
             false,
         ),
         InvalidReason::LostPageRole => (
             "The user lost their role on the Page: restore the role, then reconnect the account.".to_owned(),
-            false,
+            true,
         ),
         InvalidReason::Invalid => (
             "Token is no longer valid (expired or revoked): reconnect the account.".to_owned(),

@@ -190,9 +190,14 @@ fn data_access_and_refresh_expiry() {
             _ => unreachable!(),
         }
     });
-    assert_eq!(
-        assess(&o2, &account(), &policy(), NOW, None).state.health,
-        Health::Unhealthy
+    // Past its data-access expiry a Page token is still checked as it is: nothing documents
+    // that it stops publishing then (issue 24 item 10): a warning, no reconnect.
+    let a2 = assess(&o2, &account(), &policy(), NOW, None);
+    assert_eq!((a2.state.health, a2.state.needs_reconnect), (Health::Warning, false));
+    assert!(
+        a2.state.recommendations[0].starts_with("Data access has expired"),
+        "{:?}",
+        a2.state.recommendations
     );
     let mut acc = account();
     acc.refresh_expires_at = Some(NOW + 2 * DAY);
@@ -216,7 +221,11 @@ fn invalid_reasons_have_their_own_advice() {
             "Token was revoked by the user: reconnect the account.",
             true,
         ),
-        (InvalidReason::PasswordChanged, "changed their password", true),
+        (
+            InvalidReason::PasswordChanged,
+            "changed their password, or Facebook changed the session for security reasons",
+            true,
+        ),
         (
             InvalidReason::AppRemoved,
             "revoked by the user, who removed the app",
@@ -224,7 +233,7 @@ fn invalid_reasons_have_their_own_advice() {
         ),
         (InvalidReason::Checkpointed, "checkpoint", false),
         (InvalidReason::UnconfirmedUser, "confirm", false),
-        (InvalidReason::LostPageRole, "role on the Page", false),
+        (InvalidReason::LostPageRole, "role on the Page", true),
         (InvalidReason::Expired, "Token has expired", true),
         (InvalidReason::Invalid, "no longer valid", true),
     ];
@@ -243,6 +252,13 @@ fn invalid_reasons_have_their_own_advice() {
             a.state.recommendations
         );
         assert_eq!(a.state.last_error.as_deref(), Some("d"));
+        // The words and needsReconnect agree.
+        assert_eq!(
+            a.state.recommendations[0].contains("reconnect the account"),
+            reconnect,
+            "{reason:?}: {:?}",
+            a.state.recommendations
+        );
     }
     // An unexplained rejection after the stored expiry is an expiry.
     let mut acc = account();

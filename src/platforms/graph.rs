@@ -206,6 +206,24 @@ pub fn classify(
     }
 }
 
+/// A top-level `debug_token` error is about the call (the app token, the app's mode, a
+/// parameter), never about the account's token, whose verdict sits inside `data`: it is
+/// `Misconfigured`, except a rate limit, Graph's own temporary codes 1 and 2, and the
+/// "did not match the Viewing App" case (the account's token belongs to another app).
+fn about_the_call(platform: Platform, e: &GraphError, reply: &Reply, now: UnixTime) -> CheckOutcome {
+    match e.code {
+        4 | 17 | 32 | 341 | 613 | 80_000..=80_099 | 1 | 2 => classify(platform, e, reply, now, true),
+        100 if other_app(e) => classify(platform, e, reply, now, true),
+        _ => CheckOutcome::Misconfigured(format!(
+            "{} refused the debug_token call itself ({}): check platforms.{}.app_id and app_secret_file \
+             and that the app is live",
+            platform.display_name(),
+            e.describe(platform),
+            platform.as_str()
+        )),
+    }
+}
+
 /// Turns a non-success Graph answer into an outcome: an `error` object if there is one,
 /// else a transient for the status.
 fn failed(platform: Platform, reply: &Reply, now: UnixTime, about_app_token: bool) -> CheckOutcome {
@@ -312,6 +330,11 @@ impl Graph {
             Ok(r) => r,
             Err(t) => return CheckOutcome::Transient(t),
         };
+        if let Ok(v) = reply.json(p)
+            && let Some(e) = v.get("error").and_then(GraphError::from_value)
+        {
+            return self.with_pause(about_the_call(p, &e, &reply, now), now);
+        }
         if reply.status != 200 {
             return self.with_pause(failed(p, &reply, now, true), now);
         }
@@ -319,6 +342,16 @@ impl Graph {
             Ok(v) => v,
             Err(t) => return CheckOutcome::Transient(t),
         };
+        // An app in development mode (or without access to inspect tokens) answers an empty
+        // list: nothing about the account.
+        if v.get("data").and_then(Value::as_array).is_some_and(|d| d.is_empty()) {
+            return CheckOutcome::Misconfigured(format!(
+                "{} answered debug_token with no data ({{\"data\":[]}}): the app cannot inspect tokens; \
+                 check that platforms.{}.app_id is the app the accounts were connected with and that it is live",
+                p.display_name(),
+                p.as_str()
+            ));
+        }
         parse_debug_token(p, &v, now, app.id.as_deref())
     }
 

@@ -190,6 +190,15 @@ impl PlatformApi for Tiktok {
             ))
         };
         match v.as_ref().and_then(error_of) {
+            // "Refresh token was issued to another client": the account was connected through
+            // another TikTok app (as Meta's "did not match the Viewing App"); not a dead grant.
+            Some((code, msg)) if code == "invalid_grant" && msg.to_ascii_lowercase().contains("another client") => {
+                RefreshOutcome::Misconfigured(format!(
+                    "this account was connected through another TikTok app than platforms.tiktok.client_key ({}): \
+                     reconnect it through the configured app, or configure the app it was connected through",
+                    describe(&code, &msg)
+                ))
+            }
             Some((code, msg)) if code == "invalid_grant" => RefreshOutcome::Fatal(describe(&code, &msg)),
             Some((code, msg)) if code == "invalid_client" || code == "unauthorized_client" => {
                 misconfigured(describe(&code, &msg))

@@ -140,6 +140,17 @@ impl PlatformApi for Twitter {
             Ok(r) => r,
             Err(tr) => return CheckOutcome::Transient(tr),
         };
+        // On /2/users/me this names the account's token, not the app: it is not an OAuth 2.0
+        // user token (an app-only bearer token, or an OAuth 1.0a one, was registered).
+        if reply.status == 403 && problem_type(&reply) == "unsupported-authentication" {
+            return CheckOutcome::Invalid {
+                reason: InvalidReason::Invalid,
+                detail: format!(
+                    "this account's token is not an OAuth 2.0 user token, which /2/users/me requires ({})",
+                    problem(&reply)
+                ),
+            };
+        }
         if let Some(m) = app_refusal(&reply) {
             return CheckOutcome::Misconfigured(m);
         }
@@ -183,7 +194,10 @@ impl PlatformApi for Twitter {
     async fn refresh(&self, t: &TokenContext<'_>) -> RefreshOutcome {
         let Some(refresh) = t.refresh_token else {
             return RefreshOutcome::NotSupported(
-                "no refresh token is stored for this account (was offline.access granted?)".into(),
+                "X issues a refresh token only when the offline.access scope is granted, and none is stored for \
+                 this account, so its 2-hour access token cannot be renewed automatically: reconnect it with \
+                 offline.access"
+                    .into(),
             );
         };
         if self.client_id.is_none() {
@@ -232,14 +246,22 @@ impl PlatformApi for Twitter {
         if self.client_id.is_none() {
             return RevokeOutcome::NotSupported("X revocation needs platforms.twitter.client_id".into());
         }
-        if let Some(r) = t.refresh_token
-            && let Err(e) = self.revoke_one(r.expose_secret(), "refresh_token").await
-        {
-            return RevokeOutcome::Failed(format!("the refresh token could not be revoked: {e}"));
-        }
-        match self.revoke_one(t.access_token.expose_secret(), "access_token").await {
-            Ok(()) => RevokeOutcome::Revoked,
-            Err(e) => RevokeOutcome::Failed(format!("the access token could not be revoked: {e}")),
+        // The access token is revoked even when the refresh token's revocation failed: one
+        // token fewer that works.
+        let refresh = match t.refresh_token {
+            Some(r) => self.revoke_one(r.expose_secret(), "refresh_token").await,
+            None => Ok(()),
+        };
+        let access = self.revoke_one(t.access_token.expose_secret(), "access_token").await;
+        match (refresh, access) {
+            (Ok(()), Ok(())) => RevokeOutcome::Revoked,
+            (Err(e), Ok(())) => RevokeOutcome::Failed(format!(
+                "the access token was revoked but the refresh token could not be ({e}), so the grant may live on"
+            )),
+            (Ok(()), Err(e)) => RevokeOutcome::Failed(format!("the access token could not be revoked: {e}")),
+            (Err(r), Err(a)) => RevokeOutcome::Failed(format!(
+                "neither the refresh token ({r}) nor the access token ({a}) could be revoked"
+            )),
         }
     }
 }

@@ -58,6 +58,18 @@ pub(super) async fn debug_token(State(s): S, p: Platform, Query(q): Q) -> Respon
     }
     let now = domain::now();
     let g = s.lock();
+    let tweaks = g.tweaks.get(&p).cloned().unwrap_or_default();
+    if tweaks.app_token_refused {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            None,
+            "(#100) You must provide an app access token, or a user access token that is an owner or developer of the app",
+        );
+    }
+    if tweaks.app_in_development {
+        return Json(json!({"data": []})).into_response();
+    }
     let t = g.tokens.get(&input).filter(|t| t.platform == p);
     if t.is_some_and(|t| t.app_id.is_some()) {
         return graph_error(

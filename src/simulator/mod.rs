@@ -246,6 +246,13 @@ pub struct Tweaks {
     pub app_usage: Option<i64>,
     /// The token endpoint (refresh) answers 503 while checks work.
     pub token_endpoint_down: bool,
+    /// Graph `debug_token`: the app is in development mode and cannot inspect live users'
+    /// tokens: `{"data": []}` (observed; see "What the simulator assumes").
+    pub app_in_development: bool,
+    /// Graph `debug_token`: the app token is refused as not being one ("(#100) You must
+    /// provide an app access token, or a user access token that is an owner or developer of
+    /// the app"; debug_token reference).
+    pub app_token_refused: bool,
     /// How long every answer is held back after the platform acted on the request (a
     /// refresh has rotated the tokens by then): a slow network on the way back.
     pub answer_delay: Option<std::time::Duration>,

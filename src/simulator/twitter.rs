@@ -21,6 +21,18 @@ pub(super) async fn twitter_me(State(s): S, h: HeaderMap) -> Response {
     if let Some(r) = preflight(&s, Platform::Twitter, Some(&token)).await {
         return r;
     }
+    // An app-only bearer token (OAuth 2.0 client credentials; they begin with a run of A's)
+    // is refused on a user-context endpoint ("Authentication overview"; X's problem type
+    // unsupported-authentication).
+    if token.starts_with("AAAAAAAAAAAAAAAAAAAA") {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"title": "Unsupported Authentication", "status": 403,
+                "type": "https://api.x.com/2/problems/unsupported-authentication",
+                "detail": "Authenticating with OAuth 2.0 Application-Only is forbidden for this endpoint.  Supported authentication types are [OAuth 1.0a User Context, OAuth 2.0 User Context]."})),
+        )
+            .into_response();
+    }
     let g = s.lock();
     let Some(t) = live(&g, Platform::Twitter, &token, domain::now()) else {
         return (

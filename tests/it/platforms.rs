@@ -137,7 +137,8 @@ async fn facebook_states() {
         )
         .await;
     assert!(recs(&v).contains("role on the Page"));
-    assert_eq!(v["needsReconnect"], false);
+    // "restore the role, then reconnect": the words and needsReconnect agree.
+    assert_eq!(v["needsReconnect"], true);
 
     let scopes = vec!["pages_show_list".to_owned(), "pages_read_engagement".to_owned()];
     let (_, v) = app.connect(&key, fb, "106", TokenSpec { scopes, ..spec(fb) }).await;

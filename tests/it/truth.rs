@@ -114,3 +114,92 @@ async fn a_tiktok_open_id_stored_without_dashes_is_the_same_account() {
     assert_eq!(user.as_deref(), Some(dashed), "the platform's form is kept");
     app.stop().await;
 }
+
+async fn healthz(app: &TestApp) -> Value {
+    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    crate::common::into_parts(r).await.1
+}
+
+/// Item 11: a top-level `debug_token` error is about the call, not the account: an app
+/// token refused as not being one ("(#100) You must provide an app access token…") and a
+/// development-mode app's `{"data":[]}` are the daemon's configuration problem; the
+/// account keeps its health and `/healthz` says why.
+#[tokio::test]
+async fn top_level_debug_token_errors_are_the_daemons_configuration_not_the_account() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let (_, v) = app
+        .connect(
+            &key,
+            Platform::Facebook,
+            "2000000000000401",
+            TokenSpec::valid(Platform::Facebook, "0"),
+        )
+        .await;
+    assert_eq!(v["health"], "healthy", "{v}");
+    for tweak in [
+        socialsyncer::simulator::Tweaks {
+            app_token_refused: true,
+            ..Default::default()
+        },
+        socialsyncer::simulator::Tweaks {
+            app_in_development: true,
+            ..Default::default()
+        },
+    ] {
+        app.sim.set_tweaks(Platform::Facebook, tweak);
+        let (s, body) = app
+            .post(&key, "/v1/accounts/facebook/2000000000000401/check", &Value::Null)
+            .await;
+        assert_eq!((s, crate::common::code(&body)), (503, "daemon_misconfigured"), "{body}");
+        let v = detail(&app, &key, Platform::Facebook, "2000000000000401").await;
+        assert_eq!(
+            (v["health"].as_str(), v["needsReconnect"].as_bool()),
+            (Some("healthy"), Some(false)),
+            "{v}"
+        );
+        let h = healthz(&app).await;
+        assert_eq!(h["status"], "degraded", "{h}");
+        assert!(h["problems"][0].as_str().unwrap().contains("debug_token"), "{h}");
+    }
+    app.stop().await;
+}
+
+/// Item 12, X: an app-only bearer token registered for an account is refused by
+/// `/2/users/me` with `unsupported-authentication`: that account's token is the wrong kind
+/// (reconnect it), not the daemon's app; and a token X issued without a refresh token says
+/// why socialsyncer cannot renew it.
+#[tokio::test]
+async fn x_answers_about_the_accounts_token_are_the_accounts() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let body = json!({"platform": "twitter", "accountId": "5001", "username": "u",
+        "accessToken": "AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0%2BuSeid%2BULvsea4JtiGRiSDSJSI"});
+    let (s, v) = app.post(&key, "/v1/accounts", &body).await;
+    assert_eq!(s, 201, "{v}");
+    let v = detail(&app, &key, Platform::Twitter, "5001").await;
+    assert_eq!(
+        (v["health"].as_str(), v["needsReconnect"].as_bool()),
+        (Some("unhealthy"), Some(true)),
+        "{v}"
+    );
+    assert!(
+        v["lastError"].as_str().unwrap().contains("not an OAuth 2.0 user token"),
+        "{v}"
+    );
+    assert_eq!(healthz(&app).await["status"], "ok", "the daemon's app is fine");
+    let (_, v) = app
+        .connect(
+            &key,
+            Platform::Twitter,
+            "5002",
+            TokenSpec {
+                with_refresh: false,
+                expires_in: Some(3 * 86_400),
+                ..TokenSpec::valid(Platform::Twitter, "0")
+            },
+        )
+        .await;
+    assert!(v["recommendations"].to_string().contains("offline.access"), "{v}");
+    app.stop().await;
+}
