@@ -92,7 +92,13 @@ pub fn renewed(state: &Checker, platform: Platform, has_refresh_token: bool, cus
 
 /// When the access token enters its refresh window.
 fn refresh_at(state: &Checker, a: &Account) -> Option<UnixTime> {
-    let exp = a.token_expires_at?;
+    let Some(exp) = a.token_expires_at else {
+        // A 60-day Instagram Login or Threads token registered without its expiry dies for
+        // good 60 days after it was issued or last refreshed ("tokens that have not been
+        // refreshed in 60 days will expire"): refresh it once it is a day old (the earliest
+        // the platform allows), and the answer's expires_in says the expiry from then on.
+        return matches!(a.platform, Platform::Instagram | Platform::Threads).then_some(a.token_issued_at + 86_400);
+    };
     let mut at = exp - state.config().platforms.get(a.platform).refresh_before(a.platform);
     // Long-lived Graph tokens can be refreshed only once they are a day old.
     if matches!(a.platform, Platform::Instagram | Platform::Threads) {
@@ -408,6 +414,24 @@ fn assess(
     let mut p = policy(state, current.platform);
     p.auto_refresh = refreshable && refresh_error.is_none();
     let mut a = health::assess(&outcome, current, &p, now, refresh_error.as_deref());
+    // In the product's custody a 60-day token with no known expiry may die unnoticed:
+    // socialsyncer does not refresh it, so it says so.
+    if matches!(current.platform, Platform::Instagram | Platform::Threads)
+        && current.custody == crate::domain::Custody::Product
+        && a.token_expires_at.is_none()
+        && state.platforms.can_refresh(current.platform)
+        && matches!(outcome, CheckOutcome::Valid(_))
+    {
+        a.state.recommendations.push(format!(
+            "The token's expiry is unknown (it was registered without expiresAt). {} long-lived tokens expire \
+             60 days after they were issued or last refreshed, and the product refreshes this one: push its \
+             expiry with the tokens (PUT .../credentials), or give socialsyncer custody to refresh it.",
+            current.platform.display_name()
+        ));
+        if a.state.health == crate::domain::Health::Healthy {
+            a.state.health = crate::domain::Health::Warning;
+        }
+    }
     // An X token that socialsyncer would renew but cannot: X issued no refresh token, which
     // it does only when offline.access is granted. Say why.
     if current.platform == Platform::Twitter

@@ -203,3 +203,50 @@ async fn x_answers_about_the_accounts_token_are_the_accounts() {
     assert!(v["recommendations"].to_string().contains("offline.access"), "{v}");
     app.stop().await;
 }
+
+/// Item 1: a Threads token registered without `expiresAt` is refreshed once it is a day old
+/// (in socialsyncer's custody), and the answer's `expires_in` sets its expiry; in the
+/// product's custody the unknown expiry is a warning.
+#[tokio::test]
+async fn a_token_without_a_known_expiry_is_refreshed_once_a_day_old_or_warned_about() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let issued = app.sim.issue(
+        Platform::Threads,
+        TokenSpec::valid(Platform::Threads, "3000000000000501"),
+    );
+    let body = json!({"platform": "threads", "accountId": "3000000000000501", "username": "u",
+        "accessToken": issued.access_token, "scopes": ["threads_basic", "threads_content_publish"]});
+    let (s, v) = app.post(&key, "/v1/accounts", &body).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["tokenExpiresAt"], Value::Null, "{v}");
+    let before = app.sim.refreshes(Platform::Threads);
+    app.state.clock.advance(25 * 3_600);
+    let (s, v) = app
+        .post(&key, "/v1/accounts/threads/3000000000000501/check", &Value::Null)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        app.sim.refreshes(Platform::Threads),
+        before + 1,
+        "refreshed once a day old"
+    );
+    assert!(
+        v["tokenExpiresAt"].as_str().is_some(),
+        "the refresh answer's expiry: {v}"
+    );
+    assert_eq!(v["health"], "healthy", "{v}");
+    // The product's custody: not refreshed by socialsyncer, and said so.
+    let issued = app.sim.issue(
+        Platform::Threads,
+        TokenSpec::valid(Platform::Threads, "3000000000000502"),
+    );
+    let body = json!({"platform": "threads", "accountId": "3000000000000502", "username": "u",
+        "accessToken": issued.access_token, "scopes": ["threads_basic", "threads_content_publish"],
+        "custody": "product"});
+    let (s, v) = app.post(&key, "/v1/accounts", &body).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["health"], "warning", "{v}");
+    assert!(v["recommendations"].to_string().contains("expiry is unknown"), "{v}");
+    app.stop().await;
+}
