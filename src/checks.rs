@@ -189,9 +189,15 @@ fn context<'a>(a: &'a Account, tokens: &'a Tokens) -> TokenContext<'a> {
     }
 }
 
+mod advice;
 mod custody;
+mod deferral;
 mod refresh;
+
 pub use custody::{HandedToken, PushError, PushedTokens, RefreshChange, TokenError, hand_out, push_tokens};
+use deferral::deferral_reason;
+pub use deferral::deferred;
+pub(crate) use deferral::gate_deferral;
 use refresh::{refresh_and_commit, take_lease};
 
 /// What the refreshes of one check came to.
@@ -405,7 +411,12 @@ fn assess(
     {
         let retry_at = t.retry_at.unwrap_or(now + DEFAULT_THROTTLE_WAIT).max(now + 1);
         return Checked {
-            update: HealthUpdate::deferral(current, now, retry_at),
+            update: HealthUpdate::deferral(
+                current,
+                now,
+                retry_at,
+                deferral_reason(current.platform, t, retry_at, now),
+            ),
             account: before,
             outcome,
             deferred: true,
@@ -414,43 +425,7 @@ fn assess(
     let mut p = policy(state, current.platform);
     p.auto_refresh = refreshable && refresh_error.is_none();
     let mut a = health::assess(&outcome, current, &p, now, refresh_error.as_deref());
-    // In the product's custody a 60-day token with no known expiry may die unnoticed:
-    // socialsyncer does not refresh it, so it says so.
-    if matches!(current.platform, Platform::Instagram | Platform::Threads)
-        && current.custody == crate::domain::Custody::Product
-        && a.token_expires_at.is_none()
-        && state.platforms.can_refresh(current.platform)
-        && matches!(outcome, CheckOutcome::Valid(_))
-    {
-        a.state.recommendations.push(format!(
-            "The token's expiry is unknown (it was registered without expiresAt). {} long-lived tokens expire \
-             60 days after they were issued or last refreshed, and the product refreshes this one: push its \
-             expiry with the tokens (PUT .../credentials), or give socialsyncer custody to refresh it.",
-            current.platform.display_name()
-        ));
-        if a.state.health == crate::domain::Health::Healthy {
-            a.state.health = crate::domain::Health::Warning;
-        }
-    }
-    // An X token that socialsyncer would renew but cannot: X issued no refresh token, which
-    // it does only when offline.access is granted. Say why.
-    if current.platform == Platform::Twitter
-        && !refreshable
-        && current.custody == crate::domain::Custody::Socialsyncer
-        && auto_refresh(state, Platform::Twitter)
-    {
-        for r in a
-            .state
-            .recommendations
-            .iter_mut()
-            .filter(|r| r.contains("Consider reconnecting"))
-        {
-            r.push_str(
-                " X issued no refresh token for it (the offline.access scope was not granted), so socialsyncer \
-                 cannot renew it: reconnect with offline.access.",
-            );
-        }
-    }
+    advice::explain(state, current, &outcome, refreshable, &mut a);
     // Counted while refreshes keep failing; a successful refresh resets it in the store
     // (and `current` is then re-read).
     let refresh_failures = current.refresh_failures + i64::from(refresh_error.is_some());
@@ -537,33 +512,6 @@ pub(crate) fn note_throttle(state: &Checker, c: &Checked) {
         let now = state.clock.now();
         let until = retry_at.unwrap_or(now + DEFAULT_THROTTLE_WAIT);
         crate::pacing::hold(&state.gates, &state.store, &state.tasks, c.account.platform, until, now);
-    }
-}
-
-/// The deferral of an account whose platform asked to wait until `until`.
-pub(crate) fn gate_deferral(account: Account, until: UnixTime, now: UnixTime) -> Checked {
-    let detail = format!(
-        "{} asked to wait until {}",
-        account.platform.display_name(),
-        domain::rfc3339(until)
-    );
-    deferred(account, until, detail, now)
-}
-
-/// The result of not asking the platform at all (it told us to wait until `retry_at`):
-/// the account keeps everything but its next check time.
-pub fn deferred(account: Account, retry_at: UnixTime, detail: String, now: UnixTime) -> Checked {
-    let outcome = CheckOutcome::Transient(Transient {
-        kind: TransientKind::RateLimited,
-        retry_at: Some(retry_at),
-        detail,
-        scope: ThrottleScope::App,
-    });
-    Checked {
-        update: HealthUpdate::deferral(&account, now, retry_at),
-        account,
-        outcome,
-        deferred: true,
     }
 }
 

@@ -413,7 +413,14 @@ pub enum HistoryEvent {
     TokensReplaced,
     /// An automatic refresh that failed.
     RefreshFailed,
+    /// A check the platform asked to wait for (a rate limit, a pause): one row when the
+    /// deferral starts, not one per postponed check.
+    Deferred,
 }
+
+/// How the explanation of a deferral ends (`lastError` while an account waits for its
+/// platform), by which the first deferral of a run is told from the ones that follow.
+pub const DEFERRED_SUFFIX: &str = "; socialsyncer checks it then.";
 
 impl HistoryEvent {
     /// `check`, `refresh` or `refresh_failed`.
@@ -423,6 +430,7 @@ impl HistoryEvent {
             HistoryEvent::Refresh => "refresh",
             HistoryEvent::TokensReplaced => "tokens_replaced",
             HistoryEvent::RefreshFailed => "refresh_failed",
+            HistoryEvent::Deferred => "deferred",
         }
     }
 }

@@ -114,8 +114,11 @@ pub struct AccountDetail {
     /// `GET .../token`) or `product` (the product refreshes and pushes them with
     /// `PUT .../credentials`).
     pub custody: Custody,
-    /// The last problem seen, if any.
+    /// The last problem seen, if any; while the platform asks socialsyncer to wait, why and
+    /// until when.
     pub last_error: Option<String>,
+    /// RFC 3339 UTC: when socialsyncer checks the account next.
+    pub next_check_at: String,
     /// For an account that needs a reconnect and can connect: its reconnect link (connect
     /// links on).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -159,8 +162,23 @@ impl From<&Account> for AccountHealth {
 
 impl From<&Account> for AccountDetail {
     fn from(a: &Account) -> Self {
+        let mut account = AccountHealth::from(a);
+        // Say why an account reads as it does when no check has said it yet.
+        if a.last_checked_at.is_none() && account.recommendations.is_empty() {
+            account.recommendations.push(format!(
+                "Not checked yet: its first check runs at {}.",
+                rfc3339(a.next_check_at)
+            ));
+        }
+        if let Some(e) = &a.state.last_error
+            && e.ends_with(crate::domain::DEFERRED_SUFFIX)
+            && !account.recommendations.contains(e)
+        {
+            account.recommendations.push(e.clone());
+        }
         AccountDetail {
-            account: AccountHealth::from(a),
+            account,
+            next_check_at: rfc3339(a.next_check_at),
             connected_at: rfc3339(a.connected_at),
             custody: a.custody,
             last_error: a.state.last_error.clone(),

@@ -310,8 +310,9 @@ fn bulk_update(a: &crate::store::Account, unchanged: bool) -> HealthUpdate {
         outcome: crate::domain::CheckLabel::Ok,
         unchanged,
         deferred: false,
-        ..HealthUpdate::deferral(a, now, now + 21_600)
+        ..HealthUpdate::deferral(a, now, now + 21_600, String::new())
     };
+    u.state.last_error = a.state.last_error.clone();
     if !unchanged {
         u.state.health = Health::Warning;
         u.state.recommendations = vec!["The access token expires in 5 days: reconnect the account before then.".into()];

@@ -16,7 +16,12 @@ pub(super) fn awaiting_tokens(state: &Checker, account: Account, now: UnixTime) 
          Push the current tokens with PUT /v1/accounts/{}/{}/credentials.",
         account.platform, account.account_id
     );
-    let mut update = HealthUpdate::deferral(&account, now, now + state.config().health.check_interval.secs());
+    let mut update = HealthUpdate::deferral(
+        &account,
+        now,
+        now + state.config().health.check_interval.secs(),
+        message.clone(),
+    );
     update.state.health = Health::Unknown;
     update.state.token_valid = None;
     update.state.needs_reconnect = false;

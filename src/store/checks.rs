@@ -21,10 +21,13 @@ impl Store {
                 updates.iter().partition(|u| u.deferred);
             for chunk in deferred.chunks(UPDATE_CHUNK) {
                 let mut q = QueryBuilder::<Db>::new(
-                    "UPDATE account_health SET next_check_at = v.column2, claimed_until = NULL, claimed_by = NULL FROM (",
+                    "UPDATE account_health SET next_check_at = v.column2, last_error = v.column3, \
+                     claimed_until = NULL, claimed_by = NULL FROM (",
                 );
                 q.push_values(chunk, |mut b, u| {
-                    b.push_bind(u.account_ref).push_bind(u.next_check_at);
+                    b.push_bind(u.account_ref)
+                        .push_bind(u.next_check_at)
+                        .push_bind(&u.state.last_error);
                 });
                 q.push(") AS v WHERE account_health.account_ref = v.column1");
                 q.build().execute(&mut *tx).await?;
@@ -97,7 +100,10 @@ impl Store {
             let alerts: Vec<&PendingAlert> = updates.iter().flat_map(|u| &u.alerts).collect();
             insert_raised!(tx, &alerts);
             let checked: Vec<&HealthUpdate> = updates.iter().filter(|u| !u.deferred).collect();
-            insert_checks!(tx, &checked);
+            insert_checks!(tx, &checked, HistoryEvent::Check);
+            // A deferral writes one row when it starts.
+            let first: Vec<&HealthUpdate> = deferred.iter().copied().filter(|u| !u.unchanged).collect();
+            insert_checks!(tx, &first, HistoryEvent::Deferred);
             bump_generations!(tx, updates.iter().map(|u| u.workspace_id));
             tx.commit().await?;
             Ok(())

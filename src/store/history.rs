@@ -33,7 +33,7 @@ impl Store {
 /// multi-row inserts. Rows of accounts deleted while they were being checked are skipped
 /// (their history went with them): a DELETE racing a sweep never costs the rest of the batch.
 macro_rules! insert_checks {
-    ($tx:expr, $checked:expr) => {{
+    ($tx:expr, $checked:expr, $event:expr) => {{
         let checked: &[&HealthUpdate] = $checked;
         for chunk in checked.chunks(1000) {
             let mut q = QueryBuilder::<Db>::new(
@@ -43,7 +43,7 @@ macro_rules! insert_checks {
             q.push_values(chunk, |mut b, u| {
                 b.push_bind(u.account_ref)
                     .push_bind(u.checked_at)
-                    .push_bind(HistoryEvent::Check)
+                    .push_bind($event)
                     .push_bind(u.outcome)
                     .push_bind(u.state.health.as_str())
                     .push_bind(u.state.health != u.previous_health)

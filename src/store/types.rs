@@ -356,11 +356,23 @@ pub struct HealthUpdate {
 
 impl HealthUpdate {
     /// A deferral of `a` to `next_check_at`: everything else stays as stored.
-    pub fn deferral(a: &Account, now: UnixTime, next_check_at: UnixTime) -> HealthUpdate {
+    ///
+    /// `why` becomes the account's `lastError`. `unchanged` is false for the first deferral
+    /// of a run (the account's last error was not a deferral's): that one writes a
+    /// `deferred` history row.
+    pub fn deferral(a: &Account, now: UnixTime, next_check_at: UnixTime, why: String) -> HealthUpdate {
+        let first = !a
+            .state
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.ends_with(crate::domain::DEFERRED_SUFFIX));
         HealthUpdate {
             account_ref: a.id,
             workspace_id: a.workspace_id,
-            state: a.state.clone(),
+            state: HealthState {
+                last_error: Some(why),
+                ..a.state.clone()
+            },
             token_expires_at: a.token_expires_at,
             checked_at: now,
             answered: false,
@@ -373,7 +385,7 @@ impl HealthUpdate {
             alerts: Vec::new(),
             open_alerts: a.open_alerts.clone(),
             alert_episode: a.alert_episode,
-            unchanged: true,
+            unchanged: !first,
             deferred: true,
         }
     }

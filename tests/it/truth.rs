@@ -250,3 +250,77 @@ async fn a_token_without_a_known_expiry_is_refreshed_once_a_day_old_or_warned_ab
     assert!(v["recommendations"].to_string().contains("expiry is unknown"), "{v}");
     app.stop().await;
 }
+
+/// Item 13: a throttled account says why it waits and until when (`lastError`, a
+/// recommendation), when it is checked next (`nextCheckAt`), and writes one `deferred`
+/// history row for the deferral, not one per postponed check; an account registered but not
+/// checked yet says when its first check runs.
+#[tokio::test]
+async fn a_deferred_account_says_why_and_until_when() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let (issued, _) = app
+        .connect(
+            &key,
+            Platform::Twitter,
+            "7001",
+            TokenSpec::valid(Platform::Twitter, "0"),
+        )
+        .await;
+    app.sim.update(&issued.access_token, |t| {
+        t.behavior = socialsyncer::simulator::Behavior::RateLimited
+    });
+    for _ in 0..2 {
+        let (s, _) = app.post(&key, "/v1/accounts/twitter/7001/check", &Value::Null).await;
+        assert_eq!(s, 503);
+    }
+    let v = detail(&app, &key, Platform::Twitter, "7001").await;
+    let why = v["lastError"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        why.starts_with("X (Twitter) is rate-limiting this account until ")
+            && why.ends_with("socialsyncer checks it then."),
+        "{v}"
+    );
+    assert!(
+        v["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == why.as_str()),
+        "{v}"
+    );
+    assert!(v["nextCheckAt"].as_str().is_some(), "{v}");
+    assert_eq!(v["health"], "healthy", "a deferral keeps the assessment: {v}");
+    let (_, h) = app.get(&key, "/v1/accounts/twitter/7001/history").await;
+    let deferred = h["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "deferred")
+        .count();
+    assert_eq!(deferred, 1, "one row for the deferral: {h}");
+    // Registered, not checked yet.
+    let ws = app.state.store.ensure_workspace("acme", domain::now()).await.unwrap();
+    let input = socialsyncer::accounts::RegistrationInput {
+        platform: "threads".into(),
+        account_id: "3000000000000701".into(),
+        username: "u".into(),
+        access_token: secrecy::SecretString::from("THQV-not-checked".to_owned()),
+        refresh_token: None,
+        expires_at: None,
+        scopes: vec![],
+        custody: None,
+    };
+    socialsyncer::accounts::register(&app.state.checker, ws, &input.validate().unwrap())
+        .await
+        .unwrap();
+    let v = detail(&app, &key, Platform::Threads, "3000000000000701").await;
+    assert!(
+        v["recommendations"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("Not checked yet: its first check runs at "),
+        "{v}"
+    );
+    app.stop().await;
+}
