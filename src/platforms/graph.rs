@@ -68,6 +68,8 @@ pub struct Graph {
     base: String,
     version: String,
     usage: Arc<AppUsage>,
+    /// The app secret that signs calls made with a token (`appsecret_proof`), when known.
+    proof: Option<SecretString>,
 }
 
 /// A Graph `error` object.
@@ -186,6 +188,14 @@ pub fn classify(
             platform.as_str()
         )),
         3 => CheckOutcome::Misconfigured(format!("the app lacks a capability this call needs ({detail})")),
+        // "Invalid appsecret_proof provided in the API argument", or "API calls from the
+        // server require an appsecret_proof argument": the daemon's app secret, never the
+        // account.
+        100 if e.message.to_ascii_lowercase().contains("appsecret_proof") => CheckOutcome::Misconfigured(format!(
+            "{} refused the call's appsecret_proof ({detail}): check the app secret file of platforms.{}",
+            platform.display_name(),
+            platform.as_str()
+        )),
         // 190 in any form is a dead token (its subcode says why).
         190 | 102 => CheckOutcome::Invalid {
             reason: invalid_reason(e.subcode),
@@ -245,7 +255,25 @@ impl Graph {
             base,
             version,
             usage,
+            proof: None,
         }
+    }
+
+    /// Signs every call made with a token with `appsecret_proof` (Graph "Securing
+    /// Requests": `HMAC-SHA256(app_secret, access_token)`, hex), which an app that "requires
+    /// App Secret" insists on and any other accepts.
+    pub fn with_appsecret_proof(mut self, secret: Option<SecretString>) -> Self {
+        self.proof = secret;
+        self
+    }
+
+    /// The `appsecret_proof` of `token`, when a secret is configured.
+    fn proof_of(&self, token: &SecretString) -> Option<(&'static str, String)> {
+        use hmac::Mac;
+        let secret = self.proof.as_ref()?;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.expose_secret().as_bytes()).ok()?;
+        mac.update(token.expose_secret().as_bytes());
+        Some(("appsecret_proof", hex::encode(mac.finalize().into_bytes())))
     }
 
     /// The platform this Graph host serves.
@@ -364,7 +392,8 @@ impl Graph {
             .http
             .client()
             .get(url)
-            .query(&[("fields", fields), ("access_token", t.access_token.expose_secret())]);
+            .query(&[("fields", fields), ("access_token", t.access_token.expose_secret())])
+            .query(&self.proof_of(t.access_token).into_iter().collect::<Vec<_>>());
         let now = domain::now();
         let reply = match self.send(req, false).await {
             Ok(r) => r,
@@ -408,10 +437,15 @@ impl Graph {
     pub async fn refresh_long_lived(&self, grant_type: &str, t: &TokenContext<'_>) -> RefreshOutcome {
         let p = self.platform;
         let url = format!("{}/refresh_access_token", self.base);
-        let req = self.http.client().get(url).query(&[
-            ("grant_type", grant_type),
-            ("access_token", t.access_token.expose_secret()),
-        ]);
+        let req = self
+            .http
+            .client()
+            .get(url)
+            .query(&[
+                ("grant_type", grant_type),
+                ("access_token", t.access_token.expose_secret()),
+            ])
+            .query(&self.proof_of(t.access_token).into_iter().collect::<Vec<_>>());
         let now = domain::now();
         let reply = match self.send(req, true).await {
             Ok(r) => r,

@@ -459,6 +459,16 @@ impl Platforms {
         } else {
             fb_app.clone()
         };
+        // Calls made with a token are signed (appsecret_proof) where the app's secret is
+        // known: the Threads app's, and the Instagram Login app's for Instagram Login tokens.
+        let threads_secret = secret("platforms.threads.app_secret_file", &p.threads.app_secret_file)?;
+        let ig_login_secret = match ig_login {
+            InstagramLogin::Instagram => secret(
+                "platforms.instagram.login_app_secret_file",
+                &p.instagram.login_app_secret_file,
+            )?,
+            InstagramLogin::Facebook => None,
+        };
         Ok(Platforms {
             facebook: facebook::Facebook::new(
                 graph::Graph::new(
@@ -477,17 +487,21 @@ impl Platforms {
                     p.instagram.base_url(Platform::Instagram, ig_login),
                     p.instagram.api_version().to_owned(),
                     ig_usage,
-                ),
+                )
+                .with_appsecret_proof(ig_login_secret),
                 ig_login,
                 ig_app,
             ),
-            threads: threads::Threads::new(graph::Graph::new(
-                http.clone(),
-                Platform::Threads,
-                p.threads.base_url(Platform::Threads, InstagramLogin::Facebook),
-                "v1.0".to_owned(),
-                graph::AppUsage::new(p.threads.app_usage_pause()),
-            )),
+            threads: threads::Threads::new(
+                graph::Graph::new(
+                    http.clone(),
+                    Platform::Threads,
+                    p.threads.base_url(Platform::Threads, InstagramLogin::Facebook),
+                    "v1.0".to_owned(),
+                    graph::AppUsage::new(p.threads.app_usage_pause()),
+                )
+                .with_appsecret_proof(threads_secret),
+            ),
             tiktok: tiktok::Tiktok::new(
                 http.clone(),
                 p.tiktok.base_url(Platform::Tiktok, InstagramLogin::Facebook),

@@ -114,12 +114,45 @@ pub(super) async fn debug_token(State(s): S, p: Platform, Query(q): Q) -> Respon
     Json(json!({ "data": data })).into_response()
 }
 
+/// Graph's `appsecret_proof` ("Securing Requests"): a proof given is checked against the
+/// app's secret (`HMAC-SHA256(secret, token)`, hex); one missing is refused when the app
+/// requires it.
+fn proof_refusal(g: &Inner, p: Platform, token: &str, q: &HashMap<String, String>) -> Option<Response> {
+    use hmac::Mac;
+    let secret = match p {
+        Platform::Threads => consent::THREADS_APP_SECRET,
+        Platform::Instagram => consent::INSTAGRAM_LOGIN_APP_SECRET,
+        _ => APP_SECRET,
+    };
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).ok()?;
+    mac.update(token.as_bytes());
+    let want = hex::encode(mac.finalize().into_bytes());
+    match q.get("appsecret_proof") {
+        Some(given) if *given != want => Some(graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            None,
+            "Invalid appsecret_proof provided in the API argument",
+        )),
+        None if g.tweaks.get(&p).is_some_and(|t| t.require_appsecret_proof) => Some(graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            None,
+            "API calls from the server require an appsecret_proof argument",
+        )),
+        _ => None,
+    }
+}
+
 pub(super) async fn graph_me(State(s): S, p: Platform, Query(q): Q) -> Response {
     let token = q.get("access_token").cloned().unwrap_or_default();
     if let Some(r) = preflight(&s, p, Some(&token)).await {
         return r;
     }
     let g = s.lock();
+    if let Some(r) = proof_refusal(&g, p, &token, &q) {
+        return r;
+    }
     let t = g.tokens.get(&token).filter(|t| t.platform == p);
     // Instagram Login and Threads answer /me with a revoked token as 100/33.
     if matches!(p, Platform::Threads | Platform::Instagram) && t.is_some_and(|t| t.state == TokenState::Revoked) {
@@ -175,6 +208,9 @@ pub(super) async fn graph_refresh(State(s): S, p: Platform, Query(q): Q) -> Resp
     }
     let now = domain::now();
     let mut g = s.lock();
+    if let Some(r) = proof_refusal(&g, p, &token, &q) {
+        return r;
+    }
     let t = g.tokens.get(&token).filter(|t| t.platform == p).cloned();
     if let Some((code, sub, msg)) = graph_failure(t.as_ref(), now) {
         return graph_error(StatusCode::BAD_REQUEST, code, sub, msg);

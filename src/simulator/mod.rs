@@ -253,6 +253,10 @@ pub struct Tweaks {
     /// provide an app access token, or a user access token that is an owner or developer of
     /// the app"; debug_token reference).
     pub app_token_refused: bool,
+    /// Graph (Threads, Instagram Login): the app "requires App Secret": a call made with a
+    /// token without `appsecret_proof` is refused (code 100). A proof that is given is always
+    /// checked ("Securing Requests").
+    pub require_appsecret_proof: bool,
     /// How long every answer is held back after the platform acted on the request (a
     /// refresh has rotated the tokens by then): a slow network on the way back.
     pub answer_delay: Option<std::time::Duration>,

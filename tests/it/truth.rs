@@ -324,3 +324,56 @@ async fn a_deferred_account_says_why_and_until_when() {
     );
     app.stop().await;
 }
+
+/// Item 9: calls made with a Threads token carry `appsecret_proof` when the Threads app's
+/// secret is configured, so an app that requires it works; a proof the platform refuses
+/// (a wrong secret) is the daemon's configuration problem, and the account is untouched.
+#[tokio::test]
+async fn calls_made_with_a_token_carry_appsecret_proof() {
+    let app = spawn_app().await;
+    app.sim.set_tweaks(
+        Platform::Threads,
+        socialsyncer::simulator::Tweaks {
+            require_appsecret_proof: true,
+            ..Default::default()
+        },
+    );
+    let key = app.key("acme").await;
+    let (_, v) = app
+        .connect(
+            &key,
+            Platform::Threads,
+            "3000000000000901",
+            TokenSpec::valid(Platform::Threads, "0"),
+        )
+        .await;
+    assert_eq!(v["health"], "healthy", "{v}");
+    app.stop().await;
+
+    let wrong = tempfile::tempdir().unwrap();
+    let file = wrong.path().join("threads_secret");
+    std::fs::write(&file, "not-the-threads-secret").unwrap();
+    let app = spawn_app_cfg("", move |c| c.platforms.threads.app_secret_file = Some(file)).await;
+    let key = app.key("acme").await;
+    let (_, v) = app
+        .connect(
+            &key,
+            Platform::Threads,
+            "3000000000000902",
+            TokenSpec::valid(Platform::Threads, "0"),
+        )
+        .await;
+    assert_eq!(
+        (v["health"].as_str(), v["needsReconnect"].as_bool()),
+        (Some("unknown"), Some(false)),
+        "{v}"
+    );
+    let (s, body) = app
+        .post(&key, "/v1/accounts/threads/3000000000000902/check", &Value::Null)
+        .await;
+    assert_eq!((s, crate::common::code(&body)), (503, "daemon_misconfigured"), "{body}");
+    let h = healthz(&app).await;
+    assert!(h["problems"].to_string().contains("appsecret_proof"), "{h}");
+    drop(wrong);
+    app.stop().await;
+}
