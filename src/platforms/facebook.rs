@@ -66,7 +66,15 @@ pub(super) async fn revoke_graph(graph: &Graph, app: &AppCredentials, t: &TokenC
 
 impl PlatformApi for Facebook {
     async fn check(&self, t: &TokenContext<'_>) -> CheckOutcome {
-        self.graph.debug_token(&self.app, t).await
+        match self.graph.debug_token(&self.app, t).await {
+            // A person who granted "current Pages only" names them: publishing to a Page
+            // needs pages_manage_posts granted for that Page.
+            CheckOutcome::Valid(mut v) => {
+                v.narrow_to(t.account_id, &["pages_manage_posts"]);
+                CheckOutcome::Valid(v)
+            }
+            other => other,
+        }
     }
 
     async fn refresh(&self, _t: &TokenContext<'_>) -> RefreshOutcome {

@@ -597,6 +597,17 @@ pub fn parse_debug_token(p: Platform, v: &Value, now: UnixTime, app_id: Option<&
         user_id,
         owner_id,
         username: None,
+        scope_targets: data
+            .get("granular_scopes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|g| {
+                let scope = g.get("scope")?.as_str()?.to_owned();
+                let ids = g.get("target_ids")?.as_array()?.iter().filter_map(as_id).collect();
+                Some((scope, ids))
+            })
+            .collect(),
         other_ids: Vec::new(),
     })
 }

@@ -35,8 +35,13 @@ impl PlatformApi for Instagram {
         match self.login {
             // debug_token names the Page behind the token, not the Instagram account: there
             // is no ID in its answer to compare with the registered account.
+            // The Instagram permissions' targets are the one place the answer names Instagram
+            // accounts: granted for others only, they are missing for this one.
             InstagramLogin::Facebook => match self.graph.debug_token(&self.app, t).await {
-                CheckOutcome::Valid(v) => CheckOutcome::Valid(ValidToken { owner_id: None, ..v }),
+                CheckOutcome::Valid(mut v) => {
+                    v.narrow_to(t.account_id, &["instagram_basic", "instagram_content_publish"]);
+                    CheckOutcome::Valid(ValidToken { owner_id: None, ..v })
+                }
                 other => other,
             },
             InstagramLogin::Instagram => self.graph.me(t, "id,user_id,username", "user_id").await,

@@ -65,12 +65,30 @@ pub struct ValidToken {
     pub owner_id: Option<String>,
     /// The username, when the platform returns one.
     pub username: Option<String>,
+    /// `debug_token`'s `granular_scopes` that name their targets: each scope with the Pages
+    /// or Instagram accounts it was granted for ("current Pages only").
+    pub scope_targets: Vec<(String, Vec<String>)>,
     /// Other IDs the answer gives the same account (Instagram Login's `/me` answers `id`, the
     /// app-scoped ID, and `user_id`, the professional account's): products store either.
     pub other_ids: Vec<String>,
 }
 
 impl ValidToken {
+    /// Takes out of `permissions` each of `scopes` whose grant names its targets without
+    /// `account_id`: the person granted it for other Pages or Instagram accounts only, so for
+    /// this account it is missing.
+    pub fn narrow_to(&mut self, account_id: &str, scopes: &[&str]) {
+        let not_here: Vec<&str> = self
+            .scope_targets
+            .iter()
+            .filter(|(s, ids)| scopes.contains(&s.as_str()) && !ids.is_empty() && !ids.iter().any(|i| i == account_id))
+            .map(|(s, _)| s.as_str())
+            .collect();
+        if let Some(p) = &mut self.permissions {
+            p.retain(|s| !not_here.contains(&s.as_str()));
+        }
+    }
+
     /// Whether the token belongs to `account_id`: the owner ID or one of the other IDs the
     /// answer named, TikTok's `open_id` compared without its dashes (products store it both
     /// ways). `None` when the answer names no account.

@@ -32,6 +32,23 @@ pub(super) struct Person {
     granted: Option<Vec<String>>,
 }
 
+impl Person {
+    /// A person with `pages` (ID and Instagram account) who granted `granted` of them.
+    pub(super) fn new(pages: &[(&str, Option<&str>)], granted: &[&str]) -> Person {
+        Person {
+            pages: pages
+                .iter()
+                .map(|(id, ig)| SimPage {
+                    id: (*id).to_owned(),
+                    name: String::new(),
+                    ig: ig.map(str::to_owned),
+                })
+                .collect(),
+            granted: Some(granted.iter().map(|g| (*g).to_owned()).collect()),
+        }
+    }
+}
+
 /// What a consent granted, until its code is exchanged (once).
 #[derive(Debug, Clone)]
 pub(super) struct GrantedCode {
@@ -317,7 +334,10 @@ pub(super) async fn me_accounts(State(s): S, p: Platform, Query(q): Q) -> Respon
                 ..TokenSpec::valid(p, &account)
             };
             let username = spec.username.clone();
-            entry["access_token"] = json!(issue_in(&mut g, p, spec).access_token);
+            let page_token = issue_in(&mut g, p, spec).access_token;
+            // A Page token's debug_token shows the grant it came from (its granular_scopes).
+            g.persons.insert(page_token.clone(), person.clone());
+            entry["access_token"] = json!(page_token);
             if p == Platform::Instagram {
                 entry["instagram_business_account"] = json!({"id": account, "username": username});
             }

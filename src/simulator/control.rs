@@ -110,6 +110,16 @@ impl Simulator {
         issue_in(&mut self.shared.lock(), platform, spec)
     }
 
+    /// Makes `token`'s grant one where the person has `pages` (each with its Instagram
+    /// account, if any) and granted "current Pages only": `granted` (`debug_token` then lists
+    /// `granular_scopes` with their `target_ids`).
+    pub fn grant_only(&self, token: &str, pages: &[(&str, Option<&str>)], granted: &[&str]) {
+        self.shared
+            .lock()
+            .persons
+            .insert(token.to_owned(), consent::Person::new(pages, granted));
+    }
+
     /// Changes a token in place.
     pub fn update(&self, token: &str, f: impl FnOnce(&mut SimToken)) {
         if let Some(t) = self.shared.lock().tokens.get_mut(token) {

@@ -377,3 +377,55 @@ async fn calls_made_with_a_token_carry_appsecret_proof() {
     drop(wrong);
     app.stop().await;
 }
+
+/// Item 7: when the person granted "current Pages only", `debug_token`'s `granular_scopes`
+/// name the Pages (and Instagram accounts) each permission covers; a Page or Instagram
+/// account outside them lacks the permission, though the token works.
+#[tokio::test]
+async fn a_permission_granted_for_other_pages_is_missing_for_this_one() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let pages = [
+        ("2000000000000951", Some("17841400000000951")),
+        ("2000000000000952", Some("17841400000000952")),
+    ];
+    // Facebook: the grant covers Page 952 only.
+    for (id, expect) in [("2000000000000951", "unhealthy"), ("2000000000000952", "healthy")] {
+        let (issued, _) = app
+            .connect(&key, Platform::Facebook, id, TokenSpec::valid(Platform::Facebook, "0"))
+            .await;
+        app.sim.grant_only(&issued.access_token, &pages, &["2000000000000952"]);
+        let (_, v) = app
+            .post(&key, &format!("/v1/accounts/facebook/{id}/check"), &Value::Null)
+            .await;
+        assert_eq!(v["health"], expect, "{id}: {v}");
+        if expect == "unhealthy" {
+            assert_eq!(v["missingPermissions"], json!(["pages_manage_posts"]), "{v}");
+            assert_eq!(v["tokenValid"], true, "{v}");
+        }
+    }
+    // Instagram through Facebook Login: the Instagram permissions name the accounts.
+    for (id, expect) in [("17841400000000951", "unhealthy"), ("17841400000000952", "healthy")] {
+        let (issued, _) = app
+            .connect(
+                &key,
+                Platform::Instagram,
+                id,
+                TokenSpec::valid(Platform::Instagram, "0"),
+            )
+            .await;
+        app.sim.grant_only(&issued.access_token, &pages, &["2000000000000952"]);
+        let (_, v) = app
+            .post(&key, &format!("/v1/accounts/instagram/{id}/check"), &Value::Null)
+            .await;
+        assert_eq!(v["health"], expect, "{id}: {v}");
+        if expect == "unhealthy" {
+            assert_eq!(
+                v["missingPermissions"],
+                json!(["instagram_basic", "instagram_content_publish"]),
+                "{v}"
+            );
+        }
+    }
+    app.stop().await;
+}
