@@ -8,6 +8,8 @@ use crate::domain::{AccountRef, WorkspaceId};
 use crate::platforms::{RevokeOutcome, TokenContext};
 use crate::store::{Account, NewAccount, StoreError};
 
+mod revoke;
+
 /// A registration request as it arrives, before validation.
 #[derive(Debug)]
 pub struct RegistrationInput {
@@ -205,11 +207,9 @@ pub async fn register(
 /// Revokes the account's token at its platform, then deletes the account and its
 /// credentials whatever the platform said. Returns what the revocation did.
 ///
-/// A Meta grant (Facebook, Instagram through Facebook Login) belongs to the person who
-/// granted it, and revoking it removes the app for every Page and Instagram account that
-/// person connected: it is revoked only when no other stored account, in any workspace,
-/// shares that person's Meta user ID; otherwise the account is deleted locally and the
-/// answer says why the grant was kept.
+/// A grant shared by other connected accounts is left in place (see `revoke.rs`: a Meta
+/// grant, revoked only with `platforms.facebook.revoke_grant`, and a TikTok grant, which
+/// disconnects the app from that TikTok user everywhere); the answer says why.
 ///
 /// The account is deleted first, in one transaction that also takes its credentials: of
 /// several concurrent `DELETE`s exactly one revokes, the others find it gone (`NotFound`).
@@ -226,47 +226,14 @@ pub async fn disconnect(state: &Checker, account: &Account) -> Result<RevokeOutc
                 .refresh_token
                 .as_deref()
                 .and_then(|r| state.sealer.open(&ctx, r).ok());
-            let mut t = TokenContext {
+            let t = TokenContext {
                 account_id: &account.account_id,
                 access_token: &access,
                 refresh_token: refresh.as_ref(),
                 platform_user_id: account.state.platform_user_id.as_deref(),
                 expires_at: account.token_expires_at,
             };
-            if state.platforms.shares_meta_grant(account.platform) {
-                match state.platforms.meta_user(account.platform, &t).await {
-                    Ok(user) => {
-                        let platforms: Vec<Platform> = Platform::ALL
-                            .into_iter()
-                            .filter(|p| state.platforms.shares_meta_grant(*p))
-                            .collect();
-                        // The account itself is gone already; only the others count. Other
-                        // workspaces' accounts stop the revocation too, but are never counted
-                        // in the answer (a workspace learns nothing of another's).
-                        let (mine, others) = state
-                            .store
-                            .accounts_sharing_user(&user, &platforms, account.id, account.workspace_id)
-                            .await?;
-                        if mine > 0 {
-                            RevokeOutcome::NotSupported(format!(
-                                "the grant is shared with {mine} other connected account{} of this workspace",
-                                if mine == 1 { "" } else { "s" }
-                            ))
-                        } else if others > 0 {
-                            RevokeOutcome::NotSupported(
-                                "the grant may be shared with other connections, so it was left in place".into(),
-                            )
-                        } else {
-                            let user = user.clone();
-                            t.platform_user_id = Some(&user);
-                            state.platforms.revoke(account.platform, &t).await
-                        }
-                    }
-                    Err(outcome) => outcome,
-                }
-            } else {
-                state.platforms.revoke(account.platform, &t).await
-            }
+            revoke::revoke(state, account, t).await?
         }
         Err(_) => RevokeOutcome::Failed("the stored token cannot be opened with the current token key".into()),
     };

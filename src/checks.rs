@@ -163,6 +163,11 @@ async fn open_tokens(
     Ok(opened.ok())
 }
 
+/// The account's access token, opened; `None` when the token key cannot open it.
+pub(crate) async fn access_token_of(state: &Checker, a: &Account) -> Result<Option<SecretString>, StoreError> {
+    Ok(open_tokens(state, a, None).await?.map(|t| t.access))
+}
+
 /// What an attempted refresh came to.
 enum Refresh {
     /// New tokens, already committed (by this refresh or by another refresher meanwhile).

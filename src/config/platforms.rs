@@ -73,6 +73,10 @@ pub struct PlatformConfig {
     pub client_id: Option<String>,
     /// File holding the TikTok or X client secret (or the Instagram app secret).
     pub client_secret_file: Option<PathBuf>,
+    /// Facebook only: revoke a Meta grant when its last connected account is deleted
+    /// (default off: a revocation removes the app from every Page and Instagram account the
+    /// person connected).
+    pub revoke_grant: Option<bool>,
     /// Instagram only: the Instagram Login app's ID, for connect links with Instagram Login
     /// (`app_id` stays the Facebook Login side).
     pub login_app_id: Option<String>,

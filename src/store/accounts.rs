@@ -286,6 +286,65 @@ impl Store {
         })
     }
 
+    /// The TikTok accounts, but `except`, that are the TikTok user `open_id` (compared
+    /// without dashes, by the user a check learned or else the account ID): in workspace
+    /// `workspace`, and in every other workspace together.
+    pub async fn accounts_sharing_open_id(
+        &self,
+        open_id: &str,
+        except: AccountRef,
+        workspace: WorkspaceId,
+    ) -> Result<(i64, i64), StoreError> {
+        with_db!(self, |pool| {
+            let (mine, all): (i64, i64) = sqlx::query_as(
+                "SELECT COALESCE(SUM(CASE WHEN a.workspace_id = $1 THEN 1 ELSE 0 END), 0), COUNT(*) \
+                 FROM account_health h JOIN accounts a ON a.id = h.account_ref \
+                 WHERE h.account_ref <> $2 AND h.platform = 'tiktok' \
+                 AND REPLACE(COALESCE(h.platform_user_id, a.account_id), '-', '') = $3",
+            )
+            .bind(workspace)
+            .bind(except)
+            .bind(open_id)
+            .fetch_one(pool)
+            .await?;
+            Ok((mine, all - mine))
+        })
+    }
+
+    /// Up to `limit` accounts on `platforms`, but `except`, whose platform user is not known
+    /// yet (never checked with an answer that names it).
+    pub async fn accounts_without_platform_user(
+        &self,
+        platforms: &[Platform],
+        except: AccountRef,
+        limit: i64,
+    ) -> Result<Vec<AccountRef>, StoreError> {
+        with_db!(self, |pool| {
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT h.account_ref FROM account_health h WHERE h.platform_user_id IS NULL AND h.account_ref <> ",
+            );
+            q.push_bind(except).push(" AND h.platform IN (");
+            let mut sep = q.separated(", ");
+            for p in platforms {
+                sep.push_bind(p.as_str());
+            }
+            q.push(") ORDER BY h.account_ref LIMIT ").push_bind(limit);
+            Ok(q.build_query_scalar().fetch_all(pool).await?)
+        })
+    }
+
+    /// Records the platform user behind an account's token.
+    pub async fn set_platform_user(&self, account_ref: AccountRef, user: &str) -> Result<(), StoreError> {
+        with_db!(self, |pool| {
+            sqlx::query("UPDATE account_health SET platform_user_id = $1 WHERE account_ref = $2")
+                .bind(user)
+                .bind(account_ref)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
     /// Makes every account due at `at` (benchmarks: a second sweep over the same accounts).
     pub async fn reschedule_all(&self, at: UnixTime) -> Result<(), StoreError> {
         with_db!(self, |pool| {

@@ -513,7 +513,8 @@ async fn a_wrong_app_secret_is_a_configuration_error_not_a_dead_token() {
 
 #[tokio::test]
 async fn delete_revokes_at_the_platform_first() {
-    let app = spawn_app().await;
+    // Meta grants are revoked only when the operator turns it on (issue 24 item 5).
+    let app = spawn_app_cfg("", |c| c.platforms.facebook.revoke_grant = Some(true)).await;
     let key = app.key("acme").await;
     for (p, id) in [
         (Platform::Facebook, "1"),
@@ -662,7 +663,8 @@ async fn healthz(app: &TestApp) -> Value {
 
 #[tokio::test]
 async fn a_meta_revoke_never_removes_a_grant_other_accounts_share() {
-    let app = spawn_app().await;
+    // Meta grants are revoked only when the operator turns it on (issue 24 item 5).
+    let app = spawn_app_cfg("", |c| c.platforms.facebook.revoke_grant = Some(true)).await;
     let acme = app.key("acme").await;
     let other = app.key("other").await;
     let fb = Platform::Facebook;

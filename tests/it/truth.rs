@@ -429,3 +429,99 @@ async fn a_permission_granted_for_other_pages_is_missing_for_this_one() {
     }
     app.stop().await;
 }
+
+async fn delete(app: &TestApp, key: &str, platform: Platform, id: &str) -> Value {
+    let r = app
+        .http
+        .delete(app.url(&format!("/v1/accounts/{platform}/{id}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = crate::common::into_parts(r).await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+/// Item 5: a Meta grant is revoked only when the operator turns it on; then a sibling
+/// account whose Meta user was never learned is asked first and counts; a TikTok revoke,
+/// which disconnects the app from that TikTok user everywhere, is not made while another
+/// workspace holds the same `open_id` (stored with or without dashes).
+#[tokio::test]
+async fn revocation_reaches_only_what_it_may() {
+    // Off by default: the person removes the app themselves.
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let (issued, _) = app
+        .connect(
+            &key,
+            Platform::Facebook,
+            "2000000000001001",
+            TokenSpec::valid(Platform::Facebook, "0"),
+        )
+        .await;
+    let v = delete(&app, &key, Platform::Facebook, "2000000000001001").await;
+    assert_eq!(v["revoked"], false, "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("revoke_grant"), "{v}");
+    assert!(app.sim.token(&issued.access_token).unwrap().state == socialsyncer::simulator::TokenState::Valid);
+    app.stop().await;
+
+    let app = spawn_app_cfg("", |c| c.platforms.facebook.revoke_grant = Some(true)).await;
+    let key = app.key("acme").await;
+    app.connect(
+        &key,
+        Platform::Facebook,
+        "2000000000001002",
+        TokenSpec::valid(Platform::Facebook, "0"),
+    )
+    .await;
+    // A sibling Page of the same person, registered in another workspace and never checked.
+    let sibling = app.sim.issue(
+        Platform::Facebook,
+        TokenSpec::valid(Platform::Facebook, "2000000000001003"),
+    );
+    let ws = app.state.store.ensure_workspace("other", domain::now()).await.unwrap();
+    let input = socialsyncer::accounts::RegistrationInput {
+        platform: "facebook".into(),
+        account_id: "2000000000001003".into(),
+        username: "u".into(),
+        access_token: secrecy::SecretString::from(sibling.access_token.clone()),
+        refresh_token: None,
+        expires_at: None,
+        scopes: vec![],
+        custody: None,
+    };
+    socialsyncer::accounts::register(&app.state.checker, ws, &input.validate().unwrap())
+        .await
+        .unwrap();
+    let v = delete(&app, &key, Platform::Facebook, "2000000000001002").await;
+    assert_eq!(v["revoked"], false, "the unchecked sibling counts: {v}");
+    assert_eq!(
+        app.sim.token(&sibling.access_token).unwrap().state,
+        socialsyncer::simulator::TokenState::Valid,
+        "the sibling's grant lives"
+    );
+    // TikTok: the same user in two workspaces, one stored without dashes.
+    let dashed = "723f24d7-e717-40f8-a2b6-cb8464cd1001";
+    app.connect(&key, Platform::Tiktok, dashed, TokenSpec::valid(Platform::Tiktok, "0"))
+        .await;
+    let plain = dashed.replace('-', "");
+    let other_key = app.key("other").await;
+    register_as(
+        &app,
+        &other_key,
+        Platform::Tiktok,
+        &plain,
+        TokenSpec::valid(Platform::Tiktok, dashed),
+    )
+    .await;
+    let v = delete(&app, &key, Platform::Tiktok, dashed).await;
+    assert_eq!(v["revoked"], false, "{v}");
+    assert!(
+        app.sim.live_tokens(Platform::Tiktok, dashed) >= 1,
+        "the other workspace's grant lives"
+    );
+    let v = delete(&app, &other_key, Platform::Tiktok, &plain).await;
+    assert_eq!(v["revoked"], true, "the last one revokes: {v}");
+    app.stop().await;
+}

@@ -1,6 +1,7 @@
 //! Unit tests of `graph`.
 
 use super::*;
+use crate::platforms::Expiry;
 use serde_json::json;
 
 #[test]
