@@ -197,12 +197,14 @@ fn context<'a>(a: &'a Account, tokens: &'a Tokens) -> TokenContext<'a> {
 mod advice;
 mod custody;
 mod deferral;
+mod identity;
 mod refresh;
 
 pub use custody::{HandedToken, PushError, PushedTokens, RefreshChange, TokenError, hand_out, push_tokens};
 use deferral::deferral_reason;
 pub use deferral::deferred;
 pub(crate) use deferral::gate_deferral;
+use identity::{identity_due, proven_by_refresh};
 use refresh::{refresh_and_commit, take_lease};
 
 /// What the refreshes of one check came to.
@@ -330,6 +332,9 @@ async fn check_inner(
             reason: InvalidReason::RefreshRejected,
             detail: format!("the refresh token was rejected: {d}"),
         },
+        // A refresh that just succeeded proves the grant: the identity endpoint (which the
+        // product's quota pays for) is read at most once an identity period.
+        None if done.refreshed && !identity_due(state, &account, now) => proven_by_refresh(&account),
         None => ask(state, &account, &tokens).await,
     };
     superseded &= matches!(outcome, CheckOutcome::Valid(_));

@@ -53,6 +53,19 @@ pub enum InstagramLogin {
     Instagram,
 }
 
+/// How often X's identity endpoint is read when refreshes already prove the grant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityCheck {
+    /// Once a day (365 user reads a year: $3.65 an account at X's $0.010 a user read).
+    #[default]
+    Daily,
+    /// Once a week (52 a year: $0.52 an account).
+    Weekly,
+    /// Never while refreshes succeed (a token that stops refreshing is read as before).
+    Never,
+}
+
 /// One platform's table. Keys a platform has no use for are ignored by its adapter.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -73,6 +86,10 @@ pub struct PlatformConfig {
     pub client_id: Option<String>,
     /// File holding the TikTok or X client secret (or the Instagram app secret).
     pub client_secret_file: Option<PathBuf>,
+    /// X only: how often a check reads the identity (`GET /2/users/me`, billed as a user
+    /// read) when a successful refresh has already proven the grant: `daily` (default),
+    /// `weekly` or `never`.
+    pub identity_check: Option<IdentityCheck>,
     /// Facebook only: revoke a Meta grant when its last connected account is deleted
     /// (default off: a revocation removes the app from every Page and Instagram account the
     /// person connected).

@@ -525,3 +525,44 @@ async fn revocation_reaches_only_what_it_may() {
     assert_eq!(v["revoked"], true, "the last one revokes: {v}");
     app.stop().await;
 }
+
+/// Identity reads (calls that are not token-endpoint calls) of `p` during `f`.
+fn identity_reads(app: &TestApp, p: Platform) -> u64 {
+    app.sim.calls(p) - app.sim.token_calls(p)
+}
+
+/// Item 6: a check spends the product's quota, so it spends little. A day of an X account
+/// in socialsyncer's custody, checked at every refresh (every 75 minutes), reads
+/// `/2/users/me` once a day by default (not at every refresh), never with
+/// `identity_check = "never"` while refreshes succeed; TikTok at most once a
+/// `check_interval`. The figures are printed per account per day.
+#[tokio::test]
+async fn identity_reads_per_account_per_day_stay_within_their_period() {
+    for (setting, most) in [(None, 2), (Some(socialsyncer::config::IdentityCheck::Never), 0)] {
+        let app = spawn_app_cfg("", move |c| c.platforms.twitter.identity_check = setting).await;
+        let key = app.key("acme").await;
+        let mut reads = std::collections::BTreeMap::new();
+        for (p, id) in [(Platform::Twitter, "8001"), (Platform::Tiktok, "tt-8001")] {
+            app.connect(&key, p, id, TokenSpec::valid(p, "0")).await;
+            let before = identity_reads(&app, p);
+            let refreshes = app.sim.refreshes(p);
+            // A day on the test clock, a check every 75 minutes (each in the refresh window).
+            for _ in 0..(24 * 60 / 75) {
+                app.state.clock.advance(75 * 60);
+                let (s, v) = app
+                    .post(&key, &format!("/v1/accounts/{p}/{id}/check"), &Value::Null)
+                    .await;
+                assert_eq!((s, v["health"].as_str()), (200, Some("healthy")), "{v}");
+            }
+            assert!(app.sim.refreshes(p) - refreshes >= 19, "refreshed at every check");
+            reads.insert(p.as_str(), identity_reads(&app, p) - before);
+        }
+        eprintln!("identity reads per account per day (identity_check {setting:?}): {reads:?}");
+        assert!(reads["twitter"] <= most, "X: {reads:?}");
+        // TikTok: at most one per check_interval (6 hours by default) and one more for the
+        // period the day started in.
+        let per_day = 86_400 / app.state.checker.config().health.check_interval.secs().max(1) as u64;
+        assert!(reads["tiktok"] <= per_day + 1, "TikTok: {reads:?}");
+        app.stop().await;
+    }
+}
