@@ -228,6 +228,8 @@ pub struct RegisterBody {
     pub refresh_token: Option<SecretString>,
     /// Access token expiry, RFC 3339.
     pub expires_at: Option<String>,
+    /// Refresh token expiry, RFC 3339 (TikTok's `refresh_expires_in`): warned about before it.
+    pub refresh_expires_at: Option<String>,
     /// Scopes granted.
     pub scopes: Option<Vec<String>>,
     /// Who refreshes the grant; absent: `accounts.default_custody`.
@@ -263,6 +265,12 @@ pub async fn register(
     ws: Workspace,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<AccountDetail>), ApiError> {
+    let refresh_expires_at = body
+        .refresh_expires_at
+        .as_deref()
+        .map(crate::domain::parse_rfc3339)
+        .transpose()
+        .map_err(|m| ApiError::bad_request("invalid_refresh_expires_at", format!("refreshExpiresAt: {m}")))?;
     let reg = RegistrationInput {
         platform: body.platform,
         account_id: body.account_id,
@@ -286,6 +294,9 @@ pub async fn register(
         tracing::warn!(error = %err, "could not record the registration in the audit trail");
     }
     let id = id?;
+    if let Some(t) = refresh_expires_at {
+        state.store.set_refresh_expiry(id, t).await?;
+    }
     // A DELETE of the same account may win the race from here on: that is a conflict
     // with this registration, not an account that never was.
     let deleted = || {

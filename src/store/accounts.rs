@@ -333,6 +333,18 @@ impl Store {
         })
     }
 
+    /// Records when an account's refresh token expires (given at registration).
+    pub async fn set_refresh_expiry(&self, account_ref: AccountRef, at: UnixTime) -> Result<(), StoreError> {
+        with_db!(self, |pool| {
+            sqlx::query("UPDATE accounts SET refresh_expires_at = $1 WHERE id = $2")
+                .bind(at)
+                .bind(account_ref)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
     /// Records the platform user behind an account's token.
     pub async fn set_platform_user(&self, account_ref: AccountRef, user: &str) -> Result<(), StoreError> {
         with_db!(self, |pool| {

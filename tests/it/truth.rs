@@ -566,3 +566,30 @@ async fn identity_reads_per_account_per_day_stay_within_their_period() {
         app.stop().await;
     }
 }
+
+/// Item 12: `refreshExpiresAt` is accepted at registration, and a refresh token about to
+/// expire is warned about; a wrong one is a clear 400.
+#[tokio::test]
+async fn refresh_expires_at_is_taken_at_registration() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let issued = app
+        .sim
+        .issue(Platform::Tiktok, TokenSpec::valid(Platform::Tiktok, "tt-9001"));
+    let soon = domain::rfc3339(domain::now() + 2 * 86_400);
+    let mut body = json!({"platform": "tiktok", "accountId": "tt-9001", "username": "u",
+        "accessToken": issued.access_token, "refreshToken": issued.refresh_token,
+        "scopes": ["user.info.basic", "video.publish"], "refreshExpiresAt": soon});
+    let (s, v) = app.post(&key, "/v1/accounts", &body).await;
+    assert_eq!(s, 201, "{v}");
+    assert!(
+        v["recommendations"].to_string().contains("Refresh token expires"),
+        "{v}"
+    );
+    assert_eq!(v["health"], "warning", "{v}");
+    body["accountId"] = json!("tt-9002");
+    body["refreshExpiresAt"] = json!("next week");
+    let (s, v) = app.post(&key, "/v1/accounts", &body).await;
+    assert_eq!((s, crate::common::code(&v)), (400, "invalid_refresh_expires_at"), "{v}");
+    app.stop().await;
+}
