@@ -71,7 +71,16 @@ impl PlatformApi for Facebook {
             // needs pages_manage_posts granted for that Page.
             CheckOutcome::Valid(mut v) => {
                 v.narrow_to(t.account_id, &["pages_manage_posts"]);
-                CheckOutcome::Valid(v)
+                // debug_token only introspects: a call made with the token shows what it
+                // does not (a checkpoint, a lost role). Another Page's token is the caller's
+                // verdict (wrong account), not a failed read.
+                if v.belongs_to(crate::domain::Platform::Facebook, t.account_id) == Some(false) {
+                    return CheckOutcome::Valid(v);
+                }
+                match self.graph.read_object(t).await {
+                    Some(failed) => failed,
+                    None => CheckOutcome::Valid(v),
+                }
             }
             other => other,
         }

@@ -431,6 +431,34 @@ impl Graph {
         })
     }
 
+    /// `GET {base}/{ver}/{id}?fields=id` with the account's own token: one cheap call that
+    /// a checkpoint (459) or a lost role makes fail, where `debug_token` only introspects.
+    /// A per-Page (Business Use Case) call: its throttles hold only this account. `None`
+    /// when the token reads its object.
+    pub async fn read_object(&self, t: &TokenContext<'_>) -> Option<CheckOutcome> {
+        let p = self.platform;
+        // While the app's quota is paused, debug_token's verdict stands alone.
+        if self.paused(domain::now()).is_some() {
+            return None;
+        }
+        let url = format!("{}/{}/{}", self.base, self.version, t.account_id);
+        let req = self
+            .http
+            .client()
+            .get(url)
+            .query(&[("fields", "id"), ("access_token", t.access_token.expose_secret())])
+            .query(&self.proof_of(t.access_token).into_iter().collect::<Vec<_>>());
+        let now = domain::now();
+        let reply = match self.send(req, false).await {
+            Ok(r) => r,
+            Err(tr) => return Some(CheckOutcome::Transient(tr)),
+        };
+        if reply.status == 200 {
+            return None;
+        }
+        Some(self.with_pause(failed(p, &reply, now, false), now))
+    }
+
     /// `GET {base}/refresh_access_token?grant_type=G&access_token=T` (Instagram Login,
     /// Threads): a new long-lived token.
     pub async fn refresh_long_lived(&self, grant_type: &str, t: &TokenContext<'_>) -> RefreshOutcome {

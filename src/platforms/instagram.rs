@@ -40,7 +40,10 @@ impl PlatformApi for Instagram {
             InstagramLogin::Facebook => match self.graph.debug_token(&self.app, t).await {
                 CheckOutcome::Valid(mut v) => {
                     v.narrow_to(t.account_id, &["instagram_basic", "instagram_content_publish"]);
-                    CheckOutcome::Valid(ValidToken { owner_id: None, ..v })
+                    match self.graph.read_object(t).await {
+                        Some(failed) => failed,
+                        None => CheckOutcome::Valid(ValidToken { owner_id: None, ..v }),
+                    }
                 }
                 other => other,
             },

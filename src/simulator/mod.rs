@@ -62,6 +62,9 @@ pub enum TokenState {
     Checkpointed,
     /// The user lost their Page role (subcode 492).
     LostPageRole,
+    /// `debug_token` still says valid, but calls made with the token answer the checkpoint
+    /// (190/459): introspection alone does not show it.
+    CheckpointedOnCalls,
 }
 
 /// How the platform answers requests for a token (or for every token of a platform).
@@ -367,6 +370,7 @@ fn router(shared: Arc<Shared>) -> Router {
         Router::new()
             .route("/{ver}/debug_token", get(move |s: S, q| debug_token(s, p, q)))
             .route("/{ver}/me", get(move |s: S, q| graph_me(s, p, q)))
+            .route("/{ver}/{object}", get(move |s: S, path, q| graph_object(s, p, path, q)))
             .route(
                 "/{ver}/{user}/permissions",
                 delete(move |s: S, path, q| graph_revoke(s, p, path, q)),

@@ -593,3 +593,38 @@ async fn refresh_expires_at_is_taken_at_registration() {
     assert_eq!((s, crate::common::code(&v)), (400, "invalid_refresh_expires_at"), "{v}");
     app.stop().await;
 }
+
+/// Item 8: `debug_token` only introspects. A checkpoint that shows only on calls made with
+/// the token is found by one cheap read of the Page (or Instagram account) with the token:
+/// unhealthy, with the checkpoint's advice (log in at facebook.com, no reconnect).
+#[tokio::test]
+async fn a_checkpoint_that_only_calls_show_is_found_by_a_call_with_the_token() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    for (p, id) in [
+        (Platform::Facebook, "2000000000001101"),
+        (Platform::Instagram, "17841400000001101"),
+    ] {
+        let (issued, v) = app.connect(&key, p, id, TokenSpec::valid(p, "0")).await;
+        assert_eq!(v["health"], "healthy", "{v}");
+        app.sim.update(&issued.access_token, |t| {
+            t.state = socialsyncer::simulator::TokenState::CheckpointedOnCalls
+        });
+        let (_, v) = app
+            .post(&key, &format!("/v1/accounts/{p}/{id}/check"), &Value::Null)
+            .await;
+        assert_eq!(
+            (v["health"].as_str(), v["needsReconnect"].as_bool()),
+            (Some("unhealthy"), Some(false)),
+            "{p}: {v}"
+        );
+        assert!(
+            v["recommendations"][0]
+                .as_str()
+                .unwrap()
+                .contains("log in at facebook.com"),
+            "{v}"
+        );
+    }
+    app.stop().await;
+}
