@@ -72,7 +72,7 @@ pub enum IdentityCheck {
 pub struct PlatformConfig {
     /// API host, e.g. `https://graph.facebook.com`; tests point it at loopback.
     pub base_url: Option<String>,
-    /// Graph API version path segment (facebook, instagram), e.g. `v23.0`.
+    /// Graph API version path segment (facebook, instagram), e.g. `v24.0`.
     pub api_version: Option<String>,
     /// Instagram only: `facebook` (default) or `instagram`.
     pub login: InstagramLogin,
@@ -164,9 +164,10 @@ impl PlatformConfig {
         })
     }
 
-    /// The Graph API version, default `v23.0`.
+    /// The Graph API version, default `v24.0`: the newest whose behaviour the simulator covers
+    /// (Instagram Login's `/me` answers an app-scoped `id` beside `user_id` from v24.0).
     pub fn api_version(&self) -> &str {
-        self.api_version.as_deref().unwrap_or("v23.0")
+        self.api_version.as_deref().unwrap_or("v24.0")
     }
 
     /// The permissions required for publishing, configured or the platform's defaults.

@@ -67,6 +67,15 @@ pub(super) async fn tiktok_token(State(s): S, Form(f): Form<HashMap<String, Stri
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Unsupported grant_type.");
     }
     let refresh = f.get("refresh_token").cloned().unwrap_or_default();
+    // A refresh token another TikTok app (client key) was issued: the simulator's tokens of
+    // other clients begin "rt-other-" ("OAuth error handling": invalid_grant).
+    if refresh.starts_with("rt-other-") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Refresh token was issued to another client.",
+        );
+    }
     let mut g = s.lock();
     let tweaks = g.tweaks.get(&Platform::Tiktok).cloned().unwrap_or_default();
     let expires_in = tweaks.expires_in.unwrap_or(TIKTOK_ACCESS_TTL);

@@ -628,3 +628,29 @@ async fn a_checkpoint_that_only_calls_show_is_found_by_a_call_with_the_token() {
     }
     app.stop().await;
 }
+
+/// Item 12, TikTok: a refresh token issued to another client (another TikTok app) is the
+/// configuration's problem, like Meta's "another app": the account is not told to
+/// reconnect, and `/healthz` says which.
+#[tokio::test]
+async fn a_tiktok_refresh_token_of_another_client_is_not_a_dead_grant() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let issued = app.sim.issue(
+        Platform::Tiktok,
+        TokenSpec {
+            expires_in: Some(600),
+            ..TokenSpec::valid(Platform::Tiktok, "tt-9101")
+        },
+    );
+    let body = json!({"platform": "tiktok", "accountId": "tt-9101", "username": "u",
+        "accessToken": issued.access_token, "refreshToken": "rt-other-client-token",
+        "expiresAt": domain::rfc3339(issued.expires_at.unwrap()),
+        "scopes": ["user.info.basic", "video.publish"]});
+    let (s, v) = app.post(&key, "/v1/accounts", &body).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["needsReconnect"], false, "{v}");
+    let h = healthz(&app).await;
+    assert!(h["problems"].to_string().contains("another TikTok app"), "{h}");
+    app.stop().await;
+}

@@ -310,8 +310,8 @@ pub fn postgres_pass() -> bool {
 }
 
 /// The test cluster's URL: `SOCIALSYNCER_TEST_POSTGRES_URL` (`.ci/run` sets it), or else a
-/// throwaway cluster this run starts with `.ci/postgres` (once per test process; it stays in
-/// /tmp until the machine restarts). `None` only with `SOCIALSYNCER_SKIP_POSTGRES=1`, which
+/// throwaway cluster this run starts with `.ci/postgres` (once per test process; it is stopped
+/// and its folder removed when the process ends). `None` only with `SOCIALSYNCER_SKIP_POSTGRES=1`, which
 /// skips the PostgreSQL tests on purpose; a cluster that cannot be started fails the tests
 /// that need it, saying how to get one.
 pub fn postgres_url() -> Option<String> {
@@ -327,8 +327,11 @@ pub fn postgres_url() -> Option<String> {
     }
     let started = STARTED.get_or_init(|| {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/postgres");
+        // The cluster lives as long as this test process: it is stopped and its folder
+        // removed when the process ends.
         let out = std::process::Command::new("bash")
             .arg(&script)
+            .args(["--owner", &std::process::id().to_string()])
             .stdin(std::process::Stdio::null())
             .output()
             .map_err(|e| e.to_string())?;
