@@ -260,6 +260,8 @@ pub struct Tweaks {
     /// token without `appsecret_proof` is refused (code 100). A proof that is given is always
     /// checked ("Securing Requests").
     pub require_appsecret_proof: bool,
+    /// X: revoking a refresh token answers 503 (revoking an access token still works).
+    pub refresh_revoke_down: bool,
     /// How long every answer is held back after the platform acted on the request (a
     /// refresh has rotated the tokens by then): a slow network on the way back.
     pub answer_delay: Option<std::time::Duration>,

@@ -108,6 +108,14 @@ pub(super) async fn twitter_revoke(State(s): S, h: HeaderMap, Form(f): Form<Hash
     if let Some(r) = preflight(&s, Platform::Twitter, Some(&token)).await {
         return r;
     }
+    if f.get("token_type_hint").map(String::as_str) == Some("refresh_token")
+        && s.lock()
+            .tweaks
+            .get(&Platform::Twitter)
+            .is_some_and(|t| t.refresh_revoke_down)
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
+    }
     if !twitter_client_ok(&h, &f) {
         return oauth_error(
             StatusCode::UNAUTHORIZED,

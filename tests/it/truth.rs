@@ -654,3 +654,41 @@ async fn a_tiktok_refresh_token_of_another_client_is_not_a_dead_grant() {
     assert!(h["problems"].to_string().contains("another TikTok app"), "{h}");
     app.stop().await;
 }
+
+/// Item 12, X: a revoke whose refresh-token step fails still revokes the access token, and
+/// says the grant may live on.
+#[tokio::test]
+async fn an_x_revoke_revokes_the_access_token_when_the_refresh_token_step_fails() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let (issued, _) = app
+        .connect(
+            &key,
+            Platform::Twitter,
+            "9201",
+            TokenSpec::valid(Platform::Twitter, "0"),
+        )
+        .await;
+    app.sim.set_tweaks(
+        Platform::Twitter,
+        socialsyncer::simulator::Tweaks {
+            refresh_revoke_down: true,
+            ..Default::default()
+        },
+    );
+    let v = delete(&app, &key, Platform::Twitter, "9201").await;
+    assert_eq!(v["revoked"], false, "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the access token was revoked but the refresh token could not be"),
+        "{v}"
+    );
+    assert_eq!(
+        app.sim.token(&issued.access_token).unwrap().state,
+        socialsyncer::simulator::TokenState::Revoked,
+        "the access token went"
+    );
+    app.stop().await;
+}
