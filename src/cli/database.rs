@@ -149,9 +149,22 @@ pub(super) async fn config_check(config: &Config) -> anyhow::Result<ExitCode> {
         ));
     }
     crate::connect::check_config(config, &mut notes, &mut problems);
+    let mut warnings = Vec::new();
+    let now = crate::domain::now();
+    for p in [crate::domain::Platform::Facebook, crate::domain::Platform::Instagram] {
+        let key = format!("platforms.{p}.api_version");
+        match crate::config::graph_version_advice(&key, config.platforms.get(p).api_version(), now) {
+            Ok(Some(w)) => warnings.push(w),
+            Ok(None) => {}
+            Err(e) => problems.push(e),
+        }
+    }
     out!("{}", config.redacted_toml());
     for n in &notes {
         eprintln!("ok: {n}");
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
     }
     for p in &problems {
         eprintln!("problem: {p}");

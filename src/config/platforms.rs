@@ -188,3 +188,61 @@ impl PlatformConfig {
         d.iter().map(|s| (*s).to_owned()).collect()
     }
 }
+
+/// Graph API versions and the day each stops working ("Graph API changelog: Versions",
+/// developers.facebook.com/docs/graph-api/changelog/versions; the dates Meta has set).
+const GRAPH_SUNSETS: &[(&str, &str)] = &[
+    ("v18.0", "2026-01-26"),
+    ("v19.0", "2026-05-21"),
+    ("v20.0", "2026-09-24"),
+    ("v21.0", "2027-01-21"),
+    ("v22.0", "2027-05-20"),
+    ("v23.0", "2027-10-08"),
+    ("v24.0", "2028-02-18"),
+    ("v25.0", "2028-07-29"),
+];
+
+/// What `config check` says of a configured Graph API version at `now`: `Err` once it has
+/// expired, `Ok(Some(warning))` within 90 days of its expiry, `Ok(None)` otherwise (or when
+/// Meta has set no date for it).
+pub fn graph_version_advice(key: &str, version: &str, now: crate::domain::UnixTime) -> Result<Option<String>, String> {
+    let Some((_, day)) = GRAPH_SUNSETS.iter().find(|(v, _)| *v == version) else {
+        return Ok(None);
+    };
+    let Ok(at) = crate::domain::parse_rfc3339(&format!("{day}T00:00:00Z")) else {
+        return Ok(None);
+    };
+    let days = (at - now).div_euclid(86_400);
+    if at <= now {
+        Err(format!(
+            "{key}: Graph API {version} expired on {day}; Meta answers such calls with the oldest version \
+             still available. Set v24.0 or newer"
+        ))
+    } else if days <= 90 {
+        Ok(Some(format!(
+            "{key}: Graph API {version} expires on {day}, in {days} days. Move to v24.0 or newer before then"
+        )))
+    } else {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod graph_version_tests {
+    use super::*;
+
+    #[test]
+    fn a_graph_version_is_warned_about_90_days_before_it_expires() {
+        let day = |s: &str| crate::domain::parse_rfc3339(&format!("{s}T00:00:00Z")).unwrap();
+        let k = "platforms.facebook.api_version";
+        assert!(graph_version_advice(k, "v20.0", day("2026-12-02")).is_err(), "expired");
+        let w = graph_version_advice(k, "v21.0", day("2026-12-02")).unwrap().unwrap();
+        assert!(w.contains("expires on 2027-01-21, in 50 days"), "{w}");
+        assert_eq!(graph_version_advice(k, "v24.0", day("2026-12-02")), Ok(None));
+        assert_eq!(
+            graph_version_advice(k, "v26.0", day("2026-12-02")),
+            Ok(None),
+            "no date set"
+        );
+    }
+}

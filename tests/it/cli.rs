@@ -1012,3 +1012,46 @@ fn serve_stops_cleanly_on_sigint_as_on_sigterm() {
     let all: Vec<String> = d.logs.iter().collect();
     assert!(all.join("\n").contains("stopped cleanly"), "{all:?}");
 }
+
+/// `config check` warns 90 days before a configured Graph API version expires, and an
+/// expired one is a problem (issue 24 item 12).
+#[test]
+fn config_check_warns_before_a_graph_version_expires() {
+    let env = env_with("");
+    let toml = std::fs::read_to_string(&env.config).unwrap();
+    // 21 January 2027 (the Graph changelog's date for v21.0): within 90 days of today's
+    // 2 December 2026, and it passes with the machine's clock only after that day.
+    let soon = toml.replacen(
+        "[platforms.facebook]\n",
+        "[platforms.facebook]\napi_version = \"v21.0\"\n",
+        1,
+    );
+    std::fs::write(&env.config, soon).unwrap();
+    let out = env.run(&["config", "check"]);
+    let stderr = text(&out.stderr);
+    let now = socialsyncer::domain::now();
+    let sunset = socialsyncer::domain::parse_rfc3339("2027-01-21T00:00:00Z").unwrap();
+    if now < sunset - 90 * 86_400 {
+        assert!(!stderr.contains("api_version"), "{stderr}");
+    } else if now < sunset {
+        assert!(
+            stderr.contains("warning: platforms.facebook.api_version: Graph API v21.0 expires on 2027-01-21"),
+            "{stderr}"
+        );
+    } else {
+        assert!(stderr.contains("problem: platforms.facebook.api_version"), "{stderr}");
+    }
+    let expired = toml.replacen(
+        "[platforms.facebook]\n",
+        "[platforms.facebook]\napi_version = \"v19.0\"\n",
+        1,
+    );
+    std::fs::write(&env.config, expired).unwrap();
+    let out = env.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("problem: platforms.facebook.api_version: Graph API v19.0 expired on 2026-05-21"),
+        "{}",
+        text(&out.stderr)
+    );
+}
