@@ -153,8 +153,16 @@ fn assess_outcome(outcome: &CheckOutcome, account: &Account, policy: &Policy, no
 }
 
 /// A permission name as one spelling: Instagram Login renamed its scopes in January 2025
-/// (`business_basic` became `instagram_business_basic`, and so on); both are the same.
+/// (`business_basic` became `instagram_business_basic`, and so on); both are the same. And
+/// the two logins name the same capabilities differently (`instagram_basic` and
+/// `instagram_content_publish` through Facebook Login): a token of the other login than the
+/// configured one (checked on its own host) is judged by what it can do.
 fn canonical_permission(p: &str) -> std::borrow::Cow<'_, str> {
+    match p {
+        "instagram_basic" => return std::borrow::Cow::Borrowed("instagram_business_basic"),
+        "instagram_content_publish" => return std::borrow::Cow::Borrowed("instagram_business_content_publish"),
+        _ => {}
+    }
     match p.strip_prefix("business_") {
         Some(rest) => std::borrow::Cow::Owned(format!("instagram_business_{rest}")),
         None => std::borrow::Cow::Borrowed(p),

@@ -11,12 +11,40 @@ pub struct Instagram {
     graph: Graph,
     login: InstagramLogin,
     app: AppCredentials,
+    /// The other login's host, asked once before a token it "cannot parse" is called dead
+    /// (a product may hold both kinds of Instagram accounts).
+    other: Graph,
 }
 
 impl Instagram {
-    /// From a Graph host, the login flavour and the app credentials (Facebook Login only).
-    pub fn new(graph: Graph, login: InstagramLogin, app: AppCredentials) -> Self {
-        Instagram { graph, login, app }
+    /// From the configured login's Graph host, the login flavour, the app credentials
+    /// (Facebook Login's `debug_token`) and the other login's host.
+    pub fn new(graph: Graph, login: InstagramLogin, app: AppCredentials, other: Graph) -> Self {
+        Instagram {
+            graph,
+            login,
+            app,
+            other,
+        }
+    }
+
+    /// A check as `login` on `graph`.
+    async fn check_as(&self, login: InstagramLogin, graph: &Graph, t: &TokenContext<'_>) -> CheckOutcome {
+        match login {
+            // debug_token names the Page behind the token, not the Instagram account: the
+            // Instagram permissions' targets are the one place it names Instagram accounts.
+            InstagramLogin::Facebook => match graph.debug_token(&self.app, t).await {
+                CheckOutcome::Valid(mut v) => {
+                    v.narrow_to(t.account_id, &["instagram_basic", "instagram_content_publish"]);
+                    match graph.read_object(t).await {
+                        Some(failed) => failed,
+                        None => CheckOutcome::Valid(ValidToken { owner_id: None, ..v }),
+                    }
+                }
+                other => other,
+            },
+            InstagramLogin::Instagram => graph.me(t, "id,user_id,username", "user_id").await,
+        }
     }
 
     /// The Meta user whose grant a revocation would remove (Facebook Login only).
@@ -32,23 +60,27 @@ impl Instagram {
 
 impl PlatformApi for Instagram {
     async fn check(&self, t: &TokenContext<'_>) -> CheckOutcome {
-        match self.login {
-            // debug_token names the Page behind the token, not the Instagram account: there
-            // is no ID in its answer to compare with the registered account.
-            // The Instagram permissions' targets are the one place the answer names Instagram
-            // accounts: granted for others only, they are missing for this one.
-            InstagramLogin::Facebook => match self.graph.debug_token(&self.app, t).await {
-                CheckOutcome::Valid(mut v) => {
-                    v.narrow_to(t.account_id, &["instagram_basic", "instagram_content_publish"]);
-                    match self.graph.read_object(t).await {
-                        Some(failed) => failed,
-                        None => CheckOutcome::Valid(ValidToken { owner_id: None, ..v }),
-                    }
-                }
-                other => other,
-            },
-            InstagramLogin::Instagram => self.graph.me(t, "id,user_id,username", "user_id").await,
+        let first = self.check_as(self.login, &self.graph, t).await;
+        // A token the configured host "cannot parse" may be the other login's: never tell a
+        // user to reconnect because the daemon asked the wrong host.
+        if let CheckOutcome::Invalid { detail, .. } = &first
+            && detail.contains("Cannot parse access token")
+        {
+            let other = match self.login {
+                InstagramLogin::Facebook => InstagramLogin::Instagram,
+                InstagramLogin::Instagram => InstagramLogin::Facebook,
+            };
+            if let v @ CheckOutcome::Valid(_) = self.check_as(other, &self.other, t).await {
+                tracing::warn!(
+                    account = %t.account_id,
+                    configured = ?self.login,
+                    "an Instagram token works only with the other login than platforms.instagram.login: \
+                     it is checked there, but not refreshed; connect it with the configured login"
+                );
+                return v;
+            }
         }
+        first
     }
 
     async fn refresh(&self, t: &TokenContext<'_>) -> RefreshOutcome {

@@ -424,12 +424,13 @@ impl Platforms {
         // Calls made with a token are signed (appsecret_proof) where the app's secret is
         // known: the Threads app's, and the Instagram Login app's for Instagram Login tokens.
         let threads_secret = secret("platforms.threads.app_secret_file", &p.threads.app_secret_file)?;
-        let ig_login_secret = match ig_login {
-            InstagramLogin::Instagram => secret(
-                "platforms.instagram.login_app_secret_file",
-                &p.instagram.login_app_secret_file,
-            )?,
-            InstagramLogin::Facebook => None,
+        let login_secret = secret(
+            "platforms.instagram.login_app_secret_file",
+            &p.instagram.login_app_secret_file,
+        )?;
+        let (ig_login_secret, other_login, other_secret) = match ig_login {
+            InstagramLogin::Instagram => (login_secret, InstagramLogin::Facebook, None),
+            InstagramLogin::Facebook => (None, InstagramLogin::Instagram, login_secret),
         };
         Ok(Platforms {
             facebook: facebook::Facebook::new(
@@ -453,6 +454,15 @@ impl Platforms {
                 .with_appsecret_proof(ig_login_secret),
                 ig_login,
                 ig_app,
+                // The other login's host, for a token the configured one cannot parse.
+                graph::Graph::new(
+                    http.clone(),
+                    Platform::Instagram,
+                    p.instagram.base_url(Platform::Instagram, other_login),
+                    p.instagram.api_version().to_owned(),
+                    graph::AppUsage::new(p.instagram.app_usage_pause()),
+                )
+                .with_appsecret_proof(other_secret),
             ),
             threads: threads::Threads::new(
                 graph::Graph::new(

@@ -84,7 +84,8 @@ pub(super) async fn debug_token(State(s): S, p: Platform, Query(q): Q) -> Respon
         }
         t
     });
-    let t = shown.as_ref();
+    // An Instagram Login token is not one graph.facebook.com can parse.
+    let t = shown.as_ref().filter(|t| !t.instagram_login_only);
     if t.is_some_and(|t| t.app_id.is_some()) {
         return graph_error(
             StatusCode::BAD_REQUEST,

@@ -118,6 +118,8 @@ pub struct SimToken {
     pub admin_id: Option<String>,
     /// The Meta app the token was issued to, when not the simulator's own [`APP_ID`].
     pub app_id: Option<String>,
+    /// An Instagram Login token (see [`TokenSpec::instagram_login_only`]).
+    pub instagram_login_only: bool,
     /// Requests made with this token so far.
     pub calls: u64,
     /// When the last of them arrived: its place among all the simulator's requests (from 1;
@@ -150,6 +152,9 @@ pub struct TokenSpec {
     pub admin_id: Option<String>,
     /// Issue the token to another Meta app (its ID) instead of [`APP_ID`].
     pub app_id: Option<String>,
+    /// Instagram: an Instagram Login token, which graph.facebook.com cannot parse
+    /// (`debug_token` answers 190 "Cannot parse access token"); false: either host takes it.
+    pub instagram_login_only: bool,
 }
 
 /// The Meta user who, by default, granted every simulated Page token: one agency admin
@@ -188,6 +193,7 @@ impl TokenSpec {
             admin_id: matches!(platform, Platform::Facebook | Platform::Instagram)
                 .then(|| DEFAULT_PAGE_ADMIN.to_owned()),
             app_id: None,
+            instagram_login_only: false,
         }
     }
 }
@@ -332,6 +338,7 @@ fn issue_in(g: &mut Inner, platform: Platform, spec: TokenSpec) -> Issued {
         behavior: spec.behavior,
         admin_id: spec.admin_id,
         app_id: spec.app_id,
+        instagram_login_only: spec.instagram_login_only,
         calls: 0,
         last_call: 0,
     };

@@ -692,3 +692,31 @@ async fn an_x_revoke_revokes_the_access_token_when_the_refresh_token_step_fails(
     );
     app.stop().await;
 }
+
+/// Item 4 (in part): a product holds an Instagram Login account while socialsyncer is
+/// configured for Facebook Login. graph.facebook.com "cannot parse" its token; before calling
+/// it dead, the other login's host is asked once, and the account is healthy, not "reconnect".
+#[tokio::test]
+async fn a_token_of_the_other_instagram_login_is_never_called_dead() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let spec = TokenSpec {
+        instagram_login_only: true,
+        admin_id: None,
+        ..ig_login("17841400000001201")
+    };
+    register_as(&app, &key, Platform::Instagram, "17841400000001201", spec).await;
+    let v = detail(&app, &key, Platform::Instagram, "17841400000001201").await;
+    assert_eq!(
+        (v["health"].as_str(), v["needsReconnect"].as_bool()),
+        (Some("healthy"), Some(false)),
+        "{v}"
+    );
+    // A token neither host can parse is still dead.
+    let body = json!({"platform": "instagram", "accountId": "17841400000001202", "username": "u",
+        "accessToken": "EAAGnot-a-token", "scopes": ["instagram_basic", "instagram_content_publish"]});
+    let (s, v) = app.post(&key, "/v1/accounts", &body).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["health"], "unhealthy", "{v}");
+    app.stop().await;
+}
