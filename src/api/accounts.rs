@@ -265,12 +265,7 @@ pub async fn register(
     ws: Workspace,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<AccountDetail>), ApiError> {
-    let refresh_expires_at = body
-        .refresh_expires_at
-        .as_deref()
-        .map(crate::domain::parse_rfc3339)
-        .transpose()
-        .map_err(|m| ApiError::bad_request("invalid_refresh_expires_at", format!("refreshExpiresAt: {m}")))?;
+    let refresh_expires_at = super::extract::refresh_expires_at(body.refresh_expires_at.as_deref())?;
     let reg = RegistrationInput {
         platform: body.platform,
         account_id: body.account_id,

@@ -152,12 +152,7 @@ fn validate(a: &Account, body: CredentialsBody) -> Result<PushedTokens, ApiError
         custody: None,
     }
     .validate()?;
-    let refresh_expires_at = body
-        .refresh_expires_at
-        .as_deref()
-        .map(crate::domain::parse_rfc3339)
-        .transpose()
-        .map_err(|m| ApiError::bad_request("invalid_refresh_expires_at", format!("refreshExpiresAt: {m}")))?;
+    let refresh_expires_at = super::extract::refresh_expires_at(body.refresh_expires_at.as_deref())?;
     let refresh = match body.refresh_token {
         None => RefreshChange::Keep,
         Some(None) => RefreshChange::Remove,

@@ -186,6 +186,13 @@ impl FromRequestParts<ApiState> for Workspace {
     }
 }
 
+/// A body's `refreshExpiresAt` (RFC 3339), or a clear 400.
+pub(super) fn refresh_expires_at(v: Option<&str>) -> Result<Option<crate::domain::UnixTime>, ApiError> {
+    v.map(crate::domain::parse_rfc3339)
+        .transpose()
+        .map_err(|m| ApiError::bad_request("invalid_refresh_expires_at", format!("refreshExpiresAt: {m}")))
+}
+
 pub(super) fn parse_platform(p: &str) -> Result<Platform, ApiError> {
     p.parse()
         .map_err(|e: crate::domain::UnknownPlatform| ApiError::bad_request("unknown_platform", e.to_string()))

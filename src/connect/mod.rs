@@ -182,14 +182,9 @@ pub fn check_config(config: &Config, notes: &mut Vec<String>, problems: &mut Vec
     let mut can = Vec::new();
     let mut cannot = Vec::new();
     for p in Platform::ALL {
-        match connectable(config, p) {
-            Ok(()) => can.push(p.display_name().to_owned()),
-            // "connecting Threads accounts needs platforms.threads.app_id and app_secret_file"
-            Err(why) => cannot.push(format!(
-                "{} ({})",
-                p.display_name(),
-                why.split(" needs ").nth(1).map_or(why.as_str(), |k| k)
-            )),
+        match crate::platforms::connect::missing_keys(config, p) {
+            None => can.push(p.display_name().to_owned()),
+            Some(keys) => cannot.push(format!("{} ({keys})", p.display_name())),
         }
     }
     let list = |v: &[String]| if v.is_empty() { "none".to_owned() } else { v.join(", ") };

@@ -5,27 +5,9 @@
 use serde_json::{Value, json};
 use socialsyncer::config::InstagramLogin;
 use socialsyncer::domain::{self, Platform};
-use socialsyncer::simulator::{Issued, TokenSpec};
+use socialsyncer::simulator::TokenSpec;
 
 use crate::common::{TestApp, spawn_app, spawn_app_cfg};
-
-/// Registers `account_id` with a token the simulator issued for `spec` (whose user may be
-/// named otherwise, as products store IDs their own way).
-async fn register_as(app: &TestApp, key: &str, platform: Platform, account_id: &str, spec: TokenSpec) -> Issued {
-    let issued = app.sim.issue(platform, spec);
-    let mut body = json!({"platform": platform.as_str(), "accountId": account_id, "username": "u",
-        "accessToken": issued.access_token});
-    if let Some(r) = &issued.refresh_token {
-        body["refreshToken"] = json!(r);
-    }
-    if let Some(e) = issued.expires_at {
-        body["expiresAt"] = json!(domain::rfc3339(e));
-    }
-    body["scopes"] = json!(app.sim.token(&issued.access_token).unwrap().scopes);
-    let (s, v) = app.post(key, "/v1/accounts", &body).await;
-    assert_eq!(s, 201, "{v}");
-    issued
-}
 
 /// An Instagram Login token (its `instagram_business_*` scopes) of `user_id`.
 fn ig_login(user_id: &str) -> TokenSpec {
@@ -50,8 +32,7 @@ async fn detail(app: &TestApp, key: &str, platform: Platform, id: &str) -> Value
 async fn an_instagram_login_account_is_its_tokens_owner_under_either_id() {
     let app = spawn_app_cfg("", |c| c.platforms.instagram.login = InstagramLogin::Instagram).await;
     let key = app.key("acme").await;
-    register_as(
-        &app,
+    app.register_as(
         &key,
         Platform::Instagram,
         "17841400000000301",
@@ -59,8 +40,7 @@ async fn an_instagram_login_account_is_its_tokens_owner_under_either_id() {
     )
     .await;
     // The simulator's app-scoped ID is the professional ID behind a 9.
-    register_as(
-        &app,
+    app.register_as(
         &key,
         Platform::Instagram,
         "917841400000000302",
@@ -72,8 +52,7 @@ async fn an_instagram_login_account_is_its_tokens_owner_under_either_id() {
         assert_eq!(v["health"], "healthy", "{v}");
     }
     // Another account's token is still refused.
-    register_as(
-        &app,
+    app.register_as(
         &key,
         Platform::Instagram,
         "17841400000000399",
@@ -93,8 +72,7 @@ async fn a_tiktok_open_id_stored_without_dashes_is_the_same_account() {
     let key = app.key("acme").await;
     let dashed = "723f24d7-e717-40f8-a2b6-cb8464cd2301";
     let plain = dashed.replace('-', "");
-    register_as(
-        &app,
+    app.register_as(
         &key,
         Platform::Tiktok,
         &plain,
@@ -507,8 +485,7 @@ async fn revocation_reaches_only_what_it_may() {
         .await;
     let plain = dashed.replace('-', "");
     let other_key = app.key("other").await;
-    register_as(
-        &app,
+    app.register_as(
         &other_key,
         Platform::Tiktok,
         &plain,
@@ -705,7 +682,8 @@ async fn a_token_of_the_other_instagram_login_is_never_called_dead() {
         admin_id: None,
         ..ig_login("17841400000001201")
     };
-    register_as(&app, &key, Platform::Instagram, "17841400000001201", spec).await;
+    app.register_as(&key, Platform::Instagram, "17841400000001201", spec)
+        .await;
     let v = detail(&app, &key, Platform::Instagram, "17841400000001201").await;
     assert_eq!(
         (v["health"].as_str(), v["needsReconnect"].as_bool()),

@@ -52,15 +52,20 @@ pub(super) fn credentials(config: &Config, platform: Platform) -> (Option<&str>,
     }
 }
 
-/// Whether accounts of `platform` can be connected with `config`: `Err` names the keys to set.
-pub fn connectable(config: &Config, platform: Platform) -> Result<(), String> {
+/// The keys to set before accounts of `platform` can be connected with `config`; `None`
+/// when it can.
+pub fn missing_keys(config: &Config, platform: Platform) -> Option<&'static str> {
     let (id, secret, keys) = credentials(config, platform);
     // X's public clients have no secret; every other flow needs one.
     let ok = id.is_some_and(|i| !i.trim().is_empty()) && (secret.is_some() || platform == Platform::Twitter);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("connecting {} accounts needs {keys}", platform.display_name()))
+    (!ok).then_some(keys)
+}
+
+/// Whether accounts of `platform` can be connected with `config`: `Err` names the keys to set.
+pub fn connectable(config: &Config, platform: Platform) -> Result<(), String> {
+    match missing_keys(config, platform) {
+        None => Ok(()),
+        Some(keys) => Err(format!("connecting {} accounts needs {keys}", platform.display_name())),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::domain::{self, Platform};
 mod authorize;
 
 use authorize::credentials;
-pub use authorize::{authorize_url, connectable, scopes};
+pub use authorize::{authorize_url, connectable, missing_keys, scopes};
 
 /// Longest lifetime accepted for a long-lived Instagram Login or Threads token: 60 days
 /// documented, times two.

@@ -179,13 +179,22 @@ impl TestApp {
     /// Issues a token at the simulated platform and registers it; returns the tokens and the
     /// 201 body.
     pub async fn connect(&self, key: &str, platform: Platform, id: &str, spec: TokenSpec) -> (Issued, Value) {
-        let issued = self.sim.issue(
+        self.register_as(
+            key,
             platform,
+            id,
             TokenSpec {
                 user_id: id.to_owned(),
                 ..spec
             },
-        );
+        )
+        .await
+    }
+
+    /// Registers `id` with a token the simulator issued for `spec`, whose user may be named
+    /// otherwise (as products store IDs their own way); its expiry, refresh token and scopes.
+    pub async fn register_as(&self, key: &str, platform: Platform, id: &str, spec: TokenSpec) -> (Issued, Value) {
+        let issued = self.sim.issue(platform, spec);
         let mut body = json!({"platform": platform.as_str(), "accountId": id, "username": format!("user_{id}"),
             "accessToken": issued.access_token});
         if let Some(r) = &issued.refresh_token {
