@@ -3,7 +3,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::checks::Checker;
-use crate::domain::{self, AccountId, Custody, Platform, UnixTime};
+use crate::domain::{self, AccountId, Custody, InstagramLogin, Platform, UnixTime};
 use crate::domain::{AccountRef, WorkspaceId};
 use crate::platforms::{RevokeOutcome, TokenContext};
 use crate::store::{Account, NewAccount, StoreError};
@@ -29,6 +29,8 @@ pub struct RegistrationInput {
     pub scopes: Vec<String>,
     /// Who refreshes its grant; `None`: `accounts.default_custody`.
     pub custody: Option<Custody>,
+    /// Instagram only: the login it was connected with; `None`: `platforms.instagram.login`.
+    pub instagram_login: Option<InstagramLogin>,
 }
 
 /// Why a registration was refused; each maps to a 400 or a 409.
@@ -94,6 +96,8 @@ pub struct Registration {
     pub scopes: Vec<String>,
     /// Who refreshes its grant; `None`: `accounts.default_custody`.
     pub custody: Option<Custody>,
+    /// Instagram only: the login it was connected with; `None`: `platforms.instagram.login`.
+    pub instagram_login: Option<InstagramLogin>,
 }
 
 impl RegistrationInput {
@@ -103,6 +107,12 @@ impl RegistrationInput {
             .platform
             .parse()
             .map_err(|e: domain::UnknownPlatform| invalid("unknown_platform", e.to_string()))?;
+        if self.instagram_login.is_some() && platform != Platform::Instagram {
+            return Err(invalid(
+                "invalid_instagram_login",
+                "instagramLogin applies to Instagram accounts only.",
+            ));
+        }
         let account_id =
             AccountId::parse(platform, &self.account_id).map_err(|e| invalid("invalid_account_id", e.to_string()))?;
         // Bidi controls and line or paragraph separators are dropped: they would reorder or
@@ -160,6 +170,7 @@ impl RegistrationInput {
             expires_at,
             scopes,
             custody: self.custody,
+            instagram_login: self.instagram_login,
         })
     }
 }
@@ -196,6 +207,7 @@ pub async fn register(
         scopes: reg.scopes.clone(),
         connected_at: domain::now(),
         custody: reg.custody.unwrap_or(state.config().accounts.default_custody),
+        instagram_login: reg.instagram_login,
     };
     match state.store.insert_account(&new).await {
         Ok(id) => Ok(id),
@@ -232,6 +244,7 @@ pub async fn disconnect(state: &Checker, account: &Account) -> Result<RevokeOutc
                 refresh_token: refresh.as_ref(),
                 platform_user_id: account.state.platform_user_id.as_deref(),
                 expires_at: account.token_expires_at,
+                instagram_login: account.instagram_login,
             };
             revoke::revoke(state, account, t).await?
         }
@@ -265,7 +278,33 @@ mod tests {
             expires_at: Some("2026-12-01T00:00:00Z".into()),
             scopes: vec!["tweet.read".into(), "tweet.read".into()],
             custody: None,
+            instagram_login: None,
         }
+    }
+
+    #[test]
+    fn an_instagram_login_is_refused_for_other_platforms() {
+        let i = RegistrationInput {
+            instagram_login: Some(InstagramLogin::Instagram),
+            ..input()
+        };
+        assert!(
+            matches!(
+                i.validate(),
+                Err(RegistrationError::Invalid {
+                    code: "invalid_instagram_login",
+                    ..
+                })
+            ),
+            "an X account has no Instagram login"
+        );
+        let i = RegistrationInput {
+            platform: "instagram".into(),
+            account_id: "17841400000000001".into(),
+            instagram_login: Some(InstagramLogin::Instagram),
+            ..input()
+        };
+        assert_eq!(i.validate().unwrap().instagram_login, Some(InstagramLogin::Instagram));
     }
 
     #[test]

@@ -67,29 +67,6 @@ pub struct Checked {
     pub deferred: bool,
 }
 
-/// Whether accounts of `platform` get their tokens refreshed automatically.
-fn auto_refresh(state: &Checker, platform: Platform) -> bool {
-    state.platforms.can_refresh(platform) && state.config().platforms.get(platform).auto_refresh()
-}
-
-/// The one predicate for "this account's token is renewed automatically", by platform and
-/// whether a refresh token is stored (TikTok and X need one; Instagram Login and Threads
-/// refresh the access token itself).
-pub fn renewed_automatically(state: &Checker, platform: Platform, has_refresh_token: bool) -> bool {
-    auto_refresh(state, platform) && (has_refresh_token || matches!(platform, Platform::Instagram | Platform::Threads))
-}
-
-/// Whether anyone renews an account's access token before it expires (socialsyncer, or in
-/// `product` custody the product): the reconnect deadline is then the refresh token's.
-pub fn renewed(state: &Checker, platform: Platform, has_refresh_token: bool, custody: crate::domain::Custody) -> bool {
-    match custody {
-        crate::domain::Custody::Socialsyncer => renewed_automatically(state, platform, has_refresh_token),
-        crate::domain::Custody::Product => {
-            has_refresh_token || matches!(platform, Platform::Instagram | Platform::Threads)
-        }
-    }
-}
-
 /// When the access token enters its refresh window.
 fn refresh_at(state: &Checker, a: &Account) -> Option<UnixTime> {
     let Some(exp) = a.token_expires_at else {
@@ -191,6 +168,7 @@ fn context<'a>(a: &'a Account, tokens: &'a Tokens) -> TokenContext<'a> {
         refresh_token: tokens.refresh.as_ref(),
         platform_user_id: a.state.platform_user_id.as_deref(),
         expires_at: a.token_expires_at,
+        instagram_login: a.instagram_login,
     }
 }
 
@@ -200,7 +178,11 @@ mod deferral;
 mod identity;
 mod refresh;
 
-pub use custody::{HandedToken, PushError, PushedTokens, RefreshChange, TokenError, hand_out, push_tokens};
+use custody::auto_refresh;
+pub use custody::{
+    HandedToken, PushError, PushedTokens, RefreshChange, TokenError, hand_out, push_tokens, renewed,
+    renewed_automatically,
+};
 use deferral::deferral_reason;
 pub use deferral::deferred;
 pub(crate) use deferral::gate_deferral;
@@ -353,6 +335,17 @@ async fn check_inner(
         } else if let (Some(d), CheckOutcome::Invalid { detail, .. }) = (&done.fatal, &mut outcome) {
             *detail = format!("{detail}; the refresh token was rejected too: {d}");
         }
+    }
+    // A token that works only with the other Instagram login: the account is of that one
+    // from now on (its refreshes and revocation follow).
+    if let CheckOutcome::Valid(v) = &outcome
+        && let Some(login) = v.instagram_login
+        && account.instagram_login != Some(login)
+    {
+        state
+            .store
+            .set_instagram_login(account.id, account.workspace_id, login)
+            .await?;
     }
     // The refresh failed for the daemon's own configuration: an access token that expired
     // meanwhile is the daemon's problem too, not the account's.

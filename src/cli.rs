@@ -162,6 +162,10 @@ pub enum AccountsCommand {
         /// Who refreshes the grant: socialsyncer or product (default: accounts.default_custody).
         #[arg(long)]
         custody: Option<String>,
+        /// Instagram only: the login the account was connected with, instagram (Instagram
+        /// Login) or facebook (Facebook Login) (default: platforms.instagram.login).
+        #[arg(long)]
+        instagram_login: Option<String>,
         /// Give an account already registered new tokens (after a reconnect): they are checked
         /// at the platform, must be this account's, and nothing is revoked. Without
         /// --refresh-token-file the stored refresh token stays.

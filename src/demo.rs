@@ -111,6 +111,7 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
         let issued = sim.issue(s.platform, spec);
         let reg = RegistrationInput {
             custody: None,
+            instagram_login: None,
             platform: s.platform.as_str().to_owned(),
             account_id: s.id.to_owned(),
             username: s.username.to_owned(),

@@ -367,6 +367,8 @@ pub struct Account {
     pub connected_at: UnixTime,
     /// Who refreshes its grant.
     pub custody: Custody,
+    /// Instagram: the login it was connected with; `None`: `platforms.instagram.login`.
+    pub instagram_login: Option<InstagramLogin>,
     /// Scopes stored at registration or last refresh.
     pub scopes: Vec<String>,
     /// Access token expiry, when known.
@@ -397,7 +399,7 @@ pub struct Account {
 
 mod access;
 mod alert;
-pub use access::{Custody, KeyScope};
+pub use access::{Custody, InstagramLogin, KeyScope};
 pub use alert::{AlertKind, PendingAlert, WebhookFormat};
 
 /// What a history row records.

@@ -303,7 +303,7 @@ impl Metrics {
         stale_after: i64,
         per_account: bool,
         now: crate::domain::UnixTime,
-        renewed: impl Fn(Platform, bool, crate::domain::Custody) -> bool,
+        renewed: impl Fn(Platform, Option<crate::domain::InstagramLogin>, bool, crate::domain::Custody) -> bool,
     ) -> Result<String, MetricsError> {
         let (pending, oldest) = store.pending_alert_stats().await?;
         self.alerts_pending.set(pending);
@@ -340,7 +340,7 @@ impl Metrics {
     async fn render_per_account(
         &self,
         store: &Store,
-        renewed: impl Fn(Platform, bool, crate::domain::Custody) -> bool,
+        renewed: impl Fn(Platform, Option<crate::domain::InstagramLogin>, bool, crate::domain::Custody) -> bool,
     ) -> Result<(), StoreError> {
         for r in store.reconnect_rows().await? {
             let labels = [r.platform.as_str(), r.account_id.as_str(), r.workspace.as_str()];
@@ -354,7 +354,7 @@ impl Metrics {
                 .with_label_values(&labels)
                 .set(i64::from(r.needs_reconnect));
             let deadline = crate::health::reconnect_deadline(
-                renewed(r.platform, r.has_refresh_token, r.custody),
+                renewed(r.platform, r.instagram_login, r.has_refresh_token, r.custody),
                 r.token_expires_at,
                 r.refresh_expires_at,
                 r.data_access_expires_at,

@@ -24,7 +24,7 @@ pub(super) async fn revoke(
     mut t: TokenContext<'_>,
 ) -> Result<RevokeOutcome, StoreError> {
     let platform = account.platform;
-    if state.platforms.shares_meta_grant(platform) {
+    if state.platforms.shares_meta_grant(platform, account.instagram_login) {
         if !state.config().platforms.facebook.revoke_grant.unwrap_or(false) {
             return Ok(RevokeOutcome::NotSupported(
                 "Meta grants are not revoked (platforms.facebook.revoke_grant is off): revoking one removes the app \
@@ -37,10 +37,9 @@ pub(super) async fn revoke(
             Ok(u) => u,
             Err(outcome) => return Ok(outcome),
         };
-        let platforms: Vec<Platform> = Platform::ALL
-            .into_iter()
-            .filter(|p| state.platforms.shares_meta_grant(*p))
-            .collect();
+        // Instagram accounts of either login: those of Instagram Login share no Meta grant
+        // and are passed over below.
+        let platforms = [Platform::Facebook, Platform::Instagram];
         let unknown = learn_meta_users(state, &platforms, account.id).await?;
         if unknown > 0 {
             return Ok(RevokeOutcome::NotSupported(format!(
@@ -108,6 +107,9 @@ async fn learn_meta_users(state: &Checker, platforms: &[Platform], except: Accou
         let Some(a) = state.store.account_by_ref(r).await? else {
             continue;
         };
+        if !state.platforms.shares_meta_grant(a.platform, a.instagram_login) {
+            continue;
+        }
         let Some(access) = crate::checks::access_token_of(state, &a).await? else {
             unknown += 1;
             continue;
@@ -118,6 +120,7 @@ async fn learn_meta_users(state: &Checker, platforms: &[Platform], except: Accou
             refresh_token: None,
             platform_user_id: None,
             expires_at: a.token_expires_at,
+            instagram_login: a.instagram_login,
         };
         match state.platforms.meta_user(a.platform, &t).await {
             Ok(user) => state.store.set_platform_user(r, &user).await?,

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ApiError, ApiJson, ApiQuery, ApiState, Target, Workspace};
 use crate::accounts::{self, RegistrationError, RegistrationInput};
 use crate::checks;
-use crate::domain::{Custody, Health, Platform, rfc3339};
+use crate::domain::{Custody, Health, InstagramLogin, Platform, rfc3339};
 use crate::platforms::{CheckOutcome, RevokeOutcome, TransientKind};
 use crate::store::Account;
 
@@ -123,6 +123,10 @@ pub struct AccountDetail {
     /// links on).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconnect_url: Option<String>,
+    /// Instagram accounts: the login the account was connected with, `instagram` or
+    /// `facebook` (registered, learned by a check, or else `platforms.instagram.login`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instagram_login: Option<InstagramLogin>,
 }
 
 fn permissions_of(a: &Account) -> Vec<String> {
@@ -183,8 +187,18 @@ impl From<&Account> for AccountDetail {
             custody: a.custody,
             last_error: a.state.last_error.clone(),
             reconnect_url: None,
+            instagram_login: None,
         }
     }
+}
+
+/// One account's details as answered: with its Instagram login, its own or the configured.
+pub(super) fn detail_of(state: &ApiState, a: &Account) -> AccountDetail {
+    let mut d = AccountDetail::from(a);
+    if a.platform == Platform::Instagram {
+        d.instagram_login = Some(a.instagram_login.unwrap_or(state.config().platforms.instagram.login));
+    }
+    d
 }
 
 /// The account as a reader sees it now (staleness derived at read time).
@@ -202,7 +216,7 @@ pub(super) fn seen_now(state: &ApiState, a: Account) -> Account {
               (status = 404, body = super::error::ErrorBody)))]
 pub async fn details(State(state): State<ApiState>, Target(a, _): Target) -> Result<Json<AccountDetail>, ApiError> {
     let a = seen_now(&state, a);
-    let mut detail = AccountDetail::from(&a);
+    let mut detail = detail_of(&state, &a);
     if a.state.needs_reconnect {
         detail.reconnect_url =
             crate::connect::alert_link(&state.connector, a.workspace_id, a.platform, &a.account_id).await;
@@ -234,6 +248,9 @@ pub struct RegisterBody {
     pub scopes: Option<Vec<String>>,
     /// Who refreshes the grant; absent: `accounts.default_custody`.
     pub custody: Option<Custody>,
+    /// Instagram only: the login the account was connected with, `instagram` (Instagram
+    /// Login) or `facebook` (Facebook Login); absent: `platforms.instagram.login`.
+    pub instagram_login: Option<InstagramLogin>,
 }
 
 impl From<RegistrationError> for ApiError {
@@ -275,6 +292,7 @@ pub async fn register(
         expires_at: body.expires_at,
         scopes: body.scopes.unwrap_or_default(),
         custody: body.custody,
+        instagram_login: body.instagram_login,
     }
     .validate()?;
     let id = accounts::register(&state.checker, ws.0, &reg).await;
@@ -321,7 +339,7 @@ pub async fn register(
         }
         None => a,
     };
-    Ok((StatusCode::CREATED, Json(AccountDetail::from(&seen_now(&state, a)))))
+    Ok((StatusCode::CREATED, Json(detail_of(&state, &seen_now(&state, a)))))
 }
 
 /// The longest a check made on request waits for its turn at the platform's gate.
@@ -349,7 +367,7 @@ pub async fn check_now(
     if let Some(at) = a.last_checked_at
         && now - at < cooldown
     {
-        let mut resp = Json(AccountDetail::from(&seen_now(&state, a))).into_response();
+        let mut resp = Json(detail_of(&state, &seen_now(&state, a))).into_response();
         if let Ok(v) = (cooldown - (now - at)).max(1).to_string().parse() {
             resp.headers_mut().insert("x-check-cooldown", v);
         }

@@ -136,7 +136,10 @@ pub async fn credentials(
     let result = checks::push_tokens(&state.checker, &a, pushed).await;
     audit(&state, &a, &key, "tokens.replace", &result).await;
     let fresh = result?;
-    Ok(Json(AccountDetail::from(&super::accounts::seen_now(&state, fresh))))
+    Ok(Json(super::accounts::detail_of(
+        &state,
+        &super::accounts::seen_now(&state, fresh),
+    )))
 }
 
 /// The body checked as a registration's tokens are.
@@ -150,6 +153,7 @@ fn validate(a: &Account, body: CredentialsBody) -> Result<PushedTokens, ApiError
         expires_at: body.expires_at,
         scopes: body.scopes.clone().unwrap_or_default(),
         custody: None,
+        instagram_login: None,
     }
     .validate()?;
     let refresh_expires_at = super::extract::refresh_expires_at(body.refresh_expires_at.as_deref())?;
@@ -198,7 +202,10 @@ pub async fn patch(
         .account_by_ref(a.id)
         .await?
         .ok_or_else(ApiError::account_not_found)?;
-    Ok(Json(AccountDetail::from(&super::accounts::seen_now(&state, fresh))))
+    Ok(Json(super::accounts::detail_of(
+        &state,
+        &super::accounts::seen_now(&state, fresh),
+    )))
 }
 
 /// Query of `GET /v1/audit`.

@@ -225,7 +225,7 @@ pub async fn metrics(
             state.config().health.stale_after.secs(),
             state.config().metrics.per_account,
             state.clock.now(),
-            |p, has_refresh, custody| crate::checks::renewed(&state.checker, p, has_refresh, custody),
+            |p, login, has_refresh, custody| crate::checks::renewed(&state.checker, p, login, has_refresh, custody),
         )
         .await
         .map_err(ApiError::internal)?;

@@ -237,6 +237,7 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
                 let id = format!("{}", 10_000_000 + i);
                 NewAccount {
                     custody: crate::domain::Custody::Socialsyncer,
+                    instagram_login: None,
                     workspace_id: ws,
                     platform: Platform::Threads,
                     account_id: AccountId::parse(Platform::Threads, &id).expect("digits"),

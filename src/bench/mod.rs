@@ -122,6 +122,7 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
         tokens.push((p, id.clone(), SecretString::from(issued.access_token.clone())));
         batch.push(NewAccount {
             custody: crate::domain::Custody::Socialsyncer,
+            instagram_login: None,
             workspace_id: ws,
             platform: p,
             account_id: AccountId::parse(p, &id).context("generated ID")?,
@@ -342,6 +343,7 @@ async fn adapter_floor(
                 refresh_token: None,
                 platform_user_id: None,
                 expires_at: None,
+                instagram_login: None,
             };
             let _ = state.platforms.check(*platform, &t).await;
             drop(permit);

@@ -21,7 +21,7 @@ pub(super) fn explain(
     if matches!(current.platform, Platform::Instagram | Platform::Threads)
         && current.custody == Custody::Product
         && a.token_expires_at.is_none()
-        && state.platforms.can_refresh(current.platform)
+        && state.platforms.can_refresh(current.platform, current.instagram_login)
         && matches!(outcome, CheckOutcome::Valid(_))
     {
         a.state.recommendations.push(format!(
@@ -39,7 +39,7 @@ pub(super) fn explain(
     if current.platform == Platform::Twitter
         && !refreshable
         && current.custody == Custody::Socialsyncer
-        && auto_refresh(state, Platform::Twitter)
+        && auto_refresh(state, Platform::Twitter, None)
     {
         for r in a
             .state

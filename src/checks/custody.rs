@@ -4,7 +4,7 @@
 //! deadline, not a reconnect.
 
 use super::*;
-use crate::domain::{AlertKind, Custody, Health};
+use crate::domain::{AlertKind, Custody, Health, InstagramLogin};
 
 /// A `product`-custody account whose access token has expired and that got no newer one:
 /// the platform is not called with it. The account reads `unknown` and says which tokens it
@@ -42,14 +42,14 @@ pub(super) fn awaiting_tokens(state: &Checker, account: Account, now: UnixTime) 
 pub(super) fn refreshes_itself(state: &Checker, a: &Account, has_refresh_token: bool) -> bool {
     a.custody == Custody::Socialsyncer
         && !a.open_alerts.contains(&AlertKind::RefreshSuperseded)
-        && renewed_automatically(state, a.platform, has_refresh_token)
+        && renewed_automatically(state, a.platform, a.instagram_login, has_refresh_token)
 }
 
 /// Whether anyone renews the access token before it expires: socialsyncer (see
 /// [`refreshes_itself`]) or, in `product` custody, the product (when the platform renews at
 /// all). Expiry alerts then name the refresh token's deadline, not the access token's.
 pub(super) fn renewed_by_someone(state: &Checker, a: &Account, has_refresh_token: bool) -> bool {
-    renewed(state, a.platform, has_refresh_token, a.custody)
+    renewed(state, a.platform, a.instagram_login, has_refresh_token, a.custody)
 }
 
 /// The refresh was refused as fatal, but the access token still answered: another party
@@ -254,6 +254,7 @@ pub async fn push_tokens(state: &Checker, a: &Account, new: PushedTokens) -> Res
         refresh_token: None,
         platform_user_id: a.state.platform_user_id.as_deref(),
         expires_at: new.expires_at,
+        instagram_login: a.instagram_login,
     };
     match state.platforms.check(a.platform, &ctx).await {
         CheckOutcome::Valid(v) => {
@@ -317,4 +318,44 @@ pub async fn push_tokens(state: &Checker, a: &Account, new: PushedTokens) -> Res
     fresh.open_alerts.retain(|k| *k != AlertKind::RefreshSuperseded);
     let (fresh, _) = check_and_record(state, fresh).await?;
     Ok(fresh)
+}
+
+/// Whether accounts of `platform` (Instagram: with this login) get their tokens refreshed
+/// automatically.
+pub(super) fn auto_refresh(state: &Checker, platform: Platform, instagram_login: Option<InstagramLogin>) -> bool {
+    state.platforms.can_refresh(platform, instagram_login) && state.config().platforms.get(platform).auto_refresh()
+}
+
+/// The one predicate for "this account's token is renewed automatically", by platform and
+/// whether a refresh token is stored (TikTok and X need one; Instagram Login and Threads
+/// refresh the access token itself).
+pub fn renewed_automatically(
+    state: &Checker,
+    platform: Platform,
+    instagram_login: Option<InstagramLogin>,
+    has_refresh_token: bool,
+) -> bool {
+    auto_refresh(state, platform, instagram_login)
+        && (has_refresh_token || matches!(platform, Platform::Instagram | Platform::Threads))
+}
+
+/// Whether anyone renews an account's access token before it expires (socialsyncer, or in
+/// `product` custody the product): the reconnect deadline is then the refresh token's.
+pub fn renewed(
+    state: &Checker,
+    platform: Platform,
+    instagram_login: Option<InstagramLogin>,
+    has_refresh_token: bool,
+    custody: crate::domain::Custody,
+) -> bool {
+    match custody {
+        crate::domain::Custody::Socialsyncer => {
+            renewed_automatically(state, platform, instagram_login, has_refresh_token)
+        }
+        crate::domain::Custody::Product => {
+            has_refresh_token
+                || platform == Platform::Threads
+                || state.platforms.can_refresh(platform, instagram_login) && platform == Platform::Instagram
+        }
+    }
 }

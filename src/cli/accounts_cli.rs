@@ -11,7 +11,7 @@ use super::{AccountsCommand, KeysCommand, say_database};
 use crate::accounts::{self, RegistrationInput};
 use crate::app::{self, AppState};
 use crate::config::Config;
-use crate::domain::{self, Custody, KeyScope, WorkspaceName};
+use crate::domain::{self, Custody, InstagramLogin, KeyScope, WorkspaceName};
 use crate::{checks, crypto};
 
 /// `keys create`, `keys list`, `keys revoke`.
@@ -92,6 +92,7 @@ pub(super) async fn run(cmd: AccountsCommand, config: Config) -> anyhow::Result<
         expires_at,
         scopes,
         custody,
+        instagram_login,
         replace,
     } = cmd;
     let ws: WorkspaceName = workspace.parse()?;
@@ -100,6 +101,11 @@ pub(super) async fn run(cmd: AccountsCommand, config: Config) -> anyhow::Result<
         .map(Custody::from_str)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--custody: {e}"))?;
+    let instagram_login = instagram_login
+        .as_deref()
+        .map(InstagramLogin::from_str)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--instagram-login: {e}"))?;
     let access_token = read_token_from_stdin()?;
     let refresh_token = refresh_token_file
         .map(|p| {
@@ -117,6 +123,7 @@ pub(super) async fn run(cmd: AccountsCommand, config: Config) -> anyhow::Result<
         expires_at,
         scopes,
         custody,
+        instagram_login,
     }
     .validate()?;
     say_database(&config)?;

@@ -22,6 +22,7 @@ mod platforms;
 mod reload;
 pub use reload::differing_keys;
 
+pub use crate::domain::InstagramLogin;
 pub use load::{read_secret_file, resolve_credential_path};
 pub use platforms::*;
 

@@ -42,17 +42,6 @@ impl PlatformsConfig {
     }
 }
 
-/// How Instagram accounts were connected, which decides the API used to check them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InstagramLogin {
-    /// Facebook Login: Graph tokens, checked with `debug_token` on graph.facebook.com.
-    #[default]
-    Facebook,
-    /// Instagram Login: graph.instagram.com tokens, refreshable.
-    Instagram,
-}
-
 /// How often X's identity endpoint is read when refreshes already prove the grant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,7 +63,8 @@ pub struct PlatformConfig {
     pub base_url: Option<String>,
     /// Graph API version path segment (facebook, instagram), e.g. `v24.0`.
     pub api_version: Option<String>,
-    /// Instagram only: `facebook` (default) or `instagram`.
+    /// Instagram only: the login of accounts registered without `instagramLogin`:
+    /// `facebook` (default) or `instagram`.
     pub login: InstagramLogin,
     /// Facebook app ID (facebook; instagram with Facebook Login uses facebook's).
     pub app_id: Option<String>,
@@ -99,6 +89,9 @@ pub struct PlatformConfig {
     pub login_app_id: Option<String>,
     /// Instagram only: the file holding the Instagram Login app's secret.
     pub login_app_secret_file: Option<PathBuf>,
+    /// Instagram only: Instagram Login's API host (default `https://graph.instagram.com`,
+    /// or `base_url` where only that is set); `base_url` is then Facebook Login's.
+    pub login_base_url: Option<String>,
     /// Permissions an account needs for publishing; a missing one makes it unhealthy.
     pub required_permissions: Option<Vec<String>>,
     /// Checks per second sent to this platform during sweeps; 0 means no limit.
@@ -127,8 +120,11 @@ impl PlatformConfig {
             (Platform::Tiktok, _) => "https://open.tiktokapis.com",
             (Platform::Twitter, _) => "https://api.x.com",
         };
-        self.base_url
-            .as_deref()
+        let set = match (p, login) {
+            (Platform::Instagram, InstagramLogin::Instagram) => self.login_base_url.as_ref().or(self.base_url.as_ref()),
+            _ => self.base_url.as_ref(),
+        };
+        set.map(String::as_str)
             .unwrap_or(default)
             .trim_end_matches('/')
             .to_owned()

@@ -26,6 +26,7 @@ pub(super) async fn identify(
         refresh_token: None,
         platform_user_id: None,
         expires_at: tokens.expires_at,
+        instagram_login: Some(c.apps.instagram_login()),
     };
     let CheckOutcome::Valid(v) = c.checker.platforms.check(platform, &ctx).await else {
         return None;
@@ -188,6 +189,13 @@ async fn store_one(c: &Connector, s: &ConnectSession, g: Granted) -> Result<bool
     };
     match c.checker.store.get_account(s.workspace_id, s.platform, &parsed).await? {
         Some(a) => {
+            // The new tokens are of the login the link used: checked on its host, and the
+            // account's from now on.
+            let stored_login = a.instagram_login;
+            let a = crate::domain::Account {
+                instagram_login: (s.platform == Platform::Instagram).then(|| c.apps.instagram_login()),
+                ..a
+            };
             let t = g.tokens;
             let pushed = PushedTokens {
                 access_token: t.access_token,
@@ -197,6 +205,12 @@ async fn store_one(c: &Connector, s: &ConnectSession, g: Granted) -> Result<bool
                 scopes: t.scopes,
             };
             let ok = checks::push_tokens(&c.checker, &a, pushed).await.is_ok();
+            if ok
+                && let Some(login) = a.instagram_login
+                && stored_login != Some(login)
+            {
+                c.checker.store.set_instagram_login(a.id, a.workspace_id, login).await?;
+            }
             if ok && s.account_id.is_some() {
                 reconnected(c, &a).await;
             }
@@ -302,6 +316,8 @@ async fn register(
         expires_at: tokens.expires_at.map(domain::rfc3339),
         scopes: tokens.scopes.unwrap_or_default(),
         custody: Some(Custody::Socialsyncer),
+        // The login its tokens came from, whatever the configured default becomes.
+        instagram_login: (platform == Platform::Instagram).then(|| c.apps.instagram_login()),
     };
     let Ok(reg) = input.validate() else {
         return Ok(false);

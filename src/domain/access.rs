@@ -44,6 +44,50 @@ impl FromStr for Custody {
     }
 }
 
+/// How an Instagram account was connected, which decides the host its token works on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+pub enum InstagramLogin {
+    /// Facebook Login: Graph tokens, checked with `debug_token` on graph.facebook.com.
+    #[default]
+    Facebook,
+    /// Instagram Login: graph.instagram.com tokens, refreshable.
+    Instagram,
+}
+
+impl InstagramLogin {
+    /// `facebook` or `instagram`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstagramLogin::Facebook => "facebook",
+            InstagramLogin::Instagram => "instagram",
+        }
+    }
+
+    /// The other login.
+    pub fn other(self) -> InstagramLogin {
+        match self {
+            InstagramLogin::Facebook => InstagramLogin::Instagram,
+            InstagramLogin::Instagram => InstagramLogin::Facebook,
+        }
+    }
+}
+
+impl FromStr for InstagramLogin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "facebook" => Ok(InstagramLogin::Facebook),
+            "instagram" => Ok(InstagramLogin::Instagram),
+            other => Err(format!(
+                "'{}' is not an Instagram login: use instagram (Instagram Login) or facebook (Facebook Login)",
+                truncate_for_message(other)
+            )),
+        }
+    }
+}
+
 /// What an API key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

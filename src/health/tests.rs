@@ -28,6 +28,7 @@ pub(crate) fn account() -> Account {
         username: "u".into(),
         connected_at: NOW - DAY,
         custody: crate::domain::Custody::Socialsyncer,
+        instagram_login: None,
         scopes: vec![],
         token_expires_at: None,
         refresh_expires_at: None,

@@ -223,6 +223,8 @@ pub struct TokenContext<'a> {
     pub platform_user_id: Option<&'a str>,
     /// The access token's stored expiry, when known (TikTok revocation refreshes an expired one).
     pub expires_at: Option<UnixTime>,
+    /// Instagram: the login the account was connected with; `None`: the configured one.
+    pub instagram_login: Option<InstagramLogin>,
 }
 
 /// The three operations every platform offers in its own way.
@@ -404,10 +406,7 @@ impl Platforms {
         let ig_login = p.instagram.login;
         // Instagram through Facebook Login calls Graph with the Facebook app: one quota.
         let fb_usage = graph::AppUsage::new(p.facebook.app_usage_pause());
-        let ig_usage = if ig_login == InstagramLogin::Facebook
-            && p.instagram.app_id.is_none()
-            && p.instagram.app_secret_file.is_none()
-        {
+        let ig_usage = if p.instagram.app_id.is_none() && p.instagram.app_secret_file.is_none() {
             fb_usage.clone()
         } else {
             graph::AppUsage::new(p.instagram.app_usage_pause())
@@ -428,10 +427,6 @@ impl Platforms {
             "platforms.instagram.login_app_secret_file",
             &p.instagram.login_app_secret_file,
         )?;
-        let (ig_login_secret, other_login, other_secret) = match ig_login {
-            InstagramLogin::Instagram => (login_secret, InstagramLogin::Facebook, None),
-            InstagramLogin::Facebook => (None, InstagramLogin::Instagram, login_secret),
-        };
         Ok(Platforms {
             facebook: facebook::Facebook::new(
                 graph::Graph::new(
@@ -444,25 +439,26 @@ impl Platforms {
                 fb_app,
             ),
             instagram: instagram::Instagram::new(
+                // Facebook Login's host, with the Facebook app's quota unless Instagram names
+                // its own app.
                 graph::Graph::new(
                     http.clone(),
                     Platform::Instagram,
-                    p.instagram.base_url(Platform::Instagram, ig_login),
+                    p.instagram.base_url(Platform::Instagram, InstagramLogin::Facebook),
                     p.instagram.api_version().to_owned(),
                     ig_usage,
-                )
-                .with_appsecret_proof(ig_login_secret),
-                ig_login,
-                ig_app,
-                // The other login's host, for a token the configured one cannot parse.
+                ),
+                // Instagram Login's host, its calls signed with the Instagram Login app.
                 graph::Graph::new(
                     http.clone(),
                     Platform::Instagram,
-                    p.instagram.base_url(Platform::Instagram, other_login),
+                    p.instagram.base_url(Platform::Instagram, InstagramLogin::Instagram),
                     p.instagram.api_version().to_owned(),
                     graph::AppUsage::new(p.instagram.app_usage_pause()),
                 )
-                .with_appsecret_proof(other_secret),
+                .with_appsecret_proof(login_secret),
+                ig_login,
+                ig_app,
             ),
             threads: threads::Threads::new(
                 graph::Graph::new(
@@ -525,10 +521,10 @@ impl Platforms {
     /// Whether revoking a token of `platform` removes a Meta grant that every Page and
     /// Instagram account the same person connected shares (Facebook, and Instagram through
     /// Facebook Login); such accounts are matched by their stored Meta user ID.
-    pub fn shares_meta_grant(&self, platform: Platform) -> bool {
+    pub fn shares_meta_grant(&self, platform: Platform, instagram_login: Option<InstagramLogin>) -> bool {
         match platform {
             Platform::Facebook => true,
-            Platform::Instagram => self.instagram.login() == InstagramLogin::Facebook,
+            Platform::Instagram => self.instagram.login(instagram_login) == InstagramLogin::Facebook,
             _ => false,
         }
     }
@@ -543,11 +539,12 @@ impl Platforms {
         }
     }
 
-    /// Whether accounts of `platform` can be refreshed at all with this configuration.
-    pub fn can_refresh(&self, platform: Platform) -> bool {
+    /// Whether an account of `platform` (an Instagram account with the login it was
+    /// registered with) can be refreshed at all.
+    pub fn can_refresh(&self, platform: Platform, instagram_login: Option<InstagramLogin>) -> bool {
         match platform {
             Platform::Facebook => false,
-            Platform::Instagram => self.instagram.login() == InstagramLogin::Instagram,
+            Platform::Instagram => self.instagram.login(instagram_login) == InstagramLogin::Instagram,
             Platform::Threads | Platform::Tiktok | Platform::Twitter => true,
         }
     }

@@ -1,7 +1,7 @@
 //! What a platform's answer says of a token that works: its expiry, permissions, whose it is.
 
 use super::Expiry;
-use crate::domain::{Platform, UnixTime};
+use crate::domain::{InstagramLogin, Platform, UnixTime};
 
 /// What a valid token carries.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -27,6 +27,9 @@ pub struct ValidToken {
     /// Other IDs the answer gives the same account (Instagram Login's `/me` answers `id`, the
     /// app-scoped ID, and `user_id`, the professional account's): products store either.
     pub other_ids: Vec<String>,
+    /// Instagram: the login the token turned out to work with, when not the account's own
+    /// (the check corrects the stored one).
+    pub instagram_login: Option<InstagramLogin>,
 }
 
 impl ValidToken {

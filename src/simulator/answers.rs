@@ -15,7 +15,7 @@ pub(super) async fn app_usage_header(
         .trim_start_matches('/')
         .split('/')
         .next()
-        .and_then(|p| p.parse::<Platform>().ok());
+        .and_then(|p| p.trim_end_matches("-login").parse::<Platform>().ok());
     let mut response = next.run(req).await;
     let delay = platform.and_then(|p| s.lock().tweaks.get(&p).and_then(|t| t.answer_delay));
     if let Some(d) = delay {
@@ -188,4 +188,37 @@ pub(super) fn rate_limited_answer(p: Platform, tweaks: &Tweaks, now: UnixTime) -
         )
             .into_response(),
     }
+}
+
+/// Instagram's two hosts take each other's tokens for tokens they cannot parse (see
+/// `src/platforms/README.md`, "What the simulator assumes beyond the documentation"):
+/// graph.facebook.com (`/instagram`, `login_host` false) an Instagram Login token,
+/// graph.instagram.com (`/instagram-login`) a Facebook Login one. `debug_token`'s
+/// `input_token` answers as `debug_token` does (its handler); the token a call is made with
+/// is refused here.
+pub(super) async fn instagram_host(
+    State(s): S,
+    login_host: bool,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let refused = {
+        let g = s.lock();
+        url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+            .filter(|(k, _)| k == "access_token")
+            .any(|(_, v)| {
+                g.tokens
+                    .get(v.as_ref())
+                    .is_some_and(|t| t.platform == Platform::Instagram && t.instagram_login_only != login_host)
+            })
+    };
+    if refused {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            190,
+            None,
+            "Invalid OAuth access token - Cannot parse access token",
+        );
+    }
+    next.run(req).await
 }

@@ -227,16 +227,19 @@ fn take_code(g: &mut Inner, platform: Platform, code: &str, redirect_uri: &str) 
         .filter(|c| c.platform == platform && c.redirect_uri == redirect_uri)
 }
 
-/// A user token for `user_id` (Meta, Instagram Login, Threads).
+/// A user token for `user_id` (Meta, Instagram Login, Threads); `instagram_login`: an
+/// Instagram Login token.
 fn user_token(
     g: &mut Inner,
     p: Platform,
+    instagram_login: bool,
     user_id: &str,
     scopes: Vec<String>,
     expires_in: i64,
     person: Person,
 ) -> String {
     let spec = TokenSpec {
+        instagram_login_only: instagram_login,
         scopes,
         expires_in: Some(expires_in),
         issued_ago: 0,
@@ -276,7 +279,7 @@ pub(super) async fn meta_token(State(s): S, p: Platform, Query(q): Q) -> Respons
             return graph_error(StatusCode::BAD_REQUEST, 190, None, "Invalid OAuth access token.");
         };
         let person = g.persons.get(&short).cloned().unwrap_or_default();
-        let token = user_token(&mut g, p, &t.user_id, t.scopes, 60 * 86_400, person);
+        let token = user_token(&mut g, p, false, &t.user_id, t.scopes, 60 * 86_400, person);
         return Json(json!({"access_token": token, "token_type": "bearer", "expires_in": 60 * 86_400 - 56}))
             .into_response();
     }
@@ -288,7 +291,7 @@ pub(super) async fn meta_token(State(s): S, p: Platform, Query(q): Q) -> Respons
             "This authorization code has been used, or was given for another redirect_uri.",
         );
     };
-    let token = user_token(&mut g, p, &c.user_id, c.scopes, 3_600, c.person);
+    let token = user_token(&mut g, p, false, &c.user_id, c.scopes, 3_600, c.person);
     Json(json!({"access_token": token, "token_type": "bearer", "expires_in": 3_600})).into_response()
 }
 
@@ -401,7 +404,15 @@ pub(super) async fn short_token(State(s): S, p: Platform, Form(f): Form<HashMap<
         return refused("Matching code was not found or was already used");
     };
     let permissions = c.scopes.join(",");
-    let token = user_token(&mut g, p, &c.user_id, c.scopes, 3_600, Person::default());
+    let token = user_token(
+        &mut g,
+        p,
+        p == Platform::Instagram,
+        &c.user_id,
+        c.scopes,
+        3_600,
+        Person::default(),
+    );
     if p == Platform::Instagram {
         Json(json!({"data": [{"access_token": token, "user_id": c.user_id, "permissions": permissions}]}))
             .into_response()
@@ -444,7 +455,15 @@ pub(super) async fn long_token(State(s): S, p: Platform, Query(q): Q) -> Respons
     let Some(t) = live(&g, p, &token, domain::now()).cloned() else {
         return graph_error(StatusCode::BAD_REQUEST, 190, None, "Invalid OAuth access token.");
     };
-    let fresh = user_token(&mut g, p, &t.user_id, t.scopes, 60 * 86_400, Person::default());
+    let fresh = user_token(
+        &mut g,
+        p,
+        t.instagram_login_only,
+        &t.user_id,
+        t.scopes,
+        60 * 86_400,
+        Person::default(),
+    );
     Json(json!({"access_token": fresh, "token_type": "bearer", "expires_in": 60 * 86_400})).into_response()
 }
 

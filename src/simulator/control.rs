@@ -95,6 +95,7 @@ impl Simulator {
             "[platforms.facebook]\nbase_url = \"{fb_url}\"\napp_id = \"{APP_ID}\"\napp_secret_file = \"{fb}\"\n\
              authorize_url = \"{fb_url}/dialog/oauth\"\n\
              [platforms.instagram]\nbase_url = \"{ig_url}\"\nauthorize_url = \"{ig_url}/oauth/authorize\"\n\
+             login_base_url = \"{ig_url}-login\"\n\
              login_app_id = \"{INSTAGRAM_LOGIN_APP_ID}\"\nlogin_app_secret_file = \"{ig}\"\n\
              [platforms.threads]\nbase_url = \"{th_url}\"\napp_id = \"{THREADS_APP_ID}\"\napp_secret_file = \"{th}\"\n\
              authorize_url = \"{th_url}/oauth/authorize\"\n\

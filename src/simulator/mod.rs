@@ -152,8 +152,9 @@ pub struct TokenSpec {
     pub admin_id: Option<String>,
     /// Issue the token to another Meta app (its ID) instead of [`APP_ID`].
     pub app_id: Option<String>,
-    /// Instagram: an Instagram Login token, which graph.facebook.com cannot parse
-    /// (`debug_token` answers 190 "Cannot parse access token"); false: either host takes it.
+    /// Instagram: an Instagram Login token, which only graph.instagram.com (`/instagram-login`)
+    /// takes; false: a Facebook Login token, which only graph.facebook.com (`/instagram`)
+    /// takes. Each host answers the other's tokens 190 "Cannot parse access token".
     pub instagram_login_only: bool,
 }
 
@@ -399,7 +400,18 @@ fn router(shared: Arc<Shared>) -> Router {
     let dialog = |d: consent::Dialog| get(move |q| consent::page(d, q)).post(move |s: S, f| consent::answer(s, d, f));
     Router::new()
         .nest("/facebook", graph(Platform::Facebook))
-        .nest("/instagram", graph(Platform::Instagram))
+        .nest(
+            "/instagram",
+            graph(Platform::Instagram).layer(axum::middleware::from_fn_with_state(shared.clone(), |s, r, n| {
+                instagram_host(s, false, r, n)
+            })),
+        )
+        .nest(
+            "/instagram-login",
+            graph(Platform::Instagram).layer(axum::middleware::from_fn_with_state(shared.clone(), |s, r, n| {
+                instagram_host(s, true, r, n)
+            })),
+        )
         .nest("/threads", graph(Platform::Threads))
         .route(
             "/facebook/dialog/oauth",

@@ -8,7 +8,8 @@ macro_rules! insert_account_rows {
         let a: &NewAccount = $a;
         let id: AccountRef = sqlx::query_scalar(
             "INSERT INTO accounts (workspace_id, platform, account_id, username, connected_at, scopes, \
-         token_expires_at, token_issued_at, custody) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+         token_expires_at, token_issued_at, custody, instagram_login) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(a.workspace_id)
         .bind(a.platform.as_str())
@@ -19,6 +20,7 @@ macro_rules! insert_account_rows {
         .bind(a.token_expires_at)
         .bind(a.connected_at)
         .bind(a.custody)
+        .bind(a.instagram_login)
         .fetch_one(&mut *$tx)
         .await
         .map_err(conflict_or)?;
@@ -61,6 +63,27 @@ impl Store {
             if n != 1 {
                 return Err(StoreError::NotFound);
             }
+            bump_generations!(tx, [workspace_id]);
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Sets the login an Instagram account's tokens work with (learned by a check, or
+    /// given by a reconnect).
+    pub async fn set_instagram_login(
+        &self,
+        account_ref: AccountRef,
+        workspace_id: WorkspaceId,
+        login: InstagramLogin,
+    ) -> Result<(), StoreError> {
+        with_db!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE accounts SET instagram_login = $1 WHERE id = $2")
+                .bind(login)
+                .bind(account_ref)
+                .execute(&mut *tx)
+                .await?;
             bump_generations!(tx, [workspace_id]);
             tx.commit().await?;
             Ok(())
@@ -393,12 +416,13 @@ impl Store {
                 refresh_failures: i64,
                 has_refresh_token: bool,
                 custody: Custody,
+                instagram_login: Option<InstagramLogin>,
                 superseded: bool,
             }
             let rows: Vec<Row> = sqlx::query_as(
                 "SELECT a.platform, a.account_id, w.name AS workspace, h.needs_reconnect, a.token_expires_at, \
                  a.refresh_expires_at, h.data_access_expires_at, h.refresh_failures, \
-                 c.refresh_token IS NOT NULL AS has_refresh_token, a.custody, \
+                 c.refresh_token IS NOT NULL AS has_refresh_token, a.custody, a.instagram_login, \
                  h.open_alerts LIKE '%refresh_superseded%' AS superseded FROM accounts a \
                  JOIN workspaces w ON w.id = a.workspace_id \
                  JOIN account_health h ON h.account_ref = a.id JOIN credentials c ON c.account_ref = a.id",
@@ -419,6 +443,7 @@ impl Store {
                     refresh_failing: r.refresh_failures > 0 || r.superseded,
                     has_refresh_token: r.has_refresh_token,
                     custody: r.custody,
+                    instagram_login: r.instagram_login,
                 })
                 .collect())
         })

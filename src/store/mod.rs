@@ -20,8 +20,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Database, Encode, FromRow, PgPool, QueryBuilder, SqlitePool, Type};
 
 use crate::domain::{
-    AccountId, AccountRef, AlertKind, CheckLabel, Custody, Health, HistoryEvent, Platform, UnixTime, WebhookFormat,
-    WorkspaceId,
+    AccountId, AccountRef, AlertKind, CheckLabel, Custody, Health, HistoryEvent, InstagramLogin, Platform, UnixTime,
+    WebhookFormat, WorkspaceId,
 };
 
 /// Database errors the callers can act on.

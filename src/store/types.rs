@@ -40,6 +40,8 @@ pub struct NewAccount {
     pub connected_at: UnixTime,
     /// Who refreshes its grant.
     pub custody: Custody,
+    /// Instagram: the login it was connected with (`None`: the configured one).
+    pub instagram_login: Option<InstagramLogin>,
 }
 
 #[derive(FromRow, serde::Deserialize)]
@@ -51,6 +53,7 @@ pub(super) struct AccountRow {
     pub(super) username: String,
     pub(super) connected_at: i64,
     pub(super) custody: Custody,
+    pub(super) instagram_login: Option<InstagramLogin>,
     pub(super) scopes: JsonList,
     pub(super) token_expires_at: Option<i64>,
     pub(super) refresh_expires_at: Option<i64>,
@@ -143,6 +146,7 @@ impl From<AccountRow> for Account {
             id: r.id,
             workspace_id: r.workspace_id,
             custody: r.custody,
+            instagram_login: r.instagram_login,
             scopes: r.scopes.0,
 
             account_id: r.account_id,
@@ -180,7 +184,8 @@ impl From<AccountRow> for Account {
 macro_rules! account_columns {
     ($list:ident) => {
         concat!(
-            "a.id, a.workspace_id, a.platform, a.account_id, a.username, a.connected_at, a.custody, ",
+            "a.id, a.workspace_id, a.platform, a.account_id, a.username, a.connected_at, a.custody, \
+             a.instagram_login, ",
             $list!("a.scopes"),
             ", a.token_expires_at, a.refresh_expires_at, a.token_issued_at, \
              h.health, h.token_valid, h.needs_reconnect, ",
@@ -311,6 +316,8 @@ pub struct ReconnectRow {
     pub has_refresh_token: bool,
     /// Who refreshes its grant.
     pub custody: Custody,
+    /// Instagram: the login it was connected with (`None`: the configured one).
+    pub instagram_login: Option<InstagramLogin>,
 }
 
 /// The result of one check, to be written as the account's current health.

@@ -792,6 +792,7 @@ async fn concurrent_full_lists_share_one_build_and_another_workspace_is_not_held
                 scopes: vec!["threads_basic".into()],
                 connected_at: now(),
                 custody: socialsyncer::domain::Custody::Socialsyncer,
+                instagram_login: None,
             }
         })
         .collect();

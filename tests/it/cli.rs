@@ -1,5 +1,6 @@
 //! The `socialsyncer` binary as a user runs it: config errors, keys, import, serve and SIGTERM.
 
+use socialsyncer::domain::InstagramLogin;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -238,6 +239,37 @@ fn import_reads_the_token_from_stdin_and_creates_the_key_file() {
     bad[7] = "17x";
     let out = env.run_with_stdin(&bad, "tok");
     assert!(text(&out.stderr).contains("digits only"));
+
+    // Issue 24 item 4: the account's Instagram login, validated and stored.
+    let mut other = args.to_vec();
+    other[7] = "1785";
+    for (login, fails) in [("tiktok", Some("not an Instagram login")), ("instagram", None)] {
+        let with: Vec<&str> = other.iter().copied().chain(["--instagram-login", login]).collect();
+        let out = env.run_with_stdin(&with, "IGQVJplaintext-token\n");
+        match fails {
+            Some(m) => assert!(
+                !out.status.success() && text(&out.stderr).contains(m),
+                "{}",
+                text(&out.stderr)
+            ),
+            None => assert!(out.status.success(), "{}", text(&out.stderr)),
+        }
+    }
+    let db = env.dir.path().join("state/socialsyncer.db");
+    let logins: Vec<(String, Option<InstagramLogin>)> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = socialsyncer::store::Store::open_sqlite(&db, std::time::Duration::from_secs(5), 1)
+            .await
+            .unwrap();
+        let all = store.all_accounts(None).await.unwrap();
+        all.into_iter().map(|a| (a.account_id, a.instagram_login)).collect()
+    });
+    assert_eq!(
+        logins,
+        vec![
+            ("1784".to_owned(), None),
+            ("1785".to_owned(), Some(InstagramLogin::Instagram))
+        ]
+    );
 }
 
 /// A running `serve` whose stderr is collected.

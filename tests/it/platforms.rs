@@ -568,7 +568,14 @@ async fn adapters_refresh_and_rotate() {
         Platform::Threads,
         Platform::Instagram,
     ] {
-        let issued = app.sim.issue(p, spec(p));
+        let issued = app.sim.issue(
+            p,
+            TokenSpec {
+                // An Instagram Login token: graph.instagram.com refreshes it.
+                instagram_login_only: p == Platform::Instagram,
+                ..spec(p)
+            },
+        );
         let access = SecretString::from(issued.access_token.clone());
         let refresh = issued.refresh_token.clone().map(SecretString::from);
         let t = TokenContext {
@@ -577,6 +584,7 @@ async fn adapters_refresh_and_rotate() {
             refresh_token: refresh.as_ref(),
             platform_user_id: None,
             expires_at: None,
+            instagram_login: None,
         };
         match platforms.refresh(p, &t).await {
             RefreshOutcome::Refreshed(n) => {
@@ -617,6 +625,7 @@ async fn adapters_refresh_and_rotate() {
         refresh_token: None,
         platform_user_id: None,
         expires_at: None,
+        instagram_login: None,
     };
     assert!(matches!(
         platforms.refresh(Platform::Threads, &t).await,
@@ -757,6 +766,7 @@ async fn dead_meta_tokens_under_other_codes_are_dead_and_another_app_is_not_a_re
                 "instagram_business_content_publish".into(),
             ];
             s.admin_id = None;
+            s.instagram_login_only = true;
         }
         let (i, v) = app.connect(&key, p, "900", s).await;
         assert_eq!(v["health"], "healthy", "{p}: {v}");

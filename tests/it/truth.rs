@@ -9,13 +9,16 @@ use socialsyncer::simulator::TokenSpec;
 
 use crate::common::{TestApp, spawn_app, spawn_app_cfg};
 
-/// An Instagram Login token (its `instagram_business_*` scopes) of `user_id`.
+/// An Instagram Login token (its `instagram_business_*` scopes) of `user_id`, which only
+/// graph.instagram.com takes.
 fn ig_login(user_id: &str) -> TokenSpec {
     TokenSpec {
         scopes: vec![
             "instagram_business_basic".into(),
             "instagram_business_content_publish".into(),
         ],
+        instagram_login_only: true,
+        admin_id: None,
         ..TokenSpec::valid(Platform::Instagram, user_id)
     }
 }
@@ -288,6 +291,7 @@ async fn a_deferred_account_says_why_and_until_when() {
         expires_at: None,
         scopes: vec![],
         custody: None,
+        instagram_login: None,
     };
     socialsyncer::accounts::register(&app.state.checker, ws, &input.validate().unwrap())
         .await
@@ -468,6 +472,7 @@ async fn revocation_reaches_only_what_it_may() {
         expires_at: None,
         scopes: vec![],
         custody: None,
+        instagram_login: None,
     };
     socialsyncer::accounts::register(&app.state.checker, ws, &input.validate().unwrap())
         .await
@@ -670,24 +675,41 @@ async fn an_x_revoke_revokes_the_access_token_when_the_refresh_token_step_fails(
     app.stop().await;
 }
 
-/// Item 4 (in part): a product holds an Instagram Login account while socialsyncer is
-/// configured for Facebook Login. graph.facebook.com "cannot parse" its token; before calling
-/// it dead, the other login's host is asked once, and the account is healthy, not "reconnect".
+/// Item 4: a product holds an Instagram Login account while socialsyncer is configured for
+/// Facebook Login, and registered it without `instagramLogin`. graph.facebook.com "cannot
+/// parse" its token; before calling it dead, the other login's host is asked once, the
+/// account is healthy, not "reconnect", and its login is learned for the checks to come.
 #[tokio::test]
 async fn a_token_of_the_other_instagram_login_is_never_called_dead() {
     let app = spawn_app().await;
     let key = app.key("acme").await;
-    let spec = TokenSpec {
-        instagram_login_only: true,
-        admin_id: None,
-        ..ig_login("17841400000001201")
-    };
-    app.register_as(&key, Platform::Instagram, "17841400000001201", spec)
-        .await;
+    app.register_as(
+        &key,
+        Platform::Instagram,
+        "17841400000001201",
+        ig_login("17841400000001201"),
+    )
+    .await;
     let v = detail(&app, &key, Platform::Instagram, "17841400000001201").await;
     assert_eq!(
         (v["health"].as_str(), v["needsReconnect"].as_bool()),
         (Some("healthy"), Some(false)),
+        "{v}"
+    );
+    assert_eq!(v["instagramLogin"], "instagram", "learned: {v}");
+    // A Facebook Login token registered as an Instagram Login one: the same, the other way.
+    let issued = app.sim.issue(
+        Platform::Instagram,
+        TokenSpec::valid(Platform::Instagram, "17841400000001203"),
+    );
+    let body = json!({"platform": "instagram", "accountId": "17841400000001203", "username": "u",
+        "accessToken": issued.access_token, "instagramLogin": "instagram",
+        "scopes": ["instagram_basic", "instagram_content_publish"]});
+    let (s, v) = app.post(&key, "/v1/accounts", &body).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        (v["health"].as_str(), v["instagramLogin"].as_str()),
+        (Some("healthy"), Some("facebook")),
         "{v}"
     );
     // A token neither host can parse is still dead.
@@ -696,5 +718,96 @@ async fn a_token_of_the_other_instagram_login_is_never_called_dead() {
     let (s, v) = app.post(&key, "/v1/accounts", &body).await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["health"], "unhealthy", "{v}");
+    app.stop().await;
+}
+
+/// Item 4: one fleet with both Instagrams. The login is each account's own
+/// (`instagramLogin` at registration, shown in its JSON, the configured one by default): an
+/// Instagram Login account is checked on graph.instagram.com and refreshed there while the
+/// configured login is Facebook's, and a Facebook Login account beside it is checked on
+/// graph.facebook.com and never refreshed. The simulator's hosts each refuse the other's
+/// tokens, so each assertion holds only if the right host was asked.
+#[tokio::test]
+async fn one_fleet_holds_both_instagrams_each_checked_and_refreshed_by_its_own_login() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let ig = app.sim.issue(
+        Platform::Instagram,
+        TokenSpec {
+            expires_in: Some(5 * 86_400),
+            ..ig_login("17841400000001301")
+        },
+    );
+    let body = json!({"platform": "instagram", "accountId": "17841400000001301", "username": "ig",
+        "accessToken": ig.access_token, "instagramLogin": "instagram",
+        "expiresAt": domain::rfc3339(ig.expires_at.unwrap()),
+        "scopes": ["instagram_business_basic", "instagram_business_content_publish"]});
+    let (s, v) = app.post(&key, "/v1/accounts", &body).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        (v["health"].as_str(), v["instagramLogin"].as_str()),
+        (Some("healthy"), Some("instagram")),
+        "{v}"
+    );
+    let fb = app.sim.issue(
+        Platform::Instagram,
+        TokenSpec {
+            expires_in: Some(5 * 86_400),
+            ..TokenSpec::valid(Platform::Instagram, "17841400000001302")
+        },
+    );
+    let body = json!({"platform": "instagram", "accountId": "17841400000001302", "username": "fb",
+        "accessToken": fb.access_token, "expiresAt": domain::rfc3339(fb.expires_at.unwrap()),
+        "scopes": ["instagram_basic", "instagram_content_publish"]});
+    let (s, v) = app.post(&key, "/v1/accounts", &body).await;
+    assert_eq!(s, 201, "{v}");
+    // Its 5 days left are a warning: a Facebook Login token is not refreshed (the
+    // Instagram Login one's 5 days are not, as it will be).
+    assert_eq!(
+        (v["health"].as_str(), v["instagramLogin"].as_str()),
+        (Some("warning"), Some("facebook")),
+        "the configured login by default: {v}"
+    );
+    // A day later both are in their refresh window: only the Instagram Login one refreshes.
+    app.state.clock.advance(25 * 3_600);
+    let before = app.sim.refreshes(Platform::Instagram);
+    let (s, v) = app
+        .post(&key, "/v1/accounts/instagram/17841400000001301/check", &Value::Null)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(app.sim.refreshes(Platform::Instagram), before + 1, "{v}");
+    let expires = domain::parse_rfc3339(v["tokenExpiresAt"].as_str().unwrap()).unwrap();
+    assert!(expires > ig.expires_at.unwrap() + 50 * 86_400, "{v}");
+    assert_eq!(v["health"], "healthy", "{v}");
+    let (s, v) = app
+        .post(&key, "/v1/accounts/instagram/17841400000001302/check", &Value::Null)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(app.sim.refreshes(Platform::Instagram), before + 1, "{v}");
+    assert_eq!(
+        (v["health"].as_str(), v["tokenValid"].as_bool()),
+        (Some("warning"), Some(true)),
+        "{v}"
+    );
+    // The login is validated: a value it does not know, and a platform that has none.
+    for (body, code) in [
+        (
+            json!({"platform": "instagram", "accountId": "17841400000001304", "username": "u",
+                "accessToken": "tok", "instagramLogin": "tiktok"}),
+            "",
+        ),
+        (
+            json!({"platform": "threads", "accountId": "3000000000000509", "username": "u",
+                "accessToken": "tok", "instagramLogin": "instagram"}),
+            "invalid_instagram_login",
+        ),
+    ] {
+        let (s, v) = app.post(&key, "/v1/accounts", &body).await;
+        assert_eq!(s, 400, "{v}");
+        assert!(
+            v.to_string().contains(code) && v.to_string().contains("instagram"),
+            "{v}"
+        );
+    }
     app.stop().await;
 }

@@ -149,6 +149,11 @@ impl Apps {
         Ok(Apps { http, login, apps })
     }
 
+    /// The login Instagram accounts connect with (`platforms.instagram.login`).
+    pub fn instagram_login(&self) -> InstagramLogin {
+        self.login
+    }
+
     fn app(&self, platform: Platform) -> Result<&App, String> {
         self.apps
             .iter()

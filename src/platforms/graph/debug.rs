@@ -82,6 +82,7 @@ pub fn parse_debug_token(p: Platform, v: &Value, now: UnixTime, app_id: Option<&
         user_id,
         owner_id,
         username: None,
+        instagram_login: None,
         scope_targets: data
             .get("granular_scopes")
             .and_then(Value::as_array)

@@ -411,6 +411,7 @@ pub fn new_account(
         scopes: documented_scopes(platform),
         connected_at: domain::now() - 60,
         custody: socialsyncer::domain::Custody::Socialsyncer,
+        instagram_login: None,
     };
     (account, issued.access_token)
 }
