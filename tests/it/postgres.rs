@@ -705,3 +705,80 @@ async fn a_daemon_refuses_to_seal_with_a_key_rotate_token_key_replaced() {
     assert!(err.to_string().contains("not the key"), "{err}");
     a.store.close().await;
 }
+
+/// Issue 25 item 1: PostgreSQL over TLS. A throwaway cluster with `ssl=on` and a certificate
+/// made for the test: `sslmode=require` and `verify-full` (with the CA in `sslrootcert`)
+/// connect through the daemon's own path (`keys create` migrates and writes), the session is
+/// encrypted, and a CA that signed nothing is refused with a message that says so.
+#[test]
+fn postgresql_over_tls_connects_with_require_and_verify_full_and_refuses_a_wrong_ca() {
+    if !have_postgres("postgresql_over_tls") {
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/postgres");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(["--owner", &std::process::id().to_string(), "--tls"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success(),
+        "`.ci/postgres --tls` could not start a TLS cluster: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (base, ca) = printed.split_once("?sslrootcert=").expect("the URL names its CA");
+    let other = ca.replace("/ca.crt", "/other-ca.crt");
+    // verify-full checks the name: the certificate is for localhost and 127.0.0.1.
+    let by_name = base.replace("127.0.0.1", "localhost");
+    let dir = tempfile::tempdir().unwrap();
+    let sim_dir = dir.path();
+    let run = |url: &str| {
+        let cfg = sim_dir.join("tls.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"\"\n[database]\nurl = \"{url}\"\n\
+                 [security]\ntoken_key_file = \"{}\"\n",
+                sim_dir.join("token.key").display()
+            ),
+        )
+        .unwrap();
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["keys", "create", "--workspace", "acme"])
+            .output()
+            .unwrap()
+    };
+    for url in [
+        format!("{base}?sslmode=require"),
+        format!("{by_name}?sslmode=verify-full&sslrootcert={ca}"),
+    ] {
+        let out = run(&url);
+        assert!(out.status.success(), "{url}: {}", String::from_utf8_lossy(&out.stderr));
+        let encrypted: bool = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        });
+        assert!(encrypted, "{url}: the session is not encrypted");
+    }
+    for url in [
+        format!("{by_name}?sslmode=verify-full&sslrootcert={other}"),
+        format!("{base}?sslmode=verify-ca&sslrootcert={other}"),
+    ] {
+        let out = run(&url);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}: a wrong CA was accepted");
+        assert!(
+            stderr.to_lowercase().contains("certificate"),
+            "{url}: the refusal names the certificate: {stderr}"
+        );
+        assert!(!stderr.contains("SQLx was built without TLS"), "{stderr}");
+    }
+}
