@@ -242,8 +242,27 @@ pub async fn load_sealer(config: &Config, store: &Store) -> anyhow::Result<Seale
     Ok(sealer)
 }
 
-/// Binds the store to `sealer`'s key: refused when the database names another key.
+/// Whether `sealer` opens the stored tokens, told by the first account's (`None`: no tokens
+/// are stored).
+pub async fn key_opens_tokens(store: &Store, sealer: &Sealer) -> anyhow::Result<Option<bool>> {
+    let Some(row) = store.first_sealed().await? else {
+        return Ok(None);
+    };
+    let ctx = crate::crypto::seal_context(row.workspace_id, row.platform, &row.account_id);
+    Ok(Some(sealer.open(&ctx, &row.access_token).is_ok()))
+}
+
+/// Binds the store to `sealer`'s key: refused when the database names another key, or when
+/// the key opens none of the stored tokens (before anything is written with it).
 async fn bind_key(store: &Store, sealer: &Sealer, path: &std::path::Path) -> anyhow::Result<()> {
+    if key_opens_tokens(store, sealer).await? == Some(false) {
+        return Err(UsageError(format!(
+            "the token key at {} does not open the stored tokens: it is not the key they were sealed with. \
+             Nothing was written; set security.token_key_file to the key that sealed them",
+            absolute(path).display()
+        ))
+        .into());
+    }
     match store.bind_token_key(sealer.fingerprint()).await {
         Err(crate::store::StoreError::KeyChanged) => Err(UsageError(format!(
             "the token key at {} is not the key this database's tokens are sealed with (rotate-token-key \

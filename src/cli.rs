@@ -53,8 +53,11 @@ pub enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Accounts(AccountsCommand),
-    /// Check every account now, print a table, exit 1 if any account is unhealthy.
+    /// Check every account now, print a table, exit 1 if any account is unhealthy, 3 if no
+    /// account could be checked (the platforms did not answer, or the configuration is wrong).
     ///
+    /// A token key that does not open the stored tokens stops it (exit 2) before anything
+    /// is written.
     /// The daemon's sweeps already check every account on schedule, so this is not needed
     /// while `serve` runs; it is for a one-off look. It uses the daemon's refresh leases and
     /// per-platform pacing, so running it beside the daemon burns no refresh token and no
@@ -175,9 +178,21 @@ pub enum AccountsCommand {
 }
 
 /// Runs the CLI; the binary's whole `main`.
+/// The command line, parsed; `demo --help` lists only what the demo takes (it refuses
+/// the global `--config`).
+fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut cmd = Cli::command();
+    if cfg!(feature = "simulator") && std::env::args().nth(1).as_deref() == Some("demo") {
+        cmd = cmd.mut_arg("config", |a| a.hide(true));
+    }
+    let matches = cmd.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 pub fn main() -> ExitCode {
     crate::crypto::install_tls_provider();
-    let cli = Cli::parse();
+    let cli = parse();
     #[cfg(feature = "simulator")]
     if let Command::Demo { .. } = cli.command {
         // The demo runs on a throwaway configuration of its own: a --config would be
@@ -283,7 +298,7 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
             eprintln!("migrations applied");
         }
         Command::Keys(k) => accounts_cli::keys(k, &config).await?,
-        Command::Config(ConfigCommand::Check) => return config_check(&config).await,
+        Command::Config(ConfigCommand::Check) => return config_check(&config, source).await,
         Command::Check { platform } => return check(config, platform).await,
         Command::Notify(NotifyCommand::Test { workspace }) => return notify_test(config, workspace).await,
         #[cfg(feature = "simulator")]
@@ -311,6 +326,10 @@ async fn notify_test(config: Config, workspace: Option<String>) -> anyhow::Resul
         // No workspace has this ID: the operator's receivers only.
         None => crate::domain::WorkspaceId(-1),
     };
+    match &workspace {
+        Some(name) => out!("receivers of workspace {name} (its own, then the operator's):"),
+        None => out!("the operator's receivers (email.to and [[notify.webhook]], for every workspace):"),
+    }
     let results = crate::alerts::test_message(&state.outbox, ws, true).await?;
     if results.is_empty() {
         out!("no receivers: set email.to or [[notify.webhook]], or a workspace's via PUT /v1/notifications");
@@ -389,6 +408,17 @@ async fn check(config: Config, platform: Option<String>) -> anyhow::Result<ExitC
         started.elapsed().as_secs_f64()
     );
     state.store.close().await;
+    // A platform that did not answer, or the daemon's own configuration, left every
+    // account as it was: the run checked nothing.
+    let answered = rows.iter().filter(|c| c.update.answered).count();
+    if !rows.is_empty() && answered == 0 {
+        eprintln!(
+            "none of the {} account(s) could be checked: the platforms did not answer or the configuration is \
+             wrong (see RECOMMENDATION, and `socialsyncer config check`); their health is unchanged",
+            rows.len()
+        );
+        return Ok(ExitCode::from(3));
+    }
     Ok(if unhealthy > 0 {
         ExitCode::from(1)
     } else {

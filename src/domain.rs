@@ -25,7 +25,8 @@ pub enum Platform {
     Threads,
     /// TikTok (open.tiktokapis.com v2).
     Tiktok,
-    /// X, formerly Twitter (API v2).
+    /// X, formerly Twitter (API v2); `x` is accepted for it wherever a platform is named.
+    #[serde(alias = "x")]
     Twitter,
 }
 
@@ -81,13 +82,16 @@ impl fmt::Display for Platform {
 
 /// The error for a string that names no known platform.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown platform '{0}': expected one of instagram, facebook, threads, tiktok, twitter")]
+#[error("unknown platform '{0}': expected one of instagram, facebook, threads, tiktok, twitter (or x)")]
 pub struct UnknownPlatform(pub String);
 
 impl FromStr for Platform {
     type Err = UnknownPlatform;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "x" {
+            return Ok(Platform::Twitter);
+        }
         Platform::ALL
             .into_iter()
             .find(|p| p.as_str() == s)

@@ -150,17 +150,19 @@ impl Channel {
     }
 
     /// Sends a test message (no event); the outcome says what the channel answered.
-    pub async fn send_test(&self, senders: &Senders, workspace: &str) -> Outcome {
+    /// `about` says whose alerts the receiver gets ("workspace acme", or every workspace
+    /// for the operator's receivers); JSON test events carry `workspace`, the name.
+    pub async fn send_test(&self, senders: &Senders, workspace: &str, about: &str) -> Outcome {
         match self {
             Channel::Email { address, .. } => {
                 let Some(mailer) = &senders.mailer else {
                     return Outcome::Refused("not sent: email.smtp_url is not set".into());
                 };
                 let body = format!(
-                    "A test message from socialsyncer on {}: alerts of workspace {workspace} reach this address.\n",
+                    "A test message from socialsyncer on {}: alerts of {about} reach this address.\n",
                     senders.host
                 );
-                let subject = format!("[socialsyncer] test message for {workspace}");
+                let subject = format!("[socialsyncer] test message for {about}");
                 match mailer.send_text(address, &subject, body).await {
                     Ok(code) => Outcome::Delivered(code),
                     Err(why) => Outcome::Retry(why),
@@ -169,7 +171,7 @@ impl Channel {
             Channel::Webhook(r) => {
                 let body = match r.format {
                     Format::Json => webhook::test_event(workspace, crate::domain::now()),
-                    f => webhook::chat_test(f, workspace),
+                    f => webhook::chat_test(f, about),
                 };
                 post(senders, r, &serde_json::to_vec(&body).unwrap_or_default()).await
             }

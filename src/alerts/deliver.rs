@@ -454,7 +454,12 @@ pub async fn test_message(
     workspace_id: WorkspaceId,
     operator: bool,
 ) -> Result<Vec<(String, String)>, StoreError> {
-    let workspace = state.store.workspace_name(workspace_id).await?.unwrap_or_default();
+    let name = state.store.workspace_name(workspace_id).await?;
+    let about = match &name {
+        Some(n) => format!("workspace {n}"),
+        None => "every workspace (the operator's receivers)".to_owned(),
+    };
+    let workspace = name.unwrap_or_default();
     let mut out = Vec::new();
     // The workspace's own addresses (within its budget; unconfirmed ones get nothing), then
     // with `operator` the operator's; then the webhooks.
@@ -489,7 +494,7 @@ pub async fn test_message(
             ));
             continue;
         }
-        let said = match c.send_test(&senders, &workspace).await {
+        let said = match c.send_test(&senders, &workspace, &about).await {
             Outcome::Delivered(code) => format!("delivered ({code})"),
             Outcome::Gone => "answered 410 Gone (it will be disabled at the next alert)".to_owned(),
             Outcome::Refused(why) | Outcome::Retry(why) | Outcome::Unsendable(why) => why,

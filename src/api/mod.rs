@@ -98,6 +98,7 @@ pub struct Liveness {
     responses((status = 200, description = "The daemon is up", body = Liveness),
               (status = 503, description = "The database does not answer", body = Liveness)))]
 pub async fn healthz(
+    State(config): State<crate::live::Live<Arc<crate::config::Config>>>,
     State(store): State<Store>,
     State(problems): State<Arc<Problems>>,
     State(instance): State<Arc<Instance>>,
@@ -112,6 +113,14 @@ pub async fn healthz(
         problems.push(format!(
             "notify: alerts of {waiting} workspace(s) wait for a recipient (see /problems on the metrics listener)"
         ));
+    }
+    if config.get().email.smtp_url.is_none() {
+        let n = store.workspaces_with_recipients().await.unwrap_or_default();
+        if n > 0 {
+            problems.push(format!(
+                "notify: {n} workspace(s) have email recipients but email.smtp_url is not set: no email is sent"
+            ));
+        }
     }
     let skew = instance.skew.load(std::sync::atomic::Ordering::Relaxed);
     if skew != 0 {

@@ -25,7 +25,15 @@ pub struct Notifications {
     /// Webhooks (at most 10). Absent in a request: the stored ones stay as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhooks: Option<Vec<Webhook>>,
+    /// In an answer: what keeps these recipients from getting alerts on this daemon (email
+    /// addresses while `email.smtp_url` is not set). Ignored in a request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
+
+/// The warning for email recipients on a daemon that sends no email.
+pub(super) const NO_SMTP: &str = "email.smtp_url is not set on this daemon: these addresses get no email until the \
+     operator sets it (webhooks still work)";
 
 /// One webhook receiver.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -76,6 +84,7 @@ pub async fn show(State(state): State<ApiState>, ws: Workspace) -> Result<Json<N
         emails: state.store.recipients(ws.0).await?,
         unconfirmed: state.store.unconfirmed_recipients(ws.0).await?,
         webhooks: Some(stored_webhooks(&state, ws.0).await?),
+        warning: None,
     }))
 }
 
@@ -159,10 +168,12 @@ pub async fn replace(
         ),
         None => Some(stored_webhooks(&state, ws.0).await?),
     };
+    let warning = (!emails.is_empty() && state.config().email.smtp_url.is_none()).then(|| NO_SMTP.to_owned());
     Ok(Json(Notifications {
         emails,
         unconfirmed: state.store.unconfirmed_recipients(ws.0).await?,
         webhooks,
+        warning,
     }))
 }
 

@@ -1,12 +1,14 @@
 //! Admin commands about the database and the config that names it: `migrate --from --to`
 //! (SQLite into PostgreSQL) and `config check`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
 use crate::app;
 use crate::config::{Config, ConfigError, DatabaseTarget};
+use crate::store::Store;
 
 /// `migrate --from sqlite://... --to postgres://...`: the whole SQLite database copied into
 /// an empty PostgreSQL one (in one transaction), then a reminder of what else moves.
@@ -30,6 +32,11 @@ pub(super) async fn copy_database(config: &Config, from: &str, to: &str) -> anyh
     else {
         bail!("--to: give the PostgreSQL database to copy into (postgres://USER@HOST/DATABASE)");
     };
+    // A daemon writing the SQLite file meanwhile would leave its last writes behind.
+    let _lock = app::DaemonLock::acquire(
+        &source_cfg,
+        "stop it (systemctl stop socialsyncer) before copying its database, or the copy would miss what it writes",
+    )?;
     eprintln!(
         "copying {} into {}",
         app::database_label(&source_cfg),
@@ -65,9 +72,19 @@ pub(super) async fn copy_database(config: &Config, from: &str, to: &str) -> anyh
 }
 
 /// `config check`: every problem on its own line on stderr, the effective config on stdout.
-pub(super) async fn config_check(config: &Config) -> anyhow::Result<ExitCode> {
+/// `source` is the config file and whether it was named.
+pub(super) async fn config_check(config: &Config, source: Option<(PathBuf, bool)>) -> anyhow::Result<ExitCode> {
     let mut problems = Vec::new();
     let mut notes = Vec::new();
+    let mut warnings = Vec::new();
+    match &source {
+        Some((path, _)) if path.exists() => notes.push(format!("config file {}", app::absolute(path).display())),
+        Some((path, _)) => notes.push(format!(
+            "config file {} does not exist: the defaults and SOCIALSYNCER_* variables apply",
+            app::absolute(path).display()
+        )),
+        None => {}
+    }
     for (key, path) in config.named_files() {
         if let Err(ConfigError(e)) = crate::config::read_secret_file(&key, &path) {
             problems.push(e);
@@ -77,59 +94,31 @@ pub(super) async fn config_check(config: &Config) -> anyhow::Result<ExitCode> {
         problems.push(e);
     }
     let key_path = config.token_key_path()?;
-    let sealed = match config.database.target()? {
-        DatabaseTarget::Sqlite(path) => {
-            let db = app::absolute(&path);
-            if db.exists() {
-                match crate::store::Store::open_sqlite(&db, config.database.busy_timeout.0, 1).await {
-                    Ok(store) => {
-                        // A database no migration has run on yet holds no tokens.
-                        let n = store.sealed_count().await.unwrap_or_default();
-                        notes.push(format!(
-                            "database {} opens; it holds the tokens of {n} account(s)",
-                            db.display()
-                        ));
-                        store.close().await;
-                        n
-                    }
-                    Err(e) => {
-                        problems.push(format!("database.url: {} cannot be opened: {e}", db.display()));
-                        0
-                    }
-                }
-            } else {
-                notes.push(format!(
-                    "database {} does not exist yet: serve, migrate or keys create create it (is `database.url` right?)",
-                    db.display()
-                ));
-                0
-            }
-        }
-        DatabaseTarget::Postgres(url) => {
-            let label = config.database.redacted_url();
-            match app::open_postgres(config, &url).await {
-                Ok(store) => {
-                    // Tables exist once `migrate` or `serve` ran; before, nothing is sealed.
-                    let n = store.sealed_count().await.unwrap_or_default();
-                    notes.push(format!(
-                        "database {label} answers; it holds the tokens of {n} account(s)"
-                    ));
-                    store.close().await;
-                    n
-                }
-                Err(e) => {
-                    problems.push(format!("database.url: {e:#}"));
-                    0
-                }
-            }
-        }
+    let store = open_database(config, &mut notes, &mut problems).await;
+    let sealed = match &store {
+        Some(s) => s.sealed_count().await.unwrap_or_default(),
+        None => 0,
     };
     if key_path.exists() {
         match crate::crypto::Sealer::load(&key_path) {
-            Ok(_) => notes.push(format!(
-                "token key {} is a valid 32-byte key",
-                app::absolute(&key_path).display()
-            )),
+            Ok(sealer) => {
+                notes.push(format!(
+                    "token key {} is a valid 32-byte key",
+                    app::absolute(&key_path).display()
+                ));
+                if let Some(s) = &store {
+                    match app::key_opens_tokens(s, &sealer).await {
+                        Ok(Some(true)) => notes.push("the token key opens the stored tokens".into()),
+                        Ok(Some(false)) => problems.push(format!(
+                            "security.token_key_file: the key at {} does not open the stored tokens: it is not the \
+                             key they were sealed with",
+                            app::absolute(&key_path).display()
+                        )),
+                        Ok(None) => {}
+                        Err(e) => problems.push(format!("the stored tokens cannot be read: {e:#}")),
+                    }
+                }
+            }
             Err(e) => problems.push(format!("security.token_key_file: {e}")),
         }
     } else if config.security.token_key_file.is_some() {
@@ -148,8 +137,25 @@ pub(super) async fn config_check(config: &Config) -> anyhow::Result<ExitCode> {
             app::absolute(&key_path).display()
         ));
     }
+    if let Some(s) = &store {
+        // Registered accounts on a platform whose app is not configured.
+        let counts = s.health_counts(0).await.unwrap_or_default();
+        for p in crate::domain::Platform::ALL {
+            let n: i64 = counts.iter().filter(|(q, _, _)| *q == p).map(|(_, _, n)| n).sum();
+            if n > 0
+                && let Some(missing) = crate::platforms::missing_app_credentials(config, p)
+            {
+                warnings.push(format!(
+                    "{n} {} account(s) are registered, but {missing}",
+                    p.display_name()
+                ));
+            }
+        }
+    }
+    if let Some(s) = store {
+        s.close().await;
+    }
     crate::connect::check_config(config, &mut notes, &mut problems);
-    let mut warnings = Vec::new();
     let now = crate::domain::now();
     for p in [crate::domain::Platform::Facebook, crate::domain::Platform::Instagram] {
         let key = format!("platforms.{p}.api_version");
@@ -159,7 +165,7 @@ pub(super) async fn config_check(config: &Config) -> anyhow::Result<ExitCode> {
             Err(e) => problems.push(e),
         }
     }
-    out!("{}", config.redacted_toml());
+    out!("{}", config.effective_toml());
     for n in &notes {
         eprintln!("ok: {n}");
     }
@@ -175,5 +181,50 @@ pub(super) async fn config_check(config: &Config) -> anyhow::Result<ExitCode> {
     } else {
         eprintln!("{} problem(s) found", problems.len());
         Ok(ExitCode::from(2))
+    }
+}
+
+/// Opens the configured database without creating or migrating it; says what it found.
+async fn open_database(config: &Config, notes: &mut Vec<String>, problems: &mut Vec<String>) -> Option<Store> {
+    let target = match config.database.target() {
+        Ok(t) => t,
+        Err(ConfigError(e)) => {
+            problems.push(format!("database.url: {e}"));
+            return None;
+        }
+    };
+    let (store, label) = match target {
+        DatabaseTarget::Sqlite(path) => {
+            let db = app::absolute(&path);
+            if !db.exists() {
+                notes.push(format!(
+                    "database {} does not exist yet: serve, migrate or keys create create it (is `database.url` right?)",
+                    db.display()
+                ));
+                return None;
+            }
+            let opened = Store::open_sqlite(&db, config.database.busy_timeout.0, 1)
+                .await
+                .map_err(|e| format!("database.url: {} cannot be opened: {e}", db.display()));
+            (opened, db.display().to_string())
+        }
+        DatabaseTarget::Postgres(url) => (
+            app::open_postgres(config, &url)
+                .await
+                .map_err(|e| format!("database.url: {e:#}")),
+            config.database.redacted_url(),
+        ),
+    };
+    match store {
+        Ok(s) => {
+            // A database no migration has run on yet holds no tokens.
+            let n = s.sealed_count().await.unwrap_or_default();
+            notes.push(format!("database {label} opens; it holds the tokens of {n} account(s)"));
+            Some(s)
+        }
+        Err(e) => {
+            problems.push(e);
+            None
+        }
     }
 }

@@ -195,11 +195,51 @@ impl Config {
             Ok(v) => v,
             Err(e) => return format!("# the configuration cannot be shown: {e}\n"),
         };
+        Self::redact(&mut v);
+        toml::to_string_pretty(&v).unwrap_or_default()
+    }
+
+    /// Redacts the URLs that may carry a password.
+    fn redact(v: &mut toml::Value) {
         for (section, key) in [("email", "smtp_url"), ("database", "url")] {
             if let Some(toml::Value::String(url)) = v.get_mut(section).and_then(|t| t.get_mut(key)) {
                 *url = super::redact_url(url);
             }
         }
+    }
+
+    /// [`Config::redacted_toml`] with what each platform's table leaves to defaults filled in
+    /// (its rate limit, `refresh_before`, `auto_refresh`, the Graph version), and without
+    /// the keys that mean nothing on that platform (`login` is Instagram's): what `config
+    /// check` prints.
+    pub fn effective_toml(&self) -> String {
+        let mut c = self.clone();
+        for p in Platform::ALL {
+            let t = c.platforms.get_mut(p);
+            let rate = t.rate_limit(p).unwrap_or(0.0);
+            t.rate_limit = Some(rate);
+            t.refresh_before = Some(super::HumanDuration(std::time::Duration::from_secs(
+                t.refresh_before(p).max(0) as u64,
+            )));
+            t.auto_refresh = Some(t.auto_refresh());
+            if matches!(p, Platform::Facebook | Platform::Instagram) {
+                t.api_version = Some(t.api_version().to_owned());
+            }
+        }
+        let mut v = match toml::Value::try_from(&c) {
+            Ok(v) => v,
+            Err(e) => return format!("# the configuration cannot be shown: {e}\n"),
+        };
+        if let Some(toml::Value::Table(platforms)) = v.get_mut("platforms") {
+            for (name, table) in platforms.iter_mut() {
+                if name != "instagram"
+                    && let toml::Value::Table(t) = table
+                {
+                    t.remove("login");
+                }
+            }
+        }
+        Self::redact(&mut v);
         toml::to_string_pretty(&v).unwrap_or_default()
     }
 

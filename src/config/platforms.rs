@@ -14,7 +14,8 @@ pub struct PlatformsConfig {
     pub threads: PlatformConfig,
     /// `[platforms.tiktok]`
     pub tiktok: PlatformConfig,
-    /// `[platforms.twitter]`
+    /// `[platforms.twitter]` (or `[platforms.x]`)
+    #[serde(alias = "x")]
     pub twitter: PlatformConfig,
 }
 

@@ -550,6 +550,36 @@ impl Platforms {
     }
 }
 
+/// What `platform`'s accounts cannot get for want of app credentials, when some are missing
+/// (checks that need the app, refreshes that need the client): `config check` warns when
+/// such accounts are registered.
+pub fn missing_app_credentials(config: &Config, platform: Platform) -> Option<String> {
+    let p = &config.platforms;
+    let fb_app = p.facebook.app_id.is_some() && p.facebook.app_secret_file.is_some();
+    match platform {
+        Platform::Facebook if !fb_app => Some(
+            "platforms.facebook.app_id and app_secret_file are not both set: their checks (debug_token) cannot run"
+                .into(),
+        ),
+        Platform::Instagram if !(fb_app || p.instagram.app_id.is_some() && p.instagram.app_secret_file.is_some()) => {
+            Some(
+                "no Facebook app is configured (platforms.facebook.app_id and app_secret_file): accounts of \
+                 Facebook Login cannot be checked (debug_token)"
+                    .into(),
+            )
+        }
+        Platform::Tiktok if p.tiktok.client_key.is_none() || p.tiktok.client_secret_file.is_none() => Some(
+            "platforms.tiktok.client_key and client_secret_file are not both set: their 2-hour access tokens cannot \
+             be refreshed"
+                .into(),
+        ),
+        Platform::Twitter if p.twitter.client_id.is_none() => {
+            Some("platforms.twitter.client_id is not set: their 2-hour access tokens cannot be refreshed".into())
+        }
+        _ => None,
+    }
+}
+
 /// Parses a scope list that may be an array or a comma/space-separated string.
 pub fn scope_list(v: &serde_json::Value) -> Option<Vec<String>> {
     match v {

@@ -225,6 +225,19 @@ impl Store {
         })
     }
 
+    /// The first account's sealed credentials with what binds them (`None`: no tokens are
+    /// stored): whether a key opens the stored tokens is told by this one.
+    pub async fn first_sealed(&self) -> Result<Option<SealedRow>, StoreError> {
+        with_db!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT a.id, a.workspace_id, a.platform, a.account_id, c.access_token, c.refresh_token \
+                 FROM credentials c JOIN accounts a ON a.id = c.account_ref ORDER BY a.id LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?)
+        })
+    }
+
     /// How many accounts have sealed credentials.
     pub async fn sealed_count(&self) -> Result<i64, StoreError> {
         with_db!(self, |pool| {

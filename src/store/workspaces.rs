@@ -97,6 +97,17 @@ impl Store {
         })
     }
 
+    /// How many workspaces have email recipients of their own.
+    pub async fn workspaces_with_recipients(&self) -> Result<i64, StoreError> {
+        with_db!(self, |pool| {
+            Ok(
+                sqlx::query_scalar("SELECT COUNT(DISTINCT workspace_id) FROM workspace_recipients")
+                    .fetch_one(pool)
+                    .await?,
+            )
+        })
+    }
+
     /// A workspace's own alert recipients.
     pub async fn recipients(&self, workspace_id: WorkspaceId) -> Result<Vec<String>, StoreError> {
         with_db!(self, |pool| {

@@ -15,14 +15,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_socialsyncer");
 
 /// A temp folder with a config whose database lives inside it, and simulated platforms
 /// (so nothing ever reaches a real platform).
-struct Env {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    sim: Simulator,
+pub(crate) struct Env {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) config: PathBuf,
+    pub(crate) sim: Simulator,
     rt: tokio::runtime::Runtime,
 }
 
-fn env_with(extra: &str) -> Env {
+pub(crate) fn env_with(extra: &str) -> Env {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sim = rt.block_on(Simulator::start()).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -40,18 +40,18 @@ fn env_with(extra: &str) -> Env {
 }
 
 impl Env {
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.arg("--config").arg(&self.config).args(args);
         c.env_remove("SOCIALSYNCER_CONFIG").env_remove("RUST_LOG");
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).stdin(Stdio::null()).output().unwrap()
     }
 
-    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+    pub(crate) fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
         let mut child = self
             .cmd(args)
             .stdin(Stdio::piped())
@@ -89,7 +89,7 @@ impl Env {
     }
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
@@ -273,7 +273,7 @@ fn import_reads_the_token_from_stdin_and_creates_the_key_file() {
 }
 
 /// A running `serve` whose stderr is collected.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     addr: String,
     /// The `server.metrics_listen` address, when metrics have a listener of their own.
@@ -281,7 +281,7 @@ struct Daemon {
     logs: mpsc::Receiver<String>,
 }
 
-fn start_daemon(env: &Env) -> Daemon {
+pub(crate) fn start_daemon(env: &Env) -> Daemon {
     start_daemon_with(env.cmd(&["serve"]))
 }
 
@@ -908,9 +908,10 @@ fn notify_test_sends_to_the_operators_receivers_and_says_what_each_answered() {
     assert_eq!(out.status.code(), Some(1), "one receiver failed: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "{stdout}");
-    assert!(lines[0].contains("delivered (200)"), "{stdout}");
-    assert!(lines[1].contains("answered 500"), "{stdout}");
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].contains("receivers of workspace acme"), "{stdout}");
+    assert!(lines[1].contains("delivered (200)"), "{stdout}");
+    assert!(lines[2].contains("answered 500"), "{stdout}");
     assert!(!stdout.contains("/hook"), "no URL path is printed: {stdout}");
     let posts = &log.lock().unwrap().posts;
     assert_eq!(posts.len(), 1);
@@ -920,6 +921,14 @@ fn notify_test_sends_to_the_operators_receivers_and_says_what_each_answered() {
     );
     let out = env.run(&["notify", "test", "--workspace", "nobody"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // Issue 25 item 3: without --workspace, the operator's receivers, named as such.
+    let out = env.run(&["notify", "test"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("the operator's receivers (email.to and [[notify.webhook]], for every workspace):"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod connect_flows;
 mod custody;
 mod faults;
 mod hostile;
+mod operator;
 mod platforms;
 mod postgres;
 mod scheduler;

@@ -138,8 +138,8 @@ pub fn chat_message(format: Format, workspace: &str, events: &[&PendingAlert], h
 }
 
 /// The test message in a chat format.
-pub fn chat_test(format: Format, workspace: &str) -> Value {
-    let text = format!("socialsyncer test message for workspace {workspace}: this receiver is set up.");
+pub fn chat_test(format: Format, about: &str) -> Value {
+    let text = format!("socialsyncer test message for {about}: this receiver is set up.");
     match format {
         Format::Slack | Format::Json => {
             json!({"text": slack_escape(&text), "blocks": [slack_section(&text)]})

@@ -1,0 +1,228 @@
+//! The operator's first hour (issue 25): what `config check` proves, what admin commands
+//! refuse, and what they say.
+
+use socialsyncer::domain::Platform;
+use socialsyncer::simulator::{Behavior, TokenSpec};
+
+use crate::cli::{Env, env_with, text};
+
+/// Imports X account `id` with a live simulated token.
+fn import_x(env: &Env, id: &str) {
+    let issued = env
+        .sim
+        .issue(Platform::Twitter, TokenSpec::valid(Platform::Twitter, id));
+    let out = env.run_with_stdin(
+        &[
+            "accounts",
+            "import",
+            "--workspace",
+            "acme",
+            "--platform",
+            "twitter",
+            "--account-id",
+            id,
+            "--username",
+            "u",
+        ],
+        &issued.access_token,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// The config file without the line that sets `key` (a credential the operator forgot).
+fn forget(env: &Env, key: &str) {
+    let toml = std::fs::read_to_string(&env.config).unwrap();
+    let kept: Vec<&str> = toml.lines().filter(|l| !l.starts_with(&format!("{key} ="))).collect();
+    std::fs::write(&env.config, kept.join("\n")).unwrap();
+}
+
+/// Item 2: `config check` names its file, opens a stored token with the key, warns about
+/// accounts on a platform without app credentials, and prints each platform's effective
+/// settings (no `login` outside Instagram). A key that opens no stored token is a problem
+/// there, and stops `check` before it writes anything; `check` exits 3 when no account
+/// could be checked.
+#[test]
+fn config_check_proves_the_setup_and_a_wrong_key_writes_nothing() {
+    let env = env_with("");
+    let out = env.run(&["keys", "create", "--workspace", "acme"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    import_x(&env, "1234");
+    forget(&env, "client_id");
+    let out = env.run(&["config", "check"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ok: config file {}", env.config.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ok: the token key opens the stored tokens"), "{stderr}");
+    assert!(
+        stderr.contains("warning: 1 X (Twitter) account(s) are registered, but platforms.twitter.client_id is not set"),
+        "{stderr}"
+    );
+    let tiktok = stdout
+        .split("[platforms.tiktok]")
+        .nth(1)
+        .and_then(|t| t.split("\n[").next())
+        .unwrap_or_default();
+    for want in ["rate_limit = 8.0", "refresh_before = \"1h\"", "auto_refresh = true"] {
+        assert!(tiktok.contains(want), "{want} in {tiktok}");
+    }
+    assert!(!tiktok.contains("login ="), "{tiktok}");
+    assert!(
+        stdout.contains("login = \"facebook\""),
+        "Instagram's login stays: {stdout}"
+    );
+
+    // Another valid key in the key file's place.
+    let key = env.dir.path().join("state/token.key");
+    let saved = std::fs::read(&key).unwrap();
+    let other = env.dir.path().join("other.key");
+    socialsyncer::crypto::Sealer::load_or_create(&other).unwrap();
+    std::fs::copy(&other, &key).unwrap();
+    let out = env.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("does not open the stored tokens"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Nothing was written"),
+        "{}",
+        text(&out.stderr)
+    );
+    let db = env.dir.path().join("state/socialsyncer.db");
+    let checked = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = socialsyncer::store::Store::open_sqlite(&db, std::time::Duration::from_secs(5), 1)
+            .await
+            .unwrap();
+        store.all_accounts(None).await.unwrap()[0].last_checked_at
+    });
+    assert_eq!(checked, None, "nothing was written to the account's health");
+
+    // The right key; X down: nothing could be checked (exit 3), then X back (exit 0).
+    std::fs::write(&key, saved).unwrap();
+    env.sim.set_platform_behavior(Platform::Twitter, Behavior::ServerError);
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("none of the 1 account(s) could be checked"),
+        "{}",
+        text(&out.stderr)
+    );
+    env.sim.set_platform_behavior(Platform::Twitter, Behavior::Normal);
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// Item 3: `x` names X wherever a platform is named: the API's bodies, paths and filters,
+/// the command line, and the config's `[platforms.x]`. Answers keep saying `twitter`.
+#[tokio::test]
+async fn x_is_an_alias_of_twitter_wherever_a_platform_is_named() {
+    let app = crate::common::spawn_app().await;
+    let key = app.key("acme").await;
+    let issued = app
+        .sim
+        .issue(Platform::Twitter, TokenSpec::valid(Platform::Twitter, "4242"));
+    let body = serde_json::json!({"platform": "x", "accountId": "4242", "username": "u",
+        "accessToken": issued.access_token, "scopes": ["tweet.read", "tweet.write", "users.read"]});
+    let (s, v) = app.post(&key, "/v1/accounts", &body).await;
+    assert_eq!((s, v["platform"].as_str()), (201, Some("twitter")), "{v}");
+    let (s, v) = app.get(&key, "/v1/accounts/x/4242").await;
+    assert_eq!((s, v["accountId"].as_str()), (200, Some("4242")), "{v}");
+    let (s, v) = app.get(&key, "/v1/accounts/health?platform=x").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["accounts"].as_array().map(Vec::len), Some(1), "{v}");
+    let c = socialsyncer::config::Config::from_toml("[platforms.x]\nclient_id = \"abc\"\nrate_limit = 3.0\n").unwrap();
+    assert_eq!(c.platforms.twitter.client_id.as_deref(), Some("abc"));
+    assert_eq!("x".parse::<Platform>().unwrap(), Platform::Twitter);
+    app.stop().await;
+}
+
+/// Item 3: `x` on the command line.
+#[test]
+fn x_names_x_on_the_command_line() {
+    let env = env_with("");
+    env.run(&["keys", "create", "--workspace", "acme"]);
+    import_x(&env, "77");
+    let out = env.run(&["check", "--platform", "x"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("twitter    77"), "{}", text(&out.stdout));
+}
+
+/// Item 3: email recipients on a daemon without `email.smtp_url`: the `PUT` answer warns,
+/// and `/healthz` says so (without naming the workspace).
+#[tokio::test]
+async fn email_recipients_without_smtp_are_warned_about() {
+    let app = crate::common::spawn_app().await;
+    assert!(app.state.config().email.smtp_url.is_none());
+    let key = app.key("acme").await;
+    let (s, v) = app
+        .put(
+            &key,
+            "/v1/notifications",
+            &serde_json::json!({"emails": ["ops@example.com"]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        v["warning"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("email.smtp_url is not set"),
+        "{v}"
+    );
+    let (s, v) = app
+        .put(&key, "/v1/notifications", &serde_json::json!({"emails": []}))
+        .await;
+    assert_eq!((s, v.get("warning")), (200, None), "{v}");
+    app.put(
+        &key,
+        "/v1/notifications",
+        &serde_json::json!({"emails": ["ops@example.com"]}),
+    )
+    .await;
+    let health: serde_json::Value = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = health.to_string();
+    assert!(
+        text.contains("1 workspace(s) have email recipients but email.smtp_url is not set") && !text.contains("acme"),
+        "{health}"
+    );
+    app.stop().await;
+}
+
+/// Item 3: `migrate --from` refuses while a daemon holds the SQLite database's lock (the
+/// copy would miss what it writes), before it connects anywhere; `demo --help` lists only
+/// what the demo takes.
+#[test]
+fn migrate_from_refuses_a_database_a_daemon_runs_on_and_demo_help_lists_its_own_options() {
+    let env = env_with("");
+    env.run(&["keys", "create", "--workspace", "acme"]);
+    let daemon = crate::cli::start_daemon(&env);
+    let db = format!("sqlite://{}/state/socialsyncer.db", env.dir.path().display());
+    let out = env.run(&["migrate", "--from", &db, "--to", "postgres://u@127.0.0.1:1/none"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("a socialsyncer daemon is running on this database") && stderr.contains("before copying"),
+        "{stderr}"
+    );
+    drop(daemon);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_socialsyncer"))
+        .args(["demo", "--help"])
+        .output()
+        .unwrap();
+    let help = text(&out.stdout);
+    assert!(help.contains("--listen") && !help.contains("--config"), "{help}");
+}
