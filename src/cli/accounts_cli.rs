@@ -218,7 +218,19 @@ async fn audit(state: &AppState, ws_id: domain::WorkspaceId, action: &str, reg: 
     }
 }
 
+/// The access token: asked for with hidden input when standard input is a terminal,
+/// else read from it (a pipe or a file).
 fn read_token_from_stdin() -> anyhow::Result<SecretString> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let token = rpassword::prompt_password("access token (input hidden): ")
+            .context("Failed to read the access token from the terminal")?;
+        let token = token.trim().to_owned();
+        if token.is_empty() {
+            bail!("no access token was typed");
+        }
+        return Ok(SecretString::from(token));
+    }
     let mut buf = String::new();
     std::io::stdin()
         .take(64 * 1024)

@@ -226,3 +226,52 @@ fn migrate_from_refuses_a_database_a_daemon_runs_on_and_demo_help_lists_its_own_
     let help = text(&out.stdout);
     assert!(help.contains("--listen") && !help.contains("--config"), "{help}");
 }
+
+/// Item 3: `accounts import` on a terminal asks for the token with hidden input (a real
+/// pseudo-terminal, driven by Python's `pty`): the prompt shows, the typed token is not
+/// echoed, and the account is registered.
+#[test]
+fn accounts_import_on_a_terminal_prompts_with_hidden_input() {
+    let env = env_with("");
+    env.run(&["keys", "create", "--workspace", "acme"]);
+    let issued = env
+        .sim
+        .issue(Platform::Twitter, TokenSpec::valid(Platform::Twitter, "99"));
+    let driver = r#"
+import os, pty, signal, sys
+signal.alarm(30)
+argv, token = sys.argv[1:-1], sys.argv[-1]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+out = b""
+while b"input hidden" not in out:
+    out += os.read(fd, 1024)
+os.write(fd, token.encode() + b"\n")
+while True:
+    try:
+        d = os.read(fd, 1024)
+    except OSError:
+        break
+    if not d:
+        break
+    out += d
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let bin = env!("CARGO_BIN_EXE_socialsyncer");
+    let config = env.config.display().to_string();
+    let out = std::process::Command::new("python3")
+        .args(["-c", driver, bin, "--config", &config])
+        .args(["accounts", "import", "--workspace", "acme", "--platform", "x"])
+        .args(["--account-id", "99", "--username", "u", &issued.access_token])
+        .output()
+        .unwrap();
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{shown}{}", text(&out.stderr));
+    assert!(shown.contains("access token (input hidden): "), "{shown}");
+    assert!(!shown.contains(&issued.access_token), "the token was echoed: {shown}");
+    let out = env.run(&["check", "--platform", "x"]);
+    assert!(text(&out.stdout).contains("twitter    99"), "{}", text(&out.stdout));
+}
