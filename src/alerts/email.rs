@@ -186,9 +186,8 @@ fn badge_colour(severity: Health) -> &'static str {
     }
 }
 
-/// Subject, text and HTML of one workspace's email, events worst first; `host` names the
-/// installation that wrote it.
-pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String, String, String) {
+/// `events` worst first, then by account: the order of every channel's lines.
+pub fn worst_first(events: &[PendingAlert]) -> Vec<&PendingAlert> {
     let mut sorted: Vec<&PendingAlert> = events.iter().collect();
     sorted.sort_by(|a, b| {
         b.severity
@@ -196,6 +195,14 @@ pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String,
             .cmp(&a.severity.severity())
             .then_with(|| (&a.platform, &a.account_id, a.id).cmp(&(&b.platform, &b.account_id, b.id)))
     });
+    sorted
+}
+
+/// Subject, text and HTML of one workspace's email, events worst first; `host` names the
+/// installation that wrote it. The HTML is one column at most 600 px wide (a card an
+/// event), with a viewport tag: it reads on a phone as on a desktop.
+pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String, String, String) {
+    let sorted = worst_first(events);
     let mut accounts: Vec<(&str, &str)> = events
         .iter()
         .map(|e| (e.platform.as_str(), e.account_id.as_str()))
@@ -205,11 +212,16 @@ pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String,
     let n = accounts.len();
     let plural = if n == 1 { "account" } else { "accounts" };
     let worst = sorted.first().map(|e| e.severity.as_str()).unwrap_or("healthy");
+    // One account: the subject names it (username and ID).
+    let who = match sorted.first() {
+        Some(e) if n == 1 => e.who(),
+        _ => format!("{n} {plural}"),
+    };
     let subject = if worst == Health::Healthy.as_str() {
-        format!("[socialsyncer] {workspace}: {n} {plural} recovered")
+        format!("[socialsyncer] {workspace}: {who} recovered")
     } else {
         let verb = if n == 1 { "needs" } else { "need" };
-        format!("[socialsyncer] {workspace}: {n} {plural} {verb} attention (worst: {worst})")
+        format!("[socialsyncer] {workspace}: {who} {verb} attention (worst: {worst})")
     };
     let counts = counts_line(&sorted);
     let footer = format!(
@@ -218,52 +230,52 @@ pub fn compose(workspace: &str, events: &[PendingAlert], host: &str) -> (String,
     );
     let mut text = format!("Workspace {workspace}: {counts}.\n\n");
     for e in &sorted {
-        let who = format!("{} {} ({})", e.platform.display_name(), e.username, e.account_id);
-        text.push_str(&format!("- {who} [{}]: {} {}\n", e.severity, e.problem, e.action));
+        text.push_str(&format!("- {} [{}]: {} {}\n", e.who(), e.severity, e.problem, e.action));
         if let Some(u) = &e.reconnect_url {
             text.push_str(&format!("  Reconnect: {u}\n"));
         }
     }
     text.push_str(&format!("\n{footer}\n"));
 
-    let cell = "padding:8px 12px;border-bottom:1px solid #eaecf0;vertical-align:top;text-align:left";
     let mut html = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title></head>\n\
-         <body style=\"margin:0;padding:24px;background:#f9fafb;font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;color:#101828\">\n\
-         <div style=\"max-width:860px;margin:0 auto;background:#ffffff;border:1px solid #eaecf0;border-radius:8px;padding:24px\">\n\
-         <h1 style=\"font-size:20px;margin:0 0 4px\">Workspace {}</h1>\n\
-         <p style=\"margin:0 0 16px;color:#475467;font-size:15px\">{}</p>\n\
-         <table style=\"border-collapse:collapse;width:100%;font-size:14px;line-height:1.45\">\n\
-         <tr style=\"background:#f2f4f7\"><th style=\"{cell}\">Account</th><th style=\"{cell}\">State</th>\
-         <th style=\"{cell}\">Problem</th><th style=\"{cell}\">What to do</th></tr>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title></head>\n\
+         <body style=\"margin:0;padding:12px;background:#f9fafb;font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;color:#101828\">\n\
+         <div style=\"max-width:600px;margin:0 auto;background:#ffffff;border:1px solid #eaecf0;border-radius:8px;padding:16px\">\n\
+         <h1 style=\"font-size:20px;margin:0 0 4px;overflow-wrap:anywhere\">Workspace {}</h1>\n\
+         <p style=\"margin:0 0 16px;color:#475467;font-size:15px\">{}</p>\n",
         escape(&subject),
         escape(workspace),
         escape(&counts),
     );
     for e in &sorted {
+        let reconnect = match &e.reconnect_url {
+            Some(u) => format!(
+                "<p style=\"margin:10px 0 0\"><a href=\"{}\" style=\"display:inline-block;padding:10px 16px;border-radius:6px;\
+                 background:#1570ef;color:#ffffff;text-decoration:none;font-weight:600\">Reconnect {}</a></p>",
+                escape(u),
+                escape(&e.username)
+            ),
+            None => String::new(),
+        };
         html.push_str(&format!(
-            "<tr><td style=\"{cell}\"><b>{}</b><br><span style=\"color:#475467\">{} · {}</span></td>\
-             <td style=\"{cell}\"><span style=\"display:inline-block;padding:2px 8px;border-radius:10px;color:#fff;background:{}\">{}</span></td>\
-             <td style=\"{cell}\">{}</td><td style=\"{cell}\">{}</td></tr>\n",
+            "<div style=\"border-top:1px solid #eaecf0;padding:12px 0;font-size:15px;line-height:1.45;overflow-wrap:anywhere\">\
+             <p style=\"margin:0\"><span style=\"display:inline-block;padding:2px 8px;border-radius:10px;color:#fff;\
+             background:{}\">{}</span> <b>{}</b></p>\
+             <p style=\"margin:2px 0 8px;color:#475467;font-size:13px\">{} · {}</p>\
+             <p style=\"margin:0\">{}</p>\
+             <p style=\"margin:6px 0 0;color:#344054\"><b>What to do:</b> {}</p>{reconnect}</div>\n",
+            badge_colour(e.severity),
+            escape(e.severity.as_str()),
             escape(&e.username),
             escape(e.platform.display_name()),
             escape(&e.account_id),
-            badge_colour(e.severity),
-            escape(e.severity.as_str()),
             escape(&e.problem),
-            match &e.reconnect_url {
-                Some(u) => format!(
-                    "{}<br><a href=\"{}\" style=\"display:inline-block;margin-top:6px;padding:6px 12px;border-radius:6px;\
-                     background:#1570ef;color:#ffffff;text-decoration:none\">Reconnect</a>",
-                    escape(&e.action),
-                    escape(u)
-                ),
-                None => escape(&e.action),
-            }
+            escape(&e.action),
         ));
     }
     html.push_str(&format!(
-        "</table>\n<p style=\"margin:16px 0 0;color:#667085;font-size:12px\">{}</p>\n</div>\n</body></html>\n",
+        "<p style=\"margin:16px 0 0;color:#667085;font-size:12px\">{}</p>\n</div>\n</body></html>\n",
         escape(&footer)
     ));
     (subject, text, html)
@@ -309,6 +321,7 @@ mod tests {
         assert!(text.contains("X (Twitter) <b>me</b> (1) [unhealthy]"));
         assert!(html.contains("&lt;b&gt;me&lt;/b&gt;") && !html.contains("<b>me</b>"));
         let (subject, ..) = compose("acme", &[ev("tiktok", "x", "healthy")], "host1");
-        assert_eq!(subject, "[socialsyncer] acme: 1 account recovered");
+        assert_eq!(subject, "[socialsyncer] acme: TikTok <b>me</b> (x) recovered");
+        assert!(html.contains("name=\"viewport\"") && html.contains("max-width:600px") && !html.contains("<table"));
     }
 }

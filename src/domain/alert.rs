@@ -203,6 +203,19 @@ pub struct PendingAlert {
     pub reconnect_url: Option<String>,
 }
 
+impl PendingAlert {
+    /// The account as every channel names it: "X (Twitter) @shop (1234)", its username and
+    /// its ID.
+    pub fn who(&self) -> String {
+        format!(
+            "{} {} ({})",
+            self.platform.display_name(),
+            self.username,
+            self.account_id
+        )
+    }
+}
+
 /// How a receiver wants its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
 #[sqlx(type_name = "TEXT", rename_all = "lowercase")]

@@ -157,7 +157,7 @@ async fn one_grouped_email_per_workspace_no_repeats_after_restart_and_a_recovery
     let globex = mails.iter().find(|m| m.subject().contains("globex")).unwrap();
     assert_eq!(
         globex.subject(),
-        "[socialsyncer] globex: 1 account needs attention (worst: unhealthy)"
+        "[socialsyncer] globex: TikTok user_t4 (t4) needs attention (worst: unhealthy)"
     );
     assert_eq!(globex.to, ["ops@example.com"]);
 
@@ -187,7 +187,7 @@ async fn one_grouped_email_per_workspace_no_repeats_after_restart_and_a_recovery
     let r = deliver(&restarted.outbox).await.unwrap();
     assert_eq!((r.emails, r.events), (2, 1));
     let last = smtp.mails().pop().unwrap();
-    assert_eq!(last.subject(), "[socialsyncer] acme: 1 account recovered");
+    assert_eq!(last.subject(), "[socialsyncer] acme: X (Twitter) user_1 (1) recovered");
     assert!(last.text().contains("healthy again"));
     // Checking again sends nothing more.
     app.post(&a, "/v1/accounts/twitter/1/check", &serde_json::Value::Null)

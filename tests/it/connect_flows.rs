@@ -422,7 +422,10 @@ async fn an_alert_emails_reconnect_button_reconnects_its_page() {
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || ":/._-".contains(*c))
         .collect();
-    assert!(text.contains(">Reconnect</a>"), "a button: {text}");
+    assert!(
+        text.contains(">Reconnect user_2000000000000061</a>"),
+        "a button: {text}"
+    );
     let pages = "2000000000000061:Sixty One,2000000000000062:Sixty Two";
     let (_, r) = consent(&link, &[("pages", pages)], "allow").await;
     assert_eq!(

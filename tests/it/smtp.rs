@@ -29,12 +29,18 @@ pub struct Mail {
 
 impl Mail {
     /// The Subject header.
+    /// The Subject header, unfolded (a long one continues on lines that start with a space).
     pub fn subject(&self) -> String {
-        self.data
-            .lines()
-            .find_map(|l| l.strip_prefix("Subject: "))
+        let mut lines = self.data.lines().skip_while(|l| !l.starts_with("Subject: "));
+        let mut s = lines
+            .next()
+            .and_then(|l| l.strip_prefix("Subject: "))
             .unwrap_or_default()
-            .to_owned()
+            .to_owned();
+        for l in lines.take_while(|l| l.starts_with(' ') || l.starts_with('\t')) {
+            s.push_str(l);
+        }
+        s
     }
 
     /// The data with quoted-printable soft breaks and `=3D` undone, for searching.

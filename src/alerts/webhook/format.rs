@@ -53,15 +53,9 @@ pub(super) fn headline(workspace: &str, events: &[&PendingAlert]) -> String {
     subject
 }
 
+/// One event's line: the account (username and ID), its state, the problem, what to do.
 pub(super) fn line(e: &PendingAlert) -> String {
-    format!(
-        "{} {} ({}): {} {}",
-        e.platform.display_name(),
-        e.username,
-        e.account_id,
-        e.problem,
-        e.action
-    )
+    format!("{} [{}]: {} {}", e.who(), e.severity, e.problem, e.action)
 }
 
 pub(super) fn colour(h: Health) -> u32 {
@@ -74,7 +68,11 @@ pub(super) fn colour(h: Health) -> u32 {
 }
 
 /// One workspace's events of a round as one chat message (the email's subject and lines).
+/// The events are sorted worst first, as in the email.
 pub fn chat_message(format: Format, workspace: &str, events: &[&PendingAlert], host: &str) -> Value {
+    let owned: Vec<PendingAlert> = events.iter().map(|e| (*e).clone()).collect();
+    let sorted = crate::alerts::email::worst_first(&owned);
+    let events = sorted.as_slice();
     let title = headline(workspace, events);
     let footer = format!("Sent by socialsyncer on {host}");
     match format {
@@ -84,8 +82,7 @@ pub fn chat_message(format: Format, workspace: &str, events: &[&PendingAlert], h
             for e in events.iter().take(45) {
                 let mut section = slack_section(&line(e));
                 if let Some(u) = &e.reconnect_url {
-                    section["accessory"] =
-                        json!({"type": "button", "text": {"type": "plain_text", "text": "Reconnect"}, "url": u});
+                    section["accessory"] = json!({"type": "button", "text": {"type": "plain_text", "text": truncate(&format!("Reconnect {}", e.username), 75)}, "url": u});
                 }
                 blocks.push(section);
             }
@@ -98,7 +95,7 @@ pub fn chat_message(format: Format, workspace: &str, events: &[&PendingAlert], h
                 .take(10)
                 .map(|e| {
                     let mut embed = json!({
-                        "title": truncate(&markdown_escape(&format!("{} {} ({})", e.platform.display_name(), e.username, e.account_id)), 256),
+                        "title": truncate(&markdown_escape(&format!("{} [{}]", e.who(), e.severity)), 256),
                         "description": truncate(&markdown_escape(&format!("{} {}", e.problem, e.action)), 4096),
                         "color": colour(e.severity),
                     });
@@ -124,7 +121,7 @@ pub fn chat_message(format: Format, workspace: &str, events: &[&PendingAlert], h
                 .iter()
                 .filter_map(|e| {
                     e.reconnect_url.as_ref().map(|u| {
-                        json!({"type": "Action.OpenUrl", "title": truncate(&format!("Reconnect {}", e.account_id), 40), "url": u})
+                        json!({"type": "Action.OpenUrl", "title": truncate(&format!("Reconnect {} ({})", e.username, e.account_id), 40), "url": u})
                     })
                 })
                 .take(5)

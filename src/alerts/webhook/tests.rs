@@ -69,3 +69,51 @@ fn made_secrets_are_strong_and_short_or_repetitive_ones_are_not() {
         assert!(!strong_enough(weak), "{weak}");
     }
 }
+
+fn event(id: &str, severity: crate::domain::Health) -> crate::domain::PendingAlert {
+    crate::domain::PendingAlert {
+        id: 1,
+        workspace_id: crate::domain::WorkspaceId(1),
+        workspace: "acme".into(),
+        account_ref: crate::domain::AccountRef(1),
+        kind: crate::domain::AlertKind::TokenInvalid,
+        severity,
+        platform: crate::domain::Platform::Twitter,
+        account_id: id.into(),
+        username: format!("@shop{id}"),
+        problem: "The token no longer works.".into(),
+        action: "Reconnect the account.".into(),
+        attempts: 0,
+        dedup_key: id.into(),
+        created_at: 1_800_000_000,
+        reconnect_by: None,
+        reconnect_url: None,
+    }
+}
+
+/// Issue 25 item 4: chat messages list the accounts worst first, each line with its state
+/// and the account's username beside its ID.
+#[test]
+fn chat_lines_are_worst_first_and_each_carries_its_state_and_username() {
+    use crate::domain::Health;
+    let events = [
+        event("1", Health::Warning),
+        event("2", Health::Unhealthy),
+        event("3", Health::Healthy),
+    ];
+    let refs: Vec<&crate::domain::PendingAlert> = events.iter().collect();
+    let want = ["@shop2 (2) [unhealthy]", "@shop1 (1) [warning]", "@shop3 (3) [healthy]"];
+    let order = |text: &str| {
+        want.iter()
+            .map(|w| text.find(w).unwrap_or(usize::MAX))
+            .collect::<Vec<_>>()
+    };
+    for f in [Format::Slack, Format::Discord, Format::Teams] {
+        // Markdown escapes aside.
+        let text = format::chat_message(f, "acme", &refs, "host")
+            .to_string()
+            .replace('\\', "");
+        let at = order(&text);
+        assert!(at.iter().all(|i| *i != usize::MAX) && at.is_sorted(), "{f:?}: {text}");
+    }
+}
