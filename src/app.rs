@@ -437,6 +437,11 @@ impl AppState {
         *self.live.source.write().unwrap_or_else(|e| e.into_inner()) = Some((path, explicit));
     }
 
+    /// The config file and whether it was named, when the config came from one.
+    pub fn config_source(&self) -> Option<(std::path::PathBuf, bool)> {
+        self.live.source.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Reads the config file again and applies what can change live (see [`AppState::reload`]).
     pub fn reload_from_source(&self) -> anyhow::Result<Reloaded> {
         let source = self.live.source.read().unwrap_or_else(|e| e.into_inner()).clone();

@@ -361,6 +361,14 @@ pub fn log_sweep(result: Result<SweepReport, SweepError>) {
 /// waits for the one in progress). Returns `None` when `schedule.cron` is empty (sweeps
 /// disabled).
 pub async fn start(state: Sweeper, cancel: CancellationToken) -> anyhow::Result<Option<JobScheduler>> {
+    Ok(start_with_next(state, cancel).await?.map(|(s, _)| s))
+}
+
+/// As [`start`], with when the first sweep runs (Unix seconds), when the schedule says.
+pub async fn start_with_next(
+    state: Sweeper,
+    cancel: CancellationToken,
+) -> anyhow::Result<Option<(JobScheduler, Option<i64>)>> {
     let cron = state.config().schedule.cron.trim().to_owned();
     if cron.is_empty() {
         tracing::warn!("schedule.cron is empty: no sweeps will run");
@@ -388,8 +396,9 @@ pub async fn start(state: Sweeper, cancel: CancellationToken) -> anyhow::Result<
             let _ = run.await;
         })
     })?;
-    let sched = JobScheduler::new().await?;
-    sched.add(job).await?;
+    let mut sched = JobScheduler::new().await?;
+    let id = sched.add(job).await?;
     sched.start().await?;
-    Ok(Some(sched))
+    let next = sched.next_tick_for_job(id).await.ok().flatten().map(|t| t.timestamp());
+    Ok(Some((sched, next)))
 }

@@ -359,13 +359,54 @@ pub async fn run_on(listener: TcpListener, state: AppState) -> anyhow::Result<()
     run_until(listener, state, shutdown).await
 }
 
+/// One line at start that says where the daemon stands: its config file, its database
+/// (redacted), the accounts on each platform, the platforms with accounts but no app
+/// credentials, the next sweep and where metrics are served.
+async fn say_where_it_stands(state: &AppState, metrics: String, next_sweep: Option<i64>) {
+    let config = state.config();
+    let source = state.config_source().map(|(p, explicit)| {
+        let shown = crate::app::absolute(&p).display().to_string();
+        if p.exists() {
+            shown
+        } else if explicit {
+            format!("{shown} (missing)")
+        } else {
+            format!("{shown} (absent: defaults and SOCIALSYNCER_* variables)")
+        }
+    });
+    let counts = state.store.health_counts(0).await.unwrap_or_default();
+    let mut accounts = Vec::new();
+    let mut uncredentialed = Vec::new();
+    for p in crate::domain::Platform::ALL {
+        let n: i64 = counts.iter().filter(|(q, _, _)| *q == p).map(|(_, _, n)| n).sum();
+        if n > 0 {
+            accounts.push(format!("{p} {n}"));
+            if let Some(missing) = crate::platforms::missing_app_credentials(&config, p) {
+                uncredentialed.push(p.as_str().to_owned());
+                tracing::warn!(platform = %p, accounts = n, "{missing}");
+            }
+        }
+    }
+    tracing::info!(
+        config = source.as_deref().unwrap_or("none (built in)"),
+        database = %crate::app::database_label(&config),
+        accounts = if accounts.is_empty() { "none".to_owned() } else { accounts.join(", ") },
+        without_credentials = if uncredentialed.is_empty() { "none".to_owned() } else { uncredentialed.join(", ") },
+        next_sweep = next_sweep.map(crate::domain::rfc3339).as_deref().unwrap_or("none (schedule.cron is empty)"),
+        metrics = %metrics,
+        "where socialsyncer stands"
+    );
+}
+
 /// The whole daemon on `listener` (HTTP, sweeps, alert delivery, watchdog, reload) until
 /// `shutdown` fires, then the same clean stop as on SIGTERM. Tests start and stop the daemon
 /// in-process with it.
 pub async fn run_until(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
     let tasks = state.tasks.clone();
     state.metrics.set_last_sweep(state.store.last_check_at().await?);
-    let sched = scheduler::start(state.sweeper.clone(), shutdown.clone()).await?;
+    let started = scheduler::start_with_next(state.sweeper.clone(), shutdown.clone()).await?;
+    let next_sweep = started.as_ref().and_then(|(_, next)| *next);
+    let sched = started.map(|(s, _)| s);
     tasks.spawn(
         "alert delivery",
         false,
@@ -376,13 +417,14 @@ pub async fn run_until(listener: TcpListener, state: AppState, shutdown: Cancell
         false,
         crate::cluster::run(state.cluster.clone(), shutdown.clone()),
     );
-    match state.config().server.metrics_listen.trim() {
-        "" => {}
+    let metrics_at = match state.config().server.metrics_listen.trim() {
+        "" => format!("http://{}/metrics", listener.local_addr()?),
         addr => {
             let l = bind_addr(addr)
                 .await
                 .with_context(|| format!("Failed to listen on {addr} (server.metrics_listen)"))?;
             tracing::info!(metrics_listen = %l.local_addr()?, "Prometheus metrics are served at /metrics");
+            let at = format!("http://{}/metrics", l.local_addr()?);
             let (app, stop) = (api::metrics_router(state.api.clone()), shutdown.clone());
             let limits = Limits::from(&state.config().server);
             tasks.spawn("metrics listener", false, async move {
@@ -390,8 +432,9 @@ pub async fn run_until(listener: TcpListener, state: AppState, shutdown: Cancell
                     tracing::error!(error = %e, "the metrics listener stopped");
                 }
             });
+            at
         }
-    }
+    };
     match state.config().connect.listen.trim() {
         "" => {}
         addr => {
@@ -420,6 +463,7 @@ pub async fn run_until(listener: TcpListener, state: AppState, shutdown: Cancell
     spawn_reloader(state.clone(), sched.clone(), shutdown.clone());
     systemd::spawn_watchdog(&tasks, state.store.clone(), shutdown.clone());
     tracing::info!(listen = %listener.local_addr()?, "socialsyncer is serving");
+    say_where_it_stands(&state, metrics_at, next_sweep).await;
     systemd::ready();
     let store = state.store.clone();
     // The sweep in progress finishes within schedule.shutdown_timeout, a refresh within the

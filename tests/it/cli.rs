@@ -275,10 +275,10 @@ fn import_reads_the_token_from_stdin_and_creates_the_key_file() {
 /// A running `serve` whose stderr is collected.
 pub(crate) struct Daemon {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     /// The `server.metrics_listen` address, when metrics have a listener of their own.
-    metrics: String,
-    logs: mpsc::Receiver<String>,
+    pub(crate) metrics: String,
+    pub(crate) logs: mpsc::Receiver<String>,
 }
 
 pub(crate) fn start_daemon(env: &Env) -> Daemon {

@@ -275,3 +275,39 @@ sys.exit(os.waitstatus_to_exitcode(status))
     let out = env.run(&["check", "--platform", "x"]);
     assert!(text(&out.stdout).contains("twitter    99"), "{}", text(&out.stdout));
 }
+
+/// Item 5: `serve` says where it stands when it starts, in one line: the config file, the
+/// database, the accounts per platform, the platforms with accounts but no credentials, the
+/// next sweep and where metrics are served.
+#[test]
+fn serve_says_where_it_stands_at_start() {
+    let env = env_with("");
+    env.run(&["keys", "create", "--workspace", "acme"]);
+    import_x(&env, "1234");
+    forget(&env, "client_id");
+    let daemon = crate::cli::start_daemon(&env);
+    let mut seen = Vec::new();
+    let line = loop {
+        let l = daemon
+            .logs
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no 'where socialsyncer stands' line: {seen:#?}"));
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap_or_default();
+        if v["message"] == "where socialsyncer stands" {
+            break v;
+        }
+        seen.push(l);
+    };
+    assert_eq!(line["config"], env.config.display().to_string(), "{line}");
+    assert!(
+        line["database"].as_str().unwrap().ends_with("state/socialsyncer.db"),
+        "{line}"
+    );
+    assert_eq!(line["accounts"], "twitter 1", "{line}");
+    assert_eq!(line["without_credentials"], "twitter", "{line}");
+    assert!(
+        socialsyncer::domain::parse_rfc3339(line["next_sweep"].as_str().unwrap()).is_ok(),
+        "{line}"
+    );
+    assert_eq!(line["metrics"], format!("http://{}/metrics", daemon.metrics), "{line}");
+}
