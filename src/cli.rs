@@ -84,6 +84,13 @@ pub enum Command {
     /// Notifications.
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Print a shell completion script: bash, zsh or fish (the .deb installs them).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `socialsyncer man | man -l -`.
+    Man,
     /// Start simulated platforms and a daemon with sample accounts; print a key and URLs.
     #[cfg(feature = "simulator")]
     Demo {
@@ -193,6 +200,32 @@ fn parse() -> Cli {
 pub fn main() -> ExitCode {
     crate::crypto::install_tls_provider();
     let cli = parse();
+    // What only prints the command line's own shape needs no configuration.
+    let printed = match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "socialsyncer", &mut buf);
+            Some(buf)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .map(|()| buf)
+                .ok()
+        }
+        _ => None,
+    };
+    if let Some(text) = printed {
+        use std::io::Write;
+        // A reader that stops early (`| head`) is not an error.
+        return match std::io::stdout().write_all(&text) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitCode::FAILURE,
+            _ => ExitCode::SUCCESS,
+        };
+    }
     #[cfg(feature = "simulator")]
     if let Command::Demo { .. } = cli.command {
         // The demo runs on a throwaway configuration of its own: a --config would be
@@ -307,6 +340,7 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
         #[cfg(feature = "simulator")]
         Command::Bench(b) => bench::run(b).await?,
         Command::Accounts(cmd) => accounts_cli::run(cmd, config).await?,
+        Command::Completions { .. } | Command::Man => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -247,6 +247,11 @@ if pid == 0:
 out = b""
 while b"input hidden" not in out:
     out += os.read(fd, 1024)
+# Typed once the terminal's echo is off, as a person would (a prompt that never turns it
+# off fails here, by the alarm).
+import termios, time
+while termios.tcgetattr(fd)[3] & termios.ECHO:
+    time.sleep(0.01)
 os.write(fd, token.encode() + b"\n")
 while True:
     try:
@@ -310,4 +315,36 @@ fn serve_says_where_it_stands_at_start() {
         "{line}"
     );
     assert_eq!(line["metrics"], format!("http://{}/metrics", daemon.metrics), "{line}");
+}
+
+/// Item 6: `completions bash|zsh|fish` and `man` print what the package ships, with no
+/// configuration; another shell is refused.
+#[test]
+fn completions_and_the_man_page_are_printed_without_a_configuration() {
+    let bin = env!("CARGO_BIN_EXE_socialsyncer");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .env("SOCIALSYNCER_CONFIG", "/nonexistent/socialsyncer.toml")
+            .output()
+            .unwrap()
+    };
+    for (shell, want) in [
+        ("bash", "complete -F _socialsyncer"),
+        ("zsh", "#compdef socialsyncer"),
+        ("fish", "complete -c socialsyncer"),
+    ] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(
+            script.contains(want) && script.contains("accounts"),
+            "{shell}: {script}"
+        );
+    }
+    let out = run(&["man"]);
+    assert!(out.status.success());
+    let page = text(&out.stdout);
+    assert!(page.contains(".TH socialsyncer 1") && page.contains("serve"), "{page}");
+    assert_eq!(run(&["completions", "tcsh"]).status.code(), Some(2));
 }
