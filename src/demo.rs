@@ -156,7 +156,7 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
          \x20 curl -X DELETE -H 'Authorization: Bearer {k}' {base}/v1/accounts/tiktok/723f24d7-e717-40f8-a2b6-cb8464cd23b4\n\
          \x20 curl {base}/healthz\n\
          \x20 curl {base}/metrics          (Prometheus metrics)\n\
-         \x20 curl {base}/v1/openapi.json  (the API's OpenAPI document)\n\n\
+         \x20 curl {base}/v1/openapi.json  (the API's OpenAPI document; {base}/docs in a browser)\n\n\
          Connect simulated accounts in a browser (each link single-use, for an hour):\n\
          \x20 an X account:        {}\n\
          \x20 Facebook Pages:      {} (you choose the Pages on socialsyncer's page)\n\

@@ -32,6 +32,15 @@ button{font:inherit;border-radius:8px;padding:.6rem 1.1rem;border:1px solid var(
 background:var(--accent);color:var(--accent-fg);cursor:pointer}\
 button.secondary{background:transparent;color:var(--fg);border-color:var(--line)}\
 footer{margin-top:1rem;font-size:.85rem;color:var(--muted);text-align:center}\
+main.wide{max-width:64rem;overflow-wrap:anywhere}\
+table{border-collapse:collapse;width:100%;table-layout:fixed;font-size:.9rem;margin:.5rem 0}\
+th,td{border-top:1px solid var(--line);padding:.35rem .5rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
+@media (max-width:480px){table{font-size:.8rem}th,td{padding:.3rem .25rem}}\
+code,pre{font:.85rem/1.45 ui-monospace,SFMono-Regular,Menlo,monospace;overflow-wrap:anywhere}\
+pre{overflow-x:auto;background:var(--bg);border:1px solid var(--line);border-radius:8px;padding:.75rem}\
+section.op{border-top:1px solid var(--line);margin-top:1.5rem;padding-top:.5rem}\
+h2{font-size:1.1rem;margin:1rem 0 .5rem}h3{font-size:1rem;margin:1rem 0 .25rem}\
+.method{display:inline-block;min-width:4rem;font-weight:700;color:var(--accent)}\
 @media (max-width:480px){main{margin:1rem auto}.card{padding:1rem}.actions button{flex:1}}";
 
 /// The Content-Security-Policy of every page: nothing but the stylesheet above, no script,
@@ -63,15 +72,24 @@ pub fn esc(s: &str) -> String {
 /// A whole page: `title` is escaped here; `body` is HTML the caller built from escaped text.
 /// `class` is the card's (`ok`, `bad` or empty).
 pub fn document(status: StatusCode, title: &str, class: &str, body: &str) -> Response {
-    let html = format!(
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html_page(title, class, "", body),
+    )
+        .into_response()
+}
+
+/// The HTML of a page; `main_class` widens it (`wide`: reference pages).
+pub fn html_page(title: &str, class: &str, main_class: &str, body: &str) -> String {
+    format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <meta name=\"referrer\" content=\"no-referrer\"><title>{t} · socialsyncer</title>\
-         <style>{CSS}</style></head><body><main><div class=\"card {class}\"><h1>{t}</h1>{body}</div>\
+         <style>{CSS}</style></head><body><main class=\"{main_class}\"><div class=\"card {class}\"><h1>{t}</h1>{body}</div>\
          <footer>socialsyncer</footer></main></body></html>",
         t = esc(title),
-    );
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+    )
 }
 
 /// A page of one paragraph of plain text.

@@ -5,6 +5,7 @@ mod audit;
 pub mod cache;
 pub mod connect;
 pub mod custody;
+pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod html;
@@ -279,6 +280,7 @@ pub fn router(state: ApiState) -> Router {
     }
     router
         .route("/v1/openapi.json", get(openapi::serve))
+        .route("/docs", get(docs::serve))
         .route("/v1/accounts", get(lists::list).post(accounts::register))
         .route("/v1/accounts/health", get(lists::health))
         .route(

@@ -2,12 +2,13 @@
 // headless Chromium: fails when the phone has to scroll sideways, when any element is wider
 // than the phone's screen, or when the viewport tag is missing; saves both screenshots.
 //
-// Usage: node email.cjs <chromium> <email.html> <out dir>
+// Usage: node email.cjs <chromium> <page.html> <out dir> [name, default email]
+// (also used for the /docs page, which must read on a phone too)
 // (NODE_PATH names the node_modules folder that has puppeteer-core.)
 const puppeteer = require("puppeteer-core");
 const path = require("path");
 
-const [chromium, file, out] = process.argv.slice(2);
+const [chromium, file, out, name = "email"] = process.argv.slice(2);
 
 function fail(msg) {
   console.error("email render failed: " + msg);
@@ -42,7 +43,7 @@ function fail(msg) {
       });
       if (m.scroll > m.width) fail(`${label}: the page scrolls sideways (${m.scroll} px in ${m.width} px)`);
       if (m.wide.length) fail(`${label}: wider than the screen: ${m.wide.join("; ")}`);
-      const shot = path.join(out, `email-${label}.png`);
+      const shot = path.join(out, `${name}-${label}.png`);
       await page.screenshot({ path: shot, fullPage: true });
       console.log("screenshot " + shot);
     }

@@ -134,6 +134,23 @@ fn the_alert_email_reads_on_a_phone_in_headless_chromium() {
             "email-{width}.png: a screenshot"
         );
     }
+    // Issue 25 item 7: the /docs page, rendered the same way (its headers are checked in
+    // `operator::the_docs_page_renders_the_openapi_document`).
+    let docs = dir.path().join("docs.html");
+    let page = socialsyncer::api::docs::render(socialsyncer::api::openapi::document());
+    std::fs::write(&docs, page).unwrap();
+    let run = Command::new("node")
+        .arg(format!("{root}/tests/browser/email.cjs"))
+        .args([chromium.as_str(), &docs.display().to_string(), &shots, "docs"])
+        .env("NODE_PATH", &node_modules)
+        .output()
+        .expect("node runs");
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
 }
 
 #[test]

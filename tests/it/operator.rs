@@ -348,3 +348,78 @@ fn completions_and_the_man_page_are_printed_without_a_configuration() {
     assert!(page.contains(".TH socialsyncer 1") && page.contains("serve"), "{page}");
     assert_eq!(run(&["completions", "tcsh"]).status.code(), Some(2));
 }
+
+/// Item 7: `/docs` is the OpenAPI document rendered on the server (no script, the strict
+/// policy, every operation and schema), and the document has examples for the three core
+/// routes, enums on `platform` and `health`, and the 304, 403 and 429 answers with their
+/// headers.
+#[tokio::test]
+async fn the_docs_page_renders_the_openapi_document() {
+    let app = crate::common::spawn_app().await;
+    let r = app.http.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(
+        csp.starts_with("default-src 'none'") && !csp.contains("script"),
+        "{csp}"
+    );
+    let page = r.text().await.unwrap();
+    assert!(!page.to_lowercase().contains("<script"), "no script");
+    let doc: serde_json::Value = app
+        .http
+        .get(app.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (_, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap();
+            assert!(page.contains(&format!("id=\"op-{id}\"")), "{path} {id} on the page");
+        }
+    }
+    for name in doc["components"]["schemas"].as_object().unwrap().keys() {
+        assert!(
+            page.contains(&format!("id=\"schema-{name}\"")),
+            "schema {name} on the page"
+        );
+    }
+    let list = &doc["paths"]["/v1/accounts"]["get"];
+    assert!(list["responses"]["304"]["headers"]["ETag"].is_object(), "{list}");
+    assert!(list["responses"]["429"]["headers"]["Retry-After"].is_object(), "{list}");
+    assert!(list["responses"]["403"].is_object(), "{list}");
+    let platform = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "platform")
+        .unwrap();
+    assert!(
+        platform["schema"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("x")),
+        "{platform}"
+    );
+    let health = &doc["paths"]["/v1/accounts/health"]["get"];
+    let h = health["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "health")
+        .unwrap();
+    assert_eq!(h["schema"]["enum"].as_array().map(Vec::len), Some(4), "{h}");
+    for path in [
+        "/v1/accounts",
+        "/v1/accounts/health",
+        "/v1/accounts/{platform}/{accountId}",
+    ] {
+        let example = &doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["example"];
+        assert!(example.is_object(), "{path}: an example");
+    }
+    // The keyless routes get no 403 or 429.
+    assert!(doc["paths"]["/healthz"]["get"]["responses"]["429"].is_null());
+    app.stop().await;
+}
