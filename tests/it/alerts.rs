@@ -364,6 +364,72 @@ fn promtool() -> Option<std::path::PathBuf> {
     found
 }
 
+/// Issue 25 item 9: every query of the Grafana dashboard (`config/grafana/socialsyncer.json`)
+/// names only series in `names` (what a daemon with accounts in every state emits), groups
+/// only by labels those series carry, and parses as PromQL (promtool checks them as
+/// recording rules).
+fn dashboard_uses_only_emitted_series(names: &std::collections::BTreeSet<String>, scrape: &str) {
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("config/grafana/socialsyncer.json").unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(exprs.len() >= 15, "the dashboard has its queries: {}", exprs.len());
+    let series = ["socialsyncer_", "process_"];
+    for e in &exprs {
+        let words: Vec<&str> = e
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| series.iter().any(|s| w.starts_with(s)))
+            .collect();
+        assert!(!words.is_empty(), "{e}: names no series");
+        for used in words {
+            assert!(
+                names.contains(used),
+                "the dashboard uses {used}, which the daemon never emits: {e}"
+            );
+        }
+        // Each `by (...)` label is on some series of the scrape (or added by Prometheus).
+        for clause in e.split("by (").skip(1) {
+            for label in clause.split(')').next().unwrap().split(',').map(str::trim) {
+                assert!(
+                    matches!(label, "le" | "instance" | "job") || scrape.contains(&format!("{label}=\"")),
+                    "the dashboard groups by '{label}', which no series carries: {e}"
+                );
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rules: String = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            format!(
+                "      - record: dashboard:query_{i}\n        expr: '{}'\n",
+                e.replace('\'', "''")
+            )
+        })
+        .collect();
+    let file = dir.path().join("dashboard.yml");
+    std::fs::write(&file, format!("groups:\n  - name: dashboard\n    rules:\n{rules}")).unwrap();
+    if let Some(promtool) = promtool() {
+        let out = std::process::Command::new(promtool)
+            .arg("check")
+            .arg("rules")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the dashboard's queries do not parse: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// The alert rules, evaluated by promtool on series scraped from a running daemon (as two
 /// daemons sharing its database would export them: every series twice, once per target) whose
 /// accounts are in every state: each rule fires exactly for the accounts the API says need
@@ -516,6 +582,8 @@ async fn alert_rules_on_a_real_scrape() {
             );
         }
     }
+
+    dashboard_uses_only_emitted_series(&names, &scrape);
 
     let eval = 20 * 60;
     let mut expected: std::collections::BTreeMap<&str, Vec<(String, String)>> = Default::default();
