@@ -119,6 +119,9 @@ pub enum ConfigCommand {
     /// length, the database reachable), then print the effective configuration with secrets
     /// redacted. Exit 0 when everything is usable, 2 otherwise.
     Check,
+    /// Print every configuration key with its default, whether a reload applies it, and what
+    /// it does (Markdown: docs/configuration.md).
+    Reference,
 }
 
 /// `keys` subcommands.
@@ -208,6 +211,7 @@ pub fn main() -> ExitCode {
             clap_complete::generate(*shell, &mut Cli::command(), "socialsyncer", &mut buf);
             Some(buf)
         }
+        Command::Config(ConfigCommand::Reference) => Some(crate::config::reference().into_bytes()),
         Command::Man => {
             use clap::CommandFactory;
             let mut buf = Vec::new();
@@ -340,7 +344,7 @@ pub async fn run_from(command: Command, config: Config, source: Option<(PathBuf,
         #[cfg(feature = "simulator")]
         Command::Bench(b) => bench::run(b).await?,
         Command::Accounts(cmd) => accounts_cli::run(cmd, config).await?,
-        Command::Completions { .. } | Command::Man => {}
+        Command::Completions { .. } | Command::Man | Command::Config(ConfigCommand::Reference) => {}
     }
     Ok(ExitCode::SUCCESS)
 }

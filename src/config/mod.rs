@@ -19,12 +19,14 @@ pub use connect::ConnectConfig;
 mod load;
 pub use custody::{AccountsConfig, TokensConfig};
 mod platforms;
+mod reference;
 mod reload;
 pub use reload::differing_keys;
 
 pub use crate::domain::InstagramLogin;
 pub use load::{read_secret_file, resolve_credential_path};
 pub use platforms::*;
+pub use reference::{reference, reloads_live};
 
 /// The example configuration shipped in `config/socialsyncer.toml`, embedded in the binary.
 pub const EXAMPLE_CONFIG: &str = include_str!("../../config/socialsyncer.toml");

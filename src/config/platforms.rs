@@ -95,7 +95,8 @@ pub struct PlatformConfig {
     pub login_base_url: Option<String>,
     /// Permissions an account needs for publishing; a missing one makes it unhealthy.
     pub required_permissions: Option<Vec<String>>,
-    /// Checks per second sent to this platform during sweeps; 0 means no limit.
+    /// Checks per second sent to this platform during sweeps; 0 means no limit (default 20,
+    /// TikTok 8: under its 600 user-info calls a minute per app).
     pub rate_limit: Option<f64>,
     /// The platform's authorization page for connect links (default: the documented one;
     /// see `src/platforms/README.md`).
@@ -104,7 +105,8 @@ pub struct PlatformConfig {
     pub connect_scopes: Option<Vec<String>>,
     /// Refresh tokens automatically where the platform allows it (default true).
     pub auto_refresh: Option<bool>,
-    /// How long before the access token expires it is refreshed.
+    /// How long before the access token expires it is refreshed (default 14 days for 60-day
+    /// Instagram and Threads tokens, 1 hour for TikTok, 45 minutes for X).
     pub refresh_before: Option<HumanDuration>,
     /// Graph platforms (facebook, instagram, threads): how long to stop calling the platform
     /// once `X-App-Usage` reports the app's shared quota above 90 % (default 10 minutes).

@@ -101,3 +101,26 @@ fn the_tests_take_scopes_from_the_documentation_not_from_the_simulator() {
         found.join("\n")
     );
 }
+
+/// Issue 25 item 8: `docs/configuration.md` is what `socialsyncer config reference` prints
+/// now: a config key added or redocumented without regenerating it fails here.
+#[test]
+fn the_configuration_reference_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
+    let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+    let now = socialsyncer::config::reference();
+    assert!(
+        on_disk == now,
+        "docs/configuration.md is stale: regenerate it with `cargo run -q -- config reference > docs/configuration.md`"
+    );
+    for key in [
+        "listen",
+        "smtp_url",
+        "rate_limit",
+        "login_base_url",
+        "public_url",
+        "default_custody",
+    ] {
+        assert!(now.contains(&format!("| `{key}` |")), "{key} is in the reference");
+    }
+}
