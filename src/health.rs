@@ -2,6 +2,8 @@
 //! policy, decide the health, recommendations and the next check time. No I/O.
 
 use crate::domain::{Account, Health, HealthState, UnixTime, rfc3339};
+
+pub mod timeline;
 use crate::platforms::{CheckOutcome, Expiry, InvalidReason, Transient, ValidToken};
 
 const HOUR: i64 = 3_600;

@@ -132,6 +132,8 @@ pub async fn sweep(state: &Sweeper, cancel: &CancellationToken) -> Result<SweepR
     }
     let cutoff = state.clock.now() - state.config().health.history_retention.secs();
     report.pruned = state.store.prune_history(cutoff).await?;
+    let kept = state.clock.now() - state.config().health.transitions_retention.secs();
+    report.pruned += state.store.prune_transitions(kept).await?;
     report.duration = started.elapsed();
     state.metrics.sweep_finished(state.clock.now());
     state.alerts_due.notify_one();

@@ -13,6 +13,7 @@ pub mod limit;
 pub mod lists;
 pub mod notifications;
 pub mod openapi;
+pub mod timeline;
 
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -298,6 +299,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/connect", post(connect::start))
         .route("/v1/accounts/{platform}/{account_id}/check", post(accounts::check_now))
         .route("/v1/accounts/{platform}/{account_id}/history", get(accounts::history))
+        .route("/v1/accounts/{platform}/{account_id}/timeline", get(timeline::timeline))
         .route(
             "/v1/notifications",
             get(notifications::show).put(notifications::replace),

@@ -18,6 +18,7 @@ use super::{accounts, lists};
         accounts::register,
         accounts::check_now,
         accounts::history,
+        super::timeline::timeline,
         accounts::disconnect,
         super::custody::token,
         super::custody::credentials,

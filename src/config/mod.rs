@@ -62,6 +62,11 @@ impl<'de> Deserialize<'de> for HumanDuration {
 
 impl Serialize for HumanDuration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Whole days as days ("400days"), not as humantime's years of 365.25 days.
+        let secs = self.0.as_secs();
+        if secs >= 86_400 && secs.is_multiple_of(86_400) && self.0.subsec_nanos() == 0 {
+            return s.serialize_str(&format!("{}days", secs / 86_400));
+        }
         s.serialize_str(&humantime::format_duration(self.0).to_string())
     }
 }
@@ -368,6 +373,9 @@ pub struct HealthConfig {
     pub stale_after: HumanDuration,
     /// History rows older than this are pruned.
     pub history_retention: HumanDuration,
+    /// Health transitions (the timeline, incidents and availability) older than this are
+    /// pruned; longer than the raw check history.
+    pub transitions_retention: HumanDuration,
     /// A "check now" within this long of the account's last check answers that check's
     /// result (with an `X-Check-Cooldown` header) instead of calling the platform again.
     pub check_now_cooldown: HumanDuration,
@@ -383,6 +391,7 @@ impl Default for HealthConfig {
             check_interval: HumanDuration(Duration::from_secs(6 * 3_600)),
             stale_after: HumanDuration(Duration::from_secs(24 * 3_600)),
             history_retention: HumanDuration(Duration::from_secs(30 * 86_400)),
+            transitions_retention: HumanDuration(Duration::from_secs(400 * 86_400)),
             check_now_cooldown: HumanDuration(Duration::from_secs(10)),
             check_now_share: 0.25,
         }

@@ -50,6 +50,7 @@ impl Store {
                 q.push(") AS v WHERE account_health.account_ref = v.column1");
                 q.build().execute(&mut *tx).await?;
             }
+            insert_transitions!(tx, &changed);
             for chunk in changed.chunks(UPDATE_CHUNK) {
                 let mut q = QueryBuilder::<Db>::new(
                     "UPDATE account_health SET health = v.column2, token_valid = v.column3, needs_reconnect = v.column4, \

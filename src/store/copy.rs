@@ -6,13 +6,14 @@ use super::*;
 
 /// The tables to copy, parents before children. Heartbeats, refresh leases and platform
 /// holds belong to running daemons and are not copied.
-const TABLES: [&str; 13] = [
+const TABLES: [&str; 14] = [
     "workspaces",
     "api_keys",
     "accounts",
     "credentials",
     "account_health",
     "health_history",
+    "health_transitions",
     "alert_outbox",
     "alert_deliveries",
     "workspace_recipients",

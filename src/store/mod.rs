@@ -173,7 +173,7 @@ mod types;
 #[macro_use]
 mod alerts;
 #[macro_use]
-mod history;
+pub(crate) mod history;
 mod accounts;
 mod audit;
 pub use audit::{AuditEvent, NewAuditEvent};

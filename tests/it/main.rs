@@ -22,4 +22,5 @@ mod operator;
 mod platforms;
 mod postgres;
 mod scheduler;
+mod status;
 mod webhooks;

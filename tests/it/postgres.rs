@@ -782,3 +782,49 @@ fn postgresql_over_tls_connects_with_require_and_verify_full_and_refuses_a_wrong
         assert!(!stderr.contains("SQLx was built without TLS"), "{stderr}");
     }
 }
+
+/// Issue 26 item 1: a health change is one transition even when two daemons checked the same
+/// account and record their results at once (both saw it `unknown`, both found it
+/// unhealthy): the second finds the change already written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_two_daemons_record_at_once_is_one_transition() {
+    if !have_postgres("a_change_two_daemons_record_at_once_is_one_transition") {
+        return;
+    }
+    let url = fresh_postgres_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let toml = config_toml(dir.path(), &sim, &url, "[schedule]\ncron = \"\"");
+    let a = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    let b = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    let ws = a.store.ensure_workspace("acme", domain::now()).await.unwrap();
+    let accounts: Vec<NewAccount> = (0..20)
+        .map(|i| {
+            let id = format!("{}", 7_000 + i);
+            let spec = TokenSpec {
+                state: TokenState::Revoked,
+                ..TokenSpec::valid(Platform::Threads, &id)
+            };
+            new_account(&a, &sim, ws, Platform::Threads, &id, spec).0
+        })
+        .collect();
+    a.store.insert_accounts(&accounts).await.unwrap();
+    for account in a.store.all_accounts(None).await.unwrap() {
+        let (ca, cb) = tokio::join!(
+            socialsyncer::checks::check(&a.checker, account.clone()),
+            socialsyncer::checks::check(&b.checker, account.clone())
+        );
+        let (ua, ub) = (ca.unwrap().update, cb.unwrap().update);
+        assert_eq!(ua.state.health, socialsyncer::domain::Health::Unhealthy);
+        let (ra, rb) = tokio::join!(
+            a.store.record_checks(std::slice::from_ref(&ua)),
+            b.store.record_checks(std::slice::from_ref(&ub))
+        );
+        ra.unwrap();
+        rb.unwrap();
+        let t = a.store.transitions(account.id, 0).await.unwrap();
+        assert_eq!(t.len(), 1, "{}: {t:?}", account.account_id);
+    }
+    a.store.close().await;
+    b.store.close().await;
+}

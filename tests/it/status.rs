@@ -1,0 +1,82 @@
+//! Seeing health (issue 26): transitions written with the checks that cause them, one
+//! account's timeline with its incidents and availability, on the test clock.
+
+use serde_json::Value;
+use socialsyncer::domain::{self, Platform};
+use socialsyncer::simulator::{TokenSpec, TokenState};
+
+use crate::common::spawn_app;
+
+/// Item 1: one transition per change (none for a check that changes nothing), with the
+/// reason that caused it; the incident it opened and closed; availability over the known
+/// time, saying "since" for an account younger than the window.
+#[tokio::test]
+async fn transitions_make_a_timeline_with_incidents_and_availability() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let (issued, v) = app
+        .connect(
+            &key,
+            Platform::Facebook,
+            "2000000000000071",
+            TokenSpec::valid(Platform::Facebook, "0"),
+        )
+        .await;
+    assert_eq!(v["health"], "healthy", "{v}");
+    let connected = domain::parse_rfc3339(v["connectedAt"].as_str().unwrap()).unwrap();
+    let check = || async {
+        let (s, v) = app
+            .post(&key, "/v1/accounts/facebook/2000000000000071/check", &Value::Null)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v
+    };
+    app.state.clock.advance(86_400);
+    app.sim.update(&issued.access_token, |t| t.state = TokenState::Revoked);
+    assert_eq!(check().await["health"], "unhealthy");
+    app.state.clock.advance(3_600);
+    assert_eq!(check().await["health"], "unhealthy", "no change: no transition");
+    app.state.clock.advance(11 * 3_600);
+    app.sim.update(&issued.access_token, |t| t.state = TokenState::Valid);
+    assert_eq!(check().await["health"], "healthy");
+    app.state.clock.advance(12 * 3_600);
+
+    let (s, t) = app.get(&key, "/v1/accounts/facebook/2000000000000071/timeline").await;
+    assert_eq!(s, 200, "{t}");
+    let moves: Vec<(&str, &str)> = t["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["from"].as_str().unwrap(), x["to"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("unknown", "healthy"),
+            ("healthy", "unhealthy"),
+            ("unhealthy", "healthy")
+        ],
+        "{t}"
+    );
+    let broke = &t["transitions"][1];
+    assert_eq!(broke["needsPerson"], true, "{t}");
+    assert!(!broke["reason"].as_str().unwrap().is_empty(), "the cause: {t}");
+    let incidents = t["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "{t}");
+    let (start, end) = (
+        domain::parse_rfc3339(incidents[0]["start"].as_str().unwrap()).unwrap(),
+        domain::parse_rfc3339(incidents[0]["end"].as_str().unwrap()).unwrap(),
+    );
+    assert_eq!(
+        (start - connected, end - connected),
+        (86_400, 86_400 + 12 * 3_600),
+        "{t}"
+    );
+    assert_eq!(incidents[0]["cause"], broke["reason"]);
+    // Two days known, half a day of them unhealthy: 75 %, since the account was connected.
+    for a in t["availability"].as_array().unwrap() {
+        assert_eq!(a["percent"].as_f64(), Some(75.0), "{a}");
+        assert_eq!(a["since"].as_str(), Some(domain::rfc3339(connected).as_str()), "{a}");
+    }
+    app.stop().await;
+}
