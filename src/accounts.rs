@@ -205,7 +205,7 @@ pub async fn register(
         refresh_token: reg.refresh_token.as_ref().map(|t| state.sealer.seal(&ctx, t)),
         token_expires_at: reg.expires_at,
         scopes: reg.scopes.clone(),
-        connected_at: domain::now(),
+        connected_at: state.clock.now(),
         custody: reg.custody.unwrap_or(state.config().accounts.default_custody),
         instagram_login: reg.instagram_login,
     };

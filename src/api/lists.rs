@@ -130,8 +130,13 @@ impl Paging {
 /// and bound to the query it continues: opaque (no row ID shows) and authenticated (a
 /// cursor this API did not give, or gave for another workspace or filter, does not open).
 pub(super) fn encode_cursor(sealer: &Sealer, query: &str, id: i64) -> String {
+    encode_position(sealer, query, &id.to_string())
+}
+
+/// As [`encode_cursor`], for a position that is more than a row ID (the events feed's).
+pub(super) fn encode_position(sealer: &Sealer, query: &str, position: &str) -> String {
     use base64::Engine;
-    let sealed = sealer.seal(&cursor_context(query), &SecretString::from(id.to_string()));
+    let sealed = sealer.seal(&cursor_context(query), &SecretString::from(position.to_owned()));
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
 }
 
@@ -143,19 +148,26 @@ fn cursor_context(query: &str) -> String {
 const MAX_CURSOR: usize = 128;
 
 pub(super) fn decode_cursor(sealer: &Sealer, query: &str, c: &str) -> Result<i64, ApiError> {
+    decode_position(sealer, query, c)?.parse().map_err(|_| invalid_cursor())
+}
+
+fn invalid_cursor() -> ApiError {
+    ApiError::bad_request(
+        "invalid_cursor",
+        "cursor is not a nextCursor this API gave for this query; start again without it",
+    )
+}
+
+/// As [`decode_cursor`], for a position that is more than a row ID.
+pub(super) fn decode_position(sealer: &Sealer, query: &str, c: &str) -> Result<String, ApiError> {
     use base64::Engine;
     let c = c.trim();
     (c.len() <= MAX_CURSOR)
         .then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok())
         .flatten()
         .and_then(|b| sealer.open(&cursor_context(query), &b).ok())
-        .and_then(|s| s.expose_secret().parse().ok())
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_cursor",
-                "cursor is not a nextCursor this API gave for this query; start again without it",
-            )
-        })
+        .map(|s| s.expose_secret().to_owned())
+        .ok_or_else(invalid_cursor)
 }
 
 /// One page (`limit` rows after `after`) and the cursor of the next, if there is one.

@@ -7,6 +7,7 @@ pub mod connect;
 pub mod custody;
 pub mod docs;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod html;
 pub mod limit;
@@ -296,6 +297,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::put(custody::credentials),
         )
         .route("/v1/audit", get(custody::audit_list))
+        .route("/v1/events", get(events::events))
         .route("/v1/connect", post(connect::start))
         .route("/v1/accounts/{platform}/{account_id}/check", post(accounts::check_now))
         .route("/v1/accounts/{platform}/{account_id}/history", get(accounts::history))

@@ -19,6 +19,7 @@ use super::{accounts, lists};
         accounts::check_now,
         accounts::history,
         super::timeline::timeline,
+        super::events::events,
         accounts::disconnect,
         super::custody::token,
         super::custody::credentials,

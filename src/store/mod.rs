@@ -181,6 +181,8 @@ mod checks;
 mod connect;
 pub use connect::ConnectSession;
 mod copy;
+mod events;
+pub use events::{EventFilter, EventRow};
 mod credentials;
 mod instances;
 mod webhooks;

@@ -108,49 +108,37 @@ fn the_alert_email_reads_on_a_phone_in_headless_chromium() {
             None,
         ),
     ];
-    let (_, _, html) = socialsyncer::alerts::email::compose("acme", &events, "ops-1.example.com");
+    let (_, _, email) = socialsyncer::alerts::email::compose("acme", &events, "ops-1.example.com");
+    // Issue 25 item 7: the /docs page, rendered the same way (its headers are checked in
+    // `operator::the_docs_page_renders_the_openapi_document`).
+    let docs = socialsyncer::api::docs::render(socialsyncer::api::openapi::document());
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("email.html");
-    std::fs::write(&file, &html).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let shots = format!("{root}/target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let run = Command::new("node")
-        .arg(format!("{root}/tests/browser/email.cjs"))
-        .args([chromium.as_str(), &file.display().to_string(), &shots])
-        .env("NODE_PATH", &node_modules)
-        .output()
-        .expect("node runs");
-    assert!(
-        run.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    for width in ["phone", "desktop"] {
-        let png = std::fs::read(format!("{shots}/email-{width}.png")).unwrap_or_default();
+    for (name, html) in [("email", email), ("docs", docs)] {
+        let file = dir.path().join(format!("{name}.html"));
+        std::fs::write(&file, &html).unwrap();
+        let run = Command::new("node")
+            .arg(format!("{root}/tests/browser/email.cjs"))
+            .args([chromium.as_str(), &file.display().to_string(), &shots, name])
+            .env("NODE_PATH", &node_modules)
+            .output()
+            .expect("node runs");
         assert!(
-            png.starts_with(b"\x89PNG") && png.len() > 5_000,
-            "email-{width}.png: a screenshot"
+            run.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
         );
+        for width in ["phone", "desktop"] {
+            let png = std::fs::read(format!("{shots}/{name}-{width}.png")).unwrap_or_default();
+            assert!(
+                png.starts_with(b"\x89PNG") && png.len() > 5_000,
+                "{name}-{width}.png: a screenshot"
+            );
+        }
     }
-    // Issue 25 item 7: the /docs page, rendered the same way (its headers are checked in
-    // `operator::the_docs_page_renders_the_openapi_document`).
-    let docs = dir.path().join("docs.html");
-    let page = socialsyncer::api::docs::render(socialsyncer::api::openapi::document());
-    std::fs::write(&docs, page).unwrap();
-    let run = Command::new("node")
-        .arg(format!("{root}/tests/browser/email.cjs"))
-        .args([chromium.as_str(), &docs.display().to_string(), &shots, "docs"])
-        .env("NODE_PATH", &node_modules)
-        .output()
-        .expect("node runs");
-    assert!(
-        run.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
 }
 
 #[test]

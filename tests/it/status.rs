@@ -78,5 +78,76 @@ async fn transitions_make_a_timeline_with_incidents_and_availability() {
         assert_eq!(a["percent"].as_f64(), Some(75.0), "{a}");
         assert_eq!(a["since"].as_str(), Some(domain::rfc3339(connected).as_str()), "{a}");
     }
+
+    // Item 2: the workspace's events, newest first, in the webhooks' event types, paged.
+    let (s, all) = app.get(&key, "/v1/events").await;
+    assert_eq!(s, 200, "{all}");
+    let events = all["events"].as_array().unwrap().clone();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "account.health_changed").count(),
+        3,
+        "{all}"
+    );
+    assert!(
+        types.contains(&"account.needs_reconnect") && types.contains(&"account.recovered"),
+        "{all}"
+    );
+    let times: Vec<i64> = events
+        .iter()
+        .map(|e| domain::parse_rfc3339(e["occurredAt"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {all}");
+    let mut walked = Vec::new();
+    let mut path = "/v1/events?limit=2".to_owned();
+    loop {
+        let (s, page) = app.get(&key, &path).await;
+        assert_eq!(s, 200, "{page}");
+        walked.extend(page["events"].as_array().unwrap().iter().map(|e| e["id"].clone()));
+        match page["nextCursor"].as_str() {
+            Some(c) => path = format!("/v1/events?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        walked,
+        events.iter().map(|e| e["id"].clone()).collect::<Vec<_>>(),
+        "pages walk it all once"
+    );
+    let (_, first) = app.get(&key, "/v1/events?limit=1").await;
+    let c = first["nextCursor"].as_str().unwrap();
+    let (s, v) = app
+        .get(&key, &format!("/v1/events?limit=1&platform=twitter&cursor={c}"))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_cursor")),
+        "a cursor of another query: {v}"
+    );
+    let (_, v) = app
+        .get(&key, "/v1/events?platform=facebook&account=2000000000000071")
+        .await;
+    assert_eq!(v["events"].as_array().unwrap().len(), events.len(), "{v}");
+    let (_, v) = app.get(&key, "/v1/events?platform=twitter").await;
+    assert!(v["events"].as_array().unwrap().is_empty(), "{v}");
+    let since = domain::rfc3339(connected + 86_400);
+    let (_, v) = app.get(&key, &format!("/v1/events?since={since}")).await;
+    assert!(
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["occurredAt"].as_str().unwrap() >= since.as_str()),
+        "{v}"
+    );
+    assert!(v["events"].as_array().unwrap().len() < events.len(), "{v}");
+    let other = app.key("globex").await;
+    let (_, v) = app.get(&other, "/v1/events").await;
+    assert!(
+        v["events"].as_array().unwrap().is_empty(),
+        "another workspace's events never show: {v}"
+    );
+    let (s, _) = app.get(&key, "/v1/events?account=2000000000000071").await;
+    assert_eq!(s, 400, "an account needs its platform");
     app.stop().await;
 }
