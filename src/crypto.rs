@@ -41,6 +41,24 @@ pub fn generate_api_key() -> NewApiKey {
     }
 }
 
+/// A new share token of a status page: `st_` and 48 hex digits (192 bits), stored hashed
+/// as API keys are.
+pub fn generate_share_token() -> NewApiKey {
+    let mut bytes = [0u8; 24];
+    OsRng.fill_bytes(&mut bytes);
+    let token = format!("st_{}", hex::encode(bytes));
+    NewApiKey {
+        prefix: token[..KEY_PREFIX_LEN].to_owned(),
+        hash: hash_api_key(&token),
+        secret: SecretString::from(token),
+    }
+}
+
+/// Whether `token` has the shape of a share token (so garbage never reaches the store).
+pub fn looks_like_share_token(token: &str) -> bool {
+    token.len() == 3 + 48 && token.starts_with("st_") && token[3..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The stored form of an API key: hex SHA-256. Keys have 192 bits of entropy, so a fast hash
 /// is enough; a slow password hash would only slow every request.
 pub fn hash_api_key(key: &str) -> String {

@@ -14,6 +14,7 @@ pub mod limit;
 pub mod lists;
 pub mod notifications;
 pub mod openapi;
+pub mod status;
 pub mod timeline;
 
 use axum::http::{StatusCode, header};
@@ -298,6 +299,13 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/audit", get(custody::audit_list))
         .route("/v1/events", get(events::events))
+        .route("/v1/status-links", get(status::list).post(status::create))
+        .route("/v1/status-links/{prefix}", axum::routing::delete(status::revoke))
+        .route("/status/{token}/badge.svg", get(status::workspace_badge))
+        .route(
+            "/status/{token}/{platform}/{account_id}/badge.svg",
+            get(status::account_badge),
+        )
         .route("/v1/connect", post(connect::start))
         .route("/v1/accounts/{platform}/{account_id}/check", post(accounts::check_now))
         .route("/v1/accounts/{platform}/{account_id}/history", get(accounts::history))

@@ -6,7 +6,7 @@ use super::*;
 
 /// The tables to copy, parents before children. Heartbeats, refresh leases and platform
 /// holds belong to running daemons and are not copied.
-const TABLES: [&str; 14] = [
+const TABLES: [&str; 15] = [
     "workspaces",
     "api_keys",
     "accounts",
@@ -21,6 +21,7 @@ const TABLES: [&str; 14] = [
     "webhooks",
     "receiver_status",
     "workspace_limits",
+    "status_links",
 ];
 
 /// Rows per INSERT (PostgreSQL takes at most 65,535 parameters a statement).

@@ -151,3 +151,88 @@ async fn transitions_make_a_timeline_with_incidents_and_availability() {
     assert_eq!(s, 400, "an account needs its platform");
     app.stop().await;
 }
+
+/// Items 3 and 4 (in part): a share link is made with a `manage` key, shown once, listed by
+/// prefix only; it opens the workspace's badge (SVG and shields.io JSON) and one account's,
+/// never another workspace's accounts; revoked or unknown, it answers 404.
+#[tokio::test]
+async fn share_links_open_badges_and_a_revoked_one_answers_404() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let spec = TokenSpec {
+        state: TokenState::Revoked,
+        ..TokenSpec::valid(Platform::Facebook, "0")
+    };
+    app.connect(&key, Platform::Facebook, "2000000000000081", spec).await;
+    app.connect(
+        &key,
+        Platform::Facebook,
+        "2000000000000082",
+        TokenSpec::valid(Platform::Facebook, "0"),
+    )
+    .await;
+    let reader = app.key_with("acme", &[socialsyncer::domain::KeyScope::Read]).await;
+    let (s, _) = app.post(&reader, "/v1/status-links", &Value::Null).await;
+    assert_eq!(s, 403, "a read-only key makes no share link");
+    let (s, link) = app.post(&key, "/v1/status-links", &Value::Null).await;
+    assert_eq!(s, 201, "{link}");
+    let token = link["token"].as_str().unwrap().to_owned();
+    let prefix = link["prefix"].as_str().unwrap().to_owned();
+    assert!(token.starts_with(&prefix) && token.len() == 51, "{link}");
+    let (_, listed) = app.get(&key, "/v1/status-links").await;
+    assert_eq!(listed["links"][0]["prefix"], prefix.as_str());
+    assert!(
+        !listed.to_string().contains(&token),
+        "the token is shown once: {listed}"
+    );
+
+    let get = |path: String| {
+        let (http, url) = (app.http.clone(), app.url(&path));
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            let (status, ctype) = (
+                r.status().as_u16(),
+                r.headers()
+                    .get("content-type")
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default(),
+            );
+            (status, ctype, r.text().await.unwrap())
+        }
+    };
+    let (s, ctype, svg) = get(format!("/status/{token}/badge.svg")).await;
+    assert_eq!((s, ctype.as_str()), (200, "image/svg+xml"), "{svg}");
+    assert!(
+        svg.starts_with("<svg") && svg.contains(">1 unhealthy<") && !svg.contains("<script"),
+        "{svg}"
+    );
+    let (_, _, json) = get(format!("/status/{token}/badge.svg?style=shields")).await;
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (v["message"].as_str(), v["color"].as_str()),
+        (Some("1 unhealthy"), Some("red")),
+        "{v}"
+    );
+    let (s, _, svg) = get(format!("/status/{token}/facebook/2000000000000082/badge.svg")).await;
+    assert_eq!(s, 200);
+    assert!(svg.contains(">healthy<"), "{svg}");
+
+    // Another workspace's link shows its own accounts only.
+    let other = app.key("globex").await;
+    let (_, theirs) = app.post(&other, "/v1/status-links", &Value::Null).await;
+    let theirs = theirs["token"].as_str().unwrap().to_owned();
+    let (_, _, svg) = get(format!("/status/{theirs}/badge.svg")).await;
+    assert!(svg.contains(">no accounts<"), "{svg}");
+    let (s, _, _) = get(format!("/status/{theirs}/facebook/2000000000000082/badge.svg")).await;
+    assert_eq!(s, 404, "another workspace's account never shows");
+
+    let (s, _) = app.delete(&key, &format!("/v1/status-links/{prefix}")).await;
+    assert_eq!(s, 204);
+    let (s, _, _) = get(format!("/status/{token}/badge.svg")).await;
+    assert_eq!(s, 404, "a revoked link");
+    let (s, _) = app.delete(&key, &format!("/v1/status-links/{prefix}")).await;
+    assert_eq!(s, 404);
+    let (s, _, _) = get("/status/st_not-a-token/badge.svg".to_owned()).await;
+    assert_eq!(s, 404);
+    app.stop().await;
+}
