@@ -67,15 +67,16 @@ async fn transitions_make_a_timeline_with_incidents_and_availability() {
         domain::parse_rfc3339(incidents[0]["start"].as_str().unwrap()).unwrap(),
         domain::parse_rfc3339(incidents[0]["end"].as_str().unwrap()).unwrap(),
     );
-    assert_eq!(
-        (start - connected, end - connected),
-        (86_400, 86_400 + 12 * 3_600),
+    // The daemon's clock runs on between the checks (seconds at most).
+    let near = |got: i64, want: i64| (want..want + 5).contains(&got);
+    assert!(
+        near(start - connected, 86_400) && near(end - connected, 86_400 + 12 * 3_600),
         "{t}"
     );
     assert_eq!(incidents[0]["cause"], broke["reason"]);
     // Two days known, half a day of them unhealthy: 75 %, since the account was connected.
     for a in t["availability"].as_array().unwrap() {
-        assert_eq!(a["percent"].as_f64(), Some(75.0), "{a}");
+        assert!((a["percent"].as_f64().unwrap() - 75.0).abs() < 0.01, "{a}");
         assert_eq!(a["since"].as_str(), Some(domain::rfc3339(connected).as_str()), "{a}");
     }
 
