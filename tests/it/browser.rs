@@ -19,8 +19,15 @@ fn link_after<'a>(out: &'a str, label: &str) -> &'a str {
         .unwrap_or_else(|| panic!("the demo printed no '{label}' line:\n{out}"))
 }
 
-/// Chromium and the `node_modules` with puppeteer-core, from `.ci/browser-tools`.
+/// Chromium and the `node_modules` with puppeteer-core, from `.ci/browser-tools`: run once
+/// per test process (the browser tests start together, and two npm installs into one
+/// folder break each other; the script also takes a lock).
 fn browser_tools() -> (String, String) {
+    static TOOLS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    TOOLS.get_or_init(install_browser_tools).clone()
+}
+
+fn install_browser_tools() -> (String, String) {
     let root = env!("CARGO_MANIFEST_DIR");
     let tools = Command::new("bash")
         .arg(format!("{root}/.ci/browser-tools"))
