@@ -43,7 +43,7 @@ pub struct StatusLinks {
 }
 
 /// Make a read-only share link of the workspace's status.
-#[utoipa::path(post, path = "/v1/status-links", tag = "status", security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/status-links", tag = "status", operation_id = "create_status_link", security(("api_key" = [])),
     responses((status = 201, body = StatusLink), (status = 401, body = super::error::ErrorBody)))]
 pub async fn create(State(state): State<ApiState>, ws: Workspace) -> Result<(StatusCode, Json<StatusLink>), ApiError> {
     let t = crate::crypto::generate_share_token();
@@ -64,7 +64,7 @@ pub async fn create(State(state): State<ApiState>, ws: Workspace) -> Result<(Sta
 }
 
 /// The workspace's share links (never their tokens).
-#[utoipa::path(get, path = "/v1/status-links", tag = "status", security(("api_key" = [])),
+#[utoipa::path(get, path = "/v1/status-links", tag = "status", operation_id = "list_status_links", security(("api_key" = [])),
     responses((status = 200, body = StatusLinks), (status = 401, body = super::error::ErrorBody)))]
 pub async fn list(State(state): State<ApiState>, ws: Workspace) -> Result<Json<StatusLinks>, ApiError> {
     let links = state
@@ -84,7 +84,7 @@ pub async fn list(State(state): State<ApiState>, ws: Workspace) -> Result<Json<S
 }
 
 /// Revoke a share link: its pages and badges answer 404 from now on.
-#[utoipa::path(delete, path = "/v1/status-links/{prefix}", tag = "status",
+#[utoipa::path(delete, path = "/v1/status-links/{prefix}", tag = "status", operation_id = "revoke_status_link",
     params(("prefix" = String, Path)), security(("api_key" = [])),
     responses((status = 204), (status = 401, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody)))]
@@ -193,7 +193,7 @@ fn badge(label: &str, message: &str, colour: &str, style: Option<&str>) -> Respo
 }
 
 /// The workspace's badge: its accounts by health, worst first.
-#[utoipa::path(get, path = "/status/{token}/badge.svg", tag = "status",
+#[utoipa::path(get, path = "/status/{token}/badge.svg", tag = "status", operation_id = "workspace_badge",
     params(("token" = String, Path), BadgeQuery), security(()),
     responses((status = 200, description = "An SVG badge, or shields.io JSON with style=shields", content_type = "image/svg+xml"),
               (status = 404, description = "No such share link (unknown or revoked)")))]
@@ -222,7 +222,7 @@ pub async fn workspace_badge(
 }
 
 /// One account's badge: its health.
-#[utoipa::path(get, path = "/status/{token}/{platform}/{accountId}/badge.svg", tag = "status",
+#[utoipa::path(get, path = "/status/{token}/{platform}/{accountId}/badge.svg", tag = "status", operation_id = "account_badge",
     params(("token" = String, Path), ("platform" = String, Path), ("accountId" = String, Path), BadgeQuery),
     security(()),
     responses((status = 200, description = "An SVG badge, or shields.io JSON with style=shields", content_type = "image/svg+xml"),

@@ -374,9 +374,11 @@ async fn the_docs_page_renders_the_openapi_document() {
         .json()
         .await
         .unwrap();
+    let mut ids = std::collections::BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (_, op) in item.as_object().unwrap() {
             let id = op["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_owned()), "{path}: operationId {id} is not unique");
             assert!(page.contains(&format!("id=\"op-{id}\"")), "{path} {id} on the page");
         }
     }
