@@ -481,6 +481,7 @@ fn assess(
         next_check_at: next,
         outcome: health::outcome_label(&outcome),
         previous_health: before.state.health,
+        previous_needs_reconnect: before.state.needs_reconnect,
         previous_token_expires_at: current.token_expires_at,
         refresh_failures,
         last_refresh_error: refresh_error.or_else(|| current.last_refresh_error.clone()),

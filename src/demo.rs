@@ -140,6 +140,11 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
         .await?;
         links.push(link.url);
     }
+    let share = crypto::generate_share_token();
+    state
+        .store
+        .insert_status_link(ws, &share.prefix, &share.hash, now)
+        .await?;
     let listener = server::bind(&state).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let k = key.secret.expose_secret();
@@ -157,12 +162,15 @@ pub async fn run(listen: Option<String>) -> anyhow::Result<()> {
          \x20 curl {base}/healthz\n\
          \x20 curl {base}/metrics          (Prometheus metrics)\n\
          \x20 curl {base}/v1/openapi.json  (the API's OpenAPI document; {base}/docs in a browser)\n\n\
+         The workspace's status page (read-only, no key; open it in a browser):\n\
+         \x20 {base}/status/{}\n\n\
          Connect simulated accounts in a browser (each link single-use, for an hour):\n\
          \x20 an X account:        {}\n\
          \x20 Facebook Pages:      {} (you choose the Pages on socialsyncer's page)\n\
          More links (platform facebook, instagram, threads, tiktok or twitter):\n\
          \x20 curl -X POST -H 'Authorization: Bearer {k}' -H 'Content-Type: application/json' -d '{{\"platform\":\"threads\",\"redirectUrl\":\"{connect}/connect/done\"}}' {base}/v1/connect\n",
         dir.path().display(),
+        share.secret.expose_secret(),
         links[0],
         links[1]
     );

@@ -342,7 +342,7 @@ impl Metrics {
         store: &Store,
         renewed: impl Fn(Platform, Option<crate::domain::InstagramLogin>, bool, crate::domain::Custody) -> bool,
     ) -> Result<(), StoreError> {
-        for r in store.reconnect_rows().await? {
+        for r in store.reconnect_rows(None).await? {
             let labels = [r.platform.as_str(), r.account_id.as_str(), r.workspace.as_str()];
             if let Some(t) = r.token_expires_at {
                 self.token_expiry.with_label_values(&labels).set(t as f64);

@@ -88,6 +88,12 @@ impl Problems {
         m.iter().map(|((p, _), msg)| format!("{p}: {msg}")).collect()
     }
 
+    /// The other problems with one of these keys (e.g. one workspace's `email:<name>`).
+    pub fn notes_for(&self, keys: &[&str]) -> Vec<String> {
+        let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        keys.iter().filter_map(|k| notes.get(*k).cloned()).collect()
+    }
+
     /// How many other problems have a key starting with `prefix` (e.g. `email:`).
     pub fn notes_count(&self, prefix: &str) -> usize {
         let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());

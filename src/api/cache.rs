@@ -29,6 +29,7 @@ pub struct Cached {
     valid_until: Option<UnixTime>,
     body: Arc<[Bytes]>,
     etag: String,
+    content_type: &'static str,
 }
 
 impl Cached {
@@ -49,7 +50,14 @@ impl Cached {
             valid_until,
             etag: format!("\"{}\"", hex::encode(&digest.finalize()[..12])),
             body: pieces.into(),
+            content_type: "application/json",
         }
+    }
+
+    /// The same answer, served as `content_type` (HTML pages).
+    pub fn with_content_type(mut self, content_type: &'static str) -> Cached {
+        self.content_type = content_type;
+        self
     }
 
     /// The body in one piece (copied when it is in several).
@@ -86,7 +94,7 @@ impl Cached {
         }
         (
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                (header::CONTENT_TYPE, HeaderValue::from_static(self.content_type)),
                 (header::ETAG, etag),
             ],
             Body::new(Pieces {
@@ -191,7 +199,13 @@ pub struct ListCache {
     capacity: usize,
     share: usize,
     builds: std::sync::atomic::AtomicU64,
+    recent: Mutex<HashMap<String, (std::time::Instant, i64, i64)>>,
 }
+
+/// How long a lookup [`ListCache::remember`]s is reused.
+const RECENT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Lookups remembered at most (all are dropped when full: a flood of tokens costs nothing).
+const RECENT_MAX: usize = 10_000;
 
 impl Default for ListCache {
     fn default() -> Self {
@@ -207,7 +221,32 @@ impl ListCache {
             capacity,
             share: capacity / 4,
             builds: std::sync::atomic::AtomicU64::new(0),
+            recent: Mutex::default(),
         }
+    }
+
+    /// What [`ListCache::remember`] kept for `key` less than a second ago (a status page's
+    /// share link: its workspace and that workspace's generation). A page served by it may be
+    /// a second behind a change made by another process; this one forgets on a revocation.
+    pub fn recent(&self, key: &str) -> Option<(i64, i64)> {
+        let map = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .filter(|(at, ..)| at.elapsed() < RECENT)
+            .map(|(_, a, b)| (*a, *b))
+    }
+
+    /// Keeps a lookup for [`ListCache::recent`].
+    pub fn remember(&self, key: &str, a: i64, b: i64) {
+        let mut map = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= RECENT_MAX {
+            map.clear();
+        }
+        map.insert(key.to_owned(), (std::time::Instant::now(), a, b));
+    }
+
+    /// Forgets every remembered lookup (a share link was revoked).
+    pub fn forget_recent(&self) {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// The answer for `key` (of `workspace`) at `generation`, built by `build` when there is

@@ -12,9 +12,9 @@ use sha2::Digest;
 /// The stylesheet, inline in every page.
 const CSS: &str = "\
 :root{color-scheme:light dark;--bg:#f6f7f9;--fg:#1c2330;--muted:#5b6575;--card:#fff;--line:#d9dee6;\
---accent:#2457d6;--accent-fg:#fff;--ok:#1a7f37;--bad:#c62828}\
+--accent:#2457d6;--accent-fg:#fff;--ok:#1a7f37;--bad:#c62828;--warn:#b45f06;--unk:#8c959f;--empty:#e6e9ee}\
 @media (prefers-color-scheme:dark){:root{--bg:#111418;--fg:#e6e9ee;--muted:#9aa4b2;--card:#1b2027;\
---line:#2e3540;--accent:#6d97ff;--accent-fg:#0b0e12;--ok:#56d364;--bad:#ff7b72}}\
+--line:#2e3540;--accent:#6d97ff;--accent-fg:#0b0e12;--ok:#56d364;--bad:#ff7b72;--warn:#e3b341;--unk:#6e7681;--empty:#252b33}}\
 *{box-sizing:border-box}\
 body{margin:0;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}\
 main{max-width:34rem;margin:3rem auto;padding:0 1rem}\
@@ -41,7 +41,39 @@ pre{overflow-x:auto;background:var(--bg);border:1px solid var(--line);border-rad
 section.op{border-top:1px solid var(--line);margin-top:1.5rem;padding-top:.5rem}\
 h2{font-size:1.1rem;margin:1rem 0 .5rem}h3{font-size:1rem;margin:1rem 0 .25rem}\
 .method{display:inline-block;min-width:4rem;font-weight:700;color:var(--accent)}\
-@media (max-width:480px){main{margin:1rem auto}.card{padding:1rem}.actions button{flex:1}}";
+@media (max-width:480px){main{margin:1rem auto}.card{padding:1rem}.actions button{flex:1}}\
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(5.5rem,1fr));gap:.5rem;margin:1rem 0}\
+.tile{border:1px solid var(--line);border-radius:10px;padding:.5rem .75rem}\
+.tile b{display:block;font-size:1.6rem;line-height:1.2}\
+.healthy{color:var(--ok)}.warning{color:var(--warn)}.unhealthy,.person{color:var(--bad)}.unknown{color:var(--muted)}\
+.pill{display:inline-block;border:1px solid currentColor;border-radius:999px;padding:0 .5rem;font-size:.78rem;\
+font-weight:600;white-space:nowrap}\
+ul.accounts{list-style:none;margin:0;padding:0}\
+ul.accounts>li{border-top:1px solid var(--line);padding:.6rem 0}\
+.head{display:flex;flex-wrap:wrap;gap:.25rem .6rem;align-items:baseline}\
+.head a{font-weight:600;overflow-wrap:anywhere}.head .avail{margin-left:auto;font-size:.85rem;color:var(--muted)}\
+.bar{display:flex;gap:1px;height:1.6rem;margin:.35rem 0 0}\
+.bar i{flex:1;border-radius:2px;background:var(--ok)}\
+.bar .b{background:var(--empty)}.bar .w{background:var(--warn)}.bar .r{background:var(--bad)}.bar .n{background:var(--unk)}\
+.scale{display:flex;justify-content:space-between;font-size:.75rem;color:var(--muted)}\
+.scale .p{display:none}\
+@media (max-width:480px){.bar i:nth-child(-n+60){display:none}.scale .d{display:none}.scale .p{display:inline}}\
+.person-card{border:1px solid var(--bad);border-radius:10px;padding:.6rem .8rem;margin:.5rem 0}\
+.person-card p{margin:.25rem 0}\
+a.button{display:inline-block;border-radius:8px;padding:.4rem .9rem;background:var(--accent);color:var(--accent-fg);\
+text-decoration:none;font-weight:600;margin-top:.25rem}\
+svg.band{width:100%;height:2.2rem;display:block;margin:.5rem 0 0}\
+svg.band .g{fill:var(--ok)}svg.band .w{fill:var(--warn)}svg.band .r{fill:var(--bad)}svg.band .n{fill:var(--unk)}\
+svg.band .b{fill:var(--empty)}\
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem;margin:.5rem 0}\
+dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere}\
+nav.pages{display:flex;justify-content:space-between;gap:1rem;margin-top:1rem}\
+a{color:var(--accent)}th.wide{width:45%}\
+@media (max-width:480px){table.stack{table-layout:auto}table.stack thead{display:none}\
+table.stack tr{display:block;border-top:1px solid var(--line);padding:.35rem 0}\
+table.stack td{display:block;border:0;padding:.05rem 0}\
+table.stack td[data-label]::before{content:attr(data-label) \": \";color:var(--muted)}\
+dl.facts{grid-template-columns:1fr;gap:0}dl.facts dd{margin-bottom:.45rem}}";
 
 /// The Content-Security-Policy of every page: nothing but the stylesheet above, no script,
 /// forms only to this origin, never framed.
@@ -90,6 +122,20 @@ pub fn html_page(title: &str, class: &str, main_class: &str, body: &str) -> Stri
          <footer>socialsyncer</footer></main></body></html>",
         t = esc(title),
     )
+}
+
+/// Sets the headers every page carries: HTML, the strict policy, no sniffing, no referrer
+/// (a status page's address holds its share token), never indexed.
+pub fn page_headers(response: &mut Response) {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_SECURITY_POLICY, CSP.clone());
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert("x-robots-tag", HeaderValue::from_static("noindex"));
 }
 
 /// A page of one paragraph of plain text.

@@ -15,6 +15,8 @@ pub mod lists;
 pub mod notifications;
 pub mod openapi;
 pub mod status;
+pub mod status_html;
+pub mod status_page;
 pub mod timeline;
 
 use axum::http::{StatusCode, header};
@@ -270,6 +272,7 @@ pub fn metrics_router(state: ApiState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/problems", get(problems))
+        .route("/status", get(status_page::operator))
         .fallback(not_found)
         .with_state(state)
 }
@@ -279,7 +282,10 @@ pub fn router(state: ApiState) -> Router {
     let limit = state.config().server.max_body_bytes;
     let mut router = Router::new().route("/healthz", get(healthz));
     if state.config().server.metrics_listen.trim().is_empty() {
-        router = router.route("/metrics", get(metrics)).route("/problems", get(problems));
+        router = router
+            .route("/metrics", get(metrics))
+            .route("/problems", get(problems))
+            .route("/status", get(status_page::operator));
     }
     router
         .route("/v1/openapi.json", get(openapi::serve))
@@ -301,7 +307,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/events", get(events::events))
         .route("/v1/status-links", get(status::list).post(status::create))
         .route("/v1/status-links/{prefix}", axum::routing::delete(status::revoke))
+        .route("/status/{token}", get(status_page::workspace))
         .route("/status/{token}/badge.svg", get(status::workspace_badge))
+        .route("/status/{token}/{platform}/{account_id}", get(status_page::account))
         .route(
             "/status/{token}/{platform}/{account_id}/badge.svg",
             get(status::account_badge),

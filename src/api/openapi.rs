@@ -25,6 +25,8 @@ use super::{accounts, lists};
         super::status::revoke,
         super::status::workspace_badge,
         super::status::account_badge,
+        super::status_page::workspace,
+        super::status_page::account,
         accounts::disconnect,
         super::custody::token,
         super::custody::credentials,

@@ -103,7 +103,11 @@ pub async fn revoke(
             "not_found",
             "No active share link of this workspace has that prefix; GET /v1/status-links lists them.",
         )),
-        _ => Ok(StatusCode::NO_CONTENT),
+        _ => {
+            // Its pages are not served from a remembered lookup any more.
+            state.list_cache.forget_recent();
+            Ok(StatusCode::NO_CONTENT)
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! `socialsyncer bench api`: the HTTP API of a daemon in its own process.
 
+use super::load::throughput;
 use super::*;
 
 /// Parameters of the API benchmark.
@@ -168,43 +169,6 @@ pub(super) async fn concurrent_lists(url: &str, key: &str, small_key: &str, pid:
     })
 }
 
-/// Requests a second that `clients` concurrent clients get for `duration` on `url`.
-pub(super) async fn throughput(
-    url: &str,
-    key: &str,
-    etag: Option<&str>,
-    clients: usize,
-    duration: Duration,
-) -> anyhow::Result<f64> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
-    let until = Instant::now() + duration;
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..clients {
-        let (http, url, key, etag) = (http.clone(), url.to_owned(), key.to_owned(), etag.map(str::to_owned));
-        tasks.spawn(async move {
-            let mut n = 0u64;
-            while Instant::now() < until {
-                let mut r = http.get(&url).bearer_auth(&key);
-                if let Some(e) = &etag {
-                    r = r.header("if-none-match", e);
-                }
-                let resp = r.send().await?;
-                let ok = resp.status().is_success() || resp.status().as_u16() == 304;
-                let _ = resp.bytes().await?;
-                anyhow::ensure!(ok, "an answer was not 200/304");
-                n += 1;
-            }
-            anyhow::Ok(n)
-        });
-    }
-    let started = Instant::now();
-    let mut total = 0;
-    while let Some(n) = tasks.join_next().await {
-        total += n??;
-    }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
-}
-
 /// The API benchmark: W workspaces of N accounts (and a small one) served by a daemon
 /// (`socialsyncer serve`, its own process, so that its memory is its own); prints the
 /// uncached build of a full list, cached and 304 throughput, concurrent cold full lists, a
@@ -213,7 +177,7 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("socialsyncer-bench-").tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"\"\nkey_rate_limit = 0\n\
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"\"\nkey_rate_limit = 0\naddress_rate_limit = 0\n\
          [database]\nurl = \"sqlite://{}/bench.db\"\n[schedule]\ncron = \"\"\n[log]\nlevel = \"warn\"\n",
         dir.path().display()
     );
@@ -260,7 +224,21 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
     // The last large workspace: its accounts come last in ID order.
     let last = b.workspaces - 1;
     let (build, read, mut bytes) = build_stages(&state, &format!("ws{last}")).await?;
+    // Its status page (issue 26), with 400 days of transitions.
+    let share = crate::crypto::generate_share_token();
+    let last_ws = state
+        .store
+        .workspace_id(&format!("ws{last}"))
+        .await?
+        .context("the last workspace")?;
+    state
+        .store
+        .insert_status_link(last_ws, &share.prefix, &share.hash, domain::now())
+        .await?;
     state.store.close().await;
+    eprintln!("writing 400 days of transitions for ws{last} ...");
+    let seeded =
+        super::status::seed_transitions(&dir.path().join("bench.db"), &format!("ws{last}"), domain::now()).await?;
 
     eprintln!("starting the daemon ...");
     let (mut daemon, pid) = spawn_daemon(dir.path(), &config_path, port).await?;
@@ -341,6 +319,14 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
         }
     }
     let walk = started.elapsed();
+    let status = super::status::serve(
+        &base,
+        secrecy::ExposeSecret::expose_secret(&share.secret),
+        b.clients,
+        b.duration,
+        dir.path(),
+    )
+    .await?;
 
     out!("socialsyncer bench api");
     out!("  workspaces x accounts   {} x {}", b.workspaces, b.accounts);
@@ -381,6 +367,39 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
             (d - b0) / 80.0
         );
         out!("  1,000 forged cursors    {refused} refused with 400, RSS {d:.1} -> {f:.1} MiB");
+    }
+    out!(
+        "  transitions             {} rows (400 days, a change a week, {} accounts): {:.1} MiB, {:.0} bytes a row \
+         (written in {:.1} s)",
+        seeded.rows,
+        b.accounts,
+        seeded.bytes as f64 / (1 << 20) as f64,
+        seeded.bytes as f64 / seeded.rows.max(1) as f64,
+        seeded.took.as_secs_f64()
+    );
+    let median = status.uncached[status.uncached.len() / 2];
+    out!(
+        "  status page uncached    median {:.1} ms, slowest {:.1} ms of 20 pages of 100 accounts (HTTP included), \
+         bound 50 ms: {:.2}x",
+        median.as_secs_f64() * 1e3,
+        status.uncached.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        median.as_secs_f64() / 0.05
+    );
+    out!("  status page 304         {:.0} requests/s", status.not_modified);
+    match status.nginx {
+        Some(n) => out!(
+            "  status page cached      {:.0} requests/s ({} bytes), nginx the same bytes {n:.0} requests/s: {:.2}x nginx \
+             (goal at least 0.5x)",
+            status.cached,
+            status.bytes,
+            status.cached / n
+        ),
+        None => out!(
+            "  status page cached      {:.0} requests/s ({} bytes); nginx is not installed here, so no comparison \
+             (apt-get install nginx-light)",
+            status.cached,
+            status.bytes
+        ),
     }
     if let (Some(i), Some(l)) = (idle, loaded) {
         out!(

@@ -19,6 +19,8 @@ use crate::store::{HealthUpdate, NewAccount};
 
 mod api;
 mod conns;
+mod load;
+mod status;
 
 pub use api::{ApiBench, api};
 pub use conns::conns;

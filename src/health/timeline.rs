@@ -115,6 +115,99 @@ pub fn availability(
     }
 }
 
+/// One UTC day's cell on a status bar: the worst state the account was in that day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Day {
+    /// Before the account was connected.
+    Before,
+    /// Connected, but no answer from its platform all day (`unknown`).
+    NoData,
+    /// Healthy all the time its health was known.
+    Healthy,
+    /// A warning at some point, never worse.
+    Warning,
+    /// Unhealthy, or needing a person, at some point: an incident.
+    Incident,
+}
+
+impl Day {
+    /// The cell's state in a word.
+    pub fn word(self) -> &'static str {
+        match self {
+            Day::Before => "not connected yet",
+            Day::NoData => "no answer",
+            Day::Healthy => "healthy",
+            Day::Warning => "warning",
+            Day::Incident => "incident",
+        }
+    }
+}
+
+/// What a health (and whether a person must act) counts as on a bar.
+pub fn day_of(health: Health, needs_person: bool) -> Day {
+    match (health, needs_person) {
+        (Health::Unhealthy, _) | (_, true) => Day::Incident,
+        (Health::Warning, _) => Day::Warning,
+        (Health::Healthy, _) => Day::Healthy,
+        (Health::Unknown, _) => Day::NoData,
+    }
+}
+
+/// The cells of the `days` UTC days that end with today (oldest first) for an account
+/// connected at `connected_at` that was in `start` when the window began, changed as
+/// `transitions` say (oldest first) and is in `current` now. Each is the worst state of its
+/// day; `unknown` shows only on a day with nothing else.
+pub fn daily(
+    days: usize,
+    now: UnixTime,
+    connected_at: UnixTime,
+    start: Day,
+    transitions: &[Transition],
+    current: Day,
+) -> Vec<Day> {
+    const DAY: i64 = 86_400;
+    let first = now.div_euclid(DAY) * DAY - (days as i64 - 1) * DAY;
+    let (mut state, mut next) = (start, 0);
+    let mut out = Vec::with_capacity(days);
+    for d in 0..days {
+        let (s, e) = (first + d as i64 * DAY, (first + (d as i64 + 1) * DAY).min(now + 1));
+        while next < transitions.len() && transitions[next].at <= s {
+            state = day_of(transitions[next].to_health, transitions[next].needs_person);
+            next += 1;
+        }
+        if e <= connected_at {
+            out.push(Day::Before);
+            continue;
+        }
+        let mut worst = state;
+        while next < transitions.len() && transitions[next].at < e {
+            state = day_of(transitions[next].to_health, transitions[next].needs_person);
+            worst = worst.max(state);
+            next += 1;
+        }
+        if d + 1 == days {
+            worst = worst.max(current);
+        }
+        out.push(worst);
+    }
+    out
+}
+
+/// The spans of one state, from `from` to `now`, for a band: `(start, end, state)`.
+pub fn spans(from: UnixTime, now: UnixTime, start: Day, transitions: &[Transition]) -> Vec<(UnixTime, UnixTime, Day)> {
+    let (mut state, mut at) = (start, from);
+    let mut out = Vec::new();
+    for t in transitions.iter().filter(|t| t.at > from && t.at <= now) {
+        let next = day_of(t.to_health, t.needs_person);
+        if next != state {
+            out.push((at, t.at, state));
+            (state, at) = (next, t.at);
+        }
+    }
+    out.push((at, now, state));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +272,46 @@ mod tests {
             (20, Some(40), "to unhealthy")
         );
         assert_eq!((i[1].start, i[1].end), (60, None));
+    }
+
+    #[test]
+    fn daily_cells_show_each_days_worst_and_nothing_before_the_connection() {
+        use Health::*;
+        // Now: noon of day 100. Connected at noon of day 97.
+        let now = 100 * DAY + DAY / 2;
+        let c = 97 * DAY + DAY / 2;
+        let ts = [
+            t(c + 60, Unknown, Healthy),
+            t(98 * DAY + 100, Healthy, Warning),
+            t(98 * DAY + 200, Warning, Healthy),
+            t(99 * DAY + 100, Healthy, Unhealthy),
+            t(100 * DAY - 10, Unhealthy, Healthy),
+        ];
+        let d = daily(5, now, c, Day::NoData, &ts, Day::Healthy);
+        assert_eq!(
+            d,
+            [Day::Before, Day::Healthy, Day::Warning, Day::Incident, Day::Healthy],
+            "{d:?}"
+        );
+        assert_eq!(daily(90, now, c, Day::NoData, &ts, Day::Healthy).len(), 90);
+        // The current state counts today even without a change.
+        let d = daily(2, now, 0, Day::Healthy, &[], Day::Warning);
+        assert_eq!(d, [Day::Healthy, Day::Warning]);
+        // A day of no answer but a known state beside it shows the known state.
+        let ts = [t(99 * DAY + 50, Healthy, Unknown)];
+        assert_eq!(
+            daily(2, now, 0, Day::Healthy, &ts, Day::NoData),
+            [Day::Healthy, Day::NoData]
+        );
+        // Spans merge changes that keep the same cell state.
+        let ts = [
+            t(10, Unknown, Healthy),
+            t(20, Healthy, Healthy),
+            t(30, Healthy, Unhealthy),
+        ];
+        assert_eq!(
+            spans(0, 40, Day::NoData, &ts),
+            [(0, 10, Day::NoData), (10, 30, Day::Healthy), (30, 40, Day::Incident)]
+        );
     }
 }

@@ -401,8 +401,8 @@ impl Store {
         })
     }
 
-    /// What the per-account reconnect series need, for every account.
-    pub async fn reconnect_rows(&self) -> Result<Vec<ReconnectRow>, StoreError> {
+    /// What the per-account reconnect series need, for every account (or only `only`).
+    pub async fn reconnect_rows(&self, only: Option<AccountRef>) -> Result<Vec<ReconnectRow>, StoreError> {
         with_db!(self, |pool| {
             #[derive(FromRow)]
             struct Row {
@@ -425,8 +425,10 @@ impl Store {
                  c.refresh_token IS NOT NULL AS has_refresh_token, a.custody, a.instagram_login, \
                  h.open_alerts LIKE '%refresh_superseded%' AS superseded FROM accounts a \
                  JOIN workspaces w ON w.id = a.workspace_id \
-                 JOIN account_health h ON h.account_ref = a.id JOIN credentials c ON c.account_ref = a.id",
+                 JOIN account_health h ON h.account_ref = a.id JOIN credentials c ON c.account_ref = a.id \
+                 WHERE CAST($1 AS BIGINT) IS NULL OR a.id = $1",
             )
+            .bind(only)
             .fetch_all(pool)
             .await?;
             Ok(rows

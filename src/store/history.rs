@@ -101,7 +101,8 @@ macro_rules! insert_checks {
     }};
 }
 
-/// A `health_transitions` row for each of `changed` whose health changes, inside the batch's
+/// A `health_transitions` row for each of `changed` whose health, or whether it needs a
+/// person, changes, inside the batch's
 /// transaction `tx`, before the health rows are written: once per change, whoever else
 /// records the same account meanwhile. The rows are locked first (a write that changes
 /// nothing: PostgreSQL's row locks, SQLite's write lock), then each transition is inserted
@@ -110,8 +111,11 @@ macro_rules! insert_checks {
 macro_rules! insert_transitions {
     ($tx:expr, $changed:expr) => {{
         let changed: &[&HealthUpdate] = $changed;
-        let mut moved: Vec<&HealthUpdate> =
-            changed.iter().copied().filter(|u| u.state.health != u.previous_health).collect();
+        let mut moved: Vec<&HealthUpdate> = changed
+            .iter()
+            .copied()
+            .filter(|u| u.state.health != u.previous_health || u.state.needs_reconnect != u.previous_needs_reconnect)
+            .collect();
         moved.sort_by_key(|u| u.account_ref);
         for chunk in moved.chunks(1000) {
             let mut lock = QueryBuilder::<Db>::new("UPDATE account_health SET health = health WHERE account_ref IN (");
@@ -132,9 +136,13 @@ macro_rules! insert_transitions {
                     .push_bind(u.previous_health.as_str())
                     .push_bind(u.state.health.as_str())
                     .push_bind(u.state.needs_reconnect)
-                    .push_bind($crate::store::history::transition_reason(u));
+                    .push_bind($crate::store::history::transition_reason(u))
+                    .push_bind(u.previous_needs_reconnect);
             });
-            q.push(") AS v JOIN account_health h ON h.account_ref = v.column1 AND h.health = v.column4");
+            q.push(
+                ") AS v JOIN account_health h ON h.account_ref = v.column1 AND h.health = v.column4 \
+                 AND h.needs_reconnect = v.column8",
+            );
             q.build().execute(&mut *$tx).await?;
         }
     }};

@@ -341,6 +341,8 @@ pub struct HealthUpdate {
     pub outcome: CheckLabel,
     /// The health before this check (history marks changes).
     pub previous_health: Health,
+    /// Whether a person had to act before this check (a change of it is a transition too).
+    pub previous_needs_reconnect: bool,
     /// The access token expiry before this check (the row is only touched when it changes).
     pub previous_token_expires_at: Option<UnixTime>,
     /// Failed automatic refreshes in a row, after this check.
@@ -386,6 +388,7 @@ impl HealthUpdate {
             next_check_at,
             outcome: CheckLabel::TransientError,
             previous_health: a.state.health,
+            previous_needs_reconnect: a.state.needs_reconnect,
             previous_token_expires_at: a.token_expires_at,
             refresh_failures: a.refresh_failures,
             last_refresh_error: a.last_refresh_error.clone(),

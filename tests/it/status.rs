@@ -237,3 +237,186 @@ async fn share_links_open_badges_and_a_revoked_one_answers_404() {
     assert_eq!(s, 404);
     app.stop().await;
 }
+
+/// A status page or badge without a key: status, headers and body.
+async fn page(
+    app: &crate::common::TestApp,
+    path: &str,
+    etag: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut r = app.http.get(app.url(path));
+    if let Some(e) = etag {
+        r = r.header("if-none-match", e);
+    }
+    let r = r.send().await.unwrap();
+    (r.status().as_u16(), r.headers().clone(), r.text().await.unwrap())
+}
+
+/// Item 3: the workspace's page lists every account worst first with a 90-cell bar, what to
+/// do for the one that needs a person, the availability on the test clock (75 % since the
+/// account was connected: half a day broken in two), the tenant's text escaped; it is cached
+/// (same ETag, 304) until the workspace changes; the account's page has its band, incidents,
+/// deadline and checks; another workspace's link never shows these accounts; a revoked link
+/// answers 404; `?page` is checked; the operator's page counts every workspace.
+#[tokio::test]
+async fn status_pages_show_the_workspace_worst_first_and_follow_its_changes() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let (good, _) = app
+        .connect(
+            &key,
+            Platform::Facebook,
+            "2000000000000091",
+            TokenSpec::valid(Platform::Facebook, "0"),
+        )
+        .await;
+    let issued = app.sim.issue(
+        Platform::Facebook,
+        TokenSpec {
+            state: TokenState::Revoked,
+            ..TokenSpec::valid(Platform::Facebook, "2000000000000092")
+        },
+    );
+    let (s, v) = app
+        .post(
+            &key,
+            "/v1/accounts",
+            &serde_json::json!({"platform": "facebook", "accountId": "2000000000000092",
+                "username": "<b>Acme</b> & \"Co\"", "accessToken": issued.access_token}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let check = |id: &'static str| {
+        let (app, key) = (&app, &key);
+        async move {
+            let (s, v) = app
+                .post(key, &format!("/v1/accounts/facebook/{id}/check"), &Value::Null)
+                .await;
+            assert_eq!(s, 200, "{v}");
+        }
+    };
+    app.state.clock.advance(86_400);
+    app.sim.update(&good.access_token, |t| t.state = TokenState::Revoked);
+    check("2000000000000091").await;
+    app.state.clock.advance(12 * 3_600);
+    app.sim.update(&good.access_token, |t| t.state = TokenState::Valid);
+    check("2000000000000091").await;
+    app.state.clock.advance(12 * 3_600);
+    check("2000000000000092").await;
+
+    let (_, link) = app.post(&key, "/v1/status-links", &Value::Null).await;
+    let token = link["token"].as_str().unwrap().to_owned();
+    let (s, h, html) = page(&app, &format!("/status/{token}"), None).await;
+    assert_eq!(s, 200, "{html}");
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'none'; style-src 'sha256-"), "{csp}");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert!(
+        !html.contains("<script") && !html.contains(" style=\""),
+        "no script, no style attribute"
+    );
+    assert!(
+        html.contains("&lt;b&gt;Acme&lt;/b&gt; &amp; &quot;Co&quot;") && !html.contains("<b>Acme"),
+        "the tenant's text is escaped"
+    );
+    let (bad, ok) = (
+        html.find("facebook/2000000000000092\"").unwrap(),
+        html.find("facebook/2000000000000091\"").unwrap(),
+    );
+    assert!(bad < ok, "the account that needs a person comes first");
+    assert!(html.contains("<b>1</b>need a person"), "the counts");
+    assert!(html.contains("class=\"person-card\""), "what to do");
+    let bars: Vec<&str> = html.split("<div class=\"bar\"").skip(1).collect();
+    assert_eq!(bars.len(), 2);
+    for b in &bars {
+        let cells = b.split("</div>").next().unwrap().matches("</i>").count();
+        assert_eq!(cells, 90, "{b}");
+    }
+    assert!(html.contains("75 % since"), "availability over the known time");
+    assert!(
+        html.contains("title=\"") && html.contains(": incident\""),
+        "the day of the incident"
+    );
+    for secret in [good.access_token.as_str(), issued.access_token.as_str()] {
+        assert!(!html.contains(secret), "never a token");
+    }
+
+    // Cached: the same ETag, a 304 for it, until the workspace changes.
+    let etag = h["etag"].to_str().unwrap().to_owned();
+    let (s, h2, _) = page(&app, &format!("/status/{token}"), None).await;
+    assert_eq!((s, h2["etag"].to_str().unwrap()), (200, etag.as_str()));
+    let (s, _, _) = page(&app, &format!("/status/{token}"), Some(&etag)).await;
+    assert_eq!(s, 304);
+    app.sim.update(&good.access_token, |t| t.state = TokenState::Revoked);
+    check("2000000000000091").await;
+    // A link looked up less than a second ago is not looked up again.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let (s, h3, html) = page(&app, &format!("/status/{token}"), Some(&etag)).await;
+    assert_eq!(s, 200, "a change rebuilds the page");
+    assert_ne!(h3["etag"], etag.as_str());
+    assert!(html.contains("<b>2</b>need a person"), "{html}");
+
+    // One account's page.
+    let (s, _, acc) = page(&app, &format!("/status/{token}/facebook/2000000000000091"), None).await;
+    assert_eq!(s, 200, "{acc}");
+    assert!(
+        acc.contains("<svg class=\"band\"") && acc.contains("<rect class=\"r\""),
+        "the band"
+    );
+    assert!(acc.contains("<table class=\"incidents stack\""), "the incidents");
+    assert!(acc.contains("Reconnect by</dt><dd>now"), "the deadline");
+    assert!(acc.contains("Checks of the last day (2)"), "{acc}");
+    assert!(acc.contains("href=\"../../"), "the way back");
+    let (s, _, _) = page(&app, &format!("/status/{token}/facebook/2000000000000099"), None).await;
+    assert_eq!(s, 404);
+
+    // Paging is checked.
+    let (s, _, _) = page(&app, &format!("/status/{token}?page=2"), None).await;
+    assert_eq!(s, 404, "one page only");
+    for q in ["page=0", "page=x", "limit=5"] {
+        let (s, _, _) = page(&app, &format!("/status/{token}?{q}"), None).await;
+        assert_eq!(s, 400, "{q}");
+    }
+
+    // Another workspace's link: its own (empty) page; these accounts are 404 there.
+    let other = app.key("globex").await;
+    let (_, theirs) = app.post(&other, "/v1/status-links", &Value::Null).await;
+    let theirs = theirs["token"].as_str().unwrap().to_owned();
+    let (s, _, html) = page(&app, &format!("/status/{theirs}"), None).await;
+    assert_eq!(s, 200);
+    assert!(
+        html.contains("No accounts are connected yet") && !html.contains("2000000000000091"),
+        "{html}"
+    );
+    let (s, _, _) = page(&app, &format!("/status/{theirs}/facebook/2000000000000091"), None).await;
+    assert_eq!(s, 404, "another workspace's account");
+
+    // The operator's page: every workspace's counts (the metrics listener is the API's here).
+    let (s, h, op) = page(&app, "/status", None).await;
+    assert_eq!(s, 200, "{op}");
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'")
+    );
+    assert!(
+        op.contains("<td>acme</td><td>2</td>") && op.contains("<td>globex</td><td>0</td>"),
+        "{op}"
+    );
+
+    // Revoked: 404 for the page and the account's.
+    let prefix = link["prefix"].as_str().unwrap();
+    let (s, _) = app.delete(&key, &format!("/v1/status-links/{prefix}")).await;
+    assert_eq!(s, 204);
+    for path in [
+        format!("/status/{token}"),
+        format!("/status/{token}/facebook/2000000000000091"),
+    ] {
+        let (s, _, html) = page(&app, &path, None).await;
+        assert_eq!(s, 404, "{path}");
+        assert!(!html.contains("2000000000000091"), "{html}");
+    }
+    app.stop().await;
+}
