@@ -100,7 +100,7 @@ fn operation(out: &mut String, method: &str, path: &str, op: &Value) {
         }
     );
     if let Some(params) = op.get("parameters").and_then(Value::as_array).filter(|p| !p.is_empty()) {
-        out.push_str("<h3>Parameters</h3><table><tr><th>Name</th><th>In</th><th>Type</th><th>Description</th></tr>");
+        out.push_str("<h3>Parameters</h3><table class=\"stack\"><thead><tr><th>Name</th><th>In</th><th>Type</th><th>Description</th></tr></thead>");
         for p in params {
             let required = if p.get("required").and_then(Value::as_bool) == Some(true) {
                 " (required)"
@@ -109,7 +109,7 @@ fn operation(out: &mut String, method: &str, path: &str, op: &Value) {
             };
             let _ = write!(
                 out,
-                "<tr><td><code>{}</code>{required}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td><code>{}</code>{required}</td><td data-label=\"In\">{}</td><td data-label=\"Type\">{}</td><td>{}</td></tr>",
                 text(p, "name"),
                 text(p, "in"),
                 p.get("schema").map(type_of).unwrap_or_default(),
@@ -127,7 +127,7 @@ fn operation(out: &mut String, method: &str, path: &str, op: &Value) {
         example(out, body.get("example"));
     }
     if let Some(responses) = op.get("responses").and_then(Value::as_object) {
-        out.push_str("<h3>Answers</h3><table><tr><th>Status</th><th>Body</th><th>Headers</th><th>Meaning</th></tr>");
+        out.push_str("<h3>Answers</h3><table class=\"stack\"><thead><tr><th>Status</th><th>Body</th><th>Headers</th><th>Meaning</th></tr></thead>");
         for (status, r) in responses {
             let body = r
                 .pointer("/content/application~1json/schema")
@@ -142,7 +142,7 @@ fn operation(out: &mut String, method: &str, path: &str, op: &Value) {
                 .collect();
             let _ = write!(
                 out,
-                "<tr><td><code>{}</code></td><td>{body}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td><code>{}</code></td><td data-label=\"Body\">{body}</td><td>{}</td><td>{}</td></tr>",
                 esc(status),
                 headers.join("<br>"),
                 text(r, "description")
@@ -171,7 +171,9 @@ fn schema(out: &mut String, name: &str, s: &Value) {
         .collect();
     match s.get("properties").and_then(Value::as_object) {
         Some(props) => {
-            out.push_str("<table><tr><th>Field</th><th>Type</th><th>Description</th></tr>");
+            out.push_str(
+                "<table class=\"stack\"><thead><tr><th>Field</th><th>Type</th><th>Description</th></tr></thead>",
+            );
             for (field, p) in props {
                 let req = if required.contains(&field.as_str()) {
                     ""
@@ -180,7 +182,7 @@ fn schema(out: &mut String, name: &str, s: &Value) {
                 };
                 let _ = write!(
                     out,
-                    "<tr><td><code>{}</code>{req}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td><code>{}</code>{req}</td><td data-label=\"Type\">{}</td><td>{}</td></tr>",
                     esc(field),
                     type_of(p),
                     text(p, "description")
@@ -199,7 +201,7 @@ fn schema(out: &mut String, name: &str, s: &Value) {
 pub fn render(doc: &Value) -> String {
     let mut body = format!(
         "<p>{}</p><p>The machine-readable document: <a href=\"/v1/openapi.json\"><code>/v1/openapi.json</code></a> \
-         (OpenAPI {}).</p><h2>Routes</h2><table>",
+         (OpenAPI {}).</p><h2>Routes</h2><table class=\"stack\">",
         doc.pointer("/info/description")
             .and_then(Value::as_str)
             .map(esc)
