@@ -34,6 +34,9 @@ pub struct Metrics {
     instance_info: IntGaugeVec,
     peers: IntGauge,
     claims_expired: prometheus::IntCounter,
+    per_account_series: IntGauge,
+    /// The per-account series were off for the limit at the last scrape (said once a change).
+    over_limit: std::sync::atomic::AtomicBool,
 }
 
 impl Metrics {
@@ -122,6 +125,12 @@ impl Metrics {
         for c in ["email", "json", "slack", "discord", "teams"] {
             notification_failures.with_label_values(&[c]);
         }
+        let per_account_series = IntGauge::new(
+            "per_account_series_enabled",
+            "1 when the per-account series are served; 0 when metrics.per_account is off or the \
+             accounts outnumber metrics.per_account_limit",
+        )
+        .expect("valid metric");
         let last_sweep = Gauge::new(
             "last_sweep_timestamp_seconds",
             "When the last sweep finished (Unix time)",
@@ -167,6 +176,7 @@ impl Metrics {
             Box::new(alert_failures.clone()),
             Box::new(notification_failures.clone()),
             Box::new(last_sweep.clone()),
+            Box::new(per_account_series.clone()),
             Box::new(build_info),
             Box::new(instance_info.clone()),
             Box::new(peers.clone()),
@@ -203,6 +213,8 @@ impl Metrics {
             alert_failures,
             notification_failures,
             last_sweep,
+            per_account_series,
+            over_limit: std::sync::atomic::AtomicBool::new(false),
             instance_info,
             peers,
             claims_expired,
@@ -295,13 +307,15 @@ impl Metrics {
     }
 
     /// Prometheus text exposition, with the gauges recomputed from the store. Per-account
-    /// series (about one per account and metric) only with `per_account`; `renewed` says
+    /// series (about one per account and metric) only with `per_account` and while the
+    /// accounts do not outnumber `per_account_limit` (0: no limit); `renewed` says
     /// whether a platform's token is renewed automatically (given a stored refresh token).
     pub async fn render(
         &self,
         store: &Store,
         stale_after: i64,
         per_account: bool,
+        per_account_limit: usize,
         now: crate::domain::UnixTime,
         renewed: impl Fn(Platform, Option<crate::domain::InstagramLogin>, bool, crate::domain::Custody) -> bool,
     ) -> Result<String, MetricsError> {
@@ -313,10 +327,24 @@ impl Metrics {
         self.data_access_expiry.reset();
         self.reconnect_deadline.reset();
         self.needs_reconnect.reset();
-        if per_account {
+        let counts = store.health_counts(now - stale_after).await?;
+        let total: i64 = counts.iter().map(|(_, _, n)| n).sum();
+        let over = per_account_limit > 0 && total > per_account_limit as i64;
+        if over != self.over_limit.swap(over, std::sync::atomic::Ordering::Relaxed) {
+            if over {
+                tracing::warn!(
+                    accounts = total,
+                    limit = per_account_limit,
+                    "the per-account metric series are off: the accounts outnumber metrics.per_account_limit"
+                );
+            } else {
+                tracing::info!(accounts = total, "the per-account metric series are on again");
+            }
+        }
+        self.per_account_series.set(i64::from(per_account && !over));
+        if per_account && !over {
             self.render_per_account(store, renewed).await?;
         }
-        let counts = store.health_counts(now - stale_after).await?;
         self.accounts.reset();
         for p in Platform::ALL {
             for h in Health::ALL {

@@ -239,6 +239,7 @@ pub async fn metrics(
             &state.store,
             state.config().health.stale_after.secs(),
             state.config().metrics.per_account,
+            state.config().metrics.per_account_limit,
             state.clock.now(),
             |p, login, has_refresh, custody| crate::checks::renewed(&state.checker, p, login, has_refresh, custody),
         )

@@ -1,5 +1,6 @@
 //! `socialsyncer bench api`: the HTTP API of a daemon in its own process.
 
+use super::daemon::{rss_of, spawn_daemon};
 use super::load::throughput;
 use super::*;
 
@@ -16,56 +17,6 @@ pub struct ApiBench {
     pub duration: Duration,
     /// Leave the daemon serving until Ctrl-C.
     pub keep: bool,
-}
-
-/// Resident memory of process `pid` ("self" for this one) now, in MiB (`VmRSS`).
-pub(super) fn rss_of(pid: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
-
-/// Starts `socialsyncer serve --config config` as the systemd unit does (its log in
-/// `dir/daemon.log`) and waits until it answers `/healthz` on `port`; the process and its
-/// ID.
-pub(super) async fn spawn_daemon(
-    dir: &std::path::Path,
-    config: &std::path::Path,
-    port: u16,
-) -> anyhow::Result<(tokio::process::Child, String)> {
-    let log = std::fs::File::create(dir.join("daemon.log"))?;
-    let mut daemon = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        // As the systemd unit starts it (see socialsyncer.service).
-        .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = daemon.id().context("the daemon exited at once")?.to_string();
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http
-        .get(format!("http://127.0.0.1:{port}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        if started.elapsed() > Duration::from_secs(30) || daemon.try_wait()?.is_some() {
-            let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
-            anyhow::bail!("the daemon did not start:\n{log}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok((daemon, pid))
 }
 
 /// The build of one workspace's first 1,000 accounts without HTTP, as the handler makes it:
@@ -405,6 +356,22 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
         out!(
             "  daemon RSS              {i:.1} MiB idle (bound 15: {:.2}x), {l:.1} MiB after the runs",
             i / 15.0
+        );
+    }
+    eprintln!(
+        "registering {} accounts through the API of a daemon started by hand ...",
+        super::idle::REGISTRATIONS
+    );
+    let idle_after = super::idle::after_registrations(b.clients).await?;
+    if let (Some(before), Some(after)) = (idle_after.before, idle_after.after) {
+        out!(
+            "  idle after {} registrations through the API (started by hand, in {:.1} s): RSS {before:.1} -> {after:.1} MiB \
+             (bound 15: {:.2}x), of which {:.1} MiB anonymous and {:.1} MiB file pages (the binary's code)",
+            super::idle::REGISTRATIONS,
+            idle_after.took.as_secs_f64(),
+            after / 15.0,
+            idle_after.anon.unwrap_or_default(),
+            idle_after.file.unwrap_or_default()
         );
     }
     if b.keep {

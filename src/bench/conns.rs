@@ -6,7 +6,7 @@
 
 use tokio::io::AsyncWriteExt;
 
-use super::api::rss_of;
+use super::daemon::rss_of;
 use super::*;
 
 /// Open file descriptors of process `pid`.
@@ -46,7 +46,7 @@ pub async fn conns(n: usize) -> anyhow::Result<()> {
         state.store.close().await;
         secrecy::ExposeSecret::expose_secret(&k.secret).to_owned()
     };
-    let (mut daemon, pid) = super::api::spawn_daemon(dir.path(), &config_path, port).await?;
+    let (mut daemon, pid) = super::daemon::spawn_daemon(dir.path(), &config_path, port).await?;
     let base = format!("http://127.0.0.1:{port}");
     // A new connection for every probe, as a new client makes (a pooled one may have been
     // closed to make room while it idled).

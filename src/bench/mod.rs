@@ -19,6 +19,8 @@ use crate::store::{HealthUpdate, NewAccount};
 
 mod api;
 mod conns;
+mod daemon;
+mod idle;
 mod load;
 mod status;
 

@@ -530,11 +530,18 @@ pub struct MetricsConfig {
     /// data-access expiry): about one series per account and metric, labelled with the
     /// account ID and workspace name. Turn off for many tenants or many accounts.
     pub per_account: bool,
+    /// Above this many accounts the per-account series turn off by themselves (a log line and
+    /// `socialsyncer_per_account_series_enabled` say so): a million accounts would be four
+    /// million series. 0: no limit.
+    pub per_account_limit: usize,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { per_account: true }
+        MetricsConfig {
+            per_account: true,
+            per_account_limit: 10_000,
+        }
     }
 }
 

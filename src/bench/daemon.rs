@@ -1,0 +1,56 @@
+//! A daemon in its own process for the benchmarks (`socialsyncer serve`, as by hand), and
+//! its memory.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// Resident memory of process `pid` ("self" for this one) now, in MiB (`VmRSS`).
+pub(super) fn rss_of(pid: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Starts `socialsyncer serve --config config` as the systemd unit does (its log in
+/// `dir/daemon.log`) and waits until it answers `/healthz` on `port`; the process and its
+/// ID.
+pub(super) async fn spawn_daemon(
+    dir: &std::path::Path,
+    config: &std::path::Path,
+    port: u16,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let log = std::fs::File::create(dir.join("daemon.log"))?;
+    let mut daemon = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        // As by hand: the allocator's options are set in code (src/main.rs), not here.
+        .env_remove("MIMALLOC_ARENA_EAGER_COMMIT")
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = daemon.id().context("the daemon exited at once")?.to_string();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        if started.elapsed() > Duration::from_secs(30) || daemon.try_wait()?.is_some() {
+            let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+            anyhow::bail!("the daemon did not start:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((daemon, pid))
+}
