@@ -127,8 +127,8 @@ impl Metrics {
         }
         let per_account_series = IntGauge::new(
             "per_account_series_enabled",
-            "1 when the per-account series are served; 0 when metrics.per_account is off or the \
-             accounts outnumber metrics.per_account_limit",
+            "Whether the per-account series are served (1), or off (0) because metrics.per_account \
+             is false or the accounts outnumber metrics.per_account_limit",
         )
         .expect("valid metric");
         let last_sweep = Gauge::new(

@@ -22,10 +22,12 @@ mod conns;
 mod daemon;
 mod idle;
 mod load;
+mod scale;
 mod status;
 
 pub use api::{ApiBench, api};
 pub use conns::conns;
+pub use scale::{ScaleBench, scale};
 
 /// Parameters of the sweep benchmark.
 #[derive(Debug, Clone)]
@@ -400,6 +402,23 @@ pub enum BenchCommand {
         #[arg(long)]
         keep: bool,
     },
+    /// N accounts over 100 workspaces on one daemon in its own process: import, start, a
+    /// first and a repeat sweep against the adapter floor, the API during the sweep, memory,
+    /// a metrics scrape, and each platform's sweep time at the default rate limits.
+    Scale {
+        /// Accounts N.
+        #[arg(long, default_value_t = 100_000)]
+        accounts: usize,
+        /// Latency L of every simulated answer, in milliseconds.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+        /// Checks in flight C.
+        #[arg(long, default_value_t = 1_000)]
+        concurrency: usize,
+        /// API clients reading during the repeat sweep.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+    },
     /// Connections that hold on (silent, half a request, idle, HTTP/2, never reading) at the
     /// shipped limits: how long a real request waits, and what each held connection costs.
     Conns {
@@ -447,6 +466,23 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 clients,
                 duration: std::time::Duration::from_secs(seconds),
                 keep,
+            })
+            .await?
+        }
+        BenchCommand::Scale {
+            accounts,
+            latency_ms,
+            concurrency,
+            clients,
+        } => {
+            if accounts == 0 || concurrency == 0 || latency_ms == 0 || clients == 0 {
+                bail!("--accounts, --latency-ms, --concurrency and --clients must be at least 1");
+            }
+            scale(ScaleBench {
+                accounts,
+                latency: std::time::Duration::from_millis(latency_ms),
+                concurrency,
+                clients,
             })
             .await?
         }

@@ -1,0 +1,344 @@
+//! `socialsyncer bench scale` (issue 27): N accounts over the five platforms and 100
+//! workspaces on one daemon in its own process (`serve`, as by hand), against simulated
+//! platforms with latency L. Import, start, a first and a repeat sweep (each against the
+//! adapter floor measured in the same run), the API's latency during the repeat sweep, the
+//! daemon's peak memory and CPU per check, a metrics scrape, and how long a sweep of each
+//! platform's share takes at the default rate limits.
+
+use super::daemon::{rss_of, spawn_daemon};
+use super::*;
+
+/// Workspaces the accounts are spread over.
+const WORKSPACES: usize = 100;
+
+/// Parameters of the scale benchmark.
+#[derive(Debug, Clone)]
+pub struct ScaleBench {
+    /// Accounts.
+    pub accounts: usize,
+    /// Latency of every simulated answer.
+    pub latency: Duration,
+    /// Checks in flight.
+    pub concurrency: usize,
+    /// API clients during the sweep.
+    pub clients: usize,
+}
+
+/// A `/proc/{pid}/status` figure in MiB (`VmHWM:` is the peak RSS).
+fn status_mib(pid: &str, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// CPU time (user + system) process `pid` has used.
+fn cpu_of(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// The `n`th "sweep finished" line of the daemon's JSON log, once written: (checked, ms).
+fn sweep_line(log: &std::path::Path, n: usize) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let v = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "sweep finished")
+        .nth(n)?;
+    Some((v["checked"].as_u64()?, v["duration_ms"].as_u64()?))
+}
+
+/// Waits for the `n`th sweep to finish (at most `limit`).
+async fn sweep_done(log: &std::path::Path, n: usize, limit: Duration) -> anyhow::Result<(u64, u64)> {
+    let started = Instant::now();
+    loop {
+        if let Some(r) = sweep_line(log, n) {
+            return Ok(r);
+        }
+        anyhow::ensure!(
+            started.elapsed() < limit,
+            "sweep {} did not finish within {limit:?}",
+            n + 1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+/// Runs it and prints its figures.
+pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
+    let sim = Simulator::start_in_thread()?;
+    for p in Platform::ALL {
+        sim.set_latency(p, b.latency);
+    }
+    let dir = tempfile::Builder::new().prefix("socialsyncer-scale-").tempdir()?;
+    let db = dir.path().join("scale.db");
+    let key_file = dir.path().join("token.key");
+    crate::crypto::Sealer::load_or_create(&key_file)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"\"\nkey_rate_limit = 0\naddress_rate_limit = 0\n\
+         [database]\nurl = \"sqlite://{}\"\n[security]\ntoken_key_file = \"{}\"\n\
+         [schedule]\ncron = \"*/2 * * * * *\"\nconcurrency = {}\nbatch_size = 2000\n\
+         [http]\nrequest_timeout = \"60s\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n{}",
+        db.display(),
+        key_file.display(),
+        b.concurrency,
+        sim.config_toml(dir.path())?
+    );
+    // No pacing (the floor is the adapters' own speed) and no refreshes.
+    for p in Platform::ALL {
+        toml = toml.replace(
+            &format!("[platforms.{p}]\n"),
+            &format!("[platforms.{p}]\nrate_limit = 0\nauto_refresh = false\n"),
+        );
+    }
+    let config_path = dir.path().join("scale.toml");
+    std::fs::write(&config_path, &toml)?;
+    let mut seed_config = Config::from_toml(&toml)?;
+    seed_config.schedule.cron = String::new();
+    let state = AppState::build(seed_config).await?;
+
+    eprintln!("importing {} accounts into {WORKSPACES} workspaces ...", b.accounts);
+    let mut workspaces = Vec::with_capacity(WORKSPACES);
+    for w in 0..WORKSPACES {
+        workspaces.push(state.store.ensure_workspace(&format!("ws{w}"), domain::now()).await?);
+    }
+    let k = crate::crypto::generate_api_key();
+    state
+        .store
+        .insert_api_key(
+            workspaces[0],
+            &k.prefix,
+            &k.hash,
+            domain::now(),
+            &crate::domain::KeyScope::ALL,
+        )
+        .await?;
+    let api_key = secrecy::ExposeSecret::expose_secret(&k.secret).to_owned();
+    let now = domain::now();
+    let mut tokens = Vec::with_capacity(b.accounts);
+    let mut batch = Vec::with_capacity(10_000);
+    let mut issue_time = Duration::ZERO;
+    let mut write_time = Duration::ZERO;
+    for i in 0..b.accounts {
+        let p = Platform::ALL[i % Platform::ALL.len()];
+        let ws = workspaces[i % WORKSPACES];
+        let id = if p == Platform::Tiktok {
+            format!("open-{i}")
+        } else {
+            format!("{}", 10_000_000 + i)
+        };
+        let t = Instant::now();
+        let issued = sim.issue(p, TokenSpec::valid(p, &id));
+        issue_time += t.elapsed();
+        let token = SecretString::from(issued.access_token);
+        batch.push(NewAccount {
+            custody: crate::domain::Custody::Socialsyncer,
+            instagram_login: None,
+            workspace_id: ws,
+            platform: p,
+            account_id: AccountId::parse(p, &id).context("generated ID")?,
+            username: format!("account{i}"),
+            access_token: state.sealer.seal(&seal_context(ws, p, &id), &token),
+            refresh_token: None,
+            token_expires_at: issued.expires_at,
+            scopes: crate::simulator::default_scopes(p),
+            connected_at: now,
+        });
+        tokens.push((p, id, token));
+        if batch.len() == 10_000 || i + 1 == b.accounts {
+            let t = Instant::now();
+            state.store.insert_accounts(&batch).await?;
+            write_time += t.elapsed();
+            batch.clear();
+        }
+    }
+    eprintln!("the adapter floor: every token checked in this process, no store ...");
+    let tokens = std::sync::Arc::new(tokens);
+    let floor = super::adapter_floor(&state, tokens.clone(), b.concurrency).await?;
+    let probe = tokens[0].clone();
+    drop(tokens);
+    state.store.close().await;
+    let db_bytes = [db.clone(), dir.path().join("scale.db-wal")]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum::<u64>();
+
+    eprintln!("starting the daemon; it sweeps every 2 s ...");
+    let started = Instant::now();
+    let (mut daemon, pid) = spawn_daemon(dir.path(), &config_path, port).await?;
+    let start_time = started.elapsed();
+    let start_rss = rss_of(&pid);
+    let log = dir.path().join("daemon.log");
+    let limit = Duration::from_secs(3_600);
+    let first = sweep_done(&log, 0, limit).await?;
+
+    // Every account due again, from outside (as time would make them): the repeat sweep,
+    // with 16 clients reading the API meanwhile.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await?;
+    sqlx::query("UPDATE account_health SET next_check_at = $1")
+        .bind(domain::now())
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let cpu_before = cpu_of(&pid);
+    let base = format!("http://127.0.0.1:{port}");
+    let done = tokio_util::sync::CancellationToken::new();
+    let mut readers = tokio::task::JoinSet::new();
+    for c in 0..b.clients {
+        let (done, key, base) = (done.clone(), api_key.clone(), base.clone());
+        let detail = format!("{base}/v1/accounts/{}/{}", probe.0, probe.1);
+        readers.spawn(async move {
+            let http = reqwest::Client::new();
+            let (mut list, mut one) = (Vec::new(), Vec::new());
+            while !done.is_cancelled() {
+                let (url, into) = if c % 2 == 0 {
+                    (format!("{base}/v1/accounts/health?limit=100"), &mut list)
+                } else {
+                    (detail.clone(), &mut one)
+                };
+                let t = Instant::now();
+                let r = http.get(&url).bearer_auth(&key).send().await?;
+                let ok = r.status().is_success();
+                r.bytes().await?;
+                anyhow::ensure!(ok, "{url} failed during the sweep");
+                into.push(t.elapsed());
+            }
+            anyhow::Ok((list, one))
+        });
+    }
+    let repeat = sweep_done(&log, 1, limit).await;
+    done.cancel();
+    let (mut list, mut one) = (Vec::new(), Vec::new());
+    while let Some(r) = readers.join_next().await {
+        let (l, o) = r??;
+        list.extend(l);
+        one.extend(o);
+    }
+    let repeat = repeat?;
+    let cpu = cpu_before.zip(cpu_of(&pid)).map(|(a, b)| b.saturating_sub(a));
+    let peak = status_mib(&pid, "VmHWM:");
+    list.sort();
+    one.sort();
+
+    let http = reqwest::Client::new();
+    let t = Instant::now();
+    let metrics = http.get(format!("{base}/metrics")).send().await?.bytes().await?;
+    let scrape = t.elapsed();
+    let per_account = String::from_utf8_lossy(&metrics)
+        .lines()
+        .any(|l| l == "socialsyncer_per_account_series_enabled 1");
+
+    let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+    if tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+        .await
+        .is_err()
+    {
+        daemon.kill().await?;
+    }
+
+    let n = b.accounts as f64;
+    let floor_s = floor.as_secs_f64();
+    out!(
+        "socialsyncer bench scale ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    out!(
+        "  accounts N          {} over {WORKSPACES} workspaces and the 5 platforms; L = {} ms, C = {}",
+        b.accounts,
+        b.latency.as_millis(),
+        b.concurrency
+    );
+    out!(
+        "  import              {:.1} s through the store ({:.1} s of it the simulator issuing tokens), {:.0} bytes an account on disk",
+        write_time.as_secs_f64() + issue_time.as_secs_f64(),
+        issue_time.as_secs_f64(),
+        db_bytes as f64 / n
+    );
+    out!(
+        "  start               serving in {:.2} s, RSS {:.1} MiB",
+        start_time.as_secs_f64(),
+        start_rss.unwrap_or_default()
+    );
+    out!("  adapter floor       {floor_s:.2} s (every token checked with C in flight, no store)");
+    for (name, (checked, ms)) in [("first sweep ", first), ("repeat sweep", repeat)] {
+        let s = ms as f64 / 1e3;
+        out!(
+            "  {name}        {checked} checked in {s:.2} s: {:.2}x the floor{}",
+            s / floor_s,
+            if name == "repeat sweep" { " (goal 1.15x)" } else { "" }
+        );
+    }
+    if let Some(cpu) = cpu {
+        out!(
+            "  daemon CPU          {:.1} s in the repeat sweep, {:.0} µs a check (the API readers included, the simulator not)",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / n
+        );
+    }
+    out!(
+        "  API during the sweep GET /v1/accounts/health?limit=100: p50 {:.1} ms, p99 {:.1} ms ({} requests); \
+         one account: p50 {:.1} ms, p99 {:.1} ms ({}); goal p99 50 ms: {:.2}x",
+        percentile(&list, 0.5),
+        percentile(&list, 0.99),
+        list.len(),
+        percentile(&one, 0.5),
+        percentile(&one, 0.99),
+        one.len(),
+        percentile(&list, 0.99).max(percentile(&one, 0.99)) / 50.0
+    );
+    out!(
+        "  memory              peak RSS {:.1} MiB (goal 200 MiB: {:.2}x)",
+        peak.unwrap_or_default(),
+        peak.unwrap_or_default() / 200.0
+    );
+    out!(
+        "  /metrics            {:.0} ms, {} bytes, per-account series {}",
+        scrape.as_secs_f64() * 1e3,
+        metrics.len(),
+        if per_account {
+            "on"
+        } else {
+            "off (over metrics.per_account_limit)"
+        }
+    );
+    // At the shipped rate limits, a full sweep of each platform's share takes this long,
+    // against the re-check period the health policy asks for.
+    let defaults = crate::config::Config::default();
+    let period = defaults.health.check_interval.secs() as f64;
+    for p in Platform::ALL {
+        let share = n / Platform::ALL.len() as f64;
+        if let Some(rate) = defaults.platforms.get(p).rate_limit(p) {
+            let hours = share / rate / 3_600.0;
+            out!(
+                "  {:<9} at {rate} checks/s (default): a sweep of its {share:.0} accounts takes {hours:.1} h; \
+                 health.check_interval is {:.0} h: {}",
+                p.as_str(),
+                period / 3_600.0,
+                if hours * 3_600.0 <= period {
+                    "reachable"
+                } else {
+                    "NOT reachable"
+                }
+            );
+        }
+    }
+    Ok(())
+}
