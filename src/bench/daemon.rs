@@ -7,10 +7,16 @@ use anyhow::Context;
 
 /// Resident memory of process `pid` ("self" for this one) now, in MiB (`VmRSS`).
 pub(super) fn rss_of(pid: &str) -> Option<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+/// A `/proc/{pid}/status` figure given in kB (`VmRSS:`, `VmHWM:` the peak, `RssAnon:`,
+/// `RssFile:`), in MiB.
+pub(super) fn status_mib(pid: &str, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -18,7 +24,7 @@ pub(super) fn rss_of(pid: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Starts `socialsyncer serve --config config` as the systemd unit does (its log in
+/// Starts `socialsyncer serve --config config` as by hand (its log in
 /// `dir/daemon.log`) and waits until it answers `/healthz` on `port`; the process and its
 /// ID.
 pub(super) async fn spawn_daemon(

@@ -81,7 +81,10 @@ pub(super) async fn after_registrations(clients: usize) -> anyhow::Result<Idle> 
     let took = started.elapsed();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = super::daemon::rss_of(&pid);
-    let (anon, file) = (status_kib(&pid, "RssAnon:"), status_kib(&pid, "RssFile:"));
+    let (anon, file) = (
+        super::daemon::status_mib(&pid, "RssAnon:"),
+        super::daemon::status_mib(&pid, "RssFile:"),
+    );
     let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
     if tokio::time::timeout(Duration::from_secs(15), daemon.wait())
         .await
@@ -96,17 +99,4 @@ pub(super) async fn after_registrations(clients: usize) -> anyhow::Result<Idle> 
         file,
         took,
     })
-}
-
-/// A `/proc/{pid}/status` line's figure (kB), in MiB.
-fn status_kib(pid: &str, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }

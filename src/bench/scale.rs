@@ -5,7 +5,7 @@
 //! daemon's peak memory and CPU per check, a metrics scrape, and how long a sweep of each
 //! platform's share takes at the default rate limits.
 
-use super::daemon::{rss_of, spawn_daemon};
+use super::daemon::{rss_of, spawn_daemon, status_mib};
 use super::*;
 
 /// Workspaces the accounts are spread over.
@@ -22,19 +22,6 @@ pub struct ScaleBench {
     pub concurrency: usize,
     /// API clients during the sweep.
     pub clients: usize,
-}
-
-/// A `/proc/{pid}/status` figure in MiB (`VmHWM:` is the peak RSS).
-fn status_mib(pid: &str, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }
 
 /// CPU time (user + system) process `pid` has used.
