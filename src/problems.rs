@@ -94,6 +94,30 @@ impl Problems {
         keys.iter().filter_map(|k| notes.get(*k).cloned()).collect()
     }
 
+    /// The other problems whose key starts with `prefix` (e.g. `cadence:`), in key order.
+    pub fn notes_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        notes
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Sets or clears each platform's cadence problem from its account count (see
+    /// [`cadence`]); logs one that is new.
+    pub fn set_cadence(&self, config: &crate::config::Config, counts: &[(Platform, i64)]) {
+        for p in Platform::ALL {
+            let n = counts.iter().filter(|(q, _)| *q == p).map(|(_, n)| n).sum();
+            let problem = cadence(config, p, n);
+            if self.set_note(&format!("cadence:{p}"), problem.clone())
+                && let Some(msg) = problem
+            {
+                tracing::warn!(platform = %p, accounts = n, "{msg}");
+            }
+        }
+    }
+
     /// How many other problems have a key starting with `prefix` (e.g. `email:`).
     pub fn notes_count(&self, prefix: &str) -> usize {
         let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
@@ -108,4 +132,22 @@ impl Problems {
             .map(|p| (p, m.keys().filter(|(q, _)| *q == p).count()))
             .collect()
     }
+}
+
+/// Whether a sweep of `accounts` accounts of `platform` at its rate limit fits in
+/// `health.check_interval` (the period the health policy re-checks each account): the words,
+/// with the numbers, when it does not.
+pub fn cadence(config: &crate::config::Config, platform: Platform, accounts: i64) -> Option<String> {
+    let rate = config.platforms.get(platform).rate_limit(platform)?;
+    let period = config.health.check_interval.secs();
+    let needs = accounts as f64 / rate;
+    (accounts > 0 && needs > period as f64).then(|| {
+        format!(
+            "{platform}: a sweep of its {accounts} accounts at {rate} checks/s (platforms.{platform}.rate_limit) takes \
+             {:.1} h, longer than health.check_interval ({:.1} h): its accounts are checked less often than the \
+             policy asks; raise the rate limit as far as the platform allows, or lengthen the interval",
+            needs / 3_600.0,
+            period as f64 / 3_600.0
+        )
+    })
 }

@@ -339,6 +339,15 @@ async fn flush_batches(
     (write_time, written, first_error)
 }
 
+/// After a sweep: whether each platform's accounts can still be swept within
+/// `health.check_interval` at its rate limit (`/healthz` says so when not).
+pub async fn note_cadence(state: &Sweeper) {
+    if let Ok(counts) = state.store.health_counts(0).await {
+        let by_platform: Vec<_> = counts.into_iter().map(|(p, _, n)| (p, n)).collect();
+        state.checker.problems.set_cadence(&state.config(), &by_platform);
+    }
+}
+
 /// The one line a sweep logs when it ends: INFO with its figures when it checked
 /// anything, DEBUG when nothing was due, ERROR when it failed.
 pub fn log_sweep(result: Result<SweepReport, SweepError>) {
@@ -393,7 +402,12 @@ pub async fn start_with_next(
             let tasks = state.tasks.clone();
             let run = tasks.spawn("sweep", true, async move {
                 let _guard = guard;
-                log_sweep(sweep(&state, &cancel).await);
+                let result = sweep(&state, &cancel).await;
+                let checked = matches!(&result, Ok(r) if r.checked > 0);
+                log_sweep(result);
+                if checked {
+                    note_cadence(&state).await;
+                }
             });
             let _ = run.await;
         })

@@ -375,6 +375,8 @@ async fn say_where_it_stands(state: &AppState, metrics: String, next_sweep: Opti
         }
     });
     let counts = state.store.health_counts(0).await.unwrap_or_default();
+    let by_platform: Vec<_> = counts.iter().map(|(p, _, n)| (*p, *n)).collect();
+    state.problems.set_cadence(&config, &by_platform);
     let mut accounts = Vec::new();
     let mut uncredentialed = Vec::new();
     for p in crate::domain::Platform::ALL {

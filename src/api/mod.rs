@@ -114,7 +114,9 @@ pub async fn healthz(
     // Aggregates only: nothing here names a workspace or a tenant's receiver (`/healthz`
     // needs no key). The details are on the metrics listener (`/problems`).
     let waiting = problems.notes_count("email:");
+    let cadence = problems.notes_with_prefix("cadence:");
     let mut problems = problems.platform_problems();
+    problems.extend(cadence);
     if waiting > 0 {
         problems.push(format!(
             "notify: alerts of {waiting} workspace(s) wait for a recipient (see /problems on the metrics listener)"

@@ -142,6 +142,9 @@ pub(super) async fn config_check(config: &Config, source: Option<(PathBuf, bool)
         let counts = s.health_counts(0).await.unwrap_or_default();
         for p in crate::domain::Platform::ALL {
             let n: i64 = counts.iter().filter(|(q, _, _)| *q == p).map(|(_, _, n)| n).sum();
+            if let Some(slow) = crate::problems::cadence(config, p, n) {
+                warnings.push(slow);
+            }
             if n > 0
                 && let Some(missing) = crate::platforms::missing_app_credentials(config, p)
             {

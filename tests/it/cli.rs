@@ -477,6 +477,49 @@ fn metrics_have_their_own_listener_and_per_account_series_are_optional() {
     );
 }
 
+/// Issue 27: a platform whose accounts cannot be swept within `health.check_interval` at its
+/// rate limit: `config check` warns and `/healthz` says so, with the numbers; within the
+/// interval, nothing is said.
+#[test]
+fn a_cadence_the_rate_limit_cannot_keep_is_said_by_config_check_and_healthz() {
+    let env = env_with("");
+    env.create_key("acme");
+    for id in ["51", "52"] {
+        let out = env.import("twitter", id, "u", "tok");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    // 2 accounts at 0.0004 checks/s: 5,000 s, longer than an hour.
+    let slow = [
+        ("SOCIALSYNCER__PLATFORMS__TWITTER__RATE_LIMIT", "0.0004"),
+        ("SOCIALSYNCER__HEALTH__CHECK_INTERVAL", "1h"),
+    ];
+    let said = "twitter: a sweep of its 2 accounts at 0.0004 checks/s (platforms.twitter.rate_limit) takes 1.4 h, \
+                longer than health.check_interval (1.0 h)";
+    let mut c = env.cmd(&["config", "check"]);
+    c.envs(slow);
+    let out = c.output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("warning: {said}")), "{stderr}");
+    let mut c = env.cmd(&["serve"]);
+    c.envs(slow);
+    let d = start_daemon_with(c);
+    let (s, h) = curl(&[&format!("http://{}/healthz", d.addr)]);
+    assert_eq!(s, 200, "{h}");
+    let v: Value = serde_json::from_str(&h).unwrap();
+    assert_eq!(v["status"], "degraded", "{h}");
+    assert!(
+        v["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().starts_with(said)),
+        "{h}"
+    );
+    drop(d);
+    let out = env.run(&["config", "check"]);
+    assert!(!text(&out.stderr).contains("a sweep of its"), "{}", text(&out.stderr));
+}
+
 #[test]
 fn check_prints_a_table_and_fails_on_unhealthy_accounts() {
     let env = env_with("");
