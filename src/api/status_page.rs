@@ -360,18 +360,7 @@ async fn build_account(
         .health_before(a.id, window)
         .await?
         .unwrap_or(Health::Unknown);
-    let availability: Vec<_> = super::timeline::WINDOWS
-        .iter()
-        .map(|&days| {
-            let start = (now - days * 86_400).max(a.connected_at);
-            let at_start = transitions
-                .iter()
-                .rev()
-                .find(|t| t.at <= start)
-                .map_or(before, |t| t.to_health);
-            timeline::availability(days, now, a.connected_at, at_start, &transitions)
-        })
-        .collect();
+    let availability = super::timeline::windows(now, a.connected_at, before, &transitions);
     let mut checks = state.store.history(a.id, CHECKS_SHOWN).await?;
     checks.retain(|c| c.at > now - 86_400);
     let row = state.store.reconnect_rows(Some(a.id)).await?.into_iter().next();

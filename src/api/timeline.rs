@@ -78,6 +78,24 @@ fn state_at(before: Health, transitions: &[Transition], at: UnixTime) -> Health 
         .map_or(before, |t| t.to_health)
 }
 
+/// Availability over each of [`WINDOWS`] for an account connected at `connected_at`, whose
+/// health was `before` when the longest window began and changed as `transitions` say.
+pub fn windows(
+    now: UnixTime,
+    connected_at: UnixTime,
+    before: Health,
+    transitions: &[Transition],
+) -> Vec<timeline::Availability> {
+    WINDOWS
+        .iter()
+        .map(|&days| {
+            let start = (now - days * 86_400).max(connected_at);
+            let at_start = state_at(before, transitions, start);
+            timeline::availability(days, now, connected_at, at_start, transitions)
+        })
+        .collect()
+}
+
 /// One account's timeline: health changes, incidents and availability.
 #[utoipa::path(get, path = "/v1/accounts/{platform}/{accountId}/timeline", tag = "accounts",
     params(("platform" = String, Path), ("accountId" = String, Path)),
@@ -95,17 +113,12 @@ pub async fn timeline(State(state): State<ApiState>, Target(a, _): Target) -> Re
         .health_before(a.id, longest)
         .await?
         .unwrap_or(Health::Unknown);
-    let availability = WINDOWS
-        .iter()
-        .map(|&days| {
-            let start = (now - days * 86_400).max(a.connected_at);
-            let at_start = state_at(before, &transitions, start);
-            let av = timeline::availability(days, now, a.connected_at, at_start, &transitions);
-            AvailabilityView {
-                days,
-                percent: av.percent.map(|p| (p * 100.0).round() / 100.0),
-                since: av.since.map(rfc3339),
-            }
+    let availability = windows(now, a.connected_at, before, &transitions)
+        .into_iter()
+        .map(|av| AvailabilityView {
+            days: av.days,
+            percent: av.percent.map(|p| (p * 100.0).round() / 100.0),
+            since: av.since.map(rfc3339),
         })
         .collect();
     Ok(Json(Timeline {
