@@ -70,14 +70,15 @@ pub struct SweepReport {
     pub transient: usize,
     /// Accounts not checked because their platform asked us to wait.
     pub deferred: usize,
-    /// Wall time of the sweep.
+    /// Wall time of the sweep's checks and writes (pruning after them not included).
     pub duration: Duration,
     /// Time spent in database writes.
     pub write_time: Duration,
     /// Transactions the results were written in.
     pub batches: usize,
-    /// History rows pruned.
-    pub pruned: u64,
+    /// History and transition rows pruned after the checks, in statements that each held
+    /// the writer at most `pruned.longest_hold`.
+    pub pruned: crate::store::Pruned,
 }
 
 /// Runs one sweep over the accounts due now. Stops taking new accounts when `cancel` fires;
@@ -130,11 +131,11 @@ pub async fn sweep(state: &Sweeper, cancel: &CancellationToken) -> Result<SweepR
     if let Some(e) = failure {
         return Err(e);
     }
+    report.duration = started.elapsed();
     let cutoff = state.clock.now() - state.config().health.history_retention.secs();
     report.pruned = state.store.prune_history(cutoff).await?;
     let kept = state.clock.now() - state.config().health.transitions_retention.secs();
     report.pruned += state.store.prune_transitions(kept).await?;
-    report.duration = started.elapsed();
     state.metrics.sweep_finished(state.clock.now());
     state.alerts_due.notify_one();
     Ok(report)
@@ -360,10 +361,12 @@ pub fn log_sweep(result: Result<SweepReport, SweepError>) {
             deferred = r.deferred,
             duration_ms = r.duration.as_millis() as u64,
             write_ms = r.write_time.as_millis() as u64,
-            pruned = r.pruned,
+            pruned = r.pruned.rows,
+            prune_statements = r.pruned.statements,
+            prune_longest_hold_ms = r.pruned.longest_hold.as_millis() as u64,
             "sweep finished"
         ),
-        Ok(r) => tracing::debug!(pruned = r.pruned, "sweep found nothing due"),
+        Ok(r) => tracing::debug!(pruned = r.pruned.rows, "sweep found nothing due"),
         Err(e) => tracing::error!(error = %e, "sweep failed"),
     }
 }

@@ -20,6 +20,7 @@ use crate::store::{HealthUpdate, NewAccount};
 mod api;
 mod conns;
 mod daemon;
+mod history;
 mod idle;
 mod load;
 mod scale;
@@ -418,6 +419,10 @@ pub enum BenchCommand {
         /// API clients reading during the repeat sweep.
         #[arg(long, default_value_t = 16)]
         clients: usize,
+        /// Afterwards, simulated days of history (a check per account every
+        /// health.check_interval) and the pruning of the oldest day (0: skip).
+        #[arg(long, default_value_t = 30)]
+        history_days: u32,
     },
     /// Connections that hold on (silent, half a request, idle, HTTP/2, never reading) at the
     /// shipped limits: how long a real request waits, and what each held connection costs.
@@ -474,6 +479,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             latency_ms,
             concurrency,
             clients,
+            history_days,
         } => {
             if accounts == 0 || concurrency == 0 || latency_ms == 0 || clients == 0 {
                 bail!("--accounts, --latency-ms, --concurrency and --clients must be at least 1");
@@ -483,6 +489,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 latency: std::time::Duration::from_millis(latency_ms),
                 concurrency,
                 clients,
+                history_days,
             })
             .await?
         }

@@ -3,7 +3,8 @@
 //! platforms with latency L. Import, start, a first and a repeat sweep (each against the
 //! adapter floor measured in the same run), the API's latency during the repeat sweep, the
 //! daemon's peak memory and CPU per check, a metrics scrape, and how long a sweep of each
-//! platform's share takes at the default rate limits.
+//! platform's share takes at the default rate limits; then 30 simulated days of history and
+//! their pruning (`history`).
 
 use super::daemon::{rss_of, spawn_daemon, status_mib};
 use super::*;
@@ -22,6 +23,8 @@ pub struct ScaleBench {
     pub concurrency: usize,
     /// API clients during the sweep.
     pub clients: usize,
+    /// Simulated days of history to write and prune afterwards (0: none).
+    pub history_days: u32,
 }
 
 /// CPU time (user + system) process `pid` has used.
@@ -326,6 +329,10 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
                 }
             );
         }
+    }
+    if b.history_days > 0 {
+        eprintln!("writing {} days of history ...", b.history_days);
+        super::history::history(&db, b.history_days).await?;
     }
     Ok(())
 }

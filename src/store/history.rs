@@ -1,5 +1,7 @@
 //! The append-only check history, and the health transitions kept longer.
 
+use std::time::Instant;
+
 use super::*;
 
 impl Store {
@@ -51,29 +53,81 @@ impl Store {
         })
     }
 
-    /// Deletes transitions older than `before` (`health.transitions_retention`); returns how
-    /// many rows.
-    pub async fn prune_transitions(&self, before: UnixTime) -> Result<u64, StoreError> {
-        with_db!(self, |pool| {
-            Ok(sqlx::query("DELETE FROM health_transitions WHERE at < $1")
-                .bind(before)
-                .execute(pool)
-                .await?
-                .rows_affected())
-        })
+    /// Deletes transitions older than `before` (`health.transitions_retention`), in bounded
+    /// statements (see [`Store::prune_history`]).
+    pub async fn prune_transitions(&self, before: UnixTime) -> Result<Pruned, StoreError> {
+        self.prune("health_transitions", before, PRUNE_HOLD).await
     }
 
-    /// Deletes history older than `before`; returns how many rows.
-    pub async fn prune_history(&self, before: UnixTime) -> Result<u64, StoreError> {
-        with_db!(self, |pool| {
-            Ok(sqlx::query("DELETE FROM health_history WHERE at < $1")
-                .bind(before)
-                .execute(pool)
-                .await?
-                .rows_affected())
-        })
+    /// Deletes history older than `before` (`health.history_retention`), in bounded
+    /// statements: each deletes a batch of the oldest rows in its own transaction, sized so that
+    /// it holds the writer about [`PRUNE_HOLD`], and the next waits as long as the last one
+    /// took, so the sweep's writes (and another daemon's) get in between. A day of a million
+    /// accounts' checks is millions of rows: one statement would hold SQLite's writer for
+    /// seconds.
+    pub async fn prune_history(&self, before: UnixTime) -> Result<Pruned, StoreError> {
+        self.prune("health_history", before, PRUNE_HOLD).await
+    }
+
+    /// Deletes `table`'s rows with `at < before` in statements aimed at `hold` each.
+    async fn prune(&self, table: &'static str, before: UnixTime, hold: Duration) -> Result<Pruned, StoreError> {
+        let sql =
+            format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE at < $1 ORDER BY at LIMIT $2)");
+        let mut done = Pruned::default();
+        let mut batch: i64 = PRUNE_BATCH_MIN;
+        loop {
+            let started = Instant::now();
+            let n = with_db!(self, |pool| {
+                // `table` is one of this module's two constant names.
+                sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(before)
+                    .bind(batch)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
+            let took = started.elapsed();
+            done.rows += n;
+            done.statements += 1;
+            done.longest_hold = done.longest_hold.max(took);
+            if n < batch as u64 {
+                return Ok(done);
+            }
+            // Aim the next statement at `hold`: grow while well under it, shrink when over.
+            if took < hold / 2 {
+                batch = (batch * 2).min(PRUNE_BATCH_MAX);
+            } else if took > hold {
+                batch = (batch / 2).max(PRUNE_BATCH_MIN);
+            }
+            tokio::time::sleep(took.max(Duration::from_millis(1))).await;
+        }
     }
 }
+
+/// What one pruning did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Rows deleted.
+    pub rows: u64,
+    /// Statements (transactions) it took.
+    pub statements: u32,
+    /// The longest of them: how long the writer was held at most.
+    pub longest_hold: Duration,
+}
+
+impl std::ops::AddAssign for Pruned {
+    fn add_assign(&mut self, o: Pruned) {
+        self.rows += o.rows;
+        self.statements += o.statements;
+        self.longest_hold = self.longest_hold.max(o.longest_hold);
+    }
+}
+
+/// How long one pruning statement aims to hold the writer (issue 27's bound is 100 ms).
+pub const PRUNE_HOLD: Duration = Duration::from_millis(25);
+/// The smallest and largest batch of rows one pruning statement deletes.
+const PRUNE_BATCH_MIN: i64 = 500;
+const PRUNE_BATCH_MAX: i64 = 50_000;
 
 /// Inserts a history row for each of `checked`, inside the batch's transaction `tx`, as
 /// multi-row inserts. Rows of accounts deleted while they were being checked are skipped

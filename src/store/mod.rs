@@ -185,6 +185,7 @@ mod events;
 mod status;
 mod status_links;
 pub use events::{EventFilter, EventRow};
+pub use history::{PRUNE_HOLD, Pruned};
 pub use status::{StatusOverview, WorkspaceCounts};
 pub use status_links::StatusLinkInfo;
 mod credentials;

@@ -539,6 +539,60 @@ async fn new_tokens_are_committed_before_the_refresh_is_reported() {
     app.stop().await;
 }
 
+/// Pruning deletes what is past the retention in many short statements, never one that
+/// holds the writer for the whole backlog (issue 27), and keeps what is newer.
+#[tokio::test]
+async fn a_backlog_of_history_is_pruned_in_bounded_statements() {
+    let app = spawn_app().await;
+    let key = app.key("acme").await;
+    let db = app.db().await;
+    app.connect(&key, Platform::Tiktok, "old", spec(Platform::Tiktok)).await;
+    // 20,000 rows past the retention (at 1..=20,000) and 10 inside it.
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+         INSERT INTO health_history (account_ref, at, event, health, changed) \
+         SELECT (SELECT id FROM accounts), i, 'check', 'healthy', FALSE FROM n",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let now = domain::now();
+    for i in 0..10 {
+        sqlx::query(
+            "INSERT INTO health_history (account_ref, at, event, health, changed) \
+             SELECT id, $1, 'check', 'healthy', FALSE FROM accounts",
+        )
+        .bind(now - i)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM health_history")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let pruned = app.state.store.prune_history(now - 86_400).await.unwrap();
+    assert_eq!(pruned.rows, 20_000, "{pruned:?}");
+    assert!(
+        pruned.statements >= 5,
+        "a 20,000-row backlog takes several statements, not one: {pruned:?}"
+    );
+    let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM health_history")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(after, before - 20_000, "what is inside the retention stays");
+    let oldest: i64 = sqlx::query_scalar("SELECT MIN(at) FROM health_history")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(oldest >= now - 86_400);
+    // Nothing left to prune: one statement that finds nothing.
+    let again = app.state.store.prune_history(now - 86_400).await.unwrap();
+    assert_eq!((again.rows, again.statements), (0, 1));
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn silence_turns_into_unknown_after_the_staleness_limit_and_history_is_pruned() {
     let app = spawn_app().await;
@@ -559,7 +613,7 @@ async fn silence_turns_into_unknown_after_the_staleness_limit_and_history_is_pru
     app.sim.set_platform_behavior(Platform::Tiktok, Behavior::ServerError);
     let r = sweep(&app).await;
     assert_eq!((r.checked, r.transient), (1, 1));
-    assert!(r.pruned >= 1, "rows past the retention are pruned");
+    assert!(r.pruned.rows >= 1, "rows past the retention are pruned");
     let (_, v) = app.get(&key, "/v1/accounts/tiktok/quiet").await;
     assert_eq!(v["health"], "unknown");
     assert!(
