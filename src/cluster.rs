@@ -46,8 +46,9 @@ pub struct Cluster {
 
 /// How often a daemon beats and reads the peers and holds.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
-/// A peer that has not beaten for this long is counted out (its share goes to the others).
-pub const LIVE_WITHIN: i64 = 10;
+/// A peer that has not beaten for this long (seconds) is counted out: its share goes to the
+/// others, and its sweep's claims are taken over without waiting for their lease.
+pub use crate::store::LIVE_WITHIN;
 /// Heartbeat rows older than this are deleted.
 const FORGET_AFTER: i64 = 3600;
 

@@ -246,7 +246,7 @@ async fn read_pages(
             .due_accounts(platform, due_by, cursor, limit, &claim)
             .await?;
         if page.taken_over > 0 {
-            tracing::warn!(%platform, accounts = page.taken_over, "took over accounts whose claim expired (a peer died mid-sweep)");
+            tracing::warn!(%platform, accounts = page.taken_over, "took over accounts whose claim expired or whose daemon stopped beating (a peer died mid-sweep)");
             state.metrics.claims_expired(page.taken_over);
         }
         let page = page.accounts;

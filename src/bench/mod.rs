@@ -18,8 +18,10 @@ use crate::simulator::{Simulator, TokenSpec};
 use crate::store::{HealthUpdate, NewAccount};
 
 mod api;
+mod cluster;
 mod conns;
 mod daemon;
+mod fleet;
 mod history;
 mod idle;
 mod load;
@@ -28,7 +30,8 @@ mod status;
 
 pub use api::{ApiBench, api};
 pub use conns::conns;
-pub use scale::{ScaleBench, scale};
+pub use fleet::ScaleBench;
+pub use scale::scale;
 
 /// Parameters of the sweep benchmark.
 #[derive(Debug, Clone)]
@@ -423,6 +426,15 @@ pub enum BenchCommand {
         /// health.check_interval) and the pruning of the oldest day (0: skip).
         #[arg(long, default_value_t = 30)]
         history_days: u32,
+        /// Run on this PostgreSQL database (postgres://..., empty) with --daemons daemons
+        /// instead of one daemon on a temporary SQLite file: rounds of one daemon and of all of
+        /// them (each account checked exactly once a round), one killed mid-round, the
+        /// database's connections and size.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+        /// Daemons sharing the PostgreSQL --database.
+        #[arg(long, default_value_t = 3)]
+        daemons: usize,
     },
     /// Connections that hold on (silent, half a request, idle, HTTP/2, never reading) at the
     /// shipped limits: how long a real request waits, and what each held connection costs.
@@ -480,18 +492,36 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             concurrency,
             clients,
             history_days,
+            database,
+            daemons,
         } => {
             if accounts == 0 || concurrency == 0 || latency_ms == 0 || clients == 0 {
                 bail!("--accounts, --latency-ms, --concurrency and --clients must be at least 1");
             }
-            scale(ScaleBench {
+            if database.is_some() && daemons < 2 {
+                bail!("--daemons must be at least 2 (one daemon's round is measured first in any case)");
+            }
+            if database
+                .as_deref()
+                .is_some_and(|u| !u.starts_with("postgres://") && !u.starts_with("postgresql://"))
+            {
+                bail!(
+                    "--database takes a PostgreSQL URL (postgres://...); without it the bench runs on a temporary SQLite file"
+                );
+            }
+            let b = ScaleBench {
                 accounts,
                 latency: std::time::Duration::from_millis(latency_ms),
                 concurrency,
                 clients,
                 history_days,
-            })
-            .await?
+                database,
+                daemons,
+            };
+            match b.database.clone() {
+                Some(url) => cluster::cluster(&b, &url).await?,
+                None => scale(b).await?,
+            }
         }
         BenchCommand::Conns { connections } => {
             if connections == 0 {

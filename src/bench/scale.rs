@@ -7,25 +7,8 @@
 //! their pruning (`history`).
 
 use super::daemon::{rss_of, spawn_daemon, status_mib};
+use super::fleet::{ScaleBench, Seeded, WORKSPACES, daemon_toml, free_port, seed};
 use super::*;
-
-/// Workspaces the accounts are spread over.
-const WORKSPACES: usize = 100;
-
-/// Parameters of the scale benchmark.
-#[derive(Debug, Clone)]
-pub struct ScaleBench {
-    /// Accounts.
-    pub accounts: usize,
-    /// Latency of every simulated answer.
-    pub latency: Duration,
-    /// Checks in flight.
-    pub concurrency: usize,
-    /// API clients during the sweep.
-    pub clients: usize,
-    /// Simulated days of history to write and prune afterwards (0: none).
-    pub history_days: u32,
-}
 
 /// CPU time (user + system) process `pid` has used.
 fn cpu_of(pid: &str) -> Option<Duration> {
@@ -80,85 +63,26 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
     let db = dir.path().join("scale.db");
     let key_file = dir.path().join("token.key");
     crate::crypto::Sealer::load_or_create(&key_file)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut toml = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"\"\nkey_rate_limit = 0\naddress_rate_limit = 0\n\
-         [database]\nurl = \"sqlite://{}\"\n[security]\ntoken_key_file = \"{}\"\n\
-         [schedule]\ncron = \"*/2 * * * * *\"\nconcurrency = {}\nbatch_size = 2000\n\
-         [http]\nrequest_timeout = \"60s\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n{}",
-        db.display(),
-        key_file.display(),
-        b.concurrency,
-        sim.config_toml(dir.path())?
-    );
-    // No pacing (the floor is the adapters' own speed) and no refreshes.
-    for p in Platform::ALL {
-        toml = toml.replace(
-            &format!("[platforms.{p}]\n"),
-            &format!("[platforms.{p}]\nrate_limit = 0\nauto_refresh = false\n"),
-        );
-    }
+    let port = free_port()?;
+    let toml = daemon_toml(
+        &b,
+        &format!("sqlite://{}", db.display()),
+        port,
+        &key_file,
+        &sim,
+        dir.path(),
+    )?;
     let config_path = dir.path().join("scale.toml");
     std::fs::write(&config_path, &toml)?;
     let mut seed_config = Config::from_toml(&toml)?;
     seed_config.schedule.cron = String::new();
     let state = AppState::build(seed_config).await?;
-
-    eprintln!("importing {} accounts into {WORKSPACES} workspaces ...", b.accounts);
-    let mut workspaces = Vec::with_capacity(WORKSPACES);
-    for w in 0..WORKSPACES {
-        workspaces.push(state.store.ensure_workspace(&format!("ws{w}"), domain::now()).await?);
-    }
-    let k = crate::crypto::generate_api_key();
-    state
-        .store
-        .insert_api_key(
-            workspaces[0],
-            &k.prefix,
-            &k.hash,
-            domain::now(),
-            &crate::domain::KeyScope::ALL,
-        )
-        .await?;
-    let api_key = secrecy::ExposeSecret::expose_secret(&k.secret).to_owned();
-    let now = domain::now();
-    let mut tokens = Vec::with_capacity(b.accounts);
-    let mut batch = Vec::with_capacity(10_000);
-    let mut issue_time = Duration::ZERO;
-    let mut write_time = Duration::ZERO;
-    for i in 0..b.accounts {
-        let p = Platform::ALL[i % Platform::ALL.len()];
-        let ws = workspaces[i % WORKSPACES];
-        let id = if p == Platform::Tiktok {
-            format!("open-{i}")
-        } else {
-            format!("{}", 10_000_000 + i)
-        };
-        let t = Instant::now();
-        let issued = sim.issue(p, TokenSpec::valid(p, &id));
-        issue_time += t.elapsed();
-        let token = SecretString::from(issued.access_token);
-        batch.push(NewAccount {
-            custody: crate::domain::Custody::Socialsyncer,
-            instagram_login: None,
-            workspace_id: ws,
-            platform: p,
-            account_id: AccountId::parse(p, &id).context("generated ID")?,
-            username: format!("account{i}"),
-            access_token: state.sealer.seal(&seal_context(ws, p, &id), &token),
-            refresh_token: None,
-            token_expires_at: issued.expires_at,
-            scopes: crate::simulator::default_scopes(p),
-            connected_at: now,
-        });
-        tokens.push((p, id, token));
-        if batch.len() == 10_000 || i + 1 == b.accounts {
-            let t = Instant::now();
-            state.store.insert_accounts(&batch).await?;
-            write_time += t.elapsed();
-            batch.clear();
-        }
-    }
+    let Seeded {
+        api_key,
+        tokens,
+        issue_time,
+        write_time,
+    } = seed(&state, &sim, b.accounts).await?;
     eprintln!("the adapter floor: every token checked in this process, no store ...");
     let tokens = std::sync::Arc::new(tokens);
     let floor = super::adapter_floor(&state, tokens.clone(), b.concurrency).await?;

@@ -344,8 +344,8 @@ pub struct ScheduleConfig {
     pub shutdown_timeout: HumanDuration,
     /// PostgreSQL, several daemons: how long a sweep's claim on a page of due accounts
     /// holds. A daemon that dies mid-sweep leaves its claims; a peer checks those accounts
-    /// in its first round after they expire. Long enough for a page to be checked at the
-    /// slowest platform pace.
+    /// in its first round after its heartbeat is 10 s old, or after they expire, whichever
+    /// comes first. Long enough for a page to be checked at the slowest platform pace.
     pub claim_lease: HumanDuration,
 }
 

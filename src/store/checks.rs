@@ -120,8 +120,10 @@ impl Store {
     /// same account and accounts claimed by a live peer are skipped, and `FOR UPDATE SKIP
     /// LOCKED` keeps a daemon from waiting behind the rows a peer's claim is locking (it takes
     /// the others instead); writing an account's result
-    /// releases its claim. Accounts whose claim expired unreleased (a peer died holding
-    /// them) are taken over: [`DuePage::taken_over`] counts them.
+    /// releases its claim. Accounts whose claim expired unreleased, or whose claimant's
+    /// daemon last beat more than [`LIVE_WITHIN`] seconds ago (a peer died holding them), are
+    /// taken over: [`DuePage::taken_over`] counts them. A claimant with no heartbeat row (one
+    /// that never beat, or forgotten after an hour) keeps its claims for their lease.
     pub async fn due_accounts(
         &self,
         platform: Platform,
@@ -186,7 +188,9 @@ impl Store {
                 let sql = concat!(
                     "WITH due AS (SELECT account_ref, claimed_until FROM account_health WHERE platform = $1 \
                      AND next_check_at <= $2 AND (next_check_at, account_ref) > ($3, $4) \
-                     AND (claimed_until IS NULL OR claimed_until <= unixepoch()) \
+                     AND (claimed_until IS NULL OR claimed_until <= unixepoch() \
+                     OR EXISTS (SELECT 1 FROM instances i WHERE i.id = split_part(account_health.claimed_by, '/', 1) \
+                     AND i.heartbeat_at < unixepoch() - $8)) \
                      ORDER BY next_check_at, account_ref LIMIT $5 FOR UPDATE SKIP LOCKED), \
                      claimed AS (UPDATE account_health SET claimed_until = unixepoch() + $6, claimed_by = $7 FROM due \
                      WHERE account_health.account_ref = due.account_ref \
@@ -206,6 +210,7 @@ impl Store {
                     .bind(limit)
                     .bind(claim.lease)
                     .bind(claim.holder)
+                    .bind(LIVE_WITHIN)
                     .fetch_all(pool)
                     .await?;
                 let taken_over = rows.iter().filter(|r| r.taken_over).count() as u64;

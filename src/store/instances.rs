@@ -4,6 +4,11 @@
 
 use super::*;
 
+/// A daemon that has not beaten for this long (seconds, the database's clock) is counted
+/// out: its share of a rate limit goes to its peers, and its sweep's claims are taken over
+/// at once rather than when their lease (`schedule.claim_lease`) runs out.
+pub const LIVE_WITHIN: i64 = 10;
+
 impl Store {
     /// Records that instance `id` is alive now, by the database's clock (inserting it on its
     /// first beat); answers that clock's time, Unix seconds.

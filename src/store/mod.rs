@@ -190,6 +190,7 @@ pub use status::{StatusOverview, WorkspaceCounts};
 pub use status_links::StatusLinkInfo;
 mod credentials;
 mod instances;
+pub use instances::LIVE_WITHIN;
 mod webhooks;
 mod workspaces;
 

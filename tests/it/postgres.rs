@@ -224,6 +224,69 @@ async fn a_daemon_is_not_held_behind_the_page_a_peer_is_claiming() {
     b.store.close().await;
 }
 
+/// A claim whose daemon stopped beating is taken over at once, not when its lease runs out
+/// (15 minutes by default); a claim of a daemon that beats is left alone, and so is one of a
+/// claimant without a heartbeat row (it never beat: its lease decides).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_claims_of_a_daemon_that_stopped_beating_are_taken_over_before_their_lease_ends() {
+    if !have_postgres("the_claims_of_a_daemon_that_stopped_beating_are_taken_over_before_their_lease_ends") {
+        return;
+    }
+    let url = fresh_postgres_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let toml = config_toml(dir.path(), &sim, &url, "[schedule]\ncron = \"\"");
+    let b = AppState::build(Config::from_toml(&toml).unwrap()).await.unwrap();
+    fill(&b, &sim, 30).await;
+    let db = any_pool(&url).await;
+    // Three peers claimed ten accounts each for 15 minutes: one beats now, one last beat a
+    // minute ago, one never wrote a heartbeat.
+    let now = domain::now();
+    for (id, beat) in [("alive-1-aa", Some(0)), ("dead-2-bb", Some(60)), ("gone-3-cc", None)] {
+        if let Some(ago) = beat {
+            sqlx::query("INSERT INTO instances (id, started_at, heartbeat_at) VALUES ($1, $2, unixepoch() - $3)")
+                .bind(id)
+                .bind(now - 600)
+                .bind(ago)
+                .execute(&db)
+                .await
+                .unwrap();
+        }
+        sqlx::query(
+            "UPDATE account_health SET claimed_until = unixepoch() + 900, claimed_by = $1 WHERE account_ref IN \
+             (SELECT account_ref FROM account_health WHERE claimed_by IS NULL ORDER BY account_ref LIMIT 10)",
+        )
+        .bind(format!("{id}/sweep/00"))
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    let claim = socialsyncer::store::Claim {
+        holder: "b/sweep/01",
+        now: domain::now() + 60,
+        lease: 300,
+    };
+    let page = b
+        .store
+        .due_accounts(Platform::Threads, domain::now() + 60, None, 100, &claim)
+        .await
+        .unwrap();
+    assert_eq!(page.accounts.len(), 10, "the dead peer's accounts are taken");
+    assert_eq!(page.taken_over, 10);
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT claimed_by FROM account_health WHERE claimed_by <> 'b/sweep/01' ORDER BY 1",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        ["alive-1-aa/sweep/00", "gone-3-cc/sweep/00"],
+        "the live peer and the one that never beat keep their claims"
+    );
+    b.store.close().await;
+}
+
 /// A free port on 127.0.0.1.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

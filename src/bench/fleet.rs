@@ -1,0 +1,147 @@
+//! What `bench scale` sets up, on SQLite (`scale`) and on PostgreSQL (`cluster`) alike: its
+//! parameters, the daemons' configuration, and the accounts.
+
+use super::*;
+
+/// Workspaces the accounts are spread over.
+pub(super) const WORKSPACES: usize = 100;
+
+/// Parameters of the scale benchmark.
+#[derive(Debug, Clone)]
+pub struct ScaleBench {
+    /// Accounts.
+    pub accounts: usize,
+    /// Latency of every simulated answer.
+    pub latency: Duration,
+    /// Checks in flight.
+    pub concurrency: usize,
+    /// API clients during the sweep.
+    pub clients: usize,
+    /// Simulated days of history to write and prune afterwards (0: none).
+    pub history_days: u32,
+    /// A PostgreSQL database (empty) to run on instead of a SQLite file, with `daemons`
+    /// daemons (`cluster`).
+    pub database: Option<String>,
+    /// Daemons sharing the PostgreSQL `database`.
+    pub daemons: usize,
+}
+
+/// A free port on 127.0.0.1.
+pub(super) fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A daemon's configuration for the benchmark: database `url`, API on `port`, a sweep every
+/// two seconds with `b.concurrency` checks in flight against `sim`, no pacing, no refreshes.
+pub(super) fn daemon_toml(
+    b: &ScaleBench,
+    url: &str,
+    port: u16,
+    key_file: &std::path::Path,
+    sim: &Simulator,
+    dir: &std::path::Path,
+) -> anyhow::Result<String> {
+    let mut toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"\"\nkey_rate_limit = 0\naddress_rate_limit = 0\n\
+         [database]\nurl = \"{url}\"\n[security]\ntoken_key_file = \"{}\"\n\
+         [schedule]\ncron = \"*/2 * * * * *\"\nconcurrency = {}\nbatch_size = 2000\nclaim_lease = \"{}s\"\n\
+         [http]\nrequest_timeout = \"60s\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n{}",
+        key_file.display(),
+        b.concurrency,
+        CLAIM_LEASE.as_secs(),
+        sim.config_toml(dir)?
+    );
+    // No pacing (the floor is the adapters' own speed) and no refreshes.
+    for p in Platform::ALL {
+        toml = toml.replace(
+            &format!("[platforms.{p}]\n"),
+            &format!("[platforms.{p}]\nrate_limit = 0\nauto_refresh = false\n"),
+        );
+    }
+    Ok(toml)
+}
+
+/// The claim lease the benchmark's daemons run with: how long a killed daemon's claims wait
+/// before a peer takes them over (the shipped default is 15 minutes).
+pub(super) const CLAIM_LEASE: Duration = Duration::from_secs(30);
+
+/// What [`seed`] made.
+pub(super) struct Seeded {
+    /// A key of the first workspace.
+    pub api_key: String,
+    /// Every account's platform, ID and token.
+    pub tokens: Vec<(Platform, String, SecretString)>,
+    /// Time the simulator took to issue the tokens.
+    pub issue_time: Duration,
+    /// Time the store took to write the accounts.
+    pub write_time: Duration,
+}
+
+/// Registers `accounts` accounts over [`WORKSPACES`] workspaces and the five platforms
+/// through the store, each with a token `sim` issued, 10,000 a transaction.
+pub(super) async fn seed(state: &AppState, sim: &Simulator, accounts: usize) -> anyhow::Result<Seeded> {
+    eprintln!("importing {accounts} accounts into {WORKSPACES} workspaces ...");
+    let mut workspaces = Vec::with_capacity(WORKSPACES);
+    for w in 0..WORKSPACES {
+        workspaces.push(state.store.ensure_workspace(&format!("ws{w}"), domain::now()).await?);
+    }
+    let k = crate::crypto::generate_api_key();
+    state
+        .store
+        .insert_api_key(
+            workspaces[0],
+            &k.prefix,
+            &k.hash,
+            domain::now(),
+            &crate::domain::KeyScope::ALL,
+        )
+        .await?;
+    let api_key = secrecy::ExposeSecret::expose_secret(&k.secret).to_owned();
+    let now = domain::now();
+    let mut tokens = Vec::with_capacity(accounts);
+    let mut batch = Vec::with_capacity(10_000);
+    let mut issue_time = Duration::ZERO;
+    let mut write_time = Duration::ZERO;
+    for i in 0..accounts {
+        let p = Platform::ALL[i % Platform::ALL.len()];
+        let ws = workspaces[i % WORKSPACES];
+        let id = if p == Platform::Tiktok {
+            format!("open-{i}")
+        } else {
+            format!("{}", 10_000_000 + i)
+        };
+        let t = Instant::now();
+        let issued = sim.issue(p, TokenSpec::valid(p, &id));
+        issue_time += t.elapsed();
+        let token = SecretString::from(issued.access_token);
+        batch.push(NewAccount {
+            custody: crate::domain::Custody::Socialsyncer,
+            instagram_login: None,
+            workspace_id: ws,
+            platform: p,
+            account_id: AccountId::parse(p, &id).context("generated ID")?,
+            username: format!("account{i}"),
+            access_token: state.sealer.seal(&seal_context(ws, p, &id), &token),
+            refresh_token: None,
+            token_expires_at: issued.expires_at,
+            scopes: crate::simulator::default_scopes(p),
+            connected_at: now,
+        });
+        tokens.push((p, id, token));
+        if batch.len() == 10_000 || i + 1 == accounts {
+            let t = Instant::now();
+            state.store.insert_accounts(&batch).await?;
+            write_time += t.elapsed();
+            batch.clear();
+            if (i + 1) % 100_000 == 0 {
+                eprintln!("  {} accounts imported", i + 1);
+            }
+        }
+    }
+    Ok(Seeded {
+        api_key,
+        tokens,
+        issue_time,
+        write_time,
+    })
+}
