@@ -109,9 +109,14 @@ pub async fn open_store(config: &Config, create: Create) -> anyhow::Result<Store
             // Processes starting together on a new file (serve, keys create) migrate one at a
             // time: the others wait for the lock, then find the migrations applied.
             let lock = migration_lock(&path).await?;
-            let store = Store::open_sqlite(&path, config.database.busy_timeout.0, config.database.max_connections)
-                .await
-                .with_context(|| format!("Failed to open the database {}", path.display()))?;
+            let store = Store::open_sqlite_with(
+                &path,
+                config.database.busy_timeout.0,
+                config.database.max_connections,
+                config.database.sqlite_cache_mib,
+            )
+            .await
+            .with_context(|| format!("Failed to open the database {}", path.display()))?;
             store
                 .migrate()
                 .await

@@ -24,6 +24,8 @@ pub struct ScaleBench {
     pub database: Option<String>,
     /// Daemons sharing the PostgreSQL `database`.
     pub daemons: usize,
+    /// `database.sqlite_cache_mib` for the daemon (its default when `None`).
+    pub sqlite_cache_mib: Option<u32>,
 }
 
 /// A free port on 127.0.0.1.
@@ -43,9 +45,12 @@ pub(super) fn daemon_toml(
 ) -> anyhow::Result<String> {
     let mut toml = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"\"\nkey_rate_limit = 0\naddress_rate_limit = 0\n\
-         [database]\nurl = \"{url}\"\n[security]\ntoken_key_file = \"{}\"\n\
+         [database]\nurl = \"{url}\"\n{}[security]\ntoken_key_file = \"{}\"\n\
          [schedule]\ncron = \"*/2 * * * * *\"\nconcurrency = {}\nbatch_size = 2000\nclaim_lease = \"{}s\"\n\
          [http]\nrequest_timeout = \"60s\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n{}",
+        b.sqlite_cache_mib
+            .map(|m| format!("sqlite_cache_mib = {m}\n"))
+            .unwrap_or_default(),
         key_file.display(),
         b.concurrency,
         CLAIM_LEASE.as_secs(),

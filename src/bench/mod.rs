@@ -435,6 +435,9 @@ pub enum BenchCommand {
         /// Daemons sharing the PostgreSQL --database.
         #[arg(long, default_value_t = 3)]
         daemons: usize,
+        /// The daemon's database.sqlite_cache_mib (its default when not given).
+        #[arg(long, value_name = "MIB")]
+        sqlite_cache_mib: Option<u32>,
     },
     /// Connections that hold on (silent, half a request, idle, HTTP/2, never reading) at the
     /// shipped limits: how long a real request waits, and what each held connection costs.
@@ -494,6 +497,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             history_days,
             database,
             daemons,
+            sqlite_cache_mib,
         } => {
             if accounts == 0 || concurrency == 0 || latency_ms == 0 || clients == 0 {
                 bail!("--accounts, --latency-ms, --concurrency and --clients must be at least 1");
@@ -517,6 +521,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 history_days,
                 database,
                 daemons,
+                sqlite_cache_mib,
             };
             match b.database.clone() {
                 Some(url) => cluster::cluster(&b, &url).await?,

@@ -90,6 +90,9 @@ impl Config {
                     .into(),
             ));
         }
+        if self.database.sqlite_cache_mib == 0 {
+            return Err(ConfigError("database.sqlite_cache_mib: must be at least 1".into()));
+        }
         if self.database.max_connections == 0 {
             return Err(ConfigError("database.max_connections: must be at least 1".into()));
         }

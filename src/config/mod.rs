@@ -195,6 +195,10 @@ pub struct DatabaseConfig {
     pub busy_timeout: HumanDuration,
     /// Pool size.
     pub max_connections: u32,
+    /// SQLite: the page cache of each pooled connection, in MiB (up to `max_connections`
+    /// of them). The operating system's file cache holds the rest of the file either way;
+    /// a larger cache saves reads from it at the cost of the daemon's own memory.
+    pub sqlite_cache_mib: u32,
 }
 
 impl Default for DatabaseConfig {
@@ -204,6 +208,7 @@ impl Default for DatabaseConfig {
             password_file: None,
             busy_timeout: HumanDuration(Duration::from_secs(10)),
             max_connections: 8,
+            sqlite_cache_mib: 8,
         }
     }
 }

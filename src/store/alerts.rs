@@ -98,7 +98,7 @@ impl Store {
                     sep.push_bind(*id);
                 }
                 q.push(")");
-                q.build().execute(pool).await?;
+                q.build().persistent(false).execute(pool).await?;
             }
             Ok(())
         })
@@ -223,7 +223,7 @@ macro_rules! insert_raised {
                     .push_bind(a.created_at);
             });
             q.push(") AS v WHERE v.column2 IN (SELECT id FROM accounts) ON CONFLICT (dedup_key) DO NOTHING");
-            q.build().execute(&mut *$tx).await?;
+            q.build().persistent(false).execute(&mut *$tx).await?;
         }
     }};
 }

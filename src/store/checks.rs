@@ -30,7 +30,7 @@ impl Store {
                         .push_bind(&u.state.last_error);
                 });
                 q.push(") AS v WHERE account_health.account_ref = v.column1");
-                q.build().execute(&mut *tx).await?;
+                q.build().persistent(false).execute(&mut *tx).await?;
             }
             let (same, changed): (Vec<&HealthUpdate>, Vec<&HealthUpdate>) =
                 checked.into_iter().partition(|u| u.unchanged);
@@ -48,7 +48,7 @@ impl Store {
                         .push_bind(u.next_check_at);
                 });
                 q.push(") AS v WHERE account_health.account_ref = v.column1");
-                q.build().execute(&mut *tx).await?;
+                q.build().persistent(false).execute(&mut *tx).await?;
             }
             insert_transitions!(tx, &changed);
             for chunk in changed.chunks(UPDATE_CHUNK) {
@@ -82,7 +82,7 @@ impl Store {
                         .push_bind(u.alert_episode);
                 });
                 q.push(") AS v WHERE account_health.account_ref = v.column1");
-                q.build().execute(&mut *tx).await?;
+                q.build().persistent(false).execute(&mut *tx).await?;
             }
             let expiries: Vec<&HealthUpdate> = updates
                 .iter()
@@ -94,7 +94,7 @@ impl Store {
                     b.push_bind(u.account_ref).push_bind(u.token_expires_at);
                 });
                 q.push(") AS v WHERE accounts.id = v.column1");
-                q.build().execute(&mut *tx).await?;
+                q.build().persistent(false).execute(&mut *tx).await?;
             }
             // The alerts these changes raised and a history row per check, in the same
             // transaction.

@@ -92,7 +92,7 @@ impl Store {
                         };
                     }
                 });
-                q.build().execute(&mut *tx).await?;
+                q.build().persistent(false).execute(&mut *tx).await?;
             }
             total += rows.len();
             // Identity columns continue after the copied IDs.

@@ -150,7 +150,7 @@ macro_rules! insert_checks {
                     .push_bind(&u.state.last_error);
             });
             q.push(") AS v WHERE v.column1 IN (SELECT id FROM accounts)");
-            q.build().execute(&mut *$tx).await?;
+            q.build().persistent(false).execute(&mut *$tx).await?;
         }
     }};
 }
@@ -178,7 +178,7 @@ macro_rules! insert_transitions {
                 ids.push_bind(u.account_ref);
             }
             lock.push(")");
-            lock.build().execute(&mut *$tx).await?;
+            lock.build().persistent(false).execute(&mut *$tx).await?;
             let mut q = QueryBuilder::<Db>::new(
                 "INSERT INTO health_transitions (account_ref, workspace_id, at, from_health, to_health, needs_person, reason) \
                  SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7 FROM (",
@@ -197,7 +197,7 @@ macro_rules! insert_transitions {
                 ") AS v JOIN account_health h ON h.account_ref = v.column1 AND h.health = v.column4 \
                  AND h.needs_reconnect = v.column8",
             );
-            q.build().execute(&mut *$tx).await?;
+            q.build().persistent(false).execute(&mut *$tx).await?;
         }
     }};
 }

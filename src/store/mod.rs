@@ -215,6 +215,16 @@ impl Store {
     /// Opens (creating if needed) the SQLite file with WAL, `synchronous=NORMAL`, a busy
     /// timeout and foreign keys on.
     pub async fn open_sqlite(path: &Path, busy_timeout: Duration, max_connections: u32) -> Result<Store, StoreError> {
+        Store::open_sqlite_with(path, busy_timeout, max_connections, 8).await
+    }
+
+    /// [`Store::open_sqlite`] with a page cache of `cache_mib` MiB a connection.
+    pub async fn open_sqlite_with(
+        path: &Path,
+        busy_timeout: Duration,
+        max_connections: u32,
+        cache_mib: u32,
+    ) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
         }
@@ -229,8 +239,9 @@ impl Store {
             // that held it. FAST leaves a page freed whole as it was until it is reused (at
             // worst sealed bytes); ON also rewrites those and cost 25% on bulk writes (measured).
             .pragma("secure_delete", "FAST")
-            // A sweep touches every row: keep the working set in memory (32 MiB per connection).
-            .pragma("cache_size", "-32768")
+            // A sweep touches every row: each connection keeps `cache_mib` of it
+            // (`database.sqlite_cache_mib`); the rest comes from the OS's file cache.
+            .pragma("cache_size", format!("-{}", u64::from(cache_mib.max(1)) * 1024))
             .pragma("temp_store", "MEMORY")
             // Rows cross from SQLite's thread in larger runs: a sweep's page of due accounts
             // (thousands of rows) then costs a few thread wake-ups instead of one per 50 rows.
