@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::instrument::WithSubscriber;
 
 use crate::checks::{self, Checked, Checker};
 use crate::domain::{self, Platform, UnixTime};
@@ -94,7 +95,8 @@ pub async fn sweep(state: &Sweeper, cancel: &CancellationToken) -> Result<SweepR
     let due_by = state.clock.now();
     let cfg = &state.config().schedule;
     let (tx, rx) = mpsc::channel::<Checked>(cfg.concurrency + WRITE_BATCH);
-    let writer = tokio::spawn(write_results(state.clone(), rx));
+    // Every task of the sweep logs to the subscriber the sweep was started under.
+    let writer = tokio::spawn(write_results(state.clone(), rx).with_current_subscriber());
     let permits = Arc::new(Semaphore::new(cfg.concurrency));
     let checks = TaskTracker::new();
     let mut lanes = JoinSet::new();
@@ -110,7 +112,7 @@ pub async fn sweep(state: &Sweeper, cancel: &CancellationToken) -> Result<SweepR
             cancel: cancel.clone(),
             holder: holder.clone(),
         };
-        lanes.spawn(lane.run());
+        lanes.spawn(lane.run().with_current_subscriber());
     }
     drop(tx);
     let mut failure = None;
@@ -171,7 +173,9 @@ impl Lane {
         let gate = self.state.gates.get(self.platform);
         let (pages_tx, mut pages) = mpsc::channel(1);
         let (state, platform, due_by, holder) = (self.state.clone(), self.platform, self.due_by, self.holder.clone());
-        let reader = tokio::spawn(async move { read_pages(state, platform, due_by, &holder, pages_tx).await });
+        let reader = tokio::spawn(
+            async move { read_pages(state, platform, due_by, &holder, pages_tx).await }.with_current_subscriber(),
+        );
         while let Some(page) = pages.recv().await {
             if self.cancel.is_cancelled() {
                 break;
@@ -196,18 +200,20 @@ impl Lane {
                 let (state, tx) = (self.state.clone(), self.tx.clone());
                 // A check runs in its lane's span (no span of its own: one per check cost
                 // measurable time in a sweep of 100,000).
-                self.checks.spawn(tracing::Instrument::in_current_span(async move {
-                    match checks::check_with(&state.checker, account, Some(credentials)).await {
-                        Ok(c) => {
-                            checks::note_throttle(&state.checker, &c);
-                            // The permit is held until the writer has the result: a slow
-                            // database slows the sweep instead of piling up results.
-                            let _ = tx.send(c).await;
+                self.checks.spawn(WithSubscriber::with_current_subscriber(
+                    tracing::Instrument::in_current_span(async move {
+                        match checks::check_with(&state.checker, account, Some(credentials)).await {
+                            Ok(c) => {
+                                checks::note_throttle(&state.checker, &c);
+                                // The permit is held until the writer has the result: a slow
+                                // database slows the sweep instead of piling up results.
+                                let _ = tx.send(c).await;
+                            }
+                            Err(e) => tracing::error!(error = %e, "a check could not be completed"),
                         }
-                        Err(e) => tracing::error!(error = %e, "a check could not be completed"),
-                    }
-                    drop(permit);
-                }));
+                        drop(permit);
+                    }),
+                ));
             }
         }
         drop(pages);
@@ -265,7 +271,7 @@ async fn read_pages(
 async fn write_results(state: Sweeper, mut rx: mpsc::Receiver<Checked>) -> Result<SweepReport, SweepError> {
     let mut report = SweepReport::default();
     let (batches, batch_rx) = mpsc::channel(1);
-    let flusher = tokio::spawn(flush_batches(state, batch_rx));
+    let flusher = tokio::spawn(flush_batches(state, batch_rx).with_current_subscriber());
     let mut buf = Vec::with_capacity(WRITE_BATCH);
     // A batch is written when it is full or when its first result is WRITE_EVERY old, so a
     // slow (paced) sweep commits its results as it goes instead of at its end.
@@ -371,6 +377,22 @@ pub fn log_sweep(result: Result<SweepReport, SweepError>) {
     }
 }
 
+/// The runtime scheduled sweeps run on, apart from the one serving the API: as many worker
+/// threads as the machine has CPUs, started at the first sweep and kept for the process's
+/// life. The operating system then shares the CPUs between the API's threads and the
+/// sweep's, where one runtime would queue a request behind every check that is ready.
+fn sweep_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .thread_name("sweep")
+            .enable_all()
+            .build()
+            .expect("the sweep runtime starts")
+    })
+}
+
 /// Runs sweeps on the cron schedule until shutdown, each a task of `state.tasks` (shutdown
 /// waits for the one in progress). Returns `None` when `schedule.cron` is empty (sweeps
 /// disabled).
@@ -403,13 +425,23 @@ pub async fn start_with_next(
                 return;
             }
             let tasks = state.tasks.clone();
+            // The sweep and every check it spawns run on the sweep runtime: the API's
+            // requests, on the main one, are then not queued behind a thousand ready checks.
+            let sweeping = sweep_runtime().spawn(
+                async move {
+                    let _guard = guard;
+                    let result = sweep(&state, &cancel).await;
+                    let checked = matches!(&result, Ok(r) if r.checked > 0);
+                    log_sweep(result);
+                    if checked {
+                        note_cadence(&state).await;
+                    }
+                }
+                .with_current_subscriber(),
+            );
             let run = tasks.spawn("sweep", true, async move {
-                let _guard = guard;
-                let result = sweep(&state, &cancel).await;
-                let checked = matches!(&result, Ok(r) if r.checked > 0);
-                log_sweep(result);
-                if checked {
-                    note_cadence(&state).await;
+                if let Err(e) = sweeping.await {
+                    tracing::error!(error = %e, "the sweep task stopped");
                 }
             });
             let _ = run.await;

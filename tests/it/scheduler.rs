@@ -784,7 +784,9 @@ impl std::io::Write for Lines {
 }
 
 /// The README: "one line per sweep goes to the log". A cron sweep over twenty due accounts
-/// writes one INFO line with its figures, and none per account.
+/// writes one INFO line with its figures, and none per account. It runs on the sweep's own
+/// threads (named `sweep`), not on the runtime that serves the API (issue 27: the API's
+/// requests are not queued behind the checks).
 #[tokio::test(flavor = "current_thread")]
 async fn a_sweep_writes_one_log_line() {
     let lines = Lines::default();
@@ -792,6 +794,7 @@ async fn a_sweep_writes_one_log_line() {
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::INFO)
         .with_ansi(false)
+        .with_thread_names(true)
         .without_time()
         .with_writer(move || writer.clone())
         .finish();
@@ -834,10 +837,15 @@ async fn a_sweep_writes_one_log_line() {
     // sweep's.)
     let sweep_lines: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains("sweep") && !l.contains("tick skipped"))
+        .filter(|l| l.contains("socialsyncer::scheduler") && !l.contains("tick skipped"))
         .collect();
     assert_eq!(sweep_lines.len(), 1, "one line for the sweep:\n{text}");
     assert!(sweep_lines[0].contains("checked=20"), "{text}");
+    assert!(
+        sweep_lines[0].split_whitespace().nth(1) == Some("sweep"),
+        "the sweep ran on its own runtime's threads: {}",
+        sweep_lines[0]
+    );
     // A per-check line names its account (`account=...`); the sweep's line names none.
     assert!(
         !text.lines().any(|l| l.contains("account=")
