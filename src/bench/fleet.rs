@@ -76,7 +76,7 @@ pub(super) struct Seeded {
     pub api_key: String,
     /// Every account's platform, ID and token.
     pub tokens: Vec<(Platform, String, SecretString)>,
-    /// Time the simulator took to issue the tokens.
+    /// Time the simulator took to issue the tokens, and sealing them.
     pub issue_time: Duration,
     /// Time the store took to write the accounts.
     pub write_time: Duration,
@@ -108,31 +108,11 @@ pub(super) async fn seed(state: &AppState, sim: &Simulator, accounts: usize) -> 
     let mut issue_time = Duration::ZERO;
     let mut write_time = Duration::ZERO;
     for i in 0..accounts {
-        let p = Platform::ALL[i % Platform::ALL.len()];
-        let ws = workspaces[i % WORKSPACES];
-        let id = if p == Platform::Tiktok {
-            format!("open-{i}")
-        } else {
-            format!("{}", 10_000_000 + i)
-        };
         let t = Instant::now();
-        let issued = sim.issue(p, TokenSpec::valid(p, &id));
+        let (account, token) = super::bench_account(state, sim, i, workspaces[i % WORKSPACES], now)?;
         issue_time += t.elapsed();
-        let token = SecretString::from(issued.access_token);
-        batch.push(NewAccount {
-            custody: crate::domain::Custody::Socialsyncer,
-            instagram_login: None,
-            workspace_id: ws,
-            platform: p,
-            account_id: AccountId::parse(p, &id).context("generated ID")?,
-            username: format!("account{i}"),
-            access_token: state.sealer.seal(&seal_context(ws, p, &id), &token),
-            refresh_token: None,
-            token_expires_at: issued.expires_at,
-            scopes: crate::simulator::default_scopes(p),
-            connected_at: now,
-        });
-        tokens.push((p, id, token));
+        batch.push(account);
+        tokens.push(token);
         if batch.len() == 10_000 || i + 1 == accounts {
             let t = Instant::now();
             state.store.insert_accounts(&batch).await?;

@@ -121,30 +121,9 @@ pub async fn sweep(b: SweepBench) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(10_000);
     let mut tokens = Vec::with_capacity(b.accounts);
     for i in 0..b.accounts {
-        let p = Platform::ALL[i % Platform::ALL.len()];
-        let id = if p == Platform::Tiktok {
-            format!("open-{i}")
-        } else {
-            format!("{}", 10_000_000 + i)
-        };
-        let issued = sim.issue(p, TokenSpec::valid(p, &id));
-        let ctx = seal_context(ws, p, &id);
-        tokens.push((p, id.clone(), SecretString::from(issued.access_token.clone())));
-        batch.push(NewAccount {
-            custody: crate::domain::Custody::Socialsyncer,
-            instagram_login: None,
-            workspace_id: ws,
-            platform: p,
-            account_id: AccountId::parse(p, &id).context("generated ID")?,
-            username: format!("bench{i}"),
-            access_token: state
-                .sealer
-                .seal(&ctx, &SecretString::from(issued.access_token.clone())),
-            refresh_token: None,
-            token_expires_at: issued.expires_at,
-            scopes: crate::simulator::default_scopes(p),
-            connected_at: now,
-        });
+        let (account, token) = bench_account(&state, &sim, i, ws, now)?;
+        batch.push(account);
+        tokens.push(token);
         if batch.len() == 10_000 {
             state.store.insert_accounts(&batch).await?;
             batch.clear();
@@ -362,6 +341,40 @@ async fn adapter_floor(
     tracker.close();
     tracker.wait().await;
     Ok(started.elapsed())
+}
+
+/// The benchmarks' `i`th account, in workspace `ws`: the five platforms by turns, an ID of
+/// the platform's shape, and a valid token `sim` issued, sealed for the store; with the
+/// token in the clear (for the adapter floor).
+fn bench_account(
+    state: &AppState,
+    sim: &Simulator,
+    i: usize,
+    ws: crate::domain::WorkspaceId,
+    now: domain::UnixTime,
+) -> anyhow::Result<(NewAccount, (Platform, String, SecretString))> {
+    let p = Platform::ALL[i % Platform::ALL.len()];
+    let id = if p == Platform::Tiktok {
+        format!("open-{i}")
+    } else {
+        format!("{}", 10_000_000 + i)
+    };
+    let issued = sim.issue(p, TokenSpec::valid(p, &id));
+    let token = SecretString::from(issued.access_token);
+    let account = NewAccount {
+        custody: crate::domain::Custody::Socialsyncer,
+        instagram_login: None,
+        workspace_id: ws,
+        platform: p,
+        account_id: AccountId::parse(p, &id).context("generated ID")?,
+        username: format!("account{i}"),
+        access_token: state.sealer.seal(&seal_context(ws, p, &id), &token),
+        refresh_token: None,
+        token_expires_at: issued.expires_at,
+        scopes: crate::simulator::default_scopes(p),
+        connected_at: now,
+    };
+    Ok((account, (p, id, token)))
 }
 
 /// `bench` subcommands.

@@ -181,7 +181,7 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
         b.concurrency
     );
     out!(
-        "  import              {:.1} s through the store ({:.1} s of it the simulator issuing tokens), {:.0} bytes an account on disk",
+        "  import              {:.1} s through the store ({:.1} s of it the simulator issuing the tokens and their sealing), {:.0} bytes an account on disk",
         write_time.as_secs_f64() + issue_time.as_secs_f64(),
         issue_time.as_secs_f64(),
         db_bytes as f64 / n
