@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use sqlx::PgPool;
 
 use super::daemon::spawn_daemon;
-use super::fleet::{CLAIM_LEASE, ScaleBench, Seeded, WORKSPACES, daemon_toml, free_port, seed};
+use super::fleet::{CLAIM_LEASE, ScaleBench, WORKSPACES, daemon_toml, free_port, seed};
 use super::*;
 
 /// One daemon process.
@@ -202,7 +202,7 @@ pub(super) async fn cluster(b: &ScaleBench, url: &str) -> anyhow::Result<()> {
                 crate::config::redact_url(url)
             );
         }
-        let Seeded { .. } = seed(&state, &sim, b.accounts).await?;
+        seed(&state, &sim, b.accounts).await?;
         state.store.close().await;
     }
     let start = async |i: usize| -> anyhow::Result<Daemon> {

@@ -37,14 +37,9 @@ pub async fn conns(n: usize) -> anyhow::Result<()> {
     // address, and the hostile connections come from the same address).
     let key = {
         let state = AppState::build(Config::from_toml(&toml)?).await?;
-        let ws = state.store.ensure_workspace("probe", domain::now()).await?;
-        let k = crate::crypto::generate_api_key();
-        state
-            .store
-            .insert_api_key(ws, &k.prefix, &k.hash, domain::now(), &crate::domain::KeyScope::ALL)
-            .await?;
+        let (_, key) = super::workspace_key(&state, "probe").await?;
         state.store.close().await;
-        secrecy::ExposeSecret::expose_secret(&k.secret).to_owned()
+        key
     };
     let (mut daemon, pid) = super::daemon::spawn_daemon(dir.path(), &config_path, port).await?;
     let base = format!("http://127.0.0.1:{port}");

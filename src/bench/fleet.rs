@@ -86,22 +86,11 @@ pub(super) struct Seeded {
 /// through the store, each with a token `sim` issued, 10,000 a transaction.
 pub(super) async fn seed(state: &AppState, sim: &Simulator, accounts: usize) -> anyhow::Result<Seeded> {
     eprintln!("importing {accounts} accounts into {WORKSPACES} workspaces ...");
-    let mut workspaces = Vec::with_capacity(WORKSPACES);
-    for w in 0..WORKSPACES {
+    let (first, api_key) = super::workspace_key(state, "ws0").await?;
+    let mut workspaces = vec![first];
+    for w in 1..WORKSPACES {
         workspaces.push(state.store.ensure_workspace(&format!("ws{w}"), domain::now()).await?);
     }
-    let k = crate::crypto::generate_api_key();
-    state
-        .store
-        .insert_api_key(
-            workspaces[0],
-            &k.prefix,
-            &k.hash,
-            domain::now(),
-            &crate::domain::KeyScope::ALL,
-        )
-        .await?;
-    let api_key = secrecy::ExposeSecret::expose_secret(&k.secret).to_owned();
     let now = domain::now();
     let mut tokens = Vec::with_capacity(accounts);
     let mut batch = Vec::with_capacity(10_000);

@@ -36,14 +36,9 @@ pub(super) async fn after_registrations(clients: usize) -> anyhow::Result<Idle> 
     std::fs::write(&config_path, &toml)?;
     let key = {
         let state = AppState::build(Config::from_toml(&toml)?).await?;
-        let ws = state.store.ensure_workspace("idle", domain::now()).await?;
-        let k = crate::crypto::generate_api_key();
-        state
-            .store
-            .insert_api_key(ws, &k.prefix, &k.hash, domain::now(), &crate::domain::KeyScope::ALL)
-            .await?;
+        let (_, key) = super::workspace_key(&state, "idle").await?;
         state.store.close().await;
-        secrecy::ExposeSecret::expose_secret(&k.secret).to_owned()
+        key
     };
     let (mut daemon, pid) = super::daemon::spawn_daemon(dir.path(), &config_path, port).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -343,6 +343,18 @@ async fn adapter_floor(
     Ok(started.elapsed())
 }
 
+/// A key with every scope for `workspace` (created when missing): the workspace and the
+/// key's secret, for the benchmarks' clients.
+async fn workspace_key(state: &AppState, workspace: &str) -> anyhow::Result<(crate::domain::WorkspaceId, String)> {
+    let ws = state.store.ensure_workspace(workspace, domain::now()).await?;
+    let k = crate::crypto::generate_api_key();
+    state
+        .store
+        .insert_api_key(ws, &k.prefix, &k.hash, domain::now(), &crate::domain::KeyScope::ALL)
+        .await?;
+    Ok((ws, secrecy::ExposeSecret::expose_secret(&k.secret).to_owned()))
+}
+
 /// The benchmarks' `i`th account, in workspace `ws`: the five platforms by turns, an ID of
 /// the platform's shape, and a valid token `sim` issued, sealed for the store; with the
 /// token in the clear (for the adapter floor).
