@@ -34,12 +34,15 @@ macro_rules! insert_account_rows {
         .execute(&mut *$tx)
         .await?;
         check_token_key!($store, $tx);
-        sqlx::query("INSERT INTO account_health (account_ref, platform, next_check_at) VALUES ($1, $2, $3)")
-            .bind(id)
-            .bind(a.platform.as_str())
-            .bind(a.connected_at)
-            .execute(&mut *$tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO account_health (account_ref, platform, workspace_id, next_check_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(a.platform.as_str())
+        .bind(a.workspace_id)
+        .bind(a.connected_at)
+        .execute(&mut *$tx)
+        .await?;
         id
     }};
 }
@@ -144,37 +147,6 @@ impl Store {
             }
         };
         Ok(rows.into_iter().map(Account::from).collect())
-    }
-
-    /// How many of the filtered accounts are in each health, as read now.
-    pub async fn health_summary(&self, f: &ListFilter) -> Result<Vec<(Health, i64)>, StoreError> {
-        with_db!(self, |pool| {
-            let mut q = QueryBuilder::<Db>::new("SELECT ");
-            push_read_health(&mut q, f.stale_before);
-            q.push(" AS read_health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id");
-            Self::push_filter(&mut q, f);
-            q.push(" GROUP BY 1");
-            Ok(q.build_query_as().fetch_all(pool).await?)
-        })
-    }
-
-    /// The oldest last answer among the accounts of the filter's workspace and platform that
-    /// do not read `unknown` yet: the first to turn stale (whatever the health filter, since
-    /// an account turning stale joins the `unknown` list).
-    pub async fn next_stale_at(&self, f: &ListFilter) -> Result<Option<UnixTime>, StoreError> {
-        with_db!(self, |pool| {
-            let mut q = QueryBuilder::<Db>::new(
-                "SELECT MIN(h.last_success_at) FROM accounts a JOIN account_health h ON h.account_ref = a.id \
-                 WHERE h.health <> 'unknown' AND h.last_success_at >= ",
-            );
-            q.push_bind(f.stale_before);
-            q.push(" AND a.workspace_id = ").push_bind(f.workspace_id);
-            if let Some(p) = f.platform {
-                q.push(" AND a.platform = ").push_bind(p.as_str());
-            }
-            let (t,): (Option<i64>,) = q.build_query_as().fetch_one(pool).await?;
-            Ok(t)
-        })
     }
 
     fn push_filter<DB: Database>(q: &mut QueryBuilder<DB>, f: &ListFilter)
@@ -388,16 +360,6 @@ impl Store {
                 .execute(pool)
                 .await?;
             Ok(())
-        })
-    }
-
-    /// Accounts by platform and health, for the `socialsyncer_accounts` gauge.
-    pub async fn health_counts(&self, stale_before: UnixTime) -> Result<Vec<(Platform, Health, i64)>, StoreError> {
-        with_db!(self, |pool| {
-            let mut q = QueryBuilder::<Db>::new("SELECT a.platform, ");
-            push_read_health(&mut q, stale_before);
-            q.push(" AS health, COUNT(*) FROM accounts a JOIN account_health h ON h.account_ref = a.id GROUP BY 1, 2");
-            Ok(q.build_query_as().fetch_all(pool).await?)
         })
     }
 

@@ -181,6 +181,7 @@ mod checks;
 mod connect;
 pub use connect::ConnectSession;
 mod copy;
+mod counts;
 mod events;
 mod status;
 mod status_links;

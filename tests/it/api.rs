@@ -616,17 +616,42 @@ async fn silence_reads_unknown_without_any_check() {
             .contains("has not answered since"),
         "{v}"
     );
+    // Another workspace's accounts count only there.
+    let other = app.key("other").await;
+    app.connect(
+        &other,
+        Platform::Threads,
+        "33",
+        TokenSpec::valid(Platform::Threads, "33"),
+    )
+    .await;
     let (_, v) = app.get(&key, "/v1/accounts/health").await;
     assert_eq!(v["summary"]["unknown"], 1, "{v}");
     assert_eq!(v["summary"]["healthy"], 1, "{v}");
+    assert_eq!(v["summary"]["total"], 2, "{v}");
     let (_, v) = app.get(&key, "/v1/accounts/health?health=unknown").await;
     assert_eq!(v["accounts"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["accounts"][0]["accountId"], "31");
+    assert_eq!(
+        (
+            &v["summary"]["unknown"],
+            &v["summary"]["healthy"],
+            &v["summary"]["total"]
+        ),
+        (&serde_json::json!(1), &serde_json::json!(0), &serde_json::json!(1)),
+        "{v}"
+    );
+    let (_, v) = app.get(&key, "/v1/accounts/health?platform=tiktok").await;
+    assert_eq!(v["summary"]["total"], 0, "{v}");
     let (_, v) = app.get(&key, "/v1/accounts/health?health=healthy").await;
     assert_eq!(v["accounts"][0]["accountId"], "32", "{v}");
     let m = app.metrics().await;
     assert!(
         m.contains("socialsyncer_accounts{health=\"unknown\",platform=\"threads\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("socialsyncer_accounts{health=\"healthy\",platform=\"threads\"} 2"),
         "{m}"
     );
     app.stop().await;
