@@ -60,15 +60,22 @@ struct Round {
     by_daemon: Vec<u64>,
     /// The most connections the daemons held at once.
     peak_connections: i64,
+    /// The most parallel query workers PostgreSQL ran for them at once.
+    peak_workers: i64,
 }
 
-/// The daemons' connections now (`application_name` is set by the store).
-async fn connections(pool: &PgPool) -> anyhow::Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'socialsyncer'")
-            .fetch_one(pool)
-            .await?,
+/// The daemons' connections now (`application_name` is set by the store), and apart from
+/// them the parallel query workers PostgreSQL started for their queries (a worker carries
+/// its leader's `application_name`: counted with the connections, three daemons seemed to
+/// hold 30 connections with pools of 8).
+async fn connections(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT COUNT(*) FILTER (WHERE backend_type = 'client backend'), \
+                COUNT(*) FILTER (WHERE backend_type = 'parallel worker') \
+         FROM pg_stat_activity WHERE application_name = 'socialsyncer'",
     )
+    .fetch_one(pool)
+    .await?)
 }
 
 /// Accounts due by `due_by` and not yet checked.
@@ -117,7 +124,7 @@ async fn round(
             .await?;
         mark
     };
-    let mut peak_connections = 0;
+    let (mut peak_connections, mut peak_workers) = (0, 0);
     let (mut killed, mut kill) = (None::<(Instant, i64)>, None);
     let claims_of = async |d: &Daemon| -> anyhow::Result<i64> {
         Ok(
@@ -128,7 +135,9 @@ async fn round(
         )
     };
     loop {
-        peak_connections = peak_connections.max(connections(pool).await?);
+        let (conns, workers) = connections(pool).await?;
+        peak_connections = peak_connections.max(conns);
+        peak_workers = peak_workers.max(workers);
         let left = remaining(pool, due_by).await?;
         if let Some(v) = victim {
             if killed.is_none() && left <= n / 2 {
@@ -169,6 +178,7 @@ async fn round(
         accounts,
         by_daemon: daemons.iter().zip(before).map(|(d, b)| d.checked() - b).collect(),
         peak_connections,
+        peak_workers,
     };
     Ok((round, kill))
 }
@@ -285,7 +295,8 @@ pub(super) async fn cluster(b: &ScaleBench, url: &str) -> anyhow::Result<()> {
     );
     out!(
         "  database            {:.1} MiB ({:.0} bytes an account, history included); connections at most {} at once \
-         ({} daemons, each a pool of database.max_connections = {per_daemon_conns}: {})",
+         ({} daemons, each a pool of database.max_connections = {per_daemon_conns}: {}); besides them at most {} \
+         parallel query workers of PostgreSQL's",
         size as f64 / (1024.0 * 1024.0),
         size as f64 / n as f64,
         [&warm, &one, &all, &killed_round]
@@ -294,7 +305,12 @@ pub(super) async fn cluster(b: &ScaleBench, url: &str) -> anyhow::Result<()> {
             .max()
             .unwrap_or(0),
         b.daemons,
-        b.daemons as u32 * per_daemon_conns
+        b.daemons as u32 * per_daemon_conns,
+        [&warm, &one, &all, &killed_round]
+            .iter()
+            .map(|r| r.peak_workers)
+            .max()
+            .unwrap_or(0)
     );
     Ok(())
 }

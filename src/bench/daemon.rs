@@ -24,6 +24,55 @@ pub(super) fn status_mib(pid: &str, field: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// The daemon's resident memory at its largest sample, split as the kernel counts it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Resident {
+    /// Heap, stacks and the allocator's arenas, MiB.
+    pub anon: f64,
+    /// File pages: the binary's code, mapped libraries, MiB.
+    pub file: f64,
+    /// Shared memory: SQLite's WAL index, MiB.
+    pub shmem: f64,
+    /// The WAL file beside the database at its largest, bytes.
+    pub wal: u64,
+}
+
+impl Resident {
+    pub(super) fn total(&self) -> f64 {
+        self.anon + self.file + self.shmem
+    }
+}
+
+/// Samples process `pid` every 100 ms until `stop` (and the size of the file `wal`, if
+/// given): the sample with the largest total, and the largest WAL.
+pub(super) fn sample_resident(
+    pid: String,
+    wal: Option<std::path::PathBuf>,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<Resident> {
+    tokio::spawn(async move {
+        let mut peak = Resident::default();
+        while !stop.is_cancelled() {
+            let now = Resident {
+                anon: status_mib(&pid, "RssAnon:").unwrap_or_default(),
+                file: status_mib(&pid, "RssFile:").unwrap_or_default(),
+                shmem: status_mib(&pid, "RssShmem:").unwrap_or_default(),
+                wal: 0,
+            };
+            let wal_now = wal
+                .as_ref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map_or(0, |m| m.len());
+            if now.total() > peak.total() {
+                peak = Resident { wal: peak.wal, ..now };
+            }
+            peak.wal = peak.wal.max(wal_now);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        peak
+    })
+}
+
 /// Starts `socialsyncer serve --config config` as by hand (its log in
 /// `dir/daemon.log`) and waits until it answers `/healthz` on `port`; the process and its
 /// ID.
@@ -39,8 +88,9 @@ pub(super) async fn spawn_daemon(
         .arg(config)
         .stdout(std::process::Stdio::null())
         .stderr(log)
-        // As by hand: the allocator's options are set in code (src/main.rs), not here.
+        // As by hand: the allocators' options are set in code (src/main.rs), not here.
         .env_remove("MIMALLOC_ARENA_EAGER_COMMIT")
+        .env_remove("MALLOC_ARENA_MAX")
         .kill_on_drop(true)
         .spawn()?;
     let pid = daemon.id().context("the daemon exited at once")?.to_string();

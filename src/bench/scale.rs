@@ -6,7 +6,7 @@
 //! platform's share takes at the default rate limits; then 30 simulated days of history and
 //! their pruning (`history`).
 
-use super::daemon::{rss_of, spawn_daemon, status_mib};
+use super::daemon::{rss_of, sample_resident, spawn_daemon, status_mib};
 use super::fleet::{ScaleBench, Seeded, WORKSPACES, daemon_toml, free_port, seed};
 use super::*;
 
@@ -102,6 +102,8 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
     let start_rss = rss_of(&pid);
     let log = dir.path().join("daemon.log");
     let limit = Duration::from_secs(3_600);
+    let sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = sample_resident(pid.clone(), Some(dir.path().join("scale.db-wal")), sampling.clone());
     let first = sweep_done(&log, 0, limit).await?;
 
     // Every account due again, from outside (as time would make them): the repeat sweep,
@@ -149,6 +151,8 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
     let repeat = repeat?;
     let cpu = cpu_before.zip(cpu_of(&pid)).map(|(a, b)| b.saturating_sub(a));
     let peak = status_mib(&pid, "VmHWM:");
+    sampling.cancel();
+    let sampled = sampler.await?;
     list.sort();
     one.sort();
 
@@ -219,9 +223,15 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
         percentile(&list, 0.99).max(percentile(&one, 0.99)) / 50.0
     );
     out!(
-        "  memory              peak RSS {:.1} MiB (goal 200 MiB: {:.2}x)",
+        "  memory              peak RSS {:.1} MiB (goal 200 MiB: {:.2}x); the largest sample {:.1} MiB: {:.1} anonymous, \
+         {:.1} file pages, {:.1} shared (SQLite's WAL index); the WAL at most {:.1} MiB",
         peak.unwrap_or_default(),
-        peak.unwrap_or_default() / 200.0
+        peak.unwrap_or_default() / 200.0,
+        sampled.total(),
+        sampled.anon,
+        sampled.file,
+        sampled.shmem,
+        sampled.wal as f64 / 1_048_576.0
     );
     out!(
         "  /metrics            {:.0} ms, {} bytes, per-account series {}",
