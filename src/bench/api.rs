@@ -363,7 +363,7 @@ pub async fn api(b: ApiBench) -> anyhow::Result<()> {
         "registering {} accounts through the API of a daemon started by hand ...",
         super::idle::REGISTRATIONS
     );
-    let idle_after = super::idle::after_registrations(b.clients).await?;
+    let idle_after = super::idle::after_registrations(b.clients, None).await?;
     if let (Some(before), Some(after)) = (idle_after.before, idle_after.after) {
         out!(
             "  idle after {} registrations through the API (started by hand, in {:.1} s): RSS {before:.1} -> {after:.1} MiB \

@@ -19,10 +19,23 @@ pub(super) struct Idle {
     pub file: Option<f64>,
     /// How long the registrations took.
     pub took: Duration,
+    /// After a longer idle, when asked for.
+    pub later: Option<Later>,
 }
 
-/// Runs it, with `clients` registering at once.
-pub(super) async fn after_registrations(clients: usize) -> anyhow::Result<Idle> {
+/// The RSS read again after a longer idle.
+pub(super) struct Later {
+    /// Seconds after the registrations.
+    pub secs: u64,
+    /// RSS, anonymous memory and file pages, MiB.
+    pub rss: Option<f64>,
+    pub anon: Option<f64>,
+    pub file: Option<f64>,
+}
+
+/// Runs it, with `clients` registering at once; with `idle_s`, also reads the RSS that many
+/// seconds after the registrations.
+pub(super) async fn after_registrations(clients: usize, idle_s: Option<u64>) -> anyhow::Result<Idle> {
     let sim = Simulator::start().await?;
     let dir = tempfile::Builder::new().prefix("socialsyncer-bench-idle-").tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -80,6 +93,17 @@ pub(super) async fn after_registrations(clients: usize) -> anyhow::Result<Idle> 
         super::daemon::status_mib(&pid, "RssAnon:"),
         super::daemon::status_mib(&pid, "RssFile:"),
     );
+    let mut later = None;
+    if let Some(s) = idle_s.filter(|s| *s > 5) {
+        eprintln!("idling {s} s ...");
+        tokio::time::sleep(Duration::from_secs(s - 5)).await;
+        later = Some(Later {
+            secs: s,
+            rss: super::daemon::rss_of(&pid),
+            anon: super::daemon::status_mib(&pid, "RssAnon:"),
+            file: super::daemon::status_mib(&pid, "RssFile:"),
+        });
+    }
     let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
     if tokio::time::timeout(Duration::from_secs(15), daemon.wait())
         .await
@@ -93,5 +117,39 @@ pub(super) async fn after_registrations(clients: usize) -> anyhow::Result<Idle> 
         anon,
         file,
         took,
+        later,
     })
+}
+
+/// `bench idle`: the registrations alone, and the RSS after `idle_s` seconds of idling.
+pub async fn idle(clients: usize, idle_s: u64) -> anyhow::Result<()> {
+    eprintln!("registering {REGISTRATIONS} accounts through the API of a daemon started by hand ...");
+    let i = after_registrations(clients, Some(idle_s)).await?;
+    let mib = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.1}"));
+    println!("bench idle: {REGISTRATIONS} registrations through the API, {clients} clients, a daemon started by hand");
+    println!("  registrations took      {:.1} s", i.took.as_secs_f64());
+    println!("  RSS before              {} MiB", mib(i.before));
+    println!(
+        "  RSS 5 s after           {} MiB (bound 15: {}), {} MiB anonymous, {} MiB file pages",
+        mib(i.after),
+        i.after.map_or("?".to_string(), |v| format!("{:.2}x", v / 15.0)),
+        mib(i.anon),
+        mib(i.file)
+    );
+    if let Some(Later {
+        secs: s,
+        rss,
+        anon,
+        file,
+    }) = i.later
+    {
+        println!(
+            "  RSS {s} s after          {} MiB (bound 15: {}), {} MiB anonymous, {} MiB file pages",
+            mib(rss),
+            rss.map_or("?".to_string(), |v| format!("{:.2}x", v / 15.0)),
+            mib(anon),
+            mib(file)
+        );
+    }
+    Ok(())
 }

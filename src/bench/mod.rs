@@ -464,6 +464,16 @@ pub enum BenchCommand {
         #[arg(long, value_name = "MIB")]
         sqlite_cache_mib: Option<u32>,
     },
+    /// 10,000 registrations through the API of a daemon started by hand, then its idle RSS
+    /// (5 s after them, and after --idle-s seconds).
+    Idle {
+        /// Clients registering at once.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds after the registrations at which the RSS is read again.
+        #[arg(long, default_value_t = 60)]
+        idle_s: u64,
+    },
     /// Connections that hold on (silent, half a request, idle, HTTP/2, never reading) at the
     /// shipped limits: how long a real request waits, and what each held connection costs.
     Conns {
@@ -552,6 +562,12 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 Some(url) => cluster::cluster(&b, &url).await?,
                 None => scale(b).await?,
             }
+        }
+        BenchCommand::Idle { clients, idle_s } => {
+            if clients == 0 {
+                bail!("--clients must be at least 1");
+            }
+            idle::idle(clients, idle_s).await?
         }
         BenchCommand::Conns { connections } => {
             if connections == 0 {
