@@ -114,6 +114,7 @@ pub async fn open_store(config: &Config, create: Create) -> anyhow::Result<Store
                 config.database.busy_timeout.0,
                 config.database.max_connections,
                 config.database.sqlite_cache_mib,
+                config.database.sqlite_memory_mib,
             )
             .await
             .with_context(|| format!("Failed to open the database {}", path.display()))?;

@@ -26,6 +26,8 @@ pub struct ScaleBench {
     pub daemons: usize,
     /// `database.sqlite_cache_mib` for the daemon (its default when `None`).
     pub sqlite_cache_mib: Option<u32>,
+    /// `database.sqlite_memory_mib` for the daemon (its default when `None`).
+    pub sqlite_memory_mib: Option<u32>,
 }
 
 /// A free port on 127.0.0.1.
@@ -50,7 +52,9 @@ pub(super) fn daemon_toml(
          [http]\nrequest_timeout = \"60s\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n{}",
         b.sqlite_cache_mib
             .map(|m| format!("sqlite_cache_mib = {m}\n"))
-            .unwrap_or_default(),
+            .into_iter()
+            .chain(b.sqlite_memory_mib.map(|m| format!("sqlite_memory_mib = {m}\n")))
+            .collect::<String>(),
         key_file.display(),
         b.concurrency,
         CLAIM_LEASE.as_secs(),

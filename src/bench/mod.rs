@@ -463,6 +463,9 @@ pub enum BenchCommand {
         /// The daemon's database.sqlite_cache_mib (its default when not given).
         #[arg(long, value_name = "MIB")]
         sqlite_cache_mib: Option<u32>,
+        /// The daemon's database.sqlite_memory_mib (its default when not given; 0: no bound).
+        #[arg(long, value_name = "MIB")]
+        sqlite_memory_mib: Option<u32>,
     },
     /// 10,000 registrations through the API of a daemon started by hand, then its idle RSS
     /// (5 s after them, and after --idle-s seconds).
@@ -533,6 +536,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             database,
             daemons,
             sqlite_cache_mib,
+            sqlite_memory_mib,
         } => {
             if accounts == 0 || concurrency == 0 || latency_ms == 0 || clients == 0 {
                 bail!("--accounts, --latency-ms, --concurrency and --clients must be at least 1");
@@ -557,6 +561,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 database,
                 daemons,
                 sqlite_cache_mib,
+                sqlite_memory_mib,
             };
             match b.database.clone() {
                 Some(url) => cluster::cluster(&b, &url).await?,

@@ -199,6 +199,13 @@ pub struct DatabaseConfig {
     /// of them). The operating system's file cache holds the rest of the file either way;
     /// a larger cache saves reads from it at the cost of the daemon's own memory.
     pub sqlite_cache_mib: u32,
+    /// SQLite: the memory of all its connections together (page caches, prepared
+    /// statements), in MiB; 0 for no bound. Near it, a connection's cache reuses its own
+    /// pages instead of growing (SQLite's soft heap limit, for the whole process): with a
+    /// large database, `max_connections` caches would otherwise each fill to
+    /// `sqlite_cache_mib`. A lower bound costs the sweep some CPU (reads from the operating
+    /// system's file cache).
+    pub sqlite_memory_mib: u32,
 }
 
 impl Default for DatabaseConfig {
@@ -209,6 +216,7 @@ impl Default for DatabaseConfig {
             busy_timeout: HumanDuration(Duration::from_secs(10)),
             max_connections: 8,
             sqlite_cache_mib: 8,
+            sqlite_memory_mib: 32,
         }
     }
 }
