@@ -15,25 +15,44 @@ pub(crate) async fn app() -> (TestApp, String) {
 }
 
 /// The whole daemon with connect links on a port of their own, `tweak` applied; its public URL.
+///
+/// The connect port is picked free and bound by the daemon a moment later: in between, a
+/// socket of the tests running beside this one (an outgoing connection's own port) may take
+/// it, and the daemon then stops at once ("Failed to listen on ... (connect.listen)"). Such
+/// a start is tried again on another port.
 pub(crate) async fn app_with(
-    tweak: impl FnOnce(&mut socialsyncer::config::Config) + Send + 'static,
+    tweak: impl Fn(&mut socialsyncer::config::Config) + Clone + Send + 'static,
 ) -> (TestApp, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let public = format!("http://127.0.0.1:{port}");
-    let p = public.clone();
-    let app = spawn_app_cfg("", move |c| {
-        c.schedule.cron = String::new();
-        c.connect.public_url = p;
-        c.connect.listen = format!("127.0.0.1:{port}");
-        c.connect.allowed_redirects = vec!["https://product.example/".into()];
-        tweak(c);
-    })
-    .await;
-    (app, public)
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let public = format!("http://127.0.0.1:{port}");
+        let (p, tweak) = (public.clone(), tweak.clone());
+        let app = spawn_app_cfg("", move |c| {
+            c.schedule.cron = String::new();
+            c.connect.public_url = p;
+            c.connect.listen = format!("127.0.0.1:{port}");
+            c.connect.allowed_redirects = vec!["https://product.example/".into()];
+            tweak(c);
+        })
+        .await;
+        // The API answers only once the connect listener is bound; a daemon that could not
+        // bind it has dropped its API listener too.
+        let up = app
+            .http
+            .get(format!("{}/healthz", app.base))
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .is_ok();
+        if up {
+            return (app, public);
+        }
+    }
+    panic!("the daemon could not listen for connect links on five free ports in a row");
 }
 
 /// A browser that does not follow redirects by itself: each hop is looked at.

@@ -392,7 +392,7 @@ async fn an_alert_emails_reconnect_button_reconnects_its_page() {
     let smtp = crate::smtp::SmtpServer::start().await;
     let url = smtp.url();
     let (app, public) = app_with(move |c| {
-        c.email.smtp_url = Some(url);
+        c.email.smtp_url = Some(url.clone());
         c.email.from = Some("socialsyncer <alerts@example.com>".into());
     })
     .await;
