@@ -202,7 +202,7 @@ impl Lane {
                 let (checker, tx) = (checker.clone(), self.tx.clone());
                 // A check runs in its lane's span (no span of its own: one per check cost
                 // measurable time in a sweep of 100,000). Its task holds what the check
-                // needs and no more: a thousand of them are in flight (6.7 KB each).
+                // needs and no more: a thousand of them are in flight (6.8 KB each).
                 self.checks.spawn(WithSubscriber::with_current_subscriber(
                     tracing::Instrument::in_current_span(async move {
                         match checks::check_with(&checker, account, Some(credentials)).await {
