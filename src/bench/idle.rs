@@ -126,30 +126,21 @@ pub async fn idle(clients: usize, idle_s: u64) -> anyhow::Result<()> {
     eprintln!("registering {REGISTRATIONS} accounts through the API of a daemon started by hand ...");
     let i = after_registrations(clients, Some(idle_s)).await?;
     let mib = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.1}"));
-    println!("bench idle: {REGISTRATIONS} registrations through the API, {clients} clients, a daemon started by hand");
-    println!("  registrations took      {:.1} s", i.took.as_secs_f64());
-    println!("  RSS before              {} MiB", mib(i.before));
-    println!(
-        "  RSS 5 s after           {} MiB (bound 15: {}), {} MiB anonymous, {} MiB file pages",
-        mib(i.after),
-        i.after.map_or("?".to_string(), |v| format!("{:.2}x", v / 15.0)),
-        mib(i.anon),
-        mib(i.file)
-    );
-    if let Some(Later {
-        secs: s,
-        rss,
-        anon,
-        file,
-    }) = i.later
-    {
+    let line = |when: String, rss: Option<f64>, anon: Option<f64>, file: Option<f64>| {
         println!(
-            "  RSS {s} s after          {} MiB (bound 15: {}), {} MiB anonymous, {} MiB file pages",
+            "  RSS {when:<19} {} MiB (bound 15: {}), {} MiB anonymous, {} MiB file pages",
             mib(rss),
             rss.map_or("?".to_string(), |v| format!("{:.2}x", v / 15.0)),
             mib(anon),
             mib(file)
-        );
+        )
+    };
+    println!("bench idle: {REGISTRATIONS} registrations through the API, {clients} clients, a daemon started by hand");
+    println!("  registrations took      {:.1} s", i.took.as_secs_f64());
+    println!("  RSS before              {} MiB", mib(i.before));
+    line("5 s after".into(), i.after, i.anon, i.file);
+    if let Some(l) = i.later {
+        line(format!("{} s after", l.secs), l.rss, l.anon, l.file);
     }
     Ok(())
 }
