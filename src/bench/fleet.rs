@@ -45,10 +45,23 @@ pub(super) fn daemon_toml(
     sim: &Simulator,
     dir: &std::path::Path,
 ) -> anyhow::Result<String> {
+    ticking_toml(b, "*/2 * * * * *", url, port, key_file, sim, dir)
+}
+
+/// [`daemon_toml`] with sweeps at `cron`.
+pub(super) fn ticking_toml(
+    b: &ScaleBench,
+    cron: &str,
+    url: &str,
+    port: u16,
+    key_file: &std::path::Path,
+    sim: &Simulator,
+    dir: &std::path::Path,
+) -> anyhow::Result<String> {
     let mut toml = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"\"\nkey_rate_limit = 0\naddress_rate_limit = 0\n\
          [database]\nurl = \"{url}\"\n{}[security]\ntoken_key_file = \"{}\"\n\
-         [schedule]\ncron = \"*/2 * * * * *\"\nconcurrency = {}\nbatch_size = 2000\nclaim_lease = \"{}s\"\n\
+         [schedule]\ncron = \"{cron}\"\nconcurrency = {}\nclaim_lease = \"{}s\"\n\
          [http]\nrequest_timeout = \"60s\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n{}",
         b.sqlite_cache_mib
             .map(|m| format!("sqlite_cache_mib = {m}\n"))

@@ -26,6 +26,7 @@ mod history;
 mod idle;
 mod load;
 mod scale;
+mod soak;
 mod status;
 
 pub use api::{ApiBench, api};
@@ -477,6 +478,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 60)]
         idle_s: u64,
     },
+    /// N accounts re-checked every minute by a daemon started by hand, for --minutes: once a
+    /// minute its RSS, file descriptors, threads, checks and errors, then what changed.
+    Soak {
+        /// Accounts N.
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        /// How long it runs, in minutes.
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+        /// Latency L of every simulated answer, in milliseconds.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+        /// API clients, each reading the health list or one account's detail once a second.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
     /// Connections that hold on (silent, half a request, idle, HTTP/2, never reading) at the
     /// shipped limits: how long a real request waits, and what each held connection costs.
     Conns {
@@ -573,6 +590,23 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 bail!("--clients must be at least 1");
             }
             idle::idle(clients, idle_s).await?
+        }
+        BenchCommand::Soak {
+            accounts,
+            minutes,
+            latency_ms,
+            clients,
+        } => {
+            if accounts == 0 || minutes == 0 || latency_ms == 0 {
+                bail!("--accounts, --minutes and --latency-ms must be at least 1");
+            }
+            soak::soak(soak::SoakBench {
+                accounts,
+                minutes,
+                latency: std::time::Duration::from_millis(latency_ms),
+                clients,
+            })
+            .await?
         }
         BenchCommand::Conns { connections } => {
             if connections == 0 {
