@@ -7,6 +7,9 @@ use super::*;
 /// Registrations made.
 pub(super) const REGISTRATIONS: usize = 10_000;
 
+/// The bound on the idle RSS, 15 MB, in MiB (what the kernel's kB are).
+const GOAL_MIB: f64 = 15e6 / 1_048_576.0;
+
 /// What the run measured.
 pub(super) struct Idle {
     /// RSS before the registrations, MiB.
@@ -128,9 +131,9 @@ pub async fn idle(clients: usize, idle_s: u64) -> anyhow::Result<()> {
     let mib = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.1}"));
     let line = |when: String, rss: Option<f64>, anon: Option<f64>, file: Option<f64>| {
         println!(
-            "  RSS {when:<19} {} MiB (bound 15: {}), {} MiB anonymous, {} MiB file pages",
+            "  RSS {when:<19} {} MiB (goal 15 MB, {GOAL_MIB:.1} MiB: {}), {} MiB anonymous, {} MiB file pages",
             mib(rss),
-            rss.map_or("?".to_string(), |v| format!("{:.2}x", v / 15.0)),
+            rss.map_or("?".to_string(), |v| format!("{:.2}x", v / GOAL_MIB)),
             mib(anon),
             mib(file)
         )
