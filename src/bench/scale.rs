@@ -21,6 +21,38 @@ fn cpu_of(pid: &str) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// CPU time used by the daemon and by this process (the simulator, the API's readers)
+/// between two moments.
+#[derive(Debug, Clone, Copy)]
+struct Cpus {
+    daemon: Duration,
+    bench: Duration,
+}
+
+/// A start for [`Cpus`].
+struct CpusFrom {
+    daemon: Option<Duration>,
+    bench: Option<Duration>,
+}
+
+impl Cpus {
+    fn now(pid: &str) -> CpusFrom {
+        CpusFrom {
+            daemon: cpu_of(pid),
+            bench: cpu_of("self"),
+        }
+    }
+}
+
+impl CpusFrom {
+    fn until_now(self, pid: &str) -> Option<Cpus> {
+        Some(Cpus {
+            daemon: cpu_of(pid)?.checked_sub(self.daemon?)?,
+            bench: cpu_of("self")?.checked_sub(self.bench?)?,
+        })
+    }
+}
+
 /// The `n`th "sweep finished" line of the daemon's JSON log, once written: (checked, ms).
 fn sweep_line(log: &std::path::Path, n: usize) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(log).ok()?;
@@ -102,12 +134,14 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
     let started = Instant::now();
     let (mut daemon, pid) = spawn_daemon(dir.path(), &config_path, port).await?;
     let start_time = started.elapsed();
+    let cpu_first = Cpus::now(&pid);
     let start_rss = rss_of(&pid);
     let log = dir.path().join("daemon.log");
     let limit = Duration::from_secs(3_600);
     let sampling = tokio_util::sync::CancellationToken::new();
     let sampler = sample_resident(pid.clone(), Some(dir.path().join("scale.db-wal")), sampling.clone());
     let first = sweep_done(&log, 0, limit).await?;
+    let cpu_first = cpu_first.until_now(&pid);
 
     // Every account due again, from outside (as time would make them): the repeat sweep,
     // with 16 clients reading the API meanwhile.
@@ -117,7 +151,7 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
         .execute(&pool)
         .await?;
     pool.close().await;
-    let cpu_before = cpu_of(&pid);
+    let cpu_repeat = Cpus::now(&pid);
     let base = format!("http://127.0.0.1:{port}");
     let done = tokio_util::sync::CancellationToken::new();
     let mut readers = tokio::task::JoinSet::new();
@@ -152,7 +186,7 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
         one.extend(o);
     }
     let repeat = repeat?;
-    let cpu = cpu_before.zip(cpu_of(&pid)).map(|(a, b)| b.saturating_sub(a));
+    let cpu_repeat = cpu_repeat.until_now(&pid);
     let peak = status_mib(&pid, "VmHWM:");
     sampling.cancel();
     let sampled = sampler.await?;
@@ -199,20 +233,33 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
         start_rss.unwrap_or_default()
     );
     out!("  adapter floor       {floor_s:.2} s (every token checked with C in flight, no store)");
-    for (name, (checked, ms)) in [("first sweep ", first), ("repeat sweep", repeat)] {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    for (name, (checked, ms), cpu) in [("first sweep ", first, cpu_first), ("repeat sweep", repeat, cpu_repeat)] {
         let s = ms as f64 / 1e3;
         out!(
             "  {name}        {checked} checked in {s:.2} s: {:.2}x the floor{}",
             s / floor_s,
             if name == "repeat sweep" { " (goal 1.15x)" } else { "" }
         );
-    }
-    if let Some(cpu) = cpu {
-        out!(
-            "  daemon CPU          {:.1} s in the repeat sweep, {:.0} µs a check (the API readers included, the simulator not)",
-            cpu.as_secs_f64(),
-            cpu.as_secs_f64() * 1e6 / n
-        );
+        // What the CPUs allowed: the sweep cannot end before the CPU time it and the
+        // simulator used, spread over every core, has passed. (The CPU is read from before
+        // the sweep's start to a moment after its end, when neither process works much.)
+        if let Some(Cpus { daemon, bench }) = cpu {
+            let (d, b) = (daemon.as_secs_f64(), bench.as_secs_f64());
+            out!(
+                "                      CPU: the daemon {d:.1} s ({:.0} µs a check{}), the simulator{} {b:.1} s: \
+                 {:.2} s on {cores:.0} cores, the cores {:.0}% busy",
+                d * 1e6 / checked.max(1) as f64,
+                if name == "repeat sweep" {
+                    ", the API's readers included"
+                } else {
+                    ""
+                },
+                if name == "repeat sweep" { " and the readers" } else { "" },
+                (d + b) / cores,
+                (d + b) / (cores * s) * 100.0
+            );
+        }
     }
     out!(
         "  API during the sweep GET /v1/accounts/health?limit=100: p50 {:.1} ms, p99 {:.1} ms ({} requests); \
