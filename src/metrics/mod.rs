@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+mod per_account;
 
 use crate::domain::{AlertKind, Health, Platform, UnixTime};
 use crate::health::outcome_label;
@@ -18,10 +19,6 @@ use crate::store::{Store, StoreError};
 pub struct Metrics {
     registry: Registry,
     accounts: IntGaugeVec,
-    token_expiry: GaugeVec,
-    data_access_expiry: GaugeVec,
-    reconnect_deadline: GaugeVec,
-    needs_reconnect: IntGaugeVec,
     alerts_pending: IntGauge,
     oldest_pending_alert_age: Gauge,
     configuration_problems: IntGaugeVec,
@@ -46,40 +43,6 @@ impl Metrics {
         let accounts = IntGaugeVec::new(
             Opts::new("accounts", "Connected accounts by platform and health"),
             &["platform", "health"],
-        )
-        .expect("valid metric");
-        let token_expiry = GaugeVec::new(
-            Opts::new(
-                "token_expiry_timestamp_seconds",
-                "When each account's access token expires (Unix time)",
-            ),
-            &["platform", "account_id", "workspace"],
-        )
-        .expect("valid metric");
-        let data_access_expiry = GaugeVec::new(
-            Opts::new(
-                "data_access_expiry_timestamp_seconds",
-                "When each Facebook account's data access expires (Unix time); the owner must log in to the app before then",
-            ),
-            &["platform", "account_id", "workspace"],
-        )
-        .expect("valid metric");
-        let reconnect_deadline = GaugeVec::new(
-            Opts::new(
-                "reconnect_deadline_timestamp_seconds",
-                "When each account must be reconnected by a person (Unix time): the access token's expiry if nothing \
-                 renews it, the refresh token's if it is renewed automatically, Facebook's data-access expiry; absent \
-                 when there is no such deadline",
-            ),
-            &["platform", "account_id", "workspace"],
-        )
-        .expect("valid metric");
-        let needs_reconnect = IntGaugeVec::new(
-            Opts::new(
-                "account_needs_reconnect",
-                "1 when a person must reconnect the account now, else 0",
-            ),
-            &["platform", "account_id", "workspace"],
         )
         .expect("valid metric");
         let alerts_pending = IntGauge::new("alerts_pending", "Alert events not delivered yet").expect("valid metric");
@@ -163,10 +126,6 @@ impl Metrics {
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for c in [
             Box::new(accounts.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(token_expiry.clone()),
-            Box::new(data_access_expiry.clone()),
-            Box::new(reconnect_deadline.clone()),
-            Box::new(needs_reconnect.clone()),
             Box::new(alerts_pending.clone()),
             Box::new(oldest_pending_alert_age.clone()),
             Box::new(configuration_problems.clone()),
@@ -200,10 +159,6 @@ impl Metrics {
         Metrics {
             registry,
             accounts,
-            token_expiry,
-            data_access_expiry,
-            reconnect_deadline,
-            needs_reconnect,
             alerts_pending,
             oldest_pending_alert_age,
             configuration_problems,
@@ -323,10 +278,6 @@ impl Metrics {
         self.alerts_pending.set(pending);
         self.oldest_pending_alert_age
             .set(oldest.map_or(0.0, |t| (now - t).max(0) as f64));
-        self.token_expiry.reset();
-        self.data_access_expiry.reset();
-        self.reconnect_deadline.reset();
-        self.needs_reconnect.reset();
         let counts = store.health_counts(now - stale_after).await?;
         let total: i64 = counts.iter().map(|(_, _, n)| n).sum();
         let over = per_account_limit > 0 && total > per_account_limit as i64;
@@ -342,9 +293,11 @@ impl Metrics {
             }
         }
         self.per_account_series.set(i64::from(per_account && !over));
-        if per_account && !over {
-            self.render_per_account(store, renewed).await?;
-        }
+        let per_account_rows = if per_account && !over {
+            store.reconnect_rows(None).await?
+        } else {
+            Vec::new()
+        };
         self.accounts.reset();
         for p in Platform::ALL {
             for h in Health::ALL {
@@ -360,39 +313,9 @@ impl Metrics {
         TextEncoder::new()
             .encode(&families, &mut out)
             .map_err(MetricsError::Encode)?;
-        Ok(String::from_utf8_lossy(&out).into_owned())
-    }
-}
-
-impl Metrics {
-    async fn render_per_account(
-        &self,
-        store: &Store,
-        renewed: impl Fn(Platform, Option<crate::domain::InstagramLogin>, bool, crate::domain::Custody) -> bool,
-    ) -> Result<(), StoreError> {
-        for r in store.reconnect_rows(None).await? {
-            let labels = [r.platform.as_str(), r.account_id.as_str(), r.workspace.as_str()];
-            if let Some(t) = r.token_expires_at {
-                self.token_expiry.with_label_values(&labels).set(t as f64);
-            }
-            if let Some(t) = r.data_access_expires_at {
-                self.data_access_expiry.with_label_values(&labels).set(t as f64);
-            }
-            self.needs_reconnect
-                .with_label_values(&labels)
-                .set(i64::from(r.needs_reconnect));
-            let deadline = crate::health::reconnect_deadline(
-                renewed(r.platform, r.instagram_login, r.has_refresh_token, r.custody),
-                r.token_expires_at,
-                r.refresh_expires_at,
-                r.data_access_expires_at,
-                r.refresh_failing,
-            );
-            if let Some(t) = deadline {
-                self.reconnect_deadline.with_label_values(&labels).set(t as f64);
-            }
-        }
-        Ok(())
+        let mut out = String::from_utf8_lossy(&out).into_owned();
+        per_account::write(&mut out, &per_account_rows, renewed);
+        Ok(out)
     }
 }
 
