@@ -453,7 +453,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(limit, i64::from(d.sqlite_memory_mib) << 20);
-        assert_eq!(d.sqlite_memory_mib, 32);
+        assert_eq!(d.sqlite_memory_mib, 16);
         let cache: i64 = sqlx::query_scalar("PRAGMA cache_size").fetch_one(pool).await.unwrap();
         assert_eq!(
             cache,
