@@ -257,7 +257,8 @@ impl Store {
             // All connections' caches and statements together: near this, caches reuse
             // their pages instead of growing (`database.sqlite_memory_mib`; the limit is
             // SQLite's, for the process, and each connection sets the same one). At 100,000
-            // accounts 32 MiB took 23-31 MiB off the sweep's peak RSS (bench scale).
+            // accounts 32 MiB took 23-31 MiB off the sweep's peak RSS, and at a million the
+            // default of 16 took 26 MiB more (bench scale).
             .pragma("soft_heap_limit", (u64::from(memory_mib) << 20).to_string())
             // Rows cross from SQLite's thread in larger runs: a sweep's page of due accounts
             // (thousands of rows) then costs a few thread wake-ups instead of one per 50 rows.
