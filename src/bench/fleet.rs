@@ -45,11 +45,14 @@ pub(super) fn daemon_toml(
     sim: &Simulator,
     dir: &std::path::Path,
 ) -> anyhow::Result<String> {
-    ticking_toml(b, "*/2 * * * * *", url, port, key_file, sim, dir)
+    ticking_toml(b, EVERY_2_S, url, port, key_file, sim, dir)
 }
 
+/// The benchmark daemons' sweep tick.
+pub(super) const EVERY_2_S: &str = "*/2 * * * * *";
+
 /// [`daemon_toml`] with sweeps at `cron`.
-pub(super) fn ticking_toml(
+fn ticking_toml(
     b: &ScaleBench,
     cron: &str,
     url: &str,
@@ -81,6 +84,61 @@ pub(super) fn ticking_toml(
         );
     }
     Ok(toml)
+}
+
+/// One daemon's benchmark on a SQLite file, set up and not started yet.
+pub(super) struct SqliteFleet {
+    /// The simulated platforms, answering after `b.latency`.
+    pub sim: Simulator,
+    /// The temporary folder: the database, the token key, the configuration, the log.
+    pub dir: tempfile::TempDir,
+    /// The database file.
+    pub db: std::path::PathBuf,
+    /// The daemon's API port.
+    pub port: u16,
+    /// The daemon's configuration file.
+    pub config_path: std::path::PathBuf,
+    /// The same configuration without sweeps, for importing the accounts in this process.
+    pub state: AppState,
+}
+
+/// Sets up `name`'s benchmark (`name.db`, `name.toml` in a temporary folder): the
+/// simulator, the daemon's configuration with sweeps at `cron` and `extra` appended, and a
+/// state to import through.
+pub(super) async fn sqlite_fleet(b: &ScaleBench, name: &str, cron: &str, extra: &str) -> anyhow::Result<SqliteFleet> {
+    let sim = Simulator::start_in_thread()?;
+    for p in Platform::ALL {
+        sim.set_latency(p, b.latency);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("socialsyncer-{name}-"))
+        .tempdir()?;
+    let db = dir.path().join(format!("{name}.db"));
+    let key_file = dir.path().join("token.key");
+    crate::crypto::Sealer::load_or_create(&key_file)?;
+    let port = free_port()?;
+    let toml = ticking_toml(
+        b,
+        cron,
+        &format!("sqlite://{}", db.display()),
+        port,
+        &key_file,
+        &sim,
+        dir.path(),
+    )? + extra;
+    let config_path = dir.path().join(format!("{name}.toml"));
+    std::fs::write(&config_path, &toml)?;
+    let mut seed_config = Config::from_toml(&toml)?;
+    seed_config.schedule.cron = String::new();
+    let state = AppState::build(seed_config).await?;
+    Ok(SqliteFleet {
+        sim,
+        dir,
+        db,
+        port,
+        config_path,
+        state,
+    })
 }
 
 /// The claim lease the benchmark's daemons run with: how long a killed daemon's claims wait

@@ -7,7 +7,7 @@
 //! their pruning (`history`).
 
 use super::daemon::{rss_of, sample_resident, spawn_daemon, status_mib};
-use super::fleet::{ScaleBench, Seeded, WORKSPACES, daemon_toml, free_port, seed};
+use super::fleet::{EVERY_2_S, ScaleBench, Seeded, SqliteFleet, WORKSPACES, seed, sqlite_fleet};
 use super::*;
 
 /// The bound on the sweep's peak RSS, 200 MB, in MiB (what the kernel's kB are).
@@ -35,16 +35,14 @@ struct CpusFrom {
     bench: Option<Duration>,
 }
 
-impl Cpus {
+impl CpusFrom {
     fn now(pid: &str) -> CpusFrom {
         CpusFrom {
             daemon: cpu_of(pid),
             bench: cpu_of("self"),
         }
     }
-}
 
-impl CpusFrom {
     fn until_now(self, pid: &str) -> Option<Cpus> {
         Some(Cpus {
             daemon: cpu_of(pid)?.checked_sub(self.daemon?)?,
@@ -90,28 +88,14 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 /// Runs it and prints its figures.
 pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
-    let sim = Simulator::start_in_thread()?;
-    for p in Platform::ALL {
-        sim.set_latency(p, b.latency);
-    }
-    let dir = tempfile::Builder::new().prefix("socialsyncer-scale-").tempdir()?;
-    let db = dir.path().join("scale.db");
-    let key_file = dir.path().join("token.key");
-    crate::crypto::Sealer::load_or_create(&key_file)?;
-    let port = free_port()?;
-    let toml = daemon_toml(
-        &b,
-        &format!("sqlite://{}", db.display()),
+    let SqliteFleet {
+        sim,
+        dir,
+        db,
         port,
-        &key_file,
-        &sim,
-        dir.path(),
-    )?;
-    let config_path = dir.path().join("scale.toml");
-    std::fs::write(&config_path, &toml)?;
-    let mut seed_config = Config::from_toml(&toml)?;
-    seed_config.schedule.cron = String::new();
-    let state = AppState::build(seed_config).await?;
+        config_path,
+        state,
+    } = sqlite_fleet(&b, "scale", EVERY_2_S, "").await?;
     let Seeded {
         api_key,
         tokens,
@@ -134,7 +118,7 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
     let started = Instant::now();
     let (mut daemon, pid) = spawn_daemon(dir.path(), &config_path, port).await?;
     let start_time = started.elapsed();
-    let cpu_first = Cpus::now(&pid);
+    let cpu_first = CpusFrom::now(&pid);
     let start_rss = rss_of(&pid);
     let log = dir.path().join("daemon.log");
     let limit = Duration::from_secs(3_600);
@@ -151,7 +135,7 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
         .execute(&pool)
         .await?;
     pool.close().await;
-    let cpu_repeat = Cpus::now(&pid);
+    let cpu_repeat = CpusFrom::now(&pid);
     let base = format!("http://127.0.0.1:{port}");
     let done = tokio_util::sync::CancellationToken::new();
     let mut readers = tokio::task::JoinSet::new();

@@ -5,7 +5,7 @@
 //! warnings in its log), and at the end what changed from the first minutes to the last.
 
 use super::daemon::{rss_of, spawn_daemon, status_mib};
-use super::fleet::{ScaleBench, free_port, seed, ticking_toml};
+use super::fleet::{ScaleBench, SqliteFleet, seed, sqlite_fleet};
 use super::*;
 
 /// Parameters of the soak.
@@ -96,15 +96,6 @@ fn warnings_since(log: &std::path::Path, from: u64) -> (usize, Vec<String>, u64)
 
 /// Runs it and prints a line a minute and its summary.
 pub async fn soak(b: SoakBench) -> anyhow::Result<()> {
-    let sim = Simulator::start_in_thread()?;
-    for p in Platform::ALL {
-        sim.set_latency(p, b.latency);
-    }
-    let dir = tempfile::Builder::new().prefix("socialsyncer-soak-").tempdir()?;
-    let db = dir.path().join("soak.db");
-    let key_file = dir.path().join("token.key");
-    crate::crypto::Sealer::load_or_create(&key_file)?;
-    let port = free_port()?;
     let fleet = ScaleBench {
         accounts: b.accounts,
         latency: b.latency,
@@ -118,20 +109,14 @@ pub async fn soak(b: SoakBench) -> anyhow::Result<()> {
     };
     // A sweep every 10 s picks up what is due; each account is due a minute (+-10%) after its
     // last check.
-    let toml = ticking_toml(
-        &fleet,
-        "*/10 * * * * *",
-        &format!("sqlite://{}", db.display()),
+    let SqliteFleet {
+        sim,
+        dir,
+        db,
         port,
-        &key_file,
-        &sim,
-        dir.path(),
-    )? + "[health]\ncheck_interval = \"1m\"\n";
-    let config_path = dir.path().join("soak.toml");
-    std::fs::write(&config_path, &toml)?;
-    let mut seed_config = Config::from_toml(&toml)?;
-    seed_config.schedule.cron = String::new();
-    let state = AppState::build(seed_config).await?;
+        config_path,
+        state,
+    } = sqlite_fleet(&fleet, "soak", "*/10 * * * * *", "[health]\ncheck_interval = \"1m\"\n").await?;
     let seeded = seed(&state, &sim, b.accounts).await?;
     let probe = seeded.tokens[0].clone();
     let api_key = seeded.api_key.clone();
