@@ -14,6 +14,9 @@ const GOAL_MIB: f64 = 15e6 / 1_048_576.0;
 pub(super) struct Idle {
     /// RSS before the registrations, MiB.
     pub before: Option<f64>,
+    /// Of `before`: anonymous memory and file pages, MiB.
+    pub before_anon: Option<f64>,
+    pub before_file: Option<f64>,
     /// RSS a few seconds after them, MiB.
     pub after: Option<f64>,
     /// Of `after`: anonymous memory (heap, stacks), MiB.
@@ -59,6 +62,10 @@ pub(super) async fn after_registrations(clients: usize, idle_s: Option<u64>) -> 
     let (mut daemon, pid) = super::daemon::spawn_daemon(dir.path(), &config_path, port).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = super::daemon::rss_of(&pid);
+    let (before_anon, before_file) = (
+        super::daemon::status_mib(&pid, "RssAnon:"),
+        super::daemon::status_mib(&pid, "RssFile:"),
+    );
     let started = Instant::now();
     let http = reqwest::Client::new();
     let sim = std::sync::Arc::new(sim);
@@ -116,6 +123,8 @@ pub(super) async fn after_registrations(clients: usize, idle_s: Option<u64>) -> 
     }
     Ok(Idle {
         before,
+        before_anon,
+        before_file,
         after,
         anon,
         file,
@@ -140,7 +149,15 @@ pub async fn idle(clients: usize, idle_s: u64) -> anyhow::Result<()> {
     };
     println!("bench idle: {REGISTRATIONS} registrations through the API, {clients} clients, a daemon started by hand");
     println!("  registrations took      {:.1} s", i.took.as_secs_f64());
-    println!("  RSS before              {} MiB", mib(i.before));
+    // Before any registration: what the daemon holds as soon as it serves (its code, the
+    // C library, the runtime's threads), the floor under every later reading.
+    println!(
+        "  RSS before              {} MiB ({} the goal before any registration: the floor), {} MiB anonymous, {} MiB file pages",
+        mib(i.before),
+        i.before.map_or("?".to_string(), |v| format!("{:.2}x", v / GOAL_MIB)),
+        mib(i.before_anon),
+        mib(i.before_file)
+    );
     line("5 s after".into(), i.after, i.anon, i.file);
     if let Some(l) = i.later {
         line(format!("{} s after", l.secs), l.rss, l.anon, l.file);

@@ -1,7 +1,7 @@
 //! `socialsyncer bench scale` (issue 27): N accounts over the five platforms and 100
 //! workspaces on one daemon in its own process (`serve`, as by hand), against simulated
 //! platforms with latency L. Import, start, a first and a repeat sweep (each against the
-//! adapter floor measured in the same run), the API's latency during the repeat sweep, the
+//! adapter floor measured in the same run), the API's latency during a third sweep, the
 //! daemon's peak memory and CPU per check, a metrics scrape, and how long a sweep of each
 //! platform's share takes at the default rate limits; then 30 simulated days of history and
 //! their pruning (`history`).
@@ -60,6 +60,17 @@ fn sweep_line(log: &std::path::Path, n: usize) -> Option<(u64, u64)> {
         .filter(|v| v["message"] == "sweep finished")
         .nth(n)?;
     Some((v["checked"].as_u64()?, v["duration_ms"].as_u64()?))
+}
+
+/// Makes every account due now, from outside, as time would.
+async fn all_due(db: &std::path::Path) -> anyhow::Result<()> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await?;
+    sqlx::query("UPDATE account_health SET next_check_at = $1")
+        .bind(domain::now())
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(())
 }
 
 /// Waits for the `n`th sweep to finish (at most `limit`).
@@ -128,14 +139,15 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
     let cpu_first = cpu_first.until_now(&pid);
 
     // Every account due again, from outside (as time would make them): the repeat sweep,
-    // with 16 clients reading the API meanwhile.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await?;
-    sqlx::query("UPDATE account_health SET next_check_at = $1")
-        .bind(domain::now())
-        .execute(&pool)
-        .await?;
-    pool.close().await;
+    // alone (the sweep's goal), then a third with 16 clients reading the API meanwhile (the
+    // API's goal). The readers read as fast as they are answered: on 2 cores their CPU is
+    // taken from the sweep's, so the sweep is measured without them.
+    all_due(&db).await?;
     let cpu_repeat = CpusFrom::now(&pid);
+    let repeat = sweep_done(&log, 1, limit).await?;
+    let cpu_repeat = cpu_repeat.until_now(&pid);
+    all_due(&db).await?;
+    let cpu_read = CpusFrom::now(&pid);
     let base = format!("http://127.0.0.1:{port}");
     let done = tokio_util::sync::CancellationToken::new();
     let mut readers = tokio::task::JoinSet::new();
@@ -161,7 +173,7 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
             anyhow::Ok((list, one))
         });
     }
-    let repeat = sweep_done(&log, 1, limit).await;
+    let read = sweep_done(&log, 2, limit).await;
     done.cancel();
     let (mut list, mut one) = (Vec::new(), Vec::new());
     while let Some(r) = readers.join_next().await {
@@ -169,8 +181,8 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
         list.extend(l);
         one.extend(o);
     }
-    let repeat = repeat?;
-    let cpu_repeat = cpu_repeat.until_now(&pid);
+    let read = read?;
+    let cpu_read = cpu_read.until_now(&pid);
     let peak = status_mib(&pid, "VmHWM:");
     sampling.cancel();
     let sampled = sampler.await?;
@@ -218,12 +230,21 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
     );
     out!("  adapter floor       {floor_s:.2} s (every token checked with C in flight, no store)");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    for (name, (checked, ms), cpu) in [("first sweep ", first, cpu_first), ("repeat sweep", repeat, cpu_repeat)] {
+    for (name, (checked, ms), cpu) in [
+        ("first sweep ", first, cpu_first),
+        ("repeat sweep", repeat, cpu_repeat),
+        ("with readers", read, cpu_read),
+    ] {
+        let reading = name == "with readers";
         let s = ms as f64 / 1e3;
         out!(
             "  {name}        {checked} checked in {s:.2} s: {:.2}x the floor{}",
             s / floor_s,
-            if name == "repeat sweep" { " (goal 1.15x)" } else { "" }
+            match name {
+                "repeat sweep" => " (goal 1.15x)",
+                "with readers" => ", the API read by its clients meanwhile",
+                _ => "",
+            }
         );
         // What the CPUs allowed: the sweep cannot end before the CPU time it and the
         // simulator used, spread over every core, has passed. (The CPU is read from before
@@ -232,15 +253,12 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
             let (d, b) = (daemon.as_secs_f64(), bench.as_secs_f64());
             out!(
                 "                      CPU: the daemon {d:.1} s ({:.0} µs a check{}), the simulator{} {b:.1} s: \
-                 {:.2} s on {cores:.0} cores, the cores {:.0}% busy",
+                 {:.2} s on {cores:.0} cores ({:.2}x the floor, the least this CPU time allows), the cores {:.0}% busy",
                 d * 1e6 / checked.max(1) as f64,
-                if name == "repeat sweep" {
-                    ", the API's readers included"
-                } else {
-                    ""
-                },
-                if name == "repeat sweep" { " and the readers" } else { "" },
+                if reading { ", the API's answers included" } else { "" },
+                if reading { " and the readers" } else { "" },
                 (d + b) / cores,
+                (d + b) / cores / floor_s,
                 (d + b) / (cores * s) * 100.0
             );
         }
