@@ -51,15 +51,28 @@ impl CpusFrom {
     }
 }
 
-/// The `n`th "sweep finished" line of the daemon's JSON log, once written: (checked, ms).
-fn sweep_line(log: &std::path::Path, n: usize) -> Option<(u64, u64)> {
+/// What a sweep's "sweep finished" line says.
+#[derive(Debug, Clone, Copy)]
+struct Swept {
+    checked: u64,
+    ms: u64,
+    /// The time its results took to be written (the writer's busy time).
+    write_ms: u64,
+}
+
+/// The `n`th "sweep finished" line of the daemon's JSON log, once written.
+fn sweep_line(log: &std::path::Path, n: usize) -> Option<Swept> {
     let text = std::fs::read_to_string(log).ok()?;
     let v = text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["message"] == "sweep finished")
         .nth(n)?;
-    Some((v["checked"].as_u64()?, v["duration_ms"].as_u64()?))
+    Some(Swept {
+        checked: v["checked"].as_u64()?,
+        ms: v["duration_ms"].as_u64()?,
+        write_ms: v["write_ms"].as_u64()?,
+    })
 }
 
 /// Makes every account due now, from outside, as time would.
@@ -74,7 +87,7 @@ async fn all_due(db: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Waits for the `n`th sweep to finish (at most `limit`).
-async fn sweep_done(log: &std::path::Path, n: usize, limit: Duration) -> anyhow::Result<(u64, u64)> {
+async fn sweep_done(log: &std::path::Path, n: usize, limit: Duration) -> anyhow::Result<Swept> {
     let started = Instant::now();
     loop {
         if let Some(r) = sweep_line(log, n) {
@@ -230,7 +243,7 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
     );
     out!("  adapter floor       {floor_s:.2} s (every token checked with C in flight, no store)");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    for (name, (checked, ms), cpu) in [
+    for (name, Swept { checked, ms, write_ms }, cpu) in [
         ("first sweep ", first, cpu_first),
         ("repeat sweep", repeat, cpu_repeat),
         ("with readers", read, cpu_read),
@@ -262,6 +275,12 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
                 (d + b) / (cores * s) * 100.0
             );
         }
+        // The one writer: when it is busy nearly the whole sweep, the results wait for it.
+        out!(
+            "                      writes: {:.2} s in transactions ({:.0}% of the sweep)",
+            write_ms as f64 / 1e3,
+            write_ms as f64 / ms.max(1) as f64 * 100.0
+        );
     }
     out!(
         "  API during the sweep GET /v1/accounts/health?limit=100: p50 {:.1} ms, p99 {:.1} ms ({} requests); \
