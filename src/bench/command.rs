@@ -48,7 +48,7 @@ pub enum BenchCommand {
         keep: bool,
     },
     /// N accounts over 100 workspaces on one daemon in its own process: import, start, a
-    /// first and a repeat sweep against the adapter floor, the API during the sweep, memory,
+    /// first, a repeat and a third sweep against the adapter floor, the API during the third, memory,
     /// a metrics scrape, and each platform's sweep time at the default rate limits.
     Scale {
         /// Accounts N.
@@ -60,7 +60,7 @@ pub enum BenchCommand {
         /// Checks in flight C.
         #[arg(long, default_value_t = 1_000)]
         concurrency: usize,
-        /// API clients reading during the repeat sweep.
+        /// API clients reading during the third sweep.
         #[arg(long, default_value_t = 16)]
         clients: usize,
         /// Afterwards, simulated days of history (a check per account every
