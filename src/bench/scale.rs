@@ -243,21 +243,22 @@ pub async fn scale(b: ScaleBench) -> anyhow::Result<()> {
     );
     out!("  adapter floor       {floor_s:.2} s (every token checked with C in flight, no store)");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    for (name, Swept { checked, ms, write_ms }, cpu) in [
-        ("first sweep ", first, cpu_first),
-        ("repeat sweep", repeat, cpu_repeat),
-        ("with readers", read, cpu_read),
+    // (name, what follows its ratio, whether the readers read during it, ...)
+    for (name, note, reading, Swept { checked, ms, write_ms }, cpu) in [
+        ("first sweep ", "", false, first, cpu_first),
+        ("repeat sweep", " (goal 1.15x)", false, repeat, cpu_repeat),
+        (
+            "with readers",
+            ", the API read by its clients meanwhile",
+            true,
+            read,
+            cpu_read,
+        ),
     ] {
-        let reading = name == "with readers";
         let s = ms as f64 / 1e3;
         out!(
-            "  {name}        {checked} checked in {s:.2} s: {:.2}x the floor{}",
-            s / floor_s,
-            match name {
-                "repeat sweep" => " (goal 1.15x)",
-                "with readers" => ", the API read by its clients meanwhile",
-                _ => "",
-            }
+            "  {name}        {checked} checked in {s:.2} s: {:.2}x the floor{note}",
+            s / floor_s
         );
         // What the CPUs allowed: the sweep cannot end before the CPU time it and the
         // simulator used, spread over every core, has passed. (The CPU is read from before
